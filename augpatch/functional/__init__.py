@@ -1,0 +1,44 @@
+"""Pure, stateless, differentiable kernels of augpatch.
+
+The exact semantics are those of the project's SPEC (see the README): pixel
+``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``, boxes are ``xyxy`` in those
+continuous coordinates, and ``theta`` follows the ``F.affine_grid`` convention in
+each object's normalised patch coordinates (it maps an output location to the
+location it is read from).
+"""
+
+from augpatch.functional._boxes import (
+    boxes_to_list,
+    boxes_to_padded,
+    clip_boxes,
+    convert_box_format,
+    list_to_boxes,
+    padded_to_boxes,
+)
+from augpatch.functional._geometry import (
+    inverse_transform_boxes,
+    inverse_transform_points,
+    patch_affine_matrix,
+    pixel_matrix_to_theta,
+    theta_to_pixel_matrix,
+    transform_boxes,
+    transform_points,
+)
+from augpatch.functional._warp import warp_patches
+
+__all__ = [
+    "boxes_to_list",
+    "boxes_to_padded",
+    "clip_boxes",
+    "convert_box_format",
+    "inverse_transform_boxes",
+    "inverse_transform_points",
+    "list_to_boxes",
+    "padded_to_boxes",
+    "patch_affine_matrix",
+    "pixel_matrix_to_theta",
+    "theta_to_pixel_matrix",
+    "transform_boxes",
+    "transform_points",
+    "warp_patches",
+]

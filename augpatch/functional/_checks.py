@@ -1,0 +1,133 @@
+"""Input validation shared by the functional core.
+
+Every public entry point validates its arguments here so that bad input fails
+early with a message that names the argument and what is wrong with it, instead
+of crashing deep inside PyTorch or silently producing garbage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+_IMAGE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8)
+
+MODES = ("bilinear", "nearest", "bicubic")
+PADDING_MODES = ("zeros", "border", "reflection", "image")
+OVERLAPS = ("sequential", "parallel")
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_tensor(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_finite(name: str, value: Tensor) -> None:
+    """Raise ``ValueError`` if a floating tensor holds NaN or Inf."""
+    if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+
+
+def check_images(images: object, name: str = "images") -> Tensor:
+    """Validate an image batch ``[B, C, H, W]`` of a supported dtype."""
+    images = check_tensor(name, images)
+    if images.dim() != 4:
+        raise ValueError(f"{name} must have shape [B, C, H, W], got {tuple(images.shape)}")
+    if images.dtype not in _IMAGE_DTYPES:
+        raise TypeError(
+            f"{name} must be float16, bfloat16, float32, float64 or uint8, got {images.dtype}"
+        )
+    return images
+
+
+def check_boxes(boxes: object, name: str = "boxes") -> Tensor:
+    """Validate a flat box tensor ``[N, 4]`` (float or integer, finite)."""
+    boxes = check_tensor(name, boxes)
+    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape [N, 4], got {tuple(boxes.shape)}")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"{name} must be a real float or integer tensor, got {boxes.dtype}")
+    check_finite(name, boxes)
+    return boxes
+
+
+def check_theta(theta: object, num_objects: int, name: str = "theta") -> Tensor:
+    """Validate ``theta`` ``[N, 2, 3]`` or ``[N, 6]`` and return it as ``[N, 2, 3]``."""
+    theta = check_tensor(name, theta)
+    if not theta.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got {theta.dtype}")
+    if theta.dim() == 2 and theta.shape[-1] == 6:
+        theta = theta.reshape(-1, 2, 3)
+    elif not (theta.dim() == 3 and theta.shape[-2:] == (2, 3)):
+        raise ValueError(f"{name} must have shape [N, 2, 3] or [N, 6], got {tuple(theta.shape)}")
+    if theta.shape[0] != num_objects:
+        raise ValueError(f"{name} has {theta.shape[0]} rows but there are {num_objects} boxes")
+    check_finite(name, theta)
+    return theta
+
+
+def check_obj_to_img(
+    obj_to_img: object, num_objects: int, batch_size: int, name: str = "obj_to_img"
+) -> Tensor | None:
+    """Validate ``obj_to_img`` ``[N]`` with values in ``[0, B)``.
+
+    Returns ``None`` when it was omitted and ``B == 1`` (every object belongs to
+    image 0); raises when it is omitted and ``B > 1``.
+    """
+    if obj_to_img is None:
+        if batch_size != 1 and num_objects > 0:
+            raise ValueError(
+                f"{name} is required when the batch holds {batch_size} images "
+                "(it says which image each box belongs to)"
+            )
+        return None
+    obj_to_img = check_tensor(name, obj_to_img)
+    if obj_to_img.dtype in (torch.bool,) or obj_to_img.is_floating_point() or obj_to_img.is_complex():
+        raise TypeError(f"{name} must be an integer tensor (int64), got {obj_to_img.dtype}")
+    if obj_to_img.dim() != 1 or obj_to_img.shape[0] != num_objects:
+        raise ValueError(
+            f"{name} must have shape [N] = [{num_objects}], got {tuple(obj_to_img.shape)}"
+        )
+    if num_objects:
+        lo, hi = int(obj_to_img.min()), int(obj_to_img.max())
+        if lo < 0:
+            raise IndexError(f"{name} holds a negative image index ({lo})")
+        if hi >= batch_size:
+            raise IndexError(f"{name} holds image index {hi}, but the batch has {batch_size} images")
+    return obj_to_img.long()
+
+
+def check_same_device(**tensors: Tensor | None) -> None:
+    """Raise ``ValueError`` if the given tensors live on different devices."""
+    devices = {name: t.device for name, t in tensors.items() if isinstance(t, Tensor)}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{n} on {d}" for n, d in devices.items())
+        raise ValueError(f"all tensors must be on the same device, got {listed}")
+
+
+def flatten_box_list(boxes: Sequence[object], batch_size: int, name: str = "boxes") -> tuple[Tensor, Tensor]:
+    """Turn a list of ``B`` per-image ``[N_i, 4]`` tensors into flat boxes and ``obj_to_img``."""
+    if len(boxes) != batch_size:
+        raise ValueError(f"{name} is a list of {len(boxes)} tensors but the batch has {batch_size} images")
+    items = [check_boxes(b, f"{name}[{i}]") for i, b in enumerate(boxes)]
+    if not items:
+        raise ValueError(f"{name} is an empty list")
+    check_same_device(**{f"{name}[{i}]": b for i, b in enumerate(items)})
+    dtype = items[0].dtype
+    for i, b in enumerate(items):
+        if b.dtype != dtype:
+            raise TypeError(f"{name}[{i}] has dtype {b.dtype} but {name}[0] has {dtype}")
+    flat = torch.cat(items, 0)
+    counts = torch.tensor([b.shape[0] for b in items], device=flat.device)
+    obj_to_img = torch.repeat_interleave(torch.arange(batch_size, device=flat.device), counts)
+    return flat, obj_to_img
