@@ -1,0 +1,132 @@
+"""Scheduling of objects into levels, and PyTorch's exact base grid.
+
+A *level* is a set of objects that can all read the batch, and then all write
+it, without changing the result of the sequential loop of the SPEC. Object
+``n`` goes to the lowest level that respects, for every earlier object ``m``
+of the same image:
+
+* ``m`` writes where ``n`` reads (read after write): ``level[n] > level[m]``;
+* ``m`` writes where ``n`` writes (write after write): ``level[n] > level[m]``
+  (so no two boxes of one level overlap and the index order is kept);
+* ``m`` reads where ``n`` writes (write after read): ``level[n] >= level[m]``
+  (a level reads everything before it writes anything).
+
+With patch-relative padding an object reads only its own patch, so this is just
+"boxes overlap"; with ``padding_mode="image"`` the read region is the bounding
+box of the object's source footprint. Non-overlapping objects share level 0,
+which makes ``sequential`` cost the same as ``parallel`` then, and a chain of
+overlaps costs one pass per level, not per object.
+
+The schedule is computed on the CPU from ``N``-sized metadata (one transfer);
+nothing of size ``N x image`` is ever built.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_PAIR_CHUNK = 1 << 22  # pairs tested at once when looking for overlaps
+
+
+def _rects_intersect(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise intersection test of half-open pixel rects ``[x0, y0, x1, y1]``."""
+    return (
+        (torch.maximum(a[..., 0], b[..., 0]) < torch.minimum(a[..., 2], b[..., 2]))
+        & (torch.maximum(a[..., 1], b[..., 1]) < torch.minimum(a[..., 3], b[..., 3]))
+    )
+
+
+def overlap_edges(
+    write: Tensor, read: Tensor | None, image: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Dependency edges ``(src, dst, strict)`` between objects ``src < dst`` of one image.
+
+    ``write``/``read`` are ``[K, 4]`` int64 pixel rects on the CPU; ``read=None``
+    means every object reads exactly what it writes.
+    """
+    k = write.shape[0]
+    srcs, dsts, stricts = [], [], []
+    rows = max(1, _PAIR_CHUNK // max(k, 1))
+    idx = torch.arange(k)
+    for start in range(0, k, rows):
+        m = idx[start : start + rows, None]  # earlier object
+        n = idx[None, :]  # later object
+        cand = (m < n) & (image[m] == image[n])
+        wm, wn = write[m], write[n]
+        strict = _rects_intersect(wm, wn)
+        if read is not None:
+            strict |= _rects_intersect(wm, read[n])
+            loose = _rects_intersect(read[m], wn) & ~strict
+        else:
+            loose = torch.zeros_like(strict)
+        strict &= cand
+        loose &= cand
+        for mask, flag in ((strict, True), (loose, False)):
+            mi, ni = mask.nonzero(as_tuple=True)
+            srcs.append(mi + start)
+            dsts.append(ni)
+            stricts.append(torch.full_like(mi, int(flag)))
+    if not srcs:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty, empty
+    return torch.cat(srcs), torch.cat(dsts), torch.cat(stricts)
+
+
+def schedule_levels(num: int, src: Tensor, dst: Tensor, strict: Tensor) -> Tensor:
+    """Longest-path levels over the dependency DAG (vectorised relaxation).
+
+    Each sweep is one ``scatter_reduce`` over the edges; the number of sweeps is
+    the depth of the overlap chain (not the number of objects).
+    """
+    level = torch.zeros(num, dtype=torch.long)
+    if src.numel() == 0:
+        return level
+    while True:
+        cand = level[src] + strict
+        new = level.scatter_reduce(0, dst, cand, reduce="amax", include_self=True)
+        if torch.equal(new, level):
+            return level
+        level = new
+
+
+def exact_base_grid(index: Tensor, size: Tensor, align_corners: bool, dtype: torch.dtype) -> Tensor:
+    """``F.affine_grid``'s base coordinate of pixel ``index`` of ``size``, bit for bit.
+
+    ``affine_grid`` builds ``linspace(-1, 1, size)`` (times ``(size - 1) / size``
+    without ``align_corners``; ``0`` for ``size == 1``). ``linspace`` evaluates
+    ``start + step * k`` with a fused multiply-add; we reproduce that single
+    rounding (float32 through float64, float64 with an error-free product),
+    so coordinates, and therefore floor/round decisions at ties, match the
+    reference exactly. ``index``/``size`` are int64 tensors of equal shape.
+    """
+    n = size.to(dtype)
+    step = (torch.ones((), dtype=dtype, device=index.device) * 2) / (n - 1).clamp(min=1)
+    first_half = index < torch.div(size, 2, rounding_mode="floor")
+    k = torch.where(first_half, index, size - 1 - index).to(dtype)
+    start = torch.where(first_half, -1.0, 1.0).to(dtype)
+    sign = torch.where(first_half, 1.0, -1.0).to(dtype)
+    if dtype == torch.float64:
+        base = _fma_f64(sign * step, k, start)
+    else:
+        base = (start.double() + (sign * step).double() * k.double()).to(dtype)
+    if not align_corners:
+        base = base * (n - 1) / n
+    return torch.where(size <= 1, torch.zeros_like(base), base)
+
+
+def _fma_f64(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """``a * b + c`` with one rounding, for float64 ``b`` holding small integers."""
+    split = a * 134217729.0  # Veltkamp split (2**27 + 1)
+    a_hi = split - (split - a)
+    a_lo = a - a_hi
+    p_hi = a_hi * b  # exact: 26 bits times an integer below 2**26
+    p_lo = a_lo * b  # exact likewise
+    s = c + p_hi
+    bb = s - c
+    err = (c - (s - bb)) + (p_hi - bb)  # two-sum error of c + p_hi
+    return s + (err + p_lo)
+
+
+def as_long(t: Tensor) -> Tensor:
+    return t.to(torch.long)
