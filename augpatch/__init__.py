@@ -1,7 +1,41 @@
 """augpatch: per-object, differentiable affine augmentation of images in PyTorch."""
 
-from augpatch import functional
+from augpatch import functional, transforms
+from augpatch.transforms import (
+    PatchAffine,
+    PatchAugmentationBase,
+    PatchResult,
+    PatchSequential,
+    RandomPatchAffine,
+    RandomPatchHorizontalFlip,
+    RandomPatchRotation,
+    RandomPatchScale,
+    RandomPatchShear,
+    RandomPatchTranslate,
+    RandomPatchVerticalFlip,
+    params_from_json,
+    params_to_dict,
+    params_to_json,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "__version__"]
+__all__ = [
+    "functional",
+    "transforms",
+    "__version__",
+    "PatchAffine",
+    "PatchAugmentationBase",
+    "PatchResult",
+    "PatchSequential",
+    "RandomPatchAffine",
+    "RandomPatchHorizontalFlip",
+    "RandomPatchRotation",
+    "RandomPatchScale",
+    "RandomPatchShear",
+    "RandomPatchTranslate",
+    "RandomPatchVerticalFlip",
+    "params_from_json",
+    "params_to_dict",
+    "params_to_json",
+]

@@ -124,16 +124,29 @@ def _flat(buffer: Tensor) -> Tensor:
 
 
 class _Gather:
-    """Read / write ``[P, C]`` pixel values at element offsets of a flat buffer."""
+    """Read / write / accumulate ``[P, C]`` pixel values at element offsets of a flat buffer.
+
+    Uses ``index_select`` / ``index_copy_`` / ``index_add_`` on 1-D views, which are
+    several times faster on the CPU than advanced indexing and ``index_put_``.
+    """
 
     def __init__(self, plan: SamplePlan, device: torch.device) -> None:
+        self.channels = plan.channels
         self.coffs = torch.arange(plan.channels, device=device) * plan.strides[1]
 
-    def read(self, flat: Tensor, offsets: Tensor) -> Tensor:
-        return flat[offsets[:, None] + self.coffs]
-
     def index(self, offsets: Tensor) -> Tensor:
-        return offsets[:, None] + self.coffs
+        if self.channels == 1:
+            return offsets
+        return (offsets[:, None] + self.coffs).reshape(-1)
+
+    def read(self, flat: Tensor, offsets: Tensor) -> Tensor:
+        return flat.index_select(0, self.index(offsets)).view(-1, self.channels)
+
+    def write(self, flat: Tensor, offsets: Tensor, values: Tensor) -> None:
+        flat.index_copy_(0, self.index(offsets), values.reshape(-1))
+
+    def add(self, flat: Tensor, offsets: Tensor, values: Tensor) -> None:
+        flat.index_add_(0, self.index(offsets), values.reshape(-1))
 
 
 def _store(values: Tensor, dtype: torch.dtype) -> Tensor:
@@ -173,7 +186,7 @@ class PatchSampler(torch.autograd.Function):
                 if need_coord_grad:
                     dx += wdx[:, None] * vals
                     dy += wdy[:, None] * vals
-            flat[io.index(plan.out_off[sl])] = _store(acc, work.dtype)
+            io.write(flat, plan.out_off[sl], _store(acc, work.dtype))
             dxs.append(dx)
             dys.append(dy)
         if need_coord_grad:
@@ -199,17 +212,21 @@ class PatchSampler(torch.autograd.Function):
         grad_ix = torch.zeros_like(ix) if need_x else None
         grad_iy = torch.zeros_like(iy) if need_y else None
         bounds = list(zip(plan.levels[:-1], plan.levels[1:], strict=True))
-        for start, stop in reversed(bounds):
+        for lvl in range(len(bounds) - 1, -1, -1):
+            start, stop = bounds[lvl]
             sl = slice(start, stop)
             out_idx = io.index(plan.out_off[sl])
-            g = flat[out_idx]
-            flat[out_idx] = 0  # these pixels were overwritten: the earlier state only reaches them via reads
+            g = flat.index_select(0, out_idx).view(-1, plan.channels)
+            # these pixels were overwritten: the earlier state reaches the output only through reads
+            flat.index_fill_(0, out_idx, 0)
             if need_x:
                 grad_ix[sl] = (g * ctx.dvdx[sl]).sum(1)
             if need_y:
                 grad_iy[sl] = (g * ctx.dvdy[sl]).sum(1)
-            if need_img:
+            # the values read by this level came from the input or from earlier levels'
+            # writes: route the gradient there (needed for theta too when images need none)
+            if need_img or lvl > 0:
                 for off, w, _, _ in _level_taps(plan, ix[sl], iy[sl], sl):
-                    flat.index_put_((io.index(off),), w[:, None] * g, accumulate=True)
+                    io.add(flat, off, w[:, None] * g)
         grad_images = g_buf.to(image_dtype) if need_img else None
         return grad_images, grad_ix, grad_iy, None, None

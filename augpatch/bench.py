@@ -1,0 +1,1319 @@
+"""Benchmark harness for :func:`augpatch.functional.warp_patches`.
+
+Run it with ``python -m augpatch bench`` (or ``python -m augpatch.bench``); see
+``--help`` for the options. Each scenario builds one fixed random input (float32
+images and ``theta`` that require grad, integer boxes fully inside the image,
+random ``obj_to_img``) and times forward + backward of every method in the same
+process, interleaved round-robin (the starting method rotates every round), after
+warm-up, and reports the median. The methods are:
+
+``augpatch``
+    ``warp_patches(images, boxes, theta, obj_to_img)`` (``overlap="sequential"``).
+``question_loop``
+    The original StackOverflow-style loop made differentiable, exactly the
+    sequential loop of the SPEC: one full ``clone`` of the image batch per object.
+``crop_loop``
+    A competent loop: one ``affine_grid`` + ``grid_sample`` per sliced crop, then a
+    single out-of-place paste of every result with precomputed flat indices
+    (``parallel`` semantics, equal to ``sequential`` when no boxes overlap).
+``kornia_whole``
+    One ``kornia.geometry.transform.warp_affine`` of the whole batch: the cost of
+    warping whole images instead of patches.
+``clone``
+    ``images.clone()``: the floor every out-of-place method pays.
+
+Peak memory on CPU is measured in a fresh subprocess per (scenario, method), see
+:data:`MEMORY_METHOD_CPU`; on CUDA with ``torch.cuda.max_memory_allocated``.
+
+Extension point: :data:`METHODS` maps a name to a :class:`Method`; call
+:func:`register_method` at import time of a module and pass that module with
+``--plugin MODULE`` (it is imported in the parent and in every memory subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "METHODS",
+    "QUICK_SCENARIOS",
+    "SCENARIOS",
+    "TARGETS",
+    "BenchInputs",
+    "Method",
+    "Scenario",
+    "Target",
+    "boxes_overlap",
+    "default_methods",
+    "main",
+    "make_inputs",
+    "register_method",
+    "run_benchmark",
+]
+
+REFERENCE_METHOD = "augpatch"
+MEMORY_MARKER = "AUGPATCH_BENCH_MEMORY "
+
+MEMORY_METHOD_CPU = (
+    "CPU: one fresh subprocess per (scenario, method) started with sys.executable and "
+    "MALLOC_MMAP_THRESHOLD_=65536 (so freed large blocks go back to the OS). It imports, "
+    "warms the method up on the 'tiny' inputs, builds the scenario inputs, then resets the "
+    "kernel's peak-RSS mark (write 5 to /proc/self/clear_refs) and records VmRSS; after one "
+    "forward+backward it reads VmHWM. peak_extra = VmHWM - VmRSS_before: everything the call "
+    "allocates, output and gradients included. getrusage(RUSAGE_SELF).ru_maxrss is NOT used on "
+    "Linux because a child started by fork/vfork+exec inherits the parent's peak RSS in it "
+    "(the parent has just run the timings), which would hide the child's own peak; it is the "
+    "fallback on other platforms. mem_ratio = (inputs + peak_extra) / (inputs + output), "
+    "i.e. the total peak the call needs over the bytes of inputs (images, boxes, theta, "
+    "obj_to_img) and one output batch; the output is already inside peak_extra, so it is "
+    "not added again."
+)
+MEMORY_METHOD_CUDA = (
+    "CUDA: in-process, torch.cuda.reset_peak_memory_stats() after the inputs exist, "
+    "peak_extra = max_memory_allocated() - memory_allocated() before one forward+backward. "
+    "mem_ratio = (inputs + peak_extra) / (inputs + output)."
+)
+TIMING_METHOD = (
+    "Per scenario one fixed input; every method runs forward (+ loss) + backward on it; "
+    "rounds are interleaved round-robin over the methods with the starting method rotated "
+    "every round; warm-up rounds first; reported: median over the timed rounds. 'fwd' is "
+    "the method call alone (graph recording included), 'total' adds the loss and backward. "
+    "Gradients are reset to None before each call. On CUDA, torch.cuda.synchronize() is "
+    "called around every timestamp."
+)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark input configuration.
+
+    ``layout`` is ``"random"`` (independent uniform boxes, they may overlap),
+    ``"clustered"`` (objects of an image grouped in clusters of >= 2 boxes whose centres
+    are so close that every box overlaps every other box of its cluster) or ``"grid"``
+    (no two boxes of an image overlap: each sits in its own grid cell).
+    """
+
+    name: str
+    batch: int
+    channels: int
+    height: int
+    width: int
+    num_objects: int
+    min_side: int
+    max_side: int
+    layout: str = "random"
+    description: str = ""
+
+    def image_numel(self) -> int:
+        """Number of elements of one image batch."""
+        return self.batch * self.channels * self.height * self.width
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("tiny", 1, 3, 64, 64, 1, 16, 48, description="one object, call overhead"),
+        Scenario("S", 8, 3, 256, 256, 64, 16, 64, description="small batch"),
+        Scenario("M", 16, 3, 512, 512, 256, 16, 96, description="medium batch"),
+        Scenario("many", 4, 3, 512, 512, 2000, 8, 24, description="many small objects"),
+        Scenario("overlap", 8, 3, 256, 256, 64, 16, 64, layout="clustered",
+                 description="S, every box overlaps others"),
+    )
+}
+
+QUICK_SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("tiny", 1, 3, 64, 64, 1, 16, 48, description="one object, call overhead"),
+        Scenario("S", 2, 3, 64, 64, 8, 8, 24, description="quick S"),
+        Scenario("M", 2, 3, 96, 96, 16, 8, 32, description="quick M"),
+        Scenario("many", 1, 3, 96, 96, 64, 4, 12, description="quick many"),
+        Scenario("overlap", 2, 3, 64, 64, 8, 8, 24, layout="clustered",
+                 description="quick overlap"),
+    )
+}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class BenchInputs:
+    """The fixed inputs of one scenario.
+
+    ``images`` ``[B, C, H, W]`` and ``theta`` ``[N, 2, 3]`` require grad; ``boxes``
+    ``[N, 4]`` are integer-valued ``xyxy`` pixels fully inside the image;
+    ``image_mats`` ``[B, 2, 3]`` (requires grad) are pixel-space affines for the
+    whole-image baseline; ``weight`` is the fixed loss weighting (``None``: sum).
+    """
+
+    images: Tensor
+    boxes: Tensor
+    theta: Tensor
+    obj_to_img: Tensor
+    image_mats: Tensor
+    weight: Tensor | None
+
+    def leaves(self) -> list[Tensor]:
+        """Tensors that receive gradients."""
+        return [self.images, self.theta, self.image_mats]
+
+    def zero_grad(self) -> None:
+        """Drop every accumulated gradient."""
+        for t in self.leaves():
+            t.grad = None
+
+    def input_bytes(self) -> int:
+        """Bytes of images + boxes + theta + obj_to_img (what the user holds anyway)."""
+        return sum(t.numel() * t.element_size()
+                   for t in (self.images, self.boxes, self.theta, self.obj_to_img))
+
+    def output_bytes(self) -> int:
+        """Bytes of one output image batch."""
+        return self.images.numel() * self.images.element_size()
+
+    def loss(self, out: Tensor) -> Tensor:
+        """The scalar that is differentiated: ``out.sum()`` or a fixed random weighting."""
+        if self.weight is None:
+            return out.sum()
+        return torch.dot(out.reshape(-1), self.weight)
+
+
+def _scenario_seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
+
+
+def _randint(lo: int, hi: int, n: int, g: torch.Generator) -> Tensor:
+    """``n`` integers uniform in ``[lo, hi]`` (inclusive)."""
+    return torch.randint(lo, hi + 1, (n,), generator=g)
+
+
+def _random_boxes(s: Scenario, obj: Tensor, g: torch.Generator) -> Tensor:
+    n = obj.numel()
+    w = _randint(s.min_side, s.max_side, n, g).clamp(max=s.width)
+    h = _randint(s.min_side, s.max_side, n, g).clamp(max=s.height)
+    x1 = (torch.rand(n, generator=g) * (s.width - w + 1)).long().clamp(max=s.width - w)
+    y1 = (torch.rand(n, generator=g) * (s.height - h + 1)).long().clamp(max=s.height - h)
+    return torch.stack([x1, y1, x1 + w, y1 + h], 1)
+
+
+def _clustered_boxes(s: Scenario, obj: Tensor, g: torch.Generator) -> Tensor:
+    """Boxes in clusters of >= 2 (when an image has >= 2 objects); within a cluster the box
+    centres differ by less than ``min_side`` so every pair of the cluster overlaps."""
+    boxes = torch.zeros(obj.numel(), 4, dtype=torch.long)
+    jitter = max(0, s.min_side // 2 - 1)
+    for b in range(s.batch):
+        idx = (obj == b).nonzero().flatten()
+        n_b = idx.numel()
+        if n_b == 0:
+            continue
+        n_clusters = max(1, n_b // 4)
+        cluster = torch.arange(n_b) % n_clusters
+        margin_x = s.max_side // 2 + jitter + 1
+        margin_y = s.max_side // 2 + jitter + 1
+        cx = _randint(min(margin_x, s.width // 2), max(s.width - margin_x, s.width // 2),
+                      n_clusters, g)
+        cy = _randint(min(margin_y, s.height // 2), max(s.height - margin_y, s.height // 2),
+                      n_clusters, g)
+        w = _randint(s.min_side, s.max_side, n_b, g).clamp(max=s.width)
+        h = _randint(s.min_side, s.max_side, n_b, g).clamp(max=s.height)
+        bx = cx[cluster] + _randint(-jitter, jitter, n_b, g)
+        by = cy[cluster] + _randint(-jitter, jitter, n_b, g)
+        x1 = torch.minimum((bx - w // 2).clamp(min=0), s.width - w)
+        y1 = torch.minimum((by - h // 2).clamp(min=0), s.height - h)
+        boxes[idx] = torch.stack([x1, y1, x1 + w, y1 + h], 1)
+    return boxes
+
+
+def _grid_boxes(s: Scenario, obj: Tensor, g: torch.Generator) -> Tensor:
+    """Non-overlapping boxes: each object of an image gets its own cell of side max_side."""
+    cols, rows = s.width // s.max_side, s.height // s.max_side
+    boxes = torch.zeros(obj.numel(), 4, dtype=torch.long)
+    for b in range(s.batch):
+        idx = (obj == b).nonzero().flatten()
+        n_b = idx.numel()
+        if n_b > cols * rows:
+            raise ValueError(f"scenario {s.name}: {n_b} objects do not fit in "
+                             f"{cols}x{rows} grid cells of image {b}")
+        if n_b == 0:
+            continue
+        cell = torch.randperm(cols * rows, generator=g)[:n_b]
+        w = _randint(s.min_side, s.max_side, n_b, g)
+        h = _randint(s.min_side, s.max_side, n_b, g)
+        off_x = (torch.rand(n_b, generator=g) * (s.max_side - w + 1)).long()
+        off_y = (torch.rand(n_b, generator=g) * (s.max_side - h + 1)).long()
+        x1 = (cell % cols) * s.max_side + off_x
+        y1 = (cell // cols) * s.max_side + off_y
+        boxes[idx] = torch.stack([x1, y1, x1 + w, y1 + h], 1)
+    return boxes
+
+
+def _random_theta(n: int, g: torch.Generator, max_deg: float = 15.0) -> Tensor:
+    """Small rotations, scales and shifts in the ``F.affine_grid`` convention."""
+    ang = (torch.rand(n, generator=g) * 2 - 1) * math.radians(max_deg)
+    scale = 0.85 + 0.3 * torch.rand(n, generator=g)
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.1
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    row0 = torch.stack([cos, -sin, shift[:, 0]], 1)
+    row1 = torch.stack([sin, cos, shift[:, 1]], 1)
+    return torch.stack([row0, row1], 1)
+
+
+def _random_image_mats(s: Scenario, g: torch.Generator) -> Tensor:
+    """Pixel-space affines (rotation + scale about the centre) for the whole-image baseline."""
+    ang = (torch.rand(s.batch, generator=g) * 2 - 1) * math.radians(15.0)
+    scale = 0.85 + 0.3 * torch.rand(s.batch, generator=g)
+    a, b = scale * torch.cos(ang), scale * torch.sin(ang)
+    cx, cy = (s.width - 1) / 2, (s.height - 1) / 2
+    tx = cx - (a * cx - b * cy)
+    ty = cy - (b * cx + a * cy)
+    return torch.stack([torch.stack([a, -b, tx], 1), torch.stack([b, a, ty], 1)], 1)
+
+
+def make_inputs(scenario: Scenario, seed: int = 0, device: str | torch.device = "cpu",
+                loss: str = "weighted", box_dtype: torch.dtype = torch.int64) -> BenchInputs:
+    """Build the deterministic inputs of ``scenario`` (same ``seed`` -> same tensors)."""
+    s = scenario
+    g = torch.Generator().manual_seed(_scenario_seed(seed, s.name))
+    if s.layout == "clustered":
+        # Balanced, randomly permuted obj_to_img so every image has >= 2 objects to overlap.
+        obj = torch.arange(s.num_objects) % s.batch
+        obj = obj[torch.randperm(s.num_objects, generator=g)]
+    else:
+        obj = torch.randint(0, s.batch, (s.num_objects,), generator=g)
+    if s.layout == "random":
+        boxes = _random_boxes(s, obj, g)
+    elif s.layout == "clustered":
+        boxes = _clustered_boxes(s, obj, g)
+    elif s.layout == "grid":
+        boxes = _grid_boxes(s, obj, g)
+    else:
+        raise ValueError(f"unknown layout {s.layout!r}")
+    theta = _random_theta(s.num_objects, g)
+    mats = _random_image_mats(s, g)
+    images = torch.rand(s.batch, s.channels, s.height, s.width, generator=g)
+    weight = torch.randn(s.image_numel(), generator=g) if loss == "weighted" else None
+    dev = torch.device(device)
+    return BenchInputs(
+        images=images.to(dev).requires_grad_(),
+        boxes=boxes.to(device=dev, dtype=box_dtype),
+        theta=theta.to(dev).requires_grad_(),
+        obj_to_img=obj.to(dev),
+        image_mats=mats.to(dev).requires_grad_(),
+        weight=None if weight is None else weight.to(dev),
+    )
+
+
+def boxes_overlap(boxes: Tensor, obj_to_img: Tensor) -> Tensor:
+    """``[N]`` bool: does box ``n`` share a pixel with another box of the same image."""
+    b = boxes.detach().to("cpu", torch.float64)
+    x1, y1, x2, y2 = b.unbind(1)
+    ox = torch.minimum(x2[:, None], x2[None]) > torch.maximum(x1[:, None], x1[None])
+    oy = torch.minimum(y2[:, None], y2[None]) > torch.maximum(y1[:, None], y1[None])
+    same = obj_to_img.cpu()[:, None] == obj_to_img.cpu()[None]
+    hit = ox & oy & same
+    hit.fill_diagonal_(False)
+    return hit.any(1)
+
+
+# --------------------------------------------------------------------------- methods
+
+MethodFn = Callable[[BenchInputs], Tensor]
+SkipFn = Callable[[Scenario, "BenchConfig"], "str | None"]
+
+
+@dataclass
+class Method:
+    """A benchmarked implementation.
+
+    ``fn(inputs) -> output [B, C, H, W]``. ``differentiable=False`` methods (e.g. an
+    albumentations per-image comparison) are timed forward only, under ``no_grad``.
+    ``requires`` lists importable modules; a method whose module is missing is reported
+    as skipped. ``skip(scenario, config)`` may return a reason to skip a scenario.
+    ``semantics`` is ``"sequential"``, ``"parallel"`` or ``None`` (no per-object
+    semantics); outputs are cross-checked against ``question_loop`` when comparable.
+    ``default=False`` methods only run when named in ``--methods``.
+    """
+
+    name: str
+    fn: MethodFn
+    description: str
+    differentiable: bool = True
+    requires: tuple[str, ...] = ()
+    skip: SkipFn | None = None
+    semantics: str | None = None
+    default: bool = True
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method, *, replace: bool = False) -> None:
+    """Add ``method`` to :data:`METHODS` (insertion order = table order)."""
+    if method.name in METHODS and not replace:
+        raise ValueError(f"method {method.name!r} is already registered")
+    METHODS[method.name] = method
+
+
+def default_methods() -> tuple[str, ...]:
+    """Names of the methods a run times when ``--methods`` is not given."""
+    return tuple(n for n, m in METHODS.items() if m.default)
+
+
+def _int_boxes(inputs: BenchInputs) -> list[tuple[int, int, int, int, int]]:
+    """``(b, x1, y1, x2, y2)`` per object, clipped to the canvas (python ints)."""
+    _, _, h, w = inputs.images.shape
+    out = []
+    for (x1, y1, x2, y2), b in zip(inputs.boxes.tolist(), inputs.obj_to_img.tolist()):
+        x1, y1 = max(0, math.floor(x1)), max(0, math.floor(y1))
+        x2, y2 = min(w, math.floor(x2)), min(h, math.floor(y2))
+        out.append((int(b), x1, y1, x2, y2))
+    return out
+
+
+def _augpatch(inputs: BenchInputs) -> Tensor:
+    """augpatch: one ``warp_patches`` call (default ``overlap="sequential"``)."""
+    from augpatch.functional import warp_patches
+
+    return warp_patches(inputs.images, inputs.boxes, inputs.theta, inputs.obj_to_img)
+
+
+def question_loop(inputs: BenchInputs) -> Tensor:
+    """(a) The StackOverflow loop made differentiable: the SPEC's sequential loop.
+
+    Each object reads the image as the previous ones left it and is pasted into a
+    fresh ``clone`` (assigning into a tensor that an earlier ``grid_sample`` saved
+    would be an in-place autograd error).
+    """
+    out = inputs.images.clone()
+    theta = inputs.theta
+    for n, (b, x1, y1, x2, y2) in enumerate(_int_boxes(inputs)):
+        if x2 <= x1 or y2 <= y1:
+            continue
+        patch = out[b:b + 1, :, y1:y2, x1:x2]
+        grid = F.affine_grid(theta[n:n + 1], list(patch.shape), align_corners=False)
+        new = F.grid_sample(patch, grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+        out = out.clone()
+        out[b:b + 1, :, y1:y2, x1:x2] = new
+    return out
+
+
+def _paste_index(boxes: Tensor, obj: Tensor, c: int, h: int,
+                 w: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Flat indices into ``[B*C*H*W]`` of every box's pixels in ``(n, c, y, x)`` order, the
+    same pixels' indices in the spatial plane ``[B*H*W]`` and their object number."""
+    x1, y1, x2, y2 = boxes.long().unbind(1)
+    bw, bh = x2 - x1, y2 - y1
+    hw = bh * bw
+    sizes = hw * c
+    n_obj = torch.repeat_interleave(torch.arange(boxes.shape[0], device=boxes.device), sizes)
+    starts = torch.cumsum(sizes, 0) - sizes
+    local = torch.arange(n_obj.numel(), device=boxes.device) - starts[n_obj]
+    hw_o, w_o = hw[n_obj], bw[n_obj]
+    ch = local // hw_o
+    rem = local - ch * hw_o
+    i = rem // w_o
+    j = rem - i * w_o
+    yx = (y1[n_obj] + i) * w + x1[n_obj] + j
+    img = obj.long()[n_obj]
+    flat = (img * c + ch) * (h * w) + yx
+    spatial = img * (h * w) + yx
+    return flat, spatial, n_obj
+
+
+def _crop_loop(inputs: BenchInputs, per_image_views: bool) -> Tensor:
+    images, theta = inputs.images, inputs.theta
+    bsz, c, h, w = images.shape
+    source = images.unbind(0) if per_image_views else None
+    vals: list[Tensor] = []
+    keep: list[int] = []
+    for n, (b, x1, y1, x2, y2) in enumerate(_int_boxes(inputs)):
+        if x2 <= x1 or y2 <= y1:
+            continue
+        if source is None:
+            crop = images[b:b + 1, :, y1:y2, x1:x2]
+        else:
+            crop = source[b][:, y1:y2, x1:x2].unsqueeze(0)
+        grid = F.affine_grid(theta[n:n + 1], [1, c, y2 - y1, x2 - x1], align_corners=False)
+        vals.append(F.grid_sample(crop, grid, mode="bilinear", padding_mode="zeros",
+                                  align_corners=False).reshape(-1))
+        keep.append(n)
+    if not vals:
+        return images.clone()
+    sel = torch.tensor(keep, device=images.device)
+    boxes = inputs.boxes[sel].long().clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    flat, spatial, n_obj = _paste_index(boxes, inputs.obj_to_img[sel], c, h, w)
+    values = torch.cat(vals)
+    # Resolve overlaps deterministically: the highest object index owns a pixel.
+    owner = torch.full((bsz * h * w,), -1, dtype=torch.long, device=images.device)
+    owner.scatter_reduce_(0, spatial, n_obj, reduce="amax")
+    wins = owner[spatial] == n_obj
+    if not bool(wins.all()):
+        flat, values = flat[wins], values[wins]
+    return images.reshape(-1).index_put((flat,), values).view(bsz, c, h, w)
+
+
+def crop_loop(inputs: BenchInputs) -> Tensor:
+    """(b) A competent loop: per-crop ``affine_grid`` + ``grid_sample`` on slices of the
+    input, then ONE out-of-place ``index_put`` of all results (parallel semantics: every
+    object reads the original image; on overlap the higher index wins).
+
+    Its backward is dominated by autograd's slice backward, which materialises one
+    full ``[B, C, H, W]`` zero-filled gradient per object (see ``crop_loop_unbind``)."""
+    return _crop_loop(inputs, per_image_views=False)
+
+
+def crop_loop_unbind(inputs: BenchInputs) -> Tensor:
+    """``crop_loop`` cropping from ``images.unbind(0)``: the slice backward then
+    materialises one ``[C, H, W]`` gradient per object instead of a ``[B, C, H, W]`` one
+    (B times less backward traffic). Not in the default run (``--methods`` it)."""
+    return _crop_loop(inputs, per_image_views=True)
+
+
+def _kornia_whole(inputs: BenchInputs) -> Tensor:
+    """(c) One Kornia ``warp_affine`` of the whole batch (B matrices, same size)."""
+    from kornia.geometry.transform import warp_affine
+
+    _, _, h, w = inputs.images.shape
+    return warp_affine(inputs.images, inputs.image_mats, dsize=(h, w), mode="bilinear",
+                       padding_mode="zeros", align_corners=False)
+
+
+def _clone(inputs: BenchInputs) -> Tensor:
+    """(d) ``images.clone()``: the floor of any out-of-place method."""
+    return inputs.images.clone()
+
+
+def _skip_question_loop(scenario: Scenario, config: BenchConfig) -> str | None:
+    """The naive loop keeps one full image batch alive per object for backward."""
+    per_clone = scenario.image_numel() * 4
+    need = per_clone * (scenario.num_objects + 1)
+    if need > config.naive_max_gb * 2**30:
+        return (f"would keep {scenario.num_objects} full-size clones alive for backward "
+                f"(~{need / 2**30:.1f} GiB > --naive-max-gb {config.naive_max_gb:g}); "
+                "not run, nothing extrapolated")
+    return None
+
+
+register_method(Method("augpatch", _augpatch, "warp_patches, overlap='sequential'",
+                       semantics="sequential"))
+register_method(Method("question_loop", question_loop,
+                       "(a) naive differentiable loop, one clone per object",
+                       skip=_skip_question_loop, semantics="sequential"))
+register_method(Method("crop_loop", crop_loop,
+                       "(b) per-crop grid_sample + one index_put paste", semantics="parallel"))
+register_method(Method("crop_loop_unbind", crop_loop_unbind,
+                       "(b') crop_loop cropping per-image views (cheaper slice backward)",
+                       semantics="parallel", default=False))
+register_method(Method("kornia_whole", _kornia_whole,
+                       "(c) kornia warp_affine of whole images", requires=("kornia",)))
+register_method(Method("clone", _clone, "(d) images.clone(), the floor"))
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """A performance target evaluated on this run's numbers.
+
+    ``kind``: ``"speedup"`` (t(method)/t(augpatch) >= threshold), ``"max_slowdown"``
+    and ``"max_time_fraction"`` (t(augpatch)/t(method) <= threshold), ``"max_memory_ratio"``
+    (augpatch's mem_ratio < threshold).
+    """
+
+    scenario: str
+    method: str | None
+    kind: str
+    threshold: float
+    text: str
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("S", "question_loop", "speedup", 20.0, "augpatch >= 20x faster than question_loop (a)"),
+    Target("S", "crop_loop", "speedup", 3.0, "augpatch >= 3x faster than crop_loop (b)"),
+    Target("M", "crop_loop", "speedup", 5.0, "augpatch >= 5x faster than crop_loop (b)"),
+    Target("tiny", "crop_loop", "max_slowdown", 1.5,
+           "augpatch no more than 1.5x slower than crop_loop (b)"),
+    Target("M", "kornia_whole", "max_time_fraction", 0.5,
+           "augpatch <= 0.5x the time of kornia_whole (c)"),
+    Target("many", None, "max_memory_ratio", 2.0,
+           "augpatch peak memory < 2x (inputs + output)"),
+)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """tqdm if importable (it is not a dependency of augpatch), else a small stderr line."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.n, self.enabled = max(total, 1), 0, enabled
+        self._bar: Any = None
+        self._last_pct = -1
+        self._tty = sys.stderr.isatty()
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self._bar = tqdm(total=self.total, file=sys.stderr, desc="bench", unit="step",
+                         dynamic_ncols=True)
+
+    def add_total(self, delta: int) -> None:
+        """Correct the expected number of steps by ``delta``."""
+        self.total = max(1, self.total + delta)
+        if self._bar is not None and delta:
+            self._bar.total = self.total
+            self._bar.refresh()
+
+    def update(self, label: str, n: int = 1) -> None:
+        """Advance by ``n`` steps and show ``label``."""
+        if not self.enabled:
+            return
+        self.n = min(self.total, self.n + n)
+        if self._bar is not None:
+            self._bar.set_postfix_str(label, refresh=False)
+            self._bar.update(n)
+            return
+        pct = int(100 * self.n / self.total)
+        if self._tty:
+            fill = int(30 * self.n / self.total)
+            sys.stderr.write(f"\rbench [{'#' * fill}{'.' * (30 - fill)}] {pct:3d}% {label:<28.28}")
+            sys.stderr.flush()
+        elif pct // 10 != self._last_pct // 10:
+            sys.stderr.write(f"bench {pct:3d}% {label}\n")
+            sys.stderr.flush()
+        self._last_pct = pct
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        elif self._tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class BenchConfig:
+    """Options of one run (all of them go into the JSON)."""
+
+    device: str = "cpu"
+    scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    methods: tuple[str, ...] = ()
+    repeats: int = 10
+    min_repeats: int = 3
+    warmup: int = 2
+    max_method_seconds: float = 15.0
+    slow_seconds: float = 5.0
+    fast_seconds: float = 1.0
+    max_fast_repeats: int = 50
+    memory_max_seconds: float = 10.0
+    naive_max_gb: float = 4.0
+    quick: bool = False
+    seed: int = 0
+    loss: str = "weighted"
+    box_dtype: str = "int64"
+    memory: str = "all"
+    memory_methods: tuple[str, ...] = ()
+    memory_jobs: int = 2
+    threads: int = 0
+    plugins: tuple[str, ...] = ()
+    progress: bool = True
+    json_path: str = "bench_results.json"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_once(method: Method, inputs: BenchInputs, device: torch.device,
+               keep: bool = False) -> tuple[float, float, dict[str, Tensor] | None]:
+    """One call: returns (forward seconds, total seconds, outputs and grads if ``keep``)."""
+    inputs.zero_grad()
+    _sync(device)
+    t0 = time.perf_counter()
+    if method.differentiable:
+        out = method.fn(inputs)
+        _sync(device)
+        t1 = time.perf_counter()
+        inputs.loss(out).backward()
+        _sync(device)
+        t2 = time.perf_counter()
+    else:
+        with torch.no_grad():
+            out = method.fn(inputs)
+        _sync(device)
+        t1 = t2 = time.perf_counter()
+    kept = None
+    if keep:
+        kept = {"output": out.detach().clone()}
+        for name in ("images", "theta"):
+            grad = getattr(inputs, name).grad
+            kept[name + ".grad"] = None if grad is None else grad.detach().clone()
+    del out
+    inputs.zero_grad()
+    return t1 - t0, t2 - t0, kept
+
+
+def _compare(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Any]:
+    """Relative max-abs differences of output and gradients (scaled by max |b|)."""
+    res: dict[str, Any] = {}
+    ok = True
+    for key, tol in (("output", 1e-4), ("images.grad", 1e-3), ("theta.grad", 1e-3)):
+        x, y = a.get(key), b.get(key)
+        if x is None or y is None:
+            res[key] = None
+            continue
+        if x.shape != y.shape:
+            res[key] = f"shape {tuple(x.shape)} != {tuple(y.shape)}"
+            ok = False
+            continue
+        diff = (x.double() - y.double()).abs().max().item() if x.numel() else 0.0
+        scale = max(1.0, y.double().abs().max().item() if y.numel() else 0.0)
+        res[key] = diff / scale
+        ok = ok and diff / scale <= tol
+    res["match"] = ok
+    return res
+
+
+def _method_available(method: Method) -> str | None:
+    for mod in method.requires:
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            return f"{mod} not importable ({exc})"
+    return None
+
+
+def _rotate(items: list[Method], k: int) -> list[Method]:
+    """``items`` rotated left by ``k`` (round-robin start that changes every round)."""
+    if not items:
+        return []
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
+def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
+                   device: torch.device, progress: _Progress) -> dict[str, Any]:
+    """Time every method on one scenario, interleaved; returns the scenario's JSON."""
+    inputs = make_inputs(scenario, cfg.seed, device, cfg.loss, getattr(torch, cfg.box_dtype))
+    overlap = boxes_overlap(inputs.boxes, inputs.obj_to_img)
+    res: dict[str, Any] = {
+        "spec": dataclasses.asdict(scenario),
+        "input_bytes": inputs.input_bytes(),
+        "output_bytes": inputs.output_bytes(),
+        "boxes_overlapping": int(overlap.sum()),
+        "methods": {},
+    }
+    entries: dict[str, dict[str, Any]] = {}
+    active: list[Method] = []
+    for m in methods:
+        reason = _method_available(m) or (m.skip(scenario, cfg) if m.skip else None)
+        entries[m.name] = {"description": m.description, "differentiable": m.differentiable}
+        if reason:
+            entries[m.name].update(status="skipped", reason=reason)
+        else:
+            entries[m.name].update(status="ok", times_s=[], fwd_times_s=[], warmup_s=[])
+            active.append(m)
+    kept: dict[str, dict[str, Tensor]] = {}
+
+    def call(m: Method, timed: bool, keep: bool = False) -> float | None:
+        e = entries[m.name]
+        try:
+            fwd, tot, k = _time_once(m, inputs, device, keep=keep)
+        except Exception as exc:  # reported; the run goes on
+            e.update(status="error", reason=f"{type(exc).__name__}: {exc}")
+            progress.update(f"{scenario.name}/{m.name} failed")
+            return None
+        if k is not None:
+            kept[m.name] = k
+        if timed:
+            e["fwd_times_s"].append(fwd)
+            e["times_s"].append(tot)
+        else:
+            e["warmup_s"].append(tot)
+            e["_last_fwd"] = fwd
+        progress.update(f"{scenario.name}/{m.name}")
+        return tot
+
+    def ok(m: Method) -> bool:
+        return entries[m.name]["status"] == "ok"
+
+    # Warm-up. A method whose first call takes >= slow_seconds is not warmed up further and
+    # that first call counts as a timed repeat (one-time overheads are negligible there).
+    slow: set[str] = set()
+    for m in active:
+        t = call(m, timed=False, keep=m.semantics is not None)
+        if t is not None and t >= cfg.slow_seconds:
+            slow.add(m.name)
+            e = entries[m.name]
+            e["times_s"].append(e["warmup_s"].pop())
+            e["fwd_times_s"].append(e["_last_fwd"])
+            e["first_call_counted"] = True
+    for rnd in range(1, cfg.warmup):
+        for m in _rotate(active, rnd):
+            if ok(m) and m.name not in slow:
+                call(m, timed=False)
+    # Repeats: a fast method gets up to max_fast_repeats (about fast_seconds in all), every
+    # method at most max_method_seconds of timed calls but at least min_repeats (1 if slow).
+    wanted: dict[str, int] = {}
+    planned = cfg.warmup + cfg.repeats  # calls per method in the progress bar's estimate
+    progress.add_total(-planned * (len(methods) - len(active)))
+    for m in active:
+        e = entries[m.name]
+        done = len(e["warmup_s"]) + len(e["times_s"])
+        if not ok(m):
+            progress.add_total(done - planned)
+            continue
+        t = max(min(e["warmup_s"] or e["times_s"]), 1e-9)
+        n = cfg.repeats
+        if t * cfg.repeats < cfg.fast_seconds:
+            n = min(cfg.max_fast_repeats, max(cfg.repeats, int(cfg.fast_seconds / t)))
+        n = min(n, int(cfg.max_method_seconds / t))
+        wanted[m.name] = max(1 if m.name in slow else cfg.min_repeats, n)
+        progress.add_total(done + wanted[m.name] - len(e["times_s"]) - planned)
+    rnd = 0
+    while True:
+        todo = [m for m in active if ok(m) and len(entries[m.name]["times_s"]) < wanted[m.name]]
+        if not todo:
+            break
+        for m in _rotate(todo, rnd):
+            call(m, timed=True)
+        rnd += 1
+    for e in entries.values():
+        e.pop("_last_fwd", None)
+    ref = entries.get(REFERENCE_METHOD, {})
+    ref_t = statistics.median(ref["times_s"]) if ref.get("times_s") else None
+    ref_f = statistics.median(ref["fwd_times_s"]) if ref.get("fwd_times_s") else None
+    for e in entries.values():
+        if e["status"] == "ok" and e["times_s"]:
+            e["repeats"] = len(e["times_s"])
+            e["median_s"] = statistics.median(e["times_s"])
+            e["min_s"] = min(e["times_s"])
+            e["fwd_median_s"] = statistics.median(e["fwd_times_s"])
+            e["ratio_vs_augpatch"] = e["median_s"] / ref_t if ref_t else None
+            e["fwd_ratio_vs_augpatch"] = e["fwd_median_s"] / ref_f if ref_f else None
+    res["methods"] = entries
+    checks: dict[str, Any] = {}
+    ref_loop = kept.get("question_loop")
+    for name, k in kept.items():
+        if name == "question_loop" or ref_loop is None:
+            continue
+        sem = METHODS[name].semantics
+        if sem == "sequential" or (sem == "parallel" and not bool(overlap.any())):
+            checks[f"{name} vs question_loop"] = _compare(k, ref_loop)
+    res["checks"] = checks
+    return res
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _rss_status() -> dict[str, int]:
+    """VmRSS / VmHWM of this process in bytes (Linux)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, val = line.split(":", 1)
+                out[key] = int(val.split()[0]) * 1024
+    return out
+
+
+def _measure_memory_here(method: Method, inputs: BenchInputs,
+                         device: torch.device) -> dict[str, Any]:
+    """Peak extra bytes of one forward+backward, measured in this process."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        _time_once(method, inputs, device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return {"peak_extra_bytes": peak - before, "how": "cuda.max_memory_allocated"}
+    if sys.platform.startswith("linux"):
+        reset = True
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            reset = False
+        st = _rss_status()
+        before_rss, before_hwm = st["VmRSS"], st["VmHWM"]
+        _time_once(method, inputs, device)
+        peak = _rss_status()["VmHWM"]
+        res: dict[str, Any] = {"peak_extra_bytes": max(0, peak - before_rss),
+                               "how": "VmHWM-VmRSS" + ("" if reset else " (no clear_refs)")}
+        if not reset and before_hwm > before_rss:
+            res["lower_bound_only"] = True
+        return res
+    import resource
+
+    unit = 1 if sys.platform == "darwin" else 1024
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+    _time_once(method, inputs, device)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
+    return {"peak_extra_bytes": peak - before, "how": "ru_maxrss", "lower_bound_only": True}
+
+
+def _memory_child_main(payload: str) -> None:
+    """Entry point of the memory subprocess: prints one ``MEMORY_MARKER`` JSON line."""
+    job = json.loads(payload)
+    for mod in job["plugins"]:
+        importlib.import_module(mod)
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    method = METHODS[job["method"]]
+    box_dtype = getattr(torch, job["box_dtype"])
+    scenario = Scenario(**job["scenario"])
+    try:
+        warm = make_inputs(SCENARIOS["tiny"], job["seed"], device, job["loss"], box_dtype)
+        _time_once(method, warm, device)
+        del warm
+        inputs = make_inputs(scenario, job["seed"], device, job["loss"], box_dtype)
+        res = _measure_memory_here(method, inputs, device)
+    except Exception as exc:  # reported to the parent
+        res = {"error": f"{type(exc).__name__}: {exc}"}
+    print(MEMORY_MARKER + json.dumps(res), flush=True)
+
+
+def _memory_subprocess(scenario: Scenario, method: str, cfg: BenchConfig) -> dict[str, Any]:
+    payload = json.dumps({
+        "scenario": dataclasses.asdict(scenario), "method": method, "seed": cfg.seed,
+        "device": cfg.device, "loss": cfg.loss, "box_dtype": cfg.box_dtype,
+        "threads": cfg.threads or torch.get_num_threads(), "plugins": list(cfg.plugins),
+    })
+    code = f"from augpatch.bench import _memory_child_main; _memory_child_main({payload!r})"
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=600)
+    except subprocess.TimeoutExpired:
+        return {"error": "memory subprocess timed out (600 s)"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MEMORY_MARKER):
+            return json.loads(line[len(MEMORY_MARKER):])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": f"memory subprocess exit {proc.returncode}: {' | '.join(tail)}"}
+
+
+def _memory_jobs(cfg: BenchConfig, results: dict[str, Any]) -> list[tuple[str, str]]:
+    jobs = []
+    for sname, sres in results.items():
+        if cfg.memory == "none" or (cfg.memory == "many" and sname != "many"):
+            continue
+        for mname, e in sres["methods"].items():
+            if e["status"] != "ok" or (cfg.memory_methods and mname not in cfg.memory_methods):
+                continue
+            if mname != REFERENCE_METHOD and e.get("median_s", 0.0) > cfg.memory_max_seconds:
+                e["memory"] = {"skipped": f"one call takes {e['median_s']:.1f} s > "
+                                          f"--memory-max-seconds {cfg.memory_max_seconds:g}"}
+                continue
+            jobs.append((sname, mname))
+    return jobs
+
+
+def _finish_memory(results: dict[str, Any], sname: str, mname: str, mem: dict[str, Any],
+                   progress: _Progress) -> None:
+    sres = results[sname]
+    if "peak_extra_bytes" in mem:
+        io = sres["input_bytes"] + sres["output_bytes"]
+        mem["mem_ratio"] = (sres["input_bytes"] + mem["peak_extra_bytes"]) / io
+    sres["methods"][mname]["memory"] = mem
+    progress.update(f"memory {sname}/{mname}")
+
+
+def _run_memory(cfg: BenchConfig, scen: dict[str, Scenario], results: dict[str, Any],
+                jobs: list[tuple[str, str]], progress: _Progress, device: torch.device) -> None:
+    """Measure the peak memory of ``jobs`` ((scenario, method) pairs) after the timings."""
+    if device.type == "cuda":
+        for sname, mname in jobs:
+            inputs = make_inputs(scen[sname], cfg.seed, device, cfg.loss,
+                                 getattr(torch, cfg.box_dtype))
+            try:
+                mem = _measure_memory_here(METHODS[mname], inputs, device)
+            except Exception as exc:  # reported in the table
+                mem = {"error": f"{type(exc).__name__}: {exc}"}
+            del inputs
+            _finish_memory(results, sname, mname, mem, progress)
+        return
+    with ThreadPoolExecutor(max_workers=max(1, cfg.memory_jobs)) as pool:
+        futures = [(s, m, pool.submit(_memory_subprocess, scen[s], m, cfg)) for s, m in jobs]
+        for s, m, fut in futures:
+            _finish_memory(results, s, m, fut.result(), progress)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _evaluate_targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+    out = []
+    for t in TARGETS:
+        row: dict[str, Any] = {"scenario": t.scenario, "method": t.method, "kind": t.kind,
+                               "threshold": t.threshold, "text": t.text, "value": None}
+        sres = results.get(t.scenario)
+        ref = sres["methods"].get(REFERENCE_METHOD) if sres else None
+        if sres is None or ref is None:
+            row.update(status="N/A", reason="scenario or augpatch not run")
+        elif ref["status"] != "ok":
+            row.update(status="N/A", reason=f"augpatch {ref['status']}: {ref.get('reason')}")
+        elif t.kind == "max_memory_ratio":
+            mem = ref.get("memory", {})
+            if "mem_ratio" not in mem:
+                row.update(status="N/A", reason=mem.get("error", "memory not measured"))
+            else:
+                row["value"] = mem["mem_ratio"]
+                row["status"] = "PASS" if mem["mem_ratio"] < t.threshold else "FAIL"
+        else:
+            other = sres["methods"].get(t.method or "")
+            if other is None or other["status"] != "ok" or "median_s" not in other:
+                why = other.get("reason") if other else "not run"
+                row.update(status="N/A", reason=f"{t.method}: {why}")
+            else:
+                r = other["median_s"] / ref["median_s"]
+                if t.kind == "speedup":
+                    row["value"], ok = r, r >= t.threshold
+                else:
+                    row["value"], ok = 1.0 / r, 1.0 / r <= t.threshold
+                row["status"] = "PASS" if ok else "FAIL"
+        if quick:
+            row["note"] = "quick sizes: not the real targets"
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _fmt_ms(sec: float | None) -> str:
+    return "-" if sec is None else f"{sec * 1e3:.2f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The human-readable table of a report (as written to JSON)."""
+    lines = []
+    cfg = report["config"]
+    lines.append(f"augpatch bench: device={report['device']['name']} threads="
+                 f"{report['device']['threads']} torch={report['torch']} loss={cfg['loss']}"
+                 f"{' (QUICK sizes)' if cfg['quick'] else ''}")
+    if report.get("load_average_before") is not None:
+        lines.append(f"1-min load average before/after: {report['load_average_before'][0]:.2f} / "
+                     f"{report['load_average_after'][0]:.2f} "
+                     f"(cpu_count={report['device'].get('cpu_count')}; >cpu_count means noisy)")
+    lines.append("t/t_aug = time(method) / time(augpatch): 'augpatch is that many times faster'. "
+                 "mem_ratio = (inputs + peak_extra) / (inputs + output).")
+    head = (f"{'scenario':<9} {'method':<14} {'fwd+bwd ms':>11} {'min ms':>9} {'t/t_aug':>8} "
+            f"{'fwd ms':>9} "
+            f"{'f/f_aug':>8} {'reps':>4} {'peak+ MB':>9} {'mem_ratio':>9}  note")
+    lines.append(head)
+    lines.append("-" * len(head))
+    for sname, sres in report["scenarios"].items():
+        spec = sres["spec"]
+        lines.append(f"{sname}: B={spec['batch']} {spec['channels']}x{spec['height']}x"
+                     f"{spec['width']} N={spec['num_objects']} boxes {spec['min_side']}-"
+                     f"{spec['max_side']}px layout={spec['layout']} "
+                     f"({sres['boxes_overlapping']} boxes overlap another)")
+        for mname, e in sres["methods"].items():
+            if e["status"] != "ok" or "median_s" not in e:
+                lines.append(f"{'':<9} {mname:<14} {e['status'].upper():>11}  "
+                             f"{e.get('reason', '')}")
+                continue
+            mem = e.get("memory", {})
+            extra = mem.get("peak_extra_bytes")
+            ratio = e.get("ratio_vs_augpatch")
+            fratio = e.get("fwd_ratio_vs_augpatch")
+            note = mem.get("error", "") or mem.get("skipped", "")
+            if extra is not None and extra < sres["output_bytes"]:
+                note += " mem below RSS resolution"
+            if not e["differentiable"]:
+                note += " no backward"
+            if e.get("first_call_counted"):
+                note += " slow: first call timed, no warm-up"
+            lines.append(
+                f"{'':<9} {mname:<14} {_fmt_ms(e['median_s']):>11} {_fmt_ms(e['min_s']):>9} "
+                f"{'-' if ratio is None else f'{ratio:.2f}':>8} {_fmt_ms(e['fwd_median_s']):>9} "
+                f"{'-' if fratio is None else f'{fratio:.2f}':>8} {e['repeats']:>4} "
+                f"{'-' if extra is None else f'{extra / 2**20:.1f}':>9} "
+                f"{'-' if 'mem_ratio' not in mem else format(mem['mem_ratio'], '.2f'):>9}  "
+                f"{note.strip()}")
+        for name, chk in sres.get("checks", {}).items():
+            diffs = ", ".join(f"{k}={v:.1e}" for k, v in chk.items()
+                              if isinstance(v, float))
+            lines.append(f"{'':<9} check {name}: {'OK' if chk['match'] else 'MISMATCH'} "
+                         f"(rel. max diff {diffs})")
+    lines.append("")
+    lines.append("Targets (computed from this run):")
+    for t in report["targets"]:
+        val = "" if t["value"] is None else f"measured {t['value']:.2f}"
+        if t["kind"] == "speedup" and t["value"] is not None:
+            val += "x"
+        reason = f" ({t['reason']})" if t.get("reason") else ""
+        note = f" [{t['note']}]" if t.get("note") else ""
+        lines.append(f"  {t['status']:<4} {t['scenario']:<5} {t['text']}: {val}{reason}{note}")
+    return "\n".join(lines)
+
+
+def _device_info(device: torch.device, threads: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "threads": threads}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        info["name"] = name
+        info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
+    """Run the benchmark described by ``cfg`` and return the JSON-able report."""
+    for mod in cfg.plugins:
+        importlib.import_module(mod)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    scen_table = QUICK_SCENARIOS if cfg.quick else SCENARIOS
+    scenarios = [scen_table[s] for s in cfg.scenarios]
+    names = cfg.methods or default_methods()
+    methods = [METHODS[n] for n in names]
+    calls = (cfg.warmup + cfg.repeats) * len(scenarios) * len(methods)
+    mem_estimate = 0 if cfg.memory == "none" else len(scenarios) * len(methods)
+    progress = _Progress(calls + mem_estimate, cfg.progress)
+    started = time.perf_counter()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    results: dict[str, Any] = {}
+    scen_by_name = {s.name: s for s in scenarios}
+    early: list[tuple[str, str, Any]] = []
+    pool = None
+    if cfg.quick and device.type == "cpu" and cfg.memory != "none":
+        # Smoke test: overlap the memory subprocesses (mostly interpreter start-up) with the
+        # timings; quick timings are not meant to be accurate anyway.
+        pool = ThreadPoolExecutor(max_workers=max(1, cfg.memory_jobs))
+        for s in scenarios:
+            if cfg.memory == "many" and s.name != "many":
+                continue
+            for m in methods:
+                if cfg.memory_methods and m.name not in cfg.memory_methods:
+                    continue
+                if _method_available(m) or (m.skip and m.skip(s, cfg)):
+                    continue
+                early.append((s.name, m.name, pool.submit(_memory_subprocess, s, m.name, cfg)))
+    try:
+        for s in scenarios:
+            results[s.name] = _time_scenario(s, methods, cfg, device, progress)
+        if pool is not None:
+            progress.add_total(len(early) - mem_estimate)
+            for sname, mname, fut in early:
+                _finish_memory(results, sname, mname, fut.result(), progress)
+        else:
+            jobs = _memory_jobs(cfg, results)
+            progress.add_total(len(jobs) - mem_estimate)
+            _run_memory(cfg, scen_by_name, results, jobs, progress, device)
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    try:
+        import kornia
+
+        kornia_version: str | None = kornia.__version__
+    except ImportError:
+        kornia_version = None
+    from augpatch import __version__ as augpatch_version
+
+    report = {
+        "schema": 1,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": dataclasses.asdict(cfg),
+        "torch": torch.__version__,
+        "kornia": kornia_version,
+        "augpatch": augpatch_version,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": _device_info(device, torch.get_num_threads()),
+        "timing_method": TIMING_METHOD,
+        "memory_method": MEMORY_METHOD_CUDA if device.type == "cuda" else MEMORY_METHOD_CPU,
+        "wall_s": time.perf_counter() - started,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "scenarios": results,
+    }
+    report["targets"] = _evaluate_targets(results, cfg.quick)
+    return report
+
+
+def _parse_names(values: Sequence[str] | None, known: Sequence[str], what: str) -> tuple[str, ...]:
+    if not values:
+        return ()
+    names = [v for value in values for v in value.split(",") if v]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise SystemExit(f"unknown {what}: {', '.join(bad)} (known: {', '.join(known)})")
+    return tuple(dict.fromkeys(names))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``python -m augpatch bench``."""
+    p = argparse.ArgumentParser(
+        prog="python -m augpatch bench",
+        description="Time forward+backward of warp_patches against baseline loops, "
+                    "Kornia whole-image warping and a plain clone; write a table and JSON.")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--scenarios", nargs="+", metavar="NAME",
+                   help=f"subset of {', '.join(SCENARIOS)} (space or comma separated)")
+    p.add_argument("--methods", nargs="+", metavar="NAME",
+                   help="subset of the registered methods (default: all)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed calls per method and scenario (default 10, --quick 3); fast "
+                        "methods get more (up to --max-fast-repeats, about --fast-seconds "
+                        "in all), slow ones fewer (--max-method-seconds)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="warm-up calls per method, >= 1 (default 2, quick 1)")
+    p.add_argument("--max-method-seconds", type=float, default=None,
+                   help="cap on one method's timed seconds per scenario; slower methods get "
+                        "fewer repeats, at least 3, or 1 if slow (default 15, quick 1)")
+    p.add_argument("--slow-seconds", type=float, default=None,
+                   help="a method whose first call takes this long is not warmed up again "
+                        "and that call is timed (default 5, quick 2)")
+    p.add_argument("--fast-seconds", type=float, default=None,
+                   help="fast methods repeat until about this many seconds (default 1, "
+                        "quick 0.1)")
+    p.add_argument("--max-fast-repeats", type=int, default=None,
+                   help="cap on the repeats of a fast method (default 50, quick 10)")
+    p.add_argument("--naive-max-gb", type=float, default=4.0,
+                   help="skip question_loop where its graph would hold more GiB (default 4)")
+    p.add_argument("--json", dest="json_path", default="bench_results.json", metavar="FILE")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes and repeats: a CI smoke test, not real numbers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", choices=("weighted", "sum"), default="weighted",
+                   help="dot with a fixed random weighting (default) or output.sum()")
+    p.add_argument("--box-dtype", choices=("int64", "float32"), default="int64")
+    p.add_argument("--memory", choices=("all", "many", "none"), default=None,
+                   help="which scenarios get a peak-memory measurement (default all; "
+                        "quick: many)")
+    p.add_argument("--memory-methods", nargs="+", metavar="NAME",
+                   help="methods that get a memory measurement (default all; quick: "
+                        "augpatch clone)")
+    p.add_argument("--memory-max-seconds", type=float, default=10.0,
+                   help="no memory run for a method (other than augpatch) whose call takes "
+                        "longer (default 10)")
+    p.add_argument("--memory-jobs", type=int, default=2,
+                   help="memory subprocesses run at once (CPU; after the timings)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (e.g. one that calls register_method) here and in "
+                        "the memory subprocesses")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark CLI; returns 0, or 1 if a method raised or a check mismatched."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    for mod in args.plugin:
+        importlib.import_module(mod)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: CUDA is not available", file=sys.stderr)
+        return 2
+    quick = args.quick
+    cfg = BenchConfig(
+        device=args.device,
+        scenarios=_parse_names(args.scenarios, list(SCENARIOS), "scenario") or tuple(SCENARIOS),
+        methods=_parse_names(args.methods, list(METHODS), "method"),
+        repeats=args.repeats if args.repeats is not None else (3 if quick else 10),
+        warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
+        max_method_seconds=args.max_method_seconds or (1.0 if quick else 15.0),
+        slow_seconds=args.slow_seconds or (2.0 if quick else 5.0),
+        fast_seconds=(args.fast_seconds if args.fast_seconds is not None
+                      else (0.1 if quick else 1.0)),
+        max_fast_repeats=args.max_fast_repeats or (10 if quick else 50),
+        memory_max_seconds=args.memory_max_seconds,
+        naive_max_gb=args.naive_max_gb,
+        quick=quick,
+        seed=args.seed,
+        loss=args.loss,
+        box_dtype=args.box_dtype,
+        memory=args.memory or ("many" if quick else "all"),
+        memory_methods=_parse_names(args.memory_methods, list(METHODS), "method")
+        or ((REFERENCE_METHOD, "clone") if quick else ()),
+        memory_jobs=args.memory_jobs,
+        threads=args.threads,
+        plugins=tuple(args.plugin),
+        progress=not args.no_progress,
+        json_path=args.json_path,
+    )
+    if cfg.repeats < 1 or cfg.warmup < 1:
+        print("--repeats and --warmup must be >= 1", file=sys.stderr)
+        return 2
+    cfg.min_repeats = min(cfg.min_repeats, cfg.repeats)
+    report = run_benchmark(cfg)
+    print(format_table(report))
+    with open(cfg.json_path, "w") as fh:
+        json.dump(report, fh, indent=1)
+    print(f"\nwrote {cfg.json_path}")
+    failed = any(e["status"] == "error" for s in report["scenarios"].values()
+                 for e in s["methods"].values())
+    failed = failed or any(not c["match"] for s in report["scenarios"].values()
+                           for c in s["checks"].values())
+    failed = failed or any("error" in e.get("memory", {}) for s in report["scenarios"].values()
+                           for e in s["methods"].values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    # Run the canonical module's main so --plugin registrations (which import
+    # augpatch.bench, not __main__) are seen.
+    from augpatch.bench import main as _main
+
+    raise SystemExit(_main())

@@ -1,0 +1,492 @@
+"""Data-loading glue: collate per-object samples, augment whole batches, seed workers.
+
+Detection datasets return one ``(image, target)`` pair per image, with a
+different number of objects in each. augpatch works on flat batches: images
+``[B, C, H, W]``, boxes ``[N, 4]`` and ``obj_to_img`` ``[N]``. This module turns
+the first into the second and runs augpatch transforms on the batch, on the CPU
+or on the GPU.
+
+* :func:`collate_objects` is a ``collate_fn`` for :class:`torch.utils.data.DataLoader`.
+* :class:`BatchAugment` applies an augpatch transform to a collated batch; use it
+  as the ``collate_fn`` itself when ``num_workers == 0``, or as a step after
+  ``batch = loader_output`` (and ``.to(device)``) in the main process otherwise.
+* :func:`seed_worker` is a ``worker_init_fn`` that gives every worker its own,
+  reproducible random streams.
+
+Example:
+    >>> import torch
+    >>> from torch.utils.data import DataLoader
+    >>> from augpatch.data import collate_objects, seed_worker
+    >>> samples = [
+    ...     (torch.zeros(3, 32, 40), {"boxes": torch.tensor([[1.0, 2.0, 9.0, 12.0]]),
+    ...                               "labels": torch.tensor([3])}),
+    ...     (torch.zeros(3, 30, 30), {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0).long()}),
+    ... ]
+    >>> batch = collate_objects(samples)
+    >>> batch["images"].shape, batch["boxes"].shape, batch["obj_to_img"].tolist()
+    (torch.Size([2, 3, 32, 40]), torch.Size([1, 4]), [0])
+    >>> batch["image_sizes"].tolist()
+    [[32, 40], [30, 30]]
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+__all__ = ["BatchAugment", "collate_objects", "seed_worker"]
+
+# Target keys that describe the whole image even when their leading size
+# happens to equal the number of objects.
+_IMAGE_LEVEL_KEYS = frozenset(
+    {"image_id", "image_ids", "orig_size", "size", "image_size", "file_name"}
+)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _plain(t: Tensor) -> Tensor:
+    """Drop any tensor subclass (``tv_tensors``) and return a plain tensor view."""
+    return t.as_subclass(Tensor) if type(t) is not Tensor else t
+
+
+def _image_to_tensor(image: Any, index: int) -> Tensor:
+    """Turn a tensor ``[C, H, W]`` or ``[H, W]``, a PIL image or an HWC array into ``[C, H, W]``."""
+    if isinstance(image, Tensor):
+        image = _plain(image)
+        if image.dim() == 2:
+            image = image.unsqueeze(0)
+        if image.dim() != 3:
+            raise ValueError(
+                f"sample {index}: an image tensor must be [C, H, W] or [H, W], "
+                f"got {tuple(image.shape)}"
+            )
+        return image
+    pil = sys.modules.get("PIL.Image")
+    is_pil = pil is not None and isinstance(image, pil.Image)
+    np = sys.modules.get("numpy")
+    if is_pil or (np is not None and isinstance(image, np.ndarray)):
+        import numpy as np  # a PIL image or an array means numpy is installed
+
+        out = torch.from_numpy(np.array(image, copy=True))
+        return out.unsqueeze(0) if out.dim() == 2 else out.permute(2, 0, 1).contiguous()
+    raise TypeError(
+        f"sample {index}: the image must be a tensor, a PIL image or a numpy array, "
+        f"got {type(image).__name__}"
+    )
+
+
+def _boxes_to_xyxy(boxes: Any, index: int) -> Tensor:
+    """Return plain ``xyxy`` boxes ``[N, 4]``; ``tv_tensors.BoundingBoxes`` are converted first."""
+    if not isinstance(boxes, Tensor):
+        boxes = torch.as_tensor(boxes)
+    fmt = getattr(boxes, "format", None)
+    if fmt is not None:  # torchvision BoundingBoxes
+        name = getattr(fmt, "value", str(fmt)).upper()
+        if name in ("XYWHR", "CXCYWHR", "XYXYXYXY"):
+            raise ValueError(
+                f"sample {index}: rotated boxes ({name}) cannot be collated as patches; "
+                "convert them to XYXY first"
+            )
+        if name != "XYXY":
+            from augpatch.functional import convert_box_format
+
+            return convert_box_format(_plain(boxes), name.lower(), "xyxy")
+    boxes = _plain(boxes)
+    if boxes.numel() == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"sample {index}: boxes must have shape [N, 4], got {tuple(boxes.shape)}")
+    return boxes
+
+
+def _split_sample(sample: Any, index: int) -> tuple[Any, dict[str, Any]]:
+    """Accept ``(image, target)``, ``{"image": ..., **target}`` or a bare image."""
+    if isinstance(sample, Mapping):
+        if "image" not in sample:
+            raise KeyError(
+                f"sample {index}: a dict sample needs an 'image' key, got {sorted(sample)}"
+            )
+        return sample["image"], {k: v for k, v in sample.items() if k != "image"}
+    if isinstance(sample, (tuple, list)):
+        if len(sample) != 2:
+            raise ValueError(
+                f"sample {index}: expected an (image, target) pair, got {len(sample)} items"
+            )
+        image, target = sample
+        if target is None:
+            target = {}
+        if not isinstance(target, Mapping):
+            raise TypeError(
+                f"sample {index}: the target must be a dict, got {type(target).__name__}"
+            )
+        return image, dict(target)
+    return sample, {}
+
+
+def _pad_to(t: Tensor, height: int, width: int, value: float) -> Tensor:
+    pad_h, pad_w = height - t.shape[-2], width - t.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return t
+    if t.dtype == torch.bool:
+        return F.pad(t.to(torch.uint8), (0, pad_w, 0, pad_h), value=int(value)).bool()
+    return F.pad(t, (0, pad_w, 0, pad_h), value=value)
+
+
+# --------------------------------------------------------------------------- collate
+
+
+def collate_objects(
+    samples: Sequence[Any],
+    *,
+    pad_value: float = 0.0,
+    size_divisible: int = 1,
+    object_keys: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Collate per-image detection samples into one flat, augpatch-ready batch.
+
+    Each sample is ``(image, target)`` (or ``{"image": image, **target}``, or a
+    bare image with no objects). ``image`` is a tensor ``[C, H, W]`` (also
+    ``tv_tensors.Image``), a PIL image or an ``HWC`` numpy array; ``target`` is a
+    dict with ``"boxes"`` ``[N_i, 4]`` (tensor or ``tv_tensors.BoundingBoxes``,
+    converted to ``xyxy``) and any other fields.
+
+    Returns a dict of tensors (so ``pin_memory=True`` works):
+
+    * ``images`` ``[B, C, H_max, W_max]``: images padded at the bottom and right
+      with ``pad_value`` (sizes rounded up to ``size_divisible``);
+    * ``image_sizes`` ``[B, 2]`` int64: the real ``(H, W)`` of every image;
+    * ``boxes`` ``[N, 4]`` (``N = sum N_i``), ``obj_to_img`` ``[N]`` int64;
+    * every per-object field concatenated along dim 0 (``labels`` ``[N]``,
+      ``masks`` ``[N, H_max, W_max]`` zero-padded like the images,
+      ``keypoints`` ``[N, K, 2]``, ...). A field is per-object if it is named in
+      ``object_keys`` or, by default, if it is a tensor whose leading size equals
+      ``N_i`` in every sample;
+    * other fields: stacked ``[B, ...]`` when they are tensors of one shape,
+      else a list of ``B`` values.
+
+    Images without objects are fine (``N_i = 0``). Keypoints are passed through
+    in the coordinates they came in (see :class:`BatchAugment` for the half
+    pixel between torchvision's and augpatch's conventions).
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader
+        >>> ds = [(torch.rand(3, 20, 20), {"boxes": torch.tensor([[0., 0., 5., 5.]]),
+        ...                                "labels": torch.tensor([1])})] * 4
+        >>> loader = DataLoader(ds, batch_size=2, collate_fn=collate_objects)
+        >>> batch = next(iter(loader))
+        >>> batch["obj_to_img"].tolist(), batch["labels"].tolist()
+        ([0, 1], [1, 1])
+    """
+    if len(samples) == 0:
+        raise ValueError("collate_objects got an empty list of samples")
+    if size_divisible < 1:
+        raise ValueError(f"size_divisible must be >= 1, got {size_divisible}")
+    images: list[Tensor] = []
+    targets: list[dict[str, Any]] = []
+    for i, sample in enumerate(samples):
+        image, target = _split_sample(sample, i)
+        images.append(_image_to_tensor(image, i))
+        target["boxes"] = _boxes_to_xyxy(target.get("boxes", torch.zeros(0, 4)), i)
+        targets.append(target)
+
+    channels = {im.shape[0] for im in images}
+    if len(channels) > 1:
+        raise ValueError(
+            f"all images must have the same number of channels, got {sorted(channels)}"
+        )
+    dtypes = {im.dtype for im in images}
+    if len(dtypes) > 1:
+        raise TypeError(f"all images must have the same dtype, got {sorted(map(str, dtypes))}")
+    sizes = torch.tensor([im.shape[-2:] for im in images], dtype=torch.long).reshape(-1, 2)
+    height = int(sizes[:, 0].max())
+    width = int(sizes[:, 1].max())
+    height = -(-height // size_divisible) * size_divisible
+    width = -(-width // size_divisible) * size_divisible
+    batch_images = torch.stack([_pad_to(im, height, width, pad_value) for im in images])
+
+    counts = [t["boxes"].shape[0] for t in targets]
+    keys: list[str] = []
+    for t in targets:
+        keys.extend(k for k in t if k not in keys)
+
+    def is_object_field(key: str) -> bool:
+        if key == "boxes":
+            return True
+        if object_keys is not None:
+            return key in object_keys
+        if key in _IMAGE_LEVEL_KEYS or key in ("obj_to_img", "image_sizes", "images"):
+            return False
+        present = [(t[key], n) for t, n in zip(targets, counts) if key in t]
+        return bool(present) and all(
+            isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n for v, n in present
+        )
+
+    out: dict[str, Any] = {"images": batch_images, "image_sizes": sizes}
+    for key in keys:
+        if is_object_field(key):
+            out[key] = _cat_object_field(key, targets, counts, sizes, height, width)
+        else:
+            values = [t.get(key) for t in targets]
+            if all(isinstance(v, Tensor) for v in values) and len({v.shape for v in values}) == 1:
+                out[key] = torch.stack([_plain(v) for v in values])
+            else:
+                out[key] = values
+    out["obj_to_img"] = torch.repeat_interleave(
+        torch.arange(len(samples)), torch.tensor(counts, dtype=torch.long)
+    )
+    return out
+
+
+def _cat_object_field(
+    key: str,
+    targets: list[dict[str, Any]],
+    counts: list[int],
+    sizes: Tensor,
+    height: int,
+    width: int,
+) -> Tensor:
+    """Concatenate one per-object field, padding spatial ``[N_i, ..., H_i, W_i]`` fields."""
+    template = next((t[key] for t in targets if key in t), None)
+    parts: list[Tensor] = []
+    for i, (t, n) in enumerate(zip(targets, counts)):
+        value = t.get(key)
+        if value is None:
+            if n > 0:
+                raise KeyError(f"sample {i} has {n} objects but no {key!r} field")
+            value = torch.zeros((0, *template.shape[1:]), dtype=template.dtype)
+        value = _plain(value if isinstance(value, Tensor) else torch.as_tensor(value))
+        if value.shape[0] != n:
+            raise ValueError(
+                f"sample {i}: {key!r} has {value.shape[0]} rows but there are {n} boxes"
+            )
+        h, w = int(sizes[i, 0]), int(sizes[i, 1])
+        if value.dim() >= 3 and tuple(value.shape[-2:]) == (h, w):
+            value = _pad_to(value, height, width, 0)
+        elif value.dim() >= 3 and n == 0 and template is not None and template.dim() == value.dim():
+            value = value.new_zeros((0, *value.shape[1:-2], height, width))
+        parts.append(value)
+    shapes = {p.shape[1:] for p in parts if p.shape[0] > 0}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{key!r} has different per-object shapes across samples: {sorted(map(tuple, shapes))}"
+        )
+    if shapes:
+        (shape,) = shapes
+        parts = [p if p.shape[0] > 0 else p.new_zeros((0, *shape)) for p in parts]
+    return torch.cat(parts, 0)
+
+
+# --------------------------------------------------------------------------- batch augment
+
+
+class BatchAugment:
+    """Apply an augpatch transform to a whole collated batch, optionally on a device.
+
+    Args:
+        transform: an augpatch transform (``augpatch.transforms.*``) called as
+            ``transform(images, boxes, obj_to_img, masks=..., keypoints=...)``.
+        device: where to run it (``"cuda"``, ``"cpu"``, a ``torch.device``), or
+            ``None`` to stay where the batch is.
+        collate_fn: used when the call receives a list of samples.
+        non_blocking: passed to ``Tensor.to`` (useful with ``pin_memory=True``).
+        pixel_index_keypoints: the batch's ``keypoints`` use the pixel-index
+            convention of torchvision / Kornia / albumentations (pixel ``j`` has
+            its centre at ``x = j``); they are shifted by half a pixel into
+            augpatch's convention (centre at ``j + 0.5``) and back.
+
+    Two ways to use it:
+
+    * ``num_workers == 0``: ``DataLoader(ds, collate_fn=BatchAugment(aug, "cuda"))``
+      collates in the main process and augments on the GPU.
+    * ``num_workers > 0``: ``DataLoader(ds, num_workers=4, collate_fn=collate_objects,
+      pin_memory=True)``, then ``batch = BatchAugment(aug, "cuda")(batch)`` in the
+      training loop. CUDA cannot be initialised in forked worker processes, so
+      asking for a CUDA device inside a worker raises a ``RuntimeError`` that
+      says exactly this.
+
+    The call returns a new dict: ``images``, ``boxes``, ``masks`` and
+    ``keypoints`` replaced by their augmented versions, every other tensor
+    moved to ``device``.
+
+    Example:
+        >>> import torch
+        >>> from augpatch.data import BatchAugment
+        >>> identity = lambda images, boxes, obj_to_img=None, **kw: (images, boxes)
+        >>> step = BatchAugment(identity, device=None)
+        >>> out = step([(torch.zeros(3, 8, 8), {"boxes": torch.tensor([[0., 0., 4., 4.]])})])
+        >>> out["images"].shape, out["boxes"].shape
+        (torch.Size([1, 3, 8, 8]), torch.Size([1, 4]))
+    """
+
+    def __init__(
+        self,
+        transform: Callable[..., Any],
+        device: str | torch.device | None = "cuda",
+        *,
+        collate_fn: Callable[[Sequence[Any]], dict[str, Any]] = collate_objects,
+        non_blocking: bool = True,
+        pixel_index_keypoints: bool = False,
+    ) -> None:
+        self.transform = transform
+        self.device = torch.device(device) if device is not None else None
+        self.collate_fn = collate_fn
+        self.non_blocking = non_blocking
+        self.pixel_index_keypoints = pixel_index_keypoints
+
+    def _check_not_in_worker(self) -> None:
+        if self.device is None or self.device.type in ("cpu", "meta"):
+            return
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            raise RuntimeError(
+                f"BatchAugment(device={str(self.device)!r}) was called inside DataLoader worker "
+                f"{info.id}: {self.device.type.upper()} cannot be used in worker processes. "
+                "Give the DataLoader collate_fn=augpatch.data.collate_objects "
+                "(and pin_memory=True), "
+                "then call this BatchAugment on each batch in the main process: "
+                "`for batch in loader: batch = batch_augment(batch)`. "
+                "Alternatively use num_workers=0, or device='cpu' inside workers."
+            )
+
+    def __call__(self, batch: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
+        """Collate (if given samples), move to ``device`` and augment; returns a new dict."""
+        self._check_not_in_worker()
+        if not isinstance(batch, Mapping):
+            batch = self.collate_fn(batch)
+        out = {
+            k: (
+                v.to(self.device, non_blocking=self.non_blocking)
+                if isinstance(v, Tensor) and self.device is not None
+                else v
+            )
+            for k, v in batch.items()
+        }
+        for required in ("images", "boxes", "obj_to_img"):
+            if required not in out:
+                raise KeyError(
+                    f"the batch has no {required!r} entry (use augpatch.data.collate_objects)"
+                )
+        kwargs: dict[str, Any] = {}
+        if isinstance(out.get("masks"), Tensor):
+            kwargs["masks"] = out["masks"]
+        keypoints = out.get("keypoints")
+        if isinstance(keypoints, Tensor):
+            kwargs["keypoints"] = keypoints + 0.5 if self.pixel_index_keypoints else keypoints
+        result = self.transform(out["images"], out["boxes"], out["obj_to_img"], **kwargs)
+        images, boxes = result[0], result[1]
+        out["images"], out["boxes"] = images, boxes
+        if "masks" in kwargs and getattr(result, "masks", None) is not None:
+            out["masks"] = result.masks
+        if "keypoints" in kwargs and getattr(result, "keypoints", None) is not None:
+            kp = result.keypoints
+            out["keypoints"] = kp - 0.5 if self.pixel_index_keypoints else kp
+        return out
+
+    def __repr__(self) -> str:
+        return f"BatchAugment({self.transform!r}, device={self.device})"
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _mix(seed: int, salt: int) -> int:
+    """Deterministically combine two seeds into a 63-bit seed (splitmix64 finaliser)."""
+    z = (seed * 0x9E3779B97F4A7C15 + salt + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
+_MAX_CONTAINER = 256
+
+
+def _reseed_reachable(root: Any, worker_seed: int, max_depth: int = 8) -> int:
+    """Reseed every ``torch.Generator`` and albumentations random state reachable from ``root``.
+
+    Walks attributes, ``nn.Module`` children, lists, tuples and dicts. Returns
+    how many random states were reseeded.
+    """
+    seen: set[int] = set()
+    count = 0
+    np_mod = sys.modules.get("numpy")
+
+    def visit(obj: Any, depth: int) -> None:
+        nonlocal count
+        if depth > max_depth or id(obj) in seen:
+            return
+        if obj is None or isinstance(obj, (str, bytes, int, float, bool, Tensor, type)):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, torch.Generator):
+            obj.manual_seed(_mix(worker_seed, obj.initial_seed()))
+            count += 1
+            return
+        if (
+            np_mod is not None
+            and isinstance(getattr(obj, "random_generator", None), np_mod.random.Generator)
+            and callable(getattr(obj, "set_random_seed", None))
+        ):
+            # albumentations Compose / transform: its numpy and python states were forked too.
+            base = obj.seed if isinstance(getattr(obj, "seed", None), int) else 0
+            obj.set_random_seed(_mix(worker_seed, base) % 2**32)
+            count += 1
+        if isinstance(obj, Mapping):
+            if len(obj) <= _MAX_CONTAINER:  # skip big annotation tables
+                for v in list(obj.values()):
+                    visit(v, depth + 1)
+            return
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            if len(obj) <= _MAX_CONTAINER:
+                for v in list(obj):
+                    visit(v, depth + 1)
+            return
+        attrs = getattr(obj, "__dict__", None)
+        if isinstance(attrs, dict):
+            for v in list(attrs.values()):
+                visit(v, depth + 1)
+
+    visit(root, 0)
+    return count
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` that gives every DataLoader worker its own reproducible random streams.
+
+    PyTorch already seeds each worker's global torch RNG with
+    ``base_seed + worker_id`` (``base_seed`` is drawn from the main process's
+    torch RNG, so ``torch.manual_seed`` or ``DataLoader(generator=...)`` makes a
+    run reproducible). What it does not do is reseed random states that were
+    *copied* into the workers: an augpatch transform built with
+    ``generator=torch.Generator().manual_seed(0)``, an ``A.Compose(seed=...)``,
+    numpy's and Python's global RNGs. Without this function every worker draws
+    the *same* augmentation parameters. ``seed_worker`` reseeds, from the
+    worker's torch seed:
+
+    * Python's ``random`` and numpy's global RNG;
+    * every ``torch.Generator`` and albumentations random state reachable from
+      the worker's dataset (attributes, ``nn.Module`` children, lists, dicts),
+      each mixed with its own original seed so distinct generators stay distinct.
+
+    Example:
+        >>> from torch.utils.data import DataLoader
+        >>> from augpatch.data import collate_objects, seed_worker
+        >>> # DataLoader(ds, num_workers=4, worker_init_fn=seed_worker,
+        >>> #            collate_fn=collate_objects, generator=torch.Generator().manual_seed(0))
+    """
+    worker_seed = torch.initial_seed()
+    random.seed(worker_seed)
+    np_mod = sys.modules.get("numpy")
+    if np_mod is not None:
+        np_mod.random.seed(worker_seed % 2**32)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        _reseed_reachable(info.dataset, worker_seed)

@@ -1,0 +1,567 @@
+"""Random and deterministic per-object affine transforms.
+
+All of them are a parameter sampler plus :func:`augpatch.functional.patch_affine_matrix`
+(rotation, translation, scale and shear in PIXEL space about each patch's centre,
+so a rotated square object stays square in any box). Positive angles rotate
+counter-clockwise on screen, as ``torchvision.transforms.v2.functional.rotate``.
+
+Units of the human parameters (in the arguments and in ``aug._params``):
+
+* ``angle`` ``[N]``: degrees, counter-clockwise on screen;
+* ``translate`` ``[N, 2]``: ``(tx, ty)`` as a FRACTION of the object's patch size
+  ``(w, h)`` (the box clipped to the canvas), as torchvision's ``RandomAffine`` uses
+  fractions of the image size; ``compute_matrix`` converts to pixels;
+* ``scale`` ``[N, 2]``: ``(sx, sy)`` factors along the object's axes;
+* ``shear`` ``[N, 2]``: ``(x-shear, y-shear)`` in degrees (torchvision ``F.affine``
+  convention).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import augpatch.functional as F
+from augpatch.transforms._sampling import (
+    Bound,
+    Range,
+    _tensor_values,
+    check_range,
+    parse_range,
+    register_tensor,
+    uniform01,
+)
+from augpatch.transforms.base import Params, PatchAugmentationBase
+
+__all__ = [
+    "PatchAffine",
+    "RandomPatchAffine",
+    "RandomPatchHorizontalFlip",
+    "RandomPatchRotation",
+    "RandomPatchScale",
+    "RandomPatchShear",
+    "RandomPatchTranslate",
+    "RandomPatchVerticalFlip",
+]
+
+
+def _is_number(x: object) -> bool:
+    return (isinstance(x, numbers.Real) and not isinstance(x, bool)) or (
+        isinstance(x, Tensor) and x.dim() == 0
+    )
+
+
+def _is_seq(x: object) -> bool:
+    return isinstance(x, Sequence) and not isinstance(x, str)
+
+
+def _fmt(x: float) -> str:
+    return repr(round(x, 6))
+
+
+def _fmt_range(module: torch.nn.Module, rng: Range) -> str:
+    lo, hi = rng.values(module)
+    return f"({_fmt(lo)}, {_fmt(hi)})"
+
+
+def _whole_tensor_ranges(
+    module: torch.nn.Module, name: str, value: Tensor, pairs: Sequence[tuple[Any, Any]]
+) -> list[Range]:
+    """Register ``value`` once and build ranges from index pairs ``(lo_idx, hi_idx)``."""
+    _tensor_values(name, value)
+    register_tensor(module, name, value)
+    return [Range(Bound(0.0, name, i), Bound(0.0, name, j)) for i, j in pairs]
+
+
+def _parse_translate(module: torch.nn.Module, value: object) -> tuple[Range, Range]:
+    """``translate``: a number ``a`` (both axes in ``(-a, a)``), a pair ``(a, b)`` of
+    per-axis maxima (torchvision), or a pair of ranges ``((x_lo, x_hi), (y_lo, y_hi))``.
+    Fractions of the patch size, within ``[-1, 1]``."""
+    kw: dict[str, Any] = {"lower": -1.0, "upper": 1.0}
+    if _is_number(value):
+        r = parse_range(module, "translate", value, **kw)
+        return r, r
+    if isinstance(value, Tensor):
+        if value.shape == (2,):
+            if min(_tensor_values("translate", value)) < 0:
+                raise ValueError("translate maxima (a, b) must be non-negative")
+            register_tensor(module, "translate", value)
+            rx = Range(Bound(0.0, "translate", 0, -1.0), Bound(0.0, "translate", 0, 1.0))
+            ry = Range(Bound(0.0, "translate", 1, -1.0), Bound(0.0, "translate", 1, 1.0))
+        elif value.shape == (2, 2):
+            rx, ry = _whole_tensor_ranges(
+                module, "translate", value, [((0, 0), (0, 1)), ((1, 0), (1, 1))]
+            )
+        else:
+            raise ValueError(
+                f"translate as a tensor must have shape [], [2] or [2, 2], got {tuple(value.shape)}"
+            )
+        return check_range(module, "translate_x", rx, **kw), check_range(
+            module, "translate_y", ry, **kw
+        )
+    if _is_seq(value) and len(value) == 2:  # type: ignore[arg-type]
+        rx = parse_range(module, "translate_x", value[0], **kw)  # type: ignore[index]
+        ry = parse_range(module, "translate_y", value[1], **kw)  # type: ignore[index]
+        return rx, ry
+    raise TypeError(
+        "translate must be a number, a pair (a, b) of per-axis maxima or a pair of (min, max) "
+        f"ranges, got {value!r}"
+    )
+
+
+def _parse_xy_ranges(
+    module: torch.nn.Module, name: str, value: object, *, center: float, **kw: Any
+) -> tuple[Range, Range | None]:
+    """``scale`` / ``shear``: a number, a (min, max) pair, or 4 values
+    ``(x_min, x_max, y_min, y_max)``. Returns ``(x range, y range or None)``."""
+    if isinstance(value, Tensor) and value.shape == (4,):
+        rx, ry = _whole_tensor_ranges(module, name, value, [(0, 1), (2, 3)])
+        return check_range(module, f"{name}_x", rx, **kw), check_range(
+            module, f"{name}_y", ry, **kw
+        )
+    if _is_seq(value) and len(value) == 4:  # type: ignore[arg-type]
+        rx = parse_range(module, f"{name}_x", tuple(value[:2]), center=center, **kw)  # type: ignore[index]
+        ry = parse_range(module, f"{name}_y", tuple(value[2:]), center=center, **kw)  # type: ignore[index]
+        return rx, ry
+    return parse_range(module, name, value, center=center, **kw), None
+
+
+class RandomPatchAffine(PatchAugmentationBase):
+    r"""Random per-object affine: rotation, translation, scale and shear about each box centre.
+
+    Argument forms follow torchvision/Kornia ``RandomAffine``. Every magnitude may be a
+    tensor that requires grad (or an ``nn.Parameter``): sampling is reparameterised
+    (``value = lo + (hi - lo) * u``, ``u ~ U[0, 1)``) so gradients reach it.
+
+    Args:
+        degrees: rotation range in degrees: a number ``d`` means ``(-d, d)``, a pair is
+            ``(min, max)``. ``None`` (or omitted in the subclasses): no rotation.
+        translate: fraction of the patch size: a number ``a`` (``tx, ty`` in ``(-a, a)``),
+            a pair ``(a, b)`` (``tx`` in ``(-a, a)``, ``ty`` in ``(-b, b)``, as torchvision)
+            or a pair of ranges ``((x_min, x_max), (y_min, y_max))``; within ``[-1, 1]``.
+        scale: a pair ``(min, max)`` (isotropic), 4 values ``(x_min, x_max, y_min, y_max)``
+            (anisotropic), or a number ``s`` meaning ``(1 - s, 1 + s)``. Must be ``> 0``.
+        shear: degrees: a number ``s`` (x-shear in ``(-s, s)``), a pair (x-shear range) or
+            4 values (x and y ranges), within ``(-90, 90)``.
+        **kwargs: ``p`` (default 0.5), ``same_on_batch``, ``same_on_image``,
+            ``resample``, ``padding_mode``, ``align_corners``, ``overlap``,
+            ``generator``, ``drop_invalid``: see :class:`PatchAugmentationBase`.
+
+    Parameters (``aug._params``): ``angle [N]``, ``translate [N, 2]`` (fractions),
+    ``scale [N, 2]``, ``shear [N, 2]`` plus the base's ``theta``, ``batch_prob``,
+    ``patches``, ``obj_to_img``, ``keep``. Draw order: angle, translate, scale, shear.
+
+    Example:
+        >>> aug = RandomPatchAffine(degrees=15, translate=(0.1, 0.1), scale=(0.8, 1.2), p=1.0)
+        >>> images = torch.rand(1, 3, 32, 32)
+        >>> out, boxes = aug(images, torch.tensor([[4, 4, 20, 28]]))
+        >>> aug._params["theta"].shape
+        torch.Size([1, 2, 3])
+    """
+
+    def __init__(
+        self,
+        degrees: Any = None,
+        translate: Any = None,
+        scale: Any = None,
+        shear: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._degrees = None if degrees is None else parse_range(self, "degrees", degrees)
+        self._translate = None if translate is None else _parse_translate(self, translate)
+        self._scale = (
+            None
+            if scale is None
+            else _parse_xy_ranges(self, "scale", scale, center=1.0, lower=0.0, strict_lower=True)
+        )
+        self._shear = (
+            None
+            if shear is None
+            else _parse_xy_ranges(
+                self,
+                "shear",
+                shear,
+                center=0.0,
+                lower=-90.0,
+                upper=90.0,
+                strict_lower=True,
+                strict_upper=True,
+            )
+        )
+
+    def generate_parameters(
+        self,
+        patches: Tensor,
+        obj_to_img: Tensor,
+        batch_size: int,
+        generator: torch.Generator | None,
+    ) -> Params:
+        g, device, dtype = patches.shape[0], patches.device, patches.dtype
+
+        def draw(*tail: int) -> Tensor:
+            return uniform01((g, *tail), generator, device).to(dtype)
+
+        zeros = torch.zeros(g, dtype=dtype, device=device)
+        angle = zeros if self._degrees is None else self._degrees.sample(self, draw())
+        if self._translate is None:
+            translate = torch.zeros(g, 2, dtype=dtype, device=device)
+        else:
+            u = draw(2)
+            translate = torch.stack(
+                (
+                    self._translate[0].sample(self, u[:, 0]),
+                    self._translate[1].sample(self, u[:, 1]),
+                ),
+                -1,
+            )
+        if self._scale is None:
+            scale = torch.ones(g, 2, dtype=dtype, device=device)
+        elif self._scale[1] is None:
+            s = self._scale[0].sample(self, draw())
+            scale = torch.stack((s, s), -1)
+        else:
+            u = draw(2)
+            scale = torch.stack(
+                (self._scale[0].sample(self, u[:, 0]), self._scale[1].sample(self, u[:, 1])), -1
+            )
+        if self._shear is None:
+            shear = torch.zeros(g, 2, dtype=dtype, device=device)
+        elif self._shear[1] is None:
+            shear = torch.stack((self._shear[0].sample(self, draw()), zeros), -1)
+        else:
+            u = draw(2)
+            shear = torch.stack(
+                (self._shear[0].sample(self, u[:, 0]), self._shear[1].sample(self, u[:, 1])), -1
+            )
+        return {"angle": angle, "translate": translate, "scale": scale, "shear": shear}
+
+    def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
+        return _affine_from_params(params, patches, self.align_corners)
+
+    def _magnitude_repr(self) -> list[str]:
+        out = []
+        if self._degrees is not None:
+            out.append(f"degrees={_fmt_range(self, self._degrees)}")
+        if self._translate is not None:
+            rx, ry = self._translate
+            out.append(f"translate=({_fmt_range(self, rx)}, {_fmt_range(self, ry)})")
+        for name, rngs in (("scale", self._scale), ("shear", self._shear)):
+            if rngs is None:
+                continue
+            if rngs[1] is None:
+                out.append(f"{name}={_fmt_range(self, rngs[0])}")
+            else:
+                (a, b), (c, d) = rngs[0].values(self), rngs[1].values(self)
+                out.append(f"{name}=({_fmt(a)}, {_fmt(b)}, {_fmt(c)}, {_fmt(d)})")
+        return out
+
+
+def _affine_from_params(params: Params, patches: Tensor, align_corners: bool) -> Tensor:
+    """``theta`` from ``angle``/``translate`` (fraction)/``scale``/``shear`` (any may be absent)."""
+    translate = params.get("translate")
+    if translate is not None:
+        translate = translate.to(patches.dtype) * (patches[:, 2:] - patches[:, :2])
+    return F.patch_affine_matrix(
+        patches,
+        angle=params.get("angle"),
+        translate=translate,
+        scale=params.get("scale"),
+        shear=params.get("shear"),
+        align_corners=align_corners,
+    )
+
+
+class RandomPatchRotation(RandomPatchAffine):
+    """Random per-object rotation about each box centre (counter-clockwise positive).
+
+    Args:
+        degrees: a number ``d`` (range ``(-d, d)``) or a ``(min, max)`` pair, in degrees;
+            numbers, tensors (learnable) or a pair of 0-d tensors.
+        **kwargs: common options, see :class:`PatchAugmentationBase` (``p`` default 0.5).
+
+    Example:
+        >>> deg = torch.tensor(20.0, requires_grad=True)
+        >>> aug = RandomPatchRotation(degrees=deg, p=1.0)
+        >>> out, _ = aug(torch.rand(1, 1, 16, 16), torch.tensor([[2, 2, 12, 12]]))
+        >>> out.sum().backward(); deg.grad is not None
+        True
+    """
+
+    def __init__(self, degrees: Any, **kwargs: Any) -> None:
+        super().__init__(degrees=degrees, **kwargs)
+
+
+class RandomPatchTranslate(RandomPatchAffine):
+    """Random per-object translation, as a fraction of each box (patch) size.
+
+    Args:
+        translate: a number ``a`` (both axes in ``(-a, a)``), a pair ``(a, b)`` of per-axis
+            maxima, or ``((x_min, x_max), (y_min, y_max))``; within ``[-1, 1]``.
+        **kwargs: common options, see :class:`PatchAugmentationBase`.
+
+    Example:
+        >>> aug = RandomPatchTranslate((0.2, 0.0), p=1.0)  # horizontal shifts only
+    """
+
+    def __init__(self, translate: Any, **kwargs: Any) -> None:
+        super().__init__(translate=translate, **kwargs)
+
+
+class RandomPatchScale(RandomPatchAffine):
+    """Random per-object zoom about each box centre.
+
+    Args:
+        scale: ``(min, max)`` isotropic, ``(x_min, x_max, y_min, y_max)`` anisotropic, or a
+            number ``s`` meaning ``(1 - s, 1 + s)``; all factors ``> 0``.
+        **kwargs: common options, see :class:`PatchAugmentationBase`.
+
+    Example:
+        >>> aug = RandomPatchScale((0.5, 1.0), p=1.0)
+    """
+
+    def __init__(self, scale: Any, **kwargs: Any) -> None:
+        super().__init__(scale=scale, **kwargs)
+
+
+class RandomPatchShear(RandomPatchAffine):
+    """Random per-object shear about each box centre (torchvision ``F.affine`` convention).
+
+    Args:
+        shear: degrees: a number ``s`` (x-shear in ``(-s, s)``), a ``(min, max)`` pair
+            (x-shear) or ``(x_min, x_max, y_min, y_max)``; within ``(-90, 90)``.
+        **kwargs: common options, see :class:`PatchAugmentationBase`.
+
+    Example:
+        >>> aug = RandomPatchShear((-10, 10, -5, 5), p=1.0)
+    """
+
+    def __init__(self, shear: Any, **kwargs: Any) -> None:
+        super().__init__(shear=shear, **kwargs)
+
+
+class _PatchFlip(PatchAugmentationBase):
+    """A flip: scale ``-1`` about each box centre along one axis; no parameters but ``p``."""
+
+    _scale: tuple[float, float] = (1.0, 1.0)
+
+    def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
+        scale = torch.tensor(self._scale, dtype=patches.dtype, device=patches.device)
+        return F.patch_affine_matrix(
+            patches, scale=scale.expand(patches.shape[0], 2), align_corners=self.align_corners
+        )
+
+
+class RandomPatchHorizontalFlip(_PatchFlip):
+    """Mirror each object left-right inside its box with probability ``p`` (default 0.5).
+
+    Example:
+        >>> aug = RandomPatchHorizontalFlip(p=1.0)
+        >>> img = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> out, _ = aug(img, torch.tensor([[0, 0, 4, 4]]))
+        >>> torch.equal(out, img.flip(-1))
+        True
+    """
+
+    _scale = (-1.0, 1.0)
+
+
+class RandomPatchVerticalFlip(_PatchFlip):
+    """Mirror each object top-bottom inside its box with probability ``p`` (default 0.5).
+
+    Example:
+        >>> aug = RandomPatchVerticalFlip(p=1.0)
+    """
+
+    _scale = (1.0, -1.0)
+
+
+def _check_theta_arg(theta: Tensor) -> None:
+    if not theta.is_floating_point():
+        raise TypeError(f"theta must be a floating point tensor, got {theta.dtype}")
+    ok = (
+        theta.shape in ((2, 3), (6,))
+        or (theta.dim() == 3 and theta.shape[1:] == (2, 3))
+        or (theta.dim() == 2 and theta.shape[1] == 6)
+    )
+    if not ok:
+        raise ValueError(
+            f"theta must have shape [2, 3], [6], [N, 2, 3] or [N, 6], got {tuple(theta.shape)}"
+        )
+    _tensor_values("theta", theta)
+
+
+class PatchAffine(PatchAugmentationBase):
+    r"""Deterministic per-object affine for given (possibly learnable) parameters.
+
+    Either ``theta`` (e.g. a spatial transformer's per-object matrices, in the SPEC's
+    ``F.affine_grid`` convention) or human parameters (same units as
+    :class:`RandomPatchAffine`'s ``_params``, so ``PatchAffine(**{k: aug._params[k]
+    for k in ("angle", "translate", "scale", "shear")})`` reproduces ``aug``).
+
+    Args:
+        theta: ``[2, 3]`` / ``[6]`` (every object) or ``[N, 2, 3]`` / ``[N, 6]``.
+        angle: degrees CCW: a number / 0-d tensor, or ``[N]``.
+        translate: FRACTION of the patch size ``(tx, ty)``: a pair / ``[2]``, or ``[N, 2]``.
+        scale: a number / 0-d tensor (isotropic), a pair / ``[2]`` ``(sx, sy)``, or
+            ``[N, 1]`` / ``[N, 2]``. Non-zero; a negative factor flips.
+        shear: degrees: a number (x-shear), a pair / ``[2]`` ``(x, y)``, or ``[N, 2]``.
+        **kwargs: ``p`` (default 1.0), ``resample``, ``padding_mode``, ``align_corners``,
+            ``overlap``, ``generator``, ``drop_invalid``. (No ``same_on_*``: nothing is
+            sampled but the ``p`` coin.)
+
+    Tensors are registered on the module (an ``nn.Parameter`` as a parameter, other
+    tensors as buffers, the given objects themselves), so gradients reach them and
+    they follow ``.to(device)``. A new value can be assigned between calls
+    (``aug.theta = new_theta``), or passed per call as ``params={"theta": theta}``
+    (gradients flow to it too). ``PatchAffine()`` is the identity.
+
+    Example:
+        >>> theta = torch.eye(2, 3).repeat(2, 1, 1).requires_grad_()
+        >>> stn = PatchAffine(theta=theta)
+        >>> out, boxes = stn(torch.rand(1, 3, 16, 16), torch.tensor([[0, 0, 8, 8], [8, 8, 16, 16]]))
+        >>> out.sum().backward(); theta.grad.shape
+        torch.Size([2, 2, 3])
+    """
+
+    def __init__(
+        self,
+        theta: Tensor | None = None,
+        angle: Any = None,
+        translate: Any = None,
+        scale: Any = None,
+        shear: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        for key in ("same_on_batch", "same_on_image"):
+            if kwargs.get(key):
+                raise ValueError(f"PatchAffine is deterministic: {key} has no meaning")
+            kwargs.pop(key, None)
+        kwargs.setdefault("p", 1.0)
+        super().__init__(**kwargs)
+        human = {"angle": angle, "translate": translate, "scale": scale, "shear": shear}
+        given = [k for k, v in human.items() if v is not None]
+        if theta is not None and given:
+            raise ValueError(
+                f"give either theta or human parameters, not both (got theta and {given})"
+            )
+        self._human: list[str] = []
+        self._theta_given = theta is not None
+        if theta is not None:
+            if not isinstance(theta, Tensor):
+                raise TypeError(f"theta must be a tensor, got {type(theta).__name__}")
+            _check_theta_arg(theta)
+            register_tensor(self, "theta", theta)
+        for name in given:
+            value = human[name]
+            if not isinstance(value, Tensor):
+                if isinstance(value, bool) or not (_is_number(value) or _is_seq(value)):
+                    raise TypeError(
+                        f"{name} must be a number, a pair or a tensor, got {type(value).__name__}"
+                    )
+                try:
+                    value = torch.as_tensor(value, dtype=torch.float32)
+                except (TypeError, ValueError) as e:
+                    raise TypeError(f"{name} must be a number, a pair or a tensor: {e}") from e
+                if name == "angle" and value.dim() != 0:
+                    raise ValueError(
+                        "angle must be a number (or a tensor [N] for per-object angles)"
+                    )
+                if value.dim() > 1 or (value.dim() == 1 and value.shape[0] != 2):
+                    raise ValueError(f"{name} given as a Python value must be a number or a pair")
+                if name == "translate" and value.dim() == 0:
+                    value = value.expand(2).clone()
+            if not _SHAPE_OK[name](value):
+                raise ValueError(
+                    f"{name} has an unsupported shape {tuple(value.shape)}; {_SHAPE_HELP[name]}"
+                )
+            vals = _tensor_values(name, value)
+            if name == "scale" and any(v == 0 for v in vals):
+                raise ValueError("scale must be non-zero (a negative factor flips)")
+            if name == "shear" and any(abs(v) >= 90 for v in vals):
+                raise ValueError("shear must be within (-90, 90) degrees")
+            register_tensor(self, name, value)
+            self._human.append(name)
+
+    def generate_parameters(
+        self,
+        patches: Tensor,
+        obj_to_img: Tensor,
+        batch_size: int,
+        generator: torch.Generator | None,
+    ) -> Params:
+        n, dtype = patches.shape[0], patches.dtype
+        out: Params = {}
+        for name in self._human:
+            v = getattr(self, name).to(device=patches.device, dtype=dtype)
+            if name == "angle":
+                out[name] = v.expand(n) if v.dim() == 0 else _rows(name, v, n)
+            elif name == "translate":
+                out[name] = v.expand(n, 2) if v.dim() <= 1 else _rows(name, v, n)
+            else:  # scale, shear: number -> (v, v) / (v, 0); pair -> shared; [N, 1|2] per object
+                if v.dim() == 0:
+                    v = torch.stack((v, v if name == "scale" else torch.zeros_like(v)))
+                if v.dim() == 1:
+                    if v.shape[0] != 2:
+                        raise ValueError(
+                            f"PatchAffine.{name} as a 1-D tensor must be an (x, y) pair; "
+                            "use [N, 1] or [N, 2] for per-object values"
+                        )
+                    v = v.expand(n, 2)
+                v = _rows(name, v, n)
+                if v.shape[1] == 1:
+                    v = torch.cat((v, v if name == "scale" else torch.zeros_like(v)), 1)
+                out[name] = v
+        return out
+
+    def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
+        if self._theta_given:
+            theta = self.theta.to(patches.dtype)
+            theta = (
+                theta.reshape(-1, 2, 3) if theta.dim() != 2 or theta.shape[-1] == 6 else theta[None]
+            )
+            if theta.shape[0] == 1:
+                return theta.expand(patches.shape[0], 2, 3)
+            return _rows("theta", theta, patches.shape[0])
+        return _affine_from_params(params, patches, self.align_corners)
+
+    def _option_repr(self) -> list[str]:
+        return [s for s in super()._option_repr() if not s.startswith("same_on")]
+
+    def _magnitude_repr(self) -> list[str]:
+        names = ["theta"] if self._theta_given else self._human
+        out = []
+        for name in names:
+            t = getattr(self, name)
+            shape = list(t.shape)
+            if t.numel() <= 6:
+                desc = repr([round(float(v), 6) for v in t.detach().flatten().tolist()])
+                desc = desc if shape else desc[1:-1]
+            else:
+                desc = f"Tensor{shape}"
+            out.append(f"{name}={desc}")
+        return out
+
+
+_SHAPE_OK = {
+    "angle": lambda t: t.dim() <= 1,
+    "translate": lambda t: t.dim() == 0 or t.shape[-1:] == (2,) and t.dim() <= 2,
+    "scale": lambda t: t.dim() == 0 or t.shape == (2,) or (t.dim() == 2 and t.shape[1] in (1, 2)),
+    "shear": lambda t: t.dim() == 0 or t.shape == (2,) or (t.dim() == 2 and t.shape[1] in (1, 2)),
+}
+_SHAPE_HELP = {
+    "angle": "use a number or [N]",
+    "translate": "use a number, a pair / [2] or [N, 2]",
+    "scale": "use a number, a pair / [2], [N, 1] or [N, 2]",
+    "shear": "use a number, a pair / [2], [N, 1] or [N, 2]",
+}
+
+
+def _rows(name: str, v: Tensor, n: int) -> Tensor:
+    if v.shape[0] != n:
+        raise ValueError(f"PatchAffine.{name} has {v.shape[0]} rows but the call has {n} objects")
+    return v

@@ -1,0 +1,760 @@
+"""``PatchAugmentationBase``: the machinery shared by every per-object transform.
+
+A transform is a *parameter sampler* plus a *matrix*:
+
+* :meth:`PatchAugmentationBase.generate_parameters` samples human parameters
+  (angles, scales, ...) for the objects it is given;
+* :meth:`PatchAugmentationBase.compute_matrix` turns them into per-object
+  ``theta [N, 2, 3]`` (``F.affine_grid`` convention in each patch's normalised
+  coordinates, see the SPEC).
+
+Everything else lives here, once: the per-object probability ``p``, sharing of
+draws (``same_on_batch`` / ``same_on_image``), the single
+:func:`augpatch.functional.warp_patches` call, the mapping of boxes, masks and
+keypoints, ``keep`` / ``drop_invalid``, replay from saved parameters and the
+inverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import augpatch.functional as F
+from augpatch.functional._checks import (
+    MODES,
+    OVERLAPS,
+    PADDING_MODES,
+    check_boxes,
+    check_choice,
+    check_images,
+    check_obj_to_img,
+    check_theta,
+    flatten_box_list,
+)
+from augpatch.transforms._result import PatchResult
+from augpatch.transforms._sampling import uniform01
+
+__all__ = ["PatchAugmentationBase"]
+
+Params = dict[str, Any]
+BoxesLike = Tensor | Sequence[Tensor]
+
+# a box thinner than this (pixels) counts as degenerate, so that float rounding of an exact
+# boundary case (content moved by exactly one box size) does not decide ``keep``
+_KEEP_EPS = 1e-3
+
+# keys the base adds to every parameter dict
+_CALL_KEYS = ("patches", "obj_to_img", "keep")
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def _check_p(p: object) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"p must be a number in [0, 1], got {type(p).__name__}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    return p
+
+
+def _check_mode(name: str, value: object, choices: Sequence[str]) -> str:
+    """Accept a string (any case) or an enum such as torchvision's ``InterpolationMode``."""
+    if not isinstance(value, str):
+        enum_name = getattr(value, "name", None)
+        if isinstance(enum_name, str):
+            value = enum_name
+    if isinstance(value, str):
+        value = value.lower()
+    return check_choice(name, value, choices)
+
+
+def _compute_dtype(*tensors: Tensor) -> torch.dtype:
+    """float64 if any input is float64, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _eye(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.eye(2, 3, dtype=dtype, device=device).expand(n, 2, 3)
+
+
+def gate_theta(theta: Tensor, batch_prob: Tensor | None) -> Tensor:
+    """Identity ``theta`` where ``batch_prob`` is False (differentiable elsewhere)."""
+    if batch_prob is None:
+        return theta
+    return torch.where(
+        batch_prob[:, None, None], theta, _eye(theta.shape[0], theta.dtype, theta.device)
+    )
+
+
+def to3x3(theta: Tensor) -> Tensor:
+    """``[N, 2, 3] -> [N, 3, 3]`` homogeneous matrices."""
+    last = torch.zeros_like(theta[:, :1, :])
+    last[:, :, 2] = 1
+    return torch.cat((theta, last), 1)
+
+
+def invert_theta(theta: Tensor) -> Tensor:
+    """Inverse of affine ``theta [N, 2, 3]`` (closed form, differentiable)."""
+    a, b, tx = theta[:, 0].unbind(-1)
+    c, d, ty = theta[:, 1].unbind(-1)
+    det = a * d - b * c
+    if bool((det == 0).any()):
+        bad = torch.nonzero(det == 0).flatten()[:10].tolist()
+        raise ValueError(f"theta is singular for object(s) {bad}: the inverse is undefined")
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return torch.stack(
+        (
+            torch.stack((ia, ib, -(ia * tx + ib * ty)), -1),
+            torch.stack((ic, id_, -(ic * tx + id_ * ty)), -1),
+        ),
+        1,
+    )
+
+
+def _to_warpable(x: Tensor) -> tuple[Tensor, Any]:
+    """Masks as a dtype ``warp_patches`` takes, and the function to restore the dtype."""
+    if x.dtype == torch.bool:
+        return x.to(torch.uint8), lambda y: y.bool()
+    if x.dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return x, lambda y: y
+    if x.is_floating_point() or x.is_complex():
+        raise TypeError(f"unsupported mask dtype {x.dtype}")
+    dtype = x.dtype
+    return x.to(torch.float64), lambda y: y.round().to(dtype)
+
+
+def _check_keypoints(keypoints: object, n: int) -> Tensor:
+    """Validate keypoints ``[N, K, 2]`` (``[N, 2]`` is read as one point per object)."""
+    if not isinstance(keypoints, Tensor):
+        raise TypeError(f"keypoints must be a tensor [N, K, 2], got {type(keypoints).__name__}")
+    if keypoints.dim() == 2 and keypoints.shape[-1] == 2:
+        keypoints = keypoints[:, None]
+    if keypoints.dim() != 3 or keypoints.shape[0] != n or keypoints.shape[-1] != 2:
+        raise ValueError(
+            f"keypoints must have shape [N, K, 2] with N = {n}, got {tuple(keypoints.shape)}"
+        )
+    return keypoints
+
+
+def _detach(params: Mapping[str, Any]) -> Params:
+    return {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in params.items()}
+
+
+# --------------------------------------------------------------------------- base class
+
+
+class PatchAugmentationBase(nn.Module):
+    r"""Base class of per-object affine augmentations (Kornia's ``AugmentationBase2D`` style).
+
+    Subclasses implement only :meth:`generate_parameters` and :meth:`compute_matrix`.
+    The base gates objects with probability ``p``, shares draws, warps all objects in
+    ONE :func:`augpatch.functional.warp_patches` call and maps boxes, masks and
+    keypoints with the same per-object ``theta``.
+
+    Args:
+        p: probability that an object is transformed (drawn per object, or per
+            sharing group, see below). Objects not drawn get the identity and are
+            left bit-for-bit unchanged.
+        same_on_batch: one draw (parameters and the ``p`` coin) shared by every object
+            of the batch.
+        same_on_image: one draw per image, shared by that image's objects.
+            ``same_on_batch`` wins when both are set. A shared draw is shared as a
+            *relative* value: e.g. a translation of 10 % of the box moves every
+            object by 10 % of its own size.
+        resample: ``"bilinear"``, ``"nearest"`` or ``"bicubic"`` (case-insensitive; a
+            torchvision ``InterpolationMode`` is accepted). Masks always use nearest.
+        padding_mode: ``"zeros"``, ``"border"``, ``"reflection"`` (relative to the
+            patch) or ``"image"`` (read the object's real surroundings).
+        align_corners: normalisation convention of ``theta`` (as ``F.affine_grid``).
+        overlap: ``"sequential"`` (objects applied in index order) or ``"parallel"``.
+        generator: optional ``torch.Generator`` for a private, reproducible stream;
+            without one the global CPU RNG (``torch.manual_seed``) is used, whatever
+            the device of the images.
+        drop_invalid: if True, objects whose new box is degenerate (``keep`` False: width
+            or height below 1e-3 px, i.e. no content left inside the patch)
+            are removed from the returned boxes, masks, keypoints and ``obj_to_img``
+            (as torchvision's ``SanitizeBoundingBoxes``); their pixels are still
+            transformed. Default False: nothing is dropped, ``keep`` reports them.
+
+    Call:
+        ``aug(images, boxes, obj_to_img=None, *, masks=None, image_masks=None,
+        keypoints=None, params=None) -> PatchResult``; see :meth:`forward`.
+
+    After every call ``aug._params`` holds the (detached) parameters of that call:
+    the subclass's human parameters ``[N, ...]``, ``theta [N, 2, 3]`` (actually
+    applied: identity where not drawn), ``batch_prob [N]`` bool, ``patches [N, 4]``
+    (boxes clipped to the canvas), ``obj_to_img [N]`` and ``keep [N]``.
+    Human parameters are sampled for every object, also where ``batch_prob`` is False.
+
+    Subclassing:
+        >>> class RandomPatchZoom(PatchAugmentationBase):
+        ...     def generate_parameters(self, patches, obj_to_img, batch_size, generator):
+        ...         u = uniform01((patches.shape[0],), generator, patches.device)
+        ...         return {"scale": 1 + u.to(patches.dtype)}
+        ...     def compute_matrix(self, params, patches):
+        ...         return F.patch_affine_matrix(patches, scale=params["scale"],
+        ...                                      align_corners=self.align_corners)
+    """
+
+    def __init__(
+        self,
+        *,
+        p: float = 0.5,
+        same_on_batch: bool = False,
+        same_on_image: bool = False,
+        resample: str = "bilinear",
+        padding_mode: str = "zeros",
+        align_corners: bool = False,
+        overlap: str = "sequential",
+        generator: torch.Generator | None = None,
+        drop_invalid: bool = False,
+    ) -> None:
+        super().__init__()
+        self.p = _check_p(p)
+        self.same_on_batch = _check_bool("same_on_batch", same_on_batch)
+        self.same_on_image = _check_bool("same_on_image", same_on_image)
+        self.resample = _check_mode("resample", resample, MODES)
+        self.padding_mode = _check_mode("padding_mode", padding_mode, PADDING_MODES)
+        self.align_corners = _check_bool("align_corners", align_corners)
+        self.overlap = _check_mode("overlap", overlap, OVERLAPS)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
+        self.generator = generator
+        self.drop_invalid = _check_bool("drop_invalid", drop_invalid)
+        self._params: Params | None = None
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    def generate_parameters(
+        self,
+        patches: Tensor,
+        obj_to_img: Tensor,
+        batch_size: int,
+        generator: torch.Generator | None,
+    ) -> Params:
+        """Sample human parameters, one row per given object.
+
+        Args:
+            patches: ``[G, 4]`` float ``xyxy`` patches (boxes clipped to the canvas) of
+                the objects to sample for; with ``same_on_batch``/``same_on_image``
+                these are one representative per sharing group, and the base copies
+                each row to the group's objects.
+            obj_to_img: ``[G]`` image index of each of them.
+            batch_size: ``B``.
+            generator: the generator to draw from (``None``: global RNG); use
+                :func:`augpatch.transforms._sampling.uniform01`.
+
+        Returns:
+            ``{name: Tensor [G, ...]}`` on ``patches.device``. Store values relative to
+            the box (fractions) when sharing should be relative. Default: ``{}``.
+        """
+        return {}
+
+    def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
+        """Per-object ``theta [N, 2, 3]`` (``F.affine_grid`` convention) from ``params``.
+
+        Args:
+            params: the human parameters of all ``N`` objects (``[N, ...]``).
+            patches: ``[N, 4]`` float patches.
+
+        Must be deterministic and differentiable; ``p``-gating is done by the base.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_matrix")
+
+    # ------------------------------------------------------------------ parameters
+
+    def forward_parameters(
+        self, batch_shape: Sequence[int], boxes: BoxesLike, obj_to_img: Tensor | None = None
+    ) -> Params:
+        """Sample the parameters of a call without applying them (Kornia style).
+
+        Args:
+            batch_shape: the image shape ``(B, C, H, W)`` (``images.shape``).
+            boxes: ``[N, 4]`` boxes or a list of ``B`` tensors ``[N_i, 4]``.
+            obj_to_img: ``[N]`` image index of each box (omit for ``B == 1`` or lists).
+
+        Returns:
+            The parameter dict (``theta``, ``batch_prob``, ``patches``,
+            ``obj_to_img`` and the human parameters), ready for ``params=``.
+        """
+        batch, _, height, width = (int(s) for s in batch_shape)
+        boxes, obj_to_img, _ = self._flatten_boxes(boxes, obj_to_img, batch)
+        patches = F.clip_boxes(boxes.to(_compute_dtype(boxes)), (height, width))
+        params = self._forward_parameters(patches, obj_to_img, batch)
+        return {**params, "patches": patches, "obj_to_img": obj_to_img}
+
+    def _groups(self, obj_to_img: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(group [N], representative [G])`` of the sharing groups, or None (no sharing)."""
+        n = obj_to_img.shape[0]
+        device = obj_to_img.device
+        if self.same_on_batch:
+            group = torch.zeros(n, dtype=torch.long, device=device)
+            reps = torch.zeros(min(n, 1), dtype=torch.long, device=device)
+            return group, reps
+        if self.same_on_image:
+            _, group = torch.unique(obj_to_img, sorted=True, return_inverse=True)
+            num = int(group.max()) + 1 if n else 0
+            reps = torch.full((num,), n, dtype=torch.long, device=device)
+            reps = reps.scatter_reduce(0, group, torch.arange(n, device=device), "amin")
+            return group, reps
+        return None
+
+    def _sample_batch_prob(self, count: int, device: torch.device) -> Tensor:
+        if self.p >= 1.0:
+            return torch.ones(count, dtype=torch.bool, device=device)
+        if self.p <= 0.0:
+            return torch.zeros(count, dtype=torch.bool, device=device)
+        return uniform01((count,), self.generator, device) < self.p
+
+    def _sample_params(
+        self,
+        patches: Tensor,
+        obj_to_img: Tensor,
+        batch_size: int,
+        groups: tuple[Tensor, Tensor] | None,
+    ) -> Params:
+        if groups is None:
+            return dict(self.generate_parameters(patches, obj_to_img, batch_size, self.generator))
+        group, reps = groups
+        sub = self.generate_parameters(patches[reps], obj_to_img[reps], batch_size, self.generator)
+        out: Params = {}
+        for k, v in sub.items():
+            if not isinstance(v, Tensor) or v.dim() == 0 or v.shape[0] != reps.shape[0]:
+                raise ValueError(
+                    f"{type(self).__name__}.generate_parameters must return tensors with one "
+                    f"row per object; {k!r} has shape {getattr(v, 'shape', None)}"
+                )
+            out[k] = v[group]
+        return out
+
+    def _matrix(self, params: Params, patches: Tensor) -> Tensor:
+        theta = self.compute_matrix(params, patches)
+        return check_theta(theta, patches.shape[0], f"{type(self).__name__}.compute_matrix()").to(
+            patches.dtype
+        )
+
+    def _forward_parameters(self, patches: Tensor, obj_to_img: Tensor, batch_size: int) -> Params:
+        """Sample ``p`` coins and human parameters; return them with the gated ``theta``."""
+        groups = self._groups(obj_to_img)
+        n = patches.shape[0]
+        if groups is None:
+            batch_prob = self._sample_batch_prob(n, patches.device)
+        else:
+            batch_prob = self._sample_batch_prob(groups[1].shape[0], patches.device)[groups[0]]
+        params = self._sample_params(patches, obj_to_img, batch_size, groups)
+        theta = gate_theta(self._matrix(params, patches), batch_prob)
+        return {**params, "theta": theta, "batch_prob": batch_prob}
+
+    def _theta_from_params(self, params: Params, patches: Tensor) -> Tensor:
+        """The applied ``theta`` of (possibly hand-made) parameters: ``params['theta']``
+        when present, else ``compute_matrix`` gated by ``params['batch_prob']``."""
+        n = patches.shape[0]
+        if params.get("theta") is not None:
+            return check_theta(params["theta"], n, "params['theta']").to(patches.dtype)
+        batch_prob = self._replay_batch_prob(params, n, patches.device)
+        return gate_theta(self._matrix(params, patches), batch_prob)
+
+    @staticmethod
+    def _replay_batch_prob(params: Params, n: int, device: torch.device) -> Tensor:
+        bp = params.get("batch_prob")
+        if bp is None:
+            return torch.ones(n, dtype=torch.bool, device=device)
+        if not isinstance(bp, Tensor) or bp.shape != (n,):
+            raise ValueError(
+                f"params['batch_prob'] must be a bool tensor [N] with N = {n} (the number of "
+                f"objects of this call), got {tuple(getattr(bp, 'shape', ()))}"
+            )
+        return bp.to(device=device, dtype=torch.bool)
+
+    def _replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> Params:
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of tensors, got {type(params).__name__}")
+        device = patches.device
+        p = {
+            k: (v.to(device) if isinstance(v, Tensor) else v)
+            for k, v in params.items()
+            if k not in _CALL_KEYS
+        }
+        n = patches.shape[0]
+        p["batch_prob"] = self._replay_batch_prob(p, n, device)
+        p["theta"] = self._theta_from_params(p, patches)
+        return p
+
+    # ------------------------------------------------------------------ call
+
+    @staticmethod
+    def _flatten_boxes(
+        boxes: BoxesLike, obj_to_img: Tensor | None, batch: int
+    ) -> tuple[Tensor, Tensor, bool]:
+        if isinstance(boxes, (list, tuple)):
+            if obj_to_img is not None:
+                raise ValueError(
+                    "obj_to_img must be omitted when boxes is a list of per-image tensors"
+                )
+            flat, o2i = flatten_box_list(boxes, batch)
+            return flat, o2i.long(), True
+        boxes = check_boxes(boxes)
+        o2i = check_obj_to_img(obj_to_img, boxes.shape[0], batch)
+        if o2i is None:
+            o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
+        return boxes, o2i, False
+
+    def _warp(
+        self,
+        images: Tensor,
+        boxes: Tensor,
+        theta: Tensor,
+        obj_to_img: Tensor,
+        applied: Tensor,
+        *,
+        mode: str,
+        reverse: bool = False,
+    ) -> Tensor:
+        """One ``warp_patches`` call over the objects where ``applied`` is True."""
+        if bool(applied.all()):
+            idx = torch.arange(applied.shape[0], device=applied.device)
+        else:
+            idx = torch.nonzero(applied).flatten()
+        if idx.numel() == 0:
+            return images.clone(memory_format=torch.preserve_format)
+        if reverse:
+            idx = idx.flip(0)
+        return F.warp_patches(
+            images,
+            boxes[idx],
+            theta[idx],
+            obj_to_img[idx],
+            mode=mode,
+            padding_mode=self.padding_mode,
+            align_corners=self.align_corners,
+            overlap=self.overlap,
+        )
+
+    def _warp_object_masks(
+        self, masks: Tensor, boxes: Tensor, theta: Tensor, applied: Tensor, reverse: bool = False
+    ) -> Tensor:
+        """Warp mask ``n`` ``[N, H, W]`` with object ``n``'s patch and theta only (one call)."""
+        x, restore = _to_warpable(masks[:, None])
+        own = torch.arange(masks.shape[0], device=masks.device)
+        return restore(
+            self._warp(x, boxes, theta, own, applied, mode="nearest", reverse=reverse)[:, 0]
+        )
+
+    def _warp_image_masks(
+        self,
+        image_masks: Tensor,
+        boxes: Tensor,
+        theta: Tensor,
+        obj_to_img: Tensor,
+        applied: Tensor,
+        reverse: bool = False,
+    ) -> Tensor:
+        squeeze = image_masks.dim() == 3
+        x, restore = _to_warpable(image_masks[:, None] if squeeze else image_masks)
+        out = restore(
+            self._warp(x, boxes, theta, obj_to_img, applied, mode="nearest", reverse=reverse)
+        )
+        return out[:, 0] if squeeze else out
+
+    @staticmethod
+    def _check_extras(
+        masks: Tensor | None,
+        image_masks: Tensor | None,
+        keypoints: Tensor | None,
+        n: int,
+        batch: int,
+        size: tuple[int, int],
+    ) -> Tensor | None:
+        if masks is not None and (
+            not isinstance(masks, Tensor) or masks.dim() != 3 or tuple(masks.shape) != (n, *size)
+        ):
+            raise ValueError(
+                f"masks must be a tensor [N, H, W] = {[n, *size]}, "
+                f"got {tuple(getattr(masks, 'shape', ()))}"
+            )
+        if image_masks is not None:
+            ok = (
+                isinstance(image_masks, Tensor)
+                and (
+                    (image_masks.dim() == 4 and tuple(image_masks.shape[2:]) == size)
+                    or (image_masks.dim() == 3 and tuple(image_masks.shape[1:]) == size)
+                )
+                and image_masks.shape[0] == batch
+            )
+            if not ok:
+                raise ValueError(
+                    f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
+                    f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
+                )
+        return None if keypoints is None else _check_keypoints(keypoints, n)
+
+    def forward(
+        self,
+        images: Tensor,
+        boxes: BoxesLike,
+        obj_to_img: Tensor | None = None,
+        *,
+        masks: Tensor | None = None,
+        image_masks: Tensor | None = None,
+        keypoints: Tensor | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> PatchResult:
+        """Transform every object's patch, and its boxes, masks and keypoints.
+
+        Args:
+            images: ``[B, C, H, W]`` float or uint8 images.
+            boxes: ``[N, 4]`` ``xyxy`` boxes in pixels (float or int), or a list of
+                ``B`` tensors ``[N_i, 4]`` (then returned as a list).
+            obj_to_img: ``[N]`` int64 image of each box; may be omitted when ``B == 1``.
+            masks: ``[N, H, W]`` per-object masks (any dtype); mask ``n`` is warped with
+                object ``n``'s patch and theta only, nearest resampling.
+            image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) per-image masks (e.g.
+                segmentation maps), warped exactly like the images, nearest resampling.
+            keypoints: ``[N, K, 2]`` ``(x, y)`` points of each object, mapped exactly.
+            params: replay these parameters (e.g. ``aug._params``, possibly loaded with
+                ``torch.load`` or :func:`params_from_json`) instead of sampling. Uses
+                ``params['theta']`` when present (bit-identical replay), else
+                recomputes it from the human parameters and ``batch_prob``. Moved to
+                the device of the input.
+
+        Returns:
+            :class:`PatchResult` ``(images, boxes)`` with ``.masks``, ``.image_masks``,
+            ``.keypoints``, ``.keep``, ``.obj_to_img`` and ``.params``. Output boxes
+            are float (float64 if the images or boxes are float64, else float32);
+            objects not transformed keep their input box exactly.
+
+        Example:
+            >>> from augpatch import RandomPatchRotation
+            >>> aug = RandomPatchRotation(30.0, p=1.0)
+            >>> images = torch.rand(2, 3, 64, 64)
+            >>> boxes = torch.tensor([[4, 4, 30, 20], [10, 30, 50, 60]])
+            >>> out, new_boxes = aug(images, boxes, torch.tensor([0, 1]))
+            >>> again = aug(images, boxes, torch.tensor([0, 1]), params=aug._params)
+            >>> torch.equal(out, again.images)
+            True
+        """
+        images = check_images(images)
+        batch, _, height, width = images.shape
+        boxes, obj_to_img, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
+        n = boxes.shape[0]
+        keypoints = self._check_extras(masks, image_masks, keypoints, n, batch, (height, width))
+        dtype = _compute_dtype(images, boxes)
+        fboxes = boxes.to(dtype)
+        patches = F.clip_boxes(fboxes, (height, width))
+
+        if params is None:
+            p = self._forward_parameters(patches, obj_to_img, batch)
+        else:
+            p = self._replay_parameters(params, patches)
+        theta, applied = p["theta"], p["batch_prob"]
+
+        out_images = self._warp(images, boxes, theta, obj_to_img, applied, mode=self.resample)
+        moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
+        sel = applied[:, None]
+        boxes_out = torch.where(sel, moved, fboxes)
+        final = torch.where(sel, moved, patches)  # the box as it is now visible in its patch
+        keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
+
+        masks_out = image_masks_out = kps_out = None
+        if masks is not None:
+            masks_out = self._warp_object_masks(masks, boxes, theta, applied)
+        if image_masks is not None:
+            image_masks_out = self._warp_image_masks(image_masks, boxes, theta, obj_to_img, applied)
+        if keypoints is not None:
+            kp = keypoints.to(dtype)
+            moved_kp = F.transform_points(kp, patches, theta, align_corners=self.align_corners)
+            kps_out = torch.where(applied[:, None, None], moved_kp, kp)
+
+        stored = _detach(p)
+        stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
+        self._params = stored
+
+        obj_out = obj_to_img
+        if self.drop_invalid:
+            boxes_out, obj_out = boxes_out[keep], obj_to_img[keep]
+            masks_out = masks_out[keep] if masks_out is not None else None
+            kps_out = kps_out[keep] if kps_out is not None else None
+        boxes_ret: Tensor | list[Tensor] = boxes_out
+        if as_list:
+            boxes_ret = F.boxes_to_list(boxes_out, obj_out, batch)
+        return PatchResult(
+            out_images,
+            boxes_ret,
+            masks=masks_out,
+            image_masks=image_masks_out,
+            keypoints=kps_out,
+            keep=keep,
+            obj_to_img=obj_out,
+            params=stored,
+        )
+
+    # ------------------------------------------------------------------ inverse
+
+    def inverse(
+        self,
+        images: Tensor | None,
+        boxes: BoxesLike,
+        obj_to_img: Tensor | None = None,
+        *,
+        keypoints: Tensor | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> PatchResult:
+        """Map the outputs of a call back to the input frame.
+
+        Boxes and keypoints go back through each object's ``theta`` itself
+        (:func:`augpatch.functional.inverse_transform_boxes` / ``..._points``): exact
+        for points, and for boxes wherever nothing was cut off (for rotations and
+        shears the result is the bounding box of the source region, clipped to the
+        patch, which is the original box when no content left the patch).
+
+        The image inverse re-warps each transformed patch with ``theta^-1`` (objects in
+        reverse order). It is LOSSY: content that the forward pass cut off at the
+        patch border, or replaced by padding, or overwrote with an overlapping box,
+        cannot come back, and every resampling blurs a little.
+
+        Args:
+            images: ``[B, C, H, W]`` augmented images, or ``None`` to map only boxes
+                and keypoints.
+            boxes: ``[N, 4]`` boxes in the output frame (a list of ``B`` tensors is
+                accepted and returned as a list). With ``drop_invalid=True`` the kept
+                boxes (``keep.sum()`` rows) are accepted too.
+            obj_to_img: ``[N]`` image indices; default: implied by a list, else
+                ``params['obj_to_img']``.
+            keypoints: ``[N, K, 2]`` points in the output frame.
+            params: the parameters of the forward call (default: the last call's).
+
+        Returns:
+            :class:`PatchResult` ``(images, boxes)`` with ``.keypoints``.
+
+        Example:
+            >>> from augpatch import RandomPatchScale
+            >>> aug = RandomPatchScale((0.5, 0.9), p=1.0)
+            >>> images, boxes = torch.rand(1, 3, 32, 32), torch.tensor([[4, 4, 28, 20]])
+            >>> out = aug(images, boxes)
+            >>> back = aug.inverse(out.images, out.boxes)
+            >>> torch.allclose(back.boxes, boxes.float(), atol=1e-4)
+            True
+        """
+        params = self._params if params is None else params
+        if params is None:
+            raise RuntimeError(
+                "inverse() needs parameters: call the transform first or pass params="
+            )
+        for key in ("theta", "patches"):
+            if key not in params:
+                raise ValueError(f"params lacks {key!r}: pass the parameters of a forward call")
+        if images is not None:
+            images = check_images(images)
+        stored_o2i = params.get("obj_to_img")
+        if images is not None:
+            batch = images.shape[0]
+        elif isinstance(boxes, (list, tuple)):
+            batch = len(boxes)
+        elif stored_o2i is not None and stored_o2i.numel():
+            batch = int(stored_o2i.max()) + 1
+        else:
+            batch = 1
+        if isinstance(boxes, (list, tuple)):
+            boxes_f, o2i, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
+        else:
+            boxes_f, as_list = check_boxes(boxes), False
+            o2i = (
+                None
+                if obj_to_img is None
+                else check_obj_to_img(obj_to_img, boxes_f.shape[0], batch)
+            )
+        device = images.device if images is not None else boxes_f.device
+        dtype = _compute_dtype(boxes_f, *([images] if images is not None else []))
+
+        # the parameters of all N objects of the forward call
+        theta_all = check_theta(params["theta"], params["patches"].shape[0], "params['theta']")
+        theta_all = theta_all.to(device=device, dtype=dtype)
+        patches_all = params["patches"].to(device=device, dtype=dtype)
+        n_all = patches_all.shape[0]
+        applied_all = self._replay_batch_prob(dict(params), n_all, device)
+
+        # the rows the given boxes correspond to (all, or the kept ones)
+        n = boxes_f.shape[0]
+        rows = None
+        if n != n_all:
+            keep = params.get("keep")
+            if keep is None or int(keep.sum()) != n:
+                raise ValueError(f"boxes has {n} rows but the parameters are for {n_all} objects")
+            rows = torch.nonzero(keep.to(device)).flatten()
+        theta, patches, applied = theta_all, patches_all, applied_all
+        if rows is not None:
+            theta, patches, applied = theta[rows], patches[rows], applied[rows]
+        if stored_o2i is not None:
+            o2i_all = stored_o2i.to(device=device, dtype=torch.long)
+        elif o2i is not None and rows is None:
+            o2i_all = o2i
+        else:
+            o2i_all = torch.zeros(n_all, dtype=torch.long, device=device)
+        if o2i is None:
+            o2i = o2i_all if rows is None else o2i_all[rows]
+
+        fb = boxes_f.to(dtype)
+        back = F.inverse_transform_boxes(fb, patches, theta, align_corners=self.align_corners)
+        # the object was its patch: the source region outside it is not the object
+        back = torch.cat(
+            (
+                torch.maximum(back[:, :2], patches[:, :2]),
+                torch.minimum(back[:, 2:], patches[:, 2:]),
+            ),
+            -1,
+        )
+        boxes_back = torch.where(applied[:, None], back, fb)
+
+        kps_back = None
+        if keypoints is not None:
+            kp = _check_keypoints(keypoints, n).to(dtype)
+            kb = F.inverse_transform_points(kp, patches, theta, align_corners=self.align_corners)
+            kps_back = torch.where(applied[:, None, None], kb, kp)
+
+        images_back = None
+        if images is not None:
+            inv = invert_theta(gate_theta(theta_all, applied_all))
+            images_back = self._warp(
+                images, patches_all, inv, o2i_all, applied_all, mode=self.resample, reverse=True
+            )
+
+        boxes_ret: Tensor | list[Tensor] = boxes_back
+        if as_list:
+            boxes_ret = F.boxes_to_list(boxes_back, o2i, batch)
+        return PatchResult(
+            images_back, boxes_ret, keypoints=kps_back, obj_to_img=o2i, params=dict(params)
+        )
+
+    # ------------------------------------------------------------------ repr
+
+    def _option_repr(self) -> list[str]:
+        return [
+            f"p={self.p}",
+            f"same_on_batch={self.same_on_batch}",
+            f"same_on_image={self.same_on_image}",
+            f"resample={self.resample!r}",
+            f"padding_mode={self.padding_mode!r}",
+            f"align_corners={self.align_corners}",
+            f"overlap={self.overlap!r}",
+            f"drop_invalid={self.drop_invalid}",
+        ]
+
+    def _magnitude_repr(self) -> list[str]:
+        return []
+
+    def extra_repr(self) -> str:
+        return ", ".join(self._magnitude_repr() + self._option_repr())

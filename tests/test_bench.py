@@ -1,0 +1,155 @@
+"""The benchmark harness (``python -m augpatch bench``): smoke run and baseline checks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from augpatch import bench
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Single-threaded: small ops with 2 intra-op threads crawl on a loaded CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, dict]:
+    """One ``--quick`` run, shared by the tests that inspect its output."""
+    path = tmp_path_factory.mktemp("bench") / "out.json"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = bench.main(["--quick", "--no-progress", "--threads", "1", "--json", str(path)])
+    return rc, buf.getvalue(), json.loads(Path(path).read_text())
+
+
+def test_quick_run_covers_every_scenario_and_method(quick_run: tuple[int, str, dict]) -> None:
+    rc, _, report = quick_run
+    assert rc == 0
+    assert set(report["scenarios"]) == set(bench.SCENARIOS)
+    for sname, sres in report["scenarios"].items():
+        assert set(sres["methods"]) == set(bench.default_methods()), sname
+        for mname, e in sres["methods"].items():
+            if mname == "kornia_whole" and e["status"] == "skipped":
+                continue  # kornia is optional
+            assert e["status"] == "ok", (sname, mname, e.get("reason"))
+            assert e["repeats"] >= 1
+            assert len(e["times_s"]) == e["repeats"]
+            assert all(t > 0 for t in e["times_s"])
+            assert e["median_s"] > 0 and e["fwd_median_s"] > 0
+            assert e["ratio_vs_augpatch"] > 0
+        assert sres["methods"]["augpatch"]["ratio_vs_augpatch"] == pytest.approx(1.0)
+    for key in ("torch", "device", "config", "memory_method", "timing_method", "targets"):
+        assert key in report
+    assert report["config"]["quick"] is True
+
+
+def test_quick_run_prints_table_checks_and_targets(quick_run: tuple[int, str, dict]) -> None:
+    _, out, report = quick_run
+    assert "fwd+bwd ms" in out and "Targets" in out
+    for name in bench.SCENARIOS:
+        assert f"\n{name}: B=" in out
+    for name in bench.default_methods():
+        assert name in out
+    assert len(report["targets"]) == len(bench.TARGETS)
+    assert all(t["status"] in ("PASS", "FAIL", "N/A") for t in report["targets"])
+    # augpatch (sequential) is cross-checked against the naive loop wherever it ran.
+    for sname, sres in report["scenarios"].items():
+        chk = sres["checks"]["augpatch vs question_loop"]
+        assert chk["match"], (sname, chk)
+
+
+def test_quick_run_measures_memory_at_many(quick_run: tuple[int, str, dict]) -> None:
+    _, _, report = quick_run
+    many = report["scenarios"]["many"]["methods"]
+    for name in ("augpatch", "clone"):
+        mem = many[name]["memory"]
+        assert "error" not in mem, mem
+        assert mem["peak_extra_bytes"] >= 0
+        assert mem["mem_ratio"] > 0
+
+
+def test_baseline_loops_agree_without_overlap() -> None:
+    """question_loop (sequential, clone per object) and crop_loop (one paste) must give the
+    same output and gradients when no two boxes of an image overlap."""
+    scen = bench.Scenario("grid", 3, 3, 96, 128, 20, 6, 30, layout="grid")
+    inputs = bench.make_inputs(scen, seed=1)
+    assert not bool(bench.boxes_overlap(inputs.boxes, inputs.obj_to_img).any())
+    results = []
+    for fn in (bench.question_loop, bench.crop_loop, bench.crop_loop_unbind):
+        inputs.zero_grad()
+        out = fn(inputs)
+        inputs.loss(out).backward()
+        results.append((out.detach(), inputs.images.grad.clone(), inputs.theta.grad.clone()))
+    (o1, gi1, gt1) = results[0]
+    for o2, gi2, gt2 in results[1:]:
+        torch.testing.assert_close(o2, o1)
+        torch.testing.assert_close(gi2, gi1)
+        torch.testing.assert_close(gt2, gt1)
+    # The boxes really moved content (the comparison is not between two copies).
+    assert not torch.equal(o1, inputs.images.detach())
+
+
+def test_baseline_loops_differ_with_overlap() -> None:
+    """On the clustered layout every box overlaps another, so sequential and parallel
+    semantics must disagree: the harness really exercises overlap."""
+    scen = bench.QUICK_SCENARIOS["overlap"]
+    inputs = bench.make_inputs(scen, seed=0)
+    assert bool(bench.boxes_overlap(inputs.boxes, inputs.obj_to_img).all())
+    with torch.no_grad():
+        assert not torch.allclose(bench.question_loop(inputs), bench.crop_loop(inputs))
+
+
+@pytest.mark.parametrize("name", list(bench.SCENARIOS))
+def test_scenario_inputs_are_valid(name: str) -> None:
+    for table in (bench.SCENARIOS, bench.QUICK_SCENARIOS):
+        scen = table[name]
+        inputs = bench.make_inputs(scen, seed=3)
+        b = inputs.boxes
+        assert b.shape == (scen.num_objects, 4)
+        assert (b[:, 0] >= 0).all() and (b[:, 1] >= 0).all()
+        assert (b[:, 2] <= scen.width).all() and (b[:, 3] <= scen.height).all()
+        sides = torch.cat([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
+        assert sides.min() >= min(scen.min_side, scen.width, scen.height)
+        assert sides.max() <= scen.max_side
+        assert inputs.obj_to_img.min() >= 0 and inputs.obj_to_img.max() < scen.batch
+        assert inputs.images.requires_grad and inputs.theta.requires_grad
+        # Deterministic for a seed.
+        again = bench.make_inputs(scen, seed=3)
+        assert torch.equal(again.boxes, b) and torch.equal(again.theta, inputs.theta)
+        if scen.layout == "clustered":
+            assert bool(bench.boxes_overlap(b, inputs.obj_to_img).all())
+
+
+def test_skip_and_extension_point(tmp_path: Path) -> None:
+    """question_loop is skipped (with a reason) where its graph would be huge, and an extra
+    method registered in METHODS is timed alongside."""
+    reason = bench._skip_question_loop(bench.SCENARIOS["many"], bench.BenchConfig())
+    assert reason and "clones" in reason
+
+    def double_clone(inputs: bench.BenchInputs) -> torch.Tensor:
+        return inputs.images.clone() * 1.0
+
+    bench.register_method(bench.Method("extra", double_clone, "test method"))
+    try:
+        path = tmp_path / "r.json"
+        rc = bench.main(["--quick", "--no-progress", "--threads", "1", "--scenarios", "tiny",
+                         "--memory", "none",
+                         "--methods", "augpatch,extra", "--json", str(path)])
+        report = json.loads(path.read_text())
+    finally:
+        del bench.METHODS["extra"]
+    assert rc == 0
+    assert report["scenarios"]["tiny"]["methods"]["extra"]["median_s"] > 0
+    with pytest.raises(SystemExit):
+        bench.main(["--scenarios", "nope"])
