@@ -1209,7 +1209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", nargs="+", metavar="NAME",
                    help=f"subset of {', '.join(SCENARIOS)} (space or comma separated)")
     p.add_argument("--methods", nargs="+", metavar="NAME",
-                   help="subset of the registered methods (default: all)")
+                   help=f"subset of {', '.join(METHODS)} (default: "
+                        f"{', '.join(default_methods())})")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed calls per method and scenario (default 10, --quick 3); fast "
                         "methods get more (up to --max-fast-repeats, about --fast-seconds "
