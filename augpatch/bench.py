@@ -642,7 +642,7 @@ class BenchConfig:
     slow_seconds: float = 5.0
     fast_seconds: float = 1.0
     max_fast_repeats: int = 50
-    memory_max_seconds: float = 10.0
+    memory_max_seconds: float = 15.0
     naive_max_gb: float = 4.0
     quick: bool = False
     seed: int = 0
@@ -1040,9 +1040,15 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"1-min load average before/after: {report['load_average_before'][0]:.2f} / "
                      f"{report['load_average_after'][0]:.2f} "
                      f"(cpu_count={report['device'].get('cpu_count')}; >cpu_count means noisy)")
+        cores = report["device"].get("cpu_count") or 1
+        busy = max(report["load_average_before"][0], report["load_average_after"][0])
+        if report["device"]["type"] == "cpu" and report["device"]["threads"] > 1 and busy > cores:
+            lines.append("WARNING: the machine was busy while this ran with several intra-op "
+                         "threads: small calls are then dominated by thread scheduling and "
+                         "medians are unreliable; re-run on an idle machine or with --threads 1.")
     lines.append("t/t_aug = time(method) / time(augpatch): 'augpatch is that many times faster'. "
                  "mem_ratio = (inputs + peak_extra) / (inputs + output).")
-    head = (f"{'scenario':<9} {'method':<14} {'fwd+bwd ms':>11} {'min ms':>9} {'t/t_aug':>8} "
+    head = (f"{'scenario':<9} {'method':<16} {'fwd+bwd ms':>11} {'min ms':>9} {'t/t_aug':>8} "
             f"{'fwd ms':>9} "
             f"{'f/f_aug':>8} {'reps':>4} {'peak+ MB':>9} {'mem_ratio':>9}  note")
     lines.append(head)
@@ -1055,7 +1061,7 @@ def format_table(report: dict[str, Any]) -> str:
                      f"({sres['boxes_overlapping']} boxes overlap another)")
         for mname, e in sres["methods"].items():
             if e["status"] != "ok" or "median_s" not in e:
-                lines.append(f"{'':<9} {mname:<14} {e['status'].upper():>11}  "
+                lines.append(f"{'':<9} {mname:<16} {e['status'].upper():>11}  "
                              f"{e.get('reason', '')}")
                 continue
             mem = e.get("memory", {})
@@ -1070,7 +1076,7 @@ def format_table(report: dict[str, Any]) -> str:
             if e.get("first_call_counted"):
                 note += " slow: first call timed, no warm-up"
             lines.append(
-                f"{'':<9} {mname:<14} {_fmt_ms(e['median_s']):>11} {_fmt_ms(e['min_s']):>9} "
+                f"{'':<9} {mname:<16} {_fmt_ms(e['median_s']):>11} {_fmt_ms(e['min_s']):>9} "
                 f"{'-' if ratio is None else f'{ratio:.2f}':>8} {_fmt_ms(e['fwd_median_s']):>9} "
                 f"{'-' if fratio is None else f'{fratio:.2f}':>8} {e['repeats']:>4} "
                 f"{'-' if extra is None else f'{extra / 2**20:.1f}':>9} "
@@ -1243,9 +1249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-methods", nargs="+", metavar="NAME",
                    help="methods that get a memory measurement (default all; quick: "
                         "augpatch clone)")
-    p.add_argument("--memory-max-seconds", type=float, default=10.0,
+    p.add_argument("--memory-max-seconds", type=float, default=15.0,
                    help="no memory run for a method (other than augpatch) whose call takes "
-                        "longer (default 10)")
+                        "longer (default 15)")
     p.add_argument("--memory-jobs", type=int, default=2,
                    help="memory subprocesses run at once (CPU; after the timings)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
