@@ -1,16 +1,19 @@
-"""The sampling kernel behind :func:`augpatch.functional.warp_patches`.
+"""The fused kernel behind :func:`augpatch.functional.warp_patches`.
 
-``PatchSampler`` reads every output pixel of every box from a *frame* (the
-object's patch, or the whole image for ``padding_mode="image"``) with the same
-arithmetic as ``F.grid_sample`` and writes it into one working copy of the
-batch, level by level (a level is a set of objects that can be applied at the
-same time, see ``_plan.py``). Everything is vectorised over pixels; the only
-Python loops are over levels, taps (1, 4 or 16) and channels.
+``PatchWarp`` computes, for every output pixel of every box, the location it
+reads (with the arithmetic of ``F.affine_grid`` + ``F.grid_sample``, operation
+for operation), samples it from its *frame* (the object's patch, or the whole
+image for ``padding_mode="image"``) and writes it into one working copy of the
+batch, level by level (see ``_plan.py``). Pixels are processed in row-aligned
+chunks, so temporary memory is bounded whatever the total box area; the only
+Python loops are over levels, chunks, taps (1, 4 or 16) and channels.
 
-Its backward is written by hand: it walks the levels in reverse order over one
-gradient buffer, so the cost of the backward pass grows with the total box area
-plus one copy of the batch, like the forward pass (autograd through an
-out-of-place paste per level would copy the whole batch per level).
+Nothing per pixel is kept for the backward pass except, when ``theta`` or the
+boxes need a gradient, the two partial derivatives of the sampled values. The
+backward pass walks the levels in reverse over one gradient buffer and reduces
+the location gradients onto small per-column / per-row / per-object tables;
+autograd takes it from there. Its cost grows like the forward's: with the total
+box area plus one copy of the batch.
 """
 
 from __future__ import annotations
@@ -24,52 +27,44 @@ _CUBIC_A = -0.75  # the constant F.grid_sample and F.interpolate use for bicubic
 
 
 @dataclass
-class SamplePlan:
-    """Per-pixel addressing of one warp, ordered by level.
+class WarpPlan:
+    """Integer addressing of one warp (built under ``no_grad``; see ``_warp.py``).
 
-    All index tensors are int64 element offsets into the working buffer, whose
-    strides are ``strides`` (``[B, C, H, W]`` order).
+    Rows are the pixel rows of every patch, in processing order (by level, then
+    object index); a row's pixels are consecutive. ``row`` holds ``[R]`` int64
+    tables, ``chunks`` per level a list of ``(row0, row1, pix0, pix1)`` ranges.
 
-    Attributes:
-        out_off: ``[P]`` offset of the output pixel (channel 0).
-        frame_off: ``[P]`` offset of the read frame's top-left pixel (channel 0).
-        frame_w, frame_h: ``[P]`` frame size in pixels (int64).
-        levels: ``L + 1`` boundaries into the pixel dimension, one range per level.
-        mode: ``"bilinear" | "nearest" | "bicubic"``.
-        tap_padding: how out-of-frame taps are read: ``"zeros"`` (read 0),
-            ``"border"`` or ``"reflection"`` (bicubic only: the tap index is
-            clipped or reflected, as ``grid_sample`` does).
-        align_corners: selects the reflection rule of bicubic taps.
-        strides: element strides of the working buffer.
-        channels: number of channels ``C``.
+    Row tables: ``obj`` (position of the row's object), ``len`` (pixels),
+    ``pix`` (first pixel), ``col`` (first entry of the object's columns),
+    ``out`` (element offset of the row's first output pixel), ``frame`` (offset
+    of the frame's top-left pixel), ``fw``/``fh`` (frame size), ``fx``/``fy``
+    (patch origin inside the frame).
     """
 
-    out_off: Tensor
-    frame_off: Tensor
-    frame_w: Tensor
-    frame_h: Tensor
-    levels: list[int]
+    row: dict[str, Tensor]
+    chunks: list[list[tuple[int, int, int, int]]]
     mode: str
-    tap_padding: str
+    padding_mode: str
     align_corners: bool
     strides: tuple[int, int, int, int]
     channels: int
+    total: int
+    parallel: bool
 
 
 def _taps_1d(coord: Tensor, mode: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """First tap index, tap weights and their derivatives along one axis."""
     if mode == "nearest":
         first = torch.round(coord)  # round half to even, as nearbyint in grid_sample
-        one = torch.ones_like(coord)
-        return first.long(), [one], [torch.zeros_like(coord)]
+        return first.long(), [torch.ones_like(coord)], [torch.zeros_like(coord)]
     lo = torch.floor(coord)
     t = coord - lo
     if mode == "bilinear":
         # grid_sample's CPU kernel: w = x - floor(x) for the far tap, 1 - w for the near one
-        return lo.long(), [1 - t, t], [-torch.ones_like(t), torch.ones_like(t)]
+        return lo.long(), [1 - t, t], [torch.full_like(t, -1.0), torch.ones_like(t)]
     a = _CUBIC_A
     t1, t2, t3 = t + 1, 1 - t, 2 - t
-    # cubic convolution 2 for |x| in (1, 2), 1 for |x| <= 1
+    # cubic convolution: kernel 2 for |x| in (1, 2), kernel 1 for |x| <= 1
     w0 = ((a * t1 - 5 * a) * t1 + 8 * a) * t1 - 4 * a
     w1 = ((a + 2) * t - (a + 3)) * t * t + 1
     w2 = ((a + 2) * t2 - (a + 3)) * t2 * t2 + 1
@@ -81,72 +76,120 @@ def _taps_1d(coord: Tensor, mode: str) -> tuple[Tensor, list[Tensor], list[Tenso
     return (lo - 1).long(), [w0, w1, w2, w3], [d0, d1, d2, d3]
 
 
-def _bound_taps(index: Tensor, size: Tensor, padding: str, align_corners: bool) -> tuple[Tensor, Tensor]:
-    """Map tap indices into ``[0, size)`` and say which ones read a real pixel."""
+def _bound(index: Tensor, size: Tensor, padding: str, align_corners: bool) -> tuple[Tensor, Tensor | None]:
+    """Map tap indices into ``[0, size)``; return them and (zeros padding) which are real."""
     if padding == "zeros":
         valid = (index >= 0) & (index < size)
         return index.clamp(min=0).minimum(size - 1), valid
-    if padding == "border":
-        return index.clamp(min=0).minimum(size - 1), torch.ones_like(index, dtype=torch.bool)
-    # reflection of integer indices: about -0.5 and size-0.5 (symmetric) without
-    # align_corners, about 0 and size-1 with it; period 2*size or 2*(size-1)
-    if align_corners:
-        period = (2 * (size - 1)).clamp(min=1)
-        r = torch.remainder(index, period)
-        r = torch.minimum(r, period - r)
-        r = torch.where(size == 1, torch.zeros_like(r), r)
-    else:
-        period = 2 * size
-        r = torch.remainder(index, period)
-        r = torch.minimum(r, period - 1 - r)
-    return r.clamp(min=0).minimum(size - 1), torch.ones_like(index, dtype=torch.bool)
+    if padding == "reflection":
+        # integer indices reflect about -0.5 and size - 0.5 (period 2 size), or
+        # with align_corners about 0 and size - 1 (period 2 (size - 1))
+        if align_corners:
+            period = (2 * (size - 1)).clamp(min=1)
+            r = torch.remainder(index, period)
+            index = torch.where(size == 1, 0, torch.minimum(r, period - r))
+        else:
+            period = 2 * size
+            r = torch.remainder(index, period)
+            index = torch.minimum(r, period - 1 - r)
+    return index.clamp(min=0).minimum(size - 1), None
 
 
-def _level_taps(plan: SamplePlan, ix: Tensor, iy: Tensor, sl: slice):
-    """Yield ``(offset [P], weight [P], dweight_dx [P], dweight_dy [P])`` for every tap."""
-    _, c_stride, h_stride, w_stride = plan.strides
-    del c_stride
-    fw, fh, base = plan.frame_w[sl], plan.frame_h[sl], plan.frame_off[sl]
-    x0, wx, dwx = _taps_1d(ix, plan.mode)
-    y0, wy, dwy = _taps_1d(iy, plan.mode)
-    xs = [_bound_taps(x0 + k, fw, plan.tap_padding, plan.align_corners) for k in range(len(wx))]
-    ys = [_bound_taps(y0 + m, fh, plan.tap_padding, plan.align_corners) for m in range(len(wy))]
-    for m, (ky, vy) in enumerate(ys):
-        row = base + ky * h_stride
-        for k, (kx, vx) in enumerate(xs):
-            valid = (vx & vy).to(ix.dtype)
-            yield row + kx * w_stride, wy[m] * wx[k] * valid, wy[m] * dwx[k] * valid, dwy[m] * wx[k] * valid
+def _pad_location(coord: Tensor, size: Tensor, padding: str, align_corners: bool) -> tuple[Tensor, Tensor]:
+    """``grid_sample``'s border / reflection transform of a location, and its derivative."""
+    size_f = size.to(coord.dtype)
+    grad = torch.ones_like(coord)
+    if padding == "reflection":
+        if align_corners:
+            low = 0.0
+            twice_span = 2 * (size_f - 1)
+        else:
+            low = -0.5
+            twice_span = 2 * size_f
+        shifted = coord - low
+        neg = shifted < 0
+        mag = shifted.abs()
+        safe = torch.where(twice_span > 0, twice_span, 1.0)
+        extra = mag - torch.trunc(mag / safe) * safe
+        reflected = safe - extra
+        flip = extra > reflected
+        grad = torch.where(flip ^ neg, -1.0, 1.0).to(coord.dtype)
+        coord = torch.where(flip, reflected, extra) + low
+        empty = twice_span <= 0
+        coord = torch.where(empty, 0.0, coord)
+        grad = torch.where(empty, 0.0, grad)
+    max_val = size_f - 1
+    inside = (coord > 0) & (coord < max_val)
+    coord = torch.where(inside, coord, torch.where(coord <= 0, 0.0, max_val))
+    return coord, grad * inside
 
 
-def _flat(buffer: Tensor) -> Tensor:
-    """A 1-D view over the dense storage of ``buffer`` (a fresh dense tensor)."""
-    return buffer.as_strided((buffer.numel(),), (1,))
+class _Chunk:
+    """Everything about one chunk of pixels: locations, taps and output offsets."""
 
+    def __init__(self, plan: WarpPlan, tables: tuple[Tensor, ...], bounds: tuple[int, int, int, int]) -> None:
+        col_x, col_y, row_x, row_y, obj = tables
+        r0, r1, p0, p1 = bounds
+        row = plan.row
+        dev = obj.device
+        lens = row["len"][r0:r1]
+        prow = torch.repeat_interleave(torch.arange(r0, r1, device=dev), lens, output_size=p1 - p0)
+        jj = torch.arange(p0, p1, device=dev) - row["pix"].index_select(0, prow)
+        ro = row["obj"].index_select(0, prow)
+        col = row["col"].index_select(0, prow) + jj
+        _, _, s_h, s_w = plan.strides
+        self.out = row["out"].index_select(0, prow) + jj * s_w
+        self.prow, self.col, self.ro = prow, col, ro
+        # sampling locations: the bmm's (u * t0 + v * t1) + t2, then grid_sample's unnormalize
+        ob = obj.index_select(0, ro)  # [P, 6]: t02, t12, scale_x, scale_y, off_x, off_y
+        gx = col_x.index_select(0, col) + row_x.index_select(0, prow) + ob[:, 0]
+        gy = col_y.index_select(0, col) + row_y.index_select(0, prow) + ob[:, 1]
+        self.gx1, self.gy1 = gx + 1, gy + 1
+        self.scale_x, self.scale_y = ob[:, 2], ob[:, 3]
+        if plan.align_corners:
+            ix = self.gx1 * ob[:, 2] + ob[:, 4]
+            iy = self.gy1 * ob[:, 3] + ob[:, 5]
+        else:
+            ix = self.gx1 * ob[:, 2] - 0.5 + ob[:, 4]
+            iy = self.gy1 * ob[:, 3] - 0.5 + ob[:, 5]
+        fw = row["fw"].index_select(0, prow)
+        fh = row["fh"].index_select(0, prow)
+        self.dpad_x = self.dpad_y = None
+        tap_padding = plan.padding_mode
+        if plan.padding_mode == "image":
+            ix = ix + row["fx"].index_select(0, prow)
+            iy = iy + row["fy"].index_select(0, prow)
+            tap_padding = "zeros"
+        elif plan.mode != "bicubic" and plan.padding_mode != "zeros":
+            ix, self.dpad_x = _pad_location(ix, fw, plan.padding_mode, plan.align_corners)
+            iy, self.dpad_y = _pad_location(iy, fh, plan.padding_mode, plan.align_corners)
+            tap_padding = "zeros"  # locations are inside; an edge's far tap has weight 0
+        x0, wx, dwx = _taps_1d(ix, plan.mode)
+        y0, wy, dwy = _taps_1d(iy, plan.mode)
+        frame = row["frame"].index_select(0, prow)
+        self.xoff, self.wx, self.dwx = self._axis(x0, wx, dwx, fw, s_w, tap_padding, plan.align_corners)
+        yoff, self.wy, self.dwy = self._axis(y0, wy, dwy, fh, s_h, tap_padding, plan.align_corners)
+        self.yoff = [frame + y for y in yoff]
 
-class _Gather:
-    """Read / write / accumulate ``[P, C]`` pixel values at element offsets of a flat buffer.
+    @staticmethod
+    def _axis(first, w, dw, size, stride, padding, align_corners):
+        offs, ws, dws = [], [], []
+        for k in range(len(w)):
+            idx, valid = _bound(first + k, size, padding, align_corners)
+            offs.append(idx * stride)
+            if valid is None:
+                ws.append(w[k])
+                dws.append(dw[k])
+            else:
+                ws.append(w[k] * valid)
+                dws.append(dw[k] * valid)
+        return offs, ws, dws
 
-    Uses ``index_select`` / ``index_copy_`` / ``index_add_`` on 1-D views, which are
-    several times faster on the CPU than advanced indexing and ``index_put_``.
-    """
-
-    def __init__(self, plan: SamplePlan, device: torch.device) -> None:
-        self.channels = plan.channels
-        self.coffs = torch.arange(plan.channels, device=device) * plan.strides[1]
-
-    def index(self, offsets: Tensor) -> Tensor:
-        if self.channels == 1:
-            return offsets
-        return (offsets[:, None] + self.coffs).reshape(-1)
-
-    def read(self, flat: Tensor, offsets: Tensor) -> Tensor:
-        return flat.index_select(0, self.index(offsets)).view(-1, self.channels)
-
-    def write(self, flat: Tensor, offsets: Tensor, values: Tensor) -> None:
-        flat.index_copy_(0, self.index(offsets), values.reshape(-1))
-
-    def add(self, flat: Tensor, offsets: Tensor, values: Tensor) -> None:
-        flat.index_add_(0, self.index(offsets), values.reshape(-1))
+    def taps(self):
+        """Yield ``(offset, weight, dweight_dx, dweight_dy)`` per tap, ``grid_sample``'s order."""
+        for m, yoff in enumerate(self.yoff):
+            for k, xoff in enumerate(self.xoff):
+                yield yoff + xoff, self.wy[m] * self.wx[k], self.wy[m] * self.dwx[k], self.dwy[m] * self.wx[k]
 
 
 def _store(values: Tensor, dtype: torch.dtype) -> Tensor:
@@ -156,77 +199,120 @@ def _store(values: Tensor, dtype: torch.dtype) -> Tensor:
     return values.to(dtype)
 
 
-class PatchSampler(torch.autograd.Function):
-    """``out = PatchSampler.apply(images, ix, iy, plan, compute_dtype)``.
+def _channel_views(flat: Tensor, channels: int, c_stride: int) -> list[Tensor]:
+    """1-D views of ``flat`` shifted to each channel (offsets then address one channel)."""
+    n = flat.numel()
+    return [flat.narrow(0, c * c_stride, n - c * c_stride) for c in range(channels)]
 
-    ``ix``/``iy`` ``[P]`` are the sampling locations of every output pixel in
-    frame pixel units (``grid_sample`` index space after its padding transform
-    for bilinear/nearest). Returns the warped batch (same strides as a
-    ``clone`` of ``images``). Gradients flow to ``images`` and to ``ix``/``iy``.
+
+def _flat(buffer: Tensor) -> Tensor:
+    """A 1-D view over the dense storage of ``buffer`` (a fresh dense tensor)."""
+    return buffer.as_strided((buffer.numel(),), (1,))
+
+
+class PatchWarp(torch.autograd.Function):
+    """``out = PatchWarp.apply(images, col_x, col_y, row_x, row_y, obj, plan, compute_dtype)``.
+
+    ``col_x``/``col_y`` ``[sum(n_w)]``: ``u * theta[0, 0]`` and ``u * theta[1, 0]`` per
+    patch column; ``row_x``/``row_y`` ``[sum(n_h)]``: ``v * theta[0, 1]`` and
+    ``v * theta[1, 1]`` per patch row; ``obj`` ``[K, 6]``: ``theta[0, 2], theta[1, 2]``,
+    the unnormalize scales and the float-box offsets. Returns the warped batch.
     """
 
     @staticmethod
-    def forward(ctx, images: Tensor, ix: Tensor, iy: Tensor, plan: SamplePlan, compute_dtype: torch.dtype):  # type: ignore[override]
-        # the working copy (the only copy of the batch), laid out as the plan expects
+    def forward(ctx, images, col_x, col_y, row_x, row_y, obj, plan: WarpPlan, compute_dtype):  # type: ignore[override]
         work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=images.device)
-        work.copy_(images)
-        flat = _flat(work)
-        io = _Gather(plan, work.device)
-        need_coord_grad = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        dxs, dys = [], []
-        for start, stop in zip(plan.levels[:-1], plan.levels[1:], strict=True):
-            sl = slice(start, stop)
-            lx, ly = ix[sl], iy[sl]
-            acc = torch.zeros(stop - start, plan.channels, dtype=compute_dtype, device=work.device)
-            dx = torch.zeros_like(acc) if need_coord_grad else None
-            dy = torch.zeros_like(acc) if need_coord_grad else None
-            for off, w, wdx, wdy in _level_taps(plan, lx, ly, sl):
-                vals = io.read(flat, off).to(compute_dtype)
-                acc += w[:, None] * vals
-                if need_coord_grad:
-                    dx += wdx[:, None] * vals
-                    dy += wdy[:, None] * vals
-            io.write(flat, plan.out_off[sl], _store(acc, work.dtype))
-            dxs.append(dx)
-            dys.append(dy)
-        if need_coord_grad:
-            ctx.dvdx = torch.cat(dxs) if dxs else None
-            ctx.dvdy = torch.cat(dys) if dys else None
-        ctx.plan = plan
-        ctx.compute_dtype = compute_dtype
-        ctx.work_meta = (work.shape, work.stride(), images.dtype)
-        ctx.save_for_backward(ix, iy)
+        work.copy_(images)  # the working copy: the only copy of the batch
+        views = _channel_views(_flat(work), plan.channels, plan.strides[1])
+        tables = (col_x, col_y, row_x, row_y, obj)
+        need_loc = any(ctx.needs_input_grad[1:6])
+        shape = (plan.channels, plan.total)
+        dvdx = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
+        dvdy = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
+        results: list[tuple[Tensor, Tensor]] = []
+        for level in plan.chunks:
+            for bounds in level:  # a level reads (parallel: every level reads), then writes
+                ch = _Chunk(plan, tables, bounds)
+                p0, p1 = bounds[2], bounds[3]
+                acc = torch.zeros(plan.channels, p1 - p0, dtype=compute_dtype, device=work.device)
+                for off, w, wdx, wdy in ch.taps():
+                    for c, view in enumerate(views):
+                        vals = view.index_select(0, off).to(compute_dtype)
+                        acc[c].addcmul_(w, vals)
+                        if need_loc:
+                            dvdx[c, p0:p1].addcmul_(wdx, vals)
+                            dvdy[c, p0:p1].addcmul_(wdy, vals)
+                results.append((ch.out, _store(acc, work.dtype)))
+            if not plan.parallel:
+                _write(views, results)
+                results = []
+        _write(views, results)  # parallel: in level order, so the higher index wins
+        ctx.plan, ctx.compute_dtype, ctx.image_dtype = plan, compute_dtype, images.dtype
+        ctx.save_for_backward(*tables)
+        ctx.dvdx, ctx.dvdy = dvdx, dvdy
         return work
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        plan: SamplePlan = ctx.plan
-        ix, iy = ctx.saved_tensors
-        shape, stride, image_dtype = ctx.work_meta
-        need_img, need_x, need_y = ctx.needs_input_grad[:3]
-        grad_dtype = ctx.compute_dtype
-        g_buf = torch.empty_strided(shape, stride, dtype=grad_dtype, device=grad_out.device)
+    def backward(ctx, grad_out):  # type: ignore[override]
+        plan: WarpPlan = ctx.plan
+        tables = ctx.saved_tensors
+        need_img = ctx.needs_input_grad[0]
+        need_loc = any(ctx.needs_input_grad[1:6])
+        dtype = ctx.compute_dtype
+        g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=dtype, device=grad_out.device)
         g_buf.copy_(grad_out)
-        flat = _flat(g_buf)
-        io = _Gather(plan, g_buf.device)
-        grad_ix = torch.zeros_like(ix) if need_x else None
-        grad_iy = torch.zeros_like(iy) if need_y else None
-        bounds = list(zip(plan.levels[:-1], plan.levels[1:], strict=True))
-        for lvl in range(len(bounds) - 1, -1, -1):
-            start, stop = bounds[lvl]
-            sl = slice(start, stop)
-            out_idx = io.index(plan.out_off[sl])
-            g = flat.index_select(0, out_idx).view(-1, plan.channels)
-            # these pixels were overwritten: the earlier state reaches the output only through reads
-            flat.index_fill_(0, out_idx, 0)
-            if need_x:
-                grad_ix[sl] = (g * ctx.dvdx[sl]).sum(1)
-            if need_y:
-                grad_iy[sl] = (g * ctx.dvdy[sl]).sum(1)
-            # the values read by this level came from the input or from earlier levels'
-            # writes: route the gradient there (needed for theta too when images need none)
-            if need_img or lvl > 0:
-                for off, w, _, _ in _level_taps(plan, ix[sl], iy[sl], sl):
-                    io.add(flat, off, w[:, None] * g)
-        grad_images = g_buf.to(image_dtype) if need_img else None
-        return grad_images, grad_ix, grad_iy, None, None
+        views = _channel_views(_flat(g_buf), plan.channels, plan.strides[1])
+        grads = [torch.zeros_like(t) for t in tables] if need_loc else None
+        pending: list[tuple[_Chunk, tuple[int, int, int, int], Tensor, int]] = []
+        for lvl in range(len(plan.chunks) - 1, -1, -1):
+            # gradient of this level's outputs; the state before it reaches them only via reads
+            for b in plan.chunks[lvl]:
+                ch = _Chunk(plan, tables, b)
+                g = torch.stack([v.index_select(0, ch.out) for v in views])
+                for v in views:
+                    v.index_fill_(0, ch.out, 0)
+                pending.append((ch, b, g, lvl))
+            if not plan.parallel or lvl == 0:  # parallel: every level read the input
+                _scatter(pending, views, grads, ctx, plan, need_img)
+                pending = []
+        grad_images = g_buf.to(ctx.image_dtype) if need_img else None
+        if grads is None:
+            return (grad_images, None, None, None, None, None, None, None)
+        return (grad_images, *grads, None, None)
+
+
+def _write(views: list[Tensor], results: list[tuple[Tensor, Tensor]]) -> None:
+    for out, stored in results:
+        for c, view in enumerate(views):
+            view.index_copy_(0, out, stored[c])
+
+
+def _scatter(pending, views, grads, ctx, plan: WarpPlan, need_img: bool) -> None:
+    """Route output gradients to the sampled locations and to the pixels that were read."""
+    for ch, b, g, lvl in pending:
+        if grads is not None:
+            _location_grads(ch, g, ctx.dvdx[:, b[2] : b[3]], ctx.dvdy[:, b[2] : b[3]], grads)
+        # values read here came from the input or (sequential) from earlier levels' writes
+        if need_img or (lvl > 0 and not plan.parallel):
+            for off, w, _, _ in ch.taps():
+                for c, v in enumerate(views):
+                    v.index_add_(0, off, w * g[c])
+
+
+def _location_grads(ch: _Chunk, g: Tensor, dvdx: Tensor, dvdy: Tensor, grads: list[Tensor]) -> None:
+    """Reduce d(loss)/d(location) of a chunk onto the column / row / object tables."""
+    g_col_x, g_col_y, g_row_x, g_row_y, g_obj = grads
+    gix = (g * dvdx).sum(0)
+    giy = (g * dvdy).sum(0)
+    if ch.dpad_x is not None:
+        gix = gix * ch.dpad_x
+        giy = giy * ch.dpad_y
+    # ix = (gx + 1) * scale + off (- 0.5);  gx = col + row + t02
+    dgx = gix * ch.scale_x
+    dgy = giy * ch.scale_y
+    g_col_x.index_add_(0, ch.col, dgx)
+    g_col_y.index_add_(0, ch.col, dgy)
+    g_row_x.index_add_(0, ch.prow, dgx)
+    g_row_y.index_add_(0, ch.prow, dgy)
+    per_obj = torch.stack([dgx, dgy, gix * ch.gx1, giy * ch.gy1, gix, giy], 1)
+    g_obj.index_add_(0, ch.ro, per_obj)

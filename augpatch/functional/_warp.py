@@ -20,7 +20,9 @@ from augpatch.functional._checks import (
     flatten_box_list,
 )
 from augpatch.functional._plan import exact_base_grid, overlap_edges, schedule_levels
-from augpatch.functional._sampler import PatchSampler, SamplePlan
+from augpatch.functional._sampler import PatchWarp, WarpPlan
+
+_CHUNK = 1 << 16  # pixels per chunk: bounds the temporary memory of a call
 
 BoxesLike = Tensor | Sequence[Tensor]
 
@@ -149,68 +151,78 @@ def warp_patches(
     read = None
     if padding_mode == "image":
         read = _source_rects(cl[alive], pix[alive], theta_cpu[alive], align_corners, height, width)
-    if overlap == "sequential":
-        src, dst, strict = overlap_edges(write, read, img_of)
-        level = schedule_levels(alive.numel(), src, dst, strict)
-        parallel_conflicts = False
-    else:
-        level = torch.zeros(alive.numel(), dtype=torch.long)
-        src, _, _ = overlap_edges(write, None, img_of)
-        parallel_conflicts = src.numel() > 0
+    # parallel: every object reads the original batch and writes go out level by level
+    # (so that the higher index wins where boxes overlap); sequential: levels as in _plan
+    src, dst, strict = overlap_edges(write, read if overlap == "sequential" else None, img_of)
+    level = schedule_levels(alive.numel(), src, dst, strict)
     order = torch.sort(level, stable=True).indices
-    level_sizes = torch.bincount(level, minlength=1)
     obj = alive[order]  # original object index, in processing order
-    counts = (n_w[obj] * n_h[obj])
-    bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
-    level_bounds = bounds[torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(level_sizes, 0)])]
-
-    # ---- per-pixel coordinates (differentiable) -----------------------------
-    dev = images.device
-    obj_d = obj.to(dev)
-    x0 = pix[obj, 0]
-    y0 = pix[obj, 1]
-    geo = _pixel_coordinates(
-        fboxes[obj_d], theta[obj_d], x0.to(dev), y0.to(dev), n_w[obj].to(dev), n_h[obj].to(dev),
-        int(bounds[-1]), align_corners, compute,
+    plan = _build_plan(
+        obj, pix, n_w, n_h, meta[:, 4].long(), level[order], images, mode, padding_mode,
+        align_corners, overlap == "parallel",
     )
-    ix, iy, jj, ii, pobj = geo
-    b_of = obj_to_img[obj_d][pobj]
+    tables = _location_tables(fboxes, theta, obj.to(images.device), pix, n_w, n_h, obj,
+                              align_corners, compute)
+    return PatchWarp.apply(images, *tables, plan, compute)
+
+
+def _build_plan(
+    obj: Tensor, pix: Tensor, n_w: Tensor, n_h: Tensor, img: Tensor, level: Tensor,
+    images: Tensor, mode: str, padding_mode: str, align_corners: bool, parallel: bool,
+) -> WarpPlan:
+    """Row tables and chunk ranges (CPU integer work on ``N``- and row-sized tensors)."""
+    _, _, height, width = images.shape
     s_b, s_c, s_h, s_w = _work_strides(images)
-    gx = x0.to(dev)[pobj] + jj
-    gy = y0.to(dev)[pobj] + ii
-    out_off = b_of * s_b + gy * s_h + gx * s_w
-
-    levels = level_bounds.tolist()
-    if parallel_conflicts:
-        keep = _winners(b_of, gy, gx, obj_d[pobj], batch, height, width)
-        ix, iy, out_off, pobj, b_of = ix[keep], iy[keep], out_off[keep], pobj[keep], b_of[keep]
-        gx, gy = gx[keep], gy[keep]
-        levels = [0, int(keep.sum())]
-
+    k = obj.numel()
+    w, h = n_w[obj], n_h[obj]
+    x0, y0, b = pix[obj, 0], pix[obj, 1], img[obj]
+    row_obj = torch.repeat_interleave(torch.arange(k), h)
+    row_ii = torch.arange(row_obj.numel()) - (torch.cumsum(h, 0) - h)[row_obj]
+    row_len = w[row_obj]
+    row_end = torch.cumsum(row_len, 0)
+    row_pix = row_end - row_len
+    rb, rx0, ry0 = b[row_obj], x0[row_obj], y0[row_obj]
+    row = {
+        "obj": row_obj,
+        "len": row_len,
+        "pix": row_pix,
+        "col": (torch.cumsum(w, 0) - w)[row_obj],
+        "out": rb * s_b + (ry0 + row_ii) * s_h + rx0 * s_w,
+    }
     if padding_mode == "image":
-        ix = ix + x0.to(dev)[pobj].to(compute)
-        iy = iy + y0.to(dev)[pobj].to(compute)
-        frame_off = b_of * s_b
-        frame_w = torch.full_like(b_of, width)
-        frame_h = torch.full_like(b_of, height)
-        tap_padding = "zeros"
+        row["frame"] = rb * s_b
+        row["fw"] = torch.full_like(row_len, width)
+        row["fh"] = torch.full_like(row_len, height)
+        row["fx"], row["fy"] = rx0, ry0
     else:
-        frame_w = n_w[obj].to(dev)[pobj]
-        frame_h = n_h[obj].to(dev)[pobj]
-        frame_off = b_of * s_b + y0.to(dev)[pobj] * s_h + x0.to(dev)[pobj] * s_w
-        if mode != "bicubic" and padding_mode != "zeros":
-            ix = _pad_coordinate(ix, frame_w, padding_mode, align_corners)
-            iy = _pad_coordinate(iy, frame_h, padding_mode, align_corners)
-            tap_padding = "zeros"  # coordinates are inside; the far tap of an edge has weight 0
-        else:
-            tap_padding = padding_mode
-
-    plan = SamplePlan(
-        out_off=out_off, frame_off=frame_off, frame_w=frame_w, frame_h=frame_h,
-        levels=levels, mode=mode, tap_padding=tap_padding, align_corners=align_corners,
-        strides=(s_b, s_c, s_h, s_w), channels=images.shape[1],
+        row["frame"] = rb * s_b + ry0 * s_h + rx0 * s_w
+        row["fw"], row["fh"] = row_len, h[row_obj]
+    # chunks: row-aligned ranges of about _CHUNK pixels, never across a level
+    row_level = level[row_obj]
+    chunk_key = row_level * (int(row_end[-1]) // _CHUNK + 2) + row_pix // _CHUNK
+    _, counts = torch.unique_consecutive(chunk_key, return_counts=True)
+    row_bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+    pix_bounds = torch.cat([row_pix, row_end[-1:]])[row_bounds]
+    chunk_level = row_level[row_bounds[:-1]].tolist()
+    chunks: list[list[tuple[int, int, int, int]]] = []
+    previous = None
+    for r0, r1, p0, p1, lv in zip(row_bounds[:-1].tolist(), row_bounds[1:].tolist(),
+                                  pix_bounds[:-1].tolist(), pix_bounds[1:].tolist(),
+                                  chunk_level, strict=True):
+        if lv != previous:
+            chunks.append([])
+            previous = lv
+        chunks[-1].append((r0, r1, p0, p1))
+    dev = images.device
+    if padding_mode == "image":
+        compute = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
+        row["fx"], row["fy"] = row["fx"].to(compute), row["fy"].to(compute)
+    row = {key: val.to(dev, non_blocking=True) for key, val in row.items()}
+    return WarpPlan(
+        row=row, chunks=chunks, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
+        strides=(s_b, s_c, s_h, s_w), channels=images.shape[1], total=int(row_end[-1]),
+        parallel=parallel,
     )
-    return PatchSampler.apply(images, ix, iy, plan, compute)
 
 
 def _work_strides(images: Tensor) -> tuple[int, int, int, int]:
@@ -230,103 +242,57 @@ def _dense_non_overlapping(t: Tensor) -> bool:
     return True
 
 
-def _pixel_coordinates(
-    boxes: Tensor, theta: Tensor, x0: Tensor, y0: Tensor, n_w: Tensor, n_h: Tensor,
-    total: int, align_corners: bool, dtype: torch.dtype,
+def _location_tables(
+    boxes: Tensor, theta: Tensor, obj_dev: Tensor, pix: Tensor, n_w: Tensor, n_h: Tensor,
+    obj: Tensor, align_corners: bool, dtype: torch.dtype,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Sampling location (patch pixel units) of every output pixel, in plan order.
+    """The small differentiable tables the kernel builds every sampling location from.
 
-    Returns ``ix, iy`` (float, differentiable w.r.t. ``boxes``/``theta``), the
-    pixel's column/row inside its patch ``jj, ii`` and its object position.
-    For integer boxes the arithmetic is that of ``affine_grid`` + ``grid_sample``
-    operation for operation, so the locations are bit-identical to the loop's.
+    Per patch column ``u * theta[0, 0]``, ``u * theta[1, 0]``; per patch row
+    ``v * theta[0, 1]``, ``v * theta[1, 1]``; per object ``theta[:, 2]``, the
+    ``grid_sample`` unnormalize scales and the float-box offsets. ``u``/``v``
+    are ``F.affine_grid``'s base coordinates, bit for bit, mapped onto the
+    continuous box (for integer boxes the map is exactly the identity), so the
+    locations the kernel computes are those of the reference loop.
     """
     dev = boxes.device
-    k = boxes.shape[0]
-    ar = torch.arange(k, device=dev)
-    # per object: normalised -> patch pixel scale, and the float-box correction
+    boxes = boxes.index_select(0, obj_dev)
+    theta = theta.index_select(0, obj_dev)
+    w, h = n_w[obj].to(dev), n_h[obj].to(dev)
+    x0, y0 = pix[obj, 0].to(dev).to(dtype), pix[obj, 1].to(dev).to(dtype)
     ext_x = boxes[:, 2] - boxes[:, 0]
     ext_y = boxes[:, 3] - boxes[:, 1]
     if align_corners:
         ext_x, ext_y = (ext_x - 1).clamp(min=0), (ext_y - 1).clamp(min=0)
-        span_x, span_y = (n_w - 1).to(dtype), (n_h - 1).to(dtype)
+        span_x, span_y = (w - 1).to(dtype), (h - 1).to(dtype)
     else:
-        span_x, span_y = n_w.to(dtype), n_h.to(dtype)
-    # u = base * kx + bx maps the pixel-grid linspace onto the continuous box;
-    # for integer boxes kx == 1 and bx == 0 exactly
-    safe_x = torch.where(ext_x > 0, ext_x, torch.ones_like(ext_x))
-    safe_y = torch.where(ext_y > 0, ext_y, torch.ones_like(ext_y))
+        span_x, span_y = w.to(dtype), h.to(dtype)
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
-    kx = torch.where(ext_x > 0, span_x / safe_x, torch.zeros_like(ext_x))
-    ky = torch.where(ext_y > 0, span_y / safe_y, torch.zeros_like(ext_y))
-    bx = torch.where(ext_x > 0, 2 * ((x0.to(dtype) + n_w.to(dtype) / 2) - cx) / safe_x, torch.zeros_like(ext_x))
-    by = torch.where(ext_y > 0, 2 * ((y0.to(dtype) + n_h.to(dtype) / 2) - cy) / safe_y, torch.zeros_like(ext_y))
-    off_x = boxes[:, 0] - x0.to(dtype)  # 0 for integer boxes
-    off_y = boxes[:, 1] - y0.to(dtype)
-    scale_x = ext_x / 2
-    scale_y = ext_y / 2
-
-    # column and row base vectors (small: sum of widths / heights)
-    col_obj = torch.repeat_interleave(ar, n_w)
-    col_start = torch.cumsum(n_w, 0) - n_w
-    col_idx = torch.arange(col_obj.numel(), device=dev) - col_start[col_obj]
-    u = exact_base_grid(col_idx, n_w[col_obj], align_corners, dtype)
-    u = u * kx[col_obj] + bx[col_obj]
-    row_obj = torch.repeat_interleave(ar, n_h)
-    row_start = torch.cumsum(n_h, 0) - n_h
-    row_idx = torch.arange(row_obj.numel(), device=dev) - row_start[row_obj]
-    v = exact_base_grid(row_idx, n_h[row_obj], align_corners, dtype)
-    v = v * ky[row_obj] + by[row_obj]
-    # products of the bmm, evaluated once per column / row (same rounding as per pixel)
-    u_t00 = u * theta[col_obj, 0, 0]
-    u_t10 = u * theta[col_obj, 1, 0]
-    v_t01 = v * theta[row_obj, 0, 1]
-    v_t11 = v * theta[row_obj, 1, 1]
-
-    # pixels: row-major inside each patch
-    row_len = n_w[row_obj]
-    row_pix_start = torch.cumsum(row_len, 0) - row_len
-    prow = torch.repeat_interleave(torch.arange(row_obj.numel(), device=dev), row_len, output_size=total)
-    jj = torch.arange(total, device=dev) - row_pix_start[prow]
-    pobj = row_obj[prow]
-    ii = row_idx[prow]
-    col = col_start[pobj] + jj
-    gx = u_t00[col] + v_t01[prow] + theta[pobj, 0, 2]
-    gy = u_t10[col] + v_t11[prow] + theta[pobj, 1, 2]
-    # grid_sample's unnormalize: (g + 1) * size / 2 - 0.5 (or * (size - 1) / 2)
-    if align_corners:
-        ix = (gx + 1) * scale_x[pobj] + off_x[pobj]
-        iy = (gy + 1) * scale_y[pobj] + off_y[pobj]
-    else:
-        ix = (gx + 1) * scale_x[pobj] - 0.5 + off_x[pobj]
-        iy = (gy + 1) * scale_y[pobj] - 0.5 + off_y[pobj]
-    return ix, iy, jj, ii, pobj
-
-
-def _pad_coordinate(coord: Tensor, size: Tensor, padding_mode: str, align_corners: bool) -> Tensor:
-    """``grid_sample``'s border / reflection transform of a location (with its gradient)."""
-    size_f = size.to(coord.dtype)
-    if padding_mode == "reflection":
-        if align_corners:
-            low = torch.zeros_like(size_f)
-            twice_span = 2 * (size_f - 1)
-        else:
-            low = torch.full_like(size_f, -0.5)
-            twice_span = 2 * size_f
-        shifted = coord - low
-        neg = shifted < 0
-        mag = torch.where(neg, -shifted, shifted)
-        safe_span = torch.where(twice_span > 0, twice_span, torch.ones_like(twice_span))
-        extra = mag - torch.trunc(mag.detach() / safe_span) * safe_span
-        reflected = safe_span - extra
-        flip = extra > reflected
-        folded = torch.where(flip, reflected, extra)  # gradient sign: -1 per reflection
-        coord = torch.where(twice_span > 0, folded + low, torch.zeros_like(coord))
-    max_val = size_f - 1
-    inside = (coord > 0) & (coord < max_val)
-    clipped = torch.where(coord <= 0, torch.zeros_like(coord), max_val)
-    return torch.where(inside, coord, clipped.detach())
+    # u = base * k + c maps the pixel-grid linspace onto the continuous box
+    pos_x, pos_y = ext_x > 0, ext_y > 0
+    safe_x = torch.where(pos_x, ext_x, 1.0)
+    safe_y = torch.where(pos_y, ext_y, 1.0)
+    kx = torch.where(pos_x, span_x / safe_x, 0.0)
+    ky = torch.where(pos_y, span_y / safe_y, 0.0)
+    cx_off = torch.where(pos_x, 2 * ((x0 + w.to(dtype) / 2) - cx) / safe_x, 0.0)
+    cy_off = torch.where(pos_y, 2 * ((y0 + h.to(dtype) / 2) - cy) / safe_y, 0.0)
+    ar = torch.arange(w.numel(), device=dev)
+    col_obj = torch.repeat_interleave(ar, w)
+    col_idx = torch.arange(col_obj.numel(), device=dev) - (torch.cumsum(w, 0) - w)[col_obj]
+    u = exact_base_grid(col_idx, w[col_obj], align_corners, dtype) * kx[col_obj] + cx_off[col_obj]
+    row_obj = torch.repeat_interleave(ar, h)
+    row_idx = torch.arange(row_obj.numel(), device=dev) - (torch.cumsum(h, 0) - h)[row_obj]
+    v = exact_base_grid(row_idx, h[row_obj], align_corners, dtype) * ky[row_obj] + cy_off[row_obj]
+    col_x = u * theta[col_obj, 0, 0]
+    col_y = u * theta[col_obj, 1, 0]
+    row_x = v * theta[row_obj, 0, 1]
+    row_y = v * theta[row_obj, 1, 1]
+    obj_table = torch.stack(
+        [theta[:, 0, 2], theta[:, 1, 2], ext_x / 2, ext_y / 2, boxes[:, 0] - x0, boxes[:, 1] - y0],
+        1,
+    )
+    return col_x, col_y, row_x, row_y, obj_table
 
 
 def _source_rects(
@@ -359,11 +325,3 @@ def _source_rects(
     rect[:, 0::2] = rect[:, 0::2].clamp(0, width)
     rect[:, 1::2] = rect[:, 1::2].clamp(0, height)
     return rect.long()
-
-
-def _winners(b: Tensor, gy: Tensor, gx: Tensor, rank: Tensor, batch: int, height: int, width: int) -> Tensor:
-    """Mask of pixels whose object has the highest index among those covering them."""
-    lin = (b * height + gy) * width + gx
-    owner = torch.full((batch * height * width,), -1, dtype=torch.long, device=b.device)
-    owner.scatter_reduce_(0, lin, rank, reduce="amax", include_self=True)
-    return owner[lin] == rank
