@@ -79,8 +79,8 @@ def _taps_1d(coord: Tensor, mode: str) -> tuple[Tensor, list[Tensor], list[Tenso
 def _bound(index: Tensor, size: Tensor, padding: str, align_corners: bool) -> tuple[Tensor, Tensor | None]:
     """Map tap indices into ``[0, size)``; return them and (zeros padding) which are real."""
     if padding == "zeros":
-        valid = (index >= 0) & (index < size)
-        return index.clamp(min=0).minimum(size - 1), valid
+        clamped = index.clamp(min=0).minimum(size - 1)
+        return clamped, clamped == index
     if padding == "reflection":
         # integer indices reflect about -0.5 and size - 0.5 (period 2 size), or
         # with align_corners about 0 and size - 1 (period 2 (size - 1))

@@ -1,0 +1,63 @@
+"""The two execution paths of ``warp_patches`` agree with each other and with the loop.
+
+For one or two integer boxes ``warp_patches`` runs the reference computation
+directly; otherwise it builds a level plan. Both must give the same values and
+gradients on the same inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from augpatch.functional import _warp, warp_patches
+from reference import reference_warp
+
+COMBOS = list(itertools.product(
+    ["bilinear", "nearest", "bicubic"], ["zeros", "border", "reflection"], [False, True],
+    ["sequential", "parallel"],
+))
+
+
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "overlap"), COMBOS)
+def test_few_objects_path_equals_plan_path(monkeypatch, mode, padding_mode, align_corners, overlap):
+    gen = torch.Generator().manual_seed(7)
+    images = torch.rand(2, 3, 15, 17, dtype=torch.float64, generator=gen)
+    boxes = torch.tensor([[1, 2, 12, 14], [4, 0, 17, 9]])  # overlapping in image 0
+    obj_to_img = torch.tensor([0, 0])
+    theta = torch.eye(2, 3, dtype=torch.float64) + 0.2 * torch.randn(2, 2, 3, dtype=torch.float64, generator=gen)
+    weight = torch.randn(2, 3, 15, 17, dtype=torch.float64, generator=gen)
+    kwargs = dict(mode=mode, padding_mode=padding_mode, align_corners=align_corners, overlap=overlap)
+
+    def run():
+        img = images.clone().requires_grad_()
+        th = theta.clone().requires_grad_()
+        out = warp_patches(img, boxes, th, obj_to_img, **kwargs)
+        grads = torch.autograd.grad((out * weight).sum(), [img, th])
+        return out.detach(), grads
+
+    few = run()
+    monkeypatch.setattr(_warp, "_FEW_OBJECTS", 0)  # force the plan path
+    planned = run()
+    ref = reference_warp(images, boxes, theta, obj_to_img, **kwargs)
+    torch.testing.assert_close(few[0], ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(planned[0], ref, rtol=0, atol=1e-12)
+    for a, b in zip(few[1], planned[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_few_objects_path_is_taken_only_when_exact(monkeypatch):
+    """Float (non-integer) boxes, image padding and uint8 always use the plan."""
+    calls = []
+    original = _warp._warp_few
+    monkeypatch.setattr(_warp, "_warp_few", lambda *a, **k: calls.append(1) or original(*a, **k))
+    images = torch.rand(1, 1, 8, 8)
+    theta = torch.eye(2, 3)[None]
+    warp_patches(images, torch.tensor([[1, 1, 5, 5]]), theta)
+    assert calls == [1]
+    warp_patches(images, torch.tensor([[1.5, 1, 5, 5]]), theta)
+    warp_patches(images, torch.tensor([[1, 1, 5, 5]]), theta, padding_mode="image")
+    warp_patches((images * 255).to(torch.uint8), torch.tensor([[1, 1, 5, 5]]), theta)
+    assert calls == [1]
