@@ -174,7 +174,9 @@ def test_batched_images_with_obj_to_img_and_sanitize() -> None:
         boxes[1:3],
         params={"theta": core._params["theta"][1:3], "batch_prob": core._params["batch_prob"][1:3]},
     )
-    assert torch.equal(out_images[1], single.images[0])
+    # same object, same parameters: equal to float rounding (a batch of 3 and of 2 objects
+    # may take different warp_patches execution paths, see its docstring)
+    torch.testing.assert_close(out_images[1], single.images[0], rtol=1e-5, atol=1e-6)
 
 
 def test_rotated_boxes_are_exact() -> None:

@@ -11,9 +11,9 @@ import itertools
 
 import pytest
 import torch
+from reference import reference_warp
 
 from augpatch.functional import _warp, warp_patches
-from reference import reference_warp
 
 COMBOS = list(itertools.product(
     ["bilinear", "nearest", "bicubic"], ["zeros", "border", "reflection"], [False, True],
@@ -27,9 +27,12 @@ def test_few_objects_path_equals_plan_path(monkeypatch, mode, padding_mode, alig
     images = torch.rand(2, 3, 15, 17, dtype=torch.float64, generator=gen)
     boxes = torch.tensor([[1, 2, 12, 14], [4, 0, 17, 9]])  # overlapping in image 0
     obj_to_img = torch.tensor([0, 0])
-    theta = torch.eye(2, 3, dtype=torch.float64) + 0.2 * torch.randn(2, 2, 3, dtype=torch.float64, generator=gen)
+    noise = torch.randn(2, 2, 3, dtype=torch.float64, generator=gen)
+    theta = torch.eye(2, 3, dtype=torch.float64) + 0.2 * noise
     weight = torch.randn(2, 3, 15, 17, dtype=torch.float64, generator=gen)
-    kwargs = dict(mode=mode, padding_mode=padding_mode, align_corners=align_corners, overlap=overlap)
+    kwargs = {
+        "mode": mode, "padding_mode": padding_mode, "align_corners": align_corners, "overlap": overlap,
+    }
 
     def run():
         img = images.clone().requires_grad_()

@@ -604,18 +604,9 @@ def transform_points(
         >>> transform_points(torch.tensor([[[15.0, 20.0]]]), patches, theta).round(decimals=4)
         tensor([[[10., 15.]]])
     """
-    points = check_tensor("points", points)
-    patches = check_tensor("patches", patches)
-    theta = check_tensor("theta", theta)
-    check_same_device(points=points, patches=patches, theta=theta)
-    patches = _prep_boxes(patches, "patches")
-    points = _check_points(points, patches.shape[0])
-    theta = _prep_theta(theta, patches.shape[0])
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(points, patches, theta)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
+    points, read = _point_inputs(points, patches, theta, align_corners)
     forward = _affine_inverse(read, "theta", " (its forward map is undefined)")
-    return _apply(forward, points.to(dtype))
+    return _apply(forward, points)
 
 
 def inverse_transform_points(
@@ -638,6 +629,12 @@ def inverse_transform_points(
         >>> inverse_transform_points(torch.tensor([[[10.0, 15.0]]]), patches, theta)
         tensor([[[15., 20.]]])
     """
+    points, read = _point_inputs(points, patches, theta, align_corners)
+    return _apply(read, points)
+
+
+def _point_inputs(points: Tensor, patches: Tensor, theta: Tensor, align_corners: bool) -> tuple[Tensor, Tensor]:
+    """Validate the point mapping arguments; return the points and the read matrix ``[N,3,3]``."""
     points = check_tensor("points", points)
     patches = check_tensor("patches", patches)
     theta = check_tensor("theta", theta)
@@ -648,5 +645,4 @@ def inverse_transform_points(
     align_corners = _check_flag("align_corners", align_corners)
     dtype = _result_dtype(points, patches, theta)
     read = _read_matrix(_to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
-    return _apply(read, points.to(dtype))
-
+    return points.to(dtype), read

@@ -106,25 +106,29 @@ def exact_base_grid(index: Tensor, size: Tensor, align_corners: bool, dtype: tor
     k = torch.where(first_half, index, size - 1 - index).to(dtype)
     start = torch.where(first_half, -1.0, 1.0).to(dtype)
     sign = torch.where(first_half, 1.0, -1.0).to(dtype)
-    if dtype == torch.float64:
-        base = _fma_f64(sign * step, k, start)
-    else:
-        base = (start.double() + (sign * step).double() * k.double()).to(dtype)
+    base = fused_multiply_add(sign * step, k, start)
     if not align_corners:
         base = base * (n - 1) / n
     return torch.where(size <= 1, torch.zeros_like(base), base)
 
 
-def _fma_f64(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
-    """``a * b + c`` with one rounding, for float64 ``b`` holding small integers."""
-    split = a * 134217729.0  # Veltkamp split (2**27 + 1)
+def fused_multiply_add(a: Tensor, b: Tensor, c: Tensor | float) -> Tensor:
+    """``a * b + c`` rounded once, as the fused multiply-add of PyTorch's compiled kernels.
+
+    Exact when ``b`` has at most 26 significant bits (small integers, half-integers:
+    pixel counts and half sizes): float32 is evaluated in float64 (the product is
+    exact there), float64 with an error-free split of ``a`` (Veltkamp) and a two-sum.
+    """
+    if a.dtype != torch.float64:
+        return (a.double() * b.double() + c).to(a.dtype)
+    split = a * 134217729.0  # 2**27 + 1
     a_hi = split - (split - a)
     a_lo = a - a_hi
-    p_hi = a_hi * b  # exact: 26 bits times an integer below 2**26
+    p_hi = a_hi * b  # exact: 26 bits times at most 26 bits
     p_lo = a_lo * b  # exact likewise
-    s = c + p_hi
-    bb = s - c
-    err = (c - (s - bb)) + (p_hi - bb)  # two-sum error of c + p_hi
+    s = p_hi + c
+    bb = s - p_hi
+    err = (p_hi - (s - bb)) + (c - bb)  # two-sum error of p_hi + c
     return s + (err + p_lo)
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from augpatch.functional._plan import fused_multiply_add
+
 _CUBIC_A = -0.75  # the constant F.grid_sample and F.interpolate use for bicubic
 
 
@@ -149,9 +151,9 @@ class _Chunk:
         if plan.align_corners:
             ix = self.gx1 * ob[:, 2] + ob[:, 4]
             iy = self.gy1 * ob[:, 3] + ob[:, 5]
-        else:
-            ix = self.gx1 * ob[:, 2] - 0.5 + ob[:, 4]
-            iy = self.gy1 * ob[:, 3] - 0.5 + ob[:, 5]
+        else:  # grid_sample computes (g + 1) * size / 2 - 0.5 as one fused multiply-add
+            ix = fused_multiply_add(self.gx1, ob[:, 2], -0.5) + ob[:, 4]
+            iy = fused_multiply_add(self.gy1, ob[:, 3], -0.5) + ob[:, 5]
         fw = row["fw"].index_select(0, prow)
         fh = row["fh"].index_select(0, prow)
         self.dpad_x = self.dpad_y = None

@@ -77,7 +77,9 @@ def warp_patches(
         overlap: ``"sequential"`` (objects applied in index order, each reading
             the image as the earlier ones left it: the SPEC's loop) or
             ``"parallel"`` (all read the original image; the higher index wins
-            where boxes overlap). Identical when no two boxes of an image overlap.
+            where boxes overlap). Identical when no two boxes of an image overlap,
+            except with ``padding_mode="image"``, where an object also reads around
+            its box and so sees earlier objects' output in ``sequential`` mode.
 
     Returns:
         ``[B, C, H, W]`` tensor of the dtype and memory format of ``images``.
@@ -92,13 +94,20 @@ def warp_patches(
     gradient. Gradients w.r.t. ``images``, ``theta`` and float ``boxes`` equal
     those of the loop; the backward pass is as cheap as the forward.
 
+    Execution: for one or two integer boxes (float/float64 images, patch-relative
+    padding) the reference computation itself runs (one ``grid_sample`` per crop);
+    otherwise objects are scheduled into levels (boxes of one image that overlap go
+    to successive levels) and every level is one vectorised pass. Both follow
+    ``grid_sample``'s arithmetic, so results agree to float rounding; the last bit
+    of an object's pixels may differ between a call with few and with many objects.
+
     Example:
         >>> import torch
         >>> from augpatch.functional import warp_patches
         >>> images = torch.rand(2, 3, 64, 64)
         >>> boxes = torch.tensor([[8, 8, 40, 24], [10, 30, 50, 60]])
         >>> flip = torch.tensor([[-1.0, 0, 0], [0, 1, 0]]).expand(2, 2, 3)
-        >>> out = warp_patches(images, boxes, flip, torch.tensor([0, 1]))
+        >>> out = warp_patches(images, boxes, flip, torch.tensor([0, 1]), mode="nearest")
         >>> torch.equal(out[0, :, 8:24, 8:40], images[0, :, 8:24, 8:40].flip(-1))
         True
     """
@@ -295,10 +304,12 @@ def _location_tables(
     col_y = u * theta[col_obj, 1, 0]
     row_x = v * theta[row_obj, 0, 1]
     row_y = v * theta[row_obj, 1, 1]
-    obj_table = torch.stack(
-        [theta[:, 0, 2], theta[:, 1, 2], ext_x / 2, ext_y / 2, boxes[:, 0] - x0, boxes[:, 1] - y0],
-        1,
-    )
+    # float-box offset of the patch inside its pixels; an axis without extent (a box at
+    # most one pixel thick with align_corners) reads its pixel, as grid_sample on a
+    # one-pixel crop does
+    off_x = torch.where(pos_x | (not align_corners), boxes[:, 0] - x0, 0.0)
+    off_y = torch.where(pos_y | (not align_corners), boxes[:, 1] - y0, 0.0)
+    obj_table = torch.stack([theta[:, 0, 2], theta[:, 1, 2], ext_x / 2, ext_y / 2, off_x, off_y], 1)
     return col_x, col_y, row_x, row_y, obj_table
 
 
