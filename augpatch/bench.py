@@ -1259,6 +1259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import MODULE (e.g. one that calls register_method) here and in "
                         "the memory subprocesses")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-albumentations", dest="albumentations", action="store_false",
+                   help="skip the per-image comparison with albumentations' A.Affine")
     return p
 
 
@@ -1306,6 +1308,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.min_repeats = min(cfg.min_repeats, cfg.repeats)
     report = run_benchmark(cfg)
     print(format_table(report))
+    if args.albumentations and cfg.device == "cpu":
+        report["albumentations"] = _albumentations_per_image(cfg.quick)
     with open(cfg.json_path, "w") as fh:
         json.dump(report, fh, indent=1)
     print(f"\nwrote {cfg.json_path}")
@@ -1316,6 +1320,25 @@ def main(argv: list[str] | None = None) -> int:
     failed = failed or any("error" in e.get("memory", {}) for s in report["scenarios"].values()
                            for e in s["methods"].values())
     return 1 if failed else 0
+
+
+def _albumentations_per_image(quick: bool) -> dict[str, Any]:
+    """Cost per image of the albumentations adapter against ``A.Affine`` (same image, CPU).
+
+    Uses :func:`augpatch.integrations.albumentations.benchmark_against_affine` on a
+    512x512 uint8 image with 8 objects (64x64 and 2 objects with ``--quick``).
+    """
+    try:
+        from augpatch.integrations.albumentations import benchmark_against_affine
+    except ImportError as exc:  # the albumentations extra is not installed
+        print(f"\nalbumentations comparison skipped: {exc}")
+        return {"skipped": str(exc)}
+    size, objects, repeats = ((64, 64), 2, 3) if quick else ((512, 512), 8, 20)
+    res = benchmark_against_affine(size, objects, repeats=repeats, warmup=1 if quick else 3)
+    print(f"\nalbumentations, per image ({size[0]}x{size[1]} uint8, {objects} objects): "
+          f"augpatch RandomPatchAffine {res['augpatch_ms']:.2f} ms, A.Affine "
+          f"{res['albumentations_affine_ms']:.2f} ms (ratio {res['ratio']:.1f})")
+    return res
 
 
 if __name__ == "__main__":

@@ -153,3 +153,11 @@ def test_skip_and_extension_point(tmp_path: Path) -> None:
     assert report["scenarios"]["tiny"]["methods"]["extra"]["median_s"] > 0
     with pytest.raises(SystemExit):
         bench.main(["--scenarios", "nope"])
+
+
+def test_quick_run_compares_albumentations_per_image(quick_run: tuple[int, str, dict]) -> None:
+    _, out, report = quick_run
+    res = report["albumentations"]
+    assert res["augpatch_ms"] > 0 and res["albumentations_affine_ms"] > 0
+    assert res["ratio"] == pytest.approx(res["augpatch_ms"] / res["albumentations_affine_ms"])
+    assert "albumentations, per image" in out
