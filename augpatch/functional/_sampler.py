@@ -245,6 +245,7 @@ class PatchWarp(torch.autograd.Function):
                             dvdx[c, p0:p1].addcmul_(wdx, vals)
                             dvdy[c, p0:p1].addcmul_(wdy, vals)
                 results.append((ch.out, _store(acc, work.dtype)))
+                del ch, acc  # free this chunk's temporaries before building the next
             if not plan.parallel:
                 _write(views, results)
                 results = []
@@ -265,17 +266,19 @@ class PatchWarp(torch.autograd.Function):
         g_buf.copy_(grad_out)
         views = _channel_views(_flat(g_buf), plan.channels, plan.strides[1])
         grads = [torch.zeros_like(t) for t in tables] if need_loc else None
-        pending: list[tuple[_Chunk, tuple[int, int, int, int], Tensor, int]] = []
+        pending: list[tuple[tuple[int, int, int, int], Tensor, int]] = []
         for lvl in range(len(plan.chunks) - 1, -1, -1):
-            # gradient of this level's outputs; the state before it reaches them only via reads
+            # gradient of this level's outputs; the state before it reaches them only via
+            # reads. Only the offsets are needed here: chunks are rebuilt when scattering,
+            # so that no more than one chunk's temporaries are alive at a time.
             for b in plan.chunks[lvl]:
-                ch = _Chunk(plan, tables, b)
-                g = torch.stack([v.index_select(0, ch.out) for v in views])
+                out = _chunk_out(plan, b)
+                g = torch.stack([v.index_select(0, out) for v in views])
                 for v in views:
-                    v.index_fill_(0, ch.out, 0)
-                pending.append((ch, b, g, lvl))
+                    v.index_fill_(0, out, 0)
+                pending.append((b, g, lvl))
             if not plan.parallel or lvl == 0:  # parallel: every level read the input
-                _scatter(pending, views, grads, ctx, plan, need_img)
+                _scatter(pending, views, grads, ctx, plan, tables, need_img)
                 pending = []
         grad_images = g_buf.to(ctx.image_dtype) if need_img else None
         if grads is None:
@@ -289,9 +292,20 @@ def _write(views: list[Tensor], results: list[tuple[Tensor, Tensor]]) -> None:
             view.index_copy_(0, out, stored[c])
 
 
-def _scatter(pending, views, grads, ctx, plan: WarpPlan, need_img: bool) -> None:
+def _chunk_out(plan: WarpPlan, bounds: tuple[int, int, int, int]) -> Tensor:
+    """Output offsets of a chunk's pixels (the first lines of ``_Chunk``, alone)."""
+    r0, r1, p0, p1 = bounds
+    row = plan.row
+    dev = row["len"].device
+    prow = torch.repeat_interleave(torch.arange(r0, r1, device=dev), row["len"][r0:r1], output_size=p1 - p0)
+    jj = torch.arange(p0, p1, device=dev) - row["pix"].index_select(0, prow)
+    return row["out"].index_select(0, prow) + jj * plan.strides[3]
+
+
+def _scatter(pending, views, grads, ctx, plan: WarpPlan, tables, need_img: bool) -> None:
     """Route output gradients to the sampled locations and to the pixels that were read."""
-    for ch, b, g, lvl in pending:
+    for b, g, lvl in pending:
+        ch = _Chunk(plan, tables, b)
         if grads is not None:
             _location_grads(ch, g, ctx.dvdx[:, b[2] : b[3]], ctx.dvdy[:, b[2] : b[3]], grads)
         # values read here came from the input or (sequential) from earlier levels' writes
@@ -299,6 +313,7 @@ def _scatter(pending, views, grads, ctx, plan: WarpPlan, need_img: bool) -> None
             for off, w, _, _ in ch.taps():
                 for c, v in enumerate(views):
                     v.index_add_(0, off, w * g[c])
+        del ch
 
 
 def _location_grads(ch: _Chunk, g: Tensor, dvdx: Tensor, dvdy: Tensor, grads: list[Tensor]) -> None:

@@ -23,7 +23,7 @@ from augpatch.functional._checks import (
 from augpatch.functional._plan import exact_base_grid, overlap_edges, schedule_levels
 from augpatch.functional._sampler import PatchWarp, WarpPlan
 
-_CHUNK = 1 << 16  # pixels per chunk: bounds the temporary memory of a call
+_CHUNK = 1 << 15  # pixels per chunk: bounds the temporary memory of a call
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
 _FEW_OBJECTS = 2
