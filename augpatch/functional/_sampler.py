@@ -187,11 +187,18 @@ class _Chunk:
                 dws.append(dw[k] * valid)
         return offs, ws, dws
 
-    def taps(self):
-        """Yield ``(offset, weight, dweight_dx, dweight_dy)`` per tap, ``grid_sample``'s order."""
+    def taps(self, derivatives: bool = True):
+        """Yield ``(offset, weight, dweight_dx, dweight_dy)`` per tap, ``grid_sample``'s order.
+
+        Without ``derivatives`` the last two are ``None`` (and not computed).
+        """
         for m, yoff in enumerate(self.yoff):
             for k, xoff in enumerate(self.xoff):
-                yield yoff + xoff, self.wy[m] * self.wx[k], self.wy[m] * self.dwx[k], self.dwy[m] * self.wx[k]
+                weight = self.wy[m] * self.wx[k]
+                if not derivatives:
+                    yield yoff + xoff, weight, None, None
+                    continue
+                yield yoff + xoff, weight, self.wy[m] * self.dwx[k], self.dwy[m] * self.wx[k]
 
 
 def _store(values: Tensor, dtype: torch.dtype) -> Tensor:
@@ -237,7 +244,7 @@ class PatchWarp(torch.autograd.Function):
                 ch = _Chunk(plan, tables, bounds)
                 p0, p1 = bounds[2], bounds[3]
                 acc = torch.zeros(plan.channels, p1 - p0, dtype=compute_dtype, device=work.device)
-                for off, w, wdx, wdy in ch.taps():
+                for off, w, wdx, wdy in ch.taps(need_loc):
                     for c, view in enumerate(views):
                         vals = view.index_select(0, off).to(compute_dtype)
                         acc[c].addcmul_(w, vals)
@@ -310,7 +317,7 @@ def _scatter(pending, views, grads, ctx, plan: WarpPlan, tables, need_img: bool)
             _location_grads(ch, g, ctx.dvdx[:, b[2] : b[3]], ctx.dvdy[:, b[2] : b[3]], grads)
         # values read here came from the input or (sequential) from earlier levels' writes
         if need_img or (lvl > 0 and not plan.parallel):
-            for off, w, _, _ in ch.taps():
+            for off, w, _, _ in ch.taps(derivatives=False):
                 for c, v in enumerate(views):
                     v.index_add_(0, off, w * g[c])
         del ch
