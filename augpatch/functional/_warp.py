@@ -23,7 +23,11 @@ from augpatch.functional._checks import (
 from augpatch.functional._plan import exact_base_grid, overlap_edges, schedule_levels
 from augpatch.functional._sampler import PatchWarp, WarpPlan
 
-_CHUNK = 1 << 15  # pixels per chunk: bounds the temporary memory of a call
+# pixels per chunk: bounds the temporary memory of a call (about 300 bytes a pixel);
+# larger chunks mean fewer, bigger kernels (CPU threads start above 32k elements, and a
+# GPU wants far fewer launches)
+_CHUNK = 1 << 16
+_CHUNK_CUDA = 1 << 19
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
 _FEW_OBJECTS = 2
@@ -215,7 +219,8 @@ def _build_plan(
         row["fw"], row["fh"] = row_len, h[row_obj]
     # chunks: row-aligned ranges of about _CHUNK pixels, never across a level
     row_level = level[row_obj]
-    chunk_key = row_level * (int(row_end[-1]) // _CHUNK + 2) + row_pix // _CHUNK
+    chunk = _CHUNK_CUDA if images.is_cuda else _CHUNK
+    chunk_key = row_level * (int(row_end[-1]) // chunk + 2) + row_pix // chunk
     _, counts = torch.unique_consecutive(chunk_key, return_counts=True)
     row_bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
     pix_bounds = torch.cat([row_pix, row_end[-1:]])[row_bounds]
