@@ -130,7 +130,3 @@ def fused_multiply_add(a: Tensor, b: Tensor, c: Tensor | float) -> Tensor:
     bb = s - p_hi
     err = (p_hi - (s - bb)) + (c - bb)  # two-sum error of p_hi + c
     return s + (err + p_lo)
-
-
-def as_long(t: Tensor) -> Tensor:
-    return t.to(torch.long)
