@@ -856,9 +856,25 @@ def _rss_status() -> dict[str, int]:
     return out
 
 
+def _forward_only(method: Method) -> Method:
+    """``method`` run under ``no_grad`` (augmentation without gradients)."""
+    return dataclasses.replace(method, differentiable=False)
+
+
 def _measure_memory_here(method: Method, inputs: BenchInputs,
                          device: torch.device) -> dict[str, Any]:
-    """Peak extra bytes of one forward+backward, measured in this process."""
+    """Peak extra bytes of one forward+backward, and of one forward alone under ``no_grad``
+    (``peak_extra_fwd_bytes``), measured in this process."""
+    res = _measure_peak(method, inputs, device)
+    if "peak_extra_bytes" in res and method.differentiable:
+        fwd = _measure_peak(_forward_only(method), inputs, device)
+        if "peak_extra_bytes" in fwd:
+            res["peak_extra_fwd_bytes"] = fwd["peak_extra_bytes"]
+    return res
+
+
+def _measure_peak(method: Method, inputs: BenchInputs, device: torch.device) -> dict[str, Any]:
+    """Peak extra bytes of one call of ``_time_once``."""
     import gc
 
     gc.collect()
@@ -959,6 +975,11 @@ def _finish_memory(results: dict[str, Any], sname: str, mname: str, mem: dict[st
     if "peak_extra_bytes" in mem:
         io = sres["input_bytes"] + sres["output_bytes"]
         mem["mem_ratio"] = (sres["input_bytes"] + mem["peak_extra_bytes"]) / io
+        if "peak_extra_fwd_bytes" in mem:
+            mem["mem_ratio_fwd"] = (sres["input_bytes"] + mem["peak_extra_fwd_bytes"]) / io
+        # any out-of-place method that gives images a gradient of their own holds the
+        # output, the loss's dense gradient of it and the image gradient at once
+        mem["mem_ratio_autograd_floor"] = (sres["input_bytes"] + 3 * sres["output_bytes"]) / io
     sres["methods"][mname]["memory"] = mem
     progress.update(f"memory {sname}/{mname}")
 
@@ -1004,6 +1025,10 @@ def _evaluate_targets(results: dict[str, Any], quick: bool) -> list[dict[str, An
             else:
                 row["value"] = mem["mem_ratio"]
                 row["status"] = "PASS" if mem["mem_ratio"] < t.threshold else "FAIL"
+                row["reason"] = (f"forward only: {mem['mem_ratio_fwd']:.2f}; floor of any "
+                                 f"method with an image gradient: "
+                                 f"{mem['mem_ratio_autograd_floor']:.2f}"
+                                 if "mem_ratio_fwd" in mem else None)
         else:
             other = sres["methods"].get(t.method or "")
             if other is None or other["status"] != "ok" or "median_s" not in other:
@@ -1069,6 +1094,8 @@ def format_table(report: dict[str, Any]) -> str:
             ratio = e.get("ratio_vs_augpatch")
             fratio = e.get("fwd_ratio_vs_augpatch")
             note = mem.get("error", "") or mem.get("skipped", "")
+            if "mem_ratio_fwd" in mem:
+                note += f" forward-only mem_ratio {mem['mem_ratio_fwd']:.2f}"
             if extra is not None and extra < sres["output_bytes"]:
                 note += " mem below RSS resolution"
             if not e["differentiable"]:

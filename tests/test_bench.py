@@ -77,6 +77,11 @@ def test_quick_run_measures_memory_at_many(quick_run: tuple[int, str, dict]) -> 
         assert "error" not in mem, mem
         assert mem["peak_extra_bytes"] >= 0
         assert mem["mem_ratio"] > 0
+        # the forward alone (no_grad) is measured too, and the autograd floor is reported
+        assert mem["mem_ratio_fwd"] > 0
+        assert 1.0 < mem["mem_ratio_autograd_floor"] < 2.0
+    target = next(t for t in report["targets"] if t["kind"] == "max_memory_ratio")
+    assert "forward only" in target["reason"]
 
 
 def test_baseline_loops_agree_without_overlap() -> None:

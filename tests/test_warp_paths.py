@@ -94,3 +94,25 @@ def test_many_chunks_per_level_equal_reference(monkeypatch, overlap, mode, paddi
     torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-12)
     for a, b in zip(got[1], ref[1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_overlap_edges_do_not_depend_on_pair_chunking(monkeypatch):
+    """The pairwise overlap test runs in chunks of pairs (bounded memory); the edges found
+    are the same whatever the chunk size."""
+    from augpatch.functional import _plan
+
+    gen = torch.Generator().manual_seed(11)
+    xy = torch.randint(0, 40, (60, 2), generator=gen)
+    wh = torch.randint(1, 15, (60, 2), generator=gen)
+    write = torch.cat([xy, xy + wh], 1)
+    read = torch.cat([xy - 2, xy + wh + 2], 1)
+    image = torch.randint(0, 3, (60,), generator=gen)
+
+    def edges():
+        src, dst, strict = _plan.overlap_edges(write, read, image)
+        return sorted(zip(src.tolist(), dst.tolist(), strict.tolist()))
+
+    whole = edges()
+    monkeypatch.setattr(_plan, "_PAIR_CHUNK", 7)
+    assert edges() == whole
+    assert len(whole) > 20

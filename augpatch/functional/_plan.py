@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_PAIR_CHUNK = 1 << 22  # pairs tested at once when looking for overlaps
+_PAIR_CHUNK = 1 << 18  # pairs tested at once when looking for overlaps (a few MB of temporaries)
 
 
 def _rects_intersect(a: Tensor, b: Tensor) -> Tensor:
