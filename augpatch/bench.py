@@ -856,18 +856,14 @@ def _rss_status() -> dict[str, int]:
     return out
 
 
-def _forward_only(method: Method) -> Method:
-    """``method`` run under ``no_grad`` (augmentation without gradients)."""
-    return dataclasses.replace(method, differentiable=False)
-
-
 def _measure_memory_here(method: Method, inputs: BenchInputs,
                          device: torch.device) -> dict[str, Any]:
     """Peak extra bytes of one forward+backward, and of one forward alone under ``no_grad``
     (``peak_extra_fwd_bytes``), measured in this process."""
     res = _measure_peak(method, inputs, device)
     if "peak_extra_bytes" in res and method.differentiable:
-        fwd = _measure_peak(_forward_only(method), inputs, device)
+        # the same method forward only, under no_grad (augmentation without gradients)
+        fwd = _measure_peak(dataclasses.replace(method, differentiable=False), inputs, device)
         if "peak_extra_bytes" in fwd:
             res["peak_extra_fwd_bytes"] = fwd["peak_extra_bytes"]
     return res
