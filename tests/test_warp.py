@@ -535,6 +535,24 @@ def test_noncontiguous_images(name):
     assert torch.equal(view, before)
 
 
+@pytest.mark.parametrize("name", ["row-stride", "channel-slice", "expanded"])
+@pytest.mark.parametrize("overlap", OVERLAPS)
+def test_noncontiguous_images_gradients(name, overlap):
+    # the backward re-reads the input batch for the levels that read it: a strided view
+    # must give the gradients of the reference loop, images' and theta's
+    weight = torch.randn(SHAPE, generator=_gen(41), dtype=D64)
+    theta = _theta(seed=42).requires_grad_()
+    kw = _kw("bicubic", "zeros", False, overlap)
+    view = _noncontiguous_view(name).requires_grad_()
+    got = torch.autograd.grad((warp_patches(view, BOXES, theta, OBJ_TO_IMG, **kw) * weight).sum(),
+                              [view, theta])
+    images = view.detach().contiguous().requires_grad_()
+    expected = torch.autograd.grad(
+        (reference_warp(images, BOXES, theta, OBJ_TO_IMG, **kw) * weight).sum(), [images, theta])
+    _close(got[0], expected[0], atol=1e-12)
+    _close(got[1], expected[1], atol=1e-11)
+
+
 def test_noncontiguous_boxes_theta_obj_to_img():
     images, theta = _images(seed=39), _theta(seed=40)
     expected = warp_patches(images, BOXES, theta, OBJ_TO_IMG)

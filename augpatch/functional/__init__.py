@@ -24,6 +24,7 @@ from augpatch.functional._geometry import (
     transform_boxes,
     transform_points,
 )
+from augpatch.functional._kernel import cpu_kernel, set_cpu_kernel
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
@@ -31,12 +32,14 @@ __all__ = [
     "boxes_to_padded",
     "clip_boxes",
     "convert_box_format",
+    "cpu_kernel",
     "inverse_transform_boxes",
     "inverse_transform_points",
     "list_to_boxes",
     "padded_to_boxes",
     "patch_affine_matrix",
     "pixel_matrix_to_theta",
+    "set_cpu_kernel",
     "theta_to_pixel_matrix",
     "transform_boxes",
     "transform_points",

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from augpatch.functional._kernel import compiled_ops
 from augpatch.functional._plan import fused_multiply_add
 
 _CUBIC_A = -0.75  # the constant F.grid_sample and F.interpolate use for bicubic
@@ -39,12 +40,16 @@ class WarpPlan:
     Row tables: ``obj`` (position of the row's object), ``len`` (pixels),
     ``pix`` (first pixel), ``col`` (first entry of the object's columns),
     ``out`` (element offset of the row's first output pixel), ``frame`` (offset
-    of the frame's top-left pixel), ``fw``/``fh`` (frame size), ``fx``/``fy``
-    (patch origin inside the frame).
+    of the frame's top-left pixel), ``fw``/``fh`` (frame size), ``img`` (image
+    index), ``fx``/``fy`` (patch origin inside the frame, ``padding_mode="image"``
+    only). ``level_rows``/``level_pix``: ``[L + 1]`` row and pixel bounds of the
+    levels (rows of a level are grouped by image).
     """
 
     row: dict[str, Tensor]
     chunks: list[list[tuple[int, int, int, int]]]
+    level_rows: list[int]
+    level_pix: list[int]
     mode: str
     padding_mode: str
     align_corners: bool
@@ -232,8 +237,12 @@ class PatchWarp(torch.autograd.Function):
     def forward(ctx, images, col_x, col_y, row_x, row_y, obj, plan: WarpPlan, compute_dtype):  # type: ignore[override]
         work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=images.device)
         work.copy_(images)  # the working copy: the only copy of the batch
-        views = _channel_views(_flat(work), plan.channels, plan.strides[1])
         tables = (col_x, col_y, row_x, row_y, obj)
+        ctx.plan, ctx.compute_dtype, ctx.image_dtype = plan, compute_dtype, images.dtype
+        ctx.ops = compiled_ops(images.device)
+        if ctx.ops is not None:
+            return _compiled_forward(ctx, images, work, tables)
+        views = _channel_views(_flat(work), plan.channels, plan.strides[1])
         need_loc = any(ctx.needs_input_grad[1:6])
         shape = (plan.channels, plan.total)
         dvdx = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
@@ -257,13 +266,14 @@ class PatchWarp(torch.autograd.Function):
                 _write(views, results)
                 results = []
         _write(views, results)  # parallel: in level order, so the higher index wins
-        ctx.plan, ctx.compute_dtype, ctx.image_dtype = plan, compute_dtype, images.dtype
         ctx.save_for_backward(*tables)
         ctx.dvdx, ctx.dvdy = dvdx, dvdy
         return work
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
+        if ctx.ops is not None:
+            return _compiled_backward(ctx, grad_out)
         plan: WarpPlan = ctx.plan
         tables = ctx.saved_tensors
         need_img = ctx.needs_input_grad[0]
@@ -340,3 +350,72 @@ def _location_grads(ch: _Chunk, g: Tensor, dvdx: Tensor, dvdy: Tensor, grads: li
     g_row_y.index_add_(0, ch.prow, dgy)
     per_obj = torch.stack([dgx, dgy, gix * ch.gx1, giy * ch.gy1, gix, giy], 1)
     g_obj.index_add_(0, ch.ro, per_obj)
+
+
+# --------------------------------------------------------------------------- compiled
+
+_MODE_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
+_PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
+_ROW_KEYS = ("obj", "len", "pix", "col", "out", "frame", "fw", "fh", "img")
+
+
+def _compiled_rows(plan: WarpPlan, dtype: torch.dtype) -> list[Tensor]:
+    rows = [plan.row[key] for key in _ROW_KEYS]
+    empty = torch.empty(0, dtype=dtype)
+    return rows + [plan.row.get("fx", empty), plan.row.get("fy", empty)]
+
+
+def _compiled_params(plan: WarpPlan, save_from: int, need_loc: bool, need_img: bool) -> list[int]:
+    return [
+        _MODE_CODES[plan.mode], _PADDING_CODES[plan.padding_mode], int(plan.align_corners),
+        int(plan.parallel), save_from, *plan.strides, plan.channels, int(need_loc), int(need_img),
+    ]
+
+
+def _compiled_forward(ctx, images: Tensor, work: Tensor, tables: tuple[Tensor, ...]) -> Tensor:
+    """The forward of :class:`PatchWarp` by the compiled kernel (``csrc/warp_cpu.cpp``).
+
+    Location derivatives are saved only for levels that read earlier levels' writes
+    (``sequential`` levels after the first); the others read the input batch, which
+    the backward reads again instead.
+    """
+    plan: WarpPlan = ctx.plan
+    need_loc = any(ctx.needs_input_grad[1:6])
+    levels = len(plan.level_rows) - 1
+    # every level of "parallel", and the first of "sequential", reads the input batch
+    save_from = levels if plan.parallel else 1
+    source = None
+    if need_loc:
+        source = images
+        if images.stride() != plan.strides:  # not dense: read a copy in the working layout
+            source = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype)
+            source.copy_(images)
+    tables = tuple(t.contiguous() for t in tables)
+    rows = _compiled_rows(plan, ctx.compute_dtype)
+    dvdx, dvdy = ctx.ops.warp_forward(
+        work, list(tables), rows, plan.level_rows, plan.level_pix,
+        _compiled_params(plan, save_from, need_loc, False),
+    )
+    ctx.save_from = save_from
+    ctx.save_for_backward(source, dvdx, dvdy, *tables)
+    return work
+
+
+def _compiled_backward(ctx, grad_out: Tensor):
+    plan: WarpPlan = ctx.plan
+    images, dvdx, dvdy, *tables = ctx.saved_tensors
+    need_img = ctx.needs_input_grad[0]
+    need_loc = any(ctx.needs_input_grad[1:6])
+    g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=ctx.compute_dtype,
+                                device=grad_out.device)
+    g_buf.copy_(grad_out)
+    if images is None:
+        images = torch.empty(0, dtype=ctx.image_dtype)
+    grads = ctx.ops.warp_backward(
+        g_buf, images, tables, _compiled_rows(plan, ctx.compute_dtype), [dvdx, dvdy],
+        plan.level_rows, plan.level_pix, _compiled_params(plan, ctx.save_from, need_loc, need_img),
+    )
+    grad_images = g_buf.to(ctx.image_dtype) if need_img else None
+    if not need_loc:
+        return (grad_images, None, None, None, None, None, None, None)
+    return (grad_images, *grads, None, None)

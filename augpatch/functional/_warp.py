@@ -175,7 +175,8 @@ def warp_patches(
     # (so that the higher index wins where boxes overlap); sequential: levels as in _plan
     src, dst, strict = overlap_edges(write, read if overlap == "sequential" else None, img_of)
     level = schedule_levels(alive.numel(), src, dst, strict)
-    order = torch.sort(level, stable=True).indices
+    # by level, then image (so that a level's rows come in runs of one image), then index
+    order = torch.sort(level * batch + img_of, stable=True).indices
     obj = alive[order]  # original object index, in processing order
     plan = _build_plan(
         obj, pix, n_w, n_h, meta[:, 4].long(), level[order], images, mode, padding_mode,
@@ -208,6 +209,7 @@ def _build_plan(
         "pix": row_pix,
         "col": (torch.cumsum(w, 0) - w)[row_obj],
         "out": rb * s_b + (ry0 + row_ii) * s_h + rx0 * s_w,
+        "img": rb,
     }
     if padding_mode == "image":
         row["frame"] = rb * s_b
@@ -239,8 +241,11 @@ def _build_plan(
         compute = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
         row["fx"], row["fy"] = row["fx"].to(compute), row["fy"].to(compute)
     row = {key: val.to(dev, non_blocking=True) for key, val in row.items()}
+    level_rows = [c[0][0] for c in chunks] + [chunks[-1][-1][1]]
+    level_pix = [c[0][2] for c in chunks] + [chunks[-1][-1][3]]
     return WarpPlan(
-        row=row, chunks=chunks, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
+        row=row, chunks=chunks, level_rows=level_rows, level_pix=level_pix, mode=mode,
+        padding_mode=padding_mode, align_corners=align_corners,
         strides=(s_b, s_c, s_h, s_w), channels=images.shape[1], total=int(row_end[-1]),
         parallel=parallel,
     )

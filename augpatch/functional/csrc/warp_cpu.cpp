@@ -1,0 +1,622 @@
+// augpatch's compiled CPU kernel for warp_patches (see augpatch/functional/_kernel.py).
+//
+// It runs the same plan as the eager kernel in _sampler.py, with the same
+// arithmetic per pixel (the sampling location of F.affine_grid + F.grid_sample,
+// operation for operation, then the taps), but fused: one pass over the pixels of
+// a level, no temporaries per tap. Compiled with -ffp-contract=off so that the
+// compiler fuses no multiply-add the eager kernel rounds twice.
+//
+// Layout: every offset is an element offset into a dense buffer with the plan's
+// strides (s_b, s_c, s_h, s_w). Rows are the pixel rows of every patch, in
+// processing order: by level, then image, then object.
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+enum Mode : int64_t { kNearest = 0, kBilinear = 1, kBicubic = 2 };
+enum Padding : int64_t { kZeros = 0, kBorder = 1, kReflection = 2, kImage = 3 };
+
+// params, in the order _kernel.py passes them
+struct Params {
+  int64_t mode, padding;
+  bool align, parallel;
+  int64_t save_from;  // first level whose location derivatives are saved (forward)
+  int64_t s_b, s_c, s_h, s_w, channels;
+  bool need_loc, need_img;
+
+  explicit Params(c10::IntArrayRef v)
+      : mode(v[0]), padding(v[1]), align(v[2] != 0), parallel(v[3] != 0), save_from(v[4]),
+        s_b(v[5]), s_c(v[6]), s_h(v[7]), s_w(v[8]), channels(v[9]), need_loc(v[10] != 0),
+        need_img(v[11] != 0) {}
+};
+
+struct Rows {
+  const int64_t *obj, *len, *pix, *col, *out, *frame, *fw, *fh, *img;
+
+  explicit Rows(const std::vector<at::Tensor>& r)
+      : obj(r[0].data_ptr<int64_t>()), len(r[1].data_ptr<int64_t>()), pix(r[2].data_ptr<int64_t>()),
+        col(r[3].data_ptr<int64_t>()), out(r[4].data_ptr<int64_t>()), frame(r[5].data_ptr<int64_t>()),
+        fw(r[6].data_ptr<int64_t>()), fh(r[7].data_ptr<int64_t>()), img(r[8].data_ptr<int64_t>()) {}
+};
+
+template <typename T>
+struct Tables {
+  const T *col_x, *col_y, *row_x, *row_y, *obj, *fx, *fy;
+};
+
+constexpr int taps_per_axis(int64_t mode) { return mode == kNearest ? 1 : (mode == kBilinear ? 2 : 4); }
+
+// One pixel's taps along both axes, and what its location gradient needs.
+template <typename T, int64_t M>
+struct Taps {
+  static constexpr int N = taps_per_axis(M);
+  int64_t off_x[N], off_y[N];
+  T wx[N], wy[N], dwx[N], dwy[N];
+  T gx1, gy1, sx, sy, dpx, dpy;
+};
+
+constexpr double kCubicA = -0.75;  // F.grid_sample's bicubic constant
+
+#define AUGPATCH_INLINE inline __attribute__((always_inline))
+
+template <typename T>
+AUGPATCH_INLINE T pad_location(T coord, int64_t size, bool reflection, bool align, T& grad) {
+  // grid_sample's border / reflection transform of a location (see _pad_location)
+  const T size_f = static_cast<T>(size);
+  grad = T(1);
+  if (reflection) {
+    const T low = align ? T(0) : T(-0.5);
+    const T twice_span = align ? T(2) * (size_f - T(1)) : T(2) * size_f;
+    const T shifted = coord - low;
+    const bool neg = shifted < T(0);
+    const T mag = std::abs(shifted);
+    const T safe = twice_span > T(0) ? twice_span : T(1);
+    const T extra = mag - std::trunc(mag / safe) * safe;
+    const T reflected = safe - extra;
+    const bool flip = extra > reflected;
+    grad = (flip != neg) ? T(-1) : T(1);
+    coord = (flip ? reflected : extra) + low;
+    if (twice_span <= T(0)) {
+      coord = T(0);
+      grad = T(0);
+    }
+  }
+  const T max_val = size_f - T(1);
+  const bool inside = coord > T(0) && coord < max_val;
+  if (!inside) {
+    coord = coord <= T(0) ? T(0) : max_val;
+    grad = T(0);
+  }
+  return coord;
+}
+
+inline int64_t reflect_index(int64_t idx, int64_t size, bool align) {
+  if (align) {
+    const int64_t period = std::max<int64_t>(2 * (size - 1), 1);
+    int64_t r = idx % period;
+    if (r < 0) r += period;
+    return size == 1 ? 0 : std::min(r, period - r);
+  }
+  const int64_t period = 2 * size;
+  int64_t r = idx % period;
+  if (r < 0) r += period;
+  return std::min(r, period - 1 - r);
+}
+
+// Tap offsets, weights and their derivatives along one axis (see _taps_1d, _bound).
+template <typename T, int64_t M>
+AUGPATCH_INLINE void axis_taps(T coord, int64_t size, int64_t stride, int64_t base, int64_t pad,
+                               bool align, int64_t* off, T* w, T* dw) {
+  constexpr int N = taps_per_axis(M);
+  // keep the integer conversion defined for absurd locations (all taps are then outside)
+  const T big = static_cast<T>(int64_t(1) << 40);
+  coord = std::min(std::max(coord, -big), big);
+  int64_t first;
+  if constexpr (M == kNearest) {
+    first = static_cast<int64_t>(std::nearbyint(coord));  // round half to even
+    w[0] = T(1);
+    dw[0] = T(0);
+  } else if constexpr (M == kBilinear) {
+    const T lo = std::floor(coord);
+    const T t = coord - lo;
+    first = static_cast<int64_t>(lo);
+    w[0] = T(1) - t;
+    w[1] = t;
+    dw[0] = T(-1);
+    dw[1] = T(1);
+  } else {
+    const T lo = std::floor(coord);
+    const T t = coord - lo;
+    const T a = static_cast<T>(kCubicA);
+    const T a5 = static_cast<T>(5 * kCubicA), a8 = static_cast<T>(8 * kCubicA);
+    const T a4 = static_cast<T>(4 * kCubicA), a10 = static_cast<T>(10 * kCubicA);
+    const T a3 = static_cast<T>(3 * kCubicA);
+    const T b2 = static_cast<T>(kCubicA + 2), b3 = static_cast<T>(kCubicA + 3);
+    const T c2 = static_cast<T>(3 * (kCubicA + 2)), c3 = static_cast<T>(2 * (kCubicA + 3));
+    const T t1 = t + T(1), t2 = T(1) - t, t3 = T(2) - t;
+    w[0] = ((a * t1 - a5) * t1 + a8) * t1 - a4;
+    w[1] = (b2 * t - b3) * t * t + T(1);
+    w[2] = (b2 * t2 - b3) * t2 * t2 + T(1);
+    w[3] = ((a * t3 - a5) * t3 + a8) * t3 - a4;
+    dw[0] = (a3 * t1 - a10) * t1 + a8;
+    dw[1] = (c2 * t - c3) * t;
+    dw[2] = -((c2 * t2 - c3) * t2);
+    dw[3] = -((a3 * t3 - a10) * t3 + a8);
+    first = static_cast<int64_t>(lo) - 1;
+  }
+  for (int k = 0; k < N; ++k) {
+    int64_t idx = first + k;
+    if (pad == kZeros) {
+      const int64_t clamped = std::min(std::max<int64_t>(idx, 0), size - 1);
+      if (clamped != idx) {
+        w[k] = T(0);
+        dw[k] = T(0);
+      }
+      idx = clamped;
+    } else {
+      if (pad == kReflection) idx = reflect_index(idx, size, align);
+      idx = std::min(std::max<int64_t>(idx, 0), size - 1);
+    }
+    off[k] = base + idx * stride;
+  }
+}
+
+// a * b + c rounded once (grid_sample's compiled unnormalize). float: the product is
+// exact in double and the sum is rounded as the eager kernel's fused_multiply_add does.
+AUGPATCH_INLINE float fused_multiply_add(float a, float b, float c) {
+  return static_cast<float>(static_cast<double>(a) * static_cast<double>(b) + static_cast<double>(c));
+}
+AUGPATCH_INLINE double fused_multiply_add(double a, double b, double c) { return std::fma(a, b, c); }
+
+// What every pixel of a row shares (see _Chunk).
+template <typename T>
+struct Row {
+  const T* col_x;  // this object's columns
+  const T* col_y;
+  T rx, ry, t02, t12, sx, sy, ox, oy, fx, fy;
+  int64_t fw, fh, frame;
+
+  AUGPATCH_INLINE Row(const Tables<T>& tb, const Rows& rw, int64_t r, bool image) {
+    const T* ob = tb.obj + rw.obj[r] * 6;
+    col_x = tb.col_x + rw.col[r];
+    col_y = tb.col_y + rw.col[r];
+    rx = tb.row_x[r];
+    ry = tb.row_y[r];
+    t02 = ob[0];
+    t12 = ob[1];
+    sx = ob[2];
+    sy = ob[3];
+    ox = ob[4];
+    oy = ob[5];
+    fx = image ? tb.fx[r] : T(0);
+    fy = image ? tb.fy[r] : T(0);
+    fw = rw.fw[r];
+    fh = rw.fh[r];
+    frame = rw.frame[r];
+  }
+};
+
+// The sampling location of pixel jj of a row and its taps (see _Chunk): the bmm's
+// (u * t0 + v * t1) + t2, then grid_sample's unnormalize and padding.
+template <typename T, int64_t M>
+AUGPATCH_INLINE void locate(const Params& p, const Row<T>& row, int64_t jj, Taps<T, M>& tp) {
+  const T gx = (row.col_x[jj] + row.rx) + row.t02;
+  const T gy = (row.col_y[jj] + row.ry) + row.t12;
+  tp.gx1 = gx + T(1);
+  tp.gy1 = gy + T(1);
+  tp.sx = row.sx;
+  tp.sy = row.sy;
+  T ix, iy;
+  if (p.align) {
+    ix = tp.gx1 * row.sx + row.ox;
+    iy = tp.gy1 * row.sy + row.oy;
+  } else {
+    ix = fused_multiply_add(tp.gx1, row.sx, T(-0.5)) + row.ox;
+    iy = fused_multiply_add(tp.gy1, row.sy, T(-0.5)) + row.oy;
+  }
+  int64_t tap_pad = p.padding;
+  tp.dpx = tp.dpy = T(1);
+  if (p.padding == kImage) {
+    ix = ix + row.fx;
+    iy = iy + row.fy;
+    tap_pad = kZeros;
+  } else if (M != kBicubic && p.padding != kZeros) {
+    const bool refl = p.padding == kReflection;
+    ix = pad_location(ix, row.fw, refl, p.align, tp.dpx);
+    iy = pad_location(iy, row.fh, refl, p.align, tp.dpy);
+    tap_pad = kZeros;  // locations are inside; an edge's far tap has weight 0
+  }
+  axis_taps<T, M>(ix, row.fw, p.s_w, int64_t(0), tap_pad, p.align, tp.off_x, tp.wx, tp.dwx);
+  axis_taps<T, M>(iy, row.fh, p.s_h, row.frame, tap_pad, p.align, tp.off_y, tp.wy, tp.dwy);
+}
+
+template <typename S, typename T>
+AUGPATCH_INLINE S store(T v) {
+  if constexpr (std::is_same_v<S, uint8_t>) {
+    return static_cast<uint8_t>(std::min(std::max(std::nearbyint(v), T(0)), T(255)));
+  } else {
+    return static_cast<S>(v);
+  }
+}
+
+// The taps of a pixel over both axes, in grid_sample's order (y outer, x inner).
+template <typename T, int64_t M>
+struct Grid {
+  static constexpr int K = taps_per_axis(M) * taps_per_axis(M);
+  int64_t off[K];
+  T w[K], wdx[K], wdy[K];
+
+  AUGPATCH_INLINE explicit Grid(const Taps<T, M>& tp, bool derivatives) {
+    constexpr int N = taps_per_axis(M);
+    for (int m = 0; m < N; ++m) {
+      for (int k = 0; k < N; ++k) {
+        off[m * N + k] = tp.off_y[m] + tp.off_x[k];
+        w[m * N + k] = tp.wy[m] * tp.wx[k];
+        if (derivatives) {
+          wdx[m * N + k] = tp.wy[m] * tp.dwx[k];
+          wdy[m * N + k] = tp.dwy[m] * tp.wx[k];
+        }
+      }
+    }
+  }
+};
+
+// Value (and, with dx/dy, its location derivatives) of one pixel, every channel.
+template <typename S, typename T, int64_t M>
+AUGPATCH_INLINE void sample(const Params& p, const Grid<T, M>& gd, const S* src, T* acc, T* dx,
+                            T* dy) {
+  constexpr int K = Grid<T, M>::K;
+  for (int64_t c = 0; c < p.channels; ++c) {
+    const S* s = src + c * p.s_c;
+    T a = T(0);
+    if (dx == nullptr) {
+      for (int t = 0; t < K; ++t) a += gd.w[t] * static_cast<T>(s[gd.off[t]]);
+    } else {
+      T ax = T(0), ay = T(0);
+      for (int t = 0; t < K; ++t) {
+        const T v = static_cast<T>(s[gd.off[t]]);
+        a += gd.w[t] * v;
+        ax += gd.wdx[t] * v;
+        ay += gd.wdy[t] * v;
+      }
+      dx[c] = ax;
+      dy[c] = ay;
+    }
+    acc[c] = a;
+  }
+}
+
+struct Levels {
+  std::vector<int64_t> rows, pix;  // [L + 1] bounds each
+
+  Levels(c10::IntArrayRef r, c10::IntArrayRef px) : rows(r.begin(), r.end()), pix(px.begin(), px.end()) {}
+  int64_t count() const { return static_cast<int64_t>(rows.size()) - 1; }
+};
+
+constexpr int64_t kRowGrain = 16;
+
+template <typename S, typename T, int64_t M>
+void forward_impl(at::Tensor& work, const Tables<T>& tb, const Rows& rw, const Levels& lv,
+                  const Params& p, T* dvdx, T* dvdy, int64_t save_pix0, int64_t save_n) {
+  S* base = work.data_ptr<S>();
+  const int64_t C = p.channels;
+  const int64_t total = lv.pix.back();
+  const int64_t L = lv.count();
+  int64_t widest = 0;
+  for (int64_t l = 0; l < L; ++l) widest = std::max(widest, lv.pix[l + 1] - lv.pix[l]);
+  // sampled values wait here until their level (parallel: every level) has read
+  const int64_t span = p.parallel ? total : widest;
+  std::vector<S> result(static_cast<size_t>(C * span));
+
+  auto compute = [&](int64_t l) {
+    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
+    const bool save = dvdx != nullptr && l >= p.save_from;
+    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+      std::vector<T> scratch(static_cast<size_t>(3 * C));
+      T* acc = scratch.data();
+      T* dx = save ? acc + C : nullptr;
+      T* dy = save ? acc + 2 * C : nullptr;
+      Taps<T, M> tp;
+      for (int64_t r = rb; r < re; ++r) {
+        const Row<T> row(tb, rw, r, p.padding == kImage);
+        for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
+          const int64_t px = rw.pix[r] + jj;
+          locate<T, M>(p, row, jj, tp);
+          const Grid<T, M> gd(tp, save);
+          sample<S, T, M>(p, gd, base, acc, dx, dy);
+          for (int64_t c = 0; c < C; ++c) result[c * span + px - res0] = store<S>(acc[c]);
+          if (save) {
+            for (int64_t c = 0; c < C; ++c) {
+              dvdx[c * save_n + px - save_pix0] = dx[c];
+              dvdy[c * save_n + px - save_pix0] = dy[c];
+            }
+          }
+        }
+      }
+    });
+  };
+  auto write = [&](int64_t l) {
+    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
+    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
+          const int64_t px = rw.pix[r] + jj;
+          S* o = base + rw.out[r] + jj * p.s_w;
+          for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = result[c * span + px - res0];
+        }
+      }
+    });
+  };
+  if (p.parallel) {  // every object reads the original batch; higher levels write last
+    for (int64_t l = 0; l < L; ++l) compute(l);
+    for (int64_t l = 0; l < L; ++l) write(l);
+  } else {
+    for (int64_t l = 0; l < L; ++l) {
+      compute(l);
+      write(l);
+    }
+  }
+}
+
+template <typename T>
+struct TableGrads {
+  T *col_x, *col_y, *row_x, *row_y, *obj;
+};
+
+// Runs of rows [r0, r1) that belong to one image: units of work that touch
+// disjoint memory in the backward scatter.
+std::vector<int64_t> image_runs(const Rows& rw, int64_t r0, int64_t r1) {
+  std::vector<int64_t> runs{r0};
+  for (int64_t r = r0 + 1; r < r1; ++r) {
+    if (rw.img[r] != rw.img[r - 1]) runs.push_back(r);
+  }
+  runs.push_back(r1);
+  return runs;
+}
+
+template <typename S, typename T, int64_t M>
+void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, const Rows& rw,
+                   const Levels& lv, const Params& p, const T* dvdx, const T* dvdy,
+                   int64_t save_pix0, int64_t save_n, const TableGrads<T>& gr) {
+  T* g = g_buf.data_ptr<T>();
+  const int64_t C = p.channels;
+  const int64_t L = lv.count();
+  const int64_t total = lv.pix.back();
+  int64_t widest = 0;
+  for (int64_t l = 0; l < L; ++l) widest = std::max(widest, lv.pix[l + 1] - lv.pix[l]);
+  const int64_t span = p.parallel ? total : widest;
+  std::vector<T> pending(static_cast<size_t>(C * span));  // output gradients of the level(s)
+
+  auto gather = [&](int64_t l) {
+    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
+    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
+          const int64_t px = rw.pix[r] + jj;
+          T* o = g + rw.out[r] + jj * p.s_w;
+          for (int64_t c = 0; c < C; ++c) {
+            pending[c * span + px - res0] = o[c * p.s_c];
+            o[c * p.s_c] = T(0);  // the state before this level reaches them only via reads
+          }
+        }
+      }
+    });
+  };
+  auto scatter = [&](int64_t l) {
+    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
+    const bool saved = dvdx != nullptr && !p.parallel && l >= p.save_from;
+    // values read here came from the input or (sequential) from earlier levels' writes
+    const bool to_buffer = p.need_img || (l > 0 && !p.parallel);
+    const std::vector<int64_t> runs = image_runs(rw, lv.rows[l], lv.rows[l + 1]);
+    const int64_t n_runs = static_cast<int64_t>(runs.size()) - 1;
+    at::parallel_for(0, n_runs, 1, [&](int64_t ib, int64_t ie) {
+      std::vector<T> scratch(static_cast<size_t>(4 * C));
+      T* acc = scratch.data();
+      T* dx = acc + C;
+      T* dy = acc + 2 * C;
+      T* gv = acc + 3 * C;
+      Taps<T, M> tp;
+      for (int64_t run = ib; run < ie; ++run) {
+        for (int64_t r = runs[run]; r < runs[run + 1]; ++r) {
+          const int64_t ro = rw.obj[r];
+          const Row<T> row(tb, rw, r, p.padding == kImage);
+          for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
+            const int64_t px = rw.pix[r] + jj;
+            locate<T, M>(p, row, jj, tp);
+            const Grid<T, M> gd(tp, p.need_loc && !saved);
+            for (int64_t c = 0; c < C; ++c) gv[c] = pending[c * span + px - res0];
+            if (p.need_loc) {
+              T gix = T(0), giy = T(0);
+              if (saved) {
+                for (int64_t c = 0; c < C; ++c) {
+                  gix += gv[c] * dvdx[c * save_n + px - save_pix0];
+                  giy += gv[c] * dvdy[c * save_n + px - save_pix0];
+                }
+              } else {  // this level read the input batch: recompute from it
+                sample<S, T, M>(p, gd, images, acc, dx, dy);
+                for (int64_t c = 0; c < C; ++c) {
+                  gix += gv[c] * dx[c];
+                  giy += gv[c] * dy[c];
+                }
+              }
+              gix *= tp.dpx;
+              giy *= tp.dpy;
+              // ix = (gx + 1) * scale + off (- 0.5);  gx = col + row + t02
+              const T dgx = gix * tp.sx, dgy = giy * tp.sy;
+              const int64_t col = rw.col[r] + jj;
+              gr.col_x[col] += dgx;
+              gr.col_y[col] += dgy;
+              gr.row_x[r] += dgx;
+              gr.row_y[r] += dgy;
+              T* go = gr.obj + ro * 6;
+              go[0] += dgx;
+              go[1] += dgy;
+              go[2] += gix * tp.gx1;
+              go[3] += giy * tp.gy1;
+              go[4] += gix;
+              go[5] += giy;
+            }
+            if (to_buffer) {
+              for (int64_t c = 0; c < C; ++c) {
+                T* o = g + c * p.s_c;
+                for (int t = 0; t < Grid<T, M>::K; ++t) o[gd.off[t]] += gd.w[t] * gv[c];
+              }
+            }
+          }
+        }
+      }
+    });
+  };
+  for (int64_t l = L - 1; l >= 0; --l) {
+    gather(l);
+    if (!p.parallel) {
+      scatter(l);
+    } else if (l == 0) {  // parallel: every level read the input
+      for (int64_t k = 0; k < L; ++k) scatter(k);
+    }
+  }
+}
+
+template <typename T>
+Tables<T> tables_of(const std::vector<at::Tensor>& t, const std::vector<at::Tensor>& rows) {
+  Tables<T> tb;
+  tb.col_x = t[0].data_ptr<T>();
+  tb.col_y = t[1].data_ptr<T>();
+  tb.row_x = t[2].data_ptr<T>();
+  tb.row_y = t[3].data_ptr<T>();
+  tb.obj = t[4].data_ptr<T>();
+  tb.fx = rows[9].numel() > 0 ? rows[9].data_ptr<T>() : nullptr;
+  tb.fy = rows[10].numel() > 0 ? rows[10].data_ptr<T>() : nullptr;
+  return tb;
+}
+
+// The image dtypes warp_patches accepts; f receives a value of the element type.
+template <typename F>
+void dispatch_image(at::ScalarType t, F&& f) {
+  switch (t) {
+    case at::kFloat: return f(float{});
+    case at::kDouble: return f(double{});
+    case at::kHalf: return f(c10::Half{});
+    case at::kBFloat16: return f(c10::BFloat16{});
+    case at::kByte: return f(uint8_t{});
+    default: TORCH_CHECK(false, "augpatch: unsupported image dtype ", t);
+  }
+}
+
+template <typename F>
+void dispatch_mode(int64_t mode, F&& f) {
+  switch (mode) {
+    case kNearest: return f(std::integral_constant<int64_t, kNearest>{});
+    case kBilinear: return f(std::integral_constant<int64_t, kBilinear>{});
+    case kBicubic: return f(std::integral_constant<int64_t, kBicubic>{});
+    default: TORCH_CHECK(false, "augpatch: unknown mode ", mode);
+  }
+}
+
+void check_inputs(const std::vector<at::Tensor>& tables, const std::vector<at::Tensor>& rows,
+                  const Params& p, const Levels& lv) {
+  TORCH_CHECK(tables.size() == 5 && rows.size() == 11, "augpatch: malformed warp plan");
+  for (const auto& t : tables) TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "augpatch: tables");
+  for (size_t i = 0; i < 9; ++i) {
+    TORCH_CHECK(rows[i].is_contiguous() && rows[i].scalar_type() == at::kLong, "augpatch: row tables");
+  }
+  TORCH_CHECK(p.padding != kImage || (rows[9].is_contiguous() && rows[10].is_contiguous()),
+              "augpatch: frame origins");
+  TORCH_CHECK(lv.rows.size() == lv.pix.size() && !lv.rows.empty(), "augpatch: level bounds");
+}
+
+// forward: warps `work` in place; returns the saved location derivatives
+// [dvdx, dvdy] ([C, pixels of levels >= save_from] each; empty when not needed).
+std::vector<at::Tensor> warp_forward(at::Tensor work, std::vector<at::Tensor> tables,
+                                     std::vector<at::Tensor> rows, c10::IntArrayRef level_rows,
+                                     c10::IntArrayRef level_pix, c10::IntArrayRef params) {
+  const Params p(params);
+  const Levels lv(level_rows, level_pix);
+  check_inputs(tables, rows, p, lv);
+  const Rows rw(rows);
+  const auto compute = tables[0].scalar_type();
+  const bool save = p.need_loc && !p.parallel && p.save_from < lv.count();
+  const int64_t save_pix0 = save ? lv.pix[p.save_from] : 0;
+  const int64_t save_n = save ? lv.pix.back() - save_pix0 : 0;
+  auto opts = tables[0].options();
+  at::Tensor dvdx = at::empty({save ? p.channels : 0, save_n}, opts);
+  at::Tensor dvdy = at::empty({save ? p.channels : 0, save_n}, opts);
+  AT_DISPATCH_FLOATING_TYPES(compute, "augpatch_warp_forward_compute", [&] {
+    using T = scalar_t;
+    const Tables<T> tb = tables_of<T>(tables, rows);
+    T* dx = save ? dvdx.data_ptr<T>() : nullptr;
+    T* dy = save ? dvdy.data_ptr<T>() : nullptr;
+    dispatch_image(work.scalar_type(), [&](auto tag) {
+      using S = decltype(tag);
+      dispatch_mode(p.mode, [&](auto mode) {
+        forward_impl<S, T, decltype(mode)::value>(work, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+      });
+    });
+  });
+  return {dvdx, dvdy};
+}
+
+// backward: g_buf (the output gradient, compute dtype, plan strides) becomes the
+// input gradient in place; returns the gradients of the five tables (empty
+// tensors when no location gradient is needed). `images` is read where a level
+// read the input batch and its derivatives were not saved.
+std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, std::vector<at::Tensor> tables,
+                                      std::vector<at::Tensor> rows, std::vector<at::Tensor> saved,
+                                      c10::IntArrayRef level_rows, c10::IntArrayRef level_pix,
+                                      c10::IntArrayRef params) {
+  const Params p(params);
+  const Levels lv(level_rows, level_pix);
+  check_inputs(tables, rows, p, lv);
+  TORCH_CHECK(g_buf.scalar_type() == tables[0].scalar_type(), "augpatch: gradient buffer dtype");
+  const Rows rw(rows);
+  std::vector<at::Tensor> grads;
+  for (const auto& t : tables) grads.push_back(at::zeros_like(t, at::MemoryFormat::Contiguous));
+  const bool has_saved = saved.size() == 2 && saved[0].numel() > 0;
+  const int64_t save_pix0 = has_saved ? lv.pix[p.save_from] : 0;
+  const int64_t save_n = has_saved ? lv.pix.back() - save_pix0 : 0;
+  AT_DISPATCH_FLOATING_TYPES(g_buf.scalar_type(), "augpatch_warp_backward_compute", [&] {
+    using T = scalar_t;
+    const Tables<T> tb = tables_of<T>(tables, rows);
+    const TableGrads<T> gr{grads[0].data_ptr<T>(), grads[1].data_ptr<T>(), grads[2].data_ptr<T>(),
+                           grads[3].data_ptr<T>(), grads[4].data_ptr<T>()};
+    const T* dx = has_saved ? saved[0].data_ptr<T>() : nullptr;
+    const T* dy = has_saved ? saved[1].data_ptr<T>() : nullptr;
+    dispatch_image(images.scalar_type(), [&](auto tag) {
+      using S = decltype(tag);
+      const S* src = images.numel() > 0 ? images.const_data_ptr<S>() : nullptr;
+      TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
+                  "augpatch: the input batch is needed for the location gradient");
+      dispatch_mode(p.mode, [&](auto mode) {
+        backward_impl<S, T, decltype(mode)::value>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+      });
+    });
+  });
+  if (!p.need_loc) return {};
+  return grads;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(augpatch_cpu, m) {
+  m.def(
+      "warp_forward(Tensor(a!) work, Tensor[] tables, Tensor[] rows, int[] level_rows, int[] level_pix, "
+      "int[] params) -> Tensor[]");
+  m.def(
+      "warp_backward(Tensor(a!) g_buf, Tensor images, Tensor[] tables, Tensor[] rows, Tensor[] saved, "
+      "int[] level_rows, int[] level_pix, int[] params) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
+  m.impl("warp_forward", &warp_forward);
+  m.impl("warp_backward", &warp_backward);
+}

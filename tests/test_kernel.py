@@ -1,0 +1,61 @@
+"""Choosing the CPU kernel: compiled (built on first use) or eager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from augpatch.functional import _kernel, cpu_kernel, set_cpu_kernel, warp_patches
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 32, 40, generator=g)
+    boxes = torch.tensor([[2, 3, 20, 30], [10, 0, 39, 12], [5, 5, 25, 25]])
+    theta = torch.tensor([[0.8, -0.3, 0.1], [0.4, 0.9, -0.2]]).repeat(3, 1, 1)
+    return images, boxes, theta, torch.tensor([0, 1, 0])
+
+
+def test_unknown_choice_is_rejected():
+    with pytest.raises(ValueError, match="cpu kernel must be one of"):
+        set_cpu_kernel("fast")
+
+
+def test_environment_variable_is_read_and_checked(monkeypatch):
+    monkeypatch.setitem(_kernel._state, "choice", None)
+    monkeypatch.setenv("AUGPATCH_CPU_KERNEL", "Eager")
+    assert cpu_kernel() == "eager"
+    monkeypatch.setitem(_kernel._state, "choice", None)
+    monkeypatch.setenv("AUGPATCH_CPU_KERNEL", "turbo")
+    with pytest.raises(ValueError, match="AUGPATCH_CPU_KERNEL"):
+        cpu_kernel()
+
+
+def test_compiled_kernel_is_used_and_agrees_with_eager():
+    images, boxes, theta, obj = _batch()
+    set_cpu_kernel("compiled")
+    assert _kernel.compiled_ops(torch.device("cpu")) is not None
+    compiled = warp_patches(images, boxes, theta, obj, mode="bicubic")
+    set_cpu_kernel("eager")
+    assert _kernel.compiled_ops(torch.device("cpu")) is None
+    eager = warp_patches(images, boxes, theta, obj, mode="bicubic")
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-6)
+    assert not torch.equal(compiled, images)
+
+
+def test_failed_build_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken_build():
+        raise OSError("no C++ compiler found")
+
+    monkeypatch.setitem(_kernel._state, "ops", None)
+    monkeypatch.setitem(_kernel._state, "error", None)
+    monkeypatch.setattr(_kernel, "_build", broken_build)
+    images, boxes, theta, obj = _batch()
+    set_cpu_kernel("auto")
+    with pytest.warns(RuntimeWarning, match="no C.. compiler found"):
+        out = warp_patches(images, boxes, theta, obj)
+    set_cpu_kernel("eager")
+    torch.testing.assert_close(out, warp_patches(images, boxes, theta, obj), rtol=0, atol=0)
+    set_cpu_kernel("compiled")
+    with pytest.raises(RuntimeError, match="could not be built"):
+        warp_patches(images, boxes, theta, obj)
