@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from reference import reference_warp
 
 from augpatch.functional import _warp, warp_patches
@@ -116,3 +117,22 @@ def test_overlap_edges_do_not_depend_on_pair_chunking(monkeypatch):
     monkeypatch.setattr(_plan, "_PAIR_CHUNK", 7)
     assert edges() == whole
     assert len(whole) > 20
+
+
+@pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid:UserWarning")
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_base_grid_table_equals_affine_grid(align_corners, dtype):
+    # the cached table must give affine_grid's base coordinates bit for bit, for every size
+    from augpatch.functional import _plan
+
+    sizes = torch.tensor([1, 2, 3, 7, 16, 17, 64, 255, 1024, 1500])
+    size = torch.repeat_interleave(sizes, sizes)
+    index = torch.arange(size.numel()) - (torch.cumsum(sizes, 0) - sizes).repeat_interleave(sizes)
+    got = _plan.base_grid(index, size, align_corners, dtype)
+    identity = torch.tensor([[[1.0, 0, 0], [0, 1, 0]]], dtype=dtype)
+    expected = torch.cat([
+        F.affine_grid(identity, [1, 1, 1, int(n)], align_corners=align_corners)[0, 0, :, 0]
+        for n in sizes
+    ])
+    assert torch.equal(got, expected)

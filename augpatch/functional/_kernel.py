@@ -106,7 +106,7 @@ def _build() -> Any:
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
-    flags = ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+    flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
     # ATen's inline parallel_for runs threads only when compiled with OpenMP, as torch is
     openmp = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform == "linux" else []
     cpp_extension.load(

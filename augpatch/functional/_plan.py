@@ -112,6 +112,35 @@ def exact_base_grid(index: Tensor, size: Tensor, align_corners: bool, dtype: tor
     return torch.where(size <= 1, torch.zeros_like(base), base)
 
 
+_TABLE_MAX_SIZE = 1024  # a table up to this size holds 525k coordinates (4 MB in float64)
+_TABLES: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+
+def base_grid(index: Tensor, size: Tensor, align_corners: bool, dtype: torch.dtype) -> Tensor:
+    """:func:`exact_base_grid`, read from a cached table of every size up to a power of two.
+
+    The table holds the base coordinates of all sizes ``0..cap`` back to back, so a
+    call costs one gather instead of a dozen elementwise passes. Sizes above
+    ``_TABLE_MAX_SIZE`` are computed directly.
+    """
+    largest = int(size.max()) if size.numel() else 0
+    if largest > _TABLE_MAX_SIZE:
+        return exact_base_grid(index, size, align_corners, dtype)
+    cap = 1 << max(4, (largest - 1).bit_length())
+    key = (cap, align_corners, dtype, index.device)
+    if key not in _TABLES:
+        if len(_TABLES) >= 16:
+            _TABLES.pop(next(iter(_TABLES)))
+        sizes = torch.arange(cap + 1)
+        offsets = torch.cumsum(sizes, 0) - sizes
+        size_of = torch.repeat_interleave(sizes, sizes)
+        position = torch.arange(size_of.numel()) - offsets[size_of]
+        values = exact_base_grid(position, size_of, align_corners, dtype)
+        _TABLES[key] = (values.to(index.device), offsets.to(index.device))
+    values, offsets = _TABLES[key]
+    return values[offsets[size] + index]
+
+
 def fused_multiply_add(a: Tensor, b: Tensor, c: Tensor | float) -> Tensor:
     """``a * b + c`` rounded once, as the fused multiply-add of PyTorch's compiled kernels.
 

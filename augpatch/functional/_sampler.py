@@ -382,22 +382,22 @@ def _compiled_forward(ctx, images: Tensor, work: Tensor, tables: tuple[Tensor, .
     plan: WarpPlan = ctx.plan
     need_loc = any(ctx.needs_input_grad[1:6])
     levels = len(plan.level_rows) - 1
-    # every level of "parallel", and the first of "sequential", reads the input batch
+    # every level of "parallel", and the first of "sequential", reads the input batch:
+    # those read it directly (in the working layout), in the forward and the backward
     save_from = levels if plan.parallel else 1
-    source = None
-    if need_loc:
-        source = images
-        if images.stride() != plan.strides:  # not dense: read a copy in the working layout
-            source = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype)
-            source.copy_(images)
+    source = images if images.stride() == plan.strides else None
+    if source is None and need_loc:  # not dense: the backward reads a copy in the working layout
+        source = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype)
+        source.copy_(images)
     tables = tuple(t.contiguous() for t in tables)
     rows = _compiled_rows(plan, ctx.compute_dtype)
+    read = torch.empty(0, dtype=images.dtype) if source is None else source
     dvdx, dvdy = ctx.ops.warp_forward(
-        work, list(tables), rows, plan.level_rows, plan.level_pix,
+        work, read, list(tables), rows, plan.level_rows, plan.level_pix,
         _compiled_params(plan, save_from, need_loc, False),
     )
     ctx.save_from = save_from
-    ctx.save_for_backward(source, dvdx, dvdy, *tables)
+    ctx.save_for_backward(source if need_loc else None, dvdx, dvdy, *tables)
     return work
 
 

@@ -20,7 +20,7 @@ from augpatch.functional._checks import (
     check_theta,
     flatten_box_list,
 )
-from augpatch.functional._plan import exact_base_grid, overlap_edges, schedule_levels
+from augpatch.functional._plan import base_grid, overlap_edges, schedule_levels
 from augpatch.functional._sampler import PatchWarp, WarpPlan
 
 # pixels per chunk: bounds the temporary memory of a call (about 300 bytes a pixel);
@@ -306,10 +306,10 @@ def _location_tables(
     ar = torch.arange(w.numel(), device=dev)
     col_obj = torch.repeat_interleave(ar, w)
     col_idx = torch.arange(col_obj.numel(), device=dev) - (torch.cumsum(w, 0) - w)[col_obj]
-    u = exact_base_grid(col_idx, w[col_obj], align_corners, dtype) * kx[col_obj] + cx_off[col_obj]
+    u = base_grid(col_idx, w[col_obj], align_corners, dtype) * kx[col_obj] + cx_off[col_obj]
     row_obj = torch.repeat_interleave(ar, h)
     row_idx = torch.arange(row_obj.numel(), device=dev) - (torch.cumsum(h, 0) - h)[row_obj]
-    v = exact_base_grid(row_idx, h[row_obj], align_corners, dtype) * ky[row_obj] + cy_off[row_obj]
+    v = base_grid(row_idx, h[row_obj], align_corners, dtype) * ky[row_obj] + cy_off[row_obj]
     col_x = u * theta[col_obj, 0, 0]
     col_y = u * theta[col_obj, 1, 0]
     row_x = v * theta[row_obj, 0, 1]

@@ -123,7 +123,7 @@ AUGPATCH_INLINE void axis_taps(T coord, int64_t size, int64_t stride, int64_t ba
   coord = std::min(std::max(coord, -big), big);
   int64_t first;
   if constexpr (M == kNearest) {
-    first = static_cast<int64_t>(std::nearbyint(coord));  // round half to even
+    first = static_cast<int64_t>(std::rint(coord));  // round half to even
     w[0] = T(1);
     dw[0] = T(0);
   } else if constexpr (M == kBilinear) {
@@ -243,7 +243,7 @@ AUGPATCH_INLINE void locate(const Params& p, const Row<T>& row, int64_t jj, Taps
 template <typename S, typename T>
 AUGPATCH_INLINE S store(T v) {
   if constexpr (std::is_same_v<S, uint8_t>) {
-    return static_cast<uint8_t>(std::min(std::max(std::nearbyint(v), T(0)), T(255)));
+    return static_cast<uint8_t>(std::min(std::max(std::rint(v), T(0)), T(255)));
   } else {
     return static_cast<S>(v);
   }
@@ -296,6 +296,37 @@ AUGPATCH_INLINE void sample(const Params& p, const Grid<T, M>& gd, const S* src,
   }
 }
 
+// Only the location derivatives of one pixel's value, every channel.
+template <typename S, typename T, int64_t M>
+AUGPATCH_INLINE void derivatives(const Params& p, const Grid<T, M>& gd, const S* src, T* dx, T* dy) {
+  for (int64_t c = 0; c < p.channels; ++c) {
+    const S* s = src + c * p.s_c;
+    T ax = T(0), ay = T(0);
+    for (int t = 0; t < Grid<T, M>::K; ++t) {
+      const T v = static_cast<T>(s[gd.off[t]]);
+      ax += gd.wdx[t] * v;
+      ay += gd.wdy[t] * v;
+    }
+    dx[c] = ax;
+    dy[c] = ay;
+  }
+}
+
+// f(i, i + 1) for every i in [0, n) on the intra-op threads, one index at a time
+// (units of unequal size); serially without OpenMP or inside a parallel region.
+template <typename F>
+void parallel_dynamic(int64_t n, const F& f) {
+#ifdef _OPENMP
+  const int threads = at::get_num_threads();
+  if (n > 1 && threads > 1 && !at::in_parallel_region()) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) f(i, i + 1);
+    return;
+  }
+#endif
+  if (n > 0) f(0, n);
+}
+
 struct Levels {
   std::vector<int64_t> rows, pix;  // [L + 1] bounds each
 
@@ -305,20 +336,26 @@ struct Levels {
 
 constexpr int64_t kRowGrain = 16;
 
+// `input`: the input batch in the working layout, or null. Levels that read it (every
+// level of "parallel", the first of "sequential") then write straight into `work`;
+// the others read `work` itself and so keep their values aside until the level has read.
 template <typename S, typename T, int64_t M>
-void forward_impl(at::Tensor& work, const Tables<T>& tb, const Rows& rw, const Levels& lv,
-                  const Params& p, T* dvdx, T* dvdy, int64_t save_pix0, int64_t save_n) {
+void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Rows& rw,
+                  const Levels& lv, const Params& p, T* dvdx, T* dvdy, int64_t save_pix0,
+                  int64_t save_n) {
   S* base = work.data_ptr<S>();
   const int64_t C = p.channels;
-  const int64_t total = lv.pix.back();
   const int64_t L = lv.count();
-  int64_t widest = 0;
-  for (int64_t l = 0; l < L; ++l) widest = std::max(widest, lv.pix[l + 1] - lv.pix[l]);
-  // sampled values wait here until their level (parallel: every level) has read
-  const int64_t span = p.parallel ? total : widest;
+  auto direct = [&](int64_t l) { return input != nullptr && (p.parallel || l == 0); };
+  int64_t span = 0;  // parallel, without the input: every level waits for all to read
+  for (int64_t l = 0; l < L; ++l) {
+    if (!direct(l)) span = p.parallel ? lv.pix.back() : std::max(span, lv.pix[l + 1] - lv.pix[l]);
+  }
   std::vector<S> result(static_cast<size_t>(C * span));
 
   auto compute = [&](int64_t l) {
+    const bool to_work = direct(l);
+    const S* src = to_work ? input : base;
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool save = dvdx != nullptr && l >= p.save_from;
     at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
@@ -333,8 +370,13 @@ void forward_impl(at::Tensor& work, const Tables<T>& tb, const Rows& rw, const L
           const int64_t px = rw.pix[r] + jj;
           locate<T, M>(p, row, jj, tp);
           const Grid<T, M> gd(tp, save);
-          sample<S, T, M>(p, gd, base, acc, dx, dy);
-          for (int64_t c = 0; c < C; ++c) result[c * span + px - res0] = store<S>(acc[c]);
+          sample<S, T, M>(p, gd, src, acc, dx, dy);
+          if (to_work) {
+            S* o = base + rw.out[r] + jj * p.s_w;
+            for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = store<S>(acc[c]);
+          } else {
+            for (int64_t c = 0; c < C; ++c) result[c * span + px - res0] = store<S>(acc[c]);
+          }
           if (save) {
             for (int64_t c = 0; c < C; ++c) {
               dvdx[c * save_n + px - save_pix0] = dx[c];
@@ -357,13 +399,13 @@ void forward_impl(at::Tensor& work, const Tables<T>& tb, const Rows& rw, const L
       }
     });
   };
-  if (p.parallel) {  // every object reads the original batch; higher levels write last
+  if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
     for (int64_t l = 0; l < L; ++l) compute(l);
     for (int64_t l = 0; l < L; ++l) write(l);
-  } else {
+  } else {  // parallel with the input: levels write in order (higher wins)
     for (int64_t l = 0; l < L; ++l) {
       compute(l);
-      write(l);
+      if (!direct(l)) write(l);
     }
   }
 }
@@ -419,12 +461,11 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
     const bool to_buffer = p.need_img || (l > 0 && !p.parallel);
     const std::vector<int64_t> runs = image_runs(rw, lv.rows[l], lv.rows[l + 1]);
     const int64_t n_runs = static_cast<int64_t>(runs.size()) - 1;
-    at::parallel_for(0, n_runs, 1, [&](int64_t ib, int64_t ie) {
-      std::vector<T> scratch(static_cast<size_t>(4 * C));
-      T* acc = scratch.data();
-      T* dx = acc + C;
-      T* dy = acc + 2 * C;
-      T* gv = acc + 3 * C;
+    parallel_dynamic(n_runs, [&](int64_t ib, int64_t ie) {
+      std::vector<T> scratch(static_cast<size_t>(3 * C));
+      T* dx = scratch.data();
+      T* dy = dx + C;
+      T* gv = dx + 2 * C;
       Taps<T, M> tp;
       for (int64_t run = ib; run < ie; ++run) {
         for (int64_t r = runs[run]; r < runs[run + 1]; ++r) {
@@ -443,7 +484,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
                   giy += gv[c] * dvdy[c * save_n + px - save_pix0];
                 }
               } else {  // this level read the input batch: recompute from it
-                sample<S, T, M>(p, gd, images, acc, dx, dy);
+                derivatives<S, T, M>(p, gd, images, dx, dy);
                 for (int64_t c = 0; c < C; ++c) {
                   gix += gv[c] * dx[c];
                   giy += gv[c] * dy[c];
@@ -535,9 +576,10 @@ void check_inputs(const std::vector<at::Tensor>& tables, const std::vector<at::T
   TORCH_CHECK(lv.rows.size() == lv.pix.size() && !lv.rows.empty(), "augpatch: level bounds");
 }
 
-// forward: warps `work` in place; returns the saved location derivatives
+// forward: warps `work` in place (a copy of the batch; `input`, the batch itself in the
+// same layout, or an empty tensor); returns the saved location derivatives
 // [dvdx, dvdy] ([C, pixels of levels >= save_from] each; empty when not needed).
-std::vector<at::Tensor> warp_forward(at::Tensor work, std::vector<at::Tensor> tables,
+std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, std::vector<at::Tensor> tables,
                                      std::vector<at::Tensor> rows, c10::IntArrayRef level_rows,
                                      c10::IntArrayRef level_pix, c10::IntArrayRef params) {
   const Params p(params);
@@ -558,8 +600,10 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, std::vector<at::Tensor> ta
     T* dy = save ? dvdy.data_ptr<T>() : nullptr;
     dispatch_image(work.scalar_type(), [&](auto tag) {
       using S = decltype(tag);
+      TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
+      const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
       dispatch_mode(p.mode, [&](auto mode) {
-        forward_impl<S, T, decltype(mode)::value>(work, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+        forward_impl<S, T, decltype(mode)::value>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
       });
     });
   });
@@ -609,7 +653,7 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, std::
 
 TORCH_LIBRARY(augpatch_cpu, m) {
   m.def(
-      "warp_forward(Tensor(a!) work, Tensor[] tables, Tensor[] rows, int[] level_rows, int[] level_pix, "
+      "warp_forward(Tensor(a!) work, Tensor input, Tensor[] tables, Tensor[] rows, int[] level_rows, int[] level_pix, "
       "int[] params) -> Tensor[]");
   m.def(
       "warp_backward(Tensor(a!) g_buf, Tensor images, Tensor[] tables, Tensor[] rows, Tensor[] saved, "
