@@ -31,6 +31,7 @@ import torch
 
 CHOICES = ("auto", "compiled", "eager")
 _SOURCE = Path(__file__).with_name("csrc") / "warp_cpu.cpp"
+_NAME = "augpatch_warp_cpu"
 _LOCK = threading.Lock()
 _state: dict[str, Any] = {"choice": None, "ops": None, "error": None}
 
@@ -106,11 +107,18 @@ def _build() -> Any:
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
+    try:  # tell the user why this first call stalls (nothing is said when loading a cached build)
+        built = Path(cpp_extension._get_build_directory(_NAME, verbose=False)) / f"{_NAME}.so"
+        if not built.exists():
+            print("augpatch: compiling the CPU kernel (first use only, about 30 s) ...",
+                  file=sys.stderr, flush=True)
+    except Exception:  # a private torch helper: never let it break the build
+        pass
     flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
     # ATen's inline parallel_for runs threads only when compiled with OpenMP, as torch is
     openmp = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform == "linux" else []
     cpp_extension.load(
-        name="augpatch_warp_cpu",
+        name=_NAME,
         sources=[str(_SOURCE)],
         extra_cflags=flags + openmp,
         extra_ldflags=openmp,
