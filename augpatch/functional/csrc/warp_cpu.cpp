@@ -272,11 +272,12 @@ struct Grid {
 };
 
 // Value (and, with dx/dy, its location derivatives) of one pixel, every channel.
-template <typename S, typename T, int64_t M>
+template <typename S, typename T, int64_t M, int64_t NC>
 AUGPATCH_INLINE void sample(const Params& p, const Grid<T, M>& gd, const S* src, T* acc, T* dx,
                             T* dy) {
   constexpr int K = Grid<T, M>::K;
-  for (int64_t c = 0; c < p.channels; ++c) {
+  const int64_t C = NC > 0 ? NC : p.channels;
+  for (int64_t c = 0; c < C; ++c) {
     const S* s = src + c * p.s_c;
     T a = T(0);
     if (dx == nullptr) {
@@ -297,9 +298,10 @@ AUGPATCH_INLINE void sample(const Params& p, const Grid<T, M>& gd, const S* src,
 }
 
 // Only the location derivatives of one pixel's value, every channel.
-template <typename S, typename T, int64_t M>
+template <typename S, typename T, int64_t M, int64_t NC>
 AUGPATCH_INLINE void derivatives(const Params& p, const Grid<T, M>& gd, const S* src, T* dx, T* dy) {
-  for (int64_t c = 0; c < p.channels; ++c) {
+  const int64_t C = NC > 0 ? NC : p.channels;
+  for (int64_t c = 0; c < C; ++c) {
     const S* s = src + c * p.s_c;
     T ax = T(0), ay = T(0);
     for (int t = 0; t < Grid<T, M>::K; ++t) {
@@ -339,12 +341,12 @@ constexpr int64_t kRowGrain = 16;
 // `input`: the input batch in the working layout, or null. Levels that read it (every
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
-template <typename S, typename T, int64_t M>
+template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Rows& rw,
                   const Levels& lv, const Params& p, T* dvdx, T* dvdy, int64_t save_pix0,
                   int64_t save_n) {
   S* base = work.data_ptr<S>();
-  const int64_t C = p.channels;
+  const int64_t C = NC > 0 ? NC : p.channels;  // NC: channels known when compiled
   const int64_t L = lv.count();
   auto direct = [&](int64_t l) { return input != nullptr && (p.parallel || l == 0); };
   int64_t span = 0;  // parallel, without the input: every level waits for all to read
@@ -370,7 +372,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const R
           const int64_t px = rw.pix[r] + jj;
           locate<T, M>(p, row, jj, tp);
           const Grid<T, M> gd(tp, save);
-          sample<S, T, M>(p, gd, src, acc, dx, dy);
+          sample<S, T, M, NC>(p, gd, src, acc, dx, dy);
           if (to_work) {
             S* o = base + rw.out[r] + jj * p.s_w;
             for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = store<S>(acc[c]);
@@ -426,12 +428,12 @@ std::vector<int64_t> image_runs(const Rows& rw, int64_t r0, int64_t r1) {
   return runs;
 }
 
-template <typename S, typename T, int64_t M>
+template <typename S, typename T, int64_t M, int64_t NC>
 void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, const Rows& rw,
                    const Levels& lv, const Params& p, const T* dvdx, const T* dvdy,
                    int64_t save_pix0, int64_t save_n, const TableGrads<T>& gr) {
   T* g = g_buf.data_ptr<T>();
-  const int64_t C = p.channels;
+  const int64_t C = NC > 0 ? NC : p.channels;  // NC: channels known when compiled
   const int64_t L = lv.count();
   const int64_t total = lv.pix.back();
   int64_t widest = 0;
@@ -469,8 +471,11 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       Taps<T, M> tp;
       for (int64_t run = ib; run < ie; ++run) {
         for (int64_t r = runs[run]; r < runs[run + 1]; ++r) {
-          const int64_t ro = rw.obj[r];
           const Row<T> row(tb, rw, r, p.padding == kImage);
+          T* g_col_x = gr.col_x + rw.col[r];
+          T* g_col_y = gr.col_y + rw.col[r];
+          // what the row's pixels add to the row's and the object's entries, summed here
+          T sum_dgx = T(0), sum_dgy = T(0), sum_x1 = T(0), sum_y1 = T(0), sum_ix = T(0), sum_iy = T(0);
           for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
             const int64_t px = rw.pix[r] + jj;
             locate<T, M>(p, row, jj, tp);
@@ -484,7 +489,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
                   giy += gv[c] * dvdy[c * save_n + px - save_pix0];
                 }
               } else {  // this level read the input batch: recompute from it
-                derivatives<S, T, M>(p, gd, images, dx, dy);
+                derivatives<S, T, M, NC>(p, gd, images, dx, dy);
                 for (int64_t c = 0; c < C; ++c) {
                   gix += gv[c] * dx[c];
                   giy += gv[c] * dy[c];
@@ -494,18 +499,14 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
               giy *= tp.dpy;
               // ix = (gx + 1) * scale + off (- 0.5);  gx = col + row + t02
               const T dgx = gix * tp.sx, dgy = giy * tp.sy;
-              const int64_t col = rw.col[r] + jj;
-              gr.col_x[col] += dgx;
-              gr.col_y[col] += dgy;
-              gr.row_x[r] += dgx;
-              gr.row_y[r] += dgy;
-              T* go = gr.obj + ro * 6;
-              go[0] += dgx;
-              go[1] += dgy;
-              go[2] += gix * tp.gx1;
-              go[3] += giy * tp.gy1;
-              go[4] += gix;
-              go[5] += giy;
+              g_col_x[jj] += dgx;
+              g_col_y[jj] += dgy;
+              sum_dgx += dgx;
+              sum_dgy += dgy;
+              sum_x1 += gix * tp.gx1;
+              sum_y1 += giy * tp.gy1;
+              sum_ix += gix;
+              sum_iy += giy;
             }
             if (to_buffer) {
               for (int64_t c = 0; c < C; ++c) {
@@ -513,6 +514,17 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
                 for (int t = 0; t < Grid<T, M>::K; ++t) o[gd.off[t]] += gd.w[t] * gv[c];
               }
             }
+          }
+          if (p.need_loc) {
+            gr.row_x[r] += sum_dgx;
+            gr.row_y[r] += sum_dgy;
+            T* go = gr.obj + rw.obj[r] * 6;
+            go[0] += sum_dgx;
+            go[1] += sum_dgy;
+            go[2] += sum_x1;
+            go[3] += sum_y1;
+            go[4] += sum_ix;
+            go[5] += sum_iy;
           }
         }
       }
@@ -603,7 +615,12 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, std::vec
       TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
       const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
       dispatch_mode(p.mode, [&](auto mode) {
-        forward_impl<S, T, decltype(mode)::value>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+        constexpr int64_t Mo = decltype(mode)::value;
+        if (p.channels == 3) {  // RGB: loops over channels unrolled
+          forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+        } else {
+          forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+        }
       });
     });
   });
@@ -641,7 +658,12 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, std::
       TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
                   "augpatch: the input batch is needed for the location gradient");
       dispatch_mode(p.mode, [&](auto mode) {
-        backward_impl<S, T, decltype(mode)::value>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+        constexpr int64_t Mo = decltype(mode)::value;
+        if (p.channels == 3) {
+          backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+        } else {
+          backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+        }
       });
     });
   });
