@@ -110,7 +110,7 @@ def _build() -> Any:
     try:  # tell the user why this first call stalls (nothing is said when loading a cached build)
         built = Path(cpp_extension._get_build_directory(_NAME, verbose=False)) / f"{_NAME}.so"
         if not built.exists():
-            print("augpatch: compiling the CPU kernel (first use only, about 30 s) ...",
+            print("augpatch: compiling the CPU kernel (first use only, about a minute) ...",
                   file=sys.stderr, flush=True)
     except Exception:  # a private torch helper: never let it break the build
         pass

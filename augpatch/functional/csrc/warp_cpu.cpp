@@ -553,16 +553,19 @@ Tables<T> tables_of(const std::vector<at::Tensor>& t, const std::vector<at::Tens
   return tb;
 }
 
-// The image dtypes warp_patches accepts; f receives a value of the element type.
+// The image dtypes warp_patches accepts, each with its compute dtype (float64 for
+// float64 images, float32 otherwise); f receives a value of each element type.
 template <typename F>
-void dispatch_image(at::ScalarType t, F&& f) {
-  switch (t) {
-    case at::kFloat: return f(float{});
-    case at::kDouble: return f(double{});
-    case at::kHalf: return f(c10::Half{});
-    case at::kBFloat16: return f(c10::BFloat16{});
-    case at::kByte: return f(uint8_t{});
-    default: TORCH_CHECK(false, "augpatch: unsupported image dtype ", t);
+void dispatch_image(at::ScalarType image, at::ScalarType compute, F&& f) {
+  const at::ScalarType expected = image == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(compute == expected, "augpatch: compute dtype ", compute, " for images of ", image);
+  switch (image) {
+    case at::kFloat: return f(float{}, float{});
+    case at::kDouble: return f(double{}, double{});
+    case at::kHalf: return f(c10::Half{}, float{});
+    case at::kBFloat16: return f(c10::BFloat16{}, float{});
+    case at::kByte: return f(uint8_t{}, float{});
+    default: TORCH_CHECK(false, "augpatch: unsupported image dtype ", image);
   }
 }
 
@@ -605,13 +608,13 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, std::vec
   auto opts = tables[0].options();
   at::Tensor dvdx = at::empty({save ? p.channels : 0, save_n}, opts);
   at::Tensor dvdy = at::empty({save ? p.channels : 0, save_n}, opts);
-  AT_DISPATCH_FLOATING_TYPES(compute, "augpatch_warp_forward_compute", [&] {
-    using T = scalar_t;
+  dispatch_image(work.scalar_type(), compute, [&](auto image_tag, auto compute_tag) {
+    using S = decltype(image_tag);
+    using T = decltype(compute_tag);
     const Tables<T> tb = tables_of<T>(tables, rows);
     T* dx = save ? dvdx.data_ptr<T>() : nullptr;
     T* dy = save ? dvdy.data_ptr<T>() : nullptr;
-    dispatch_image(work.scalar_type(), [&](auto tag) {
-      using S = decltype(tag);
+    {
       TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
       const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
       dispatch_mode(p.mode, [&](auto mode) {
@@ -622,7 +625,7 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, std::vec
           forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
         }
       });
-    });
+    }
   });
   return {dvdx, dvdy};
 }
@@ -645,15 +648,15 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, std::
   const bool has_saved = saved.size() == 2 && saved[0].numel() > 0;
   const int64_t save_pix0 = has_saved ? lv.pix[p.save_from] : 0;
   const int64_t save_n = has_saved ? lv.pix.back() - save_pix0 : 0;
-  AT_DISPATCH_FLOATING_TYPES(g_buf.scalar_type(), "augpatch_warp_backward_compute", [&] {
-    using T = scalar_t;
+  dispatch_image(images.scalar_type(), g_buf.scalar_type(), [&](auto image_tag, auto compute_tag) {
+    using S = decltype(image_tag);
+    using T = decltype(compute_tag);
     const Tables<T> tb = tables_of<T>(tables, rows);
     const TableGrads<T> gr{grads[0].data_ptr<T>(), grads[1].data_ptr<T>(), grads[2].data_ptr<T>(),
                            grads[3].data_ptr<T>(), grads[4].data_ptr<T>()};
     const T* dx = has_saved ? saved[0].data_ptr<T>() : nullptr;
     const T* dy = has_saved ? saved[1].data_ptr<T>() : nullptr;
-    dispatch_image(images.scalar_type(), [&](auto tag) {
-      using S = decltype(tag);
+    {
       const S* src = images.numel() > 0 ? images.const_data_ptr<S>() : nullptr;
       TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
                   "augpatch: the input batch is needed for the location gradient");
@@ -665,7 +668,7 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, std::
           backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
         }
       });
-    });
+    }
   });
   if (!p.need_loc) return {};
   return grads;
