@@ -101,9 +101,12 @@ def warp_patches(
     Execution: for one or two integer boxes (float/float64 images, patch-relative
     padding) the reference computation itself runs (one ``grid_sample`` per crop);
     otherwise objects are scheduled into levels (boxes of one image that overlap go
-    to successive levels) and every level is one vectorised pass. Both follow
-    ``grid_sample``'s arithmetic, so results agree to float rounding; the last bit
-    of an object's pixels may differ between a call with few and with many objects.
+    to successive levels) and every level is one pass: on the CPU by a compiled C++
+    kernel (built on first use, about a minute; ``AUGPATCH_CPU_KERNEL`` /
+    :func:`set_cpu_kernel` choose it or the eager kernel), on CUDA by vectorised
+    PyTorch operations. All follow ``grid_sample``'s arithmetic, so results agree to
+    float rounding; the last bit of an object's pixels may differ between a call with
+    few and with many objects, or between the two kernels.
 
     Example:
         >>> import torch
