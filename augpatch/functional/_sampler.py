@@ -14,6 +14,10 @@ backward pass walks the levels in reverse over one gradient buffer and reduces
 the location gradients onto small per-column / per-row / per-object tables;
 autograd takes it from there. Its cost grows like the forward's: with the total
 box area plus one copy of the batch.
+
+On the CPU the compiled kernel (``csrc/warp_cpu.cpp``, see ``_kernel.py``) runs the
+same plan with the same per-pixel arithmetic in place of the chunk loop; it keeps
+the derivatives only for levels that read earlier levels' output.
 """
 
 from __future__ import annotations
@@ -42,14 +46,11 @@ class WarpPlan:
     ``out`` (element offset of the row's first output pixel), ``frame`` (offset
     of the frame's top-left pixel), ``fw``/``fh`` (frame size), ``img`` (image
     index), ``fx``/``fy`` (patch origin inside the frame, ``padding_mode="image"``
-    only). ``level_rows``/``level_pix``: ``[L + 1]`` row and pixel bounds of the
-    levels (rows of a level are grouped by image).
+    only). Rows of a level are grouped by image.
     """
 
     row: dict[str, Tensor]
     chunks: list[list[tuple[int, int, int, int]]]
-    level_rows: list[int]
-    level_pix: list[int]
     mode: str
     padding_mode: str
     align_corners: bool
@@ -57,6 +58,16 @@ class WarpPlan:
     channels: int
     total: int
     parallel: bool
+
+    @property
+    def level_rows(self) -> list[int]:
+        """``[L + 1]`` row bounds of the levels (from the chunks)."""
+        return [level[0][0] for level in self.chunks] + [self.chunks[-1][-1][1]]
+
+    @property
+    def level_pix(self) -> list[int]:
+        """``[L + 1]`` pixel bounds of the levels (from the chunks)."""
+        return [level[0][2] for level in self.chunks] + [self.chunks[-1][-1][3]]
 
 
 def _taps_1d(coord: Tensor, mode: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:

@@ -244,11 +244,8 @@ def _build_plan(
         compute = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
         row["fx"], row["fy"] = row["fx"].to(compute), row["fy"].to(compute)
     row = {key: val.to(dev, non_blocking=True) for key, val in row.items()}
-    level_rows = [c[0][0] for c in chunks] + [chunks[-1][-1][1]]
-    level_pix = [c[0][2] for c in chunks] + [chunks[-1][-1][3]]
     return WarpPlan(
-        row=row, chunks=chunks, level_rows=level_rows, level_pix=level_pix, mode=mode,
-        padding_mode=padding_mode, align_corners=align_corners,
+        row=row, chunks=chunks, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
         strides=(s_b, s_c, s_h, s_w), channels=images.shape[1], total=int(row_end[-1]),
         parallel=parallel,
     )

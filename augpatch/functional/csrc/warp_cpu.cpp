@@ -338,6 +338,17 @@ struct Levels {
 
 constexpr int64_t kRowGrain = 16;
 
+// f(r, jj, px) for every pixel of level l (row r, column jj, pixel index px), the
+// level's rows split over the intra-op threads.
+template <typename F>
+void for_each_pixel(const Rows& rw, const Levels& lv, int64_t l, const F& f) {
+  at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      for (int64_t jj = 0; jj < rw.len[r]; ++jj) f(r, jj, rw.pix[r] + jj);
+    }
+  });
+}
+
 // `input`: the input batch in the working layout, or null. Levels that read it (every
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
@@ -391,14 +402,9 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const R
   };
   auto write = [&](int64_t l) {
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
-          const int64_t px = rw.pix[r] + jj;
-          S* o = base + rw.out[r] + jj * p.s_w;
-          for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = result[c * span + px - res0];
-        }
-      }
+    for_each_pixel(rw, lv, l, [&](int64_t r, int64_t jj, int64_t px) {
+      S* o = base + rw.out[r] + jj * p.s_w;
+      for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = result[c * span + px - res0];
     });
   };
   if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
@@ -443,16 +449,11 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
 
   auto gather = [&](int64_t l) {
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
-          const int64_t px = rw.pix[r] + jj;
-          T* o = g + rw.out[r] + jj * p.s_w;
-          for (int64_t c = 0; c < C; ++c) {
-            pending[c * span + px - res0] = o[c * p.s_c];
-            o[c * p.s_c] = T(0);  // the state before this level reaches them only via reads
-          }
-        }
+    for_each_pixel(rw, lv, l, [&](int64_t r, int64_t jj, int64_t px) {
+      T* o = g + rw.out[r] + jj * p.s_w;
+      for (int64_t c = 0; c < C; ++c) {
+        pending[c * span + px - res0] = o[c * p.s_c];
+        o[c * p.s_c] = T(0);  // the state before this level reaches them only via reads
       }
     });
   };
