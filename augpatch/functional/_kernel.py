@@ -31,7 +31,7 @@ import torch
 
 CHOICES = ("auto", "compiled", "eager")
 _SOURCE = Path(__file__).with_name("csrc") / "warp_cpu.cpp"
-_NAME = "augpatch_warp_cpu"
+_BASE_NAME = "augpatch_warp_cpu"
 _LOCK = threading.Lock()
 _state: dict[str, Any] = {"choice": None, "ops": None, "error": None}
 
@@ -86,6 +86,30 @@ def compiled_ops(device: torch.device) -> Any | None:
     return _state["ops"]
 
 
+def _native_tag() -> str | None:
+    """A short fingerprint of this CPU's instruction sets when the build may target them.
+
+    Only on x86-64 Linux with GCC/Clang: the kernel is then compiled with
+    ``-march=native`` and the fingerprint goes into the extension's name, so a cache
+    shared between machines with different CPUs never loads a build that the running
+    CPU cannot execute. ``None`` elsewhere (a portable build).
+    """
+    import platform
+
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return None
+    if not flags:
+        return None
+    import hashlib
+
+    return hashlib.sha1(" ".join(sorted(flags.split(":", 1)[-1].split())).encode()).hexdigest()[:10]
+
+
 def _build() -> Any:
     """Compile (or load from the cache) ``csrc/warp_cpu.cpp``; return its operators."""
     if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
@@ -107,18 +131,24 @@ def _build() -> Any:
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
+    tag = _native_tag()
+    name = _BASE_NAME if tag is None else f"{_BASE_NAME}_{tag}"
     try:  # tell the user why this first call stalls (nothing is said when loading a cached build)
-        built = Path(cpp_extension._get_build_directory(_NAME, verbose=False)) / f"{_NAME}.so"
+        built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
         if not built.exists():
             print("augpatch: compiling the CPU kernel (first use only, about a minute) ...",
                   file=sys.stderr, flush=True)
     except Exception:  # a private torch helper: never let it break the build
         pass
+    # -ffp-contract=off: no fused multiply-add the eager kernel rounds twice (exactness);
+    # vector instructions of the running CPU are otherwise free to use (IEEE results)
     flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
+    if tag is not None:
+        flags.append("-march=native")
     # ATen's inline parallel_for runs threads only when compiled with OpenMP, as torch is
     openmp = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform == "linux" else []
     cpp_extension.load(
-        name=_NAME,
+        name=name,
         sources=[str(_SOURCE)],
         extra_cflags=flags + openmp,
         extra_ldflags=openmp,
