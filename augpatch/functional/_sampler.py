@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from augpatch.functional._kernel import compiled_ops
-from augpatch.functional._plan import fused_multiply_add
+from augpatch.functional._plan import base_grid, fused_multiply_add
 
 _CUBIC_A = -0.75  # the constant F.grid_sample and F.interpolate use for bicubic
 
@@ -236,25 +236,25 @@ def _flat(buffer: Tensor) -> Tensor:
 
 
 class PatchWarp(torch.autograd.Function):
-    """``out = PatchWarp.apply(images, col_x, col_y, row_x, row_y, obj, plan, compute_dtype)``.
+    """``out = PatchWarp.apply(images, params, plan, compute_dtype)``.
 
-    ``col_x``/``col_y`` ``[sum(n_w)]``: ``u * theta[0, 0]`` and ``u * theta[1, 0]`` per
-    patch column; ``row_x``/``row_y`` ``[sum(n_h)]``: ``v * theta[0, 1]`` and
-    ``v * theta[1, 1]`` per patch row; ``obj`` ``[K, 6]``: ``theta[0, 2], theta[1, 2]``,
-    the unnormalize scales and the float-box offsets. Returns the warped batch.
+    ``params`` ``[K, 14]``: the per-object parameters in processing order (see
+    ``_warp._object_params``); the kernel builds its location tables from them
+    (:class:`_Locations`). Returns the warped batch.
     """
 
     @staticmethod
-    def forward(ctx, images, col_x, col_y, row_x, row_y, obj, plan: WarpPlan, compute_dtype):  # type: ignore[override]
+    def forward(ctx, images, params, plan: WarpPlan, compute_dtype):  # type: ignore[override]
         work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=images.device)
         work.copy_(images)  # the working copy: the only copy of the batch
-        tables = (col_x, col_y, row_x, row_y, obj)
         ctx.plan, ctx.compute_dtype, ctx.image_dtype = plan, compute_dtype, images.dtype
         ctx.ops = compiled_ops(images.device)
         if ctx.ops is not None:
-            return _compiled_forward(ctx, images, work, tables)
+            return _compiled_forward(ctx, images, work, params.contiguous())
+        loc = _Locations(plan, params)
+        tables = loc.tables
         views = _channel_views(_flat(work), plan.channels, plan.strides[1])
-        need_loc = any(ctx.needs_input_grad[1:6])
+        need_loc = ctx.needs_input_grad[1]
         shape = (plan.channels, plan.total)
         dvdx = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
         dvdy = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
@@ -277,7 +277,7 @@ class PatchWarp(torch.autograd.Function):
                 _write(views, results)
                 results = []
         _write(views, results)  # parallel: in level order, so the higher index wins
-        ctx.save_for_backward(*tables)
+        ctx.loc = loc
         ctx.dvdx, ctx.dvdy = dvdx, dvdy
         return work
 
@@ -286,9 +286,10 @@ class PatchWarp(torch.autograd.Function):
         if ctx.ops is not None:
             return _compiled_backward(ctx, grad_out)
         plan: WarpPlan = ctx.plan
-        tables = ctx.saved_tensors
+        loc: _Locations = ctx.loc
+        tables = loc.tables
         need_img = ctx.needs_input_grad[0]
-        need_loc = any(ctx.needs_input_grad[1:6])
+        need_loc = ctx.needs_input_grad[1]
         dtype = ctx.compute_dtype
         g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=dtype, device=grad_out.device)
         g_buf.copy_(grad_out)
@@ -309,9 +310,57 @@ class PatchWarp(torch.autograd.Function):
                 _scatter(pending, views, grads, ctx, plan, tables, need_img)
                 pending = []
         grad_images = g_buf.to(ctx.image_dtype) if need_img else None
-        if grads is None:
-            return (grad_images, None, None, None, None, None, None, None)
-        return (grad_images, *grads, None, None)
+        return grad_images, (loc.param_grads(grads) if grads is not None else None), None, None
+
+
+class _Locations:
+    """The eager kernel's location tables, built from the per-object parameters.
+
+    ``tables``: per patch column ``u * theta[0, 0]`` and ``u * theta[1, 0]``, per patch
+    row ``v * theta[0, 1]`` and ``v * theta[1, 1]`` (``u = base * k + c``: ``F.affine_grid``'s
+    base coordinates, bit for bit, mapped onto the continuous box), per object
+    ``theta[:, 2]``, the unnormalize scales and the float-box offsets. The compiled
+    kernel builds the same tables with the same arithmetic (``Locations`` in
+    ``csrc/warp_cpu.cpp``).
+    """
+
+    def __init__(self, plan: WarpPlan, params: Tensor) -> None:
+        num, dev, dtype = params.shape[0], params.device, params.dtype
+        row_obj = plan.row["obj"]
+        height = torch.bincount(row_obj, minlength=num)
+        width = torch.zeros(num, dtype=torch.long, device=dev).scatter_(0, row_obj, plan.row["len"])
+        row_idx = torch.arange(row_obj.numel(), device=dev) - (torch.cumsum(height, 0) - height)[row_obj]
+        col_obj = torch.repeat_interleave(torch.arange(num, device=dev), width)
+        col_idx = torch.arange(col_obj.numel(), device=dev) - (torch.cumsum(width, 0) - width)[col_obj]
+        self.col_obj, self.row_obj = col_obj, row_obj
+        self.col_base = base_grid(col_idx, width[col_obj], plan.align_corners, dtype)
+        self.row_base = base_grid(row_idx, height[row_obj], plan.align_corners, dtype)
+        q = params.detach()
+        self.params = q
+        self.u = self.col_base * q[col_obj, 6] + q[col_obj, 8]
+        self.v = self.row_base * q[row_obj, 7] + q[row_obj, 9]
+        self.tables = (
+            self.u * q[col_obj, 0], self.u * q[col_obj, 3], self.v * q[row_obj, 1],
+            self.v * q[row_obj, 4], q[:, _OBJECT_COLUMNS],
+        )
+
+    def param_grads(self, grads: list[Tensor]) -> Tensor:
+        """The gradient of ``params`` from those of the five tables (the chain rule)."""
+        g_col_x, g_col_y, g_row_x, g_row_y, g_obj = grads
+        q = self.params
+        out = torch.zeros_like(q)
+        gu = g_col_x * q[self.col_obj, 0] + g_col_y * q[self.col_obj, 3]
+        cols = torch.stack([g_col_x * self.u, g_col_y * self.u, gu * self.col_base, gu], 1)
+        out[:, [0, 3, 6, 8]] = torch.zeros_like(q[:, :4]).index_add_(0, self.col_obj, cols)
+        gv = g_row_x * q[self.row_obj, 1] + g_row_y * q[self.row_obj, 4]
+        rows = torch.stack([g_row_x * self.v, g_row_y * self.v, gv * self.row_base, gv], 1)
+        out[:, [1, 4, 7, 9]] = torch.zeros_like(q[:, :4]).index_add_(0, self.row_obj, rows)
+        out[:, _OBJECT_COLUMNS] = g_obj
+        return out
+
+
+# params columns of the per-object table: theta[:, 2], unnormalize scales, offsets
+_OBJECT_COLUMNS = [2, 5, 10, 11, 12, 13]
 
 
 def _write(views: list[Tensor], results: list[tuple[Tensor, Tensor]]) -> None:
@@ -383,7 +432,7 @@ def _compiled_params(plan: WarpPlan, save_from: int, need_loc: bool, need_img: b
     ]
 
 
-def _compiled_forward(ctx, images: Tensor, work: Tensor, tables: tuple[Tensor, ...]) -> Tensor:
+def _compiled_forward(ctx, images: Tensor, work: Tensor, params: Tensor) -> Tensor:
     """The forward of :class:`PatchWarp` by the compiled kernel (``csrc/warp_cpu.cpp``).
 
     Location derivatives are saved only for levels that read earlier levels' writes
@@ -391,7 +440,7 @@ def _compiled_forward(ctx, images: Tensor, work: Tensor, tables: tuple[Tensor, .
     the backward reads again instead.
     """
     plan: WarpPlan = ctx.plan
-    need_loc = any(ctx.needs_input_grad[1:6])
+    need_loc = ctx.needs_input_grad[1]
     levels = len(plan.level_rows) - 1
     # every level of "parallel", and the first of "sequential", reads the input batch:
     # those read it directly (in the working layout), in the forward and the backward
@@ -400,33 +449,30 @@ def _compiled_forward(ctx, images: Tensor, work: Tensor, tables: tuple[Tensor, .
     if source is None and need_loc:  # not dense: the backward reads a copy in the working layout
         source = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype)
         source.copy_(images)
-    tables = tuple(t.contiguous() for t in tables)
     rows = _compiled_rows(plan, ctx.compute_dtype)
     read = torch.empty(0, dtype=images.dtype) if source is None else source
     dvdx, dvdy = ctx.ops.warp_forward(
-        work, read, list(tables), rows, plan.level_rows, plan.level_pix,
+        work, read, params, rows, plan.level_rows, plan.level_pix,
         _compiled_params(plan, save_from, need_loc, False),
     )
     ctx.save_from = save_from
-    ctx.save_for_backward(source if need_loc else None, dvdx, dvdy, *tables)
+    ctx.save_for_backward(source if need_loc else None, dvdx, dvdy, params)
     return work
 
 
 def _compiled_backward(ctx, grad_out: Tensor):
     plan: WarpPlan = ctx.plan
-    images, dvdx, dvdy, *tables = ctx.saved_tensors
+    images, dvdx, dvdy, params = ctx.saved_tensors
     need_img = ctx.needs_input_grad[0]
-    need_loc = any(ctx.needs_input_grad[1:6])
+    need_loc = ctx.needs_input_grad[1]
     g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=ctx.compute_dtype,
                                 device=grad_out.device)
     g_buf.copy_(grad_out)
     if images is None:
         images = torch.empty(0, dtype=ctx.image_dtype)
     grads = ctx.ops.warp_backward(
-        g_buf, images, tables, _compiled_rows(plan, ctx.compute_dtype), [dvdx, dvdy],
+        g_buf, images, params, _compiled_rows(plan, ctx.compute_dtype), [dvdx, dvdy],
         plan.level_rows, plan.level_pix, _compiled_params(plan, ctx.save_from, need_loc, need_img),
     )
     grad_images = g_buf.to(ctx.image_dtype) if need_img else None
-    if not need_loc:
-        return (grad_images, None, None, None, None, None, None, None)
-    return (grad_images, *grads, None, None)
+    return grad_images, (grads[0] if need_loc else None), None, None

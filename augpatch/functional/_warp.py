@@ -20,7 +20,7 @@ from augpatch.functional._checks import (
     check_theta,
     flatten_box_list,
 )
-from augpatch.functional._plan import base_grid, overlap_edges, schedule_levels
+from augpatch.functional._plan import overlap_edges, schedule_levels
 from augpatch.functional._sampler import PatchWarp, WarpPlan
 
 # pixels per chunk: bounds the temporary memory of a call (about 300 bytes a pixel);
@@ -185,9 +185,9 @@ def warp_patches(
         obj, pix, n_w, n_h, meta[:, 4].long(), level[order], images, mode, padding_mode,
         align_corners, overlap == "parallel",
     )
-    tables = _location_tables(fboxes, theta, obj.to(images.device), pix, n_w, n_h, obj,
-                              align_corners, compute)
-    return PatchWarp.apply(images, *tables, plan, compute)
+    params = _object_params(fboxes, theta, obj.to(images.device), pix, n_w, n_h, obj,
+                            align_corners, compute)
+    return PatchWarp.apply(images, params, plan, compute)
 
 
 def _build_plan(
@@ -268,59 +268,39 @@ def _dense_non_overlapping(t: Tensor) -> bool:
     return True
 
 
-def _location_tables(
+def _object_params(
     boxes: Tensor, theta: Tensor, obj_dev: Tensor, pix: Tensor, n_w: Tensor, n_h: Tensor,
     obj: Tensor, align_corners: bool, dtype: torch.dtype,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The small differentiable tables the kernel builds every sampling location from.
+) -> Tensor:
+    """The differentiable per-object parameters ``[K, 14]`` every sampling location comes from.
 
-    Per patch column ``u * theta[0, 0]``, ``u * theta[1, 0]``; per patch row
-    ``v * theta[0, 1]``, ``v * theta[1, 1]``; per object ``theta[:, 2]``, the
-    ``grid_sample`` unnormalize scales and the float-box offsets. ``u``/``v``
-    are ``F.affine_grid``'s base coordinates, bit for bit, mapped onto the
-    continuous box (for integer boxes the map is exactly the identity), so the
-    locations the kernel computes are those of the reference loop.
+    In processing order (``obj``): ``theta`` flattened (6), then per axis (x, y) the map
+    ``k``, ``c`` of ``F.affine_grid``'s base coordinates onto the continuous box (``u =
+    base * k + c``; for integer boxes exactly the identity), the ``grid_sample``
+    unnormalize scale (half the box extent) and the float-box offset of the patch inside
+    its pixels. The kernel builds its location tables from them with the reference's
+    arithmetic (``PatchWarp``, ``csrc/warp_cpu.cpp``), so the locations it computes are
+    those of the reference loop.
     """
     dev = boxes.device
-    boxes = boxes.index_select(0, obj_dev)
-    theta = theta.index_select(0, obj_dev)
-    w, h = n_w[obj].to(dev), n_h[obj].to(dev)
-    x0, y0 = pix[obj, 0].to(dev).to(dtype), pix[obj, 1].to(dev).to(dtype)
-    ext_x = boxes[:, 2] - boxes[:, 0]
-    ext_y = boxes[:, 3] - boxes[:, 1]
+    box = boxes.index_select(0, obj_dev)
+    lo, hi = box[:, :2], box[:, 2:]
+    size = torch.stack([n_w[obj], n_h[obj]], 1).to(dev)
+    origin = pix[obj, :2].to(dev).to(dtype)  # first pixel of the patch
+    ext = hi - lo
     if align_corners:
-        ext_x, ext_y = (ext_x - 1).clamp(min=0), (ext_y - 1).clamp(min=0)
-        span_x, span_y = (w - 1).to(dtype), (h - 1).to(dtype)
+        ext, span = (ext - 1).clamp(min=0), (size - 1).to(dtype)
     else:
-        span_x, span_y = w.to(dtype), h.to(dtype)
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2
-    # u = base * k + c maps the pixel-grid linspace onto the continuous box
-    pos_x, pos_y = ext_x > 0, ext_y > 0
-    safe_x = torch.where(pos_x, ext_x, 1.0)
-    safe_y = torch.where(pos_y, ext_y, 1.0)
-    kx = torch.where(pos_x, span_x / safe_x, 0.0)
-    ky = torch.where(pos_y, span_y / safe_y, 0.0)
-    cx_off = torch.where(pos_x, 2 * ((x0 + w.to(dtype) / 2) - cx) / safe_x, 0.0)
-    cy_off = torch.where(pos_y, 2 * ((y0 + h.to(dtype) / 2) - cy) / safe_y, 0.0)
-    ar = torch.arange(w.numel(), device=dev)
-    col_obj = torch.repeat_interleave(ar, w)
-    col_idx = torch.arange(col_obj.numel(), device=dev) - (torch.cumsum(w, 0) - w)[col_obj]
-    u = base_grid(col_idx, w[col_obj], align_corners, dtype) * kx[col_obj] + cx_off[col_obj]
-    row_obj = torch.repeat_interleave(ar, h)
-    row_idx = torch.arange(row_obj.numel(), device=dev) - (torch.cumsum(h, 0) - h)[row_obj]
-    v = base_grid(row_idx, h[row_obj], align_corners, dtype) * ky[row_obj] + cy_off[row_obj]
-    col_x = u * theta[col_obj, 0, 0]
-    col_y = u * theta[col_obj, 1, 0]
-    row_x = v * theta[row_obj, 0, 1]
-    row_y = v * theta[row_obj, 1, 1]
-    # float-box offset of the patch inside its pixels; an axis without extent (a box at
-    # most one pixel thick with align_corners) reads its pixel, as grid_sample on a
-    # one-pixel crop does
-    off_x = torch.where(pos_x | (not align_corners), boxes[:, 0] - x0, 0.0)
-    off_y = torch.where(pos_y | (not align_corners), boxes[:, 1] - y0, 0.0)
-    obj_table = torch.stack([theta[:, 0, 2], theta[:, 1, 2], ext_x / 2, ext_y / 2, off_x, off_y], 1)
-    return col_x, col_y, row_x, row_y, obj_table
+        span = size.to(dtype)
+    centre = (lo + hi) / 2
+    pos = ext > 0
+    safe = torch.where(pos, ext, 1.0)
+    scale = torch.where(pos, span / safe, 0.0)
+    shift = torch.where(pos, 2 * ((origin + size.to(dtype) / 2) - centre) / safe, 0.0)
+    # an axis without extent (a box at most one pixel thick with align_corners) reads
+    # its pixel, as grid_sample on a one-pixel crop does
+    offset = torch.where(pos | (not align_corners), lo - origin, 0.0)
+    return torch.cat([theta.index_select(0, obj_dev).reshape(-1, 6), scale, shift, ext / 2, offset], 1)
 
 
 def _source_rects(

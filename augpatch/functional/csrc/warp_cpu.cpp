@@ -178,6 +178,109 @@ AUGPATCH_INLINE float fused_multiply_add(float a, float b, float c) {
 }
 AUGPATCH_INLINE double fused_multiply_add(double a, double b, double c) { return std::fma(a, b, c); }
 
+// F.affine_grid's base coordinate of pixel `index` of `size`, bit for bit (see
+// _plan.exact_base_grid): linspace(-1, 1, size) by a fused multiply-add from the
+// nearer end, times (size - 1) / size without align_corners.
+template <typename T>
+T base_coordinate(int64_t index, int64_t size, bool align) {
+  if (size <= 1) return T(0);
+  const T n = static_cast<T>(size);
+  const T step = T(2) / std::max(n - T(1), T(1));
+  const bool first_half = index < size / 2;
+  const T k = static_cast<T>(first_half ? index : size - 1 - index);
+  const T base = fused_multiply_add((first_half ? T(1) : T(-1)) * step, k, first_half ? T(-1) : T(1));
+  return align ? base : base * (n - T(1)) / n;
+}
+
+// Columns of the per-object parameters [K, 14] (see _warp._object_params).
+enum Param : int64_t {
+  kT00 = 0, kT01, kT02, kT10, kT11, kT12, kKx, kKy, kCx, kCy, kSx, kSy, kOx, kOy, kParams
+};
+
+// Where each object's rows and columns are (objects are rows' `obj`, rows consecutive).
+struct Objects {
+  std::vector<int64_t> first_row, height, width, first_col;
+  int64_t columns = 0;
+
+  Objects(const int64_t* obj, const int64_t* len, const int64_t* col, int64_t rows, int64_t count)
+      : first_row(count, 0), height(count, 0), width(count, 0), first_col(count, 0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t k = obj[r];
+      TORCH_CHECK(k >= 0 && k < count, "augpatch: row object out of range");
+      if (height[k]++ == 0) first_row[k] = r;
+      width[k] = len[r];
+      first_col[k] = col[r];
+      columns = std::max(columns, col[r] + len[r]);
+    }
+  }
+  int64_t count() const { return static_cast<int64_t>(width.size()); }
+};
+
+// The location tables the pixel loops read (see _warp._object_params): per patch
+// column u * theta[0, 0] and u * theta[1, 0], per patch row v * theta[0, 1] and
+// v * theta[1, 1] (u, v: base coordinates mapped onto the continuous box), per
+// object theta[:, 2], the unnormalize scales and the float-box offsets.
+template <typename T>
+struct Locations {
+  std::vector<T> col_x, col_y, row_x, row_y, obj;
+
+  // zeros, shaped as the tables of `ob` (their gradients)
+  Locations(const Objects& ob, int64_t rows)
+      : col_x(ob.columns, T(0)), col_y(ob.columns, T(0)), row_x(rows, T(0)), row_y(rows, T(0)),
+        obj(6 * ob.count(), T(0)) {}
+
+  Locations(const T* prm, const Objects& ob, int64_t rows, bool align)
+      : col_x(ob.columns), col_y(ob.columns), row_x(rows), row_y(rows), obj(6 * ob.count()) {
+    for (int64_t k = 0; k < ob.count(); ++k) {
+      const T* q = prm + k * kParams;
+      for (int64_t j = 0; j < ob.width[k]; ++j) {
+        const T u = base_coordinate<T>(j, ob.width[k], align) * q[kKx] + q[kCx];
+        col_x[ob.first_col[k] + j] = u * q[kT00];
+        col_y[ob.first_col[k] + j] = u * q[kT10];
+      }
+      for (int64_t i = 0; i < ob.height[k]; ++i) {
+        const T v = base_coordinate<T>(i, ob.height[k], align) * q[kKy] + q[kCy];
+        row_x[ob.first_row[k] + i] = v * q[kT01];
+        row_y[ob.first_row[k] + i] = v * q[kT11];
+      }
+      const T per_object[6] = {q[kT02], q[kT12], q[kSx], q[kSy], q[kOx], q[kOy]};
+      std::copy(per_object, per_object + 6, obj.begin() + 6 * k);
+    }
+  }
+};
+
+// The gradient of the parameters from that of the location tables (the chain rule
+// through Locations).
+template <typename T>
+void parameter_grads(const T* prm, const Objects& ob, bool align, const Locations<T>& g, T* out) {
+  for (int64_t k = 0; k < ob.count(); ++k) {
+    const T* q = prm + k * kParams;
+    T* o = out + k * kParams;
+    for (int64_t j = 0; j < ob.width[k]; ++j) {
+      const T base = base_coordinate<T>(j, ob.width[k], align);
+      const T u = base * q[kKx] + q[kCx];
+      const T gx = g.col_x[ob.first_col[k] + j], gy = g.col_y[ob.first_col[k] + j];
+      o[kT00] += gx * u;
+      o[kT10] += gy * u;
+      const T gu = gx * q[kT00] + gy * q[kT10];
+      o[kKx] += gu * base;
+      o[kCx] += gu;
+    }
+    for (int64_t i = 0; i < ob.height[k]; ++i) {
+      const T base = base_coordinate<T>(i, ob.height[k], align);
+      const T v = base * q[kKy] + q[kCy];
+      const T gx = g.row_x[ob.first_row[k] + i], gy = g.row_y[ob.first_row[k] + i];
+      o[kT01] += gx * v;
+      o[kT11] += gy * v;
+      const T gv = gx * q[kT01] + gy * q[kT11];
+      o[kKy] += gv * base;
+      o[kCy] += gv;
+    }
+    const int64_t slots[6] = {kT02, kT12, kSx, kSy, kOx, kOy};
+    for (int m = 0; m < 6; ++m) o[slots[m]] += g.obj[6 * k + m];
+  }
+}
+
 // What every pixel of a row shares (see _Chunk).
 template <typename T>
 struct Row {
@@ -542,13 +645,13 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
 }
 
 template <typename T>
-Tables<T> tables_of(const std::vector<at::Tensor>& t, const std::vector<at::Tensor>& rows) {
+Tables<T> tables_of(const Locations<T>& loc, const std::vector<at::Tensor>& rows) {
   Tables<T> tb;
-  tb.col_x = t[0].data_ptr<T>();
-  tb.col_y = t[1].data_ptr<T>();
-  tb.row_x = t[2].data_ptr<T>();
-  tb.row_y = t[3].data_ptr<T>();
-  tb.obj = t[4].data_ptr<T>();
+  tb.col_x = loc.col_x.data();
+  tb.col_y = loc.col_y.data();
+  tb.row_x = loc.row_x.data();
+  tb.row_y = loc.row_y.data();
+  tb.obj = loc.obj.data();
   tb.fx = rows[9].numel() > 0 ? rows[9].data_ptr<T>() : nullptr;
   tb.fy = rows[10].numel() > 0 ? rows[10].data_ptr<T>() : nullptr;
   return tb;
@@ -580,10 +683,11 @@ void dispatch_mode(int64_t mode, F&& f) {
   }
 }
 
-void check_inputs(const std::vector<at::Tensor>& tables, const std::vector<at::Tensor>& rows,
-                  const Params& p, const Levels& lv) {
-  TORCH_CHECK(tables.size() == 5 && rows.size() == 11, "augpatch: malformed warp plan");
-  for (const auto& t : tables) TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "augpatch: tables");
+void check_inputs(const at::Tensor& params, const std::vector<at::Tensor>& rows, const Params& p,
+                  const Levels& lv) {
+  TORCH_CHECK(rows.size() == 11, "augpatch: malformed warp plan");
+  TORCH_CHECK(params.dim() == 2 && params.size(1) == kParams && params.is_contiguous() && params.device().is_cpu(),
+              "augpatch: object parameters");
   for (size_t i = 0; i < 9; ++i) {
     TORCH_CHECK(rows[i].is_contiguous() && rows[i].scalar_type() == at::kLong, "augpatch: row tables");
   }
@@ -593,97 +697,102 @@ void check_inputs(const std::vector<at::Tensor>& tables, const std::vector<at::T
 }
 
 // forward: warps `work` in place (a copy of the batch; `input`, the batch itself in the
-// same layout, or an empty tensor); returns the saved location derivatives
+// same layout, or an empty tensor); `params` [K, 14] the per-object parameters in
+// processing order (see _warp._object_params). Returns the saved location derivatives
 // [dvdx, dvdy] ([C, pixels of levels >= save_from] each; empty when not needed).
-std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, std::vector<at::Tensor> tables,
+std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tensor params,
                                      std::vector<at::Tensor> rows, c10::IntArrayRef level_rows,
-                                     c10::IntArrayRef level_pix, c10::IntArrayRef params) {
-  const Params p(params);
+                                     c10::IntArrayRef level_pix, c10::IntArrayRef options) {
+  const Params p(options);
   const Levels lv(level_rows, level_pix);
-  check_inputs(tables, rows, p, lv);
+  check_inputs(params, rows, p, lv);
   const Rows rw(rows);
-  const auto compute = tables[0].scalar_type();
+  const int64_t n_rows = rows[0].numel();
+  const Objects ob(rw.obj, rw.len, rw.col, n_rows, params.size(0));
+  const auto compute = params.scalar_type();
   const bool save = p.need_loc && !p.parallel && p.save_from < lv.count();
   const int64_t save_pix0 = save ? lv.pix[p.save_from] : 0;
   const int64_t save_n = save ? lv.pix.back() - save_pix0 : 0;
-  auto opts = tables[0].options();
+  auto opts = params.options();
   at::Tensor dvdx = at::empty({save ? p.channels : 0, save_n}, opts);
   at::Tensor dvdy = at::empty({save ? p.channels : 0, save_n}, opts);
   dispatch_image(work.scalar_type(), compute, [&](auto image_tag, auto compute_tag) {
     using S = decltype(image_tag);
     using T = decltype(compute_tag);
-    const Tables<T> tb = tables_of<T>(tables, rows);
+    const Locations<T> loc(params.const_data_ptr<T>(), ob, n_rows, p.align);
+    const Tables<T> tb = tables_of<T>(loc, rows);
     T* dx = save ? dvdx.data_ptr<T>() : nullptr;
     T* dy = save ? dvdy.data_ptr<T>() : nullptr;
-    {
-      TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
-      const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
-      dispatch_mode(p.mode, [&](auto mode) {
-        constexpr int64_t Mo = decltype(mode)::value;
-        if (p.channels == 3) {  // RGB: loops over channels unrolled
-          forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
-        } else {
-          forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
-        }
-      });
-    }
+    TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
+    const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
+    dispatch_mode(p.mode, [&](auto mode) {
+      constexpr int64_t Mo = decltype(mode)::value;
+      if (p.channels == 3) {  // RGB: loops over channels unrolled
+        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+      } else {
+        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+      }
+    });
   });
   return {dvdx, dvdy};
 }
 
 // backward: g_buf (the output gradient, compute dtype, plan strides) becomes the
-// input gradient in place; returns the gradients of the five tables (empty
-// tensors when no location gradient is needed). `images` is read where a level
-// read the input batch and its derivatives were not saved.
-std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, std::vector<at::Tensor> tables,
+// input gradient in place; returns [the gradient of `params`] (empty when no
+// location gradient is needed). `images` is read where a level read the input batch
+// and its derivatives were not saved.
+std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::Tensor params,
                                       std::vector<at::Tensor> rows, std::vector<at::Tensor> saved,
                                       c10::IntArrayRef level_rows, c10::IntArrayRef level_pix,
-                                      c10::IntArrayRef params) {
-  const Params p(params);
+                                      c10::IntArrayRef options) {
+  const Params p(options);
   const Levels lv(level_rows, level_pix);
-  check_inputs(tables, rows, p, lv);
-  TORCH_CHECK(g_buf.scalar_type() == tables[0].scalar_type(), "augpatch: gradient buffer dtype");
+  check_inputs(params, rows, p, lv);
+  TORCH_CHECK(g_buf.scalar_type() == params.scalar_type(), "augpatch: gradient buffer dtype");
   const Rows rw(rows);
-  std::vector<at::Tensor> grads;
-  for (const auto& t : tables) grads.push_back(at::zeros_like(t, at::MemoryFormat::Contiguous));
+  const int64_t n_rows = rows[0].numel();
+  const Objects ob(rw.obj, rw.len, rw.col, n_rows, params.size(0));
+  at::Tensor grad = at::zeros({p.need_loc ? params.size(0) : 0, kParams}, params.options());
   const bool has_saved = saved.size() == 2 && saved[0].numel() > 0;
   const int64_t save_pix0 = has_saved ? lv.pix[p.save_from] : 0;
   const int64_t save_n = has_saved ? lv.pix.back() - save_pix0 : 0;
   dispatch_image(images.scalar_type(), g_buf.scalar_type(), [&](auto image_tag, auto compute_tag) {
     using S = decltype(image_tag);
     using T = decltype(compute_tag);
-    const Tables<T> tb = tables_of<T>(tables, rows);
-    const TableGrads<T> gr{grads[0].data_ptr<T>(), grads[1].data_ptr<T>(), grads[2].data_ptr<T>(),
-                           grads[3].data_ptr<T>(), grads[4].data_ptr<T>()};
+    const T* prm = params.const_data_ptr<T>();
+    const Locations<T> loc(prm, ob, n_rows, p.align);
+    const Tables<T> tb = tables_of<T>(loc, rows);
+    Locations<T> g_loc(ob, n_rows);  // the gradients of the location tables
+    const TableGrads<T> gr{g_loc.col_x.data(), g_loc.col_y.data(), g_loc.row_x.data(), g_loc.row_y.data(),
+                           g_loc.obj.data()};
     const T* dx = has_saved ? saved[0].data_ptr<T>() : nullptr;
     const T* dy = has_saved ? saved[1].data_ptr<T>() : nullptr;
-    {
-      const S* src = images.numel() > 0 ? images.const_data_ptr<S>() : nullptr;
-      TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
-                  "augpatch: the input batch is needed for the location gradient");
-      dispatch_mode(p.mode, [&](auto mode) {
-        constexpr int64_t Mo = decltype(mode)::value;
-        if (p.channels == 3) {
-          backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
-        } else {
-          backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
-        }
-      });
-    }
+    const S* src = images.numel() > 0 ? images.const_data_ptr<S>() : nullptr;
+    TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
+                "augpatch: the input batch is needed for the location gradient");
+    dispatch_mode(p.mode, [&](auto mode) {
+      constexpr int64_t Mo = decltype(mode)::value;
+      if (p.channels == 3) {
+        backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+      } else {
+        backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+      }
+    });
+    if (p.need_loc) parameter_grads<T>(prm, ob, p.align, g_loc, grad.data_ptr<T>());
   });
   if (!p.need_loc) return {};
-  return grads;
+  return {grad};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(augpatch_cpu, m) {
   m.def(
-      "warp_forward(Tensor(a!) work, Tensor input, Tensor[] tables, Tensor[] rows, int[] level_rows, int[] level_pix, "
-      "int[] params) -> Tensor[]");
+      "warp_forward(Tensor(a!) work, Tensor input, Tensor params, Tensor[] rows, int[] level_rows, int[] level_pix, "
+      "int[] options) -> Tensor[]");
   m.def(
-      "warp_backward(Tensor(a!) g_buf, Tensor images, Tensor[] tables, Tensor[] rows, Tensor[] saved, "
-      "int[] level_rows, int[] level_pix, int[] params) -> Tensor[]");
+      "warp_backward(Tensor(a!) g_buf, Tensor images, Tensor params, Tensor[] rows, Tensor[] saved, "
+      "int[] level_rows, int[] level_pix, int[] options) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
