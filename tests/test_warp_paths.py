@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from reference import reference_warp
 
-from augpatch.functional import _warp, warp_patches
+from augpatch.functional import _sampler, _warp, warp_patches
 
 COMBOS = list(itertools.product(
     ["bilinear", "nearest", "bicubic"], ["zeros", "border", "reflection"], [False, True],
@@ -75,7 +75,7 @@ def test_many_chunks_per_level_equal_reference(monkeypatch, overlap, mode, paddi
     """Levels split into many row-aligned chunks (here 7 pixels) give the loop's values and
     gradients: a level reads everything before it writes, and its backward gathers every
     output gradient before scattering any."""
-    monkeypatch.setattr(_warp, "_CHUNK", 7)
+    monkeypatch.setattr(_sampler, "_CHUNK", 7)
     gen = torch.Generator().manual_seed(3)
     images = torch.rand(2, 2, 16, 18, dtype=torch.float64, generator=gen)
     boxes = torch.tensor([[1, 1, 12, 10], [5, 4, 17, 15], [0, 8, 9, 16], [2, 2, 16, 14], [3, 0, 10, 7]])

@@ -23,6 +23,7 @@ the derivatives only for levels that read earlier levels' output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -33,41 +34,104 @@ from augpatch.functional._plan import base_grid, fused_multiply_add
 _CUBIC_A = -0.75  # the constant F.grid_sample and F.interpolate use for bicubic
 
 
+# pixels per eager chunk: bounds the temporary memory of a call (about 300 bytes a pixel);
+# larger chunks mean fewer, bigger kernels (CPU threads start above 32k elements, and a
+# GPU wants far fewer launches)
+_CHUNK = 1 << 16
+_CHUNK_CUDA = 1 << 19
+
+
 @dataclass
 class WarpPlan:
     """Integer addressing of one warp (built under ``no_grad``; see ``_warp.py``).
 
-    Rows are the pixel rows of every patch, in processing order (by level, then
-    object index); a row's pixels are consecutive. ``row`` holds ``[R]`` int64
-    tables, ``chunks`` per level a list of ``(row0, row1, pix0, pix1)`` ranges.
-
-    Row tables: ``obj`` (position of the row's object), ``len`` (pixels),
-    ``pix`` (first pixel), ``col`` (first entry of the object's columns),
-    ``out`` (element offset of the row's first output pixel), ``frame`` (offset
-    of the frame's top-left pixel), ``fw``/``fh`` (frame size), ``img`` (image
-    index), ``fx``/``fy`` (patch origin inside the frame, ``padding_mode="image"``
-    only). Rows of a level are grouped by image.
+    ``objects`` ``[K, 5]`` int64 (CPU): ``x0, y0, width, height, image`` of every
+    object's patch, in processing order (by level, then image, then index); the levels
+    are ``objects[level_objects[l]:level_objects[l + 1]]``. The compiled kernel expands
+    this into pixel rows itself; the eager kernel reads :attr:`row` and :attr:`chunks`,
+    built here on first use.
     """
 
-    row: dict[str, Tensor]
-    chunks: list[list[tuple[int, int, int, int]]]
+    objects: Tensor
+    level_objects: list[int]
     mode: str
     padding_mode: str
     align_corners: bool
     strides: tuple[int, int, int, int]
     channels: int
-    total: int
+    size: tuple[int, int]  # (height, width) of the images
     parallel: bool
+    device: torch.device
 
-    @property
-    def level_rows(self) -> list[int]:
-        """``[L + 1]`` row bounds of the levels (from the chunks)."""
-        return [level[0][0] for level in self.chunks] + [self.chunks[-1][-1][1]]
+    @cached_property
+    def total(self) -> int:
+        """Pixels of every patch."""
+        return int((self.objects[:, 2] * self.objects[:, 3]).sum())
 
-    @property
-    def level_pix(self) -> list[int]:
-        """``[L + 1]`` pixel bounds of the levels (from the chunks)."""
-        return [level[0][2] for level in self.chunks] + [self.chunks[-1][-1][3]]
+    @cached_property
+    def row(self) -> dict[str, Tensor]:
+        """``[R]`` int64 row tables (on :attr:`device`) of the pixel rows of every patch.
+
+        Rows come in processing order and a row's pixels are consecutive. ``obj``
+        (position of the row's object), ``len`` (pixels), ``pix`` (first pixel), ``col``
+        (first entry of the object's columns), ``out`` (element offset of the row's first
+        output pixel), ``frame`` (offset of the frame's top-left pixel), ``fw``/``fh``
+        (frame size), ``img`` (image index), ``fx``/``fy`` (patch origin inside the
+        frame, ``padding_mode="image"`` only). Rows of a level are grouped by image.
+        """
+        return {key: val.to(self.device, non_blocking=True) for key, val in self._row_cpu.items()}
+
+    @cached_property
+    def _row_cpu(self) -> dict[str, Tensor]:
+        s_b, _, s_h, s_w = self.strides
+        x0, y0, w, h, b = self.objects.unbind(1)
+        row_obj = torch.repeat_interleave(torch.arange(w.numel()), h)
+        row_ii = torch.arange(row_obj.numel()) - (torch.cumsum(h, 0) - h)[row_obj]
+        row_len = w[row_obj]
+        row_pix = torch.cumsum(row_len, 0) - row_len
+        rb, rx0, ry0 = b[row_obj], x0[row_obj], y0[row_obj]
+        row = {
+            "obj": row_obj,
+            "len": row_len,
+            "pix": row_pix,
+            "col": (torch.cumsum(w, 0) - w)[row_obj],
+            "out": rb * s_b + (ry0 + row_ii) * s_h + rx0 * s_w,
+            "img": rb,
+        }
+        if self.padding_mode == "image":
+            row["frame"] = rb * s_b
+            row["fw"] = torch.full_like(row_len, self.size[1])
+            row["fh"] = torch.full_like(row_len, self.size[0])
+            row["fx"], row["fy"] = rx0, ry0
+        else:
+            row["frame"] = rb * s_b + ry0 * s_h + rx0 * s_w
+            row["fw"], row["fh"] = row_len, h[row_obj]
+        return row
+
+    @cached_property
+    def chunks(self) -> list[list[tuple[int, int, int, int]]]:
+        """Per level, row-aligned ``(row0, row1, pix0, pix1)`` ranges of about ``_CHUNK`` pixels."""
+        row = self._row_cpu
+        bounds = torch.tensor(self.level_objects)
+        level_of = torch.repeat_interleave(torch.arange(bounds.numel() - 1), bounds.diff())
+        row_level = level_of[row["obj"]]
+        row_end = row["pix"] + row["len"]
+        chunk = _CHUNK_CUDA if self.device.type == "cuda" else _CHUNK
+        # chunks never cross a level
+        chunk_key = row_level * (int(row_end[-1]) // chunk + 2) + row["pix"] // chunk
+        _, counts = torch.unique_consecutive(chunk_key, return_counts=True)
+        row_bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+        pix_bounds = torch.cat([row["pix"], row_end[-1:]])[row_bounds]
+        chunks: list[list[tuple[int, int, int, int]]] = []
+        previous = None
+        for r0, r1, p0, p1, lv in zip(row_bounds[:-1].tolist(), row_bounds[1:].tolist(),
+                                      pix_bounds[:-1].tolist(), pix_bounds[1:].tolist(),
+                                      row_level[row_bounds[:-1]].tolist(), strict=True):
+            if lv != previous:
+                chunks.append([])
+                previous = lv
+            chunks[-1].append((r0, r1, p0, p1))
+        return chunks
 
 
 def _taps_1d(coord: Tensor, mode: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
@@ -327,8 +391,7 @@ class _Locations:
     def __init__(self, plan: WarpPlan, params: Tensor) -> None:
         num, dev, dtype = params.shape[0], params.device, params.dtype
         row_obj = plan.row["obj"]
-        height = torch.bincount(row_obj, minlength=num)
-        width = torch.zeros(num, dtype=torch.long, device=dev).scatter_(0, row_obj, plan.row["len"])
+        width, height = plan.objects[:, 2].to(dev), plan.objects[:, 3].to(dev)
         row_idx = torch.arange(row_obj.numel(), device=dev) - (torch.cumsum(height, 0) - height)[row_obj]
         col_obj = torch.repeat_interleave(torch.arange(num, device=dev), width)
         col_idx = torch.arange(col_obj.numel(), device=dev) - (torch.cumsum(width, 0) - width)[col_obj]
@@ -416,19 +479,13 @@ def _location_grads(ch: _Chunk, g: Tensor, dvdx: Tensor, dvdy: Tensor, grads: li
 
 _MODE_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 _PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
-_ROW_KEYS = ("obj", "len", "pix", "col", "out", "frame", "fw", "fh", "img")
 
 
-def _compiled_rows(plan: WarpPlan, dtype: torch.dtype) -> list[Tensor]:
-    rows = [plan.row[key] for key in _ROW_KEYS]
-    empty = torch.empty(0, dtype=dtype)
-    return rows + [plan.row.get("fx", empty), plan.row.get("fy", empty)]
-
-
-def _compiled_params(plan: WarpPlan, save_from: int, need_loc: bool, need_img: bool) -> list[int]:
+def _compiled_options(plan: WarpPlan, save_from: int, need_loc: bool, need_img: bool) -> list[int]:
     return [
         _MODE_CODES[plan.mode], _PADDING_CODES[plan.padding_mode], int(plan.align_corners),
         int(plan.parallel), save_from, *plan.strides, plan.channels, int(need_loc), int(need_img),
+        *plan.size,
     ]
 
 
@@ -441,7 +498,7 @@ def _compiled_forward(ctx, images: Tensor, work: Tensor, params: Tensor) -> Tens
     """
     plan: WarpPlan = ctx.plan
     need_loc = ctx.needs_input_grad[1]
-    levels = len(plan.level_rows) - 1
+    levels = len(plan.level_objects) - 1
     # every level of "parallel", and the first of "sequential", reads the input batch:
     # those read it directly (in the working layout), in the forward and the backward
     save_from = levels if plan.parallel else 1
@@ -449,11 +506,10 @@ def _compiled_forward(ctx, images: Tensor, work: Tensor, params: Tensor) -> Tens
     if source is None and need_loc:  # not dense: the backward reads a copy in the working layout
         source = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype)
         source.copy_(images)
-    rows = _compiled_rows(plan, ctx.compute_dtype)
     read = torch.empty(0, dtype=images.dtype) if source is None else source
     dvdx, dvdy = ctx.ops.warp_forward(
-        work, read, params, rows, plan.level_rows, plan.level_pix,
-        _compiled_params(plan, save_from, need_loc, False),
+        work, read, params, plan.objects, plan.level_objects,
+        _compiled_options(plan, save_from, need_loc, False),
     )
     ctx.save_from = save_from
     ctx.save_for_backward(source if need_loc else None, dvdx, dvdy, params)
@@ -471,8 +527,8 @@ def _compiled_backward(ctx, grad_out: Tensor):
     if images is None:
         images = torch.empty(0, dtype=ctx.image_dtype)
     grads = ctx.ops.warp_backward(
-        g_buf, images, params, _compiled_rows(plan, ctx.compute_dtype), [dvdx, dvdy],
-        plan.level_rows, plan.level_pix, _compiled_params(plan, ctx.save_from, need_loc, need_img),
+        g_buf, images, params, plan.objects, plan.level_objects, [dvdx, dvdy],
+        _compiled_options(plan, ctx.save_from, need_loc, need_img),
     )
     grad_images = g_buf.to(ctx.image_dtype) if need_img else None
     return grad_images, (grads[0] if need_loc else None), None, None

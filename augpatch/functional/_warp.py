@@ -23,11 +23,6 @@ from augpatch.functional._checks import (
 from augpatch.functional._plan import overlap_edges, schedule_levels
 from augpatch.functional._sampler import PatchWarp, WarpPlan
 
-# pixels per chunk: bounds the temporary memory of a call (about 300 bytes a pixel);
-# larger chunks mean fewer, bigger kernels (CPU threads start above 32k elements, and a
-# GPU wants far fewer launches)
-_CHUNK = 1 << 16
-_CHUNK_CUDA = 1 << 19
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
 _FEW_OBJECTS = 2
@@ -194,60 +189,14 @@ def _build_plan(
     obj: Tensor, pix: Tensor, n_w: Tensor, n_h: Tensor, img: Tensor, level: Tensor,
     images: Tensor, mode: str, padding_mode: str, align_corners: bool, parallel: bool,
 ) -> WarpPlan:
-    """Row tables and chunk ranges (CPU integer work on ``N``- and row-sized tensors)."""
-    _, _, height, width = images.shape
-    s_b, s_c, s_h, s_w = _work_strides(images)
-    k = obj.numel()
-    w, h = n_w[obj], n_h[obj]
-    x0, y0, b = pix[obj, 0], pix[obj, 1], img[obj]
-    row_obj = torch.repeat_interleave(torch.arange(k), h)
-    row_ii = torch.arange(row_obj.numel()) - (torch.cumsum(h, 0) - h)[row_obj]
-    row_len = w[row_obj]
-    row_end = torch.cumsum(row_len, 0)
-    row_pix = row_end - row_len
-    rb, rx0, ry0 = b[row_obj], x0[row_obj], y0[row_obj]
-    row = {
-        "obj": row_obj,
-        "len": row_len,
-        "pix": row_pix,
-        "col": (torch.cumsum(w, 0) - w)[row_obj],
-        "out": rb * s_b + (ry0 + row_ii) * s_h + rx0 * s_w,
-        "img": rb,
-    }
-    if padding_mode == "image":
-        row["frame"] = rb * s_b
-        row["fw"] = torch.full_like(row_len, width)
-        row["fh"] = torch.full_like(row_len, height)
-        row["fx"], row["fy"] = rx0, ry0
-    else:
-        row["frame"] = rb * s_b + ry0 * s_h + rx0 * s_w
-        row["fw"], row["fh"] = row_len, h[row_obj]
-    # chunks: row-aligned ranges of about _CHUNK pixels, never across a level
-    row_level = level[row_obj]
-    chunk = _CHUNK_CUDA if images.is_cuda else _CHUNK
-    chunk_key = row_level * (int(row_end[-1]) // chunk + 2) + row_pix // chunk
-    _, counts = torch.unique_consecutive(chunk_key, return_counts=True)
-    row_bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
-    pix_bounds = torch.cat([row_pix, row_end[-1:]])[row_bounds]
-    chunk_level = row_level[row_bounds[:-1]].tolist()
-    chunks: list[list[tuple[int, int, int, int]]] = []
-    previous = None
-    for r0, r1, p0, p1, lv in zip(row_bounds[:-1].tolist(), row_bounds[1:].tolist(),
-                                  pix_bounds[:-1].tolist(), pix_bounds[1:].tolist(),
-                                  chunk_level, strict=True):
-        if lv != previous:
-            chunks.append([])
-            previous = lv
-        chunks[-1].append((r0, r1, p0, p1))
-    dev = images.device
-    if padding_mode == "image":
-        compute = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
-        row["fx"], row["fy"] = row["fx"].to(compute), row["fy"].to(compute)
-    row = {key: val.to(dev, non_blocking=True) for key, val in row.items()}
+    """The per-object plan: patches in processing order and the levels' bounds (CPU, ``K``-sized)."""
+    objects = torch.stack([pix[obj, 0], pix[obj, 1], n_w[obj], n_h[obj], img[obj]], 1)
+    counts = torch.bincount(level, minlength=int(level[-1]) + 1)  # level is sorted
     return WarpPlan(
-        row=row, chunks=chunks, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
-        strides=(s_b, s_c, s_h, s_w), channels=images.shape[1], total=int(row_end[-1]),
-        parallel=parallel,
+        objects=objects, level_objects=[0, *torch.cumsum(counts, 0).tolist()], mode=mode,
+        padding_mode=padding_mode, align_corners=align_corners, strides=_work_strides(images),
+        channels=images.shape[1], size=(images.shape[2], images.shape[3]), parallel=parallel,
+        device=images.device,
     )
 
 

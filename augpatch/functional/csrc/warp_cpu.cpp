@@ -33,25 +33,48 @@ struct Params {
   int64_t save_from;  // first level whose location derivatives are saved (forward)
   int64_t s_b, s_c, s_h, s_w, channels;
   bool need_loc, need_img;
+  int64_t height, width;  // of the images
 
   explicit Params(c10::IntArrayRef v)
       : mode(v[0]), padding(v[1]), align(v[2] != 0), parallel(v[3] != 0), save_from(v[4]),
         s_b(v[5]), s_c(v[6]), s_h(v[7]), s_w(v[8]), channels(v[9]), need_loc(v[10] != 0),
-        need_img(v[11] != 0) {}
+        need_img(v[11] != 0), height(v[12]), width(v[13]) {
+    TORCH_CHECK(v.size() == 14, "augpatch: malformed kernel options");
+  }
 };
 
+// The pixel rows of every patch, in processing order (by level, then image, then
+// object): a row's pixels are consecutive, an object's rows too. Per row: its object
+// (position in processing order), pixels, first pixel, first entry of the object's
+// columns, element offset of its first output pixel, offset of the frame's top-left
+// pixel, frame size, image, and the patch origin inside the frame (padding "image").
 struct Rows {
-  const int64_t *obj, *len, *pix, *col, *out, *frame, *fw, *fh, *img;
+  std::vector<int64_t> obj, len, pix, col, out, frame, fw, fh, img, fx, fy;
+};
 
-  explicit Rows(const std::vector<at::Tensor>& r)
-      : obj(r[0].data_ptr<int64_t>()), len(r[1].data_ptr<int64_t>()), pix(r[2].data_ptr<int64_t>()),
-        col(r[3].data_ptr<int64_t>()), out(r[4].data_ptr<int64_t>()), frame(r[5].data_ptr<int64_t>()),
-        fw(r[6].data_ptr<int64_t>()), fh(r[7].data_ptr<int64_t>()), img(r[8].data_ptr<int64_t>()) {}
+struct Levels {
+  std::vector<int64_t> rows, pix;  // [L + 1] row and pixel bounds of the levels
+  int64_t count() const { return static_cast<int64_t>(rows.size()) - 1; }
+};
+
+// Per object (processing order): patch size and where its rows, columns and pixels
+// start; the rows; the levels.
+struct Plan {
+  std::vector<int64_t> width, height, first_row, first_col, first_pix;  // [K + 1] for the firsts
+  Rows rows;
+  Levels levels;
+
+  // `objects` [K, 5] int64: x0, y0, width, height, image of every object in processing
+  // order; `level_objects` [L + 1]: the levels' bounds in it (see WarpPlan).
+  Plan(const at::Tensor& objects, c10::IntArrayRef level_objects, const Params& p);
+  int64_t count() const { return static_cast<int64_t>(width.size()); }
+  int64_t n_rows() const { return first_row.back(); }
+  int64_t columns() const { return first_col.back(); }
 };
 
 template <typename T>
 struct Tables {
-  const T *col_x, *col_y, *row_x, *row_y, *obj, *fx, *fy;
+  const T *col_x, *col_y, *row_x, *row_y, *obj;
 };
 
 constexpr int taps_per_axis(int64_t mode) { return mode == kNearest ? 1 : (mode == kBilinear ? 2 : 4); }
@@ -197,24 +220,56 @@ enum Param : int64_t {
   kT00 = 0, kT01, kT02, kT10, kT11, kT12, kKx, kKy, kCx, kCy, kSx, kSy, kOx, kOy, kParams
 };
 
-// Where each object's rows and columns are (objects are rows' `obj`, rows consecutive).
-struct Objects {
-  std::vector<int64_t> first_row, height, width, first_col;
-  int64_t columns = 0;
-
-  Objects(const int64_t* obj, const int64_t* len, const int64_t* col, int64_t rows, int64_t count)
-      : first_row(count, 0), height(count, 0), width(count, 0), first_col(count, 0) {
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t k = obj[r];
-      TORCH_CHECK(k >= 0 && k < count, "augpatch: row object out of range");
-      if (height[k]++ == 0) first_row[k] = r;
-      width[k] = len[r];
-      first_col[k] = col[r];
-      columns = std::max(columns, col[r] + len[r]);
+Plan::Plan(const at::Tensor& objects, c10::IntArrayRef level_objects, const Params& p) {
+  TORCH_CHECK(objects.dim() == 2 && objects.size(1) == 5 && objects.is_contiguous() &&
+                  objects.scalar_type() == at::kLong && objects.device().is_cpu(),
+              "augpatch: object table");
+  const int64_t count = objects.size(0);
+  TORCH_CHECK(level_objects.size() >= 2 && level_objects.front() == 0 && level_objects.back() == count,
+              "augpatch: level bounds");
+  const int64_t* o = objects.const_data_ptr<int64_t>();
+  width.resize(count);
+  height.resize(count);
+  first_row.assign(count + 1, 0);
+  first_col.assign(count + 1, 0);
+  first_pix.assign(count + 1, 0);
+  for (int64_t k = 0; k < count; ++k) {
+    width[k] = o[5 * k + 2];
+    height[k] = o[5 * k + 3];
+    TORCH_CHECK(width[k] > 0 && height[k] > 0, "augpatch: empty patch in the plan");
+    first_row[k + 1] = first_row[k] + height[k];
+    first_col[k + 1] = first_col[k] + width[k];
+    first_pix[k + 1] = first_pix[k] + width[k] * height[k];
+  }
+  const int64_t n = first_row[count];
+  for (auto* v : {&rows.obj, &rows.len, &rows.pix, &rows.col, &rows.out, &rows.frame, &rows.fw, &rows.fh,
+                  &rows.img, &rows.fx, &rows.fy}) {
+    v->resize(n);
+  }
+  const bool image = p.padding == kImage;
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t x0 = o[5 * k], y0 = o[5 * k + 1], b = o[5 * k + 4];
+    for (int64_t i = 0; i < height[k]; ++i) {
+      const int64_t r = first_row[k] + i;
+      rows.obj[r] = k;
+      rows.len[r] = width[k];
+      rows.pix[r] = first_pix[k] + i * width[k];
+      rows.col[r] = first_col[k];
+      rows.out[r] = b * p.s_b + (y0 + i) * p.s_h + x0 * p.s_w;
+      rows.img[r] = b;
+      rows.frame[r] = image ? b * p.s_b : b * p.s_b + y0 * p.s_h + x0 * p.s_w;
+      rows.fw[r] = image ? p.width : width[k];
+      rows.fh[r] = image ? p.height : height[k];
+      rows.fx[r] = image ? x0 : 0;
+      rows.fy[r] = image ? y0 : 0;
     }
   }
-  int64_t count() const { return static_cast<int64_t>(width.size()); }
-};
+  for (const int64_t k : level_objects) {
+    TORCH_CHECK(k >= 0 && k <= count, "augpatch: level bounds");
+    levels.rows.push_back(first_row[k]);
+    levels.pix.push_back(first_pix[k]);
+  }
+}
 
 // The location tables the pixel loops read (see _warp._object_params): per patch
 // column u * theta[0, 0] and u * theta[1, 0], per patch row v * theta[0, 1] and
@@ -225,12 +280,12 @@ struct Locations {
   std::vector<T> col_x, col_y, row_x, row_y, obj;
 
   // zeros, shaped as the tables of `ob` (their gradients)
-  Locations(const Objects& ob, int64_t rows)
-      : col_x(ob.columns, T(0)), col_y(ob.columns, T(0)), row_x(rows, T(0)), row_y(rows, T(0)),
-        obj(6 * ob.count(), T(0)) {}
+  explicit Locations(const Plan& ob)
+      : col_x(ob.columns(), T(0)), col_y(ob.columns(), T(0)), row_x(ob.n_rows(), T(0)),
+        row_y(ob.n_rows(), T(0)), obj(6 * ob.count(), T(0)) {}
 
-  Locations(const T* prm, const Objects& ob, int64_t rows, bool align)
-      : col_x(ob.columns), col_y(ob.columns), row_x(rows), row_y(rows), obj(6 * ob.count()) {
+  Locations(const T* prm, const Plan& ob, bool align)
+      : col_x(ob.columns()), col_y(ob.columns()), row_x(ob.n_rows()), row_y(ob.n_rows()), obj(6 * ob.count()) {
     for (int64_t k = 0; k < ob.count(); ++k) {
       const T* q = prm + k * kParams;
       for (int64_t j = 0; j < ob.width[k]; ++j) {
@@ -252,7 +307,7 @@ struct Locations {
 // The gradient of the parameters from that of the location tables (the chain rule
 // through Locations).
 template <typename T>
-void parameter_grads(const T* prm, const Objects& ob, bool align, const Locations<T>& g, T* out) {
+void parameter_grads(const T* prm, const Plan& ob, bool align, const Locations<T>& g, T* out) {
   for (int64_t k = 0; k < ob.count(); ++k) {
     const T* q = prm + k * kParams;
     T* o = out + k * kParams;
@@ -301,8 +356,8 @@ struct Row {
     sy = ob[3];
     ox = ob[4];
     oy = ob[5];
-    fx = image ? tb.fx[r] : T(0);
-    fy = image ? tb.fy[r] : T(0);
+    fx = image ? static_cast<T>(rw.fx[r]) : T(0);
+    fy = image ? static_cast<T>(rw.fy[r]) : T(0);
     fw = rw.fw[r];
     fh = rw.fh[r];
     frame = rw.frame[r];
@@ -431,13 +486,6 @@ void parallel_dynamic(int64_t n, const F& f) {
 #endif
   if (n > 0) f(0, n);
 }
-
-struct Levels {
-  std::vector<int64_t> rows, pix;  // [L + 1] bounds each
-
-  Levels(c10::IntArrayRef r, c10::IntArrayRef px) : rows(r.begin(), r.end()), pix(px.begin(), px.end()) {}
-  int64_t count() const { return static_cast<int64_t>(rows.size()) - 1; }
-};
 
 constexpr int64_t kRowGrain = 16;
 
@@ -645,16 +693,8 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
 }
 
 template <typename T>
-Tables<T> tables_of(const Locations<T>& loc, const std::vector<at::Tensor>& rows) {
-  Tables<T> tb;
-  tb.col_x = loc.col_x.data();
-  tb.col_y = loc.col_y.data();
-  tb.row_x = loc.row_x.data();
-  tb.row_y = loc.row_y.data();
-  tb.obj = loc.obj.data();
-  tb.fx = rows[9].numel() > 0 ? rows[9].data_ptr<T>() : nullptr;
-  tb.fy = rows[10].numel() > 0 ? rows[10].data_ptr<T>() : nullptr;
-  return tb;
+Tables<T> tables_of(const Locations<T>& loc) {
+  return Tables<T>{loc.col_x.data(), loc.col_y.data(), loc.row_x.data(), loc.row_y.data(), loc.obj.data()};
 }
 
 // The image dtypes warp_patches accepts, each with its compute dtype (float64 for
@@ -683,17 +723,10 @@ void dispatch_mode(int64_t mode, F&& f) {
   }
 }
 
-void check_inputs(const at::Tensor& params, const std::vector<at::Tensor>& rows, const Params& p,
-                  const Levels& lv) {
-  TORCH_CHECK(rows.size() == 11, "augpatch: malformed warp plan");
-  TORCH_CHECK(params.dim() == 2 && params.size(1) == kParams && params.is_contiguous() && params.device().is_cpu(),
+void check_params(const at::Tensor& params, const Plan& plan) {
+  TORCH_CHECK(params.dim() == 2 && params.size(0) == plan.count() && params.size(1) == kParams &&
+                  params.is_contiguous() && params.device().is_cpu(),
               "augpatch: object parameters");
-  for (size_t i = 0; i < 9; ++i) {
-    TORCH_CHECK(rows[i].is_contiguous() && rows[i].scalar_type() == at::kLong, "augpatch: row tables");
-  }
-  TORCH_CHECK(p.padding != kImage || (rows[9].is_contiguous() && rows[10].is_contiguous()),
-              "augpatch: frame origins");
-  TORCH_CHECK(lv.rows.size() == lv.pix.size() && !lv.rows.empty(), "augpatch: level bounds");
 }
 
 // forward: warps `work` in place (a copy of the batch; `input`, the batch itself in the
@@ -701,14 +734,13 @@ void check_inputs(const at::Tensor& params, const std::vector<at::Tensor>& rows,
 // processing order (see _warp._object_params). Returns the saved location derivatives
 // [dvdx, dvdy] ([C, pixels of levels >= save_from] each; empty when not needed).
 std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tensor params,
-                                     std::vector<at::Tensor> rows, c10::IntArrayRef level_rows,
-                                     c10::IntArrayRef level_pix, c10::IntArrayRef options) {
+                                     at::Tensor objects, c10::IntArrayRef level_objects,
+                                     c10::IntArrayRef options) {
   const Params p(options);
-  const Levels lv(level_rows, level_pix);
-  check_inputs(params, rows, p, lv);
-  const Rows rw(rows);
-  const int64_t n_rows = rows[0].numel();
-  const Objects ob(rw.obj, rw.len, rw.col, n_rows, params.size(0));
+  const Plan plan(objects, level_objects, p);
+  check_params(params, plan);
+  const Rows& rw = plan.rows;
+  const Levels& lv = plan.levels;
   const auto compute = params.scalar_type();
   const bool save = p.need_loc && !p.parallel && p.save_from < lv.count();
   const int64_t save_pix0 = save ? lv.pix[p.save_from] : 0;
@@ -719,8 +751,8 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
   dispatch_image(work.scalar_type(), compute, [&](auto image_tag, auto compute_tag) {
     using S = decltype(image_tag);
     using T = decltype(compute_tag);
-    const Locations<T> loc(params.const_data_ptr<T>(), ob, n_rows, p.align);
-    const Tables<T> tb = tables_of<T>(loc, rows);
+    const Locations<T> loc(params.const_data_ptr<T>(), plan, p.align);
+    const Tables<T> tb = tables_of<T>(loc);
     T* dx = save ? dvdx.data_ptr<T>() : nullptr;
     T* dy = save ? dvdy.data_ptr<T>() : nullptr;
     TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
@@ -742,16 +774,14 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
 // location gradient is needed). `images` is read where a level read the input batch
 // and its derivatives were not saved.
 std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::Tensor params,
-                                      std::vector<at::Tensor> rows, std::vector<at::Tensor> saved,
-                                      c10::IntArrayRef level_rows, c10::IntArrayRef level_pix,
-                                      c10::IntArrayRef options) {
+                                      at::Tensor objects, c10::IntArrayRef level_objects,
+                                      std::vector<at::Tensor> saved, c10::IntArrayRef options) {
   const Params p(options);
-  const Levels lv(level_rows, level_pix);
-  check_inputs(params, rows, p, lv);
+  const Plan plan(objects, level_objects, p);
+  check_params(params, plan);
   TORCH_CHECK(g_buf.scalar_type() == params.scalar_type(), "augpatch: gradient buffer dtype");
-  const Rows rw(rows);
-  const int64_t n_rows = rows[0].numel();
-  const Objects ob(rw.obj, rw.len, rw.col, n_rows, params.size(0));
+  const Rows& rw = plan.rows;
+  const Levels& lv = plan.levels;
   at::Tensor grad = at::zeros({p.need_loc ? params.size(0) : 0, kParams}, params.options());
   const bool has_saved = saved.size() == 2 && saved[0].numel() > 0;
   const int64_t save_pix0 = has_saved ? lv.pix[p.save_from] : 0;
@@ -760,9 +790,9 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
     using S = decltype(image_tag);
     using T = decltype(compute_tag);
     const T* prm = params.const_data_ptr<T>();
-    const Locations<T> loc(prm, ob, n_rows, p.align);
-    const Tables<T> tb = tables_of<T>(loc, rows);
-    Locations<T> g_loc(ob, n_rows);  // the gradients of the location tables
+    const Locations<T> loc(prm, plan, p.align);
+    const Tables<T> tb = tables_of<T>(loc);
+    Locations<T> g_loc(plan);  // the gradients of the location tables
     const TableGrads<T> gr{g_loc.col_x.data(), g_loc.col_y.data(), g_loc.row_x.data(), g_loc.row_y.data(),
                            g_loc.obj.data()};
     const T* dx = has_saved ? saved[0].data_ptr<T>() : nullptr;
@@ -778,7 +808,7 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
         backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
       }
     });
-    if (p.need_loc) parameter_grads<T>(prm, ob, p.align, g_loc, grad.data_ptr<T>());
+    if (p.need_loc) parameter_grads<T>(prm, plan, p.align, g_loc, grad.data_ptr<T>());
   });
   if (!p.need_loc) return {};
   return {grad};
@@ -788,11 +818,11 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
 
 TORCH_LIBRARY(augpatch_cpu, m) {
   m.def(
-      "warp_forward(Tensor(a!) work, Tensor input, Tensor params, Tensor[] rows, int[] level_rows, int[] level_pix, "
+      "warp_forward(Tensor(a!) work, Tensor input, Tensor params, Tensor objects, int[] level_objects, "
       "int[] options) -> Tensor[]");
   m.def(
-      "warp_backward(Tensor(a!) g_buf, Tensor images, Tensor params, Tensor[] rows, Tensor[] saved, "
-      "int[] level_rows, int[] level_pix, int[] options) -> Tensor[]");
+      "warp_backward(Tensor(a!) g_buf, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
+      "Tensor[] saved, int[] options) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
