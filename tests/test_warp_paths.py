@@ -119,6 +119,38 @@ def test_overlap_edges_do_not_depend_on_pair_chunking(monkeypatch):
     assert len(whole) > 20
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("with_read", [False, True])
+def test_overlap_edges_equal_the_pairwise_definition(seed, with_read):
+    """Edges come only from pairs of one image (objects are grouped by image before the
+    test); they are exactly those of the plain pairwise definition."""
+    from augpatch.functional import _plan
+
+    gen = torch.Generator().manual_seed(seed)
+    k = int(torch.randint(0, 40, (1,), generator=gen))
+    xy = torch.randint(0, 30, (k, 2), generator=gen)
+    wh = torch.randint(1, 12, (k, 2), generator=gen)
+    write = torch.cat([xy, xy + wh], 1)
+    read = torch.cat([xy - 2, xy + wh + 1], 1) if with_read else None
+    image = torch.randint(0, 4, (k,), generator=gen)
+
+    def meet(a, b):
+        return max(a[0], b[0]) < min(a[2], b[2]) and max(a[1], b[1]) < min(a[3], b[3])
+
+    w, r, img = write.tolist(), (read.tolist() if with_read else None), image.tolist()
+    expected = []
+    for m in range(k):
+        for n in range(m + 1, k):
+            if img[m] != img[n]:
+                continue
+            strict = meet(w[m], w[n]) or (r is not None and meet(w[m], r[n]))
+            loose = not strict and r is not None and meet(r[m], w[n])
+            if strict or loose:
+                expected.append((m, n, int(strict)))
+    src, dst, strict = _plan.overlap_edges(write, read, image)
+    assert sorted(zip(src.tolist(), dst.tolist(), strict.tolist())) == sorted(expected)
+
+
 @pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid:UserWarning")
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -36,7 +36,8 @@ def check_finite(name: str, value: Tensor) -> None:
     """Raise ``ValueError`` if a floating tensor holds NaN or Inf."""
     if value.device.type == "meta":  # no values to look at; other checks still apply
         return
-    if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+    # detached: isfinite is composite (abs, ne, eq) and would otherwise record a graph
+    if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value.detach()).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
 
 

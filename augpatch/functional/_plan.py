@@ -43,33 +43,44 @@ def overlap_edges(
     """Dependency edges ``(src, dst, strict)`` between objects ``src < dst`` of one image.
 
     ``write``/``read`` are ``[K, 4]`` int64 pixel rects on the CPU; ``read=None``
-    means every object reads exactly what it writes.
+    means every object reads exactly what it writes. Only pairs of one image are tested:
+    objects are grouped by image (index order kept) and each is compared with the
+    later objects of its group, ``sum_i n_i * max_i n_i`` pairs at most.
     """
     k = write.shape[0]
+    empty = torch.zeros(0, dtype=torch.long)
+    if k < 2:
+        return empty, empty, empty
+    order = torch.sort(image, stable=True).indices  # grouped by image, index order kept
+    counts = torch.bincount(image)
+    end = (torch.cumsum(counts, 0))[image[order]]  # one past the last object of each one's image
+    span = int(counts.max())
+    if span < 2:
+        return empty, empty, empty
+    write = write[order]
+    read = read[order] if read is not None else None
+    offsets = torch.arange(1, span)[None, :]
     srcs, dsts, stricts = [], [], []
-    rows = max(1, _PAIR_CHUNK // max(k, 1))
-    idx = torch.arange(k)
+    rows = max(1, _PAIR_CHUNK // (span - 1))
     for start in range(0, k, rows):
-        m = idx[start : start + rows, None]  # earlier object
-        n = idx[None, :]  # later object
-        cand = (m < n) & (image[m] == image[n])
+        m = torch.arange(start, min(start + rows, k))[:, None]  # earlier object
+        n = m + offsets  # later objects of the same image (where valid)
+        valid = n < end[m]
+        n = n.clamp(max=k - 1)
         wm, wn = write[m], write[n]
         strict = _rects_intersect(wm, wn)
         if read is not None:
             strict |= _rects_intersect(wm, read[n])
-            loose = _rects_intersect(read[m], wn) & ~strict
-        else:
-            loose = torch.zeros_like(strict)
-        strict &= cand
-        loose &= cand
-        for mask, flag in ((strict, True), (loose, False)):
-            mi, ni = mask.nonzero(as_tuple=True)
-            srcs.append(mi + start)
-            dsts.append(ni)
-            stricts.append(torch.full_like(mi, int(flag)))
-    if not srcs:
-        empty = torch.zeros(0, dtype=torch.long)
-        return empty, empty, empty
+            loose = _rects_intersect(read[m], wn) & ~strict & valid
+            mi, ni = loose.nonzero(as_tuple=True)
+            srcs.append(order[mi + start])
+            dsts.append(order[n[mi, ni]])
+            stricts.append(torch.zeros_like(mi))
+        strict &= valid
+        mi, ni = strict.nonzero(as_tuple=True)
+        srcs.append(order[mi + start])
+        dsts.append(order[n[mi, ni]])
+        stricts.append(torch.ones_like(mi))
     return torch.cat(srcs), torch.cat(dsts), torch.cat(stricts)
 
 
