@@ -593,23 +593,19 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
   const int64_t C = NC > 0 ? NC : p.channels;  // NC: channels known when compiled
   const int64_t L = lv.count();
   const int64_t total = lv.pix.back();
-  int64_t widest = 0;
-  for (int64_t l = 0; l < L; ++l) widest = std::max(widest, lv.pix[l + 1] - lv.pix[l]);
-  const int64_t span = p.parallel ? total : widest;
-  std::vector<T> pending(static_cast<size_t>(C * span));  // output gradients of the level(s)
-
-  auto gather = [&](int64_t l) {
-    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    for_each_pixel(rw, lv, l, [&](int64_t r, int64_t jj, int64_t px) {
-      T* o = g + rw.out[r] + jj * p.s_w;
-      for (int64_t c = 0; c < C; ++c) {
-        pending[c * span + px - res0] = o[c * p.s_c];
-        o[c * p.s_c] = T(0);  // the state before this level reaches them only via reads
-      }
-    });
+  // The output gradients of a level's pixels are taken out of g (the state before the
+  // level reaches those pixels only via reads) before any of its reads is scattered.
+  // sequential: one image's part of a level at a time (it touches only that image);
+  // parallel: every level read the input, so all are taken out before any scatter.
+  std::vector<T> pending(static_cast<size_t>(p.parallel ? C * total : 0));
+  auto take = [&](int64_t r, int64_t jj, int64_t px, T* dst, int64_t stride) {
+    T* o = g + rw.out[r] + jj * p.s_w;
+    for (int64_t c = 0; c < C; ++c) {
+      dst[c * stride + px] = o[c * p.s_c];
+      o[c * p.s_c] = T(0);
+    }
   };
   auto scatter = [&](int64_t l) {
-    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool saved = dvdx != nullptr && !p.parallel && l >= p.save_from;
     // values read here came from the input or (sequential) from earlier levels' writes
     const bool to_buffer = p.need_img || (l > 0 && !p.parallel);
@@ -621,8 +617,21 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       T* dy = dx + C;
       T* gv = dx + 2 * C;
       Taps<T, M> tp;
+      std::vector<T> local;  // sequential: the output gradients of this image's part
       for (int64_t run = ib; run < ie; ++run) {
-        for (int64_t r = runs[run]; r < runs[run + 1]; ++r) {
+        const int64_t r0 = runs[run], r1 = runs[run + 1];
+        const T* taken = pending.data();  // [C, stride], pixel px at px - res0
+        int64_t stride = total, res0 = 0;
+        if (!p.parallel) {
+          res0 = rw.pix[r0];
+          stride = rw.pix[r1 - 1] + rw.len[r1 - 1] - res0;
+          local.resize(static_cast<size_t>(C * stride));
+          for (int64_t r = r0; r < r1; ++r) {
+            for (int64_t jj = 0; jj < rw.len[r]; ++jj) take(r, jj, rw.pix[r] + jj - res0, local.data(), stride);
+          }
+          taken = local.data();
+        }
+        for (int64_t r = r0; r < r1; ++r) {
           const Row<T> row(tb, rw, r, p.padding == kImage);
           T* g_col_x = gr.col_x + rw.col[r];
           T* g_col_y = gr.col_y + rw.col[r];
@@ -632,7 +641,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
             const int64_t px = rw.pix[r] + jj;
             locate<T, M>(p, row, jj, tp);
             const Grid<T, M> gd(tp, p.need_loc && !saved);
-            for (int64_t c = 0; c < C; ++c) gv[c] = pending[c * span + px - res0];
+            for (int64_t c = 0; c < C; ++c) gv[c] = taken[c * stride + px - res0];
             if (p.need_loc) {
               T gix = T(0), giy = T(0);
               if (saved) {
@@ -682,14 +691,14 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       }
     });
   };
-  for (int64_t l = L - 1; l >= 0; --l) {
-    gather(l);
-    if (!p.parallel) {
-      scatter(l);
-    } else if (l == 0) {  // parallel: every level read the input
-      for (int64_t k = 0; k < L; ++k) scatter(k);
-    }
+  if (!p.parallel) {
+    for (int64_t l = L - 1; l >= 0; --l) scatter(l);
+    return;
   }
+  for (int64_t l = L - 1; l >= 0; --l) {  // the higher level's write is the one that counts
+    for_each_pixel(rw, lv, l, [&](int64_t r, int64_t jj, int64_t px) { take(r, jj, px, pending.data(), total); });
+  }
+  for (int64_t l = 0; l < L; ++l) scatter(l);
 }
 
 template <typename T>
