@@ -43,44 +43,53 @@ def overlap_edges(
     """Dependency edges ``(src, dst, strict)`` between objects ``src < dst`` of one image.
 
     ``write``/``read`` are ``[K, 4]`` int64 pixel rects on the CPU; ``read=None``
-    means every object reads exactly what it writes. Only pairs of one image are tested:
-    objects are grouped by image (index order kept) and each is compared with the
-    later objects of its group, ``sum_i n_i * max_i n_i`` pairs at most.
+    means every object reads exactly what it writes. ``strict`` edges: ``src`` writes
+    where ``dst`` writes or reads; loose ones: ``src`` only reads where ``dst`` writes.
+
+    A sweep along x finds the candidates: objects are sorted by image, then by the left
+    edge of the rect they touch (written or read), and each is paired with the objects
+    of its image whose left edge lies before its right edge (one ``searchsorted``); only
+    those pairs are tested, in chunks of at most ``_PAIR_CHUNK``. The cost follows the
+    number of pairs that meet along x, not ``K^2``.
     """
     k = write.shape[0]
     empty = torch.zeros(0, dtype=torch.long)
     if k < 2:
         return empty, empty, empty
-    order = torch.sort(image, stable=True).indices  # grouped by image, index order kept
-    counts = torch.bincount(image)
-    end = (torch.cumsum(counts, 0))[image[order]]  # one past the last object of each one's image
-    span = int(counts.max())
-    if span < 2:
-        return empty, empty, empty
-    write = write[order]
-    read = read[order] if read is not None else None
-    offsets = torch.arange(1, span)[None, :]
+    touch = write if read is None else torch.cat([
+        torch.minimum(write[:, :2], read[:, :2]), torch.maximum(write[:, 2:], read[:, 2:])
+    ], 1)
+    span = int(touch[:, 2].max()) - int(touch[:, 0].min()) + 1  # keys of two images never mix
+    left = touch[:, 0] - int(touch[:, 0].min())
+    key, order = torch.sort(image * span + left, stable=True)
+    right = image[order] * span + (touch[order, 2] - int(touch[:, 0].min()))
+    # candidates of sorted position i: positions i + 1 .. stop[i] - 1 (their left edge < its right)
+    stop = torch.searchsorted(key, right, side="left")
+    count = (stop - torch.arange(1, k + 1)).clamp(min=0)
     srcs, dsts, stricts = [], [], []
-    rows = max(1, _PAIR_CHUNK // (span - 1))
-    for start in range(0, k, rows):
-        m = torch.arange(start, min(start + rows, k))[:, None]  # earlier object
-        n = m + offsets  # later objects of the same image (where valid)
-        valid = n < end[m]
-        n = n.clamp(max=k - 1)
-        wm, wn = write[m], write[n]
-        strict = _rects_intersect(wm, wn)
+    ends = torch.cumsum(count, 0)
+    start = 0
+    while start < k:
+        base = int(ends[start - 1]) if start else 0
+        # as many positions as fit _PAIR_CHUNK pairs (at least one)
+        stop_at = max(start + 1, int(torch.searchsorted(ends, base + _PAIR_CHUNK, side="right")))
+        stop_at = min(stop_at, k)
+        c = count[start:stop_at]
+        i = torch.repeat_interleave(torch.arange(start, stop_at), c)
+        j = i + 1 + (torch.arange(i.numel()) - (torch.cumsum(c, 0) - c).repeat_interleave(c))
+        a, b = order[i], order[j]
+        m, n = torch.minimum(a, b), torch.maximum(a, b)  # earlier, later object
+        strict = _rects_intersect(write[m], write[n])
         if read is not None:
-            strict |= _rects_intersect(wm, read[n])
-            loose = _rects_intersect(read[m], wn) & ~strict & valid
-            mi, ni = loose.nonzero(as_tuple=True)
-            srcs.append(order[mi + start])
-            dsts.append(order[n[mi, ni]])
-            stricts.append(torch.zeros_like(mi))
-        strict &= valid
-        mi, ni = strict.nonzero(as_tuple=True)
-        srcs.append(order[mi + start])
-        dsts.append(order[n[mi, ni]])
-        stricts.append(torch.ones_like(mi))
+            strict |= _rects_intersect(write[m], read[n])
+            loose = _rects_intersect(read[m], write[n]) & ~strict
+            srcs.append(m[loose])
+            dsts.append(n[loose])
+            stricts.append(torch.zeros_like(m[loose]))
+        srcs.append(m[strict])
+        dsts.append(n[strict])
+        stricts.append(torch.ones_like(m[strict]))
+        start = stop_at
     return torch.cat(srcs), torch.cat(dsts), torch.cat(stricts)
 
 
