@@ -400,11 +400,11 @@ class _Locations:
         self.row_base = base_grid(row_idx, height[row_obj], plan.align_corners, dtype)
         q = params.detach()
         self.params = q
-        self.u = self.col_base * q[col_obj, 6] + q[col_obj, 8]
-        self.v = self.row_base * q[row_obj, 7] + q[row_obj, 9]
+        self.u = self.col_base * q[col_obj, _KX] + q[col_obj, _CX]
+        self.v = self.row_base * q[row_obj, _KY] + q[row_obj, _CY]
         self.tables = (
-            self.u * q[col_obj, 0], self.u * q[col_obj, 3], self.v * q[row_obj, 1],
-            self.v * q[row_obj, 4], q[:, _OBJECT_COLUMNS],
+            self.u * q[col_obj, _T00], self.u * q[col_obj, _T10], self.v * q[row_obj, _T01],
+            self.v * q[row_obj, _T11], q[:, _OBJECT_COLUMNS],
         )
 
     def param_grads(self, grads: list[Tensor]) -> Tensor:
@@ -412,18 +412,22 @@ class _Locations:
         g_col_x, g_col_y, g_row_x, g_row_y, g_obj = grads
         q = self.params
         out = torch.zeros_like(q)
-        gu = g_col_x * q[self.col_obj, 0] + g_col_y * q[self.col_obj, 3]
+        gu = g_col_x * q[self.col_obj, _T00] + g_col_y * q[self.col_obj, _T10]
         cols = torch.stack([g_col_x * self.u, g_col_y * self.u, gu * self.col_base, gu], 1)
-        out[:, [0, 3, 6, 8]] = torch.zeros_like(q[:, :4]).index_add_(0, self.col_obj, cols)
-        gv = g_row_x * q[self.row_obj, 1] + g_row_y * q[self.row_obj, 4]
+        out[:, [_T00, _T10, _KX, _CX]] = torch.zeros_like(q[:, :4]).index_add_(0, self.col_obj, cols)
+        gv = g_row_x * q[self.row_obj, _T01] + g_row_y * q[self.row_obj, _T11]
         rows = torch.stack([g_row_x * self.v, g_row_y * self.v, gv * self.row_base, gv], 1)
-        out[:, [1, 4, 7, 9]] = torch.zeros_like(q[:, :4]).index_add_(0, self.row_obj, rows)
+        out[:, [_T01, _T11, _KY, _CY]] = torch.zeros_like(q[:, :4]).index_add_(0, self.row_obj, rows)
         out[:, _OBJECT_COLUMNS] = g_obj
         return out
 
 
-# params columns of the per-object table: theta[:, 2], unnormalize scales, offsets
-_OBJECT_COLUMNS = [2, 5, 10, 11, 12, 13]
+# Columns of the per-object parameters (see _warp._object_params; `Param` in
+# csrc/warp_cpu.cpp): theta, then per axis the base-coordinate map u = base * k + c, the
+# unnormalize scale and the float-box offset.
+_T00, _T01, _T02, _T10, _T11, _T12, _KX, _KY, _CX, _CY, _SX, _SY, _OX, _OY = range(14)
+# the per-object location table: theta[:, 2], the unnormalize scales, the offsets
+_OBJECT_COLUMNS = [_T02, _T12, _SX, _SY, _OX, _OY]
 
 
 def _write(views: list[Tensor], results: list[tuple[Tensor, Tensor]]) -> None:
