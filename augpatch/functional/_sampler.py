@@ -11,13 +11,14 @@ Python loops are over levels, chunks, taps (1, 4 or 16) and channels.
 Nothing per pixel is kept for the backward pass except, when ``theta`` or the
 boxes need a gradient, the two partial derivatives of the sampled values. The
 backward pass walks the levels in reverse over one gradient buffer and reduces
-the location gradients onto small per-column / per-row / per-object tables;
-autograd takes it from there. Its cost grows like the forward's: with the total
-box area plus one copy of the batch.
+the location gradients onto small per-column / per-row / per-object tables, and
+those onto the ``[K, 14]`` per-object parameters; autograd takes it from there. Its
+cost grows like the forward's: with the total box area plus one copy of the batch.
 
-On the CPU the compiled kernel (``csrc/warp_cpu.cpp``, see ``_kernel.py``) runs the
-same plan with the same per-pixel arithmetic in place of the chunk loop; it keeps
-the derivatives only for levels that read earlier levels' output.
+The plan (:class:`WarpPlan`) is per object. On the CPU the compiled kernel
+(``csrc/warp_cpu.cpp``, see ``_kernel.py``) expands it into pixel rows and location
+tables itself and runs the same per-pixel arithmetic in place of the chunk loop; it
+keeps the derivatives only for levels that read earlier levels' output.
 """
 
 from __future__ import annotations
