@@ -43,26 +43,24 @@ struct Params {
   }
 };
 
-// The pixel rows of every patch, in processing order (by level, then image, then
-// object): a row's pixels are consecutive, an object's rows too. Per row: its object
-// (position in processing order), pixels, first pixel, first entry of the object's
-// columns, element offset of its first output pixel, offset of the frame's top-left
-// pixel, frame size, image, and the patch origin inside the frame (padding "image").
-struct Rows {
-  std::vector<int64_t> obj, len, pix, col, out, frame, fw, fh, img, fx, fy;
-};
-
 struct Levels {
   std::vector<int64_t> rows, pix;  // [L + 1] row and pixel bounds of the levels
   int64_t count() const { return static_cast<int64_t>(rows.size()) - 1; }
 };
 
-// Per object (processing order): patch size and where its rows, columns and pixels
-// start; the rows; the levels.
+// The objects in processing order (by level, then image, then index) and the pixel
+// rows of their patches: a row's pixels are consecutive, an object's rows too. Only
+// each row's object is stored; the rest of a row follows from its object: its pixels,
+// first pixel, first entry of the object's columns, element offset of its first
+// output pixel, offset of the frame's top-left pixel, frame size, image, and the patch
+// origin inside the frame (padding "image").
 struct Plan {
-  std::vector<int64_t> width, height, first_row, first_col, first_pix;  // [K + 1] for the firsts
-  Rows rows;
+  std::vector<int64_t> x0, y0, image, width, height;     // [K]
+  std::vector<int64_t> first_row, first_col, first_pix;  // [K + 1]
+  std::vector<int64_t> row_object;                       // [R]
   Levels levels;
+  int64_t s_b, s_h, s_w, frame_w, frame_h;
+  bool frame_is_image;
 
   // `objects` [K, 5] int64: x0, y0, width, height, image of every object in processing
   // order; `level_objects` [L + 1]: the levels' bounds in it (see WarpPlan).
@@ -70,6 +68,27 @@ struct Plan {
   int64_t count() const { return static_cast<int64_t>(width.size()); }
   int64_t n_rows() const { return first_row.back(); }
   int64_t columns() const { return first_col.back(); }
+
+  int64_t obj(int64_t r) const { return row_object[r]; }
+  int64_t len(int64_t r) const { return width[row_object[r]]; }
+  int64_t pix(int64_t r) const {
+    const int64_t k = row_object[r];
+    return first_pix[k] + (r - first_row[k]) * width[k];
+  }
+  int64_t col(int64_t r) const { return first_col[row_object[r]]; }
+  int64_t out(int64_t r) const {
+    const int64_t k = row_object[r];
+    return image[k] * s_b + (y0[k] + r - first_row[k]) * s_h + x0[k] * s_w;
+  }
+  int64_t frame(int64_t r) const {
+    const int64_t k = row_object[r];
+    return frame_is_image ? image[k] * s_b : image[k] * s_b + y0[k] * s_h + x0[k] * s_w;
+  }
+  int64_t fw(int64_t r) const { return frame_is_image ? frame_w : width[row_object[r]]; }
+  int64_t fh(int64_t r) const { return frame_is_image ? frame_h : height[row_object[r]]; }
+  int64_t img(int64_t r) const { return image[row_object[r]]; }
+  int64_t fx(int64_t r) const { return frame_is_image ? x0[row_object[r]] : 0; }
+  int64_t fy(int64_t r) const { return frame_is_image ? y0[row_object[r]] : 0; }
 };
 
 template <typename T>
@@ -220,7 +239,8 @@ enum Param : int64_t {
   kT00 = 0, kT01, kT02, kT10, kT11, kT12, kKx, kKy, kCx, kCy, kSx, kSy, kOx, kOy, kParams
 };
 
-Plan::Plan(const at::Tensor& objects, c10::IntArrayRef level_objects, const Params& p) {
+Plan::Plan(const at::Tensor& objects, c10::IntArrayRef level_objects, const Params& p)
+    : s_b(p.s_b), s_h(p.s_h), s_w(p.s_w), frame_w(p.width), frame_h(p.height), frame_is_image(p.padding == kImage) {
   TORCH_CHECK(objects.dim() == 2 && objects.size(1) == 5 && objects.is_contiguous() &&
                   objects.scalar_type() == at::kLong && objects.device().is_cpu(),
               "augpatch: object table");
@@ -228,41 +248,24 @@ Plan::Plan(const at::Tensor& objects, c10::IntArrayRef level_objects, const Para
   TORCH_CHECK(level_objects.size() >= 2 && level_objects.front() == 0 && level_objects.back() == count,
               "augpatch: level bounds");
   const int64_t* o = objects.const_data_ptr<int64_t>();
-  width.resize(count);
-  height.resize(count);
+  for (auto* v : {&x0, &y0, &image, &width, &height}) v->resize(count);
   first_row.assign(count + 1, 0);
   first_col.assign(count + 1, 0);
   first_pix.assign(count + 1, 0);
   for (int64_t k = 0; k < count; ++k) {
+    x0[k] = o[5 * k];
+    y0[k] = o[5 * k + 1];
     width[k] = o[5 * k + 2];
     height[k] = o[5 * k + 3];
+    image[k] = o[5 * k + 4];
     TORCH_CHECK(width[k] > 0 && height[k] > 0, "augpatch: empty patch in the plan");
     first_row[k + 1] = first_row[k] + height[k];
     first_col[k + 1] = first_col[k] + width[k];
     first_pix[k + 1] = first_pix[k] + width[k] * height[k];
   }
-  const int64_t n = first_row[count];
-  for (auto* v : {&rows.obj, &rows.len, &rows.pix, &rows.col, &rows.out, &rows.frame, &rows.fw, &rows.fh,
-                  &rows.img, &rows.fx, &rows.fy}) {
-    v->resize(n);
-  }
-  const bool image = p.padding == kImage;
+  row_object.resize(first_row[count]);
   for (int64_t k = 0; k < count; ++k) {
-    const int64_t x0 = o[5 * k], y0 = o[5 * k + 1], b = o[5 * k + 4];
-    for (int64_t i = 0; i < height[k]; ++i) {
-      const int64_t r = first_row[k] + i;
-      rows.obj[r] = k;
-      rows.len[r] = width[k];
-      rows.pix[r] = first_pix[k] + i * width[k];
-      rows.col[r] = first_col[k];
-      rows.out[r] = b * p.s_b + (y0 + i) * p.s_h + x0 * p.s_w;
-      rows.img[r] = b;
-      rows.frame[r] = image ? b * p.s_b : b * p.s_b + y0 * p.s_h + x0 * p.s_w;
-      rows.fw[r] = image ? p.width : width[k];
-      rows.fh[r] = image ? p.height : height[k];
-      rows.fx[r] = image ? x0 : 0;
-      rows.fy[r] = image ? y0 : 0;
-    }
+    std::fill(row_object.begin() + first_row[k], row_object.begin() + first_row[k + 1], k);
   }
   for (const int64_t k : level_objects) {
     TORCH_CHECK(k >= 0 && k <= count, "augpatch: level bounds");
@@ -344,10 +347,10 @@ struct Row {
   T rx, ry, t02, t12, sx, sy, ox, oy, fx, fy;
   int64_t fw, fh, frame;
 
-  AUGPATCH_INLINE Row(const Tables<T>& tb, const Rows& rw, int64_t r, bool image) {
-    const T* ob = tb.obj + rw.obj[r] * 6;
-    col_x = tb.col_x + rw.col[r];
-    col_y = tb.col_y + rw.col[r];
+  AUGPATCH_INLINE Row(const Tables<T>& tb, const Plan& rw, int64_t r, bool image) {
+    const T* ob = tb.obj + rw.obj(r) * 6;
+    col_x = tb.col_x + rw.col(r);
+    col_y = tb.col_y + rw.col(r);
     rx = tb.row_x[r];
     ry = tb.row_y[r];
     t02 = ob[0];
@@ -356,11 +359,11 @@ struct Row {
     sy = ob[3];
     ox = ob[4];
     oy = ob[5];
-    fx = image ? static_cast<T>(rw.fx[r]) : T(0);
-    fy = image ? static_cast<T>(rw.fy[r]) : T(0);
-    fw = rw.fw[r];
-    fh = rw.fh[r];
-    frame = rw.frame[r];
+    fx = image ? static_cast<T>(rw.fx(r)) : T(0);
+    fy = image ? static_cast<T>(rw.fy(r)) : T(0);
+    fw = rw.fw(r);
+    fh = rw.fh(r);
+    frame = rw.frame(r);
   }
 };
 
@@ -489,13 +492,14 @@ void parallel_dynamic(int64_t n, const F& f) {
 
 constexpr int64_t kRowGrain = 16;
 
-// f(r, jj, px) for every pixel of level l (row r, column jj, pixel index px), the
-// level's rows split over the intra-op threads.
+// f(out, px) for every pixel of level l (element offset of its output pixel, pixel
+// index), the level's rows split over the intra-op threads.
 template <typename F>
-void for_each_pixel(const Rows& rw, const Levels& lv, int64_t l, const F& f) {
+void for_each_pixel(const Plan& rw, const Levels& lv, int64_t l, const Params& p, const F& f) {
   at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
     for (int64_t r = rb; r < re; ++r) {
-      for (int64_t jj = 0; jj < rw.len[r]; ++jj) f(r, jj, rw.pix[r] + jj);
+      const int64_t n = rw.len(r), p0 = rw.pix(r), o0 = rw.out(r);
+      for (int64_t jj = 0; jj < n; ++jj) f(o0 + jj * p.s_w, p0 + jj);
     }
   });
 }
@@ -504,7 +508,7 @@ void for_each_pixel(const Rows& rw, const Levels& lv, int64_t l, const F& f) {
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
 template <typename S, typename T, int64_t M, int64_t NC>
-void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Rows& rw,
+void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
                   const Levels& lv, const Params& p, T* dvdx, T* dvdy, int64_t save_pix0,
                   int64_t save_n) {
   S* base = work.data_ptr<S>();
@@ -530,13 +534,14 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const R
       Taps<T, M> tp;
       for (int64_t r = rb; r < re; ++r) {
         const Row<T> row(tb, rw, r, p.padding == kImage);
-        for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
-          const int64_t px = rw.pix[r] + jj;
+        const int64_t n = rw.len(r), p0 = rw.pix(r), o0 = rw.out(r);
+        for (int64_t jj = 0; jj < n; ++jj) {
+          const int64_t px = p0 + jj;
           locate<T, M>(p, row, jj, tp);
           const Grid<T, M> gd(tp, save);
           sample<S, T, M, NC>(p, gd, src, acc, dx, dy);
           if (to_work) {
-            S* o = base + rw.out[r] + jj * p.s_w;
+            S* o = base + o0 + jj * p.s_w;
             for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = store<S>(acc[c]);
           } else {
             for (int64_t c = 0; c < C; ++c) result[c * span + px - res0] = store<S>(acc[c]);
@@ -553,8 +558,8 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const R
   };
   auto write = [&](int64_t l) {
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    for_each_pixel(rw, lv, l, [&](int64_t r, int64_t jj, int64_t px) {
-      S* o = base + rw.out[r] + jj * p.s_w;
+    for_each_pixel(rw, lv, l, p, [&](int64_t out, int64_t px) {
+      S* o = base + out;
       for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = result[c * span + px - res0];
     });
   };
@@ -576,17 +581,17 @@ struct TableGrads {
 
 // Runs of rows [r0, r1) that belong to one image: units of work that touch
 // disjoint memory in the backward scatter.
-std::vector<int64_t> image_runs(const Rows& rw, int64_t r0, int64_t r1) {
+std::vector<int64_t> image_runs(const Plan& rw, int64_t r0, int64_t r1) {
   std::vector<int64_t> runs{r0};
   for (int64_t r = r0 + 1; r < r1; ++r) {
-    if (rw.img[r] != rw.img[r - 1]) runs.push_back(r);
+    if (rw.img(r) != rw.img(r - 1)) runs.push_back(r);
   }
   runs.push_back(r1);
   return runs;
 }
 
 template <typename S, typename T, int64_t M, int64_t NC>
-void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, const Rows& rw,
+void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, const Plan& rw,
                    const Levels& lv, const Params& p, const T* dvdx, const T* dvdy,
                    int64_t save_pix0, int64_t save_n, const TableGrads<T>& gr) {
   T* g = g_buf.data_ptr<T>();
@@ -598,8 +603,8 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
   // sequential: one image's part of a level at a time (it touches only that image);
   // parallel: every level read the input, so all are taken out before any scatter.
   std::vector<T> pending(static_cast<size_t>(p.parallel ? C * total : 0));
-  auto take = [&](int64_t r, int64_t jj, int64_t px, T* dst, int64_t stride) {
-    T* o = g + rw.out[r] + jj * p.s_w;
+  auto take = [&](int64_t out, int64_t px, T* dst, int64_t stride) {
+    T* o = g + out;
     for (int64_t c = 0; c < C; ++c) {
       dst[c * stride + px] = o[c * p.s_c];
       o[c * p.s_c] = T(0);
@@ -623,22 +628,24 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
         const T* taken = pending.data();  // [C, stride], pixel px at px - res0
         int64_t stride = total, res0 = 0;
         if (!p.parallel) {
-          res0 = rw.pix[r0];
-          stride = rw.pix[r1 - 1] + rw.len[r1 - 1] - res0;
+          res0 = rw.pix(r0);
+          stride = rw.pix(r1 - 1) + rw.len(r1 - 1) - res0;
           local.resize(static_cast<size_t>(C * stride));
           for (int64_t r = r0; r < r1; ++r) {
-            for (int64_t jj = 0; jj < rw.len[r]; ++jj) take(r, jj, rw.pix[r] + jj - res0, local.data(), stride);
+            const int64_t n = rw.len(r), p0 = rw.pix(r) - res0, o0 = rw.out(r);
+            for (int64_t jj = 0; jj < n; ++jj) take(o0 + jj * p.s_w, p0 + jj, local.data(), stride);
           }
           taken = local.data();
         }
         for (int64_t r = r0; r < r1; ++r) {
           const Row<T> row(tb, rw, r, p.padding == kImage);
-          T* g_col_x = gr.col_x + rw.col[r];
-          T* g_col_y = gr.col_y + rw.col[r];
+          T* g_col_x = gr.col_x + rw.col(r);
+          T* g_col_y = gr.col_y + rw.col(r);
           // what the row's pixels add to the row's and the object's entries, summed here
           T sum_dgx = T(0), sum_dgy = T(0), sum_x1 = T(0), sum_y1 = T(0), sum_ix = T(0), sum_iy = T(0);
-          for (int64_t jj = 0; jj < rw.len[r]; ++jj) {
-            const int64_t px = rw.pix[r] + jj;
+          const int64_t n = rw.len(r), p0 = rw.pix(r);
+          for (int64_t jj = 0; jj < n; ++jj) {
+            const int64_t px = p0 + jj;
             locate<T, M>(p, row, jj, tp);
             const Grid<T, M> gd(tp, p.need_loc && !saved);
             for (int64_t c = 0; c < C; ++c) gv[c] = taken[c * stride + px - res0];
@@ -679,7 +686,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           if (p.need_loc) {
             gr.row_x[r] += sum_dgx;
             gr.row_y[r] += sum_dgy;
-            T* go = gr.obj + rw.obj[r] * 6;
+            T* go = gr.obj + rw.obj(r) * 6;
             go[0] += sum_dgx;
             go[1] += sum_dgy;
             go[2] += sum_x1;
@@ -696,7 +703,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
     return;
   }
   for (int64_t l = L - 1; l >= 0; --l) {  // the higher level's write is the one that counts
-    for_each_pixel(rw, lv, l, [&](int64_t r, int64_t jj, int64_t px) { take(r, jj, px, pending.data(), total); });
+    for_each_pixel(rw, lv, l, p, [&](int64_t out, int64_t px) { take(out, px, pending.data(), total); });
   }
   for (int64_t l = 0; l < L; ++l) scatter(l);
 }
@@ -748,7 +755,7 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
   const Params p(options);
   const Plan plan(objects, level_objects, p);
   check_params(params, plan);
-  const Rows& rw = plan.rows;
+  const Plan& rw = plan;
   const Levels& lv = plan.levels;
   const auto compute = params.scalar_type();
   const bool save = p.need_loc && !p.parallel && p.save_from < lv.count();
@@ -789,7 +796,7 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
   const Plan plan(objects, level_objects, p);
   check_params(params, plan);
   TORCH_CHECK(g_buf.scalar_type() == params.scalar_type(), "augpatch: gradient buffer dtype");
-  const Rows& rw = plan.rows;
+  const Plan& rw = plan;
   const Levels& lv = plan.levels;
   at::Tensor grad = at::zeros({p.need_loc ? params.size(0) : 0, kParams}, params.options());
   const bool has_saved = saved.size() == 2 && saved[0].numel() > 0;
