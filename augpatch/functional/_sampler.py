@@ -497,9 +497,12 @@ def _compiled_options(plan: WarpPlan, save_from: int, need_loc: bool, need_img: 
 def _compiled_forward(ctx, images: Tensor, work: Tensor, params: Tensor) -> Tensor:
     """The forward of :class:`PatchWarp` by the compiled kernel (``csrc/warp_cpu.cpp``).
 
-    Location derivatives are saved only for levels that read earlier levels' writes
-    (``sequential`` levels after the first); the others read the input batch, which
-    the backward reads again instead.
+    For the location gradient, only levels that read earlier levels' writes
+    (``sequential`` levels after the first) keep something: the values of the patches
+    they read (image dtype; the backward recomputes the derivatives from them), or with
+    ``padding_mode="image"``, where an object reads around its box, the two derivatives
+    of every sampled value. The other levels read the input batch, which the backward
+    reads again instead.
     """
     plan: WarpPlan = ctx.plan
     need_loc = ctx.needs_input_grad[1]
@@ -512,18 +515,20 @@ def _compiled_forward(ctx, images: Tensor, work: Tensor, params: Tensor) -> Tens
         source = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype)
         source.copy_(images)
     read = torch.empty(0, dtype=images.dtype) if source is None else source
-    dvdx, dvdy = ctx.ops.warp_forward(
+    # what the levels after the first need for the location gradient: the patches they
+    # read (patch-relative padding) or the derivatives of their values (padding "image")
+    kept = ctx.ops.warp_forward(
         work, read, params, plan.objects, plan.level_objects,
         _compiled_options(plan, save_from, need_loc, False),
     )
     ctx.save_from = save_from
-    ctx.save_for_backward(source if need_loc else None, dvdx, dvdy, params)
+    ctx.save_for_backward(source if need_loc else None, params, *kept)
     return work
 
 
 def _compiled_backward(ctx, grad_out: Tensor):
     plan: WarpPlan = ctx.plan
-    images, dvdx, dvdy, params = ctx.saved_tensors
+    images, params, *kept = ctx.saved_tensors
     need_img = ctx.needs_input_grad[0]
     need_loc = ctx.needs_input_grad[1]
     g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=ctx.compute_dtype,
@@ -532,7 +537,7 @@ def _compiled_backward(ctx, grad_out: Tensor):
     if images is None:
         images = torch.empty(0, dtype=ctx.image_dtype)
     grads = ctx.ops.warp_backward(
-        g_buf, images, params, plan.objects, plan.level_objects, [dvdx, dvdy],
+        g_buf, images, params, plan.objects, plan.level_objects, kept,
         _compiled_options(plan, ctx.save_from, need_loc, need_img),
     )
     grad_images = g_buf.to(ctx.image_dtype) if need_img else None

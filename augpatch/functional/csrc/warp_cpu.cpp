@@ -102,7 +102,7 @@ constexpr int taps_per_axis(int64_t mode) { return mode == kNearest ? 1 : (mode 
 template <typename T, int64_t M>
 struct Taps {
   static constexpr int N = taps_per_axis(M);
-  int64_t off_x[N], off_y[N];
+  int64_t idx_x[N], idx_y[N];  // tap indices inside the frame
   T wx[N], wy[N], dwx[N], dwy[N];
   T gx1, gy1, sx, sy, dpx, dpy;
 };
@@ -155,10 +155,9 @@ inline int64_t reflect_index(int64_t idx, int64_t size, bool align) {
   return std::min(r, period - 1 - r);
 }
 
-// Tap offsets, weights and their derivatives along one axis (see _taps_1d, _bound).
+// Tap indices, weights and their derivatives along one axis (see _taps_1d, _bound).
 template <typename T, int64_t M>
-AUGPATCH_INLINE void axis_taps(T coord, int64_t size, int64_t stride, int64_t base, int64_t pad,
-                               bool align, int64_t* off, T* w, T* dw) {
+AUGPATCH_INLINE void axis_taps(T coord, int64_t size, int64_t pad, bool align, int64_t* index, T* w, T* dw) {
   constexpr int N = taps_per_axis(M);
   // keep the integer conversion defined for absurd locations (all taps are then outside)
   const T big = static_cast<T>(int64_t(1) << 40);
@@ -209,7 +208,7 @@ AUGPATCH_INLINE void axis_taps(T coord, int64_t size, int64_t stride, int64_t ba
       if (pad == kReflection) idx = reflect_index(idx, size, align);
       idx = std::min(std::max<int64_t>(idx, 0), size - 1);
     }
-    off[k] = base + idx * stride;
+    index[k] = idx;
   }
 }
 
@@ -397,8 +396,8 @@ AUGPATCH_INLINE void locate(const Params& p, const Row<T>& row, int64_t jj, Taps
     iy = pad_location(iy, row.fh, refl, p.align, tp.dpy);
     tap_pad = kZeros;  // locations are inside; an edge's far tap has weight 0
   }
-  axis_taps<T, M>(ix, row.fw, p.s_w, int64_t(0), tap_pad, p.align, tp.off_x, tp.wx, tp.dwx);
-  axis_taps<T, M>(iy, row.fh, p.s_h, row.frame, tap_pad, p.align, tp.off_y, tp.wy, tp.dwy);
+  axis_taps<T, M>(ix, row.fw, tap_pad, p.align, tp.idx_x, tp.wx, tp.dwx);
+  axis_taps<T, M>(iy, row.fh, tap_pad, p.align, tp.idx_y, tp.wy, tp.dwy);
 }
 
 template <typename S, typename T>
@@ -410,18 +409,20 @@ AUGPATCH_INLINE S store(T v) {
   }
 }
 
-// The taps of a pixel over both axes, in grid_sample's order (y outer, x inner).
+// The taps of a pixel over both axes, in grid_sample's order (y outer, x inner), as
+// element offsets into a buffer whose frame starts at `frame` with row and column
+// strides s_h, s_w.
 template <typename T, int64_t M>
 struct Grid {
   static constexpr int K = taps_per_axis(M) * taps_per_axis(M);
   int64_t off[K];
   T w[K], wdx[K], wdy[K];
 
-  AUGPATCH_INLINE explicit Grid(const Taps<T, M>& tp, bool derivatives) {
+  AUGPATCH_INLINE Grid(const Taps<T, M>& tp, bool derivatives, int64_t frame, int64_t s_h, int64_t s_w) {
     constexpr int N = taps_per_axis(M);
     for (int m = 0; m < N; ++m) {
       for (int k = 0; k < N; ++k) {
-        off[m * N + k] = tp.off_y[m] + tp.off_x[k];
+        off[m * N + k] = frame + tp.idx_y[m] * s_h + tp.idx_x[k] * s_w;
         w[m * N + k] = tp.wy[m] * tp.wx[k];
         if (derivatives) {
           wdx[m * N + k] = tp.wy[m] * tp.dwx[k];
@@ -460,10 +461,11 @@ AUGPATCH_INLINE void sample(const Params& p, const Grid<T, M>& gd, const S* src,
 
 // Only the location derivatives of one pixel's value, every channel.
 template <typename S, typename T, int64_t M, int64_t NC>
-AUGPATCH_INLINE void derivatives(const Params& p, const Grid<T, M>& gd, const S* src, T* dx, T* dy) {
+AUGPATCH_INLINE void derivatives(const Params& p, const Grid<T, M>& gd, const S* src, int64_t s_c, T* dx,
+                                 T* dy) {
   const int64_t C = NC > 0 ? NC : p.channels;
   for (int64_t c = 0; c < C; ++c) {
-    const S* s = src + c * p.s_c;
+    const S* s = src + c * s_c;
     T ax = T(0), ay = T(0);
     for (int t = 0; t < Grid<T, M>::K; ++t) {
       const T v = static_cast<T>(s[gd.off[t]]);
@@ -504,13 +506,29 @@ void for_each_pixel(const Plan& rw, const Levels& lv, int64_t l, const Params& p
   });
 }
 
+// What the forward keeps for the location gradient of the levels that read earlier
+// levels' output (sequential levels >= save_from), [C, n] each, pixel px at px - pix0:
+// with patch-relative padding the values each object's patch held before its level
+// (`patch`, image dtype), from which the backward recomputes the derivatives; with
+// padding "image" (an object reads around its box) the two derivatives of every
+// sampled value (`dvdx`, `dvdy`).
+template <typename PS, typename PT>
+struct Saved {
+  PS* patch = nullptr;
+  PT* dvdx = nullptr;
+  PT* dvdy = nullptr;
+  int64_t pix0 = 0, n = 0;
+};
+
 // `input`: the input batch in the working layout, or null. Levels that read it (every
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
 template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
-                  const Levels& lv, const Params& p, T* dvdx, T* dvdy, int64_t save_pix0,
-                  int64_t save_n) {
+                  const Levels& lv, const Params& p, const Saved<S, T>& sv) {
+  T* const dvdx = sv.dvdx;
+  T* const dvdy = sv.dvdy;
+  const int64_t save_pix0 = sv.pix0, save_n = sv.n;
   S* base = work.data_ptr<S>();
   const int64_t C = NC > 0 ? NC : p.channels;  // NC: channels known when compiled
   const int64_t L = lv.count();
@@ -538,7 +556,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
         for (int64_t jj = 0; jj < n; ++jj) {
           const int64_t px = p0 + jj;
           locate<T, M>(p, row, jj, tp);
-          const Grid<T, M> gd(tp, save);
+          const Grid<T, M> gd(tp, save, row.frame, p.s_h, p.s_w);
           sample<S, T, M, NC>(p, gd, src, acc, dx, dy);
           if (to_work) {
             S* o = base + o0 + jj * p.s_w;
@@ -563,11 +581,17 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = result[c * span + px - res0];
     });
   };
+  auto keep = [&](int64_t l) {  // the patches as this level will read them
+    for_each_pixel(rw, lv, l, p, [&](int64_t out, int64_t px) {
+      for (int64_t c = 0; c < C; ++c) sv.patch[c * save_n + px - save_pix0] = base[out + c * p.s_c];
+    });
+  };
   if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
     for (int64_t l = 0; l < L; ++l) compute(l);
     for (int64_t l = 0; l < L; ++l) write(l);
   } else {  // parallel with the input: levels write in order (higher wins)
     for (int64_t l = 0; l < L; ++l) {
+      if (sv.patch != nullptr && l >= p.save_from) keep(l);
       compute(l);
       if (!direct(l)) write(l);
     }
@@ -592,8 +616,11 @@ std::vector<int64_t> image_runs(const Plan& rw, int64_t r0, int64_t r1) {
 
 template <typename S, typename T, int64_t M, int64_t NC>
 void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, const Plan& rw,
-                   const Levels& lv, const Params& p, const T* dvdx, const T* dvdy,
-                   int64_t save_pix0, int64_t save_n, const TableGrads<T>& gr) {
+                   const Levels& lv, const Params& p, const Saved<const S, const T>& sv,
+                   const TableGrads<T>& gr) {
+  const T* const dvdx = sv.dvdx;
+  const T* const dvdy = sv.dvdy;
+  const int64_t save_pix0 = sv.pix0, save_n = sv.n;
   T* g = g_buf.data_ptr<T>();
   const int64_t C = NC > 0 ? NC : p.channels;  // NC: channels known when compiled
   const int64_t L = lv.count();
@@ -611,7 +638,9 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
     }
   };
   auto scatter = [&](int64_t l) {
+    // the derivatives of this level's values were kept, or the patches it read
     const bool saved = dvdx != nullptr && !p.parallel && l >= p.save_from;
+    const bool kept = sv.patch != nullptr && !p.parallel && l >= p.save_from;
     // values read here came from the input or (sequential) from earlier levels' writes
     const bool to_buffer = p.need_img || (l > 0 && !p.parallel);
     const std::vector<int64_t> runs = image_runs(rw, lv.rows[l], lv.rows[l + 1]);
@@ -644,10 +673,11 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           // what the row's pixels add to the row's and the object's entries, summed here
           T sum_dgx = T(0), sum_dgy = T(0), sum_x1 = T(0), sum_y1 = T(0), sum_ix = T(0), sum_iy = T(0);
           const int64_t n = rw.len(r), p0 = rw.pix(r);
+          const int64_t k = rw.obj(r), patch0 = rw.first_pix[k] - save_pix0;  // kept patch: [h, w]
           for (int64_t jj = 0; jj < n; ++jj) {
             const int64_t px = p0 + jj;
             locate<T, M>(p, row, jj, tp);
-            const Grid<T, M> gd(tp, p.need_loc && !saved);
+            const Grid<T, M> gd(tp, p.need_loc && !saved && !kept, row.frame, p.s_h, p.s_w);
             for (int64_t c = 0; c < C; ++c) gv[c] = taken[c * stride + px - res0];
             if (p.need_loc) {
               T gix = T(0), giy = T(0);
@@ -656,8 +686,13 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
                   gix += gv[c] * dvdx[c * save_n + px - save_pix0];
                   giy += gv[c] * dvdy[c * save_n + px - save_pix0];
                 }
-              } else {  // this level read the input batch: recompute from it
-                derivatives<S, T, M, NC>(p, gd, images, dx, dy);
+              } else {
+                if (kept) {  // from the patch as this level read it
+                  const Grid<T, M> gp(tp, true, patch0, rw.width[k], 1);
+                  derivatives<S, T, M, NC>(p, gp, sv.patch, save_n, dx, dy);
+                } else {  // this level read the input batch: from it
+                  derivatives<S, T, M, NC>(p, gd, images, p.s_c, dx, dy);
+                }
                 for (int64_t c = 0; c < C; ++c) {
                   gix += gv[c] * dx[c];
                   giy += gv[c] * dy[c];
@@ -761,28 +796,41 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
   const bool save = p.need_loc && !p.parallel && p.save_from < lv.count();
   const int64_t save_pix0 = save ? lv.pix[p.save_from] : 0;
   const int64_t save_n = save ? lv.pix.back() - save_pix0 : 0;
-  auto opts = params.options();
-  at::Tensor dvdx = at::empty({save ? p.channels : 0, save_n}, opts);
-  at::Tensor dvdy = at::empty({save ? p.channels : 0, save_n}, opts);
+  const int64_t rows_saved = save ? p.channels : 0;
+  // patch-relative padding: the patches (image dtype); padding "image": two derivatives
+  std::vector<at::Tensor> kept;
+  if (p.padding != kImage) {
+    kept.push_back(at::empty({rows_saved, save_n}, work.options()));
+  } else {
+    kept.push_back(at::empty({rows_saved, save_n}, params.options()));
+    kept.push_back(at::empty({rows_saved, save_n}, params.options()));
+  }
   dispatch_image(work.scalar_type(), compute, [&](auto image_tag, auto compute_tag) {
     using S = decltype(image_tag);
     using T = decltype(compute_tag);
     const Locations<T> loc(params.const_data_ptr<T>(), plan, p.align);
     const Tables<T> tb = tables_of<T>(loc);
-    T* dx = save ? dvdx.data_ptr<T>() : nullptr;
-    T* dy = save ? dvdy.data_ptr<T>() : nullptr;
+    Saved<S, T> sv;
+    sv.pix0 = save_pix0;
+    sv.n = save_n;
+    if (save && kept.size() == 1) {
+      sv.patch = kept[0].data_ptr<S>();
+    } else if (save) {
+      sv.dvdx = kept[0].data_ptr<T>();
+      sv.dvdy = kept[1].data_ptr<T>();
+    }
     TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
     const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
     dispatch_mode(p.mode, [&](auto mode) {
       constexpr int64_t Mo = decltype(mode)::value;
       if (p.channels == 3) {  // RGB: loops over channels unrolled
-        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, sv);
       } else {
-        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, dx, dy, save_pix0, save_n);
+        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, sv);
       }
     });
   });
-  return {dvdx, dvdy};
+  return kept;
 }
 
 // backward: g_buf (the output gradient, compute dtype, plan strides) becomes the
@@ -799,7 +847,9 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
   const Plan& rw = plan;
   const Levels& lv = plan.levels;
   at::Tensor grad = at::zeros({p.need_loc ? params.size(0) : 0, kParams}, params.options());
-  const bool has_saved = saved.size() == 2 && saved[0].numel() > 0;
+  // what the forward kept: [patches] or [dvdx, dvdy] (empty when nothing was needed)
+  const bool has_saved = !saved.empty() && saved[0].numel() > 0;
+  TORCH_CHECK(!has_saved || saved.size() == (p.padding != kImage ? 1u : 2u), "augpatch: saved tensors");
   const int64_t save_pix0 = has_saved ? lv.pix[p.save_from] : 0;
   const int64_t save_n = has_saved ? lv.pix.back() - save_pix0 : 0;
   dispatch_image(images.scalar_type(), g_buf.scalar_type(), [&](auto image_tag, auto compute_tag) {
@@ -811,17 +861,24 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
     Locations<T> g_loc(plan);  // the gradients of the location tables
     const TableGrads<T> gr{g_loc.col_x.data(), g_loc.col_y.data(), g_loc.row_x.data(), g_loc.row_y.data(),
                            g_loc.obj.data()};
-    const T* dx = has_saved ? saved[0].data_ptr<T>() : nullptr;
-    const T* dy = has_saved ? saved[1].data_ptr<T>() : nullptr;
+    Saved<const S, const T> sv;
+    sv.pix0 = save_pix0;
+    sv.n = save_n;
+    if (has_saved && saved.size() == 1) {
+      sv.patch = saved[0].const_data_ptr<S>();
+    } else if (has_saved) {
+      sv.dvdx = saved[0].const_data_ptr<T>();
+      sv.dvdy = saved[1].const_data_ptr<T>();
+    }
     const S* src = images.numel() > 0 ? images.const_data_ptr<S>() : nullptr;
     TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
                 "augpatch: the input batch is needed for the location gradient");
     dispatch_mode(p.mode, [&](auto mode) {
       constexpr int64_t Mo = decltype(mode)::value;
       if (p.channels == 3) {
-        backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+        backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, sv, gr);
       } else {
-        backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, dx, dy, save_pix0, save_n, gr);
+        backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, sv, gr);
       }
     });
     if (p.need_loc) parameter_grads<T>(prm, plan, p.align, g_loc, grad.data_ptr<T>());
