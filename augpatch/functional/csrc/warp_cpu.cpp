@@ -518,6 +518,17 @@ struct Saved {
   PT* dvdx = nullptr;
   PT* dvdy = nullptr;
   int64_t pix0 = 0, n = 0;
+
+  // over the tensors warp_forward returns: [patches] or [dvdx, dvdy]
+  Saved(const std::vector<at::Tensor>& kept, bool present, int64_t first, int64_t count) : pix0(first), n(count) {
+    if (!present) return;
+    if (kept.size() == 1) {
+      patch = kept[0].data_ptr<std::remove_const_t<PS>>();
+    } else {
+      dvdx = kept[0].data_ptr<std::remove_const_t<PT>>();
+      dvdy = kept[1].data_ptr<std::remove_const_t<PT>>();
+    }
+  }
 };
 
 // `input`: the input batch in the working layout, or null. Levels that read it (every
@@ -810,15 +821,7 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
     using T = decltype(compute_tag);
     const Locations<T> loc(params.const_data_ptr<T>(), plan, p.align);
     const Tables<T> tb = tables_of<T>(loc);
-    Saved<S, T> sv;
-    sv.pix0 = save_pix0;
-    sv.n = save_n;
-    if (save && kept.size() == 1) {
-      sv.patch = kept[0].data_ptr<S>();
-    } else if (save) {
-      sv.dvdx = kept[0].data_ptr<T>();
-      sv.dvdy = kept[1].data_ptr<T>();
-    }
+    const Saved<S, T> sv(kept, save, save_pix0, save_n);
     TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
     const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
     dispatch_mode(p.mode, [&](auto mode) {
@@ -861,15 +864,7 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
     Locations<T> g_loc(plan);  // the gradients of the location tables
     const TableGrads<T> gr{g_loc.col_x.data(), g_loc.col_y.data(), g_loc.row_x.data(), g_loc.row_y.data(),
                            g_loc.obj.data()};
-    Saved<const S, const T> sv;
-    sv.pix0 = save_pix0;
-    sv.n = save_n;
-    if (has_saved && saved.size() == 1) {
-      sv.patch = saved[0].const_data_ptr<S>();
-    } else if (has_saved) {
-      sv.dvdx = saved[0].const_data_ptr<T>();
-      sv.dvdy = saved[1].const_data_ptr<T>();
-    }
+    const Saved<const S, const T> sv(saved, has_saved, save_pix0, save_n);
     const S* src = images.numel() > 0 ? images.const_data_ptr<S>() : nullptr;
     TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
                 "augpatch: the input batch is needed for the location gradient");
