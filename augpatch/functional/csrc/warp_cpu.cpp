@@ -273,6 +273,15 @@ Plan::Plan(const at::Tensor& objects, c10::IntArrayRef level_objects, const Para
   }
 }
 
+// The parameters of one axis of a patch: the map u = base * k + c of its base
+// coordinates, and the two theta entries that multiply u (x: theta[0, 0] and
+// theta[1, 0]; y: theta[0, 1] and theta[1, 1]).
+struct AxisParams {
+  int64_t k, c, tx, ty;
+};
+constexpr AxisParams kAxisX{kKx, kCx, kT00, kT10};
+constexpr AxisParams kAxisY{kKy, kCy, kT01, kT11};
+
 // The location tables the pixel loops read (see _warp._object_params): per patch
 // column u * theta[0, 0] and u * theta[1, 0], per patch row v * theta[0, 1] and
 // v * theta[1, 1] (u, v: base coordinates mapped onto the continuous box), per
@@ -290,21 +299,38 @@ struct Locations {
       : col_x(ob.columns()), col_y(ob.columns()), row_x(ob.n_rows()), row_y(ob.n_rows()), obj(6 * ob.count()) {
     for (int64_t k = 0; k < ob.count(); ++k) {
       const T* q = prm + k * kParams;
-      for (int64_t j = 0; j < ob.width[k]; ++j) {
-        const T u = base_coordinate<T>(j, ob.width[k], align) * q[kKx] + q[kCx];
-        col_x[ob.first_col[k] + j] = u * q[kT00];
-        col_y[ob.first_col[k] + j] = u * q[kT10];
-      }
-      for (int64_t i = 0; i < ob.height[k]; ++i) {
-        const T v = base_coordinate<T>(i, ob.height[k], align) * q[kKy] + q[kCy];
-        row_x[ob.first_row[k] + i] = v * q[kT01];
-        row_y[ob.first_row[k] + i] = v * q[kT11];
-      }
+      fill(q, kAxisX, ob.width[k], align, col_x.data() + ob.first_col[k], col_y.data() + ob.first_col[k]);
+      fill(q, kAxisY, ob.height[k], align, row_x.data() + ob.first_row[k], row_y.data() + ob.first_row[k]);
       const T per_object[6] = {q[kT02], q[kT12], q[kSx], q[kSy], q[kOx], q[kOy]};
       std::copy(per_object, per_object + 6, obj.begin() + 6 * k);
     }
   }
+
+ private:
+  // the n entries of one axis of the object with parameters q: u * t_x and u * t_y
+  static void fill(const T* q, AxisParams a, int64_t n, bool align, T* tx, T* ty) {
+    for (int64_t j = 0; j < n; ++j) {
+      const T u = base_coordinate<T>(j, n, align) * q[a.k] + q[a.c];
+      tx[j] = u * q[a.tx];
+      ty[j] = u * q[a.ty];
+    }
+  }
 };
+
+// What one axis of an object adds to the gradient `o` of its parameters q, from the
+// gradients gx, gy of its n table entries (the chain rule through Locations::fill).
+template <typename T>
+void axis_grads(const T* q, AxisParams a, int64_t n, bool align, const T* gx, const T* gy, T* o) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T base = base_coordinate<T>(j, n, align);
+    const T u = base * q[a.k] + q[a.c];
+    o[a.tx] += gx[j] * u;
+    o[a.ty] += gy[j] * u;
+    const T gu = gx[j] * q[a.tx] + gy[j] * q[a.ty];
+    o[a.k] += gu * base;
+    o[a.c] += gu;
+  }
+}
 
 // The gradient of the parameters from that of the location tables (the chain rule
 // through Locations).
@@ -313,26 +339,8 @@ void parameter_grads(const T* prm, const Plan& ob, bool align, const Locations<T
   for (int64_t k = 0; k < ob.count(); ++k) {
     const T* q = prm + k * kParams;
     T* o = out + k * kParams;
-    for (int64_t j = 0; j < ob.width[k]; ++j) {
-      const T base = base_coordinate<T>(j, ob.width[k], align);
-      const T u = base * q[kKx] + q[kCx];
-      const T gx = g.col_x[ob.first_col[k] + j], gy = g.col_y[ob.first_col[k] + j];
-      o[kT00] += gx * u;
-      o[kT10] += gy * u;
-      const T gu = gx * q[kT00] + gy * q[kT10];
-      o[kKx] += gu * base;
-      o[kCx] += gu;
-    }
-    for (int64_t i = 0; i < ob.height[k]; ++i) {
-      const T base = base_coordinate<T>(i, ob.height[k], align);
-      const T v = base * q[kKy] + q[kCy];
-      const T gx = g.row_x[ob.first_row[k] + i], gy = g.row_y[ob.first_row[k] + i];
-      o[kT01] += gx * v;
-      o[kT11] += gy * v;
-      const T gv = gx * q[kT01] + gy * q[kT11];
-      o[kKy] += gv * base;
-      o[kCy] += gv;
-    }
+    axis_grads(q, kAxisX, ob.width[k], align, g.col_x.data() + ob.first_col[k], g.col_y.data() + ob.first_col[k], o);
+    axis_grads(q, kAxisY, ob.height[k], align, g.row_x.data() + ob.first_row[k], g.row_y.data() + ob.first_row[k], o);
     const int64_t slots[6] = {kT02, kT12, kSx, kSy, kOx, kOy};
     for (int m = 0; m < 6; ++m) o[slots[m]] += g.obj[6 * k + m];
   }
