@@ -974,8 +974,9 @@ def _finish_memory(results: dict[str, Any], sname: str, mname: str, mem: dict[st
         mem["mem_ratio"] = (sres["input_bytes"] + mem["peak_extra_bytes"]) / io
         if "peak_extra_fwd_bytes" in mem:
             mem["mem_ratio_fwd"] = (sres["input_bytes"] + mem["peak_extra_fwd_bytes"]) / io
-        # any out-of-place method that gives images a gradient of their own holds the
-        # output, the loss's dense gradient of it and the image gradient at once
+        # an out-of-place method whose image gradient takes memory of its own holds the
+        # output, the loss's dense gradient of it and the image gradient at once (augpatch
+        # writes the image gradient into the loss's gradient where nobody else holds that)
         mem["mem_ratio_autograd_floor"] = (sres["input_bytes"] + 3 * sres["output_bytes"]) / io
     sres["methods"][mname]["memory"] = mem
     progress.update(f"memory {sname}/{mname}")
@@ -1022,8 +1023,8 @@ def _evaluate_targets(results: dict[str, Any], quick: bool) -> list[dict[str, An
             else:
                 row["value"] = mem["mem_ratio"]
                 row["status"] = "PASS" if mem["mem_ratio"] < t.threshold else "FAIL"
-                row["reason"] = (f"forward only: {mem['mem_ratio_fwd']:.2f}; floor of any "
-                                 f"method with an image gradient: "
+                row["reason"] = (f"forward only: {mem['mem_ratio_fwd']:.2f}; a method whose "
+                                 f"image gradient takes a batch of its own needs at least "
                                  f"{mem['mem_ratio_autograd_floor']:.2f}"
                                  if "mem_ratio_fwd" in mem else None)
         else:

@@ -589,6 +589,63 @@ def test_inputs_never_modified(boxes_form, padding_mode, overlap):
         assert torch.equal(b.detach(), s)
 
 
+def _held_gradient_case(case, images, theta, weight, kw):
+    """Backpropagate through ``warp_patches`` where someone else holds the output gradient.
+
+    Returns ``(held, expected)``: the gradient tensor the other holder sees afterwards
+    and the value it must still have."""
+    other = torch.zeros(SHAPE, dtype=D64, requires_grad=True)
+    through = other * 1.0  # recorded before the warp, so its backward runs after the warp's
+    out = warp_patches(images, BOXES, theta, OBJ_TO_IMG, **kw)
+    expected = weight.expand(SHAPE).clone()
+    if case == "grad_outputs":  # the caller's own tensor
+        held = weight.expand(SHAPE).clone()
+        torch.autograd.grad(out, [images, theta], grad_outputs=held)
+    elif case == "backward_gradient":
+        held = weight.expand(SHAPE).clone()
+        out.backward(held)
+    elif case == "hook":  # a tensor hook keeps the gradient it sees
+        seen = []
+        out.register_hook(seen.append)
+        (out * weight).sum().backward()
+        (held,) = seen
+    elif case == "shared":  # one gradient tensor for two nodes (add passes it to both)
+        ((out + through) * weight).sum().backward()
+        held = other.grad
+    else:
+        raise AssertionError(case)
+    return held, expected
+
+
+@pytest.mark.parametrize("case", ["grad_outputs", "backward_gradient", "hook", "shared"])
+@pytest.mark.parametrize("overlap", OVERLAPS)
+def test_gradient_held_elsewhere_is_never_modified(case, overlap):
+    """The backward may reuse the output gradient's memory only if nobody else holds it."""
+    kw = {"mode": "bilinear", "overlap": overlap}
+    weight = torch.rand(SHAPE, generator=_gen(43), dtype=D64)
+    images = _images(seed=44).requires_grad_(True)
+    theta = _theta(seed=45).requires_grad_(True)
+    held, expected = _held_gradient_case(case, images, theta, weight, kw)
+    assert torch.equal(held, expected)
+    # and the gradients are those of the plain computation
+    _, (g_img, g_theta) = _grads(warp_patches, images, BOXES, theta, OBJ_TO_IMG, weight, kw)
+    if images.grad is not None:
+        torch.testing.assert_close(images.grad, g_img, rtol=0, atol=1e-12)
+        torch.testing.assert_close(theta.grad, g_theta, rtol=1e-10, atol=1e-10)
+
+
+def test_repeated_backward_through_one_graph_accumulates_equal_gradients():
+    weight = torch.rand(SHAPE, generator=_gen(46), dtype=D64)
+    images = _images(seed=47).requires_grad_(True)
+    theta = _theta(seed=48).requires_grad_(True)
+    loss = torch.dot(warp_patches(images, BOXES, theta, OBJ_TO_IMG).reshape(-1), weight.reshape(-1))
+    loss.backward(retain_graph=True)
+    first = images.grad.clone(), theta.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(images.grad, 2 * first[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(theta.grad, 2 * first[1], rtol=1e-12, atol=1e-12)
+
+
 # --------------------------------------------------------------------------- 7. exact sampling points
 
 # non-overlapping boxes of odd and even sizes in a 2-image batch 2 x 16 x 18

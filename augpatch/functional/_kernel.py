@@ -112,7 +112,7 @@ def _native_tag() -> str | None:
 
 def _build() -> Any:
     """Compile (or load from the cache) ``csrc/warp_cpu.cpp``; return its operators."""
-    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
+    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp"):
         return torch.ops.augpatch_cpu  # already loaded into this process
     import logging
 

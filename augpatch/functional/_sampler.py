@@ -29,7 +29,6 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from augpatch.functional._kernel import compiled_ops
 from augpatch.functional._plan import base_grid, fused_multiply_add
 
 _CUBIC_A = -0.75  # the constant F.grid_sample and F.interpolate use for bicubic
@@ -301,8 +300,9 @@ def _flat(buffer: Tensor) -> Tensor:
 
 
 class PatchWarp(torch.autograd.Function):
-    """``out = PatchWarp.apply(images, params, plan, compute_dtype)``.
+    """``out = PatchWarp.apply(images, params, plan, compute_dtype)``: the eager kernel.
 
+    It serves CUDA and CPUs without the compiled kernel (:func:`compiled_warp`).
     ``params`` ``[K, 14]``: the per-object parameters in processing order (see
     ``_warp._object_params``); the kernel builds its location tables from them
     (:class:`_Locations`). Returns the warped batch.
@@ -313,9 +313,6 @@ class PatchWarp(torch.autograd.Function):
         work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=images.device)
         work.copy_(images)  # the working copy: the only copy of the batch
         ctx.plan, ctx.compute_dtype, ctx.image_dtype = plan, compute_dtype, images.dtype
-        ctx.ops = compiled_ops(images.device)
-        if ctx.ops is not None:
-            return _compiled_forward(ctx, images, work, params.contiguous())
         loc = _Locations(plan, params)
         tables = loc.tables
         views = _channel_views(_flat(work), plan.channels, plan.strides[1])
@@ -348,8 +345,6 @@ class PatchWarp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        if ctx.ops is not None:
-            return _compiled_backward(ctx, grad_out)
         plan: WarpPlan = ctx.plan
         loc: _Locations = ctx.loc
         tables = loc.tables
@@ -494,51 +489,21 @@ def _compiled_options(plan: WarpPlan, save_from: int, need_loc: bool, need_img: 
     ]
 
 
-def _compiled_forward(ctx, images: Tensor, work: Tensor, params: Tensor) -> Tensor:
-    """The forward of :class:`PatchWarp` by the compiled kernel (``csrc/warp_cpu.cpp``).
+def compiled_warp(ops, images: Tensor, params: Tensor, plan: WarpPlan) -> Tensor:
+    """The warp by the compiled kernel (``csrc/warp_cpu.cpp``): its own autograd function.
 
     For the location gradient, only levels that read earlier levels' writes
     (``sequential`` levels after the first) keep something: the values of the patches
     they read (image dtype; the backward recomputes the derivatives from them), or with
     ``padding_mode="image"``, where an object reads around its box, the two derivatives
     of every sampled value. The other levels read the input batch, which the backward
-    reads again instead.
+    reads again instead. The backward writes the input gradient into the output
+    gradient itself when no one else holds that (the test ``AccumulateGrad`` makes
+    before it steals a gradient), so that it needs no batch-sized buffer of its own.
     """
-    plan: WarpPlan = ctx.plan
-    need_loc = ctx.needs_input_grad[1]
     levels = len(plan.level_objects) - 1
     # every level of "parallel", and the first of "sequential", reads the input batch:
     # those read it directly (in the working layout), in the forward and the backward
     save_from = levels if plan.parallel else 1
-    source = images if images.stride() == plan.strides else None
-    if source is None and need_loc:  # not dense: the backward reads a copy in the working layout
-        source = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype)
-        source.copy_(images)
-    read = torch.empty(0, dtype=images.dtype) if source is None else source
-    # what the levels after the first need for the location gradient: the patches they
-    # read (patch-relative padding) or the derivatives of their values (padding "image")
-    kept = ctx.ops.warp_forward(
-        work, read, params, plan.objects, plan.level_objects,
-        _compiled_options(plan, save_from, need_loc, False),
-    )
-    ctx.save_from = save_from
-    ctx.save_for_backward(source if need_loc else None, params, *kept)
-    return work
-
-
-def _compiled_backward(ctx, grad_out: Tensor):
-    plan: WarpPlan = ctx.plan
-    images, params, *kept = ctx.saved_tensors
-    need_img = ctx.needs_input_grad[0]
-    need_loc = ctx.needs_input_grad[1]
-    g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=ctx.compute_dtype,
-                                device=grad_out.device)
-    g_buf.copy_(grad_out)
-    if images is None:
-        images = torch.empty(0, dtype=ctx.image_dtype)
-    grads = ctx.ops.warp_backward(
-        g_buf, images, params, plan.objects, plan.level_objects, kept,
-        _compiled_options(plan, ctx.save_from, need_loc, need_img),
-    )
-    grad_images = g_buf.to(ctx.image_dtype) if need_img else None
-    return grad_images, (grads[0] if need_loc else None), None, None
+    options = _compiled_options(plan, save_from, need_loc=False, need_img=False)  # set by the op
+    return ops.warp(images, params, plan.objects, plan.level_objects, options)

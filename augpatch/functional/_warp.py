@@ -20,8 +20,9 @@ from augpatch.functional._checks import (
     check_theta,
     flatten_box_list,
 )
+from augpatch.functional._kernel import compiled_ops
 from augpatch.functional._plan import overlap_edges, schedule_levels
-from augpatch.functional._sampler import PatchWarp, WarpPlan
+from augpatch.functional._sampler import PatchWarp, WarpPlan, compiled_warp
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -182,6 +183,9 @@ def warp_patches(
     )
     params = _object_params(fboxes, theta, obj.to(images.device), pix, n_w, n_h, obj,
                             align_corners, compute)
+    ops = compiled_ops(images.device)
+    if ops is not None:
+        return compiled_warp(ops, images, params, plan)
     return PatchWarp.apply(images, params, plan, compute)
 
 

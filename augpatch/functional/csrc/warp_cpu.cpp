@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -890,18 +891,125 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
   return {grad};
 }
 
+// ------------------------------------------------------------------ the operator
+
+// the plan's strides (those of the working copy)
+std::vector<int64_t> strides_of(const Params& p) { return {p.s_b, p.s_c, p.s_h, p.s_w}; }
+
+// A copy of `images` with the plan's strides (the working copy of the batch).
+at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
+  at::Tensor out = at::empty_strided(images.sizes(), strides_of(p), images.options());
+  out.copy_(images);
+  return out;
+}
+
+// Whether `t` is the only reference to its tensor and its memory: no other tensor
+// shares its storage, except its own view base (a reshape's) if nothing else holds that.
+bool sole_owner(const at::Tensor& t) {
+  if (t.use_count() != 1) return false;
+  int64_t holders = 1;
+  if (t.is_view()) {
+    if (t._base().use_count() != 1) return false;
+    holders = 2;
+  }
+  return t.storage().use_count() == holders;
+}
+
+// The gradient buffer of the backward: the output gradient itself where nobody else can
+// see it, else a copy (compute dtype, plan strides). The test is the one AccumulateGrad
+// makes before it steals a gradient (sole_owner, and no graph is being recorded:
+// create_graph=False); then writing into it is unobservable, and the input gradient
+// needs no batch-sized memory of its own.
+at::Tensor gradient_buffer(at::Tensor& grad, const Params& p, at::ScalarType compute) {
+  const bool own = sole_owner(grad) && !at::GradMode::is_enabled() && grad.layout() == at::kStrided &&
+                   grad.device().is_cpu() && grad.scalar_type() == compute &&
+                   grad.strides() == c10::IntArrayRef(strides_of(p)) && !grad.is_conj() && !grad.is_neg() &&
+                   !grad.requires_grad();
+  if (own) return std::move(grad);
+  at::Tensor buf = at::empty_strided(grad.sizes(), strides_of(p), grad.options().dtype(compute));
+  buf.copy_(grad);
+  return buf;
+}
+
+std::vector<int64_t> with_needs(c10::IntArrayRef options, bool need_loc, bool need_img) {
+  std::vector<int64_t> v = options.vec();
+  TORCH_CHECK(v.size() == 14, "augpatch: malformed kernel options");
+  v[10] = need_loc;
+  v[11] = need_img;
+  return v;
+}
+
+// warp(images, params, objects, level_objects, options) -> the warped batch: the forward
+// without autograd (inference mode and calls without any gradient).
+at::Tensor warp(const at::Tensor& images, const at::Tensor& params, const at::Tensor& objects,
+                c10::IntArrayRef level_objects, c10::IntArrayRef options) {
+  const auto opt = with_needs(options, false, false);
+  at::Tensor work = plan_copy(images, Params(opt));
+  warp_forward(work, at::empty({0}, images.options()), params.contiguous(), objects, level_objects, opt);
+  return work;
+}
+
+// The differentiable warp. Saves the input batch (or, if it is not in the plan's layout,
+// a copy) only when the location gradient needs it, plus what warp_forward kept.
+struct WarpFunction : public torch::autograd::Function<WarpFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& images,
+                            const at::Tensor& params, const at::Tensor& objects,
+                            c10::IntArrayRef level_objects, c10::IntArrayRef options, bool need_loc) {
+    const auto opt = with_needs(options, need_loc, false);
+    const Params p(opt);
+    at::Tensor work = plan_copy(images, p);
+    at::Tensor source;  // the input batch in the plan's layout, for the location gradient
+    if (images.strides() == c10::IntArrayRef(strides_of(p))) {
+      source = images;
+    } else if (need_loc) {
+      source = plan_copy(images, p);
+    }
+    const at::Tensor read = source.defined() ? source : at::empty({0}, images.options());
+    auto kept = warp_forward(work, read, params.contiguous(), objects, level_objects, opt);
+    std::vector<at::Tensor> to_save{need_loc ? source : at::Tensor(), params};
+    to_save.insert(to_save.end(), kept.begin(), kept.end());
+    ctx->save_for_backward(to_save);
+    ctx->saved_data["objects"] = objects;
+    ctx->saved_data["levels"] = level_objects.vec();
+    ctx->saved_data["options"] = opt;
+    ctx->saved_data["image_dtype"] = static_cast<int64_t>(images.scalar_type());
+    return work;
+  }
+
+  // `grads` by reference: a copy of the list would hold a second reference to the
+  // output gradient and hide that it is ours alone (see gradient_buffer).
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list& grads) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor source = saved[0];
+    const at::Tensor params = saved[1].contiguous();
+    const std::vector<at::Tensor> kept(saved.begin() + 2, saved.end());
+    const auto levels = ctx->saved_data["levels"].toIntVector();
+    const auto forward_opt = ctx->saved_data["options"].toIntVector();
+    const auto image_dtype = static_cast<at::ScalarType>(ctx->saved_data["image_dtype"].toInt());
+    const bool need_img = ctx->needs_input_grad(0);
+    const bool need_loc = ctx->needs_input_grad(1) && forward_opt[10] != 0;
+    const auto opt = with_needs(forward_opt, need_loc, need_img);
+    at::Tensor g_buf = gradient_buffer(grads[0], Params(opt), params.scalar_type());
+    if (!source.defined()) source = at::empty({0}, params.options().dtype(image_dtype));
+    auto g = warp_backward(g_buf, source, params, ctx->saved_data["objects"].toTensor(), levels, kept, opt);
+    return {need_img ? g_buf.to(image_dtype) : at::Tensor(), need_loc ? g[0] : at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor warp_autograd(const at::Tensor& images, const at::Tensor& params, const at::Tensor& objects,
+                         c10::IntArrayRef level_objects, c10::IntArrayRef options) {
+  const bool need_loc = at::GradMode::is_enabled() && params.requires_grad();
+  return WarpFunction::apply(images, params, objects, level_objects, options, need_loc);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(augpatch_cpu, m) {
-  m.def(
-      "warp_forward(Tensor(a!) work, Tensor input, Tensor params, Tensor objects, int[] level_objects, "
-      "int[] options) -> Tensor[]");
-  m.def(
-      "warp_backward(Tensor(a!) g_buf, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
-      "Tensor[] saved, int[] options) -> Tensor[]");
+  m.def("warp(Tensor images, Tensor params, Tensor objects, int[] level_objects, int[] options) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
-  m.impl("warp_forward", &warp_forward);
-  m.impl("warp_backward", &warp_backward);
-}
+TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) { m.impl("warp", &warp); }
+
+TORCH_LIBRARY_IMPL(augpatch_cpu, Autograd, m) { m.impl("warp", &warp_autograd); }
