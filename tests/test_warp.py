@@ -926,3 +926,17 @@ def test_image_padding_sequential_reads_earlier_writes_outside_own_box():
     assert torch.equal(seq[0, 0, 2:6, 4:8], flipped)  # read object 0's output
     assert torch.equal(par[0, 0, 2:6, 4:8], images[0, 0, 2:6, 8:12])  # read the original
     assert torch.equal(seq, reference_warp(images, boxes, theta, mode="nearest", padding_mode="image"))
+
+
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
+def test_without_autograd_equals_with(context):
+    """``no_grad`` and ``inference_mode`` (where the autograd dispatch is skipped
+    altogether) give the same result and record nothing."""
+    images = _images(seed=49).requires_grad_(True)
+    theta = _theta(seed=50).requires_grad_(True)
+    expected = warp_patches(images, BOXES, theta, OBJ_TO_IMG).detach()
+    manager = torch.no_grad() if context == "no_grad" else torch.inference_mode()
+    with manager:
+        out = warp_patches(images, BOXES, theta, OBJ_TO_IMG)
+    assert out.grad_fn is None and not out.requires_grad
+    assert torch.equal(out, expected)
