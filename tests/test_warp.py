@@ -940,3 +940,19 @@ def test_without_autograd_equals_with(context):
         out = warp_patches(images, BOXES, theta, OBJ_TO_IMG)
     assert out.grad_fn is None and not out.requires_grad
     assert torch.equal(out, expected)
+
+
+def test_double_backward_raises_a_clear_error():
+    """The backward is not itself differentiable: with ``create_graph=True`` the first
+    gradients are right, and differentiating them raises instead of silently returning
+    a wrong second derivative."""
+    images = _images(seed=51).requires_grad_(True)
+    theta = _theta(seed=52).requires_grad_(True)
+    out = warp_patches(images, BOXES, theta, OBJ_TO_IMG)
+    g_img, g_theta = torch.autograd.grad((out**2).sum(), [images, theta], create_graph=True)
+    out2 = warp_patches(images, BOXES, theta, OBJ_TO_IMG)
+    e_img, e_theta = torch.autograd.grad((out2**2).sum(), [images, theta])
+    torch.testing.assert_close(g_img.detach(), e_img, rtol=0, atol=0)
+    torch.testing.assert_close(g_theta.detach(), e_theta, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="differentiate twice|differentiable once"):
+        (g_img.sum() + g_theta.sum()).backward()

@@ -28,6 +28,7 @@ from functools import cached_property
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from augpatch.functional._plan import base_grid, fused_multiply_add
 
@@ -344,6 +345,7 @@ class PatchWarp(torch.autograd.Function):
         return work
 
     @staticmethod
+    @once_differentiable  # the backward works in place, outside autograd
     def backward(ctx, grad_out):  # type: ignore[override]
         plan: WarpPlan = ctx.plan
         loc: _Locations = ctx.loc

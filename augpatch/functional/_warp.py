@@ -92,7 +92,9 @@ def warp_patches(
     and half-precision images are computed in float32 and rounded back after
     every paste (uint8: round half to even, clamp to ``[0, 255]``); uint8 has no
     gradient. Gradients w.r.t. ``images``, ``theta`` and float ``boxes`` equal
-    those of the loop; the backward pass is as cheap as the forward.
+    those of the loop; the backward pass is as cheap as the forward. It is not itself
+    differentiable: gradients taken with ``create_graph=True`` are right, but
+    differentiating them again raises a ``RuntimeError`` (no double backward).
 
     Execution: for one or two integer boxes (float/float64 images, patch-relative
     padding) the reference computation itself runs (one ``grid_sample`` per crop);

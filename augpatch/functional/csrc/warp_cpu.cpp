@@ -14,6 +14,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -920,8 +921,8 @@ bool sole_owner(const at::Tensor& t) {
 // makes before it steals a gradient (sole_owner, and no graph is being recorded:
 // create_graph=False); then writing into it is unobservable, and the input gradient
 // needs no batch-sized memory of its own.
-at::Tensor gradient_buffer(at::Tensor& grad, const Params& p, at::ScalarType compute) {
-  const bool own = sole_owner(grad) && !at::GradMode::is_enabled() && grad.layout() == at::kStrided &&
+at::Tensor gradient_buffer(at::Tensor& grad, const Params& p, at::ScalarType compute, bool create_graph) {
+  const bool own = sole_owner(grad) && !create_graph && grad.layout() == at::kStrided &&
                    grad.device().is_cpu() && grad.scalar_type() == compute &&
                    grad.strides() == c10::IntArrayRef(strides_of(p)) && !grad.is_conj() && !grad.is_neg() &&
                    !grad.requires_grad();
@@ -990,11 +991,33 @@ struct WarpFunction : public torch::autograd::Function<WarpFunction> {
     const bool need_img = ctx->needs_input_grad(0);
     const bool need_loc = ctx->needs_input_grad(1) && forward_opt[10] != 0;
     const auto opt = with_needs(forward_opt, need_loc, need_img);
-    at::Tensor g_buf = gradient_buffer(grads[0], Params(opt), params.scalar_type());
+    const bool create_graph = at::GradMode::is_enabled();
+    at::NoGradGuard no_grad;  // the kernel works in place, outside autograd
+    at::Tensor g_buf = gradient_buffer(grads[0], Params(opt), params.scalar_type(), create_graph);
     if (!source.defined()) source = at::empty({0}, params.options().dtype(image_dtype));
     auto g = warp_backward(g_buf, source, params, ctx->saved_data["objects"].toTensor(), levels, kept, opt);
-    return {need_img ? g_buf.to(image_dtype) : at::Tensor(), need_loc ? g[0] : at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    torch::autograd::variable_list out{need_img ? g_buf.to(image_dtype) : at::Tensor(),
+                                       need_loc ? g[0] : at::Tensor(), at::Tensor(), at::Tensor(),
+                                       at::Tensor(), at::Tensor()};
+    return create_graph ? once_differentiable(std::move(out)) : out;
+  }
+
+  // What Python's @once_differentiable does: with create_graph=True the gradients carry
+  // a node that raises if anything differentiates through them (the backward is not
+  // itself differentiable; silently treating it as constant would be wrong).
+  static torch::autograd::variable_list once_differentiable(torch::autograd::variable_list out) {
+    for (auto& t : out) {
+      if (t.defined()) {
+        t = t.detach();
+        t.set_requires_grad(true);
+      }
+    }
+    torch::autograd::DelayedError err(
+        "augpatch: warp_patches is differentiable once; differentiating its backward (double "
+        "backward, create_graph=True) is not supported",
+        static_cast<int64_t>(out.size()));
+    at::AutoGradMode grad_mode(true);
+    return err.apply(std::move(out));
   }
 };
 
