@@ -483,14 +483,6 @@ _MODE_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 _PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
 
 
-def _compiled_options(plan: WarpPlan, save_from: int, need_loc: bool, need_img: bool) -> list[int]:
-    return [
-        _MODE_CODES[plan.mode], _PADDING_CODES[plan.padding_mode], int(plan.align_corners),
-        int(plan.parallel), save_from, *plan.strides, plan.channels, int(need_loc), int(need_img),
-        *plan.size,
-    ]
-
-
 def compiled_warp(ops, images: Tensor, params: Tensor, plan: WarpPlan) -> Tensor:
     """The warp by the compiled kernel (``csrc/warp_cpu.cpp``): its own autograd function.
 
@@ -503,9 +495,10 @@ def compiled_warp(ops, images: Tensor, params: Tensor, plan: WarpPlan) -> Tensor
     gradient itself when no one else holds that (the test ``AccumulateGrad`` makes
     before it steals a gradient), so that it needs no batch-sized buffer of its own.
     """
-    levels = len(plan.level_objects) - 1
-    # every level of "parallel", and the first of "sequential", reads the input batch:
-    # those read it directly (in the working layout), in the forward and the backward
-    save_from = levels if plan.parallel else 1
-    options = _compiled_options(plan, save_from, need_loc=False, need_img=False)  # set by the op
+    # slots 4 (first level that keeps something), 10 and 11 (which gradients are needed)
+    # are filled in by the operator
+    options = [
+        _MODE_CODES[plan.mode], _PADDING_CODES[plan.padding_mode], int(plan.align_corners),
+        int(plan.parallel), 0, *plan.strides, plan.channels, 0, 0, *plan.size,
+    ]
     return ops.warp(images, params, plan.objects, plan.level_objects, options)

@@ -28,7 +28,8 @@ namespace {
 enum Mode : int64_t { kNearest = 0, kBilinear = 1, kBicubic = 2 };
 enum Padding : int64_t { kZeros = 0, kBorder = 1, kReflection = 2, kImage = 3 };
 
-// params, in the order _kernel.py passes them
+// the options of a call, in the order _sampler.compiled_warp passes them (save_from,
+// need_loc and need_img are filled in by the operator: with_needs)
 struct Params {
   int64_t mode, padding;
   bool align, parallel;
@@ -932,9 +933,15 @@ at::Tensor gradient_buffer(at::Tensor& grad, const Params& p, at::ScalarType com
   return buf;
 }
 
-std::vector<int64_t> with_needs(c10::IntArrayRef options, bool need_loc, bool need_img) {
+// The options of a call (see Params) with what the operator decides itself: the first
+// level whose reads are kept for the location gradient (every level of "parallel", and
+// the first of "sequential", reads the input batch, which the backward reads again), and
+// which gradients are needed.
+std::vector<int64_t> with_needs(c10::IntArrayRef options, c10::IntArrayRef level_objects, bool need_loc,
+                                bool need_img) {
   std::vector<int64_t> v = options.vec();
-  TORCH_CHECK(v.size() == 14, "augpatch: malformed kernel options");
+  TORCH_CHECK(v.size() == 14 && level_objects.size() >= 2, "augpatch: malformed kernel options");
+  v[4] = v[3] != 0 ? static_cast<int64_t>(level_objects.size()) - 1 : 1;
   v[10] = need_loc;
   v[11] = need_img;
   return v;
@@ -944,7 +951,7 @@ std::vector<int64_t> with_needs(c10::IntArrayRef options, bool need_loc, bool ne
 // without autograd (inference mode and calls without any gradient).
 at::Tensor warp(const at::Tensor& images, const at::Tensor& params, const at::Tensor& objects,
                 c10::IntArrayRef level_objects, c10::IntArrayRef options) {
-  const auto opt = with_needs(options, false, false);
+  const auto opt = with_needs(options, level_objects, false, false);
   at::Tensor work = plan_copy(images, Params(opt));
   warp_forward(work, at::empty({0}, images.options()), params.contiguous(), objects, level_objects, opt);
   return work;
@@ -956,7 +963,7 @@ struct WarpFunction : public torch::autograd::Function<WarpFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& images,
                             const at::Tensor& params, const at::Tensor& objects,
                             c10::IntArrayRef level_objects, c10::IntArrayRef options, bool need_loc) {
-    const auto opt = with_needs(options, need_loc, false);
+    const auto opt = with_needs(options, level_objects, need_loc, false);
     const Params p(opt);
     at::Tensor work = plan_copy(images, p);
     at::Tensor source;  // the input batch in the plan's layout, for the location gradient
@@ -990,7 +997,7 @@ struct WarpFunction : public torch::autograd::Function<WarpFunction> {
     const auto image_dtype = static_cast<at::ScalarType>(ctx->saved_data["image_dtype"].toInt());
     const bool need_img = ctx->needs_input_grad(0);
     const bool need_loc = ctx->needs_input_grad(1) && forward_opt[10] != 0;
-    const auto opt = with_needs(forward_opt, need_loc, need_img);
+    const auto opt = with_needs(forward_opt, levels, need_loc, need_img);
     const bool create_graph = at::GradMode::is_enabled();
     at::NoGradGuard no_grad;  // the kernel works in place, outside autograd
     at::Tensor g_buf = gradient_buffer(grads[0], Params(opt), params.scalar_type(), create_graph);
