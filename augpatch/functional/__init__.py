@@ -24,7 +24,7 @@ from augpatch.functional._geometry import (
     transform_boxes,
     transform_points,
 )
-from augpatch.functional._kernel import cpu_kernel, set_cpu_kernel
+from augpatch.functional._kernel import cpu_kernel, cuda_kernel, set_cpu_kernel, set_cuda_kernel
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "clip_boxes",
     "convert_box_format",
     "cpu_kernel",
+    "cuda_kernel",
     "inverse_transform_boxes",
     "inverse_transform_points",
     "list_to_boxes",
@@ -40,6 +41,7 @@ __all__ = [
     "patch_affine_matrix",
     "pixel_matrix_to_theta",
     "set_cpu_kernel",
+    "set_cuda_kernel",
     "theta_to_pixel_matrix",
     "transform_boxes",
     "transform_points",

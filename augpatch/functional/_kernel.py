@@ -14,30 +14,41 @@ needs a kernel) or :func:`set_cpu_kernel`:
 - ``"auto"`` (default): compiled; if it cannot be built, warn once and run eager.
 - ``"compiled"``: compiled, and a build failure is an error.
 - ``"eager"``: never build; run the eager PyTorch kernel.
+- ``"triton"``: the Triton kernel in Triton's interpreter (needs ``TRITON_INTERPRET=1``;
+  a clear error otherwise): slow, for testing the GPU kernel on a machine without one.
 
-CUDA tensors always run the eager kernel (vectorised PyTorch ops).
+CUDA tensors run the Triton kernel (``_triton.py``). Choose with ``AUGPATCH_CUDA_KERNEL``
+or :func:`set_cuda_kernel`:
+
+- ``"auto"`` (default): Triton; if it is missing or fails (e.g. does not compile), warn
+  once and run the eager kernel (vectorised PyTorch operations).
+- ``"triton"``: Triton, and a failure is an error.
+- ``"eager"``: the eager kernel.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-CHOICES = ("auto", "compiled", "eager")
+CHOICES = ("auto", "compiled", "eager", "triton")
+CUDA_CHOICES = ("auto", "triton", "eager")
 _SOURCE = Path(__file__).with_name("csrc") / "warp_cpu.cpp"
 _BASE_NAME = "augpatch_warp_cpu"
 _LOCK = threading.Lock()
-_state: dict[str, Any] = {"choice": None, "ops": None, "error": None}
+_state: dict[str, Any] = {"choice": None, "ops": None, "error": None, "cuda": None, "triton_error": None}
 
 
 def set_cpu_kernel(choice: str) -> None:
-    """Select the CPU kernel: ``"auto"``, ``"compiled"`` or ``"eager"`` (see the module doc).
+    """Select the CPU kernel: ``"auto"``, ``"compiled"``, ``"eager"`` or ``"triton"`` (see the module doc).
 
     Example:
         >>> from augpatch.functional import set_cpu_kernel
@@ -61,9 +72,72 @@ def cpu_kernel() -> str:
     return _state["choice"]
 
 
+def set_cuda_kernel(choice: str) -> None:
+    """Select the CUDA kernel: ``"auto"``, ``"triton"`` or ``"eager"`` (see the module doc).
+
+    Example:
+        >>> from augpatch.functional import set_cuda_kernel
+        >>> set_cuda_kernel("eager")  # e.g. to compare with the Triton kernel
+        >>> set_cuda_kernel("auto")
+    """
+    if choice not in CUDA_CHOICES:
+        raise ValueError(f"cuda kernel must be one of {', '.join(map(repr, CUDA_CHOICES))}, got {choice!r}")
+    _state["cuda"] = choice
+
+
+def cuda_kernel() -> str:
+    """The current choice (``AUGPATCH_CUDA_KERNEL`` unless :func:`set_cuda_kernel` was called)."""
+    if _state["cuda"] is None:
+        env = os.environ.get("AUGPATCH_CUDA_KERNEL", "auto").strip().lower() or "auto"
+        if env not in CUDA_CHOICES:
+            raise ValueError(f"AUGPATCH_CUDA_KERNEL must be one of {', '.join(CUDA_CHOICES)}, got {env!r}")
+        _state["cuda"] = env
+    return _state["cuda"]
+
+
+def triton_warp(device: torch.device) -> Callable[..., Any] | None:
+    """The Triton warp (``_triton.warp``) for a warp on ``device``, or ``None`` to run eager."""
+    if device.type == "cpu":
+        if cpu_kernel() != "triton":
+            return None
+        from augpatch.functional import _triton
+
+        _triton.check_available(device)
+        return _triton.warp
+    if device.type != "cuda":
+        return None
+    choice = cuda_kernel()
+    if choice == "eager" or (choice == "auto" and _state["triton_error"] is not None):
+        return None
+    try:
+        from augpatch.functional import _triton
+
+        _triton.check_available(device)
+    except Exception as exc:
+        if choice == "triton":
+            raise
+        triton_failed(exc)
+        return None
+    return _triton.warp if choice == "triton" else functools.partial(_triton.warp, strict=False)
+
+
+def triton_failed(exc: BaseException) -> None:
+    """``auto``: the Triton kernel failed; warn once, and run eager from now on."""
+    if _state["triton_error"] is None:
+        warnings.warn(
+            "augpatch: the Triton CUDA kernel is unavailable "
+            f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1][:300]}); running "
+            "the slower eager kernel. Set AUGPATCH_CUDA_KERNEL=eager to skip it, or =triton to "
+            "make this an error.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    _state["triton_error"] = exc
+
+
 def compiled_ops(device: torch.device) -> Any | None:
     """The compiled operators for a warp on ``device``, or ``None`` to run eager."""
-    if device.type != "cpu" or cpu_kernel() == "eager":
+    if device.type != "cpu" or cpu_kernel() in ("eager", "triton"):
         return None
     if _state["ops"] is None and _state["error"] is None:
         with _LOCK:

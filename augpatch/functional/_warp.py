@@ -20,7 +20,7 @@ from augpatch.functional._checks import (
     check_theta,
     flatten_box_list,
 )
-from augpatch.functional._kernel import compiled_ops
+from augpatch.functional._kernel import compiled_ops, triton_warp
 from augpatch.functional._plan import overlap_edges, schedule_levels
 from augpatch.functional._sampler import PatchWarp, WarpPlan, compiled_warp
 
@@ -188,6 +188,8 @@ def warp_patches(
     ops = compiled_ops(images.device)
     if ops is not None:
         return compiled_warp(ops, images, params, plan)
+    if (triton := triton_warp(images.device)) is not None:
+        return triton(images, params, plan, compute)
     return PatchWarp.apply(images, params, plan, compute)
 
 

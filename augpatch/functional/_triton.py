@@ -1,0 +1,481 @@
+"""The Triton kernel of :func:`augpatch.functional.warp_patches` (CUDA; CPU when interpreted).
+
+It runs the same plan as the eager kernel (``_sampler.PatchWarp``) and the compiled CPU
+kernel (``csrc/warp_cpu.cpp``) with the same per-pixel arithmetic, fused: one program
+computes a tile of one object's patch (``BH x BW`` pixels, every channel) from the
+sampling location (``F.affine_grid``'s base grid times ``theta``, ``grid_sample``'s
+unnormalize with its fused multiply-add emulated, padding) to the taps and the stored
+value. The device code is ``_triton_kernels.py``; this module plans the launches.
+
+Launches. Per level of the plan: one kernel that samples every pixel of the level
+(every level of ``parallel`` and the first of ``sequential`` read the input batch and
+write the output directly; later ``sequential`` levels read the output as the earlier
+levels left it, so they write into a buffer of the level's pixels, then a second
+kernel copies it in). The backward walks the levels in reverse over one gradient
+buffer: per level one kernel takes the output gradient of the level's pixels out of
+it, one scatters ``weight * gradient`` onto every tap the level read (``atomic_add``)
+and computes the location gradient of every pixel, reduced per tile (per column, per
+row, per object) and added to the ``[K, 14]`` parameter gradient with atomics: the
+chain rule of ``_sampler._Locations.param_grads``. ``parallel`` takes every level's
+gradient before scattering any (every level read the input). Nothing is launched per
+object.
+
+Synchronisation. None here: the per-object tables (patches, tiles, base coordinates)
+are built on the host from the plan, which is already there (``WarpPlan.objects`` is a
+CPU tensor: ``warp_patches`` made its one small device-to-host copy while planning),
+and go to the device in two copies from pinned memory, without waiting. The images'
+gradient (scattered with atomics) and the parameter gradient (per-tile partial sums
+added with atomics) are therefore summed in no fixed order: equal to the reference to
+float rounding, not bitwise reproducible from run to run.
+
+Memory. The output (the working copy of the batch) and the tables (``O(K + total box
+rows + columns)``). For the location gradient, ``sequential`` levels after the first
+keep the values of the patches they read (image dtype), from which the backward
+recomputes the derivatives; with ``padding_mode="image"`` (an object reads around its
+box) they keep the two derivatives of every value instead (compute dtype), as the
+compiled CPU kernel does. Later ``sequential`` levels need a buffer of their pixels
+(image dtype). The backward holds one gradient buffer of the batch (compute dtype) and
+the output gradients of one level (``parallel``: of every level), ``C x pixels``.
+
+Precision. Float32 locations are computed in float32 with the same operations as the
+eager kernel (kernels are compiled with ``enable_fp_fusion=False``; the float32
+division of reflection padding is ``div_rn``, the round of nearest mode is done by
+hand), so outputs agree with the reference loop to float rounding; float64 to about
+1e-12. The images' gradient and the parameter gradient are accumulated with atomics.
+
+Interpreter. With ``TRITON_INTERPRET=1`` (read when a kernel is needed, not only at
+import) the same kernels run in Triton's interpreter, on CPU tensors too
+(``AUGPATCH_CPU_KERNEL=triton``): slow, for testing without a GPU. Both variants can
+exist in one process (the kernel module is loaded once per variant).
+
+Example:
+    >>> import os, torch
+    >>> from augpatch.functional import set_cpu_kernel, warp_patches
+    >>> os.environ["TRITON_INTERPRET"] = "1"  # doctest: +SKIP
+    >>> set_cpu_kernel("triton")  # doctest: +SKIP
+    >>> out = warp_patches(torch.rand(1, 3, 12, 14), torch.tensor([[1, 1, 9, 8], [2, 3, 12, 11],
+    ...                    [0, 0, 5, 5]]), torch.eye(2, 3).repeat(3, 1, 1))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from augpatch.functional._plan import base_grid
+from augpatch.functional._sampler import PatchWarp, WarpPlan
+
+_KERNELS = Path(__file__).with_name("_triton_kernels.py")
+_LOCK = threading.Lock()
+_MODULES: dict[bool, ModuleType] = {}
+_MODE = {"nearest": 0, "bilinear": 1, "bicubic": 2}
+_PAD = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
+_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4}
+
+# candidate tile shapes (rows, columns) and the fixed cost of a program, in pixel lanes:
+# the shape that covers the level's patches with the fewest lanes plus programs wins
+_TILES_CUDA = ((4, 32), (8, 16), (8, 32), (16, 16), (16, 32), (32, 32))
+_TILE_COST_CUDA = 96
+_TILES_INTERPRETER = ((8, 16), (16, 16), (16, 32))
+_TILE_COST_INTERPRETER = 4096
+_MAX_CHANNEL_BLOCK = 4  # channels per pass (more channels: a loop, taps recomputed)
+
+
+# ----------------------------------------------------------------------------- availability
+
+
+def interpreting() -> bool:
+    """Whether Triton's interpreter is on (``TRITON_INTERPRET``, read now)."""
+    import triton
+
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def check_available(device: torch.device) -> None:
+    """Raise a clear error if the Triton kernel cannot run on ``device``."""
+    try:
+        import triton  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(
+            "augpatch: the Triton kernel needs the 'triton' package (it ships with the CUDA "
+            "builds of torch)"
+        ) from exc
+    if device.type == "cpu":
+        if not interpreting():
+            raise RuntimeError(
+                "augpatch: the Triton kernel runs on CPU tensors only in Triton's interpreter: set "
+                "the environment variable TRITON_INTERPRET=1 (AUGPATCH_CPU_KERNEL=triton / "
+                "set_cpu_kernel('triton') is meant for testing the GPU kernel without a GPU)"
+            )
+    elif device.type != "cuda":
+        raise RuntimeError(f"augpatch: the Triton kernel runs on CUDA (or interpreted on the CPU), not {device}")
+
+
+def kernels() -> ModuleType:
+    """The kernel module for the current interpreter setting (loaded on first use)."""
+    interp = interpreting()
+    module = _MODULES.get(interp)
+    if module is None:
+        with _LOCK:
+            module = _MODULES.get(interp)
+            if module is None:
+                name = "augpatch.functional._triton_kernels_" + ("interpreted" if interp else "compiled")
+                spec = importlib.util.spec_from_file_location(name, _KERNELS)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]
+                    raise
+                _MODULES[interp] = module
+    return module
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass
+class _Layout:
+    """The device tables of a plan and how its levels map onto tiles.
+
+    ``obj`` ``[K, 8]`` int64: ``x0, y0, w, h, image, first column, first row, first pixel``;
+    ``tiles`` ``[T, 3]`` int32: ``object, i0, j0``; ``base``: ``F.affine_grid``'s base
+    coordinate of every patch column (``ncols`` of them), then of every patch row.
+    ``level_tiles`` / ``level_pix``: the levels' bounds in the tiles and in the pixels.
+    """
+
+    obj: Tensor
+    tiles: Tensor
+    base: Tensor
+    ncols: int
+    level_tiles: list[int]
+    level_pix: list[int]
+    bh: int
+    bw: int
+    bc: int
+    num_warps: int
+
+    def tiles_of(self, level: int) -> tuple[int, int]:
+        return self.level_tiles[level], self.level_tiles[level + 1] - self.level_tiles[level]
+
+    def pixels_of(self, level: int) -> tuple[int, int]:
+        return self.level_pix[level], self.level_pix[level + 1] - self.level_pix[level]
+
+
+def _tile_shape(w: Tensor, h: Tensor, interp: bool) -> tuple[int, int]:
+    """The tile shape with the least cost (lanes, plus a fixed cost per program)."""
+    shapes = _TILES_INTERPRETER if interp else _TILES_CUDA
+    fixed = _TILE_COST_INTERPRETER if interp else _TILE_COST_CUDA
+    best, best_cost = shapes[0], None
+    for bh, bw in shapes:
+        tiles = int((((h + bh - 1) // bh) * ((w + bw - 1) // bw)).sum())
+        cost = tiles * (bh * bw + fixed)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = (bh, bw), cost
+    return best
+
+
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def _layout(plan: WarpPlan, dtype: torch.dtype, device: torch.device) -> _Layout:
+    """The layout of ``plan`` (cached on the plan: the backward reuses the forward's)."""
+    interp = interpreting()
+    key = (dtype, device, interp)
+    cache = plan.__dict__.setdefault("_triton_layouts", {})
+    if key in cache:
+        return cache[key]
+    o = plan.objects
+    x0, y0, w, h, img = o.unbind(1)
+    num = o.shape[0]
+    fc = torch.cumsum(w, 0) - w
+    fr = torch.cumsum(h, 0) - h
+    area = w * h
+    fp = torch.cumsum(area, 0) - area
+    bh, bw = _tile_shape(w, h, interp)
+    nty = (h + bh - 1) // bh
+    ntx = (w + bw - 1) // bw
+    count = nty * ntx
+    k = torch.repeat_interleave(torch.arange(num), count)
+    r = torch.arange(k.numel()) - (torch.cumsum(count, 0) - count)[k]
+    tiles = torch.stack([k, (r // ntx[k]) * bh, (r % ntx[k]) * bw], 1).to(torch.int32)
+    bounds = torch.tensor(plan.level_objects)
+    tile_ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(count, 0)])
+    pix_ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(area, 0)])
+    col_obj = torch.repeat_interleave(torch.arange(num), w)
+    row_obj = torch.repeat_interleave(torch.arange(num), h)
+    col_idx = torch.arange(col_obj.numel()) - fc[col_obj]
+    row_idx = torch.arange(row_obj.numel()) - fr[row_obj]
+    base = torch.cat([
+        base_grid(col_idx, w[col_obj], plan.align_corners, dtype),
+        base_grid(row_idx, h[row_obj], plan.align_corners, dtype),
+    ])
+    obj = torch.stack([x0, y0, w, h, img, fc, fr, fp], 1)
+    bc = min(_MAX_CHANNEL_BLOCK, 1 << max(plan.channels - 1, 0).bit_length())
+    layout = _Layout(
+        obj=_to_device(obj, device), tiles=_to_device(tiles, device), base=_to_device(base, device),
+        ncols=col_obj.numel(), level_tiles=tile_ends[bounds].tolist(), level_pix=pix_ends[bounds].tolist(),
+        bh=bh, bw=bw, bc=bc, num_warps=4 if bh * bw >= 256 else 2,
+    )
+    cache.clear()
+    cache[key] = layout
+    return layout
+
+
+def _tap_padding(plan: WarpPlan) -> int:
+    """Padding applied to tap indices: bicubic border / reflection (the other modes move
+    the location inside first, then their taps need only the zeros rule)."""
+    if plan.mode == "bicubic" and plan.padding_mode in ("border", "reflection"):
+        return _PAD[plan.padding_mode]
+    return 0
+
+
+def _launch_options(lay: _Layout) -> dict:
+    return {"num_warps": lay.num_warps, "enable_fp_fusion": False}
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> tuple[Tensor, list[Tensor]]:
+    """The warped batch and what the backward needs.
+
+    Args:
+        images: ``[B, C, H, W]`` (any dtype ``warp_patches`` accepts, any strides).
+        params: ``[K, 14]`` per-object parameters in the plan's processing order, in the
+            compute dtype (float64 for float64 images, else float32).
+        plan: the plan (``WarpPlan``).
+        need_loc: whether the gradient of ``params`` will be asked for.
+
+    Returns:
+        ``(out, saved)``: ``out`` a new tensor with ``plan.strides``; ``saved`` ``[]``, or
+        for the location gradient of ``sequential`` levels after the first, the patches
+        they read (``[C * pixels]``, image dtype) or, with ``padding_mode="image"``, the
+        two derivatives of every value they sampled (compute dtype).
+    """
+    mod = kernels()
+    dev = images.device
+    lay = _layout(plan, params.dtype, dev)
+    params = params.contiguous()
+    work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=dev)
+    work.copy_(images)
+    channels = plan.channels
+    height, width = plan.size
+    levels = len(lay.level_pix) - 1
+    later = not plan.parallel and levels > 1  # levels that read the output of earlier ones
+    save0, total = lay.level_pix[1] if levels > 1 else 0, lay.level_pix[-1]
+    save_n = total - save0
+    keep = need_loc and later and plan.padding_mode != "image"
+    deriv = need_loc and later and plan.padding_mode == "image"
+    saved: list[Tensor] = []
+    kept = dx = dy = None
+    if keep:
+        kept = torch.empty(channels * save_n, dtype=images.dtype, device=dev)
+        saved = [kept]
+    if deriv:
+        dx = torch.empty(channels * save_n, dtype=params.dtype, device=dev)
+        dy = torch.empty(channels * save_n, dtype=params.dtype, device=dev)
+        saved = [dx, dy]
+    result = None
+    if later:
+        most = max(lay.level_pix[l + 1] - lay.level_pix[l] for l in range(1, levels))
+        result = torch.empty(channels * most, dtype=images.dtype, device=dev)
+    common = {
+        "MODE": _MODE[plan.mode], "PAD": _PAD[plan.padding_mode], "TAP_PAD": _tap_padding(plan),
+        "F64": params.dtype == torch.float64, "NT": _TAPS[plan.mode], "BC": lay.bc, "BH": lay.bh,
+        "BW": lay.bw,
+    }
+    opts = _launch_options(lay)
+    d_sb, d_sc, d_sh, d_sw = plan.strides
+    for level in range(levels):
+        tile0, n_tiles = lay.tiles_of(level)
+        pix0, n_pix = lay.pixels_of(level)
+        direct = plan.parallel or level == 0
+        src = images if direct else work
+        s_sb, s_sc, s_sh, s_sw = src.stride()
+        dst = work if direct else result
+        level_deriv = deriv and not direct
+        mod.warp_forward[(n_tiles,)](
+            src, dst, dx if level_deriv else params, dy if level_deriv else params, params, lay.base,
+            lay.obj, lay.tiles, tile0, lay.ncols, pix0, n_pix, save0, save_n,
+            s_sb, s_sc, s_sh, s_sw, d_sb, d_sc, d_sh, d_sw, channels, height, width,
+            int(plan.align_corners), int(not direct), DERIV=level_deriv, **common, **opts,
+        )
+        if not direct:
+            mod.write_level[(n_tiles,)](
+                result, work, kept if keep else result, lay.obj, lay.tiles, tile0, pix0, n_pix, save0,
+                save_n, d_sb, d_sc, d_sh, d_sw, channels, int(keep), BC=lay.bc, BH=lay.bh, BW=lay.bw,
+                **opts,
+            )
+    return work, saved
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+def backward(
+    grad: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
+    need_img: bool, need_loc: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients of ``images`` (in its dtype) and of ``params`` (``[K, 14]``).
+
+    ``images`` are read only for the location gradient (levels that read the input);
+    otherwise only their dtype matters (an empty tensor will do). ``saved`` is what
+    :func:`forward` returned (with ``need_loc``).
+    """
+    mod = kernels()
+    dev = grad.device
+    dtype = params.dtype
+    lay = _layout(plan, dtype, dev)
+    params = params.contiguous()
+    g = torch.empty_strided(grad.shape, plan.strides, dtype=dtype, device=dev)
+    g.copy_(grad)
+    gprm = torch.zeros_like(params) if need_loc else params
+    channels = plan.channels
+    height, width = plan.size
+    levels = len(lay.level_pix) - 1
+    total = lay.level_pix[-1]
+    save0 = lay.level_pix[1] if levels > 1 else 0
+    save_n = total - save0
+    if plan.parallel:
+        pending = torch.empty(channels * total, dtype=dtype, device=dev)
+    else:
+        most = max(lay.level_pix[l + 1] - lay.level_pix[l] for l in range(levels))
+        pending = torch.empty(channels * most, dtype=dtype, device=dev)
+    opts = _launch_options(lay)
+    d_sb, d_sc, d_sh, d_sw = plan.strides
+    common = {
+        "MODE": _MODE[plan.mode], "PAD": _PAD[plan.padding_mode], "TAP_PAD": _tap_padding(plan),
+        "F64": dtype == torch.float64, "NT": _TAPS[plan.mode], "BC": lay.bc, "BH": lay.bh, "BW": lay.bw,
+    }
+
+    def pack(level: int) -> tuple[int, int]:  # where a level's output gradients are in `pending`
+        return (0, total) if plan.parallel else lay.pixels_of(level)
+
+    def take(level: int) -> None:
+        tile0, n_tiles = lay.tiles_of(level)
+        pack0, pack_n = pack(level)
+        mod.take_level[(n_tiles,)](
+            g, pending, lay.obj, lay.tiles, tile0, pack0, pack_n, d_sb, d_sc, d_sh, d_sw, channels,
+            BC=lay.bc, BH=lay.bh, BW=lay.bw, **opts,
+        )
+
+    def scatter(level: int) -> None:
+        later = not plan.parallel and level > 0  # read what earlier levels wrote
+        to_buffer = need_img or later
+        if not (to_buffer or need_loc):
+            return
+        tile0, n_tiles = lay.tiles_of(level)
+        pack0, pack_n = pack(level)
+        saved_d = need_loc and later and plan.padding_mode == "image"
+        packed = need_loc and later and not saved_d
+        if packed:  # the patches as the level read them
+            src, s_strides = saved[0], (0, 0, 0, 0)
+        elif need_loc and not saved_d:  # the level read the input
+            src, s_strides = images, images.stride()
+        else:  # not read
+            src, s_strides = g, (0, 0, 0, 0)
+        dx, dy = (saved[0], saved[1]) if saved_d else (g, g)
+        mod.warp_backward[(n_tiles,)](
+            g, pending, src, dx, dy, gprm, params, lay.base, lay.obj, lay.tiles,
+            tile0, lay.ncols, pack0, pack_n, save0, save_n, *s_strides, d_sb, d_sc, d_sh, d_sw,
+            channels, height, width, int(plan.align_corners), int(packed), int(to_buffer),
+            NEED_LOC=need_loc, SAVED_D=saved_d, **common, **opts,
+        )
+
+    for level in range(levels - 1, -1, -1):
+        take(level)
+        if not plan.parallel:
+            scatter(level)
+    if plan.parallel:  # every level read the input: all output gradients are taken first
+        for level in range(levels):
+            scatter(level)
+    grad_images = g.to(images.dtype) if need_img else None
+    return grad_images, (gprm if need_loc else None)
+
+
+# ----------------------------------------------------------------------------- autograd
+
+
+class TritonWarp(torch.autograd.Function):
+    """``out = TritonWarp.apply(images, params, plan, compute_dtype, strict)``: the Triton kernel.
+
+    As :class:`~augpatch.functional._sampler.PatchWarp` (same arguments and result).
+    ``strict=False`` (``AUGPATCH_CUDA_KERNEL=auto``): if a backward kernel fails to
+    compile, warn once and compute the gradients with the eager kernel instead.
+    """
+
+    @staticmethod
+    def forward(ctx, images, params, plan: WarpPlan, compute_dtype, strict=True):  # type: ignore[override]
+        need_loc = bool(ctx.needs_input_grad[1])
+        out, saved = forward(images, params, plan, need_loc)
+        ctx.plan, ctx.need_loc, ctx.strict, ctx.compute_dtype = plan, need_loc, strict, compute_dtype
+        ctx.image_meta = (images.shape, images.dtype, images.device)
+        ctx.save_for_backward(images if need_loc else None, params, *saved)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        images, params, *saved = ctx.saved_tensors
+        shape, dtype, device = ctx.image_meta
+        if images is None:  # only its dtype is needed
+            images = torch.empty(0, dtype=dtype, device=device)
+        need_img = bool(ctx.needs_input_grad[0])
+        need_loc = bool(ctx.needs_input_grad[1]) and ctx.need_loc
+        try:
+            g_img, g_prm = backward(grad, images, params, ctx.plan, saved, need_img, need_loc)
+        except Exception as exc:
+            if ctx.strict or isinstance(exc, torch.OutOfMemoryError):
+                raise
+            from augpatch.functional._kernel import triton_failed
+
+            triton_failed(exc)
+            g_img, g_prm = _eager_backward(grad, images, params, ctx, shape, need_img, need_loc)
+        return g_img, g_prm, None, None, None
+
+
+def _eager_backward(grad, images, params, ctx, shape, need_img, need_loc):
+    """The gradients by the eager kernel (fallback): its forward again, then its backward.
+
+    The images' values matter only for the location gradient (then they were saved)."""
+    if images.numel() == 0:
+        images = torch.zeros(shape, dtype=images.dtype, device=images.device)
+    with torch.enable_grad():
+        img = images.detach().requires_grad_(need_img)
+        prm = params.detach().requires_grad_(need_loc)
+        out = PatchWarp.apply(img, prm, ctx.plan, ctx.compute_dtype)
+        wanted = [t for t, need in ((img, need_img), (prm, need_loc)) if need]
+        got = list(torch.autograd.grad(out, wanted, grad))
+    return (got.pop(0) if need_img else None), (got.pop(0) if need_loc else None)
+
+
+def warp(images: Tensor, params: Tensor, plan: WarpPlan, compute_dtype: torch.dtype, strict: bool = True) -> Tensor:
+    """The warp by the Triton kernel; with ``strict=False``, by the eager kernel (after one
+    warning) if the Triton kernel fails (e.g. does not compile on this GPU)."""
+    try:
+        return TritonWarp.apply(images, params, plan, compute_dtype, strict)
+    except Exception as exc:
+        if strict or isinstance(exc, torch.OutOfMemoryError):
+            raise
+        from augpatch.functional._kernel import triton_failed
+
+        triton_failed(exc)
+        return PatchWarp.apply(images, params, plan, compute_dtype)
