@@ -83,7 +83,7 @@ _TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4}
 
 # candidate tile shapes (rows, columns) and the fixed cost of a program, in pixel lanes:
 # the shape that covers the level's patches with the fewest lanes plus programs wins
-_TILES_CUDA = ((4, 32), (8, 16), (8, 32), (16, 16), (16, 32), (32, 32))
+_TILES_CUDA = ((4, 32), (8, 16), (8, 32), (16, 16))  # at most 256 pixels: 4 warps, few registers
 _TILE_COST_CUDA = 96
 _TILES_INTERPRETER = ((8, 16), (16, 16), (16, 32))
 _TILE_COST_INTERPRETER = 4096
@@ -141,8 +141,33 @@ def kernels() -> ModuleType:
                 except BaseException:
                     del sys.modules[name]
                     raise
+                if interp:
+                    _direct_helpers(module)
                 _MODULES[interp] = module
     return module
+
+
+class _Direct:
+    """An interpreted helper called without re-patching ``triton.language`` (the kernel's
+    launch patched it already, for the same module globals); only for speed."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn.rewrite()(*args, **kwargs)
+
+
+def _direct_helpers(module: ModuleType) -> None:
+    """Make the interpreter call the helpers of ``module`` directly (several times faster:
+    the interpreter otherwise patches ``triton.language`` again at every helper call)."""
+    try:
+        from triton.runtime.interpreter import InterpretedFunction
+    except ImportError:  # pragma: no cover - another Triton layout: keep the slow path
+        return
+    for name, fn in list(vars(module).items()):
+        if name.startswith("_") and isinstance(fn, InterpretedFunction) and hasattr(fn, "rewrite"):
+            setattr(module, name, _Direct(fn))
 
 
 # ----------------------------------------------------------------------------- layout
@@ -232,7 +257,7 @@ def _layout(plan: WarpPlan, dtype: torch.dtype, device: torch.device) -> _Layout
     layout = _Layout(
         obj=_to_device(obj, device), tiles=_to_device(tiles, device), base=_to_device(base, device),
         ncols=col_obj.numel(), level_tiles=tile_ends[bounds].tolist(), level_pix=pix_ends[bounds].tolist(),
-        bh=bh, bw=bw, bc=bc, num_warps=4 if bh * bw >= 256 else 2,
+        bh=bh, bw=bw, bc=bc, num_warps=4,
     )
     cache.clear()
     cache[key] = layout
@@ -298,11 +323,11 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
         most = max(lay.level_pix[l + 1] - lay.level_pix[l] for l in range(1, levels))
         result = torch.empty(channels * most, dtype=images.dtype, device=dev)
     common = {
-        "MODE": _MODE[plan.mode], "PAD": _PAD[plan.padding_mode], "TAP_PAD": _tap_padding(plan),
-        "F64": params.dtype == torch.float64, "NT": _TAPS[plan.mode], "BC": lay.bc, "BH": lay.bh,
-        "BW": lay.bw,
+        "MODE": _MODE[plan.mode], "F64": params.dtype == torch.float64, "NT": _TAPS[plan.mode],
+        "BC": lay.bc, "BH": lay.bh, "BW": lay.bw,
     }
     opts = _launch_options(lay)
+    flags = (int(plan.align_corners), _PAD[plan.padding_mode], _tap_padding(plan))
     d_sb, d_sc, d_sh, d_sw = plan.strides
     for level in range(levels):
         tile0, n_tiles = lay.tiles_of(level)
@@ -316,7 +341,7 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
             src, dst, dx if level_deriv else params, dy if level_deriv else params, params, lay.base,
             lay.obj, lay.tiles, tile0, lay.ncols, pix0, n_pix, save0, save_n,
             s_sb, s_sc, s_sh, s_sw, d_sb, d_sc, d_sh, d_sw, channels, height, width,
-            int(plan.align_corners), int(not direct), DERIV=level_deriv, **common, **opts,
+            *flags, int(not direct), DERIV=level_deriv, **common, **opts,
         )
         if not direct:
             mod.write_level[(n_tiles,)](
@@ -360,10 +385,11 @@ def backward(
         most = max(lay.level_pix[l + 1] - lay.level_pix[l] for l in range(levels))
         pending = torch.empty(channels * most, dtype=dtype, device=dev)
     opts = _launch_options(lay)
+    flags = (int(plan.align_corners), _PAD[plan.padding_mode], _tap_padding(plan))
     d_sb, d_sc, d_sh, d_sw = plan.strides
     common = {
-        "MODE": _MODE[plan.mode], "PAD": _PAD[plan.padding_mode], "TAP_PAD": _tap_padding(plan),
-        "F64": dtype == torch.float64, "NT": _TAPS[plan.mode], "BC": lay.bc, "BH": lay.bh, "BW": lay.bw,
+        "MODE": _MODE[plan.mode], "F64": dtype == torch.float64, "NT": _TAPS[plan.mode], "BC": lay.bc,
+        "BH": lay.bh, "BW": lay.bw,
     }
 
     def pack(level: int) -> tuple[int, int]:  # where a level's output gradients are in `pending`
@@ -396,7 +422,7 @@ def backward(
         mod.warp_backward[(n_tiles,)](
             g, pending, src, dx, dy, gprm, params, lay.base, lay.obj, lay.tiles,
             tile0, lay.ncols, pack0, pack_n, save0, save_n, *s_strides, d_sb, d_sc, d_sh, d_sw,
-            channels, height, width, int(plan.align_corners), int(packed), int(to_buffer),
+            channels, height, width, *flags, int(packed), int(to_buffer),
             NEED_LOC=need_loc, SAVED_D=saved_d, **common, **opts,
         )
 

@@ -55,6 +55,14 @@ def _fma(a, b, c, F64: tl.constexpr):
 
 
 @triton.jit
+def _sum(x, axis: tl.constexpr):
+    """``tl.sum`` without its wrapper: ``tl.sum`` is a jit function of Triton's own, compiled or
+    interpreted as ``TRITON_INTERPRET`` was when Triton was imported; the interpreter runs
+    this combine function with numpy whichever it is."""
+    return tl.reduce(x, axis, tl.standard._sum_combine)
+
+
+@triton.jit
 def _rint(x, F64: tl.constexpr):
     """Round half to even (``nearbyint``) without libdevice (the interpreter has none)."""
     if F64:
@@ -77,11 +85,11 @@ def _div(a, b, F64: tl.constexpr):
 
 
 @triton.jit
-def _pad_location(coord, size_f, align, REFLECT: tl.constexpr, F64: tl.constexpr):
+def _pad_location(coord, size_f, align, reflect, F64: tl.constexpr):
     """``grid_sample``'s border / reflection transform of a location and its derivative
     (``_sampler._pad_location``)."""
     grad = tl.full(coord.shape, 1.0, coord.dtype)
-    if REFLECT:
+    if reflect:
         low = tl.where(align != 0, 0.0, -0.5).to(coord.dtype)
         twice_span = tl.where(align != 0, 2.0 * (size_f - 1.0), 2.0 * size_f).to(coord.dtype)
         shifted = coord - low
@@ -123,7 +131,7 @@ def _weight(t, m: tl.constexpr, MODE: tl.constexpr):
     """Weight of tap ``m`` and its derivative along one axis (``_taps_1d``)."""
     if MODE == 0:
         w = tl.full(t.shape, 1.0, t.dtype)
-        dw = tl.zeros(t.shape, t.dtype)
+        dw = tl.full(t.shape, 0.0, t.dtype)
     elif MODE == 1:
         if m == 0:
             w = 1.0 - t
@@ -151,21 +159,21 @@ def _weight(t, m: tl.constexpr, MODE: tl.constexpr):
 
 
 @triton.jit
-def _tap(first, t, m: tl.constexpr, size, align, MODE: tl.constexpr, PAD: tl.constexpr):
+def _tap(first, t, m: tl.constexpr, size, align, tap_pad, MODE: tl.constexpr):
     """Index (int32, inside ``[0, size)``), weight and weight derivative of tap ``m``
     (``_bound``: zeros padding zeroes the weight of a tap outside; reflection reflects the
-    index; border clamps it). ``PAD`` here is the tap padding (0 zeros, 1 border, 2
+    index; border clamps it). ``tap_pad``: the tap padding (0 zeros, 1 border, 2
     reflection)."""
     w, dw = _weight(t, m, MODE)
     idx = first + m
-    if PAD == 0:
+    if tap_pad == 0:
         clamped = tl.minimum(tl.maximum(idx, 0), size - 1)
         valid = clamped == idx
         w = tl.where(valid, w, 0.0)
         dw = tl.where(valid, dw, 0.0)
         idx = clamped
     else:
-        if PAD == 2:
+        if tap_pad == 2:
             # integer indices reflect about -0.5 and size - 0.5 (period 2 size), or with
             # align_corners about 0 and size - 1 (period 2 (size - 1))
             period = tl.where(align != 0, tl.maximum(2 * (size - 1), 1), 2 * size)
@@ -175,6 +183,35 @@ def _tap(first, t, m: tl.constexpr, size, align, MODE: tl.constexpr, PAD: tl.con
             idx = tl.where((align != 0) & (size == 1), 0, reflected)
         idx = tl.minimum(tl.maximum(idx, 0), size - 1)
     return idx.to(tl.int32), w, dw
+
+
+@triton.jit
+def _taps(first, t, size, align, tap_pad, MODE: tl.constexpr, NT: tl.constexpr):
+    """The ``NT`` taps of one axis: tuples of indices, weights and weight derivatives."""
+    i0, w0, d0 = _tap(first, t, 0, size, align, tap_pad, MODE)
+    if NT == 1:
+        res = (i0,), (w0,), (d0,)
+    elif NT == 2:
+        i1, w1, d1 = _tap(first, t, 1, size, align, tap_pad, MODE)
+        res = (i0, i1), (w0, w1), (d0, d1)
+    else:
+        i1, w1, d1 = _tap(first, t, 1, size, align, tap_pad, MODE)
+        i2, w2, d2 = _tap(first, t, 2, size, align, tap_pad, MODE)
+        i3, w3, d3 = _tap(first, t, 3, size, align, tap_pad, MODE)
+        res = (i0, i1, i2, i3), (w0, w1, w2, w3), (d0, d1, d2, d3)
+    return res
+
+
+@triton.jit
+def _scaled(idx, stride, NT: tl.constexpr):
+    """Tap indices (a tuple) times a stride: element offsets."""
+    if NT == 1:
+        res = (idx[0] * stride,)
+    elif NT == 2:
+        res = (idx[0] * stride, idx[1] * stride)
+    else:
+        res = (idx[0] * stride, idx[1] * stride, idx[2] * stride, idx[3] * stride)
+    return res
 
 
 @triton.jit
@@ -234,32 +271,27 @@ def _locate(prm_ptr, base_ptr, ncols, k, fc, fr, w, h, ii, jj, align, F64: tl.co
 
 
 @triton.jit
-def _frame(
-    x0, y0, w, h, b, W, H, sb, sh, sw, ix, iy, align,
-    PAD: tl.constexpr, MODE: tl.constexpr, F64: tl.constexpr,
-):
+def _frame(x0, y0, w, h, b, W, H, sb, sh, sw, ix, iy, align, pad, MODE: tl.constexpr, F64: tl.constexpr):
     """The frame an object samples (its patch, or the image for padding ``"image"``):
     element offset of its top-left pixel, size, and the locations moved into it, padded
     (``grid_sample``'s border / reflection for bilinear and nearest), with the padding's
     derivatives."""
-    if PAD == 3:
+    if pad == 3:
         frame = b * sb
         fw = W
         fh = H
         ix = ix + x0.to(ix.dtype)
         iy = iy + y0.to(iy.dtype)
-        dpx = tl.full(ix.shape, 1.0, ix.dtype)
-        dpy = tl.full(iy.shape, 1.0, iy.dtype)
     else:
         frame = b * sb + y0 * sh + x0 * sw
         fw = w
         fh = h
-        if (MODE != 2) and (PAD != 0):
-            ix, dpx = _pad_location(ix, w.to(ix.dtype), align, PAD == 2, F64)
-            iy, dpy = _pad_location(iy, h.to(iy.dtype), align, PAD == 2, F64)
-        else:
-            dpx = tl.full(ix.shape, 1.0, ix.dtype)
-            dpy = tl.full(iy.shape, 1.0, iy.dtype)
+    dpx = tl.full(ix.shape, 1.0, ix.dtype)
+    dpy = tl.full(iy.shape, 1.0, iy.dtype)
+    if MODE != 2:  # noqa: SIM102  (constexpr, then a runtime test) bicubic pads its taps instead
+        if (pad == 1) | (pad == 2):
+            ix, dpx = _pad_location(ix, w.to(ix.dtype), align, pad == 2, F64)
+            iy, dpy = _pad_location(iy, h.to(iy.dtype), align, pad == 2, F64)
     return frame, fw, fh, ix, iy, dpx, dpy
 
 
@@ -284,13 +316,13 @@ def _store_value(ptr, acc, mask):
 
 @triton.jit(do_not_specialize=_no_spec(
     "tile0 ncols pack0 pack_n save0 save_n src_sb src_sc src_sh src_sw dst_sb dst_sc dst_sh dst_sw C H W "
-    "align packed"))
+    "align pad tap_pad packed"))
 def warp_forward(
     src_ptr, dst_ptr, dx_ptr, dy_ptr, prm_ptr, base_ptr, obj_ptr, tile_ptr,
     tile0, ncols, pack0, pack_n, save0, save_n,
     src_sb, src_sc, src_sh, src_sw, dst_sb, dst_sc, dst_sh, dst_sw,
-    C, H, W, align, packed,
-    MODE: tl.constexpr, PAD: tl.constexpr, TAP_PAD: tl.constexpr, DERIV: tl.constexpr,
+    C, H, W, align, pad, tap_pad, packed,
+    MODE: tl.constexpr, DERIV: tl.constexpr,
     F64: tl.constexpr, NT: tl.constexpr, BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
 ):
     """One level's warp: sample every pixel of the tile from ``src`` (strided: images or
@@ -301,28 +333,28 @@ def warp_forward(
     k, x0, y0, w, h, b, fc, fr, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
     ix, iy, gx1, gy1, sx, sy = _locate(prm_ptr, base_ptr, ncols, k, fc, fr, w, h, ii, jj, align, F64)
     frame, fw, fh, ix, iy, dpx, dpy = _frame(
-        x0, y0, w, h, b, W, H, src_sb, src_sh, src_sw, ix, iy, align, PAD, MODE, F64)
+        x0, y0, w, h, b, W, H, src_sb, src_sh, src_sw, ix, iy, align, pad, MODE, F64)
     first_x, tx = _first(ix, MODE, F64)
     first_y, ty = _first(iy, MODE, F64)
+    xi, xw, xd = _taps(first_x, tx, fw, align, tap_pad, MODE, NT)
+    yi, yw, yd = _taps(first_y, ty, fh, align, tap_pad, MODE, NT)
     cc = tl.arange(0, BC)[:, None, None]
     pm3 = pm[None, :, :]
-    src = src_ptr + frame
+    xo = _scaled(xi, src_sw, NT)
+    yo = _scaled(yi, src_sh, NT)
     for c0 in range(0, C, BC):
         cm = ((c0 + cc) < C) & pm3
-        coff = (c0 + cc) * src_sc
-        acc = tl.zeros((BC, BH, BW), ix.dtype)
-        ax = tl.zeros((BC, BH, BW), ix.dtype)
-        ay = tl.zeros((BC, BH, BW), ix.dtype)
+        src = src_ptr + frame + (c0 + cc) * src_sc  # [BC, 1, 1] pointers: this block's channels
+        acc = tl.full((BC, BH, BW), 0, ix.dtype)
+        ax = tl.full((BC, BH, BW), 0, ix.dtype)
+        ay = tl.full((BC, BH, BW), 0, ix.dtype)
         for m in tl.static_range(NT):
-            iy_m, wy, dwy = _tap(first_y, ty, m, fh, align, MODE, TAP_PAD)
             for n in tl.static_range(NT):
-                ix_n, wx, dwx = _tap(first_x, tx, n, fw, align, MODE, TAP_PAD)
-                off = iy_m * src_sh + ix_n * src_sw
-                vals = tl.load(src + off[None, :, :] + coff, mask=cm, other=0).to(ix.dtype)
-                acc += (wy * wx)[None, :, :] * vals
+                vals = tl.load(src + (yo[m] + xo[n])[None, :, :], mask=cm, other=0).to(ix.dtype)
+                acc += (yw[m] * xw[n])[None, :, :] * vals
                 if DERIV:
-                    ax += (wy * dwx)[None, :, :] * vals
-                    ay += (dwy * wx)[None, :, :] * vals
+                    ax += (yw[m] * xd[n])[None, :, :] * vals
+                    ay += (yd[m] * xw[n])[None, :, :] * vals
         if packed != 0:
             pix = (fp - pack0) + ii * w + jj
             dst = dst_ptr + pix[None, :, :] + (c0 + cc).to(tl.int64) * pack_n
@@ -379,18 +411,18 @@ def take_level(
         gp = g_ptr + out[None, :, :] + (c0 + cc) * dst_sc
         g = tl.load(gp, mask=cm)
         tl.store(pend_ptr + pix[None, :, :] + (c0 + cc).to(tl.int64) * pack_n, g, mask=cm)
-        tl.store(gp, tl.zeros((BC, BH, BW), g.dtype), mask=cm)
+        tl.store(gp, tl.full((BC, BH, BW), 0, g.dtype), mask=cm)
 
 
 @triton.jit(do_not_specialize=_no_spec(
     "tile0 ncols pack0 pack_n save0 save_n src_sb src_sc src_sh src_sw dst_sb dst_sc dst_sh dst_sw C H W "
-    "align packed to_buffer"))
+    "align pad tap_pad packed to_buffer"))
 def warp_backward(
     g_ptr, pend_ptr, src_ptr, dx_ptr, dy_ptr, gprm_ptr, prm_ptr, base_ptr, obj_ptr, tile_ptr,
     tile0, ncols, pack0, pack_n, save0, save_n,
     src_sb, src_sc, src_sh, src_sw, dst_sb, dst_sc, dst_sh, dst_sw,
-    C, H, W, align, packed, to_buffer,
-    MODE: tl.constexpr, PAD: tl.constexpr, TAP_PAD: tl.constexpr, NEED_LOC: tl.constexpr,
+    C, H, W, align, pad, tap_pad, packed, to_buffer,
+    MODE: tl.constexpr, NEED_LOC: tl.constexpr,
     SAVED_D: tl.constexpr, F64: tl.constexpr, NT: tl.constexpr, BC: tl.constexpr,
     BH: tl.constexpr, BW: tl.constexpr,
 ):
@@ -406,57 +438,57 @@ def warp_backward(
     k, x0, y0, w, h, b, fc, fr, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
     ix, iy, gx1, gy1, sx, sy = _locate(prm_ptr, base_ptr, ncols, k, fc, fr, w, h, ii, jj, align, F64)
     frame, fw, fh, ix, iy, dpx, dpy = _frame(
-        x0, y0, w, h, b, W, H, dst_sb, dst_sh, dst_sw, ix, iy, align, PAD, MODE, F64)
+        x0, y0, w, h, b, W, H, dst_sb, dst_sh, dst_sw, ix, iy, align, pad, MODE, F64)
     first_x, tx = _first(ix, MODE, F64)
     first_y, ty = _first(iy, MODE, F64)
+    xi, xw, xd = _taps(first_x, tx, fw, align, tap_pad, MODE, NT)
+    yi, yw, yd = _taps(first_y, ty, fh, align, tap_pad, MODE, NT)
     cc = tl.arange(0, BC)[:, None, None]
     pm3 = pm[None, :, :]
     pix = (fp - pack0) + ii * w + jj
     spix = (fp - save0) + ii * w + jj
-    gbuf = g_ptr + frame
+    go_x = _scaled(xi, dst_sw, NT)
+    go_y = _scaled(yi, dst_sh, NT)
     # where the values the level read are (for the derivatives)
     if packed != 0:
         sbase = src_ptr + (fp - save0)
         s_h = w
         s_w = 1
+        s_c = save_n
     else:
-        if PAD == 3:
+        if pad == 3:
             sbase = src_ptr + b * src_sb
         else:
             sbase = src_ptr + (b * src_sb + y0 * src_sh + x0 * src_sw)
         s_h = src_sh
         s_w = src_sw
-    gix = tl.zeros((BH, BW), ix.dtype)
-    giy = tl.zeros((BH, BW), ix.dtype)
+        s_c = src_sc
+    so_x = _scaled(xi, s_w, NT)
+    so_y = _scaled(yi, s_h, NT)
+    gix = tl.full((BH, BW), 0, ix.dtype)
+    giy = tl.full((BH, BW), 0, ix.dtype)
     for c0 in range(0, C, BC):
         cm = ((c0 + cc) < C) & pm3
         g = tl.load(pend_ptr + pix[None, :, :] + (c0 + cc).to(tl.int64) * pack_n, mask=cm, other=0.0)
-        if packed != 0:
-            scoff = (c0 + cc).to(tl.int64) * save_n
-        else:
-            scoff = ((c0 + cc) * src_sc).to(tl.int64)
-        ax = tl.zeros((BC, BH, BW), ix.dtype)
-        ay = tl.zeros((BC, BH, BW), ix.dtype)
+        gbuf = g_ptr + frame + (c0 + cc) * dst_sc  # [BC, 1, 1] pointers
+        vbuf = sbase + (c0 + cc).to(tl.int64) * s_c
+        ax = tl.full((BC, BH, BW), 0, ix.dtype)
+        ay = tl.full((BC, BH, BW), 0, ix.dtype)
         for m in tl.static_range(NT):
-            iy_m, wy, dwy = _tap(first_y, ty, m, fh, align, MODE, TAP_PAD)
             for n in tl.static_range(NT):
-                ix_n, wx, dwx = _tap(first_x, tx, n, fw, align, MODE, TAP_PAD)
                 if to_buffer != 0:
-                    off = iy_m * dst_sh + ix_n * dst_sw
-                    tl.atomic_add(gbuf + off[None, :, :] + (c0 + cc) * dst_sc, (wy * wx)[None, :, :] * g,
-                                  mask=cm)
+                    tl.atomic_add(gbuf + (go_y[m] + go_x[n])[None, :, :], (yw[m] * xw[n])[None, :, :] * g, mask=cm)
                 if NEED_LOC and SAVED_D == 0:
-                    soff = iy_m * s_h + ix_n * s_w
-                    vals = tl.load(sbase + soff[None, :, :] + scoff, mask=cm, other=0).to(ix.dtype)
-                    ax += (wy * dwx)[None, :, :] * vals
-                    ay += (dwy * wx)[None, :, :] * vals
+                    vals = tl.load(vbuf + (so_y[m] + so_x[n])[None, :, :], mask=cm, other=0).to(ix.dtype)
+                    ax += (yw[m] * xd[n])[None, :, :] * vals
+                    ay += (yd[m] * xw[n])[None, :, :] * vals
         if NEED_LOC:
             if SAVED_D:
                 soff = spix[None, :, :] + (c0 + cc).to(tl.int64) * save_n
                 ax = tl.load(dx_ptr + soff, mask=cm, other=0.0)
                 ay = tl.load(dy_ptr + soff, mask=cm, other=0.0)
-            gix += tl.sum(g * ax, axis=0)
-            giy += tl.sum(g * ay, axis=0)
+            gix += _sum(g * ax, 0)
+            giy += _sum(g * ay, 0)
     if NEED_LOC:
         gix = tl.where(pm, gix * dpx, 0.0)
         giy = tl.where(pm, giy * dpy, 0.0)
@@ -477,24 +509,24 @@ def warp_backward(
         u = cb * kx + cx
         v = rb * ky + cy
         # per column (x) and per row (y) of the tile, then onto the parameters
-        col_x = tl.sum(dgx, axis=0)[None, :]
-        col_y = tl.sum(dgy, axis=0)[None, :]
+        col_x = _sum(dgx, 0)[None, :]
+        col_y = _sum(dgy, 0)[None, :]
         gu = col_x * t00 + col_y * t10
-        row_x = tl.sum(dgx, axis=1)[:, None]
-        row_y = tl.sum(dgy, axis=1)[:, None]
+        row_x = _sum(dgx, 1)[:, None]
+        row_y = _sum(dgy, 1)[:, None]
         gv = row_x * t01 + row_y * t11
         o = gprm_ptr + 14 * k
-        tl.atomic_add(o, tl.sum(tl.sum(col_x * u, axis=1), axis=0))  # t00
-        tl.atomic_add(o + 1, tl.sum(tl.sum(row_x * v, axis=1), axis=0))  # t01
-        tl.atomic_add(o + 2, tl.sum(tl.sum(dgx, axis=1), axis=0))  # t02
-        tl.atomic_add(o + 3, tl.sum(tl.sum(col_y * u, axis=1), axis=0))  # t10
-        tl.atomic_add(o + 4, tl.sum(tl.sum(row_y * v, axis=1), axis=0))  # t11
-        tl.atomic_add(o + 5, tl.sum(tl.sum(dgy, axis=1), axis=0))  # t12
-        tl.atomic_add(o + 6, tl.sum(tl.sum(gu * cb, axis=1), axis=0))  # kx
-        tl.atomic_add(o + 7, tl.sum(tl.sum(gv * rb, axis=1), axis=0))  # ky
-        tl.atomic_add(o + 8, tl.sum(tl.sum(gu, axis=1), axis=0))  # cx
-        tl.atomic_add(o + 9, tl.sum(tl.sum(gv, axis=1), axis=0))  # cy
-        tl.atomic_add(o + 10, tl.sum(tl.sum(gix * gx1, axis=1), axis=0))  # sx
-        tl.atomic_add(o + 11, tl.sum(tl.sum(giy * gy1, axis=1), axis=0))  # sy
-        tl.atomic_add(o + 12, tl.sum(tl.sum(gix, axis=1), axis=0))  # ox
-        tl.atomic_add(o + 13, tl.sum(tl.sum(giy, axis=1), axis=0))  # oy
+        tl.atomic_add(o, _sum(_sum(col_x * u, 1), 0))  # t00
+        tl.atomic_add(o + 1, _sum(_sum(row_x * v, 1), 0))  # t01
+        tl.atomic_add(o + 2, _sum(_sum(dgx, 1), 0))  # t02
+        tl.atomic_add(o + 3, _sum(_sum(col_y * u, 1), 0))  # t10
+        tl.atomic_add(o + 4, _sum(_sum(row_y * v, 1), 0))  # t11
+        tl.atomic_add(o + 5, _sum(_sum(dgy, 1), 0))  # t12
+        tl.atomic_add(o + 6, _sum(_sum(gu * cb, 1), 0))  # kx
+        tl.atomic_add(o + 7, _sum(_sum(gv * rb, 1), 0))  # ky
+        tl.atomic_add(o + 8, _sum(_sum(gu, 1), 0))  # cx
+        tl.atomic_add(o + 9, _sum(_sum(gv, 1), 0))  # cy
+        tl.atomic_add(o + 10, _sum(_sum(gix * gx1, 1), 0))  # sx
+        tl.atomic_add(o + 11, _sum(_sum(giy * gy1, 1), 0))  # sy
+        tl.atomic_add(o + 12, _sum(_sum(gix, 1), 0))  # ox
+        tl.atomic_add(o + 13, _sum(_sum(giy, 1), 0))  # oy
