@@ -62,11 +62,14 @@ from torch import Tensor
 
 from augpatch.functional._boxes import check_canvas_size, clip_boxes
 from augpatch.functional._checks import (
+    check_bool,
     check_boxes,
     check_finite,
+    check_points,
     check_same_device,
     check_tensor,
     check_theta,
+    compute_dtype,
 )
 
 __all__ = [
@@ -80,14 +83,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _result_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """float64 if any given tensor is float64, else float32."""
-    for t in tensors:
-        if isinstance(t, Tensor) and t.dtype == torch.float64:
-            return torch.float64
-    return torch.float32
 
 
 def _patches(boxes: Tensor, canvas_size: object) -> Tensor:
@@ -140,15 +135,18 @@ def _identity_rows(m: Tensor, degenerate: Tensor) -> Tensor:
     return torch.where(degenerate[:, :, None], eye, m)
 
 
-def _to3x3(m: Tensor) -> Tensor:
-    """``[N, 2, 3] -> [N, 3, 3]`` by appending the row ``[0, 0, 1]``."""
+def to3x3(m: Tensor) -> Tensor:
+    """``[N, 2, 3] -> [N, 3, 3]`` homogeneous matrices (appends the row ``[0, 0, 1]``)."""
     last = torch.zeros_like(m[:, :1, :])
     last[:, :, 2] = 1
     return torch.cat((m, last), 1)
 
 
-def _affine_inverse(m: Tensor, name: str, hint: str = "") -> Tensor:
-    """Inverse of affine ``[N, 3, 3]`` matrices; ``ValueError`` naming ``name`` if singular."""
+def affine_inverse(m: Tensor, name: str = "theta", hint: str = "") -> Tensor:
+    """Inverse of affine ``[N, 3, 3]`` matrices (closed form, differentiable).
+
+    Raises ``ValueError`` naming ``name`` and the objects (and ``hint``) if singular.
+    """
     a, b, tx = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
     c, d, ty = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
     det = a * d - b * c
@@ -171,6 +169,16 @@ def _affine_inverse(m: Tensor, name: str, hint: str = "") -> Tensor:
     )
 
 
+def invert_theta(theta: Tensor, name: str = "theta") -> Tensor:
+    """Inverse ``[N, 2, 3]`` of affine ``theta [N, 2, 3]`` (closed form, differentiable).
+
+    ``theta`` and its inverse refer to the same patch coordinates, so warping with one
+    and then the other gives back the original patch (up to what was cut off and
+    resampling). Raises ``ValueError`` if a ``theta`` is singular.
+    """
+    return affine_inverse(to3x3(theta), name, ": the inverse is undefined")[:, :2, :]
+
+
 def _read_matrix(theta3: Tensor, patches: Tensor, align_corners: bool) -> Tensor:
     """Pixel-space map ``output location -> input location`` (``D theta D^-1``), ``[N, 3, 3]``."""
     d, d_pinv, deg = _frames(patches, align_corners)
@@ -181,32 +189,6 @@ def _theta_from_read(read: Tensor, patches: Tensor, align_corners: bool) -> Tens
     """Normalised ``theta [N, 2, 3]`` of a pixel-space read map (``D^-1 R D``)."""
     d, d_pinv, deg = _frames(patches, align_corners)
     return _identity_rows(d_pinv @ read @ d, deg)[:, :2, :]
-
-
-def _prep_boxes(boxes: object, name: str) -> Tensor:
-    return check_boxes(boxes, name)
-
-
-def _prep_theta(theta: object, n: int, name: str = "theta") -> Tensor:
-    return check_theta(theta, n, name)
-
-
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
-def _check_points(points: object, n: int, name: str = "points") -> Tensor:
-    points = check_tensor(name, points)
-    if points.dim() != 3 or points.shape[-1] != 2:
-        raise ValueError(f"{name} must have shape [N, K, 2], got {tuple(points.shape)}")
-    if points.dtype == torch.bool or points.is_complex():
-        raise TypeError(f"{name} must be a real float or integer tensor, got {points.dtype}")
-    if points.shape[0] != n:
-        raise ValueError(f"{name} has {points.shape[0]} rows but there are {n} patches")
-    check_finite(name, points)
-    return points
 
 
 def _apply(m: Tensor, points: Tensor) -> Tensor:
@@ -330,8 +312,8 @@ def pixel_matrix_to_theta(
     matrix = check_tensor("matrix", matrix)
     boxes = check_tensor("boxes", boxes)
     check_same_device(matrix=matrix, boxes=boxes)
-    boxes = _prep_boxes(boxes, "boxes")
-    align_corners = _check_flag("align_corners", align_corners)
+    boxes = check_boxes(boxes, "boxes")
+    align_corners = check_bool("align_corners", align_corners)
     if not matrix.is_floating_point():
         raise TypeError(f"matrix must be a floating point tensor, got {matrix.dtype}")
     if matrix.dim() != 3 or matrix.shape[-1] != 3 or matrix.shape[-2] not in (2, 3):
@@ -341,7 +323,7 @@ def pixel_matrix_to_theta(
     if matrix.shape[0] != boxes.shape[0]:
         raise ValueError(f"matrix has {matrix.shape[0]} rows but there are {boxes.shape[0]} boxes")
     check_finite("matrix", matrix)
-    dtype = _result_dtype(matrix, boxes)
+    dtype = compute_dtype(matrix, boxes)
     matrix = matrix.to(dtype)
     if matrix.shape[-2] == 3:
         last = matrix[:, 2, :]
@@ -351,7 +333,7 @@ def pixel_matrix_to_theta(
             raise ValueError("matrix must be affine: its last row must be [0, 0, 1]")
         matrix = matrix[:, :2, :]
     patches = _patches(boxes.to(dtype), canvas_size)
-    read = _affine_inverse(_to3x3(matrix), "matrix")
+    read = affine_inverse(to3x3(matrix), "matrix")
     return _theta_from_read(read, patches, align_corners)
 
 
@@ -384,13 +366,13 @@ def theta_to_pixel_matrix(
     boxes = check_tensor("boxes", boxes)
     theta = check_tensor("theta", theta)
     check_same_device(theta=theta, boxes=boxes)
-    boxes = _prep_boxes(boxes, "boxes")
-    theta = _prep_theta(theta, boxes.shape[0])
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(theta, boxes)
+    boxes = check_boxes(boxes, "boxes")
+    theta = check_theta(theta, boxes.shape[0])
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(theta, boxes)
     patches = _patches(boxes.to(dtype), canvas_size)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches, align_corners)
-    return _affine_inverse(read, "theta")
+    read = _read_matrix(to3x3(theta.to(dtype)), patches, align_corners)
+    return affine_inverse(read, "theta")
 
 
 def patch_affine_matrix(
@@ -445,10 +427,10 @@ def patch_affine_matrix(
     """
     boxes = check_tensor("boxes", boxes)
     check_same_device(boxes=boxes, angle=angle, translate=translate, scale=scale, shear=shear)
-    boxes = _prep_boxes(boxes, "boxes")
-    align_corners = _check_flag("align_corners", align_corners)
+    boxes = check_boxes(boxes, "boxes")
+    align_corners = check_bool("align_corners", align_corners)
     n = boxes.shape[0]
-    dtype = _result_dtype(
+    dtype = compute_dtype(
         boxes, *(p for p in (angle, translate, scale, shear) if isinstance(p, Tensor))
     )
     device = boxes.device
@@ -481,8 +463,8 @@ def patch_affine_matrix(
         lin = rot @ lin  # counter-clockwise on screen with y pointing down
     shift = c + (tr if tr is not None else 0.0)
     t = shift - (lin @ c[:, :, None])[:, :, 0]
-    forward = _to3x3(torch.cat((lin, t[:, :, None]), -1))
-    read = _affine_inverse(
+    forward = to3x3(torch.cat((lin, t[:, :, None]), -1))
+    read = affine_inverse(
         forward, "the forward map built from scale/shear", " (a zero scale or a +-90 degree shear)"
     )
     return _theta_from_read(read, patches, align_corners)
@@ -523,14 +505,14 @@ def transform_boxes(
     boxes = check_tensor("boxes", boxes)
     theta = check_tensor("theta", theta)
     check_same_device(boxes=boxes, theta=theta)
-    boxes = _prep_boxes(boxes, "boxes")
-    theta = _prep_theta(theta, boxes.shape[0])
-    clip = _check_flag("clip", clip)
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(boxes, theta)
+    boxes = check_boxes(boxes, "boxes")
+    theta = check_theta(theta, boxes.shape[0])
+    clip = check_bool("clip", clip)
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(boxes, theta)
     patches = _patches(boxes.to(dtype), canvas_size)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches, align_corners)
-    forward = _affine_inverse(read, "theta", " (its forward map is undefined)")
+    read = _read_matrix(to3x3(theta.to(dtype)), patches, align_corners)
+    forward = affine_inverse(read, "theta", " (its forward map is undefined)")
     out = _aabb(_apply(forward, _corners(patches)))
     if clip:
         lo = torch.maximum(out[:, :2], patches[:, :2])
@@ -570,16 +552,16 @@ def inverse_transform_boxes(
     patches = check_tensor("patches", patches)
     theta = check_tensor("theta", theta)
     check_same_device(boxes_out=boxes_out, patches=patches, theta=theta)
-    boxes_out = _prep_boxes(boxes_out, "boxes_out")
-    patches = _prep_boxes(patches, "patches")
+    boxes_out = check_boxes(boxes_out, "boxes_out")
+    patches = check_boxes(patches, "patches")
     if patches.shape[0] != boxes_out.shape[0]:
         raise ValueError(
             f"patches has {patches.shape[0]} rows but boxes_out has {boxes_out.shape[0]}"
         )
-    theta = _prep_theta(theta, patches.shape[0])
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(boxes_out, patches, theta)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
+    theta = check_theta(theta, patches.shape[0])
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(boxes_out, patches, theta)
+    read = _read_matrix(to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
     return _aabb(_apply(read, _corners(boxes_out.to(dtype))))
 
 
@@ -605,7 +587,7 @@ def transform_points(
         tensor([[[10., 15.]]])
     """
     points, read = _point_inputs(points, patches, theta, align_corners)
-    forward = _affine_inverse(read, "theta", " (its forward map is undefined)")
+    forward = affine_inverse(read, "theta", " (its forward map is undefined)")
     return _apply(forward, points)
 
 
@@ -639,10 +621,10 @@ def _point_inputs(points: Tensor, patches: Tensor, theta: Tensor, align_corners:
     patches = check_tensor("patches", patches)
     theta = check_tensor("theta", theta)
     check_same_device(points=points, patches=patches, theta=theta)
-    patches = _prep_boxes(patches, "patches")
-    points = _check_points(points, patches.shape[0])
-    theta = _prep_theta(theta, patches.shape[0])
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(points, patches, theta)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
+    patches = check_boxes(patches, "patches")
+    points = check_points(points, patches.shape[0])
+    theta = check_theta(theta, patches.shape[0])
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(points, patches, theta)
+    read = _read_matrix(to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
     return points.to(dtype), read

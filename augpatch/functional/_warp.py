@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -12,6 +10,7 @@ from augpatch.functional._checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
+    BoxesLike,
     check_boxes,
     check_choice,
     check_images,
@@ -27,8 +26,6 @@ from augpatch.functional._sampler import PatchWarp, WarpPlan, compiled_warp
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
 _FEW_OBJECTS = 2
-
-BoxesLike = Tensor | Sequence[Tensor]
 
 
 def warp_patches(

@@ -67,6 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from augpatch.functional import warp_patches
+from augpatch.functional._geometry import invert_theta
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -76,7 +77,7 @@ from augpatch.integrations._common import (
     map_image_points,
 )
 from augpatch.transforms import PatchAugmentationBase
-from augpatch.transforms.base import gate_theta, invert_theta
+from augpatch.transforms.base import gate_theta
 
 kornia = lazy_import("kornia", "kornia")
 check_version(kornia, "kornia")

@@ -28,20 +28,23 @@ from augpatch.functional._checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
+    BoxesLike,
+    check_bool,
     check_boxes,
     check_choice,
     check_images,
-    check_obj_to_img,
+    check_points,
     check_theta,
-    flatten_box_list,
+    compute_dtype,
+    parse_boxes,
 )
+from augpatch.functional._geometry import invert_theta
 from augpatch.transforms._result import PatchResult
 from augpatch.transforms._sampling import uniform01
 
 __all__ = ["PatchAugmentationBase"]
 
 Params = dict[str, Any]
-BoxesLike = Tensor | Sequence[Tensor]
 
 # a box thinner than this (pixels) counts as degenerate, so that float rounding of an exact
 # boundary case (content moved by exactly one box size) does not decide ``keep``
@@ -52,12 +55,6 @@ _CALL_KEYS = ("patches", "obj_to_img", "keep")
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
 
 
 def _check_p(p: object) -> float:
@@ -80,11 +77,6 @@ def _check_mode(name: str, value: object, choices: Sequence[str]) -> str:
     return check_choice(name, value, choices)
 
 
-def _compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
 def _eye(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.eye(2, 3, dtype=dtype, device=device).expand(n, 2, 3)
 
@@ -98,31 +90,6 @@ def gate_theta(theta: Tensor, batch_prob: Tensor | None) -> Tensor:
     )
 
 
-def to3x3(theta: Tensor) -> Tensor:
-    """``[N, 2, 3] -> [N, 3, 3]`` homogeneous matrices."""
-    last = torch.zeros_like(theta[:, :1, :])
-    last[:, :, 2] = 1
-    return torch.cat((theta, last), 1)
-
-
-def invert_theta(theta: Tensor) -> Tensor:
-    """Inverse of affine ``theta [N, 2, 3]`` (closed form, differentiable)."""
-    a, b, tx = theta[:, 0].unbind(-1)
-    c, d, ty = theta[:, 1].unbind(-1)
-    det = a * d - b * c
-    if bool((det == 0).any()):
-        bad = torch.nonzero(det == 0).flatten()[:10].tolist()
-        raise ValueError(f"theta is singular for object(s) {bad}: the inverse is undefined")
-    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
-    return torch.stack(
-        (
-            torch.stack((ia, ib, -(ia * tx + ib * ty)), -1),
-            torch.stack((ic, id_, -(ic * tx + id_ * ty)), -1),
-        ),
-        1,
-    )
-
-
 def _to_warpable(x: Tensor) -> tuple[Tensor, Any]:
     """Masks as a dtype ``warp_patches`` takes, and the function to restore the dtype."""
     if x.dtype == torch.bool:
@@ -133,19 +100,6 @@ def _to_warpable(x: Tensor) -> tuple[Tensor, Any]:
         raise TypeError(f"unsupported mask dtype {x.dtype}")
     dtype = x.dtype
     return x.to(torch.float64), lambda y: y.round().to(dtype)
-
-
-def _check_keypoints(keypoints: object, n: int) -> Tensor:
-    """Validate keypoints ``[N, K, 2]`` (``[N, 2]`` is read as one point per object)."""
-    if not isinstance(keypoints, Tensor):
-        raise TypeError(f"keypoints must be a tensor [N, K, 2], got {type(keypoints).__name__}")
-    if keypoints.dim() == 2 and keypoints.shape[-1] == 2:
-        keypoints = keypoints[:, None]
-    if keypoints.dim() != 3 or keypoints.shape[0] != n or keypoints.shape[-1] != 2:
-        raise ValueError(
-            f"keypoints must have shape [N, K, 2] with N = {n}, got {tuple(keypoints.shape)}"
-        )
-    return keypoints
 
 
 def _detach(params: Mapping[str, Any]) -> Params:
@@ -223,18 +177,18 @@ class PatchAugmentationBase(nn.Module):
     ) -> None:
         super().__init__()
         self.p = _check_p(p)
-        self.same_on_batch = _check_bool("same_on_batch", same_on_batch)
-        self.same_on_image = _check_bool("same_on_image", same_on_image)
+        self.same_on_batch = check_bool("same_on_batch", same_on_batch)
+        self.same_on_image = check_bool("same_on_image", same_on_image)
         self.resample = _check_mode("resample", resample, MODES)
         self.padding_mode = _check_mode("padding_mode", padding_mode, PADDING_MODES)
-        self.align_corners = _check_bool("align_corners", align_corners)
+        self.align_corners = check_bool("align_corners", align_corners)
         self.overlap = _check_mode("overlap", overlap, OVERLAPS)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"generator must be a torch.Generator or None, got {type(generator).__name__}"
             )
         self.generator = generator
-        self.drop_invalid = _check_bool("drop_invalid", drop_invalid)
+        self.drop_invalid = check_bool("drop_invalid", drop_invalid)
         self._params: Params | None = None
 
     # ------------------------------------------------------------------ subclass hooks
@@ -293,7 +247,7 @@ class PatchAugmentationBase(nn.Module):
         """
         batch, _, height, width = (int(s) for s in batch_shape)
         boxes, obj_to_img, _ = self._flatten_boxes(boxes, obj_to_img, batch)
-        patches = F.clip_boxes(boxes.to(_compute_dtype(boxes)), (height, width))
+        patches = F.clip_boxes(boxes.to(compute_dtype(boxes)), (height, width))
         params = self._forward_parameters(patches, obj_to_img, batch)
         return {**params, "patches": patches, "obj_to_img": obj_to_img}
 
@@ -400,18 +354,11 @@ class PatchAugmentationBase(nn.Module):
     def _flatten_boxes(
         boxes: BoxesLike, obj_to_img: Tensor | None, batch: int
     ) -> tuple[Tensor, Tensor, bool]:
-        if isinstance(boxes, (list, tuple)):
-            if obj_to_img is not None:
-                raise ValueError(
-                    "obj_to_img must be omitted when boxes is a list of per-image tensors"
-                )
-            flat, o2i = flatten_box_list(boxes, batch)
-            return flat, o2i.long(), True
-        boxes = check_boxes(boxes)
-        o2i = check_obj_to_img(obj_to_img, boxes.shape[0], batch)
+        """``(boxes [N, 4], obj_to_img [N] int64, was_list)`` (``obj_to_img`` filled in)."""
+        boxes, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
         if o2i is None:
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
-        return boxes, o2i, False
+        return boxes, o2i, as_list
 
     def _warp(
         self,
@@ -500,7 +447,7 @@ class PatchAugmentationBase(nn.Module):
                     f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
                     f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
                 )
-        return None if keypoints is None else _check_keypoints(keypoints, n)
+        return None if keypoints is None else check_points(keypoints, n, "keypoints", one_per_object=True)
 
     def forward(
         self,
@@ -552,7 +499,7 @@ class PatchAugmentationBase(nn.Module):
         boxes, obj_to_img, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
         n = boxes.shape[0]
         keypoints = self._check_extras(masks, image_masks, keypoints, n, batch, (height, width))
-        dtype = _compute_dtype(images, boxes)
+        dtype = compute_dtype(images, boxes)
         fboxes = boxes.to(dtype)
         patches = F.clip_boxes(fboxes, (height, width))
 
@@ -668,17 +615,12 @@ class PatchAugmentationBase(nn.Module):
             batch = int(stored_o2i.max()) + 1
         else:
             batch = 1
-        if isinstance(boxes, (list, tuple)):
-            boxes_f, o2i, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
-        else:
-            boxes_f, as_list = check_boxes(boxes), False
-            o2i = (
-                None
-                if obj_to_img is None
-                else check_obj_to_img(obj_to_img, boxes_f.shape[0], batch)
-            )
+        if isinstance(boxes, (list, tuple)) or obj_to_img is not None:
+            boxes_f, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
+        else:  # obj_to_img defaults to the forward call's (below)
+            boxes_f, o2i, as_list = check_boxes(boxes), None, False
         device = images.device if images is not None else boxes_f.device
-        dtype = _compute_dtype(boxes_f, *([images] if images is not None else []))
+        dtype = compute_dtype(boxes_f, *([images] if images is not None else []))
 
         # the parameters of all N objects of the forward call
         theta_all = check_theta(params["theta"], params["patches"].shape[0], "params['theta']")
@@ -721,7 +663,7 @@ class PatchAugmentationBase(nn.Module):
 
         kps_back = None
         if keypoints is not None:
-            kp = _check_keypoints(keypoints, n).to(dtype)
+            kp = check_points(keypoints, n, "keypoints", one_per_object=True).to(dtype)
             kb = F.inverse_transform_points(kp, patches, theta, align_corners=self.align_corners)
             kps_back = torch.where(applied[:, None, None], kb, kp)
 
