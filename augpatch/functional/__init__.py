@@ -25,6 +25,7 @@ from augpatch.functional._geometry import (
     transform_points,
 )
 from augpatch.functional._kernel import cpu_kernel, set_cpu_kernel
+from augpatch.functional._masks import warp_masks
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "theta_to_pixel_matrix",
     "transform_boxes",
     "transform_points",
+    "warp_masks",
     "warp_patches",
 ]

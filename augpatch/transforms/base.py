@@ -90,18 +90,6 @@ def gate_theta(theta: Tensor, batch_prob: Tensor | None) -> Tensor:
     )
 
 
-def _to_warpable(x: Tensor) -> tuple[Tensor, Any]:
-    """Masks as a dtype ``warp_patches`` takes, and the function to restore the dtype."""
-    if x.dtype == torch.bool:
-        return x.to(torch.uint8), lambda y: y.bool()
-    if x.dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        return x, lambda y: y
-    if x.is_floating_point() or x.is_complex():
-        raise TypeError(f"unsupported mask dtype {x.dtype}")
-    dtype = x.dtype
-    return x.to(torch.float64), lambda y: y.round().to(dtype)
-
-
 def _detach(params: Mapping[str, Any]) -> Params:
     return {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in params.items()}
 
@@ -368,10 +356,15 @@ class PatchAugmentationBase(nn.Module):
         obj_to_img: Tensor,
         applied: Tensor,
         *,
-        mode: str,
+        masks: bool = False,
         reverse: bool = False,
     ) -> Tensor:
-        """One ``warp_patches`` call over the objects where ``applied`` is True."""
+        """One warp over the objects where ``applied`` is True (in reverse order if asked).
+
+        ``masks=False``: :func:`augpatch.functional.warp_patches` of ``images [B, C, H, W]``
+        with ``self.resample``; ``masks=True``: :func:`augpatch.functional.warp_masks`
+        (nearest, dtype kept) of masks ``[B, H, W]`` / ``[B, K, H, W]``.
+        """
         if bool(applied.all()):
             idx = torch.arange(applied.shape[0], device=applied.device)
         else:
@@ -380,42 +373,15 @@ class PatchAugmentationBase(nn.Module):
             return images.clone(memory_format=torch.preserve_format)
         if reverse:
             idx = idx.flip(0)
-        return F.warp_patches(
-            images,
-            boxes[idx],
-            theta[idx],
-            obj_to_img[idx],
-            mode=mode,
-            padding_mode=self.padding_mode,
-            align_corners=self.align_corners,
-            overlap=self.overlap,
-        )
-
-    def _warp_object_masks(
-        self, masks: Tensor, boxes: Tensor, theta: Tensor, applied: Tensor, reverse: bool = False
-    ) -> Tensor:
-        """Warp mask ``n`` ``[N, H, W]`` with object ``n``'s patch and theta only (one call)."""
-        x, restore = _to_warpable(masks[:, None])
-        own = torch.arange(masks.shape[0], device=masks.device)
-        return restore(
-            self._warp(x, boxes, theta, own, applied, mode="nearest", reverse=reverse)[:, 0]
-        )
-
-    def _warp_image_masks(
-        self,
-        image_masks: Tensor,
-        boxes: Tensor,
-        theta: Tensor,
-        obj_to_img: Tensor,
-        applied: Tensor,
-        reverse: bool = False,
-    ) -> Tensor:
-        squeeze = image_masks.dim() == 3
-        x, restore = _to_warpable(image_masks[:, None] if squeeze else image_masks)
-        out = restore(
-            self._warp(x, boxes, theta, obj_to_img, applied, mode="nearest", reverse=reverse)
-        )
-        return out[:, 0] if squeeze else out
+        options = {
+            "padding_mode": self.padding_mode,
+            "align_corners": self.align_corners,
+            "overlap": self.overlap,
+        }
+        args = (images, boxes[idx], theta[idx], obj_to_img[idx])
+        if masks:
+            return F.warp_masks(*args, **options)
+        return F.warp_patches(*args, mode=self.resample, **options)
 
     @staticmethod
     def _check_extras(
@@ -467,10 +433,12 @@ class PatchAugmentationBase(nn.Module):
             boxes: ``[N, 4]`` ``xyxy`` boxes in pixels (float or int), or a list of
                 ``B`` tensors ``[N_i, 4]`` (then returned as a list).
             obj_to_img: ``[N]`` int64 image of each box; may be omitted when ``B == 1``.
-            masks: ``[N, H, W]`` per-object masks (any dtype); mask ``n`` is warped with
-                object ``n``'s patch and theta only, nearest resampling.
+            masks: ``[N, H, W]`` per-object masks (bool, integer or float; dtype kept);
+                mask ``n`` is warped with object ``n``'s patch and theta only, nearest
+                resampling (:func:`augpatch.functional.warp_masks`).
             image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) per-image masks (e.g.
-                segmentation maps), warped exactly like the images, nearest resampling.
+                segmentation maps), warped exactly like the images, nearest resampling
+                (:func:`augpatch.functional.warp_masks`, dtype kept).
             keypoints: ``[N, K, 2]`` ``(x, y)`` points of each object, mapped exactly.
             params: replay these parameters (e.g. ``aug._params``, possibly loaded with
                 ``torch.load`` or :func:`params_from_json`) instead of sampling. Uses
@@ -509,7 +477,7 @@ class PatchAugmentationBase(nn.Module):
             p = self._replay_parameters(params, patches)
         theta, applied = p["theta"], p["batch_prob"]
 
-        out_images = self._warp(images, boxes, theta, obj_to_img, applied, mode=self.resample)
+        out_images = self._warp(images, boxes, theta, obj_to_img, applied)
         moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
         sel = applied[:, None]
         boxes_out = torch.where(sel, moved, fboxes)
@@ -518,9 +486,11 @@ class PatchAugmentationBase(nn.Module):
 
         masks_out = image_masks_out = kps_out = None
         if masks is not None:
-            masks_out = self._warp_object_masks(masks, boxes, theta, applied)
+            # mask n is image n of a batch of N, holding object n only
+            own = torch.arange(n, device=masks.device)
+            masks_out = self._warp(masks, boxes, theta, own, applied, masks=True)
         if image_masks is not None:
-            image_masks_out = self._warp_image_masks(image_masks, boxes, theta, obj_to_img, applied)
+            image_masks_out = self._warp(image_masks, boxes, theta, obj_to_img, applied, masks=True)
         if keypoints is not None:
             kp = keypoints.to(dtype)
             moved_kp = F.transform_points(kp, patches, theta, align_corners=self.align_corners)
@@ -557,6 +527,7 @@ class PatchAugmentationBase(nn.Module):
         boxes: BoxesLike,
         obj_to_img: Tensor | None = None,
         *,
+        image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> PatchResult:
@@ -569,9 +540,10 @@ class PatchAugmentationBase(nn.Module):
         patch, which is the original box when no content left the patch).
 
         The image inverse re-warps each transformed patch with ``theta^-1`` (objects in
-        reverse order). It is LOSSY: content that the forward pass cut off at the
-        patch border, or replaced by padding, or overwrote with an overlapping box,
-        cannot come back, and every resampling blurs a little.
+        reverse order), and ``image_masks`` the same way with nearest resampling. It is
+        LOSSY: content that the forward pass cut off at the patch border, or replaced by
+        padding, or overwrote with an overlapping box, cannot come back, and every
+        resampling blurs a little.
 
         Args:
             images: ``[B, C, H, W]`` augmented images, or ``None`` to map only boxes
@@ -581,11 +553,14 @@ class PatchAugmentationBase(nn.Module):
                 boxes (``keep.sum()`` rows) are accepted too.
             obj_to_img: ``[N]`` image indices; default: implied by a list, else
                 ``params['obj_to_img']``.
+            image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) augmented per-image masks
+                to warp back (nearest, dtype kept), or ``None``.
             keypoints: ``[N, K, 2]`` points in the output frame.
             params: the parameters of the forward call (default: the last call's).
 
         Returns:
-            :class:`PatchResult` ``(images, boxes)`` with ``.keypoints``.
+            :class:`PatchResult` ``(images, boxes)`` with ``.image_masks`` and
+            ``.keypoints``.
 
         Example:
             >>> from augpatch import RandomPatchScale
@@ -609,6 +584,8 @@ class PatchAugmentationBase(nn.Module):
         stored_o2i = params.get("obj_to_img")
         if images is not None:
             batch = images.shape[0]
+        elif isinstance(image_masks, Tensor) and image_masks.dim() in (3, 4):
+            batch = image_masks.shape[0]
         elif isinstance(boxes, (list, tuple)):
             batch = len(boxes)
         elif stored_o2i is not None and stored_o2i.numel():
@@ -619,6 +596,9 @@ class PatchAugmentationBase(nn.Module):
             boxes_f, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
         else:  # obj_to_img defaults to the forward call's (below)
             boxes_f, o2i, as_list = check_boxes(boxes), None, False
+        if image_masks is not None:
+            size = images.shape[-2:] if images is not None else image_masks.shape[-2:]
+            self._check_extras(None, image_masks, None, boxes_f.shape[0], batch, tuple(size))
         device = images.device if images is not None else boxes_f.device
         dtype = compute_dtype(boxes_f, *([images] if images is not None else []))
 
@@ -667,18 +647,25 @@ class PatchAugmentationBase(nn.Module):
             kb = F.inverse_transform_points(kp, patches, theta, align_corners=self.align_corners)
             kps_back = torch.where(applied[:, None, None], kb, kp)
 
-        images_back = None
-        if images is not None:
+        images_back = image_masks_back = None
+        if images is not None or image_masks is not None:
             inv = invert_theta(gate_theta(theta_all, applied_all))
-            images_back = self._warp(
-                images, patches_all, inv, o2i_all, applied_all, mode=self.resample, reverse=True
-            )
+            args = (patches_all, inv, o2i_all, applied_all)
+            if images is not None:
+                images_back = self._warp(images, *args, reverse=True)
+            if image_masks is not None:
+                image_masks_back = self._warp(image_masks, *args, masks=True, reverse=True)
 
         boxes_ret: Tensor | list[Tensor] = boxes_back
         if as_list:
             boxes_ret = F.boxes_to_list(boxes_back, o2i, batch)
         return PatchResult(
-            images_back, boxes_ret, keypoints=kps_back, obj_to_img=o2i, params=dict(params)
+            images_back,
+            boxes_ret,
+            image_masks=image_masks_back,
+            keypoints=kps_back,
+            obj_to_img=o2i,
+            params=dict(params),
         )
 
     # ------------------------------------------------------------------ repr
