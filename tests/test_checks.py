@@ -44,6 +44,12 @@ def test_compute_dtype(dtypes, expected):
     assert compute_dtype(*(torch.zeros(1, dtype=d) for d in dtypes)) == expected
 
 
+def test_compute_dtype_takes_dtypes_too():
+    assert compute_dtype(torch.float64) == torch.float64
+    assert compute_dtype(torch.uint8, torch.float16) == torch.float32
+    assert compute_dtype(torch.zeros(1), torch.float64) == torch.float64
+
+
 def test_compute_dtype_ignores_non_tensors():
     assert compute_dtype(None, 3.0, torch.zeros(1, dtype=torch.float64)) == torch.float64
     assert compute_dtype() == torch.float32

@@ -43,27 +43,43 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
-def compute_dtype(*tensors: object) -> torch.dtype:
-    """The floating dtype augpatch computes in: float64 if any given tensor is float64,
-    else float32 (float16 / bfloat16 / integer inputs are computed in float32).
+def compute_dtype(*inputs: object) -> torch.dtype:
+    """The floating dtype augpatch computes in: float64 if any input is float64, else
+    float32 (float16 / bfloat16 / uint8 / integer inputs are computed in float32).
 
-    Non-tensors (``None``, numbers) are ignored.
+    Each input is a tensor or a ``torch.dtype`` (e.g. a warp computes in
+    ``compute_dtype(images.dtype)``; geometry in ``compute_dtype(boxes, theta)``); anything
+    else (``None``, numbers) is ignored.
 
     Example:
         >>> compute_dtype(torch.zeros(1, dtype=torch.uint8), torch.zeros(1, dtype=torch.float64))
         torch.float64
-        >>> compute_dtype(torch.zeros(1, dtype=torch.float16))
+        >>> compute_dtype(torch.float16)
         torch.float32
     """
-    for t in tensors:
-        if isinstance(t, Tensor) and t.dtype == torch.float64:
+    for x in inputs:
+        dtype = x.dtype if isinstance(x, Tensor) else x
+        if dtype == torch.float64:
             return torch.float64
     return torch.float32
 
 
+def values_visible(value: Tensor) -> bool:
+    """Whether the values of ``value`` can be read here (not a meta or fake tensor, not tracing).
+
+    Under ``torch.compile`` / ``torch.export`` value checks cannot run while tracing; the
+    operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
+    """
+    if value.device.type == "meta" or torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not is_fake(value)
+
+
 def check_finite(name: str, value: Tensor) -> None:
-    """Raise ``ValueError`` if a floating tensor holds NaN or Inf."""
-    if value.device.type == "meta":  # no values to look at; other checks still apply
+    """Raise ``ValueError`` if a floating tensor holds NaN or Inf (when its values are visible)."""
+    if not values_visible(value):  # no values to look at; other checks still apply
         return
     # detached: isfinite is composite (abs, ne, eq) and would otherwise record a graph
     if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value.detach()).all()):
@@ -154,13 +170,18 @@ def check_obj_to_img(
         raise ValueError(
             f"{name} must have shape [N] = [{num_objects}], got {tuple(obj_to_img.shape)}"
         )
-    if num_objects and obj_to_img.device.type != "meta":
-        lo, hi = int(obj_to_img.min()), int(obj_to_img.max())
+    check_index_range(name, obj_to_img, batch_size)
+    return obj_to_img.long()
+
+
+def check_index_range(name: str, index: Tensor, size: int) -> None:
+    """Raise ``IndexError`` if ``index`` holds a value outside ``[0, size)`` (when visible)."""
+    if index.numel() and values_visible(index):
+        lo, hi = int(index.min()), int(index.max())
         if lo < 0:
             raise IndexError(f"{name} holds a negative image index ({lo})")
-        if hi >= batch_size:
-            raise IndexError(f"{name} holds image index {hi}, but the batch has {batch_size} images")
-    return obj_to_img.long()
+        if hi >= size:
+            raise IndexError(f"{name} holds image index {hi}, but the batch has {size} images")
 
 
 def check_same_device(**tensors: Tensor | None) -> None:
