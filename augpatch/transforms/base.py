@@ -383,6 +383,21 @@ class PatchAugmentationBase(nn.Module):
             return F.warp_masks(*args, **options)
         return F.warp_patches(*args, mode=self.resample, **options)
 
+    def _move_boxes(
+        self, boxes: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
+    ) -> Tensor:
+        """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
+        patch (:func:`augpatch.functional.transform_boxes`); other objects keep ``boxes``."""
+        moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
+        return torch.where(applied[:, None], moved, boxes.to(moved.dtype))
+
+    def _move_points(
+        self, points: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
+    ) -> Tensor:
+        """Per-object points ``[N, K, 2]`` moved with their object where ``applied``."""
+        moved = F.transform_points(points, patches, theta, align_corners=self.align_corners)
+        return torch.where(applied[:, None, None], moved, points.to(moved.dtype))
+
     @staticmethod
     def _check_extras(
         masks: Tensor | None,
@@ -478,10 +493,9 @@ class PatchAugmentationBase(nn.Module):
         theta, applied = p["theta"], p["batch_prob"]
 
         out_images = self._warp(images, boxes, theta, obj_to_img, applied)
-        moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
-        sel = applied[:, None]
-        boxes_out = torch.where(sel, moved, fboxes)
-        final = torch.where(sel, moved, patches)  # the box as it is now visible in its patch
+        boxes_out = self._move_boxes(fboxes, patches, theta, applied)
+        # the box as it is now visible in its patch
+        final = torch.where(applied[:, None], boxes_out, patches)
         keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
 
         masks_out = image_masks_out = kps_out = None
@@ -492,9 +506,7 @@ class PatchAugmentationBase(nn.Module):
         if image_masks is not None:
             image_masks_out = self._warp(image_masks, boxes, theta, obj_to_img, applied, masks=True)
         if keypoints is not None:
-            kp = keypoints.to(dtype)
-            moved_kp = F.transform_points(kp, patches, theta, align_corners=self.align_corners)
-            kps_out = torch.where(applied[:, None, None], moved_kp, kp)
+            kps_out = self._move_points(keypoints.to(dtype), patches, theta, applied)
 
         stored = _detach(p)
         stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
