@@ -55,11 +55,6 @@ def core_classes() -> Iterator[tuple[str, type]]:
         yield name, cls
 
 
-def init_parameters(cls: type) -> list[inspect.Parameter]:
-    """The ``__init__`` parameters of ``cls`` (without ``self``)."""
-    return list(inspect.signature(cls.__init__).parameters.values())[1:]
-
-
 #: Constructor arguments used in the generated classes' examples.
 EXAMPLE_ARGS: dict[str, str] = {
     "RandomPatchAffine": "degrees=15.0, scale=(0.8, 1.2)",
