@@ -144,3 +144,13 @@ def _backward(ctx, grad, *unused):
 
 
 torch.library.register_autograd("augpatch::warp", _backward, setup_context=_setup_context)
+
+
+def _double_backward(ctx, *grads):
+    raise RuntimeError(
+        "augpatch: warp_patches is differentiable once; differentiating its backward (double "
+        "backward, create_graph=True) is not supported"
+    )
+
+
+torch.library.register_autograd("augpatch::warp_backward", _double_backward)

@@ -517,15 +517,11 @@ def compiled_forward(ops, images: Tensor, params: Tensor, plan: WarpPlan, need_l
 
 def compiled_backward(
     ops, grad_out: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
-    need_img: bool, need_loc: bool, reuse_grad: bool = False,
+    need_img: bool, need_loc: bool,
 ) -> tuple[Tensor | None, Tensor | None]:
-    """The backward of the compiled kernel: ``(grad_images, grad_params)``.
-
-    With ``reuse_grad`` the kernel writes the images' gradient into ``grad_out`` itself
-    (where its layout allows), so that it needs no batch-sized buffer of its own.
-    """
+    """The backward of the compiled kernel: ``(grad_images, grad_params)``."""
     grad_images, grad_params = ops.warp_backward(
         grad_out, images, params, plan.objects, plan.level_objects, saved[0], saved[1],
-        kernel_options(plan), need_img, need_loc, reuse_grad,
+        kernel_options(plan), need_img, need_loc,
     )
     return (grad_images if need_img else None), (grad_params if need_loc else None)

@@ -424,20 +424,19 @@ class PatchAugmentationBase(nn.Module):
         mode: str,
         reverse: bool = False,
     ) -> Tensor:
-        """One ``warp_patches`` call over the objects where ``applied`` is True."""
-        if bool(applied.all()):
-            idx = torch.arange(applied.shape[0], device=applied.device)
-        else:
-            idx = torch.nonzero(applied).flatten()
-        if idx.numel() == 0:
-            return images.clone(memory_format=torch.preserve_format)
+        """One ``warp_patches`` call over the objects where ``applied`` is True.
+
+        Objects that are not applied get an empty box (no pixel: the image is unchanged
+        there), so that no data-dependent selection is needed (``torch.compile``).
+        """
+        boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
         if reverse:
-            idx = idx.flip(0)
+            boxes, theta, obj_to_img = boxes.flip(0), theta.flip(0), obj_to_img.flip(0)
         return F.warp_patches(
             images,
-            boxes[idx],
-            theta[idx],
-            obj_to_img[idx],
+            boxes,
+            theta,
+            obj_to_img,
             mode=mode,
             padding_mode=self.padding_mode,
             align_corners=self.align_corners,
