@@ -64,10 +64,10 @@ from augpatch.functional._boxes import check_canvas_size, clip_boxes
 from augpatch.functional._checks import (
     check_boxes,
     check_finite,
-    values_visible,
     check_same_device,
     check_tensor,
     check_theta,
+    values_visible,
 )
 
 __all__ = [

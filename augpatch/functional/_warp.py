@@ -24,7 +24,7 @@ from augpatch.functional._checks import (
     flatten_box_list,
 )
 from augpatch.functional._plan import overlap_edges, schedule_levels
-from augpatch.functional._sampler import WarpPlan
+from augpatch.functional._sampler import PARAM_COLUMNS, WarpPlan
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -235,7 +235,7 @@ def object_params(
     """The differentiable per-object parameters ``[K, 14]`` every sampling location comes from.
 
     ``objects`` ``[K, 6]`` (see :class:`Prepared`) gives the processing order and each
-    patch's pixels. Columns (``PARAM_COLUMNS`` in ``_sampler``): ``theta`` flattened (6),
+    patch's pixels. Columns (``_sampler.PARAM_COLUMNS``, by name): ``theta`` flattened (6),
     then per axis (x, y) the map ``k``, ``c`` of ``F.affine_grid``'s base coordinates onto
     the continuous box (``u = base * k + c``; for integer boxes exactly the identity), the
     ``grid_sample`` unnormalize scale (half the box extent) and the float-box offset of the
@@ -264,7 +264,11 @@ def object_params(
     # its pixel, as grid_sample on a one-pixel crop does
     offset = torch.where(pos | (not align_corners), lo - origin, 0.0)
     rows = theta.to(dtype).index_select(0, obj_dev).reshape(-1, 6)
-    return torch.cat([rows, scale, shift, ext / 2, offset], 1)
+    columns = dict(zip(PARAM_COLUMNS[:6], rows.unbind(1)))
+    for axis, name in enumerate("xy"):
+        columns[f"k{name}"], columns[f"c{name}"] = scale[:, axis], shift[:, axis]
+        columns[f"s{name}"], columns[f"o{name}"] = ext[:, axis] / 2, offset[:, axis]
+    return torch.stack([columns[name] for name in PARAM_COLUMNS], 1)
 
 
 def object_params_backward(
@@ -282,7 +286,8 @@ def object_params_backward(
     grad_theta = None
     if need_theta:
         grad_theta = torch.zeros(theta.shape[0], 6, dtype=dtype, device=dev)
-        grad_theta = grad_theta.index_add_(0, obj_dev, grad[:, :6]).reshape(theta.shape).to(theta.dtype)
+        rows = grad[:, [PARAM_COLUMNS.index(f"t{i}{j}") for i in "01" for j in "012"]]
+        grad_theta = grad_theta.index_add_(0, obj_dev, rows).reshape(theta.shape).to(theta.dtype)
     if not need_boxes:
         return None, grad_theta
     raw = boxes.detach().to(dtype)
@@ -297,7 +302,8 @@ def object_params_backward(
         ext, span, ext_mask = ext0, extent.to(dtype), torch.ones_like(ext0, dtype=torch.bool)
     pos = ext > 0
     safe = torch.where(pos, ext, 1.0)
-    g_scale, g_shift, g_half, g_off = grad[:, 6:8], grad[:, 8:10], grad[:, 10:12], grad[:, 12:14]
+    g_scale, g_shift, g_half, g_off = (grad[:, [PARAM_COLUMNS.index(f"{c}{a}") for a in "xy"]]
+                                       for c in "kcso")
     arm = origin + extent.to(dtype) / 2 - (lo + hi) / 2
     g_ext = torch.where(pos, -g_scale * span / safe**2 - 2 * g_shift * arm / safe**2, 0.0) + g_half / 2
     g_ext0 = torch.where(ext_mask, g_ext, 0.0)
