@@ -26,6 +26,7 @@ from augpatch.functional._geometry import (
     transform_points,
 )
 from augpatch.functional._kernel import active_kernel, cpu_kernel, set_cpu_kernel
+from augpatch.functional._masks import warp_masks
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "theta_to_pixel_matrix",
     "transform_boxes",
     "transform_points",
+    "warp_masks",
     "warp_patches",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -13,6 +12,7 @@ from augpatch.functional._checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
+    BoxesLike,
     check_boxes,
     check_choice,
     check_images,
@@ -29,8 +29,6 @@ from augpatch.functional._sampler import PARAM_COLUMNS, WarpPlan
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
 _FEW_OBJECTS = 2
-
-BoxesLike = Tensor | Sequence[Tensor]
 
 
 def warp_patches(
