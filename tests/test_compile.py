@@ -162,9 +162,8 @@ def test_bad_values_raise_the_eager_errors_inside_a_compiled_graph(bad):
         warp_patches(images, boxes, theta, obj)
 
 
-@pytest.mark.parametrize("case", ["float32", "uint8", "channels_last", "half", "no_box_pixel"])
-def test_operator_passes_opcheck(case):
-    """``torch.library.opcheck``: schema, fake (meta) implementation, autograd registration."""
+def _float32_case(case: str):
+    """A float32 batch whose images are converted as ``case`` names (uint8, half, ...)."""
     images, boxes, theta, obj = _batch(3, dtype=torch.float32)
     if case == "uint8":
         images = (images * 255).to(torch.uint8)
@@ -172,7 +171,14 @@ def test_operator_passes_opcheck(case):
         images = images.contiguous(memory_format=torch.channels_last)
     elif case == "half":
         images = images.half()
-    elif case == "no_box_pixel":
+    return images, boxes, theta, obj
+
+
+@pytest.mark.parametrize("case", ["float32", "uint8", "channels_last", "half", "no_box_pixel"])
+def test_operator_passes_opcheck(case):
+    """``torch.library.opcheck``: schema, fake (meta) implementation, autograd registration."""
+    images, boxes, theta, obj = _float32_case(case)
+    if case == "no_box_pixel":
         boxes = torch.tensor([[30.0, 30, 40, 40], [1, 1, 1, 9], [5, 5, 4, 9]])
     differentiable = images.is_floating_point()
     theta = theta.requires_grad_(differentiable)
@@ -186,11 +192,7 @@ def test_fake_implementation_output_metadata(case):
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
-    images, boxes, theta, obj = _batch(3, dtype=torch.float32)
-    if case == "uint8":
-        images = (images * 255).to(torch.uint8)
-    elif case == "channels_last":
-        images = images.contiguous(memory_format=torch.channels_last)
+    images, boxes, theta, obj = _float32_case(case)
     real = warp_patches(images, boxes, theta, obj)
     with FakeTensorMode(shape_env=ShapeEnv()) as mode:
         fake = warp_patches(*(mode.from_tensor(v) for v in (images, boxes, theta, obj)))

@@ -96,15 +96,18 @@ def warp_patches(
     differentiable: gradients taken with ``create_graph=True`` are right, but
     differentiating them again raises a ``RuntimeError`` (no double backward).
 
-    Execution: for one or two integer boxes (float/float64 images, patch-relative
-    padding) the reference computation itself runs (one ``grid_sample`` per crop);
-    otherwise objects are scheduled into levels (boxes of one image that overlap go
-    to successive levels) and every level is one pass: on the CPU by a compiled C++
+    Execution: the warp is the registered operator ``torch.ops.augpatch.warp`` (it also
+    runs inside ``torch.compile`` / ``torch.export``; value checks run inside it, on the
+    real tensors). It schedules objects into levels (boxes of one image that overlap go
+    to successive levels) and runs every level as one pass: on the CPU by a compiled C++
     kernel (built on first use, about a minute; ``AUGPATCH_CPU_KERNEL`` /
-    :func:`set_cpu_kernel` choose it or the eager kernel), on CUDA by vectorised
-    PyTorch operations. All follow ``grid_sample``'s arithmetic, so results agree to
-    float rounding; the last bit of an object's pixels may differ between a call with
-    few and with many objects, or between the two kernels.
+    :func:`set_cpu_kernel` choose it or the eager kernel, :func:`active_kernel` says which
+    runs), on CUDA by vectorised PyTorch operations. In eager mode, one or two integer
+    boxes (float/float64 images, patch-relative padding) run the reference computation
+    itself (one ``grid_sample`` per crop). All follow ``grid_sample``'s arithmetic:
+    float64 results equal the loop's to about 1e-12, float32 ones to float rounding, and
+    a nearest-neighbour location within rounding of a tie may pick either neighbour. One
+    small device-to-host copy per call (the boxes and image indices the plan needs).
 
     Example:
         >>> import torch
