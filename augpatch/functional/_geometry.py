@@ -70,6 +70,7 @@ from augpatch.functional._checks import (
     check_tensor,
     check_theta,
     compute_dtype,
+    values_visible,
 )
 
 __all__ = [
@@ -151,7 +152,9 @@ def affine_inverse(m: Tensor, name: str = "theta", hint: str = "") -> Tensor:
     c, d, ty = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
     det = a * d - b * c
     bad = det == 0
-    if bool(bad.any()):
+    if not values_visible(det):  # tracing: the check runs when the compiled graph runs
+        torch._assert_async(~bad.any(), f"{name} is singular (not invertible){hint}")
+    elif bool(bad.any()):
         idx = torch.nonzero(bad).flatten()[:10].tolist()
         raise ValueError(f"{name} is singular (not invertible) for object(s) {idx}{hint}")
     ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det

@@ -24,7 +24,7 @@ from augpatch.functional._checks import (
     flatten_box_list,
 )
 from augpatch.functional._plan import overlap_edges, schedule_levels
-from augpatch.functional._sampler import WarpPlan
+from augpatch.functional._sampler import PARAM_COLUMNS, WarpPlan
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -96,15 +96,18 @@ def warp_patches(
     differentiable: gradients taken with ``create_graph=True`` are right, but
     differentiating them again raises a ``RuntimeError`` (no double backward).
 
-    Execution: for one or two integer boxes (float/float64 images, patch-relative
-    padding) the reference computation itself runs (one ``grid_sample`` per crop);
-    otherwise objects are scheduled into levels (boxes of one image that overlap go
-    to successive levels) and every level is one pass: on the CPU by a compiled C++
+    Execution: the warp is the registered operator ``torch.ops.augpatch.warp`` (it also
+    runs inside ``torch.compile`` / ``torch.export``; value checks run inside it, on the
+    real tensors). It schedules objects into levels (boxes of one image that overlap go
+    to successive levels) and runs every level as one pass: on the CPU by a compiled C++
     kernel (built on first use, about a minute; ``AUGPATCH_CPU_KERNEL`` /
-    :func:`set_cpu_kernel` choose it or the eager kernel), on CUDA by vectorised
-    PyTorch operations. All follow ``grid_sample``'s arithmetic, so results agree to
-    float rounding; the last bit of an object's pixels may differ between a call with
-    few and with many objects, or between the two kernels.
+    :func:`set_cpu_kernel` choose it or the eager kernel, :func:`active_kernel` says which
+    runs), on CUDA by vectorised PyTorch operations. In eager mode, one or two integer
+    boxes (float/float64 images, patch-relative padding) run the reference computation
+    itself (one ``grid_sample`` per crop). All follow ``grid_sample``'s arithmetic:
+    float64 results equal the loop's to about 1e-12, float32 ones to float rounding, and
+    a nearest-neighbour location within rounding of a tie may pick either neighbour. One
+    small device-to-host copy per call (the boxes and image indices the plan needs).
 
     Example:
         >>> import torch
@@ -233,7 +236,7 @@ def object_params(
     """The differentiable per-object parameters ``[K, 14]`` every sampling location comes from.
 
     ``objects`` ``[K, 6]`` (see :class:`Prepared`) gives the processing order and each
-    patch's pixels. Columns (``PARAM_COLUMNS`` in ``_sampler``): ``theta`` flattened (6),
+    patch's pixels. Columns (``_sampler.PARAM_COLUMNS``, by name): ``theta`` flattened (6),
     then per axis (x, y) the map ``k``, ``c`` of ``F.affine_grid``'s base coordinates onto
     the continuous box (``u = base * k + c``; for integer boxes exactly the identity), the
     ``grid_sample`` unnormalize scale (half the box extent) and the float-box offset of the
@@ -262,7 +265,11 @@ def object_params(
     # its pixel, as grid_sample on a one-pixel crop does
     offset = torch.where(pos | (not align_corners), lo - origin, 0.0)
     rows = theta.to(dtype).index_select(0, obj_dev).reshape(-1, 6)
-    return torch.cat([rows, scale, shift, ext / 2, offset], 1)
+    columns = dict(zip(PARAM_COLUMNS[:6], rows.unbind(1)))
+    for axis, name in enumerate("xy"):
+        columns[f"k{name}"], columns[f"c{name}"] = scale[:, axis], shift[:, axis]
+        columns[f"s{name}"], columns[f"o{name}"] = ext[:, axis] / 2, offset[:, axis]
+    return torch.stack([columns[name] for name in PARAM_COLUMNS], 1)
 
 
 def object_params_backward(
@@ -280,7 +287,8 @@ def object_params_backward(
     grad_theta = None
     if need_theta:
         grad_theta = torch.zeros(theta.shape[0], 6, dtype=dtype, device=dev)
-        grad_theta = grad_theta.index_add_(0, obj_dev, grad[:, :6]).reshape(theta.shape).to(theta.dtype)
+        rows = grad[:, [PARAM_COLUMNS.index(f"t{i}{j}") for i in "01" for j in "012"]]
+        grad_theta = grad_theta.index_add_(0, obj_dev, rows).reshape(theta.shape).to(theta.dtype)
     if not need_boxes:
         return None, grad_theta
     raw = boxes.detach().to(dtype)
@@ -295,7 +303,8 @@ def object_params_backward(
         ext, span, ext_mask = ext0, extent.to(dtype), torch.ones_like(ext0, dtype=torch.bool)
     pos = ext > 0
     safe = torch.where(pos, ext, 1.0)
-    g_scale, g_shift, g_half, g_off = grad[:, 6:8], grad[:, 8:10], grad[:, 10:12], grad[:, 12:14]
+    g_scale, g_shift, g_half, g_off = (grad[:, [PARAM_COLUMNS.index(f"{c}{a}") for a in "xy"]]
+                                       for c in "kcso")
     arm = origin + extent.to(dtype) / 2 - (lo + hi) / 2
     g_ext = torch.where(pos, -g_scale * span / safe**2 - 2 * g_shift * arm / safe**2, 0.0) + g_half / 2
     g_ext0 = torch.where(ext_mask, g_ext, 0.0)

@@ -363,22 +363,19 @@ class PatchAugmentationBase(nn.Module):
 
         ``masks=False``: :func:`augpatch.functional.warp_patches` of ``images [B, C, H, W]``
         with ``self.resample``; ``masks=True``: :func:`augpatch.functional.warp_masks`
-        (nearest, dtype kept) of masks ``[B, H, W]`` / ``[B, K, H, W]``.
+        (nearest, dtype kept) of masks ``[B, H, W]`` / ``[B, K, H, W]``. Objects that are
+        not applied get an empty box (no pixel: the image is unchanged there), so that no
+        data-dependent selection is needed (``torch.compile``).
         """
-        if bool(applied.all()):
-            idx = torch.arange(applied.shape[0], device=applied.device)
-        else:
-            idx = torch.nonzero(applied).flatten()
-        if idx.numel() == 0:
-            return images.clone(memory_format=torch.preserve_format)
+        boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
         if reverse:
-            idx = idx.flip(0)
+            boxes, theta, obj_to_img = boxes.flip(0), theta.flip(0), obj_to_img.flip(0)
         options = {
             "padding_mode": self.padding_mode,
             "align_corners": self.align_corners,
             "overlap": self.overlap,
         }
-        args = (images, boxes[idx], theta[idx], obj_to_img[idx])
+        args = (images, boxes, theta, obj_to_img)
         if masks:
             return F.warp_masks(*args, **options)
         return F.warp_patches(*args, mode=self.resample, **options)
