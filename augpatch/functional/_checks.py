@@ -8,7 +8,9 @@ of crashing deep inside PyTorch or silently producing garbage.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -65,13 +67,33 @@ def compute_dtype(*inputs: object) -> torch.dtype:
     return torch.float32
 
 
+_DEFERRED = threading.local()
+
+
+@contextmanager
+def values_checked_later(enabled: bool = True) -> Iterator[None]:
+    """Within this block the value checks of this module are skipped (shape/dtype checks run).
+
+    For callers that check values themselves later, in one place: ``warp_patches``
+    leaves them to the operator ``augpatch::warp``, which checks boxes, ``theta`` and the
+    image indices in its one device-to-host copy. ``enabled=False``: a no-op.
+    """
+    previous = getattr(_DEFERRED, "on", False)
+    _DEFERRED.on = previous or enabled
+    try:
+        yield
+    finally:
+        _DEFERRED.on = previous
+
+
 def values_visible(value: Tensor) -> bool:
     """Whether the values of ``value`` can be read here (not a meta or fake tensor, not tracing).
 
     Under ``torch.compile`` / ``torch.export`` value checks cannot run while tracing; the
     operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
+    Also ``False`` inside :func:`values_checked_later`.
     """
-    if value.device.type == "meta" or torch.compiler.is_compiling():
+    if value.device.type == "meta" or torch.compiler.is_compiling() or getattr(_DEFERRED, "on", False):
         return False
     from torch._subclasses.fake_tensor import is_fake
 
