@@ -7,6 +7,7 @@ each object's normalised patch coordinates (it maps an output location to the
 location it is read from).
 """
 
+from augpatch.functional import _op  # noqa: F401  (registers the operator augpatch::warp)
 from augpatch.functional._boxes import (
     boxes_to_list,
     boxes_to_padded,
@@ -24,10 +25,18 @@ from augpatch.functional._geometry import (
     transform_boxes,
     transform_points,
 )
-from augpatch.functional._kernel import cpu_kernel, cuda_kernel, set_cpu_kernel, set_cuda_kernel
+from augpatch.functional._kernel import (
+    active_kernel,
+    cpu_kernel,
+    cuda_kernel,
+    set_cpu_kernel,
+    set_cuda_kernel,
+)
+from augpatch.functional._masks import warp_masks
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
+    "active_kernel",
     "boxes_to_list",
     "boxes_to_padded",
     "clip_boxes",
@@ -45,5 +54,6 @@ __all__ = [
     "theta_to_pixel_matrix",
     "transform_boxes",
     "transform_points",
+    "warp_masks",
     "warp_patches",
 ]

@@ -69,10 +69,10 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from augpatch.functional._kernel import Backend, triton_failed
 from augpatch.functional._plan import base_grid
-from augpatch.functional._sampler import PatchWarp, WarpPlan
+from augpatch.functional._sampler import WarpPlan, eager_backward, eager_forward
 
 _KERNELS = Path(__file__).with_name("_triton_kernels.py")
 _LOCK = threading.Lock()
@@ -290,10 +290,11 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
         need_loc: whether the gradient of ``params`` will be asked for.
 
     Returns:
-        ``(out, saved)``: ``out`` a new tensor with ``plan.strides``; ``saved`` ``[]``, or
-        for the location gradient of ``sequential`` levels after the first, the patches
-        they read (``[C * pixels]``, image dtype) or, with ``padding_mode="image"``, the
-        two derivatives of every value they sampled (compute dtype).
+        ``(out, [saved0, saved1])``: ``out`` a new tensor with ``plan.strides``; two flat
+        tensors, empty unless the location gradient of ``sequential`` levels after the
+        first needs them: the patches those levels read (``saved0``, ``[C * pixels]``,
+        image dtype) or, with ``padding_mode="image"``, the two derivatives of every value
+        they sampled (compute dtype). Dtypes: :meth:`TritonBackend.saved_dtypes`.
     """
     mod = kernels()
     dev = images.device
@@ -309,11 +310,12 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
     save_n = total - save0
     keep = need_loc and later and plan.padding_mode != "image"
     deriv = need_loc and later and plan.padding_mode == "image"
-    saved: list[Tensor] = []
     kept = dx = dy = None
+    first_dtype = params.dtype if plan.padding_mode == "image" else images.dtype
+    saved = [torch.empty(0, dtype=first_dtype, device=dev), params.new_empty(0)]
     if keep:
         kept = torch.empty(channels * save_n, dtype=images.dtype, device=dev)
-        saved = [kept]
+        saved[0] = kept
     if deriv:
         dx = torch.empty(channels * save_n, dtype=params.dtype, device=dev)
         dy = torch.empty(channels * save_n, dtype=params.dtype, device=dev)
@@ -437,71 +439,42 @@ def backward(
     return grad_images, (gprm if need_loc else None)
 
 
-# ----------------------------------------------------------------------------- autograd
+# ----------------------------------------------------------------------------- backend
 
 
-class TritonWarp(torch.autograd.Function):
-    """``out = TritonWarp.apply(images, params, plan, compute_dtype, strict)``: the Triton kernel.
+class TritonBackend(Backend):
+    """The Triton kernel as a backend of the operator ``augpatch::warp`` (see ``_kernel.py``).
 
-    As :class:`~augpatch.functional._sampler.PatchWarp` (same arguments and result).
-    ``strict=False`` (``AUGPATCH_CUDA_KERNEL=auto``): if a backward kernel fails to
-    compile, warn once and compute the gradients with the eager kernel instead.
+    ``strict=False`` (``AUGPATCH_CUDA_KERNEL=auto``): if a kernel fails (e.g. does not
+    compile on this GPU), warn once and compute this call with the eager kernel; later
+    calls then run eager (:func:`~augpatch.functional._kernel.backend_for`).
     """
 
-    @staticmethod
-    def forward(ctx, images, params, plan: WarpPlan, compute_dtype, strict=True):  # type: ignore[override]
-        need_loc = bool(ctx.needs_input_grad[1])
-        out, saved = forward(images, params, plan, need_loc)
-        ctx.plan, ctx.need_loc, ctx.strict, ctx.compute_dtype = plan, need_loc, strict, compute_dtype
-        ctx.image_meta = (images.shape, images.dtype, images.device)
-        ctx.save_for_backward(images if need_loc else None, params, *saved)
-        return out
+    name = "triton"
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):  # type: ignore[override]
-        images, params, *saved = ctx.saved_tensors
-        shape, dtype, device = ctx.image_meta
-        if images is None:  # only its dtype is needed
-            images = torch.empty(0, dtype=dtype, device=device)
-        need_img = bool(ctx.needs_input_grad[0])
-        need_loc = bool(ctx.needs_input_grad[1]) and ctx.need_loc
+    def __init__(self, strict: bool = True) -> None:
+        self.strict = strict
+
+    def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
+        return (compute_dtype if padding_mode == "image" else image_dtype), compute_dtype
+
+    def forward(self, images, params, plan, need_loc):
         try:
-            g_img, g_prm = backward(grad, images, params, ctx.plan, saved, need_img, need_loc)
+            return forward(images, params, plan, need_loc)
         except Exception as exc:
-            if ctx.strict or isinstance(exc, torch.OutOfMemoryError):
-                raise
-            from augpatch.functional._kernel import triton_failed
+            self._failed(exc)
+        return eager_forward(images, params, plan, need_loc)
 
-            triton_failed(exc)
-            g_img, g_prm = _eager_backward(grad, images, params, ctx, shape, need_img, need_loc)
-        return g_img, g_prm, None, None, None
+    def backward(self, grad, images, params, plan, saved, need_img, need_loc):
+        try:
+            return backward(grad, images, params, plan, saved, need_img, need_loc)
+        except Exception as exc:
+            self._failed(exc)
+        # what the eager backward needs, from its own forward
+        _, eager_saved = eager_forward(images, params, plan, need_loc)
+        return eager_backward(grad, images, params, plan, eager_saved, need_img, need_loc)
 
-
-def _eager_backward(grad, images, params, ctx, shape, need_img, need_loc):
-    """The gradients by the eager kernel (fallback): its forward again, then its backward.
-
-    The images' values matter only for the location gradient (then they were saved)."""
-    if images.numel() == 0:
-        images = torch.zeros(shape, dtype=images.dtype, device=images.device)
-    with torch.enable_grad():
-        img = images.detach().requires_grad_(need_img)
-        prm = params.detach().requires_grad_(need_loc)
-        out = PatchWarp.apply(img, prm, ctx.plan, ctx.compute_dtype)
-        wanted = [t for t, need in ((img, need_img), (prm, need_loc)) if need]
-        got = list(torch.autograd.grad(out, wanted, grad))
-    return (got.pop(0) if need_img else None), (got.pop(0) if need_loc else None)
-
-
-def warp(images: Tensor, params: Tensor, plan: WarpPlan, compute_dtype: torch.dtype, strict: bool = True) -> Tensor:
-    """The warp by the Triton kernel; with ``strict=False``, by the eager kernel (after one
-    warning) if the Triton kernel fails (e.g. does not compile on this GPU)."""
-    try:
-        return TritonWarp.apply(images, params, plan, compute_dtype, strict)
-    except Exception as exc:
-        if strict or isinstance(exc, torch.OutOfMemoryError):
-            raise
-        from augpatch.functional._kernel import triton_failed
-
+    def _failed(self, exc: Exception) -> None:
+        if self.strict or isinstance(exc, torch.OutOfMemoryError):
+            raise exc
         triton_failed(exc)
-        return PatchWarp.apply(images, params, plan, compute_dtype)
