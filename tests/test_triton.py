@@ -21,7 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_warp
 
-from augpatch.functional import _kernel, set_cpu_kernel, set_cuda_kernel, warp_patches
+from augpatch.functional import (
+    _kernel,
+    active_kernel,
+    set_cpu_kernel,
+    set_cuda_kernel,
+    warp_patches,
+)
 
 pytest.importorskip("triton")
 from augpatch.functional import _triton  # noqa: E402  (needs triton)
@@ -350,3 +356,29 @@ def test_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     torch.testing.assert_close(out, reference_warp(*plan_args), atol=1e-12, rtol=0)
     assert isinstance(_kernel._state["triton_error"], RuntimeError)
     assert _kernel.active_kernel("cpu") == "eager"
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_runs_triton_by_default_and_falls_back_to_eager(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("AUGPATCH_CUDA_KERNEL", raising=False)
+    monkeypatch.setitem(_kernel._state, "cuda", None)
+    monkeypatch.setitem(_kernel._state, "triton_error", None)
+    assert _kernel.cuda_kernel() == "auto" and active_kernel("cuda") == "triton"
+    images, theta = _inputs()
+    args = _on("cuda", images, BOXES, theta, OBJ)
+    calls = []
+    original = _triton.forward
+    monkeypatch.setattr(_triton, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    out = warp_patches(*args)
+    assert calls == [1]
+
+    def broken(*a, **k):
+        raise RuntimeError("PTX assembly failed")
+
+    monkeypatch.setattr(_triton, "forward", broken)
+    with pytest.warns(RuntimeWarning, match="PTX assembly failed"):
+        fallback = warp_patches(*args)  # this call runs the eager kernel, later ones too
+    assert active_kernel("cuda") == "eager"
+    torch.testing.assert_close(fallback, out, atol=1e-12, rtol=0)

@@ -1,4 +1,8 @@
-"""``warp_patches`` on CUDA equals the CPU result (values, gradients, uint8, errors)."""
+"""``warp_patches`` on CUDA equals the CPU result (values, gradients, uint8, errors).
+
+Every test runs with both CUDA kernels: the Triton kernel (the default) and the eager one
+(the fall-back), each selected strictly.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from augpatch.functional import warp_patches
+from augpatch.functional import set_cuda_kernel, warp_patches
 
 pytestmark = [
     pytest.mark.cuda,
@@ -24,6 +28,13 @@ BOXES = torch.tensor(
 )
 OBJ = torch.tensor([0, 1, 0, 0, 0, 1, 0, 1, 1, 0, 0])
 N = BOXES.shape[0]
+
+
+@pytest.fixture(autouse=True, params=["triton", "eager"])
+def cuda_kernel(request):
+    set_cuda_kernel(request.param)
+    yield request.param
+    set_cuda_kernel("auto")
 
 
 def _inputs(dtype=torch.float32, seed: int = 0):
