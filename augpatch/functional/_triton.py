@@ -71,7 +71,6 @@ import torch
 from torch import Tensor
 
 from augpatch.functional._kernel import Backend, triton_failed
-from augpatch.functional._plan import base_grid
 from augpatch.functional._sampler import WarpPlan, eager_backward, eager_forward
 
 _KERNELS = Path(__file__).with_name("_triton_kernels.py")
@@ -177,16 +176,13 @@ def _direct_helpers(module: ModuleType) -> None:
 class _Layout:
     """The device tables of a plan and how its levels map onto tiles.
 
-    ``obj`` ``[K, 8]`` int64: ``x0, y0, w, h, image, first column, first row, first pixel``;
-    ``tiles`` ``[T, 3]`` int32: ``object, i0, j0``; ``base``: ``F.affine_grid``'s base
-    coordinate of every patch column (``ncols`` of them), then of every patch row.
-    ``level_tiles`` / ``level_pix``: the levels' bounds in the tiles and in the pixels.
+    ``obj`` ``[K, 6]`` int64: ``x0, y0, w, h, image, first pixel``; ``tiles`` ``[T, 3]``
+    int32: ``object, i0, j0``. ``level_tiles`` / ``level_pix``: the levels' bounds in the
+    tiles and in the pixels.
     """
 
     obj: Tensor
     tiles: Tensor
-    base: Tensor
-    ncols: int
     level_tiles: list[int]
     level_pix: list[int]
     bh: int
@@ -220,18 +216,16 @@ def _to_device(t: Tensor, device: torch.device) -> Tensor:
     return t.to(device)
 
 
-def _layout(plan: WarpPlan, dtype: torch.dtype, device: torch.device) -> _Layout:
+def _layout(plan: WarpPlan, device: torch.device) -> _Layout:
     """The layout of ``plan`` (cached on the plan: the backward reuses the forward's)."""
     interp = interpreting()
-    key = (dtype, device, interp)
+    key = (device, interp)
     cache = plan.__dict__.setdefault("_triton_layouts", {})
     if key in cache:
         return cache[key]
     o = plan.objects
     x0, y0, w, h, img = o.unbind(1)
     num = o.shape[0]
-    fc = torch.cumsum(w, 0) - w
-    fr = torch.cumsum(h, 0) - h
     area = w * h
     fp = torch.cumsum(area, 0) - area
     bh, bw = _tile_shape(w, h, interp)
@@ -244,19 +238,11 @@ def _layout(plan: WarpPlan, dtype: torch.dtype, device: torch.device) -> _Layout
     bounds = torch.tensor(plan.level_objects)
     tile_ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(count, 0)])
     pix_ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(area, 0)])
-    col_obj = torch.repeat_interleave(torch.arange(num), w)
-    row_obj = torch.repeat_interleave(torch.arange(num), h)
-    col_idx = torch.arange(col_obj.numel()) - fc[col_obj]
-    row_idx = torch.arange(row_obj.numel()) - fr[row_obj]
-    base = torch.cat([
-        base_grid(col_idx, w[col_obj], plan.align_corners, dtype),
-        base_grid(row_idx, h[row_obj], plan.align_corners, dtype),
-    ])
-    obj = torch.stack([x0, y0, w, h, img, fc, fr, fp], 1)
+    obj = torch.stack([x0, y0, w, h, img, fp], 1)
     bc = min(_MAX_CHANNEL_BLOCK, 1 << max(plan.channels - 1, 0).bit_length())
     layout = _Layout(
-        obj=_to_device(obj, device), tiles=_to_device(tiles, device), base=_to_device(base, device),
-        ncols=col_obj.numel(), level_tiles=tile_ends[bounds].tolist(), level_pix=pix_ends[bounds].tolist(),
+        obj=_to_device(obj, device), tiles=_to_device(tiles, device),
+        level_tiles=tile_ends[bounds].tolist(), level_pix=pix_ends[bounds].tolist(),
         bh=bh, bw=bw, bc=bc, num_warps=4,
     )
     cache.clear()
@@ -298,7 +284,7 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
     """
     mod = kernels()
     dev = images.device
-    lay = _layout(plan, params.dtype, dev)
+    lay = _layout(plan, dev)
     params = params.contiguous()
     work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=dev)
     work.copy_(images)
@@ -340,8 +326,8 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
         dst = work if direct else result
         level_deriv = deriv and not direct
         mod.warp_forward[(n_tiles,)](
-            src, dst, dx if level_deriv else params, dy if level_deriv else params, params, lay.base,
-            lay.obj, lay.tiles, tile0, lay.ncols, pix0, n_pix, save0, save_n,
+            src, dst, dx if level_deriv else params, dy if level_deriv else params, params, lay.obj,
+            lay.tiles, tile0, pix0, n_pix, save0, save_n,
             s_sb, s_sc, s_sh, s_sw, d_sb, d_sc, d_sh, d_sw, channels, height, width,
             *flags, int(not direct), DERIV=level_deriv, **common, **opts,
         )
@@ -370,7 +356,7 @@ def backward(
     mod = kernels()
     dev = grad.device
     dtype = params.dtype
-    lay = _layout(plan, dtype, dev)
+    lay = _layout(plan, dev)
     params = params.contiguous()
     g = torch.empty_strided(grad.shape, plan.strides, dtype=dtype, device=dev)
     g.copy_(grad)
@@ -422,8 +408,8 @@ def backward(
             src, s_strides = g, (0, 0, 0, 0)
         dx, dy = (saved[0], saved[1]) if saved_d else (g, g)
         mod.warp_backward[(n_tiles,)](
-            g, pending, src, dx, dy, gprm, params, lay.base, lay.obj, lay.tiles,
-            tile0, lay.ncols, pack0, pack_n, save0, save_n, *s_strides, d_sb, d_sc, d_sh, d_sw,
+            g, pending, src, dx, dy, gprm, params, lay.obj, lay.tiles,
+            tile0, pack0, pack_n, save0, save_n, *s_strides, d_sb, d_sc, d_sh, d_sw,
             channels, height, width, *flags, int(packed), int(to_buffer),
             NEED_LOC=need_loc, SAVED_D=saved_d, **common, **opts,
         )

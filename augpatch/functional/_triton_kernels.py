@@ -12,10 +12,10 @@ The per-pixel arithmetic is that of ``_sampler._Chunk`` / ``csrc/warp_cpu.cpp``,
 operation for operation (launched with ``enable_fp_fusion=False`` so that no
 multiply-add the reference rounds twice is fused).
 
-Tables (see ``_triton._Layout``): ``obj`` ``[K, 8]`` int64 (``x0, y0, w, h, image,
-first column, first row, first pixel``), ``tiles`` ``[T, 3]`` int32 (``k, i0, j0``),
-``base`` (``F.affine_grid``'s base coordinate of every patch column, then of every
-patch row), ``prm`` ``[K, 14]`` (``_warp._object_params``).
+Tables (see ``_triton._Layout``): ``obj`` ``[K, 6]`` int64 (``x0, y0, w, h, image,
+first pixel``), ``tiles`` ``[T, 3]`` int32 (``k, i0, j0``), ``prm`` ``[K, 14]``
+(``_warp.object_params``). ``F.affine_grid``'s base coordinates are computed per tile
+row and column (``_base``), as ``_plan.exact_base_grid`` does.
 
 *Packed* buffers hold a run of objects' pixels, channel-major: element ``(c, k, i, j)``
 at ``c * pn + (first_pixel[k] - p0) + i * w + j``.
@@ -221,23 +221,41 @@ def _tile(tile_ptr, obj_ptr, tile0, BH: tl.constexpr, BW: tl.constexpr):
     k = tl.load(tile_ptr + 3 * t).to(tl.int64)
     i0 = tl.load(tile_ptr + 3 * t + 1)
     j0 = tl.load(tile_ptr + 3 * t + 2)
-    o = obj_ptr + 8 * k
+    o = obj_ptr + 6 * k
     x0 = tl.load(o)
     y0 = tl.load(o + 1)
     w = tl.load(o + 2).to(tl.int32)
     h = tl.load(o + 3).to(tl.int32)
     b = tl.load(o + 4)
-    fc = tl.load(o + 5)
-    fr = tl.load(o + 6)
-    fp = tl.load(o + 7)
+    fp = tl.load(o + 5)
     ii = i0 + tl.arange(0, BH)[:, None]  # [BH, 1] rows of the patch
     jj = j0 + tl.arange(0, BW)[None, :]  # [1, BW] columns of the patch
     pm = (ii < h) & (jj < w)
-    return k, x0, y0, w, h, b, fc, fr, fp, ii, jj, pm
+    return k, x0, y0, w, h, b, fp, ii, jj, pm
 
 
 @triton.jit
-def _locate(prm_ptr, base_ptr, ncols, k, fc, fr, w, h, ii, jj, align, F64: tl.constexpr):
+def _base(index, size, align, F64: tl.constexpr):
+    """``F.affine_grid``'s base coordinate of pixel ``index`` of ``size``, bit for bit
+    (``_plan.exact_base_grid``): ``linspace(-1, 1, size)`` by a fused multiply-add from the
+    nearer end, times ``(size - 1) / size`` without ``align_corners``."""
+    if F64:
+        n = size.to(tl.float64)
+    else:
+        n = size.to(tl.float32)
+    step = _div(n * 0.0 + 2.0, tl.maximum(n - 1.0, 1.0), F64)
+    first_half = index < size // 2
+    k = tl.where(first_half, index, size - 1 - index).to(n.dtype)
+    start = tl.where(first_half, -1.0, 1.0).to(n.dtype)
+    sign = tl.where(first_half, 1.0, -1.0).to(n.dtype)
+    base = _fma(sign * step, k, start, F64)
+    if align == 0:
+        base = _div(base * (n - 1.0), n, F64)
+    return tl.where(size <= 1, 0.0, base).to(n.dtype)
+
+
+@triton.jit
+def _locate(prm_ptr, k, w, h, ii, jj, align, F64: tl.constexpr):
     """Sampling location of every pixel of the tile, before padding (``_Chunk``): the
     bmm's ``(u * t00 + v * t01) + t02``, then ``grid_sample``'s unnormalize."""
     q = prm_ptr + 14 * k
@@ -255,8 +273,8 @@ def _locate(prm_ptr, base_ptr, ncols, k, fc, fr, w, h, ii, jj, align, F64: tl.co
     sy = tl.load(q + 11)
     ox = tl.load(q + 12)
     oy = tl.load(q + 13)
-    cb = tl.load(base_ptr + fc + jj, mask=jj < w, other=0.0)  # [1, BW]
-    rb = tl.load(base_ptr + ncols + fr + ii, mask=ii < h, other=0.0)  # [BH, 1]
+    cb = _base(jj, w, align, F64)  # [1, BW]
+    rb = _base(ii, h, align, F64)  # [BH, 1]
     u = cb * kx + cx
     v = rb * ky + cy
     gx1 = ((u * t00 + v * t01) + t02) + 1.0
@@ -315,11 +333,11 @@ def _store_value(ptr, acc, mask):
 
 
 @triton.jit(do_not_specialize=_no_spec(
-    "tile0 ncols pack0 pack_n save0 save_n src_sb src_sc src_sh src_sw dst_sb dst_sc dst_sh dst_sw C H W "
+    "tile0 pack0 pack_n save0 save_n src_sb src_sc src_sh src_sw dst_sb dst_sc dst_sh dst_sw C H W "
     "align pad tap_pad packed"))
 def warp_forward(
-    src_ptr, dst_ptr, dx_ptr, dy_ptr, prm_ptr, base_ptr, obj_ptr, tile_ptr,
-    tile0, ncols, pack0, pack_n, save0, save_n,
+    src_ptr, dst_ptr, dx_ptr, dy_ptr, prm_ptr, obj_ptr, tile_ptr,
+    tile0, pack0, pack_n, save0, save_n,
     src_sb, src_sc, src_sh, src_sw, dst_sb, dst_sc, dst_sh, dst_sw,
     C, H, W, align, pad, tap_pad, packed,
     MODE: tl.constexpr, DERIV: tl.constexpr,
@@ -330,8 +348,8 @@ def warp_forward(
     ``packed``, the packed result buffer of the level (``pack0``, ``pack_n``). ``DERIV``:
     also store the two location derivatives of every value (packed at ``save0``,
     ``save_n``)."""
-    k, x0, y0, w, h, b, fc, fr, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
-    ix, iy, gx1, gy1, sx, sy = _locate(prm_ptr, base_ptr, ncols, k, fc, fr, w, h, ii, jj, align, F64)
+    k, x0, y0, w, h, b, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
+    ix, iy, gx1, gy1, sx, sy = _locate(prm_ptr, k, w, h, ii, jj, align, F64)
     frame, fw, fh, ix, iy, dpx, dpy = _frame(
         x0, y0, w, h, b, W, H, src_sb, src_sh, src_sw, ix, iy, align, pad, MODE, F64)
     first_x, tx = _first(ix, MODE, F64)
@@ -379,7 +397,7 @@ def write_level(
     """Write a level's results (packed) into the working copy; with ``keep``, first keep
     the values they replace (packed at ``save0``, ``save_n``: the patches as the level
     read them, for the backward)."""
-    k, x0, y0, w, h, b, fc, fr, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
+    k, x0, y0, w, h, b, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
     cc = tl.arange(0, BC)[:, None, None]
     out = b * dst_sb + (y0 + ii) * dst_sh + (x0 + jj) * dst_sw
     pix = (fp - pack0) + ii * w + jj
@@ -402,7 +420,7 @@ def take_level(
 ):
     """Move the output gradient of a level's pixels out of the gradient buffer into the
     packed ``pend`` (the state before the level reaches those pixels only via reads)."""
-    k, x0, y0, w, h, b, fc, fr, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
+    k, x0, y0, w, h, b, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
     cc = tl.arange(0, BC)[:, None, None]
     out = b * dst_sb + (y0 + ii) * dst_sh + (x0 + jj) * dst_sw
     pix = (fp - pack0) + ii * w + jj
@@ -415,11 +433,11 @@ def take_level(
 
 
 @triton.jit(do_not_specialize=_no_spec(
-    "tile0 ncols pack0 pack_n save0 save_n src_sb src_sc src_sh src_sw dst_sb dst_sc dst_sh dst_sw C H W "
+    "tile0 pack0 pack_n save0 save_n src_sb src_sc src_sh src_sw dst_sb dst_sc dst_sh dst_sw C H W "
     "align pad tap_pad packed to_buffer"))
 def warp_backward(
-    g_ptr, pend_ptr, src_ptr, dx_ptr, dy_ptr, gprm_ptr, prm_ptr, base_ptr, obj_ptr, tile_ptr,
-    tile0, ncols, pack0, pack_n, save0, save_n,
+    g_ptr, pend_ptr, src_ptr, dx_ptr, dy_ptr, gprm_ptr, prm_ptr, obj_ptr, tile_ptr,
+    tile0, pack0, pack_n, save0, save_n,
     src_sb, src_sc, src_sh, src_sw, dst_sb, dst_sc, dst_sh, dst_sw,
     C, H, W, align, pad, tap_pad, packed, to_buffer,
     MODE: tl.constexpr, NEED_LOC: tl.constexpr,
@@ -435,8 +453,8 @@ def warp_backward(
     (the input images) or, with ``packed``, the kept patches (packed at ``save0``). It is
     reduced over the tile and added to the gradient of the object's ``[14]`` parameters
     (the chain rule of ``_Locations.param_grads``)."""
-    k, x0, y0, w, h, b, fc, fr, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
-    ix, iy, gx1, gy1, sx, sy = _locate(prm_ptr, base_ptr, ncols, k, fc, fr, w, h, ii, jj, align, F64)
+    k, x0, y0, w, h, b, fp, ii, jj, pm = _tile(tile_ptr, obj_ptr, tile0, BH, BW)
+    ix, iy, gx1, gy1, sx, sy = _locate(prm_ptr, k, w, h, ii, jj, align, F64)
     frame, fw, fh, ix, iy, dpx, dpy = _frame(
         x0, y0, w, h, b, W, H, dst_sb, dst_sh, dst_sw, ix, iy, align, pad, MODE, F64)
     first_x, tx = _first(ix, MODE, F64)
@@ -504,8 +522,8 @@ def warp_backward(
         ky = tl.load(q + 7)
         cx = tl.load(q + 8)
         cy = tl.load(q + 9)
-        cb = tl.load(base_ptr + fc + jj, mask=jj < w, other=0.0)  # [1, BW]
-        rb = tl.load(base_ptr + ncols + fr + ii, mask=ii < h, other=0.0)  # [BH, 1]
+        cb = _base(jj, w, align, F64)  # [1, BW]
+        rb = _base(ii, h, align, F64)  # [BH, 1]
         u = cb * kx + cx
         v = rb * ky + cy
         # per column (x) and per row (y) of the tile, then onto the parameters
