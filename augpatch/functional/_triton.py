@@ -86,7 +86,7 @@ _TILES_CUDA = ((4, 32), (8, 16), (8, 32), (16, 16))  # at most 256 pixels: 4 war
 _TILE_COST_CUDA = 96
 _TILES_INTERPRETER = ((8, 16), (16, 16), (16, 32))
 _TILE_COST_INTERPRETER = 4096
-_MAX_CHANNEL_BLOCK = 4  # channels per pass (more channels: a loop, taps recomputed)
+_MAX_CHANNEL_BLOCK = 4  # channels per block (more channels: more blocks, an unrolled loop)
 
 
 # ----------------------------------------------------------------------------- availability
@@ -188,6 +188,7 @@ class _Layout:
     bh: int
     bw: int
     bc: int
+    ncb: int
     num_warps: int
 
     def tiles_of(self, level: int) -> tuple[int, int]:
@@ -240,10 +241,11 @@ def _layout(plan: WarpPlan, device: torch.device) -> _Layout:
     pix_ends = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(area, 0)])
     obj = torch.stack([x0, y0, w, h, img, fp], 1)
     bc = min(_MAX_CHANNEL_BLOCK, 1 << max(plan.channels - 1, 0).bit_length())
+    ncb = -(-plan.channels // bc)
     layout = _Layout(
         obj=_to_device(obj, device), tiles=_to_device(tiles, device),
         level_tiles=tile_ends[bounds].tolist(), level_pix=pix_ends[bounds].tolist(),
-        bh=bh, bw=bw, bc=bc, num_warps=4,
+        bh=bh, bw=bw, bc=bc, ncb=ncb, num_warps=4,
     )
     cache.clear()
     cache[key] = layout
@@ -260,6 +262,11 @@ def _tap_padding(plan: WarpPlan) -> int:
 
 def _launch_options(lay: _Layout) -> dict:
     return {"num_warps": lay.num_warps, "enable_fp_fusion": False}
+
+
+def _blocks(lay: _Layout) -> dict:
+    """The block sizes every kernel takes (constexpr)."""
+    return {"BC": lay.bc, "NCB": lay.ncb, "BH": lay.bh, "BW": lay.bw}
 
 
 # ----------------------------------------------------------------------------- forward
@@ -310,9 +317,9 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
     if later:
         most = max(lay.level_pix[l + 1] - lay.level_pix[l] for l in range(1, levels))
         result = torch.empty(channels * most, dtype=images.dtype, device=dev)
+    blocks = _blocks(lay)
     common = {
-        "MODE": _MODE[plan.mode], "F64": params.dtype == torch.float64, "NT": _TAPS[plan.mode],
-        "BC": lay.bc, "BH": lay.bh, "BW": lay.bw,
+        "MODE": _MODE[plan.mode], "F64": params.dtype == torch.float64, "NT": _TAPS[plan.mode], **blocks,
     }
     opts = _launch_options(lay)
     flags = (int(plan.align_corners), _PAD[plan.padding_mode], _tap_padding(plan))
@@ -334,8 +341,7 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
         if not direct:
             mod.write_level[(n_tiles,)](
                 result, work, kept if keep else result, lay.obj, lay.tiles, tile0, pix0, n_pix, save0,
-                save_n, d_sb, d_sc, d_sh, d_sw, channels, int(keep), BC=lay.bc, BH=lay.bh, BW=lay.bw,
-                **opts,
+                save_n, d_sb, d_sc, d_sh, d_sw, channels, int(keep), **blocks, **opts,
             )
     return work, saved
 
@@ -373,11 +379,11 @@ def backward(
         most = max(lay.level_pix[l + 1] - lay.level_pix[l] for l in range(levels))
         pending = torch.empty(channels * most, dtype=dtype, device=dev)
     opts = _launch_options(lay)
+    blocks = _blocks(lay)
     flags = (int(plan.align_corners), _PAD[plan.padding_mode], _tap_padding(plan))
     d_sb, d_sc, d_sh, d_sw = plan.strides
     common = {
-        "MODE": _MODE[plan.mode], "F64": dtype == torch.float64, "NT": _TAPS[plan.mode], "BC": lay.bc,
-        "BH": lay.bh, "BW": lay.bw,
+        "MODE": _MODE[plan.mode], "F64": dtype == torch.float64, "NT": _TAPS[plan.mode], **blocks,
     }
 
     def pack(level: int) -> tuple[int, int]:  # where a level's output gradients are in `pending`
@@ -388,7 +394,7 @@ def backward(
         pack0, pack_n = pack(level)
         mod.take_level[(n_tiles,)](
             g, pending, lay.obj, lay.tiles, tile0, pack0, pack_n, d_sb, d_sc, d_sh, d_sw, channels,
-            BC=lay.bc, BH=lay.bh, BW=lay.bw, **opts,
+            **blocks, **opts,
         )
 
     def scatter(level: int) -> None:

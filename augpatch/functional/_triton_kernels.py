@@ -6,8 +6,10 @@ interpreted functions, which run on CPU tensors) and one while it is off (compil
 for the GPU), so that both can exist in one process. Do not import it directly.
 
 Every kernel works on *tiles*: a ``BH x BW`` block of one object's patch (rows
-``i0 .. i0 + BH``, columns ``j0 .. j0 + BW`` of object ``k``), times a block of ``BC``
-channels. A level of the plan is one launch over its tiles (``tile0 + program_id``).
+``i0 .. i0 + BH``, columns ``j0 .. j0 + BW`` of object ``k``), times ``NCB`` blocks of
+``BC`` channels (an unrolled loop: one block for up to 4 channels; a loop with a
+runtime bound would not run in Triton 3.6's interpreter). A level of the plan is one
+launch over its tiles (``tile0 + program_id``).
 The per-pixel arithmetic is that of ``_sampler._Chunk`` / ``csrc/warp_cpu.cpp``,
 operation for operation (launched with ``enable_fp_fusion=False`` so that no
 multiply-add the reference rounds twice is fused).
@@ -341,7 +343,7 @@ def warp_forward(
     src_sb, src_sc, src_sh, src_sw, dst_sb, dst_sc, dst_sh, dst_sw,
     C, H, W, align, pad, tap_pad, packed,
     MODE: tl.constexpr, DERIV: tl.constexpr,
-    F64: tl.constexpr, NT: tl.constexpr, BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+    F64: tl.constexpr, NT: tl.constexpr, BC: tl.constexpr, NCB: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
 ):
     """One level's warp: sample every pixel of the tile from ``src`` (strided: images or
     the working copy) and store it into ``dst``: strided (the working copy) or, with
@@ -360,7 +362,8 @@ def warp_forward(
     pm3 = pm[None, :, :]
     xo = _scaled(xi, src_sw, NT)
     yo = _scaled(yi, src_sh, NT)
-    for c0 in range(0, C, BC):
+    for cbk in tl.static_range(NCB):  # blocks of channels (unrolled: most images have <= 4)
+        c0 = cbk * BC
         cm = ((c0 + cc) < C) & pm3
         src = src_ptr + frame + (c0 + cc) * src_sc  # [BC, 1, 1] pointers: this block's channels
         acc = tl.full((BC, BH, BW), 0, ix.dtype)
@@ -392,7 +395,7 @@ def warp_forward(
 def write_level(
     res_ptr, work_ptr, keep_ptr, obj_ptr, tile_ptr,
     tile0, pack0, pack_n, save0, save_n, dst_sb, dst_sc, dst_sh, dst_sw, C, keep,
-    BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+    BC: tl.constexpr, NCB: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
 ):
     """Write a level's results (packed) into the working copy; with ``keep``, first keep
     the values they replace (packed at ``save0``, ``save_n``: the patches as the level
@@ -401,7 +404,8 @@ def write_level(
     cc = tl.arange(0, BC)[:, None, None]
     out = b * dst_sb + (y0 + ii) * dst_sh + (x0 + jj) * dst_sw
     pix = (fp - pack0) + ii * w + jj
-    for c0 in range(0, C, BC):
+    for cbk in tl.static_range(NCB):  # blocks of channels (unrolled: most images have <= 4)
+        c0 = cbk * BC
         cm = ((c0 + cc) < C) & pm[None, :, :]
         wp = work_ptr + out[None, :, :] + (c0 + cc) * dst_sc
         if keep != 0:
@@ -416,7 +420,7 @@ def write_level(
 def take_level(
     g_ptr, pend_ptr, obj_ptr, tile_ptr,
     tile0, pack0, pack_n, dst_sb, dst_sc, dst_sh, dst_sw, C,
-    BC: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+    BC: tl.constexpr, NCB: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
 ):
     """Move the output gradient of a level's pixels out of the gradient buffer into the
     packed ``pend`` (the state before the level reaches those pixels only via reads)."""
@@ -424,7 +428,8 @@ def take_level(
     cc = tl.arange(0, BC)[:, None, None]
     out = b * dst_sb + (y0 + ii) * dst_sh + (x0 + jj) * dst_sw
     pix = (fp - pack0) + ii * w + jj
-    for c0 in range(0, C, BC):
+    for cbk in tl.static_range(NCB):  # blocks of channels (unrolled: most images have <= 4)
+        c0 = cbk * BC
         cm = ((c0 + cc) < C) & pm[None, :, :]
         gp = g_ptr + out[None, :, :] + (c0 + cc) * dst_sc
         g = tl.load(gp, mask=cm)
@@ -441,7 +446,7 @@ def warp_backward(
     src_sb, src_sc, src_sh, src_sw, dst_sb, dst_sc, dst_sh, dst_sw,
     C, H, W, align, pad, tap_pad, packed, to_buffer,
     MODE: tl.constexpr, NEED_LOC: tl.constexpr,
-    SAVED_D: tl.constexpr, F64: tl.constexpr, NT: tl.constexpr, BC: tl.constexpr,
+    SAVED_D: tl.constexpr, F64: tl.constexpr, NT: tl.constexpr, BC: tl.constexpr, NCB: tl.constexpr,
     BH: tl.constexpr, BW: tl.constexpr,
 ):
     """One level's backward from its output gradients (packed ``pend``).
@@ -485,7 +490,8 @@ def warp_backward(
     so_y = _scaled(yi, s_h, NT)
     gix = tl.full((BH, BW), 0, ix.dtype)
     giy = tl.full((BH, BW), 0, ix.dtype)
-    for c0 in range(0, C, BC):
+    for cbk in tl.static_range(NCB):  # blocks of channels (unrolled: most images have <= 4)
+        c0 = cbk * BC
         cm = ((c0 + cc) < C) & pm3
         g = tl.load(pend_ptr + pix[None, :, :] + (c0 + cc).to(tl.int64) * pack_n, mask=cm, other=0.0)
         gbuf = g_ptr + frame + (c0 + cc) * dst_sc  # [BC, 1, 1] pointers
