@@ -382,3 +382,34 @@ def test_cuda_runs_triton_by_default_and_falls_back_to_eager(monkeypatch):
         fallback = warp_patches(*args)  # this call runs the eager kernel, later ones too
     assert active_kernel("cuda") == "eager"
     torch.testing.assert_close(fallback, out, atol=1e-12, rtol=0)
+
+
+def test_kernels_compile_for_an_nvidia_gpu_without_fused_multiply_adds(monkeypatch):
+    """The compiled kernels (not the interpreter's) build for an NVIDIA GPU here, without one:
+    Triton compiles to PTX and assembles it with the ``ptxas`` it ships. No multiply-add is
+    fused (the reference rounds twice) and float32 division is IEEE (``div.rn``)."""
+    import triton
+    from triton.backends import backends
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    if "nvidia" not in backends:
+        pytest.skip("this Triton build has no NVIDIA backend")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    mod = _triton.kernels()
+    blocks = {"BC": 4, "NCB": 1, "BH": 8, "BW": 32}
+    pointers = {"obj_ptr": "*i64", "tile_ptr": "*i32", "src_ptr": "*u8", "dst_ptr": "*u8"}
+    for fn, consts in [
+        (mod.warp_forward, {"MODE": 1, "DERIV": True, "F64": False, "NT": 2, **blocks}),
+        (mod.warp_backward, {"MODE": 0, "NEED_LOC": True, "SAVED_D": False, "F64": False, "NT": 1, **blocks}),
+    ]:
+        signature = {
+            name: "constexpr" if name in consts else pointers.get(name, "*fp32" if name.endswith("_ptr") else "i32")
+            for name in fn.arg_names
+        }
+        compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
+                                  target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False})
+        ptx = compiled.asm["ptx"]
+        assert "fma." not in ptx
+        assert "div.rn.f32" in ptx and "div.full.f32" not in ptx  # reflection padding
+        assert compiled.asm["cubin"]
