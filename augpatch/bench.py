@@ -21,6 +21,17 @@ warm-up, and reports the median. The methods are:
     warping whole images instead of patches.
 ``clone``
     ``images.clone()``: the floor every out-of-place method pays.
+``grid_sample_whole`` (CUDA runs)
+    One ``F.affine_grid`` + ``F.grid_sample`` of the whole batch: the fused reference
+    of the same sampling work on every pixel.
+``augpatch_eager`` (CUDA runs)
+    ``warp_patches`` with the eager kernel forced (what CUDA ran before the Triton
+    kernel), to measure what the Triton kernel gains.
+
+``--dataloader`` (CUDA only) also times a training-style input pipeline end to end:
+``BatchAugment`` on the GPU after a ``DataLoader`` whose workers collate on the CPU
+(``pin_memory``), against per-sample torchvision v2 ``RandomAffine`` in the workers,
+in images per second (:func:`dataloader_throughput`).
 
 Peak memory on CPU is measured in a fresh subprocess per (scenario, method), see
 :data:`MEMORY_METHOD_CPU`; on CUDA with ``torch.cuda.max_memory_allocated``.
@@ -33,6 +44,7 @@ Extension point: :data:`METHODS` maps a name to a :class:`Method`; call
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import importlib
@@ -45,7 +57,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +75,11 @@ __all__ = [
     "Method",
     "Scenario",
     "Target",
+    "CUDA_TARGETS",
     "boxes_overlap",
+    "dataloader_throughput",
     "default_methods",
+    "format_dataloader",
     "main",
     "make_inputs",
     "register_method",
@@ -355,7 +370,10 @@ class Method:
     as skipped. ``skip(scenario, config)`` may return a reason to skip a scenario.
     ``semantics`` is ``"sequential"``, ``"parallel"`` or ``None`` (no per-object
     semantics); outputs are cross-checked against ``question_loop`` when comparable.
-    ``default=False`` methods only run when named in ``--methods``.
+    ``default=False`` methods only run when named in ``--methods``; ``devices`` (if
+    set) restricts the default runs to those device types. ``context`` (if set) returns a
+    context manager that is active around the whole call, forward and backward (e.g. a
+    kernel choice, which the backward must see too).
     """
 
     name: str
@@ -366,6 +384,8 @@ class Method:
     skip: SkipFn | None = None
     semantics: str | None = None
     default: bool = True
+    devices: tuple[str, ...] | None = None
+    context: Callable[[], Any] | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -378,9 +398,10 @@ def register_method(method: Method, *, replace: bool = False) -> None:
     METHODS[method.name] = method
 
 
-def default_methods() -> tuple[str, ...]:
-    """Names of the methods a run times when ``--methods`` is not given."""
-    return tuple(n for n, m in METHODS.items() if m.default)
+def default_methods(device: str = "cpu") -> tuple[str, ...]:
+    """Names of the methods a run on ``device`` times when ``--methods`` is not given."""
+    kind = torch.device(device).type
+    return tuple(n for n, m in METHODS.items() if m.default and (m.devices is None or kind in m.devices))
 
 
 def _int_boxes(inputs: BenchInputs) -> list[tuple[int, int, int, int, int]]:
@@ -510,6 +531,35 @@ def _clone(inputs: BenchInputs) -> Tensor:
     return inputs.images.clone()
 
 
+def _whole_theta(inputs: BenchInputs) -> Tensor:
+    """``[B, 2, 3]`` normalised ``F.affine_grid`` matrices of the whole images: the rotation
+    and scale of ``image_mats`` about the image centre (differentiable)."""
+    mats = inputs.image_mats
+    return torch.cat([mats[:, :, :2], torch.zeros_like(mats[:, :, 2:])], 2)
+
+
+def grid_sample_whole(inputs: BenchInputs) -> Tensor:
+    """(e) One ``F.affine_grid`` + ``F.grid_sample`` of the whole batch (B matrices): the
+    fused PyTorch reference of the same sampling work on every pixel of every image."""
+    images = inputs.images
+    grid = F.affine_grid(_whole_theta(inputs), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@contextlib.contextmanager
+def _eager_kernel() -> Iterator[None]:
+    """``warp_patches`` runs its eager kernel inside (CPU and CUDA; restored after)."""
+    from augpatch.functional import _kernel
+
+    saved = dict(_kernel._state)
+    _kernel.set_cpu_kernel("eager")
+    _kernel.set_cuda_kernel("eager")
+    try:
+        yield
+    finally:
+        _kernel._state["choice"], _kernel._state["cuda"] = saved["choice"], saved["cuda"]
+
+
 def _skip_question_loop(scenario: Scenario, config: BenchConfig) -> str | None:
     """The naive loop keeps one full image batch alive per object for backward."""
     per_clone = scenario.image_numel() * 4
@@ -534,6 +584,10 @@ register_method(Method("crop_loop_unbind", crop_loop_unbind,
 register_method(Method("kornia_whole", _kornia_whole,
                        "(c) kornia warp_affine of whole images", requires=("kornia",)))
 register_method(Method("clone", _clone, "(d) images.clone(), the floor"))
+register_method(Method("grid_sample_whole", grid_sample_whole,
+                       "(e) one affine_grid + grid_sample of whole images", devices=("cuda",)))
+register_method(Method("augpatch_eager", _augpatch, "(f) warp_patches with the eager kernel forced",
+                       semantics="sequential", devices=("cuda",), context=_eager_kernel))
 
 
 # --------------------------------------------------------------------------- targets
@@ -563,6 +617,18 @@ TARGETS: tuple[Target, ...] = (
            "augpatch no more than 1.5x slower than crop_loop (b)"),
     Target("M", "kornia_whole", "max_time_fraction", 0.5,
            "augpatch <= 0.5x the time of kornia_whole (c)"),
+    Target("many", None, "max_memory_ratio", 2.0,
+           "augpatch peak memory < 2x (inputs + output)"),
+)
+
+# The targets of a run on CUDA (the Triton kernel).
+CUDA_TARGETS: tuple[Target, ...] = (
+    Target("M", "grid_sample_whole", "max_time_fraction", 0.5,
+           "augpatch <= 0.5x the time of grid_sample_whole (e)"),
+    Target("M", "crop_loop", "speedup", 20.0, "augpatch >= 20x faster than crop_loop (b)"),
+    Target("M", "augpatch_eager", "speedup", 5.0,
+           "augpatch >= 5x faster than its eager kernel (f)"),
+    Target("many", "crop_loop", "speedup", 50.0, "augpatch >= 50x faster than crop_loop (b)"),
     Target("many", None, "max_memory_ratio", 2.0,
            "augpatch peak memory < 2x (inputs + output)"),
 )
@@ -666,6 +732,13 @@ def _time_once(method: Method, inputs: BenchInputs, device: torch.device,
                keep: bool = False) -> tuple[float, float, dict[str, Tensor] | None]:
     """One call: returns (forward seconds, total seconds, outputs and grads if ``keep``)."""
     inputs.zero_grad()
+    context = method.context() if method.context is not None else contextlib.nullcontext()
+    with context:
+        return _time_call(method, inputs, device, keep)
+
+
+def _time_call(method: Method, inputs: BenchInputs, device: torch.device,
+               keep: bool) -> tuple[float, float, dict[str, Tensor] | None]:
     _sync(device)
     t0 = time.perf_counter()
     if method.differentiable:
@@ -752,6 +825,12 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
             entries[m.name].update(status="ok", times_s=[], fwd_times_s=[], warmup_s=[])
             active.append(m)
     kept: dict[str, dict[str, Tensor]] = {}
+    if device.type == "cuda":
+        # one untimed call each first: Triton compiles its kernels for these inputs' block
+        # shapes on first use (seconds), which would otherwise count as a slow first call
+        for m in active:
+            with contextlib.suppress(Exception):  # a failing method is reported below
+                _time_once(m, inputs, device)
 
     def call(m: Method, timed: bool, keep: bool = False) -> float | None:
         e = entries[m.name]
@@ -1005,9 +1084,9 @@ def _run_memory(cfg: BenchConfig, scen: dict[str, Scenario], results: dict[str, 
 # --------------------------------------------------------------------------- targets
 
 
-def _evaluate_targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+def _evaluate_targets(results: dict[str, Any], quick: bool, device: str = "cpu") -> list[dict[str, Any]]:
     out = []
-    for t in TARGETS:
+    for t in CUDA_TARGETS if torch.device(device).type == "cuda" else TARGETS:
         row: dict[str, Any] = {"scenario": t.scenario, "method": t.method, "kind": t.kind,
                                "threshold": t.threshold, "text": t.text, "value": None}
         sres = results.get(t.scenario)
@@ -1071,7 +1150,7 @@ def format_table(report: dict[str, Any]) -> str:
                          "medians are unreliable; re-run on an idle machine or with --threads 1.")
     if report.get("kernel"):
         k = report["kernel"]
-        lines.append(f"warp_patches kernel: {k['name']} (AUGPATCH_CPU_KERNEL={k['choice']}; "
+        lines.append(f"warp_patches kernel: {k['name']} ({k.get('setting', 'AUGPATCH_CPU_KERNEL')}={k['choice']}; "
                      f"built or loaded in {k['ready_s']:.1f} s before timing)")
     lines.append("t/t_aug = time(method) / time(augpatch): 'augpatch is that many times faster'. "
                  "mem_ratio = (inputs + peak_extra) / (inputs + output).")
@@ -1153,7 +1232,10 @@ def _prepare_kernel(device: torch.device) -> dict[str, Any]:
 
     started = time.perf_counter()
     name = _kernel.active_kernel(device)
-    return {"name": name, "choice": _kernel.cpu_kernel(), "ready_s": time.perf_counter() - started}
+    cuda = device.type == "cuda"
+    return {"name": name, "choice": _kernel.cuda_kernel() if cuda else _kernel.cpu_kernel(),
+            "setting": "AUGPATCH_CUDA_KERNEL" if cuda else "AUGPATCH_CPU_KERNEL",
+            "ready_s": time.perf_counter() - started}
 
 
 def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
@@ -1165,7 +1247,7 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
     device = torch.device(cfg.device)
     scen_table = QUICK_SCENARIOS if cfg.quick else SCENARIOS
     scenarios = [scen_table[s] for s in cfg.scenarios]
-    names = cfg.methods or default_methods()
+    names = cfg.methods or default_methods(cfg.device)
     methods = [METHODS[n] for n in names]
     calls = (cfg.warmup + cfg.repeats) * len(scenarios) * len(methods)
     mem_estimate = 0 if cfg.memory == "none" else len(scenarios) * len(methods)
@@ -1231,8 +1313,127 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
         "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "scenarios": results,
     }
-    report["targets"] = _evaluate_targets(results, cfg.quick)
+    report["targets"] = _evaluate_targets(results, cfg.quick, cfg.device)
     return report
+
+
+# --------------------------------------------------------------------------- data loading
+
+
+class _SyntheticDetection(torch.utils.data.Dataset):
+    """``(image [3, S, S] uint8, {"boxes": [K, 4], "labels": [K]})`` samples, deterministic.
+
+    Images come from a small pool generated once (no decoding: the pipeline's own cost is
+    what is measured); boxes are random per sample, 16-96 px, inside the image.
+    ``transform`` (e.g. torchvision v2 ``RandomAffine``) is applied to ``(image, target)``
+    as ``tv_tensors`` in ``__getitem__`` (in the worker).
+    """
+
+    def __init__(self, length: int, size: int, objects: int, seed: int, transform: Any = None) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.pool = [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(4)]
+        side = torch.randint(16, min(96, size) + 1, (length, objects, 2), generator=g)
+        corner = (torch.rand(length, objects, 2, generator=g) * (size - side + 1)).floor()
+        self.boxes = torch.cat([corner, corner + side], 2).float()
+        self.length, self.size, self.transform = length, size, transform
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor]]:
+        image = self.pool[i % len(self.pool)]
+        target = {"boxes": self.boxes[i], "labels": torch.zeros(self.boxes.shape[1], dtype=torch.long)}
+        if self.transform is None:
+            return image, target
+        from torchvision import tv_tensors
+
+        image, boxes = self.transform(
+            tv_tensors.Image(image),
+            tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(self.size, self.size)),
+        )
+        return image.as_subclass(Tensor), {"boxes": boxes.as_subclass(Tensor), "labels": target["labels"]}
+
+
+def dataloader_throughput(
+    device: str | torch.device = "cuda", *, batch_size: int = 16, size: int = 512, objects: int = 8,
+    workers: int | None = None, batches: int = 20, warmup: int = 3, seed: int = 0,
+) -> dict[str, Any]:
+    """Images per second of three input pipelines (a ``DataLoader`` over synthetic uint8
+    images ``[3, size, size]`` with ``objects`` boxes each; ``pin_memory`` on CUDA):
+
+    * ``loader_only``: workers collate (``collate_objects``); the batch goes to ``device``;
+    * ``augpatch_batch``: the same, then ``BatchAugment(RandomPatchAffine(...), device)``
+      in the main process (on the GPU for ``device="cuda"``: every object of the batch in
+      one warp);
+    * ``torchvision_workers``: torchvision v2 ``RandomAffine`` (whole image and boxes)
+      per sample in the workers, then the batch goes to ``device``.
+
+    Same ranges in both augmentations (±15 degrees, scale 0.85-1.15, shift 10 %). Each
+    pipeline runs ``warmup`` batches (workers start, kernels compile), then ``batches``
+    timed ones (synchronised at the end on CUDA). Meant for CUDA (``--dataloader``);
+    any device works for a smoke test.
+    """
+    from torch.utils.data import DataLoader
+
+    from augpatch.data import BatchAugment, collate_objects, seed_worker
+    from augpatch.transforms import RandomPatchAffine
+
+    dev = torch.device(device)
+    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    length = batch_size * (batches + warmup)
+    ranges = {"degrees": 15.0, "translate": (0.1, 0.1), "scale": (0.85, 1.15)}
+    res: dict[str, Any] = {"device": str(dev), "batch_size": batch_size, "image": [3, size, size],
+                           "dtype": "uint8", "objects_per_image": objects, "workers": workers,
+                           "timed_batches": batches, "augmentation": ranges}
+
+    def run(transform: Any, step: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+        dataset = _SyntheticDetection(length, size, objects, seed, transform)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_objects,
+                            pin_memory=dev.type == "cuda", worker_init_fn=seed_worker)
+        started = None
+        for n, batch in enumerate(loader):
+            if n == warmup:
+                _sync(dev)
+                started = time.perf_counter()
+            step(batch)
+        _sync(dev)
+        elapsed = time.perf_counter() - started if started is not None else float("nan")
+        return {"seconds": elapsed, "images_per_s": batch_size * batches / elapsed}
+
+    def to_device(batch: dict[str, Any]) -> None:
+        for v in batch.values():
+            if isinstance(v, Tensor):
+                v.to(dev, non_blocking=True)
+
+    res["loader_only"] = run(None, to_device)
+    augment = BatchAugment(RandomPatchAffine(**ranges), device=dev)
+    res["augpatch_batch"] = run(None, augment)
+    try:
+        from torchvision.transforms import v2
+    except ImportError as exc:
+        res["torchvision_workers"] = {"skipped": f"torchvision not importable ({exc})"}
+    else:
+        res["torchvision_workers"] = run(v2.RandomAffine(**ranges), to_device)
+    if "images_per_s" in res["torchvision_workers"]:
+        res["augpatch_vs_torchvision"] = (res["augpatch_batch"]["images_per_s"]
+                                          / res["torchvision_workers"]["images_per_s"])
+    return res
+
+
+def format_dataloader(res: dict[str, Any]) -> str:
+    """The lines the CLI prints for :func:`dataloader_throughput`."""
+    lines = [f"DataLoader throughput ({res['device']}, batches of {res['batch_size']} uint8 "
+             f"{'x'.join(map(str, res['image']))} images, {res['objects_per_image']} objects each, "
+             f"{res['workers']} workers):"]
+    for key, text in (("loader_only", "loader only (collate + copy)"),
+                      ("augpatch_batch", "augpatch BatchAugment on the device"),
+                      ("torchvision_workers", "torchvision v2 RandomAffine in the workers")):
+        e = res[key]
+        lines.append(f"  {text:<44} " + (f"{e['images_per_s']:9.1f} images/s" if "images_per_s" in e
+                                          else e.get("skipped", "")))
+    if "augpatch_vs_torchvision" in res:
+        lines.append(f"  augpatch / torchvision: {res['augpatch_vs_torchvision']:.2f}x")
+    return "\n".join(lines)
 
 
 def _parse_names(values: Sequence[str] | None, known: Sequence[str], what: str) -> tuple[str, ...]:
@@ -1299,6 +1500,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import MODULE (e.g. one that calls register_method) here and in "
                         "the memory subprocesses")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dataloader", action="store_true",
+                   help="CUDA only: also time BatchAugment on the GPU after a DataLoader against "
+                        "torchvision v2 RandomAffine in the workers (images/s)")
     p.add_argument("--no-albumentations", dest="albumentations", action="store_false",
                    help="skip the per-image comparison with albumentations' A.Affine")
     return p
@@ -1314,6 +1518,9 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(mod)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: CUDA is not available", file=sys.stderr)
+        return 2
+    if args.dataloader and args.device != "cuda":
+        print("--dataloader needs --device cuda (the GPU augments after the CPU workers)", file=sys.stderr)
         return 2
     quick = args.quick
     cfg = BenchConfig(
@@ -1350,6 +1557,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(report))
     if args.albumentations and cfg.device == "cpu":
         report["albumentations"] = _albumentations_per_image(cfg.quick)
+    if args.dataloader:
+        report["dataloader"] = dataloader_throughput(cfg.device, seed=cfg.seed,
+                                                     batches=5 if cfg.quick else 20)
+        print("\n" + format_dataloader(report["dataloader"]))
     with open(cfg.json_path, "w") as fh:
         json.dump(report, fh, indent=1)
     print(f"\nwrote {cfg.json_path}")

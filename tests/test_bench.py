@@ -166,3 +166,51 @@ def test_quick_run_compares_albumentations_per_image(quick_run: tuple[int, str, 
     assert res["augpatch_ms"] > 0 and res["albumentations_affine_ms"] > 0
     assert res["ratio"] == pytest.approx(res["augpatch_ms"] / res["albumentations_affine_ms"])
     assert "albumentations, per image" in out
+
+
+def test_cuda_baselines_run_and_agree_on_the_cpu() -> None:
+    """The CUDA runs' extra baselines: whole-batch grid_sample (e) and augpatch with its eager
+    kernel (f, the kernel choice active in the backward too). They are not in CPU runs."""
+    assert {"grid_sample_whole", "augpatch_eager"} <= set(bench.default_methods("cuda"))
+    assert not {"grid_sample_whole", "augpatch_eager"} & set(bench.default_methods("cpu"))
+    inputs = bench.make_inputs(bench.QUICK_SCENARIOS["overlap"], seed=2)
+    device = torch.device("cpu")
+    _, _, ref = bench._time_once(bench.METHODS["augpatch"], inputs, device, keep=True)
+    _, _, eager = bench._time_once(bench.METHODS["augpatch_eager"], inputs, device, keep=True)
+    for key in ("output", "images.grad", "theta.grad"):
+        torch.testing.assert_close(eager[key], ref[key], rtol=1e-5, atol=1e-5)
+    from augpatch.functional import cpu_kernel
+
+    assert cpu_kernel() == "compiled"  # restored after the call
+    _, _, whole = bench._time_once(bench.METHODS["grid_sample_whole"], inputs, device, keep=True)
+    assert whole["output"].shape == inputs.images.shape
+    assert whole["images.grad"].abs().sum() > 0 and not torch.equal(whole["output"], inputs.images)
+
+
+def test_cuda_targets_are_evaluated_from_a_run() -> None:
+    def entry(seconds: float) -> dict:
+        return {"status": "ok", "median_s": seconds}
+
+    results = {
+        "M": {"methods": {"augpatch": entry(1.0), "grid_sample_whole": entry(3.0), "crop_loop": entry(30.0),
+                          "augpatch_eager": entry(4.0)}},
+        "many": {"methods": {"augpatch": {**entry(1.0), "memory": {"mem_ratio": 1.9}},
+                             "crop_loop": entry(60.0)}},
+    }
+    rows = {(t["scenario"], t["method"]): t for t in bench._evaluate_targets(results, False, "cuda")}
+    assert len(rows) == len(bench.CUDA_TARGETS)
+    assert rows[("M", "grid_sample_whole")]["status"] == "PASS"  # 1/3 <= 0.5
+    assert rows[("M", "crop_loop")]["status"] == "PASS"  # 30x >= 20x
+    assert rows[("M", "augpatch_eager")]["status"] == "FAIL"  # 4x < 5x
+    assert rows[("many", "crop_loop")]["status"] == "PASS"
+    assert rows[("many", None)]["status"] == "PASS"
+
+
+def test_dataloader_throughput_runs() -> None:
+    """The DataLoader comparison (CUDA in the CLI) on a tiny CPU problem: every pipeline ran."""
+    res = bench.dataloader_throughput("cpu", batch_size=2, size=48, objects=2, workers=0, batches=1, warmup=1)
+    for key in ("loader_only", "augpatch_batch", "torchvision_workers"):
+        assert res[key]["images_per_s"] > 0, key
+    assert res["augpatch_vs_torchvision"] > 0
+    assert "images/s" in bench.format_dataloader(res)
+    assert bench.main(["--dataloader", "--quick"]) == 2  # the CLI runs it on CUDA only
