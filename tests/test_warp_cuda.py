@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from augpatch.functional import set_cuda_kernel, warp_patches
+from augpatch.functional import set_cpu_kernel, set_cuda_kernel, warp_patches
 
 pytestmark = [
     pytest.mark.cuda,
@@ -28,6 +28,15 @@ BOXES = torch.tensor(
 )
 OBJ = torch.tensor([0, 1, 0, 0, 0, 1, 0, 1, 1, 0, 0])
 N = BOXES.shape[0]
+
+
+@pytest.fixture(autouse=True)
+def cpu_kernel():
+    """The CPU side of every comparison is the eager kernel (it equals the reference loop:
+    tests/test_warp.py), so that a GPU machine needs no C++ build for these tests."""
+    set_cpu_kernel("eager")
+    yield "eager"
+    set_cpu_kernel("auto")
 
 
 @pytest.fixture(autouse=True, params=["triton", "eager"])

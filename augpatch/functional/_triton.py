@@ -81,8 +81,11 @@ _PAD = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
 _TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4}
 
 # candidate tile shapes (rows, columns) and the fixed cost of a program, in pixel lanes:
-# the shape that covers the level's patches with the fewest lanes plus programs wins
-_TILES_CUDA = ((4, 32), (8, 16), (8, 32), (16, 16))  # at most 256 pixels: 4 warps, few registers
+# the shape that covers the patches with the fewest lanes plus programs wins. CUDA: one
+# shape of 256 pixels (4 warps, 8 values a thread with 4 channels): every tile shape is a
+# compilation of each kernel variant of its own (seconds each), which the slightly better
+# fit of other shapes does not repay
+_TILES_CUDA = ((16, 16),)
 _TILE_COST_CUDA = 96
 _TILES_INTERPRETER = ((8, 16), (16, 16), (16, 32))
 _TILE_COST_INTERPRETER = 4096
