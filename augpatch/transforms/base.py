@@ -36,7 +36,7 @@ from augpatch.functional._checks import (
     flatten_box_list,
 )
 from augpatch.transforms._result import PatchResult
-from augpatch.transforms._sampling import uniform01
+from augpatch.transforms._sampling import check_probability, register_tensor, sample_gate
 
 __all__ = ["PatchAugmentationBase"]
 
@@ -60,13 +60,8 @@ def _check_bool(name: str, value: object) -> bool:
     return value
 
 
-def _check_p(p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"p must be a number in [0, 1], got {type(p).__name__}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p}")
-    return p
+def _check_p(p: object) -> float | Tensor:
+    return check_probability("p", p)
 
 
 def _check_mode(name: str, value: object, choices: Sequence[str]) -> str:
@@ -90,9 +85,16 @@ def _eye(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
 
 
 def gate_theta(theta: Tensor, batch_prob: Tensor | None) -> Tensor:
-    """Identity ``theta`` where ``batch_prob`` is False (differentiable elsewhere)."""
+    """Identity ``theta`` where ``batch_prob`` is False (differentiable elsewhere).
+
+    A float ``batch_prob`` (the relaxed gate ``g`` of a learnable ``p``) gives
+    ``lerp(identity, theta, g)``: exactly ``theta`` at ``g = 1`` and the identity at 0.
+    """
     if batch_prob is None:
         return theta
+    if batch_prob.dtype != torch.bool:
+        eye = _eye(theta.shape[0], theta.dtype, theta.device)
+        return torch.lerp(eye, theta, batch_prob.to(theta.dtype)[:, None, None])
     return torch.where(
         batch_prob[:, None, None], theta, _eye(theta.shape[0], theta.dtype, theta.device)
     )
@@ -166,7 +168,14 @@ class PatchAugmentationBase(nn.Module):
     Args:
         p: probability that an object is transformed (drawn per object, or per
             sharing group, see below). Objects not drawn get the identity and are
-            left bit-for-bit unchanged.
+            left bit-for-bit unchanged. May be a 0-d tensor that requires grad (or an
+            ``nn.Parameter``): in ``train()`` mode each object's coin is then relaxed
+            (:func:`augpatch.transforms._sampling.relaxed_bernoulli` with
+            ``gate_temperature``, straight-through hard if ``gate_hard``) so that the
+            loss's gradient reaches ``p``; every object is then resampled with
+            ``lerp(identity, theta, gate)`` and ``_params`` gets ``gate [N]`` (float)
+            with ``batch_prob`` all True. In ``eval()`` mode, and for a float ``p``
+            (or a tensor without grad) in any mode, it is the usual hard coin.
         same_on_batch: one draw (parameters and the ``p`` coin) shared by every object
             of the batch.
         same_on_image: one draw per image, shared by that image's objects.
@@ -222,7 +231,11 @@ class PatchAugmentationBase(nn.Module):
         drop_invalid: bool = False,
     ) -> None:
         super().__init__()
-        self.p = _check_p(p)
+        p = _check_p(p)
+        if isinstance(p, Tensor):
+            register_tensor(self, "p", p)
+        else:
+            self.p = p
         self.same_on_batch = _check_bool("same_on_batch", same_on_batch)
         self.same_on_image = _check_bool("same_on_image", same_on_image)
         self.resample = _check_mode("resample", resample, MODES)
@@ -313,12 +326,21 @@ class PatchAugmentationBase(nn.Module):
             return group, reps
         return None
 
+    # the relaxed gate of a learnable ``p`` in train(): temperature, straight-through
+    gate_temperature: float = 0.1
+    gate_hard: bool = False
+
     def _sample_batch_prob(self, count: int, device: torch.device) -> Tensor:
-        if self.p >= 1.0:
-            return torch.ones(count, dtype=torch.bool, device=device)
-        if self.p <= 0.0:
-            return torch.zeros(count, dtype=torch.bool, device=device)
-        return uniform01((count,), self.generator, device) < self.p
+        """Bool coins ``[count]``, or float relaxed gates for a learnable ``p`` in train()."""
+        return sample_gate(
+            self.p,
+            count,
+            self.generator,
+            device,
+            training=self.training,
+            temperature=self.gate_temperature,
+            hard=self.gate_hard,
+        )
 
     def _sample_params(
         self,
@@ -357,6 +379,9 @@ class PatchAugmentationBase(nn.Module):
             batch_prob = self._sample_batch_prob(groups[1].shape[0], patches.device)[groups[0]]
         params = self._sample_params(patches, obj_to_img, batch_size, groups)
         theta = gate_theta(self._matrix(params, patches), batch_prob)
+        if batch_prob.dtype != torch.bool:  # relaxed gate: every object is resampled
+            ones = torch.ones(n, dtype=torch.bool, device=patches.device)
+            return {**params, "theta": theta, "batch_prob": ones, "gate": batch_prob}
         return {**params, "theta": theta, "batch_prob": batch_prob}
 
     def _theta_from_params(self, params: Params, patches: Tensor) -> Tensor:
@@ -366,6 +391,9 @@ class PatchAugmentationBase(nn.Module):
         if params.get("theta") is not None:
             return check_theta(params["theta"], n, "params['theta']").to(patches.dtype)
         batch_prob = self._replay_batch_prob(params, n, patches.device)
+        gate = params.get("gate")  # a relaxed gate's values, if any
+        if gate is not None:
+            batch_prob = gate.to(device=patches.device, dtype=patches.dtype)
         return gate_theta(self._matrix(params, patches), batch_prob)
 
     @staticmethod
@@ -743,7 +771,7 @@ class PatchAugmentationBase(nn.Module):
 
     def _option_repr(self) -> list[str]:
         return [
-            f"p={self.p}",
+            f"p={round(float(self.p.detach()), 6) if isinstance(self.p, Tensor) else self.p}",
             f"same_on_batch={self.same_on_batch}",
             f"same_on_image={self.same_on_image}",
             f"resample={self.resample!r}",
