@@ -97,7 +97,9 @@ def test_temperature_to_zero_tends_to_the_hard_gate():
     u = torch.rand(1000, generator=_gen(6))
     p = torch.tensor(0.3, requires_grad=True)
     hard = (u < p.detach()).float()
-    errs = [(relaxed_bernoulli(p, u, t).detach() - hard).abs().mean() for t in (1.0, 0.1, 1e-2, 1e-4)]
+    errs = [
+        (relaxed_bernoulli(p, u, t).detach() - hard).abs().mean() for t in (1.0, 0.1, 1e-2, 1e-4)
+    ]
     assert all(a > b for a, b in zip(errs, errs[1:]))
     assert errs[-1] < 1e-3
     # and the transform: train() with a tiny temperature ~ eval() with the same draws
@@ -170,7 +172,9 @@ def test_shared_draws_and_sequences_with_a_learnable_p():
     gate = aug(img, boxes, o2i).params["gate"]
     assert torch.equal(gate[:3], gate[:1].expand(3)) and torch.equal(gate[3:], gate[3:4].expand(2))
     q = torch.nn.Parameter(torch.tensor(0.7))
-    seq = PatchSequential(RandomPatchRotation(20, p=p, generator=_gen(1)), RandomPatchScale(0.2, p=q))
+    seq = PatchSequential(
+        RandomPatchRotation(20, p=p, generator=_gen(1)), RandomPatchScale(0.2, p=q)
+    )
     seq(img, boxes, o2i).images.square().sum().backward()
     assert p.grad != 0 and q.grad != 0
 
