@@ -12,7 +12,15 @@ See the README section "Differentiable and adversarial search" for the estimator
 their bias and the seeding under ``DistributedDataParallel``.
 """
 
+from augpatch.search.attack import attack, attack_space
 from augpatch.search.policy import OPERATIONS, OperationSpec, PatchPolicy
 from augpatch.transforms._sampling import relaxed_bernoulli
 
-__all__ = ["OPERATIONS", "OperationSpec", "PatchPolicy", "relaxed_bernoulli"]
+__all__ = [
+    "OPERATIONS",
+    "OperationSpec",
+    "PatchPolicy",
+    "attack",
+    "attack_space",
+    "relaxed_bernoulli",
+]
