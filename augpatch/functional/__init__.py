@@ -24,10 +24,12 @@ from augpatch.functional._geometry import (
     transform_boxes,
     transform_points,
 )
-from augpatch.functional._kernel import cpu_kernel, set_cpu_kernel
+from augpatch.functional import _op  # noqa: F401  (registers the operator augpatch::warp)
+from augpatch.functional._kernel import active_kernel, cpu_kernel, set_cpu_kernel
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
+    "active_kernel",
     "boxes_to_list",
     "boxes_to_padded",
     "clip_boxes",

@@ -32,9 +32,22 @@ def check_tensor(name: str, value: object) -> Tensor:
     return value
 
 
+def values_visible(value: Tensor) -> bool:
+    """Whether the values of ``value`` can be read here (not a meta or fake tensor, not tracing).
+
+    Under ``torch.compile`` / ``torch.export`` value checks cannot run while tracing; the
+    operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
+    """
+    if value.device.type == "meta" or torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not is_fake(value)
+
+
 def check_finite(name: str, value: Tensor) -> None:
-    """Raise ``ValueError`` if a floating tensor holds NaN or Inf."""
-    if value.device.type == "meta":  # no values to look at; other checks still apply
+    """Raise ``ValueError`` if a floating tensor holds NaN or Inf (when its values are visible)."""
+    if not values_visible(value):  # no values to look at; other checks still apply
         return
     # detached: isfinite is composite (abs, ne, eq) and would otherwise record a graph
     if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value.detach()).all()):
@@ -101,13 +114,23 @@ def check_obj_to_img(
         raise ValueError(
             f"{name} must have shape [N] = [{num_objects}], got {tuple(obj_to_img.shape)}"
         )
-    if num_objects and obj_to_img.device.type != "meta":
-        lo, hi = int(obj_to_img.min()), int(obj_to_img.max())
+    check_index_range(name, obj_to_img, batch_size)
+    return obj_to_img.long()
+
+
+def check_index_range(name: str, index: Tensor, size: int) -> None:
+    """Raise ``IndexError`` if ``index`` holds a value outside ``[0, size)`` (when visible)."""
+    if index.numel() and values_visible(index):
+        lo, hi = int(index.min()), int(index.max())
         if lo < 0:
             raise IndexError(f"{name} holds a negative image index ({lo})")
-        if hi >= batch_size:
-            raise IndexError(f"{name} holds image index {hi}, but the batch has {batch_size} images")
-    return obj_to_img.long()
+        if hi >= size:
+            raise IndexError(f"{name} holds image index {hi}, but the batch has {size} images")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a warp computes in for images of ``dtype``: float64 stays, all else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def check_same_device(**tensors: Tensor | None) -> None:
