@@ -203,3 +203,15 @@ def test_describe_lists_the_operations():
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         PatchPolicy(**kwargs)
+
+
+def test_relaxed_rotation_is_a_rotation_not_a_squeeze():
+    """Soft gates and weights scale the angle (a genuine rotation at every strength)."""
+    img = torch.rand(1, 1, 24, 24, generator=_gen(3))
+    boxes = torch.tensor([[0, 0, 12, 12], [12, 12, 24, 24], [0, 12, 12, 24]])
+    policy = PatchPolicy(["rotate", "translate_x"], 1, 2, generator=_gen(2))
+    params = policy(img, boxes).params
+    gate = params["op_gate"]
+    assert ((gate > 0.01) & (gate < 0.99)).any()  # soft
+    lin = params["theta"][:, :, :2]  # square boxes: a rotation is orthogonal
+    assert torch.allclose(lin @ lin.transpose(1, 2), torch.eye(2).expand(3, 2, 2), atol=1e-6)

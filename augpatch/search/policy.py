@@ -152,7 +152,7 @@ class PatchPolicy(PatchAugmentationBase):
 
     * **train()**: the coin is the relaxed Bernoulli gate ``g``
       (:func:`~augpatch.transforms._sampling.relaxed_bernoulli`, ``gate_temperature``)
-      and the stage mixes its operations with ``w = softmax(weights / temperature)``
+      and the stage weights its operations with ``w = softmax(weights / temperature)``
       (Faster AutoAugment). With ``straight_through=True`` both are hard in the forward
       pass (the coin ``u < p`` and the Gumbel-max draw from ``softmax(weights /
       temperature)``, exactly what ``eval()`` draws from the same noise) and take the
@@ -163,17 +163,24 @@ class PatchPolicy(PatchAugmentationBase):
       operation of largest weight (``"argmax"``). With a ``generator`` the draws are
       reproducible.
 
-    Operation ``o`` of stage ``k`` gives the matrix ``A_ko`` (``theta`` convention of the
-    SPEC, built in pixel space by :func:`augpatch.functional.patch_affine_matrix`, so a
-    rotated object keeps its shape in any box), gated as ``lerp(I, A_ko, g_ko)``; the
-    stage is ``S_k = sum_o w_ko lerp(I, A_ko, g_ko)`` and the object's matrix is
-    ``theta = S_1 @ S_2 @ ... @ S_K`` (the content moves by stage 1 first, as in
-    :class:`~augpatch.PatchSequential`). With hard coins and one-hot selections this is
-    exactly the product of the chosen operations' matrices. The relaxation mixes
-    MATRICES (one resampling per object), not images as Faster AutoAugment does; a
-    mixture of a flip and the identity is a squeeze, which is the price of resampling
-    once. In the rare case that a mixture is exactly singular, ``eps`` is added to its
-    diagonal.
+    Relaxation (one matrix per object): operation ``o`` of stage ``k`` runs at strength
+    ``s_ko = w_ko g_ko`` (selection weight times gate): it applies ``s_ko`` times its
+    drawn value ``v_ko`` (a rotation by ``s v`` degrees, a shift by ``s v``, a scale
+    factor ``1 + s v``, ...), a genuine transform of its own kind at every strength, with
+    the matrix ``A_o(s v)`` built in pixel space by
+    :func:`augpatch.functional.patch_affine_matrix` (a rotated object keeps its shape in
+    any box); a flip has no magnitude to scale and is ``lerp(I, F, s)`` (a squeeze in
+    between). The stage is the product of its operations in the order of
+    ``operations``, and the object's matrix ``theta`` is the product of its stages
+    (``theta = S_1 @ S_2 @ ...``: the content moves by stage 1 first, as in
+    :class:`~augpatch.PatchSequential`). With hard coins and one-hot selections (eval,
+    straight-through) every unchosen operation is exactly the identity and ``theta``
+    is exactly the product of the chosen operations' matrices. Faster AutoAugment
+    instead mixes the operations' IMAGES ``sum_o w_o op_o(x)``, which needs one
+    resampling per operation; mixing matrices ``sum_o w_o A_o`` would shrink and squeeze
+    the objects (a mixture of rotations is not a rotation), a bias the strength
+    relaxation avoids for every operation but the flips. In the rare case that
+    ``theta`` is exactly singular, ``eps`` is added to its diagonal.
 
     Args:
         operations: names (default: all of :data:`OPERATIONS`: ``rotate`` (degrees),
@@ -343,7 +350,8 @@ class PatchPolicy(PatchAugmentationBase):
         return {"sub_policy": sub, "op_value": value, "op_gate": gate, "op_weight": weight}
 
     def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
-        """``theta [N, 2, 3]`` = product over stages of ``sum_o w lerp(I, A_o, g)``."""
+        """``theta [N, 2, 3]``: per stage, every operation at strength ``s = w g`` composed in
+        order (``A_o(s v)``; flips ``lerp(I, F, s)``), the stages composed in order."""
         value = params["op_value"].to(patches.dtype)
         gate = params["op_gate"].to(patches.dtype)
         weight = params["op_weight"].to(patches.dtype)
@@ -353,12 +361,14 @@ class PatchPolicy(PatchAugmentationBase):
                 f"params['op_value'] has shape {tuple(value.shape)} but the policy has "
                 f"{self.operation_count} stages of {len(self.operations)} operations"
             )
+        strength = weight * gate  # [N, K, O]: 0 or 1 when hard
         kind = self._kind.to(device=patches.device, dtype=patches.dtype)  # [O, 8]
         size = patches[:, 2:] - patches[:, :2]  # [N, 2]
-        angle = value * kind[:, 0]
-        shear = torch.stack((value * kind[:, 1], value * kind[:, 2]), -1)
-        translate = torch.stack((value * kind[:, 3], value * kind[:, 4]), -1) * size[:, None, None]
-        factor = 1 + value * kind[:, 5]
+        v = value * strength  # an operation at strength s applies the value s v
+        angle = v * kind[:, 0]
+        shear = torch.stack((v * kind[:, 1], v * kind[:, 2]), -1)
+        translate = torch.stack((v * kind[:, 3], v * kind[:, 4]), -1) * size[:, None, None]
+        factor = 1 + v * kind[:, 5]
         scale = torch.stack((factor * kind[:, 6], factor * kind[:, 7]), -1)
         rows = n * k * o
         ops = F.patch_affine_matrix(
@@ -369,16 +379,20 @@ class PatchPolicy(PatchAugmentationBase):
             shear=shear.reshape(rows, 2),
             align_corners=self.align_corners,
         ).reshape(n, k, o, 2, 3)
-        eye = torch.eye(2, 3, dtype=patches.dtype, device=patches.device)
-        gated = torch.lerp(eye.expand_as(ops), ops, gate[..., None, None])
-        stages = (weight[..., None, None] * gated).sum(2)  # [N, K, 2, 3]
-        theta = to3x3(stages[:, 0])
-        for j in range(1, k):
-            theta = theta @ to3x3(stages[:, j])
+        eye = torch.eye(2, 3, dtype=patches.dtype, device=patches.device).expand_as(ops)
+        flip = (kind[:, 6] * kind[:, 7] < 0)[:, None, None]  # a flip has no magnitude path
+        ops = torch.where(flip, torch.lerp(eye, ops, strength[..., None, None]), ops)
+        # exactly the identity at strength 0 (the gradient still flows through ``ops``)
+        off = (strength == 0)[..., None, None]
+        ops = torch.where(off, eye, ops.detach()) + (ops - ops.detach())
+        theta = torch.eye(3, dtype=patches.dtype, device=patches.device).expand(n, 3, 3)
+        for j in range(k):
+            for i in range(o):
+                theta = theta @ to3x3(ops[:, j, i])
         theta = theta[:, :2, :]
         det = theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]
         singular = (det == 0).to(theta.dtype) * (4 * torch.finfo(theta.dtype).eps)
-        return theta + singular[:, None, None] * eye
+        return theta + singular[:, None, None] * eye[0, 0, 0]
 
     # ------------------------------------------------------------------ reporting
 
