@@ -135,7 +135,8 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (small models: 1 avoids contention)"
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if not args.smoke:  # (the smoke run may share a process with other code)
+        torch.set_num_threads(args.threads)
     steps, batch, grid, patch = (4, 2, 2, 16) if args.smoke else (args.steps, 8, 3, 24)
     out = args.out or (
         Path(tempfile.gettempdir()) / "stn_per_object_smoke.png"
