@@ -564,6 +564,10 @@ class PatchAugmentationBase(nn.Module):
 
         out_images = self._warp(images, boxes, theta, obj_to_img, applied, mode=self.resample)
         moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
+        # content that left its patch: an exactly zero-width/height box on the patch's edge
+        # (detectors reject inverted boxes, and rounding can invert them by 1e-6)
+        lo = torch.minimum(moved[:, :2], patches[:, 2:])
+        moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
         sel = applied[:, None]
         boxes_out = torch.where(sel, moved, fboxes)
         final = torch.where(sel, moved, patches)  # the box as it is now visible in its patch
