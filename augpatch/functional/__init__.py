@@ -15,6 +15,7 @@ from augpatch.functional._boxes import (
     list_to_boxes,
     padded_to_boxes,
 )
+from augpatch.functional._fill import warp_patches_fill
 from augpatch.functional._geometry import (
     inverse_transform_boxes,
     inverse_transform_points,
@@ -44,4 +45,5 @@ __all__ = [
     "transform_boxes",
     "transform_points",
     "warp_patches",
+    "warp_patches_fill",
 ]
