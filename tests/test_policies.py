@@ -205,21 +205,33 @@ def test_box_only_ops_fire_on_about_prob_over_3_of_10000_boxes() -> None:
         assert abs(got - rate) < 5 * math.sqrt(rate * (1 - rate) / 1e4)
 
 
-def test_forward_parameters_are_what_a_call_draws() -> None:
-    images = _images(4, 48, torch.uint8, seed=30)
-    boxes, o2i = _grid_boxes(4, 48, 16)
-    policy = [[("Cutout_Only_BBoxes", 0.9, 6), ("Rotate_Only_BBoxes", 0.8, 4)],
-              [("Cutout", 0.7, 3), ("BBox_Cutout", 0.9, 8)]]
-    planned = DetectionAutoAugment(policy, generator=_gen(31)).forward_parameters(
+def test_forward_parameters_are_what_a_call_draws_and_apply_to_targets() -> None:
+    images = _images(8, 48, torch.uint8, seed=30)
+    boxes, o2i = _grid_boxes(8, 48, 16)
+    masks = torch.zeros(boxes.shape[0], 48, 48, dtype=torch.bool)
+    for n, (j0, i0, j1, i1) in enumerate(box_pixel_rects(boxes, (48, 48)).tolist()):
+        masks[n, i0:i1, j0:j1] = True
+    keypoints = boxes[:, None, :2] + 1
+    # geometric ops before box-only ops and cutouts: the plan follows the moved boxes
+    policy = [[("ShearY_BBox", 1.0, 6), ("Cutout_Only_BBoxes", 0.9, 6)],
+              [("TranslateX_BBox", 1.0, 1), ("BBox_Cutout", 0.9, 8)],
+              [("Rotate_BBox", 0.9, 5), ("Rotate_Only_BBoxes", 1.0, 4), ("Cutout", 0.7, 3)]]
+    planned = DetectionAutoAugment(policy, move_boxes=True, generator=_gen(31)).forward_parameters(
         images.shape, boxes, o2i
     )
-    aug = DetectionAutoAugment(policy, generator=_gen(31))
-    out = aug(images, boxes, o2i)
+    aug = DetectionAutoAugment(policy, move_boxes=True, generator=_gen(31))
+    out = aug(images, boxes, o2i, masks=masks, keypoints=keypoints)
+    assert set(planned) == set(aug._params)
     for key, value in planned.items():
         assert torch.equal(aug._params[key], value), key
+    assert (planned["box_cutout_center"] >= 0).any() and (planned["cutout_center"] >= 0).any()
     again = aug(images, boxes, o2i, params=planned)
     assert torch.equal(again.images, out.images)
-    assert (planned["box_cutout_center"] >= 0).any() and (planned["cutout_center"] >= 0).any()
+    targets = aug.apply_to_targets(images.shape, boxes, o2i, params=planned, masks=masks,
+                                   keypoints=keypoints)
+    assert targets.images is None
+    assert torch.equal(targets.boxes, out.boxes) and torch.equal(targets.masks, out.masks)
+    assert torch.equal(targets.keypoints, out.keypoints) and torch.equal(targets.keep, out.keep)
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])

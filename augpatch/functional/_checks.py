@@ -18,6 +18,10 @@ MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection", "image")
 OVERLAPS = ("sequential", "parallel")
 
+#: Boxes as accepted by every entry point: a flat ``[N, 4]`` tensor (with ``obj_to_img``)
+#: or a list of ``B`` per-image tensors ``[N_i, 4]``.
+BoxesLike = Tensor | Sequence[Tensor]
+
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise ``ValueError``."""
@@ -32,9 +36,50 @@ def check_tensor(name: str, value: object) -> Tensor:
     return value
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a Python ``bool``, else raise ``TypeError`` naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def compute_dtype(*inputs: object) -> torch.dtype:
+    """The floating dtype augpatch computes in: float64 if any input is float64, else
+    float32 (float16 / bfloat16 / uint8 / integer inputs are computed in float32).
+
+    Each input is a tensor or a ``torch.dtype`` (e.g. a warp computes in
+    ``compute_dtype(images.dtype)``; geometry in ``compute_dtype(boxes, theta)``); anything
+    else (``None``, numbers) is ignored.
+
+    Example:
+        >>> compute_dtype(torch.zeros(1, dtype=torch.uint8), torch.zeros(1, dtype=torch.float64))
+        torch.float64
+        >>> compute_dtype(torch.float16)
+        torch.float32
+    """
+    for x in inputs:
+        dtype = x.dtype if isinstance(x, Tensor) else x
+        if dtype == torch.float64:
+            return torch.float64
+    return torch.float32
+
+
+def values_visible(value: Tensor) -> bool:
+    """Whether the values of ``value`` can be read here (not a meta or fake tensor, not tracing).
+
+    Under ``torch.compile`` / ``torch.export`` value checks cannot run while tracing; the
+    operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
+    """
+    if value.device.type == "meta" or torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not is_fake(value)
+
+
 def check_finite(name: str, value: Tensor) -> None:
-    """Raise ``ValueError`` if a floating tensor holds NaN or Inf."""
-    if value.device.type == "meta":  # no values to look at; other checks still apply
+    """Raise ``ValueError`` if a floating tensor holds NaN or Inf (when its values are visible)."""
+    if not values_visible(value):  # no values to look at; other checks still apply
         return
     # detached: isfinite is composite (abs, ne, eq) and would otherwise record a graph
     if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value.detach()).all()):
@@ -62,6 +107,30 @@ def check_boxes(boxes: object, name: str = "boxes") -> Tensor:
         raise TypeError(f"{name} must be a real float or integer tensor, got {boxes.dtype}")
     check_finite(name, boxes)
     return boxes
+
+
+def check_points(
+    points: object, num_objects: int, name: str = "points", *, one_per_object: bool = False
+) -> Tensor:
+    """Validate per-object points (keypoints) ``[N, K, 2]`` (real, finite, ``N`` rows).
+
+    With ``one_per_object=True`` a tensor ``[N, 2]`` is accepted too and returned as
+    ``[N, 1, 2]`` (one point per object).
+    """
+    points = check_tensor(name, points)
+    if one_per_object and points.dim() == 2 and points.shape[-1] == 2:
+        points = points[:, None]
+    if points.dim() != 3 or points.shape[-1] != 2:
+        shape = "[N, K, 2] or [N, 2]" if one_per_object else "[N, K, 2]"
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(points.shape)}")
+    if points.dtype == torch.bool or points.is_complex():
+        raise TypeError(f"{name} must be a real float or integer tensor, got {points.dtype}")
+    if points.shape[0] != num_objects:
+        raise ValueError(
+            f"{name} has {points.shape[0]} rows but there are {num_objects} objects (boxes)"
+        )
+    check_finite(name, points)
+    return points
 
 
 def check_theta(theta: object, num_objects: int, name: str = "theta") -> Tensor:
@@ -101,13 +170,18 @@ def check_obj_to_img(
         raise ValueError(
             f"{name} must have shape [N] = [{num_objects}], got {tuple(obj_to_img.shape)}"
         )
-    if num_objects and obj_to_img.device.type != "meta":
-        lo, hi = int(obj_to_img.min()), int(obj_to_img.max())
+    check_index_range(name, obj_to_img, batch_size)
+    return obj_to_img.long()
+
+
+def check_index_range(name: str, index: Tensor, size: int) -> None:
+    """Raise ``IndexError`` if ``index`` holds a value outside ``[0, size)`` (when visible)."""
+    if index.numel() and values_visible(index):
+        lo, hi = int(index.min()), int(index.max())
         if lo < 0:
             raise IndexError(f"{name} holds a negative image index ({lo})")
-        if hi >= batch_size:
-            raise IndexError(f"{name} holds image index {hi}, but the batch has {batch_size} images")
-    return obj_to_img.long()
+        if hi >= size:
+            raise IndexError(f"{name} holds image index {hi}, but the batch has {size} images")
 
 
 def check_same_device(**tensors: Tensor | None) -> None:
@@ -116,6 +190,32 @@ def check_same_device(**tensors: Tensor | None) -> None:
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{n} on {d}" for n, d in devices.items())
         raise ValueError(f"all tensors must be on the same device, got {listed}")
+
+
+def parse_boxes(
+    boxes: object, obj_to_img: object, batch_size: int, name: str = "boxes"
+) -> tuple[Tensor, Tensor | None, bool]:
+    """The one parser of the ``boxes`` / ``obj_to_img`` arguments of every entry point.
+
+    Args:
+        boxes: ``[N, 4]`` tensor, or a list / tuple of ``B`` per-image ``[N_i, 4]``
+            tensors (then ``obj_to_img`` is implied and must be omitted).
+        obj_to_img: ``[N]`` image index of each box, or ``None`` (allowed for ``B == 1``).
+        batch_size: ``B``.
+
+    Returns:
+        ``(boxes [N, 4], obj_to_img [N] int64 or None, was_list)``; ``obj_to_img`` is
+        ``None`` only when it was omitted for a single-image batch.
+    """
+    if isinstance(boxes, (list, tuple)):
+        if obj_to_img is not None:
+            raise ValueError(
+                f"obj_to_img must be omitted when {name} is a list of per-image tensors"
+            )
+        flat, o2i = flatten_box_list(boxes, batch_size, name)
+        return flat, o2i, True
+    boxes = check_boxes(boxes, name)
+    return boxes, check_obj_to_img(obj_to_img, boxes.shape[0], batch_size), False
 
 
 def flatten_box_list(boxes: Sequence[object], batch_size: int, name: str = "boxes") -> tuple[Tensor, Tensor]:

@@ -1,4 +1,9 @@
-"""Which kernel runs a warp on the CPU: the compiled one (``csrc/warp_cpu.cpp``) or eager.
+"""Which kernel (backend) runs a warp on a device: the one place that decides.
+
+Every backend implements :class:`Backend` (a forward and a backward over a warp's plan);
+the operator ``augpatch::warp`` (``_op.py``) asks :func:`backend_for` which one runs, and
+:func:`active_kernel` tells the user. On the CPU that is the compiled kernel
+(``csrc/warp_cpu.cpp``) or the eager one; on CUDA the eager one.
 
 The compiled kernel is built from source with ``torch.utils.cpp_extension`` the first
 time a CPU warp needs it (about a minute on two cores, then cached on disk under
@@ -28,6 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+
+from augpatch.functional._sampler import (
+    WarpPlan,
+    compiled_backward,
+    compiled_forward,
+    eager_backward,
+    eager_forward,
+)
 
 CHOICES = ("auto", "compiled", "eager")
 _SOURCE = Path(__file__).with_name("csrc") / "warp_cpu.cpp"
@@ -50,7 +64,10 @@ def set_cpu_kernel(choice: str) -> None:
 
 
 def cpu_kernel() -> str:
-    """The current choice (``AUGPATCH_CPU_KERNEL`` unless :func:`set_cpu_kernel` was called)."""
+    """The current CPU choice (``AUGPATCH_CPU_KERNEL`` unless :func:`set_cpu_kernel` was called).
+
+    This is the setting (``"auto"``, ...); :func:`active_kernel` says which kernel runs.
+    """
     if _state["choice"] is None:
         env = os.environ.get("AUGPATCH_CPU_KERNEL", "auto").strip().lower() or "auto"
         if env not in CHOICES:
@@ -110,13 +127,10 @@ def _native_tag() -> str | None:
     return hashlib.sha1(" ".join(sorted(flags.split(":", 1)[-1].split())).encode()).hexdigest()[:10]
 
 
-def _build() -> Any:
-    """Compile (or load from the cache) ``csrc/warp_cpu.cpp``; return its operators."""
-    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp"):
-        return torch.ops.augpatch_cpu  # already loaded into this process
+def _cpp_extension() -> Any:
+    """``torch.utils.cpp_extension``, imported without its irrelevant CUDA_HOME notice."""
     import logging
 
-    # importing cpp_extension logs a CUDA_HOME notice that is irrelevant to a CPU build
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -124,22 +138,48 @@ def _build() -> Any:
         from torch.utils import cpp_extension
     finally:
         logger.setLevel(level)
+    return cpp_extension
 
+
+def _extension_name() -> str:
+    tag = _native_tag()
+    return _BASE_NAME if tag is None else f"{_BASE_NAME}_{tag}"
+
+
+def needs_build() -> bool:
+    """Whether the next CPU warp compiles the kernel (no build in this process or on disk).
+
+    Example:
+        >>> from augpatch.functional._kernel import needs_build
+        >>> isinstance(needs_build(), bool)
+        True
+    """
+    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
+        return False
+    name = _extension_name()
+    try:
+        directory = _cpp_extension()._get_build_directory(name, verbose=False)
+    except Exception:  # a private torch helper: assume the worst
+        return True
+    return not (Path(directory) / f"{name}.so").exists()
+
+
+def _build() -> Any:
+    """Compile (or load from the cache) ``csrc/warp_cpu.cpp``; return its operators."""
+    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
+        return torch.ops.augpatch_cpu  # already loaded into this process
+    cpp_extension = _cpp_extension()
     try:  # the ninja wheel's binary, also when the virtual environment is not activated
         import ninja
 
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
+    name = _extension_name()
     tag = _native_tag()
-    name = _BASE_NAME if tag is None else f"{_BASE_NAME}_{tag}"
-    try:  # tell the user why this first call stalls (nothing is said when loading a cached build)
-        built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
-        if not built.exists():
-            print("augpatch: compiling the CPU kernel (first use only, about a minute) ...",
-                  file=sys.stderr, flush=True)
-    except Exception:  # a private torch helper: never let it break the build
-        pass
+    if needs_build():  # tell the user why this first call stalls (nothing is said when loading)
+        print("augpatch: compiling the CPU kernel (first use only, about a minute) ...",
+              file=sys.stderr, flush=True)
     # -ffp-contract=off: no fused multiply-add the eager kernel rounds twice (exactness);
     # vector instructions of the running CPU are otherwise free to use (IEEE results)
     flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
@@ -156,3 +196,100 @@ def _build() -> Any:
         verbose=os.environ.get("AUGPATCH_BUILD_VERBOSE", "") not in ("", "0"),
     )
     return torch.ops.augpatch_cpu
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class Backend:
+    """The interface of a warp kernel: what the operator ``augpatch::warp`` calls.
+
+    A backend runs a :class:`~augpatch.functional._sampler.WarpPlan` (objects in processing
+    order, levels, options) with the per-object parameters ``params [K, 14]`` (compute
+    dtype, see ``_warp.object_params``). A new kernel (e.g. for another device)
+    implements these three methods and is returned by :func:`backend_for`.
+    """
+
+    name = "abstract"
+
+    def saved_dtypes(
+        self, image_dtype: torch.dtype, compute_dtype: torch.dtype, padding_mode: str
+    ) -> tuple[torch.dtype, torch.dtype]:
+        """The dtypes of the two flat tensors :meth:`forward` keeps for the backward."""
+        raise NotImplementedError
+
+    def forward(self, images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> tuple[Tensor, list[Tensor]]:
+        """``(out, [saved0, saved1])``: the warped batch (plan strides) and two flat tensors."""
+        raise NotImplementedError
+
+    def backward(
+        self, grad: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
+        need_img: bool, need_loc: bool,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """``(grad_images, grad_params)``, ``None`` where not needed."""
+        raise NotImplementedError
+
+
+class EagerBackend(Backend):
+    """Vectorised PyTorch operations (``_sampler.eager_forward``): any device."""
+
+    name = "eager"
+
+    def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
+        return compute_dtype, compute_dtype
+
+    def forward(self, images, params, plan, need_loc):
+        return eager_forward(images, params, plan, need_loc)
+
+    def backward(self, grad, images, params, plan, saved, need_img, need_loc):
+        return eager_backward(grad, images, params, plan, saved, need_img, need_loc)
+
+
+class CompiledBackend(Backend):
+    """The compiled C++ kernel (``csrc/warp_cpu.cpp``): CPU tensors."""
+
+    name = "compiled"
+
+    def __init__(self, ops: Any) -> None:
+        self.ops = ops
+
+    def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
+        return (compute_dtype if padding_mode == "image" else image_dtype), compute_dtype
+
+    def forward(self, images, params, plan, need_loc):
+        return compiled_forward(self.ops, images, params, plan, need_loc)
+
+    def backward(self, grad, images, params, plan, saved, need_img, need_loc):
+        return compiled_backward(self.ops, grad, images, params, plan, saved, need_img, need_loc)
+
+
+_EAGER = EagerBackend()
+
+
+def backend_for(device: torch.device) -> Backend:
+    """The backend that runs a warp on ``device`` under the current settings.
+
+    CPU: the compiled kernel unless ``AUGPATCH_CPU_KERNEL`` / :func:`set_cpu_kernel` say
+    ``"eager"`` (``"auto"`` falls back to eager, with one warning, where it cannot be
+    built). Other devices: the eager kernel.
+    """
+    ops = compiled_ops(device)
+    if ops is not None:
+        return CompiledBackend(ops)
+    return _EAGER
+
+
+def active_kernel(device: str | torch.device = "cpu") -> str:
+    """The name of the kernel a warp on ``device`` runs now: ``"compiled"`` or ``"eager"``.
+
+    Unlike :func:`cpu_kernel` (the setting), this resolves ``"auto"``: on the CPU it builds
+    (or loads) the compiled kernel if needed and says ``"eager"`` if that failed.
+
+    Example:
+        >>> from augpatch.functional import active_kernel, set_cpu_kernel
+        >>> set_cpu_kernel("eager")
+        >>> active_kernel("cpu")
+        'eager'
+        >>> set_cpu_kernel("auto")
+    """
+    return backend_for(torch.device(device)).name

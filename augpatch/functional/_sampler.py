@@ -1,6 +1,7 @@
 """The fused kernel behind :func:`augpatch.functional.warp_patches`.
 
-``PatchWarp`` computes, for every output pixel of every box, the location it
+The eager kernel (:func:`eager_forward`, :func:`eager_backward`) computes, for every
+output pixel of every box, the location it
 reads (with the arithmetic of ``F.affine_grid`` + ``F.grid_sample``, operation
 for operation), samples it from its *frame* (the object's patch, or the whole
 image for ``padding_mode="image"``) and writes it into one working copy of the
@@ -28,7 +29,6 @@ from functools import cached_property
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from augpatch.functional._plan import base_grid, fused_multiply_add
 
@@ -300,79 +300,80 @@ def _flat(buffer: Tensor) -> Tensor:
     return buffer.as_strided((buffer.numel(),), (1,))
 
 
-class PatchWarp(torch.autograd.Function):
-    """``out = PatchWarp.apply(images, params, plan, compute_dtype)``: the eager kernel.
+def eager_forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> tuple[Tensor, list[Tensor]]:
+    """The eager kernel's forward: the warped batch and what its backward needs.
 
-    It serves CUDA and CPUs without the compiled kernel (:func:`compiled_warp`).
     ``params`` ``[K, 14]``: the per-object parameters in processing order (see
-    ``_warp._object_params``); the kernel builds its location tables from them
-    (:class:`_Locations`). Returns the warped batch.
+    ``_warp.object_params``), in the compute dtype; the kernel builds its location
+    tables from them (:class:`_Locations`). With ``need_loc`` the two derivatives of every
+    sampled value (``[C * pixels]`` each, compute dtype) are kept for the location
+    gradient; otherwise nothing (two empty tensors).
     """
+    compute_dtype = params.dtype
+    work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=images.device)
+    work.copy_(images)  # the working copy: the only copy of the batch
+    loc = _Locations(plan, params)
+    tables = loc.tables
+    views = _channel_views(_flat(work), plan.channels, plan.strides[1])
+    shape = (plan.channels, plan.total)
+    dvdx = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
+    dvdy = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
+    results: list[tuple[Tensor, Tensor]] = []
+    for level in plan.chunks:
+        for bounds in level:  # a level reads (parallel: every level reads), then writes
+            ch = _Chunk(plan, tables, bounds)
+            p0, p1 = bounds[2], bounds[3]
+            acc = torch.zeros(plan.channels, p1 - p0, dtype=compute_dtype, device=work.device)
+            for off, w, wdx, wdy in ch.taps(need_loc):
+                for c, view in enumerate(views):
+                    vals = view.index_select(0, off).to(compute_dtype)
+                    acc[c].addcmul_(w, vals)
+                    if dvdx is not None and dvdy is not None:
+                        dvdx[c, p0:p1].addcmul_(wdx, vals)
+                        dvdy[c, p0:p1].addcmul_(wdy, vals)
+            results.append((ch.out, _store(acc, work.dtype)))
+            del ch, acc  # free this chunk's temporaries before building the next
+        if not plan.parallel:
+            _write(views, results)
+            results = []
+    _write(views, results)  # parallel: in level order, so the higher index wins
+    if dvdx is None or dvdy is None:
+        return work, [params.new_empty(0), params.new_empty(0)]
+    return work, [dvdx.reshape(-1), dvdy.reshape(-1)]
 
-    @staticmethod
-    def forward(ctx, images, params, plan: WarpPlan, compute_dtype):  # type: ignore[override]
-        work = torch.empty_strided(images.shape, plan.strides, dtype=images.dtype, device=images.device)
-        work.copy_(images)  # the working copy: the only copy of the batch
-        ctx.plan, ctx.compute_dtype, ctx.image_dtype = plan, compute_dtype, images.dtype
-        loc = _Locations(plan, params)
-        tables = loc.tables
-        views = _channel_views(_flat(work), plan.channels, plan.strides[1])
-        need_loc = ctx.needs_input_grad[1]
-        shape = (plan.channels, plan.total)
-        dvdx = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
-        dvdy = torch.zeros(shape, dtype=compute_dtype, device=work.device) if need_loc else None
-        results: list[tuple[Tensor, Tensor]] = []
-        for level in plan.chunks:
-            for bounds in level:  # a level reads (parallel: every level reads), then writes
-                ch = _Chunk(plan, tables, bounds)
-                p0, p1 = bounds[2], bounds[3]
-                acc = torch.zeros(plan.channels, p1 - p0, dtype=compute_dtype, device=work.device)
-                for off, w, wdx, wdy in ch.taps(need_loc):
-                    for c, view in enumerate(views):
-                        vals = view.index_select(0, off).to(compute_dtype)
-                        acc[c].addcmul_(w, vals)
-                        if need_loc:
-                            dvdx[c, p0:p1].addcmul_(wdx, vals)
-                            dvdy[c, p0:p1].addcmul_(wdy, vals)
-                results.append((ch.out, _store(acc, work.dtype)))
-                del ch, acc  # free this chunk's temporaries before building the next
-            if not plan.parallel:
-                _write(views, results)
-                results = []
-        _write(views, results)  # parallel: in level order, so the higher index wins
-        ctx.loc = loc
-        ctx.dvdx, ctx.dvdy = dvdx, dvdy
-        return work
 
-    @staticmethod
-    @once_differentiable  # the backward works in place, outside autograd
-    def backward(ctx, grad_out):  # type: ignore[override]
-        plan: WarpPlan = ctx.plan
-        loc: _Locations = ctx.loc
-        tables = loc.tables
-        need_img = ctx.needs_input_grad[0]
-        need_loc = ctx.needs_input_grad[1]
-        dtype = ctx.compute_dtype
-        g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=dtype, device=grad_out.device)
-        g_buf.copy_(grad_out)
-        views = _channel_views(_flat(g_buf), plan.channels, plan.strides[1])
-        grads = [torch.zeros_like(t) for t in tables] if need_loc else None
-        pending: list[tuple[tuple[int, int, int, int], Tensor, int]] = []
-        for lvl in range(len(plan.chunks) - 1, -1, -1):
-            # gradient of this level's outputs; the state before it reaches them only via
-            # reads. Only the offsets are needed here: chunks are rebuilt when scattering,
-            # so that no more than one chunk's temporaries are alive at a time.
-            for b in plan.chunks[lvl]:
-                out = _chunk_out(plan, b)
-                g = torch.stack([v.index_select(0, out) for v in views])
-                for v in views:
-                    v.index_fill_(0, out, 0)
-                pending.append((b, g, lvl))
-            if not plan.parallel or lvl == 0:  # parallel: every level read the input
-                _scatter(pending, views, grads, ctx, plan, tables, need_img)
-                pending = []
-        grad_images = g_buf.to(ctx.image_dtype) if need_img else None
-        return grad_images, (loc.param_grads(grads) if grads is not None else None), None, None
+def eager_backward(
+    grad_out: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
+    need_img: bool, need_loc: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """The eager kernel's backward: ``(grad_images, grad_params)`` (``None`` where not needed).
+
+    Walks the levels in reverse over one gradient buffer (compute dtype, plan strides).
+    """
+    loc = _Locations(plan, params)
+    tables = loc.tables
+    dtype = params.dtype
+    g_buf = torch.empty_strided(grad_out.shape, plan.strides, dtype=dtype, device=grad_out.device)
+    g_buf.copy_(grad_out)
+    views = _channel_views(_flat(g_buf), plan.channels, plan.strides[1])
+    grads = [torch.zeros_like(t) for t in tables] if need_loc else None
+    derivs = (saved[0].view(plan.channels, -1), saved[1].view(plan.channels, -1)) if need_loc else None
+    pending: list[tuple[tuple[int, int, int, int], Tensor, int]] = []
+    for lvl in range(len(plan.chunks) - 1, -1, -1):
+        # gradient of this level's outputs; the state before it reaches them only via
+        # reads. Only the offsets are needed here: chunks are rebuilt when scattering,
+        # so that no more than one chunk's temporaries are alive at a time.
+        for b in plan.chunks[lvl]:
+            out = _chunk_out(plan, b)
+            g = torch.stack([v.index_select(0, out) for v in views])
+            for v in views:
+                v.index_fill_(0, out, 0)
+            pending.append((b, g, lvl))
+        if not plan.parallel or lvl == 0:  # parallel: every level read the input
+            _scatter(pending, views, grads, derivs, plan, tables, need_img)
+            pending = []
+    grad_images = g_buf.to(images.dtype) if need_img else None
+    return grad_images, (loc.param_grads(grads) if grads is not None else None)
 
 
 class _Locations:
@@ -420,10 +421,13 @@ class _Locations:
         return out
 
 
-# Columns of the per-object parameters (see _warp._object_params; `Param` in
-# csrc/warp_cpu.cpp): theta, then per axis the base-coordinate map u = base * k + c, the
-# unnormalize scale and the float-box offset.
-_T00, _T01, _T02, _T10, _T11, _T12, _KX, _KY, _CX, _CY, _SX, _SY, _OX, _OY = range(14)
+# The per-object parameter table [K, PARAM_COUNT], by name (the one definition; the compiled
+# kernel's `enum Param` in csrc/warp_cpu.cpp mirrors it): theta row by row, then per axis
+# (x, y) the base-coordinate map u = base * k + c, the unnormalize scale and the float-box
+# offset. Built by _warp.object_params.
+PARAM_COLUMNS = ("t00", "t01", "t02", "t10", "t11", "t12", "kx", "ky", "cx", "cy", "sx", "sy", "ox", "oy")
+PARAM_COUNT = len(PARAM_COLUMNS)
+_T00, _T01, _T02, _T10, _T11, _T12, _KX, _KY, _CX, _CY, _SX, _SY, _OX, _OY = range(PARAM_COUNT)
 # the per-object location table: theta[:, 2], the unnormalize scales, the offsets
 _OBJECT_COLUMNS = [_T02, _T12, _SX, _SY, _OX, _OY]
 
@@ -444,12 +448,12 @@ def _chunk_out(plan: WarpPlan, bounds: tuple[int, int, int, int]) -> Tensor:
     return row["out"].index_select(0, prow) + jj * plan.strides[3]
 
 
-def _scatter(pending, views, grads, ctx, plan: WarpPlan, tables, need_img: bool) -> None:
+def _scatter(pending, views, grads, derivs, plan: WarpPlan, tables, need_img: bool) -> None:
     """Route output gradients to the sampled locations and to the pixels that were read."""
     for b, g, lvl in pending:
         ch = _Chunk(plan, tables, b)
         if grads is not None:
-            _location_grads(ch, g, ctx.dvdx[:, b[2] : b[3]], ctx.dvdy[:, b[2] : b[3]], grads)
+            _location_grads(ch, g, derivs[0][:, b[2] : b[3]], derivs[1][:, b[2] : b[3]], grads)
         # values read here came from the input or (sequential) from earlier levels' writes
         if need_img or (lvl > 0 and not plan.parallel):
             for off, w, _, _ in ch.taps(derivatives=False):
@@ -483,22 +487,46 @@ _MODE_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 _PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
 
 
-def compiled_warp(ops, images: Tensor, params: Tensor, plan: WarpPlan) -> Tensor:
-    """The warp by the compiled kernel (``csrc/warp_cpu.cpp``): its own autograd function.
+def kernel_options(plan: WarpPlan) -> list[int]:
+    """The options of the compiled kernel, in the order of ``Params`` in ``csrc/warp_cpu.cpp``.
+
+    The operator fills in ``save_from``, ``need_loc`` and ``need_img`` itself (they depend on
+    the plan's levels and on which gradients a call needs).
+    """
+    fields = {
+        "mode": _MODE_CODES[plan.mode], "padding": _PADDING_CODES[plan.padding_mode],
+        "align": int(plan.align_corners), "parallel": int(plan.parallel), "save_from": 0,
+        "s_b": plan.strides[0], "s_c": plan.strides[1], "s_h": plan.strides[2],
+        "s_w": plan.strides[3], "channels": plan.channels, "need_loc": 0, "need_img": 0,
+        "height": plan.size[0], "width": plan.size[1],
+    }
+    return list(fields.values())
+
+
+def compiled_forward(
+    ops, images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool
+) -> tuple[Tensor, list[Tensor]]:
+    """The forward of the compiled kernel (``csrc/warp_cpu.cpp``).
 
     For the location gradient, only levels that read earlier levels' writes
     (``sequential`` levels after the first) keep something: the values of the patches
     they read (image dtype; the backward recomputes the derivatives from them), or with
     ``padding_mode="image"``, where an object reads around its box, the two derivatives
     of every sampled value. The other levels read the input batch, which the backward
-    reads again instead. The backward writes the input gradient into the output
-    gradient itself when no one else holds that (the test ``AccumulateGrad`` makes
-    before it steals a gradient), so that it needs no batch-sized buffer of its own.
+    reads again instead.
     """
-    # slots 4 (first level that keeps something), 10 and 11 (which gradients are needed)
-    # are filled in by the operator
-    options = [
-        _MODE_CODES[plan.mode], _PADDING_CODES[plan.padding_mode], int(plan.align_corners),
-        int(plan.parallel), 0, *plan.strides, plan.channels, 0, 0, *plan.size,
-    ]
-    return ops.warp(images, params, plan.objects, plan.level_objects, options)
+    out, kept0, kept1 = ops.warp_forward(images, params, plan.objects, plan.level_objects,
+                                         kernel_options(plan), need_loc)
+    return out, [kept0, kept1]
+
+
+def compiled_backward(
+    ops, grad_out: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
+    need_img: bool, need_loc: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """The backward of the compiled kernel: ``(grad_images, grad_params)``."""
+    grad_images, grad_params = ops.warp_backward(
+        grad_out, images, params, plan.objects, plan.level_objects, saved[0], saved[1],
+        kernel_options(plan), need_img, need_loc,
+    )
+    return (grad_images if need_img else None), (grad_params if need_loc else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -12,23 +12,23 @@ from augpatch.functional._checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
+    BoxesLike,
     check_boxes,
     check_choice,
     check_images,
+    check_index_range,
     check_obj_to_img,
     check_same_device,
     check_theta,
+    compute_dtype,
     flatten_box_list,
 )
-from augpatch.functional._kernel import compiled_ops
 from augpatch.functional._plan import overlap_edges, schedule_levels
-from augpatch.functional._sampler import PatchWarp, WarpPlan, compiled_warp
+from augpatch.functional._sampler import PARAM_COLUMNS, WarpPlan
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
 _FEW_OBJECTS = 2
-
-BoxesLike = Tensor | Sequence[Tensor]
 
 
 def warp_patches(
@@ -96,15 +96,18 @@ def warp_patches(
     differentiable: gradients taken with ``create_graph=True`` are right, but
     differentiating them again raises a ``RuntimeError`` (no double backward).
 
-    Execution: for one or two integer boxes (float/float64 images, patch-relative
-    padding) the reference computation itself runs (one ``grid_sample`` per crop);
-    otherwise objects are scheduled into levels (boxes of one image that overlap go
-    to successive levels) and every level is one pass: on the CPU by a compiled C++
+    Execution: the warp is the registered operator ``torch.ops.augpatch.warp`` (it also
+    runs inside ``torch.compile`` / ``torch.export``; value checks run inside it, on the
+    real tensors). It schedules objects into levels (boxes of one image that overlap go
+    to successive levels) and runs every level as one pass: on the CPU by a compiled C++
     kernel (built on first use, about a minute; ``AUGPATCH_CPU_KERNEL`` /
-    :func:`set_cpu_kernel` choose it or the eager kernel), on CUDA by vectorised
-    PyTorch operations. All follow ``grid_sample``'s arithmetic, so results agree to
-    float rounding; the last bit of an object's pixels may differ between a call with
-    few and with many objects, or between the two kernels.
+    :func:`set_cpu_kernel` choose it or the eager kernel, :func:`active_kernel` says which
+    runs), on CUDA by vectorised PyTorch operations. In eager mode, one or two integer
+    boxes (float/float64 images, patch-relative padding) run the reference computation
+    itself (one ``grid_sample`` per crop). All follow ``grid_sample``'s arithmetic:
+    float64 results equal the loop's to about 1e-12, float32 ones to float rounding, and
+    a nearest-neighbour location within rounding of a tie may pick either neighbour. One
+    small device-to-host copy per call (the boxes and image indices the plan needs).
 
     Example:
         >>> import torch
@@ -122,7 +125,7 @@ def warp_patches(
     check_choice("overlap", overlap, OVERLAPS)
     if not isinstance(align_corners, bool):
         raise TypeError(f"align_corners must be a bool, got {type(align_corners).__name__}")
-    batch, _, height, width = images.shape
+    batch = images.shape[0]
     if isinstance(boxes, (list, tuple)):
         if obj_to_img is not None:
             raise ValueError("obj_to_img must be omitted when boxes is a list of per-image tensors")
@@ -133,129 +136,186 @@ def warp_patches(
     theta = check_theta(theta, num)
     obj_to_img = check_obj_to_img(obj_to_img, num, batch)
     check_same_device(images=images, boxes=boxes, theta=theta, obj_to_img=obj_to_img)
-    compute = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
     if num == 0:
         return images.clone(memory_format=torch.preserve_format)
-
-    theta = theta.to(compute)
-    fboxes = boxes.to(compute)
-    fboxes = torch.stack(
-        [fboxes[:, 0].clamp(0, width), fboxes[:, 1].clamp(0, height),
-         fboxes[:, 2].clamp(0, width), fboxes[:, 3].clamp(0, height)], 1
-    )
     if obj_to_img is None:
         obj_to_img = torch.zeros(num, dtype=torch.long, device=boxes.device)
+    if not torch.compiler.is_compiling():
+        few = _warp_few(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
+        if few is not None:
+            return few
+    need_loc = torch.is_grad_enabled() and (theta.requires_grad or boxes.requires_grad)
+    return torch.ops.augpatch.warp(
+        images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc
+    )[0]
 
-    # ---- N-sized metadata on the CPU (one transfer) ------------------------
-    meta = torch.cat([boxes.detach().double(), obj_to_img.double()[:, None]], 1).cpu()
-    if padding_mode == "image":
-        theta_cpu = theta.detach().double().cpu()
-    cl = meta[:, :4].clone()
-    cl[:, 0::2] = cl[:, 0::2].clamp(0, width)
-    cl[:, 1::2] = cl[:, 1::2].clamp(0, height)
-    # pixel j is inside iff x1 <= j + .5 < x2  <=>  ceil(x1 - .5) <= j < ceil(x2 - .5)
-    pix = torch.ceil(cl - 0.5).long()
-    pix[:, 0::2] = pix[:, 0::2].clamp(0, width)
-    pix[:, 1::2] = pix[:, 1::2].clamp(0, height)
-    n_w = (pix[:, 2] - pix[:, 0]).clamp(min=0)
-    n_h = (pix[:, 3] - pix[:, 1]).clamp(min=0)
+
+class Prepared(NamedTuple):
+    """What the operator runs: the plan, the objects in processing order, their parameters."""
+
+    plan: WarpPlan
+    objects: Tensor  # [K, 6] int64 (CPU): x0, y0, width, height, image, index in the call
+    params: Tensor  # [K, 14] compute dtype, on the images' device
+
+
+def prepare(
+    images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str,
+    padding_mode: str, align_corners: bool, overlap: str,
+) -> Prepared | None:
+    """Plan a warp (real tensors only): clip, schedule levels, build the parameter table.
+
+    ``None`` when no box has a pixel (the image is unchanged). One transfer of the
+    ``N``-sized metadata to the CPU; nothing of size ``N x image``.
+    """
+    batch, _, height, width = images.shape
+    meta, theta_cpu = metadata(boxes, theta, obj_to_img, batch, padding_mode == "image")
+    pix = _pixel_rects(meta[:, :4], height, width)
+    n_w, n_h = pix[:, 2] - pix[:, 0], pix[:, 3] - pix[:, 1]
     alive = ((n_w > 0) & (n_h > 0)).nonzero().flatten()
     if alive.numel() == 0:
-        return images.clone(memory_format=torch.preserve_format)
+        return None
     img_of = meta[alive, 4].long()
-    write = pix[alive]
-
-    if _few_integer_boxes(alive, cl, boxes, images, padding_mode):
-        return _warp_few(images, pix, alive, img_of, theta, mode, padding_mode, align_corners, overlap)
-
-    # ---- schedule ----------------------------------------------------------
     read = None
     if padding_mode == "image":
-        read = _source_rects(cl[alive], pix[alive], theta_cpu[alive], align_corners, height, width)
+        cl = _clip(meta[:, :4], height, width)
+        read = _source_rects(cl[alive], pix[alive], theta_cpu[alive],
+                             align_corners, height, width)
     # parallel: every object reads the original batch and writes go out level by level
     # (so that the higher index wins where boxes overlap); sequential: levels as in _plan
-    src, dst, strict = overlap_edges(write, read if overlap == "sequential" else None, img_of)
+    src, dst, strict = overlap_edges(pix[alive], read if overlap == "sequential" else None, img_of)
     level = schedule_levels(alive.numel(), src, dst, strict)
     # by level, then image (so that a level's rows come in runs of one image), then index
     order = torch.sort(level * batch + img_of, stable=True).indices
     obj = alive[order]  # original object index, in processing order
-    plan = _build_plan(
-        obj, pix, n_w, n_h, meta[:, 4].long(), level[order], images, mode, padding_mode,
-        align_corners, overlap == "parallel",
-    )
-    params = _object_params(fboxes, theta, obj.to(images.device), pix, n_w, n_h, obj,
-                            align_corners, compute)
-    ops = compiled_ops(images.device)
-    if ops is not None:
-        return compiled_warp(ops, images, params, plan)
-    return PatchWarp.apply(images, params, plan, compute)
+    objects = torch.stack([pix[obj, 0], pix[obj, 1], n_w[obj], n_h[obj], img_of[order], obj], 1)
+    counts = torch.bincount(level[order], minlength=int(level.max()) + 1)
+    plan = make_plan(objects, [0, *torch.cumsum(counts, 0).tolist()], images, mode, padding_mode,
+                     align_corners, overlap)
+    params = object_params(boxes, theta, objects, align_corners, compute_dtype(images.dtype),
+                           (height, width))
+    return Prepared(plan, objects, params)
 
 
-def _build_plan(
-    obj: Tensor, pix: Tensor, n_w: Tensor, n_h: Tensor, img: Tensor, level: Tensor,
-    images: Tensor, mode: str, padding_mode: str, align_corners: bool, parallel: bool,
+def make_plan(
+    objects: Tensor, level_objects: list[int], images: Tensor, mode: str, padding_mode: str,
+    align_corners: bool, overlap: str,
 ) -> WarpPlan:
-    """The per-object plan: patches in processing order and the levels' bounds (CPU, ``K``-sized)."""
-    objects = torch.stack([pix[obj, 0], pix[obj, 1], n_w[obj], n_h[obj], img[obj]], 1)
-    counts = torch.bincount(level, minlength=int(level[-1]) + 1)  # level is sorted
+    """The kernels' plan from the objects in processing order and the levels' bounds."""
     return WarpPlan(
-        objects=objects, level_objects=[0, *torch.cumsum(counts, 0).tolist()], mode=mode,
-        padding_mode=padding_mode, align_corners=align_corners, strides=_work_strides(images),
-        channels=images.shape[1], size=(images.shape[2], images.shape[3]), parallel=parallel,
-        device=images.device,
+        objects=objects[:, :5].contiguous(), level_objects=level_objects, mode=mode, padding_mode=padding_mode,
+        align_corners=align_corners, strides=work_strides(images), channels=images.shape[1],
+        size=(images.shape[2], images.shape[3]), parallel=overlap == "parallel", device=images.device,
     )
 
 
-def _work_strides(images: Tensor) -> tuple[int, int, int, int]:
-    """Strides of ``images.clone(memory_format=torch.preserve_format)``."""
-    if _dense_non_overlapping(images):
-        return tuple(images.stride())  # type: ignore[return-value]
-    return tuple(torch.empty(images.shape, device="meta").stride())  # type: ignore[return-value]
+def work_strides(images: Tensor) -> tuple[int, int, int, int]:
+    """Strides of the warp's output: those of ``torch.empty_like(images)`` (preserve format)."""
+    return tuple(torch.empty_like(images, device="meta").stride())  # type: ignore[return-value]
 
 
-def _dense_non_overlapping(t: Tensor) -> bool:
-    dims = sorted((st, sz) for st, sz in zip(t.stride(), t.shape, strict=True) if sz != 1)
-    expected = 1
-    for st, sz in dims:
-        if st != expected:
-            return False
-        expected *= sz
-    return True
+def _clip(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Boxes clipped to the canvas ``[0, W] x [0, H]``."""
+    return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
+                        boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], 1)
 
 
-def _object_params(
-    boxes: Tensor, theta: Tensor, obj_dev: Tensor, pix: Tensor, n_w: Tensor, n_h: Tensor,
-    obj: Tensor, align_corners: bool, dtype: torch.dtype,
+def _pixel_rects(boxes: Tensor, height: int, width: int) -> Tensor:
+    """``[N, 4]`` int64 half-open pixel rects of the boxes (CPU, float64 boxes)."""
+    # pixel j is inside iff x1 <= j + .5 < x2  <=>  ceil(x1 - .5) <= j < ceil(x2 - .5)
+    pix = torch.ceil(_clip(boxes, height, width) - 0.5).long()
+    pix[:, 0::2] = pix[:, 0::2].clamp(0, width)
+    pix[:, 1::2] = pix[:, 1::2].clamp(0, height)
+    pix[:, 2:] = torch.maximum(pix[:, 2:], pix[:, :2])
+    return pix
+
+
+def object_params(
+    boxes: Tensor, theta: Tensor, objects: Tensor, align_corners: bool, dtype: torch.dtype,
+    size: tuple[int, int],
 ) -> Tensor:
     """The differentiable per-object parameters ``[K, 14]`` every sampling location comes from.
 
-    In processing order (``obj``): ``theta`` flattened (6), then per axis (x, y) the map
-    ``k``, ``c`` of ``F.affine_grid``'s base coordinates onto the continuous box (``u =
-    base * k + c``; for integer boxes exactly the identity), the ``grid_sample``
-    unnormalize scale (half the box extent) and the float-box offset of the patch inside
-    its pixels. The kernel builds its location tables from them with the reference's
-    arithmetic (``PatchWarp``, ``csrc/warp_cpu.cpp``), so the locations it computes are
-    those of the reference loop.
+    ``objects`` ``[K, 6]`` (see :class:`Prepared`) gives the processing order and each
+    patch's pixels. Columns (``_sampler.PARAM_COLUMNS``, by name): ``theta`` flattened (6),
+    then per axis (x, y) the map ``k``, ``c`` of ``F.affine_grid``'s base coordinates onto
+    the continuous box (``u = base * k + c``; for integer boxes exactly the identity), the
+    ``grid_sample`` unnormalize scale (half the box extent) and the float-box offset of the
+    patch inside its pixels. The kernels build their location tables from them with the
+    reference's arithmetic, so the locations they compute are those of the reference loop.
+    Differentiable w.r.t. ``boxes`` and ``theta`` (the operator's backward uses that).
     """
     dev = boxes.device
-    box = boxes.index_select(0, obj_dev)
+    height, width = size
+    obj_dev = objects[:, 5].to(dev)
+    box = _clip(boxes.to(dtype), height, width).index_select(0, obj_dev)
     lo, hi = box[:, :2], box[:, 2:]
-    size = torch.stack([n_w[obj], n_h[obj]], 1).to(dev)
-    origin = pix[obj, :2].to(dev).to(dtype)  # first pixel of the patch
+    extent = objects[:, 2:4].to(dev)
+    origin = objects[:, :2].to(dev).to(dtype)  # first pixel of the patch
     ext = hi - lo
     if align_corners:
-        ext, span = (ext - 1).clamp(min=0), (size - 1).to(dtype)
+        ext, span = (ext - 1).clamp(min=0), (extent - 1).to(dtype)
     else:
-        span = size.to(dtype)
+        span = extent.to(dtype)
     centre = (lo + hi) / 2
     pos = ext > 0
     safe = torch.where(pos, ext, 1.0)
     scale = torch.where(pos, span / safe, 0.0)
-    shift = torch.where(pos, 2 * ((origin + size.to(dtype) / 2) - centre) / safe, 0.0)
+    shift = torch.where(pos, 2 * ((origin + extent.to(dtype) / 2) - centre) / safe, 0.0)
     # an axis without extent (a box at most one pixel thick with align_corners) reads
     # its pixel, as grid_sample on a one-pixel crop does
     offset = torch.where(pos | (not align_corners), lo - origin, 0.0)
-    return torch.cat([theta.index_select(0, obj_dev).reshape(-1, 6), scale, shift, ext / 2, offset], 1)
+    rows = theta.to(dtype).index_select(0, obj_dev).reshape(-1, 6)
+    columns = dict(zip(PARAM_COLUMNS[:6], rows.unbind(1)))
+    for axis, name in enumerate("xy"):
+        columns[f"k{name}"], columns[f"c{name}"] = scale[:, axis], shift[:, axis]
+        columns[f"s{name}"], columns[f"o{name}"] = ext[:, axis] / 2, offset[:, axis]
+    return torch.stack([columns[name] for name in PARAM_COLUMNS], 1)
+
+
+def object_params_backward(
+    grad: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, align_corners: bool,
+    size: tuple[int, int], need_boxes: bool, need_theta: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """The gradients of :func:`object_params` w.r.t. ``boxes`` and ``theta``, given ``grad [K, 14]``.
+
+    The chain rule of :func:`object_params` written out (the operator's backward runs
+    below autograd); ``clamp`` passes the gradient on its closed interval, as PyTorch's.
+    """
+    dev, dtype = grad.device, grad.dtype
+    height, width = size
+    obj_dev = objects[:, 5].to(dev)
+    grad_theta = None
+    if need_theta:
+        grad_theta = torch.zeros(theta.shape[0], 6, dtype=dtype, device=dev)
+        rows = grad[:, [PARAM_COLUMNS.index(f"t{i}{j}") for i in "01" for j in "012"]]
+        grad_theta = grad_theta.index_add_(0, obj_dev, rows).reshape(theta.shape).to(theta.dtype)
+    if not need_boxes:
+        return None, grad_theta
+    raw = boxes.detach().to(dtype)
+    box = _clip(raw, height, width).index_select(0, obj_dev)
+    lo, hi = box[:, :2], box[:, 2:]
+    extent = objects[:, 2:4].to(dev)
+    origin = objects[:, :2].to(dev).to(dtype)
+    ext0 = hi - lo
+    if align_corners:
+        ext, span, ext_mask = (ext0 - 1).clamp(min=0), (extent - 1).to(dtype), ext0 - 1 >= 0
+    else:
+        ext, span, ext_mask = ext0, extent.to(dtype), torch.ones_like(ext0, dtype=torch.bool)
+    pos = ext > 0
+    safe = torch.where(pos, ext, 1.0)
+    g_scale, g_shift, g_half, g_off = (grad[:, [PARAM_COLUMNS.index(f"{c}{a}") for a in "xy"]]
+                                       for c in "kcso")
+    arm = origin + extent.to(dtype) / 2 - (lo + hi) / 2
+    g_ext = torch.where(pos, -g_scale * span / safe**2 - 2 * g_shift * arm / safe**2, 0.0) + g_half / 2
+    g_ext0 = torch.where(ext_mask, g_ext, 0.0)
+    g_centre = torch.where(pos, -2 * g_shift / safe, 0.0)
+    g_lo = g_centre / 2 + torch.where(pos | (not align_corners), g_off, 0.0) - g_ext0
+    g_hi = g_centre / 2 + g_ext0
+    g_box = torch.zeros(boxes.shape[0], 4, dtype=dtype, device=dev)
+    g_box.index_add_(0, obj_dev, torch.cat([g_lo, g_hi], 1))
+    limit = torch.tensor([width, height, width, height], dtype=dtype, device=dev)
+    g_box = torch.where((raw >= 0) & (raw <= limit), g_box, 0.0)
+    return g_box.to(boxes.dtype), grad_theta
 
 
 def _source_rects(
@@ -290,30 +350,66 @@ def _source_rects(
     return rect.long()
 
 
-def _few_integer_boxes(alive: Tensor, clipped: Tensor, boxes: Tensor, images: Tensor, padding_mode: str) -> bool:
-    """Whether the direct per-crop computation applies (and is the cheaper one)."""
-    return (
-        alive.numel() <= _FEW_OBJECTS
-        and padding_mode != "image"
-        and images.dtype in (torch.float32, torch.float64)
-        and not boxes.requires_grad
-        and bool((clipped[alive] == clipped[alive].round()).all())
-    )
+def metadata(
+    boxes: Tensor, theta: Tensor, obj_to_img: Tensor, batch: int, with_theta: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The value checks and the ``N``-sized metadata on the CPU, in one transfer.
+
+    Returns ``[N, 5]`` float64 (``x1, y1, x2, y2, image``) and, ``with_theta``, ``theta``
+    ``[N, 2, 3]`` float64. Raises the clear errors of ``_checks`` for NaN/Inf boxes or
+    ``theta`` and image indices outside ``[0, batch)``: the operator's checks, which also
+    run inside a compiled graph.
+    """
+    num = boxes.shape[0]
+    parts = [boxes.detach().double().reshape(-1), obj_to_img.double(),
+             torch.stack([torch.isfinite(boxes.detach()).all(),
+                          torch.isfinite(theta.detach()).all()]).double()]
+    if with_theta:
+        parts.append(theta.detach().double().reshape(-1))
+    flat = torch.cat(parts).cpu()  # the one device-to-host copy of a call
+    box_ok, theta_ok = flat[5 * num : 5 * num + 2].tolist()
+    if not box_ok:
+        raise ValueError("boxes contains NaN or Inf values")
+    if not theta_ok:
+        raise ValueError("theta contains NaN or Inf values")
+    meta = torch.cat([flat[: 4 * num].view(num, 4), flat[4 * num : 5 * num, None]], 1)
+    check_index_range("obj_to_img", meta[:, 4], batch)
+    return meta, (flat[5 * num + 2 :].view(num, 2, 3) if with_theta else None)
 
 
 def _warp_few(
-    images: Tensor, pix: Tensor, alive: Tensor, img_of: Tensor, theta: Tensor, mode: str,
+    images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str,
     padding_mode: str, align_corners: bool, overlap: str,
-) -> Tensor:
-    """The SPEC's loop for at most ``_FEW_OBJECTS`` integer boxes (exact by definition)."""
+) -> Tensor | None:
+    """The SPEC's loop itself for at most ``_FEW_OBJECTS`` integer boxes (exact by definition).
+
+    ``None`` where it does not apply (more objects, float boxes, padding ``"image"``, uint8
+    or half images): the operator runs then. Eager calls only (it reads the boxes' values).
+    """
+    if (
+        boxes.shape[0] > _FEW_OBJECTS
+        or padding_mode == "image"
+        or images.dtype not in (torch.float32, torch.float64)
+        or boxes.requires_grad
+    ):
+        return None
+    height, width = images.shape[2:]
+    meta, _ = metadata(boxes, theta, obj_to_img, images.shape[0], False)
+    clipped = _clip(meta[:, :4], height, width)
+    if not bool((clipped == clipped.round()).all()):
+        return None
+    pix = _pixel_rects(meta[:, :4], height, width)
     out = images
     channels = images.shape[1]
-    for b, n in zip(img_of.tolist(), alive.tolist(), strict=True):
-        x0, y0, x1, y1 = pix[n].tolist()
+    for n, (x0, y0, x1, y1) in enumerate(pix.tolist()):
+        if x1 <= x0 or y1 <= y0:
+            continue
+        b = int(meta[n, 4])
         src = out if overlap == "sequential" else images
         patch = src[b : b + 1, :, y0:y1, x0:x1]
-        grid = F.affine_grid(theta[n : n + 1], [1, channels, y1 - y0, x1 - x0], align_corners=align_corners)
+        grid = F.affine_grid(theta[n : n + 1].to(images.dtype), [1, channels, y1 - y0, x1 - x0],
+                             align_corners=align_corners)
         new = F.grid_sample(patch, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
         out = out.clone(memory_format=torch.preserve_format)
         out[b, :, y0:y1, x0:x1] = new[0]
-    return out
+    return out if out is not images else images.clone(memory_format=torch.preserve_format)

@@ -394,20 +394,38 @@ class DetectionAutoAugment(nn.Module):
             >>> p["sub_policy"].shape, p["apply"].shape
             (torch.Size([4]), torch.Size([4, 2]))
         """
-        batch, _, height, width = (int(v) for v in batch_shape)
-        boxes, o2i, _ = self._flatten(boxes, obj_to_img, batch)
-        fboxes = boxes.to(torch.float64 if boxes.dtype == torch.float64 else torch.float32)
-        rec = self._sample(batch, o2i, boxes.device)
-        op_of = self._op_id[rec["sub_policy"].cpu()]
-        apply_cpu = rec["apply"].cpu()
-        for k in range(self.num_slots):
-            ran = apply_cpu[:, k] & (op_of[:, k] >= 0)
-            for op_id in torch.unique(op_of[ran, k]).tolist():
-                chosen = ran & (op_of[:, k] == op_id)
-                self._resolve(rec, self._op_names[op_id], k, chosen, fboxes, o2i, (height, width))
-        out = {key: rec[key] for key in (*_IMAGE_KEYS, *_OBJECT_KEYS)}
-        out["obj_to_img"] = o2i
-        return out
+        result = self._call(batch_shape, None, boxes, obj_to_img, None, None, None, None)
+        return result.params
+
+    def apply_to_targets(
+        self,
+        batch_shape: Sequence[int],
+        boxes: Tensor | Sequence[Tensor],
+        obj_to_img: Tensor | None = None,
+        *,
+        params: Mapping[str, Any],
+        masks: Tensor | None = None,
+        image_masks: Tensor | None = None,
+        keypoints: Tensor | None = None,
+    ) -> PatchResult:
+        """Apply a call's parameters to boxes, masks and keypoints only (no images).
+
+        What ``aug(images, boxes, ..., params=params)`` returns besides the images, for
+        pipelines that transform each input on its own (torchvision's v2 adapter).
+
+        Returns:
+            :class:`PatchResult` with ``images=None``.
+
+        Example:
+            >>> aug = DetectionAutoAugment([[("TranslateX_BBox", 1.0, 2)]])
+            >>> boxes = torch.tensor([[60.0, 10.0, 80.0, 30.0]])
+            >>> p = aug.forward_parameters((1, 3, 100, 100), boxes)
+            >>> moved = aug.apply_to_targets((1, 3, 100, 100), boxes, params=p).boxes
+            >>> abs(float(moved[0, 0] - 60.0))  # 50 px to the left or to the right
+            50.0
+        """
+        return self._call(batch_shape, None, boxes, obj_to_img, masks, image_masks, keypoints,
+                          params)
 
     @staticmethod
     def _flatten(
@@ -439,9 +457,24 @@ class DetectionAutoAugment(nn.Module):
     ) -> PatchResult:
         """Apply the policy to a batch; see the class docstring."""
         images = check_images(images)
-        batch, channels, height, width = images.shape
+        return self._call(images.shape, images, boxes, obj_to_img, masks, image_masks, keypoints,
+                          params)
+
+    def _call(
+        self,
+        batch_shape: Sequence[int],
+        images: Tensor | None,
+        boxes: Tensor | Sequence[Tensor],
+        obj_to_img: Tensor | None,
+        masks: Tensor | None,
+        image_masks: Tensor | None,
+        keypoints: Tensor | None,
+        params: Mapping[str, Any] | None,
+    ) -> PatchResult:
+        """Sample (or replay) and apply: to ``images`` if given, else to the targets only."""
+        batch, channels, height, width = (int(v) for v in batch_shape)
         boxes, o2i, as_list = self._flatten(boxes, obj_to_img, batch)
-        device = images.device
+        device = images.device if images is not None else boxes.device
         boxes, o2i = boxes.to(device), o2i.to(device)
         n = boxes.shape[0]
         if masks is not None and (
@@ -472,9 +505,10 @@ class DetectionAutoAugment(nn.Module):
                 keypoints = keypoints[:, None]
             if keypoints.dim() != 3 or keypoints.shape[0] != n or keypoints.shape[-1] != 2:
                 raise ValueError(f"keypoints must be [N, K, 2] with N = {n}")
-        dtype = torch.float64 if torch.float64 in (images.dtype, boxes.dtype) else torch.float32
+        wide = torch.float64 in (boxes.dtype, images.dtype if images is not None else None)
+        dtype = torch.float64 if wide else torch.float32
         fill = fill_tensor(self.fill, channels)
-        if images.dtype != torch.uint8:
+        if images is not None and images.dtype != torch.uint8:
             fill = fill / 255
 
         if params is None:
@@ -485,13 +519,15 @@ class DetectionAutoAugment(nn.Module):
             replay = True
 
         state = _State(
-            images=images.clone(),
+            images=None if images is None else images.clone(),
             boxes=boxes.to(dtype),
             o2i=o2i,
             masks=masks,
             image_masks=image_masks,
             keypoints=None if keypoints is None else keypoints.to(dtype),
             fill=fill,
+            size=(height, width),
+            batch=batch,
         )
         sub_cpu = rec["sub_policy"].cpu()
         apply_cpu = rec["apply"].cpu()
@@ -508,7 +544,8 @@ class DetectionAutoAugment(nn.Module):
                 if spec.box_only:
                     self._box_op(state, name, k, chosen, rec)
                 elif spec.kind == "cutout":
-                    self._cutout(state, name, k, chosen, rec)
+                    if state.images is not None:
+                        self._cutout(state, name, k, chosen, rec)
                 else:
                     for value in torch.unique(mag_cpu[chosen, k]).tolist():
                         idx = torch.nonzero(chosen & (mag_cpu[:, k] == value)).flatten()
@@ -518,7 +555,8 @@ class DetectionAutoAugment(nn.Module):
         keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
         stored = {key: rec[key] for key in (*_IMAGE_KEYS, *_OBJECT_KEYS)}
         stored.update(obj_to_img=o2i, keep=keep)
-        self._params = stored
+        if images is not None:
+            self._params = stored
 
         boxes_out, obj_out = final, o2i
         masks_out, kps_out = state.masks, state.keypoints
@@ -550,9 +588,13 @@ class DetectionAutoAugment(nn.Module):
 
     def _image_op(self, state: _State, name: str, value: float, idx: Tensor) -> None:
         """One torchvision call on the images ``idx`` that share op ``name`` and ``value``."""
+        if OPS[name].kind == "image_geometric":
+            self._geometric(state, name, value, idx)
+            return
+        if state.images is None:
+            return
         x = state.images.index_select(0, idx)
-        uint8 = x.dtype == torch.uint8
-        unit = 1.0 if uint8 else 1.0 / 255
+        unit = 1.0 if x.dtype == torch.uint8 else 1.0 / 255
         if name == "AutoContrast":
             y = TF.autocontrast(x)
         elif name == "Equalize":
@@ -574,13 +616,12 @@ class DetectionAutoAugment(nn.Module):
         elif name == "Sharpness":
             y = TF.adjust_sharpness(x, value)
         else:
-            self._geometric(state, name, value, idx, x)
-            return
+            raise ValueError(f"unknown image op {name!r}")
         state.images.index_copy_(0, idx, y.to(state.images.dtype))
 
-    def _geometric(self, state: _State, name: str, value: float, idx: Tensor, x: Tensor) -> None:
+    def _geometric(self, state: _State, name: str, value: float, idx: Tensor) -> None:
         """Image-level geometric op: the images, their objects' boxes, masks and keypoints."""
-        height, width = x.shape[-2:]
+        height, width = state.size
         interp = InterpolationMode.NEAREST if self.interpolation == "nearest" else (
             InterpolationMode.BILINEAR
         )
@@ -613,14 +654,15 @@ class DetectionAutoAugment(nn.Module):
                 b, _XYXY, (height, width), clamping_mode=clamping, **kw
             )
 
-        y = image_fn(x, self._fill_list(state), interp)
-        state.images.index_copy_(0, idx, y.to(state.images.dtype))
+        if state.images is not None:
+            y = image_fn(state.images.index_select(0, idx), self._fill_list(state), interp)
+            state.images.index_copy_(0, idx, y.to(state.images.dtype))
         if state.image_masks is not None:
             m = state.image_masks.index_select(0, idx)
             state.image_masks = state.image_masks.index_copy(
                 0, idx, _warp_mask(m, lambda t: image_fn(t, [0.0], InterpolationMode.NEAREST))
             )
-        in_group = torch.zeros(state.images.shape[0], dtype=torch.bool, device=idx.device)
+        in_group = torch.zeros(state.batch, dtype=torch.bool, device=idx.device)
         in_group[idx] = True
         objs = torch.nonzero(in_group[state.o2i]).flatten()
         if objs.numel() == 0:
@@ -685,7 +727,7 @@ class DetectionAutoAugment(nn.Module):
             pad = magnitude.long()[:, None].expand(-1, 2)
         else:  # BBox_Cutout: half-sides are the fraction of the chosen box's size
             obj = rec["bbox_cutout_object"][idx, k].clamp(min=0)
-            rect = box_pixel_rects(state.boxes[obj], tuple(state.images.shape[-2:]))
+            rect = box_pixel_rects(state.boxes[obj], state.size)
             pad = (magnitude[:, None] * (rect[:, 2:] - rect[:, :2]).double() / 2).long()
         valid = (center >= 0).all(-1)
         rects = torch.cat((center - pad, center + pad), -1)[valid]
@@ -693,15 +735,18 @@ class DetectionAutoAugment(nn.Module):
 
     def _box_op(self, state: _State, name: str, k: int, chosen: Tensor, rec: dict[str, Tensor]) -> None:
         """A box-only op on every box of the chosen images whose coin fired (one pass)."""
-        device = state.images.device
-        objs = torch.nonzero(chosen.to(device)[state.o2i]).flatten()
+        objs = torch.nonzero(chosen.to(state.o2i.device)[state.o2i]).flatten()
         fired = objs[rec["box_apply"][objs, k]]
         if fired.numel() == 0:
             return
         magnitude = rec["box_magnitude"][fired, k]
-        height, width = state.images.shape[-2:]
+        height, width = state.size
         boxes, o2i = state.boxes[fired], state.o2i[fired]
-        if name == "Equalize_Only_BBoxes":
+        if OPS[name].kind == "box_geometric":
+            self._box_warp(state, name, fired, magnitude)
+        elif state.images is None:
+            return
+        elif name == "Equalize_Only_BBoxes":
             state.images = equalize_boxes(
                 state.images, boxes, o2i, overlap=self.overlap, inplace=True
             )
@@ -720,8 +765,6 @@ class DetectionAutoAugment(nn.Module):
                 -1,
             )[valid]
             state.images = fill_rects(state.images, cut, o2i[valid], state.fill, inplace=True)
-        else:
-            self._box_warp(state, name, fired, magnitude)
 
     def _coin_probability(self, name: str, prob: Tensor, boxes: Tensor) -> Tensor:
         if self.box_prob is None:
@@ -738,13 +781,15 @@ class DetectionAutoAugment(nn.Module):
         return p
 
     def _box_warp(self, state: _State, name: str, fired: Tensor, magnitude: Tensor) -> None:
-        height, width = state.images.shape[-2:]
+        height, width = state.size
         patches = AF.clip_boxes(state.boxes[fired], (height, width))
         theta = box_only_theta(name, patches, magnitude, align_corners=self.align_corners)
         o2i = state.o2i[fired]
         common = {"mode": self.interpolation, "align_corners": self.align_corners,
                   "overlap": self.overlap}
-        if self.padding_mode == "image":  # reads around the boxes: the whole-image warp
+        if state.images is None:
+            pass
+        elif self.padding_mode == "image":  # reads around the boxes: the whole-image warp
             state.images = AF.warp_patches(
                 state.images, patches, theta, o2i, padding_mode="image", **common
             )
@@ -788,18 +833,21 @@ class DetectionAutoAugment(nn.Module):
 
 
 class _State:
-    """What the ops of one call update: images, boxes, masks, keypoints."""
+    """What the ops of one call update: images (``None``: targets only), boxes, masks,
+    keypoints; and the canvas size."""
 
     def __init__(
         self,
         *,
-        images: Tensor,
+        images: Tensor | None,
         boxes: Tensor,
         o2i: Tensor,
         masks: Tensor | None,
         image_masks: Tensor | None,
         keypoints: Tensor | None,
         fill: Tensor,
+        size: tuple[int, int],
+        batch: int,
     ) -> None:
         self.images = images
         self.boxes = boxes
@@ -808,6 +856,8 @@ class _State:
         self.image_masks = image_masks
         self.keypoints = keypoints
         self.fill = fill
+        self.size = size
+        self.batch = batch
 
 
 def _warp_mask(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:

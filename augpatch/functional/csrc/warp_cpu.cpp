@@ -13,8 +13,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/csrc/autograd/custom_function.h>
-#include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -905,29 +903,9 @@ at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
   return out;
 }
 
-// Whether `t` is the only reference to its tensor and its memory: no other tensor
-// shares its storage, except its own view base (a reshape's) if nothing else holds that.
-bool sole_owner(const at::Tensor& t) {
-  if (t.use_count() != 1) return false;
-  int64_t holders = 1;
-  if (t.is_view()) {
-    if (t._base().use_count() != 1) return false;
-    holders = 2;
-  }
-  return t.storage().use_count() == holders;
-}
-
-// The gradient buffer of the backward: the output gradient itself where nobody else can
-// see it, else a copy (compute dtype, plan strides). The test is the one AccumulateGrad
-// makes before it steals a gradient (sole_owner, and no graph is being recorded:
-// create_graph=False); then writing into it is unobservable, and the input gradient
-// needs no batch-sized memory of its own.
-at::Tensor gradient_buffer(at::Tensor& grad, const Params& p, at::ScalarType compute, bool create_graph) {
-  const bool own = sole_owner(grad) && !create_graph && grad.layout() == at::kStrided &&
-                   grad.device().is_cpu() && grad.scalar_type() == compute &&
-                   grad.strides() == c10::IntArrayRef(strides_of(p)) && !grad.is_conj() && !grad.is_neg() &&
-                   !grad.requires_grad();
-  if (own) return std::move(grad);
+// The gradient buffer of the backward: a copy of the output gradient (compute dtype, plan
+// strides) that becomes the input gradient in place.
+at::Tensor gradient_buffer(const at::Tensor& grad, const Params& p, at::ScalarType compute) {
   at::Tensor buf = at::empty_strided(grad.sizes(), strides_of(p), grad.options().dtype(compute));
   buf.copy_(grad);
   return buf;
@@ -947,99 +925,67 @@ std::vector<int64_t> with_needs(c10::IntArrayRef options, c10::IntArrayRef level
   return v;
 }
 
-// warp(images, params, objects, level_objects, options) -> the warped batch: the forward
-// without autograd (inference mode and calls without any gradient).
-at::Tensor warp(const at::Tensor& images, const at::Tensor& params, const at::Tensor& objects,
-                c10::IntArrayRef level_objects, c10::IntArrayRef options) {
-  const auto opt = with_needs(options, level_objects, false, false);
-  at::Tensor work = plan_copy(images, Params(opt));
-  warp_forward(work, at::empty({0}, images.options()), params.contiguous(), objects, level_objects, opt);
-  return work;
+// warp_forward(images, params, objects, level_objects, options, need_loc) -> (out, kept0,
+// kept1): the warped batch and what the backward needs for the location gradient, as two
+// flat tensors (patch-relative padding: the patches read by "sequential" levels after the
+// first, image dtype, and an empty compute-dtype tensor; padding "image": the two
+// derivatives of every value sampled by those levels, compute dtype). No autograd here:
+// augpatch's operator (augpatch::warp, _op.py) owns it.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_op(const at::Tensor& images, const at::Tensor& params,
+                                                               const at::Tensor& objects,
+                                                               c10::IntArrayRef level_objects,
+                                                               c10::IntArrayRef options, bool need_loc) {
+  const auto opt = with_needs(options, level_objects, need_loc, false);
+  const Params p(opt);
+  at::Tensor work = plan_copy(images, p);
+  // levels that read the input batch read it directly where its layout is the plan's
+  const bool same = images.strides() == c10::IntArrayRef(strides_of(p));
+  const at::Tensor read = same ? images : at::empty({0}, images.options());
+  auto kept = warp_forward(work, read, params.contiguous(), objects, level_objects, opt);
+  at::Tensor first = kept[0].reshape({-1});
+  at::Tensor second = kept.size() > 1 ? kept[1].reshape({-1}) : at::empty({0}, params.options());
+  return {work, first, second};
 }
 
-// The differentiable warp. Saves the input batch (or, if it is not in the plan's layout,
-// a copy) only when the location gradient needs it, plus what warp_forward kept.
-struct WarpFunction : public torch::autograd::Function<WarpFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& images,
-                            const at::Tensor& params, const at::Tensor& objects,
-                            c10::IntArrayRef level_objects, c10::IntArrayRef options, bool need_loc) {
-    const auto opt = with_needs(options, level_objects, need_loc, false);
-    const Params p(opt);
-    at::Tensor work = plan_copy(images, p);
-    at::Tensor source;  // the input batch in the plan's layout, for the location gradient
-    if (images.strides() == c10::IntArrayRef(strides_of(p))) {
-      source = images;
-    } else if (need_loc) {
-      source = plan_copy(images, p);
-    }
-    const at::Tensor read = source.defined() ? source : at::empty({0}, images.options());
-    auto kept = warp_forward(work, read, params.contiguous(), objects, level_objects, opt);
-    std::vector<at::Tensor> to_save{need_loc ? source : at::Tensor(), params};
-    to_save.insert(to_save.end(), kept.begin(), kept.end());
-    ctx->save_for_backward(to_save);
-    ctx->saved_data["objects"] = objects;
-    ctx->saved_data["levels"] = level_objects.vec();
-    ctx->saved_data["options"] = opt;
-    ctx->saved_data["image_dtype"] = static_cast<int64_t>(images.scalar_type());
-    return work;
+// warp_backward(grad, images, params, objects, level_objects, kept0, kept1, options,
+// need_img, need_loc) -> (grad_images, grad_params); an output that is not
+// needed is an empty tensor. `images` is the input batch of the forward (read again where
+// a level read it), `kept0`/`kept1` what warp_forward returned.
+std::tuple<at::Tensor, at::Tensor> warp_backward_op(const at::Tensor& grad, const at::Tensor& images,
+                                                    const at::Tensor& params, const at::Tensor& objects,
+                                                    c10::IntArrayRef level_objects, const at::Tensor& kept0,
+                                                    const at::Tensor& kept1, c10::IntArrayRef options,
+                                                    bool need_img, bool need_loc) {
+  const auto opt = with_needs(options, level_objects, need_loc, need_img);
+  const Params p(opt);
+  at::Tensor g_buf = gradient_buffer(grad, p, params.scalar_type());
+  at::Tensor source = at::empty({0}, images.options());
+  if (need_loc) {
+    source = images.strides() == c10::IntArrayRef(strides_of(p)) ? images : plan_copy(images, p);
   }
-
-  // `grads` by reference: a copy of the list would hold a second reference to the
-  // output gradient and hide that it is ours alone (see gradient_buffer).
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list& grads) {
-    auto saved = ctx->get_saved_variables();
-    at::Tensor source = saved[0];
-    const at::Tensor params = saved[1].contiguous();
-    const std::vector<at::Tensor> kept(saved.begin() + 2, saved.end());
-    const auto levels = ctx->saved_data["levels"].toIntVector();
-    const auto forward_opt = ctx->saved_data["options"].toIntVector();
-    const auto image_dtype = static_cast<at::ScalarType>(ctx->saved_data["image_dtype"].toInt());
-    const bool need_img = ctx->needs_input_grad(0);
-    const bool need_loc = ctx->needs_input_grad(1) && forward_opt[10] != 0;
-    const auto opt = with_needs(forward_opt, levels, need_loc, need_img);
-    const bool create_graph = at::GradMode::is_enabled();
-    at::NoGradGuard no_grad;  // the kernel works in place, outside autograd
-    at::Tensor g_buf = gradient_buffer(grads[0], Params(opt), params.scalar_type(), create_graph);
-    if (!source.defined()) source = at::empty({0}, params.options().dtype(image_dtype));
-    auto g = warp_backward(g_buf, source, params, ctx->saved_data["objects"].toTensor(), levels, kept, opt);
-    torch::autograd::variable_list out{need_img ? g_buf.to(image_dtype) : at::Tensor(),
-                                       need_loc ? g[0] : at::Tensor(), at::Tensor(), at::Tensor(),
-                                       at::Tensor(), at::Tensor()};
-    return create_graph ? once_differentiable(std::move(out)) : out;
-  }
-
-  // What Python's @once_differentiable does: with create_graph=True the gradients carry
-  // a node that raises if anything differentiates through them (the backward is not
-  // itself differentiable; silently treating it as constant would be wrong).
-  static torch::autograd::variable_list once_differentiable(torch::autograd::variable_list out) {
-    for (auto& t : out) {
-      if (t.defined()) {
-        t = t.detach();
-        t.set_requires_grad(true);
-      }
-    }
-    torch::autograd::DelayedError err(
-        "augpatch: warp_patches is differentiable once; differentiating its backward (double "
-        "backward, create_graph=True) is not supported",
-        static_cast<int64_t>(out.size()));
-    at::AutoGradMode grad_mode(true);
-    return err.apply(std::move(out));
-  }
-};
-
-at::Tensor warp_autograd(const at::Tensor& images, const at::Tensor& params, const at::Tensor& objects,
-                         c10::IntArrayRef level_objects, c10::IntArrayRef options) {
-  const bool need_loc = at::GradMode::is_enabled() && params.requires_grad();
-  return WarpFunction::apply(images, params, objects, level_objects, options, need_loc);
+  std::vector<at::Tensor> kept;
+  const int64_t rows = kept0.numel() > 0 ? p.channels : 0;
+  kept.push_back(kept0.reshape({rows, rows > 0 ? -1 : 0}));
+  if (p.padding == kImage) kept.push_back(kept1.reshape({rows, rows > 0 ? -1 : 0}));
+  auto g = warp_backward(g_buf, source, params.contiguous(), objects, level_objects, kept, opt);
+  at::Tensor grad_images = need_img ? g_buf.to(images.scalar_type()) : at::empty({0}, images.options());
+  at::Tensor grad_params = need_loc ? g[0] : at::empty({0}, params.options());
+  return {grad_images, grad_params};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(augpatch_cpu, m) {
-  m.def("warp(Tensor images, Tensor params, Tensor objects, int[] level_objects, int[] options) -> Tensor");
+  m.def(
+      "warp_forward(Tensor images, Tensor params, Tensor objects, int[] level_objects, int[] options, "
+      "bool need_loc) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "warp_backward(Tensor grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
+      "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc) "
+      "-> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) { m.impl("warp", &warp); }
-
-TORCH_LIBRARY_IMPL(augpatch_cpu, Autograd, m) { m.impl("warp", &warp_autograd); }
+TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
+  m.impl("warp_forward", &warp_forward_op);
+  m.impl("warp_backward", &warp_backward_op);
+}

@@ -1,0 +1,157 @@
+"""The warp as one registered operator: ``torch.ops.augpatch.warp`` and its backward.
+
+Like torchvision's ``roi_align``, the warp is a PyTorch operator with an implementation
+for real tensors (any device: it plans on the CPU and runs the backend that
+:func:`~augpatch.functional._kernel.backend_for` picks for the device), a fake (meta)
+implementation for tracing, and autograd registered on the operator. So
+``torch.compile`` (also ``fullgraph=True`` and ``dynamic=True``) and ``torch.export``
+see one opaque node with correct output metadata, and never run the planning or the
+value checks on fake tensors: they run inside the operator, on the real tensors, when
+the graph runs, and raise the same clear errors as in eager mode.
+
+``augpatch::warp(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners,
+overlap, need_loc) -> (out, objects, levels, params, saved0, saved1)``: ``out`` is the
+warped batch; the other outputs are the plan and what the backward needs (not
+differentiable): ``objects`` ``[K, 6]`` int64 (CPU) the objects in processing order,
+``levels`` ``[L + 1]`` int64 (CPU) the levels' bounds, ``params`` ``[K, 14]`` the
+per-object parameters, and two flat tensors kept by the backend. Their sizes depend on
+the data (unbacked sizes under tracing).
+
+``augpatch::warp_backward(...) -> (grad_images, grad_boxes, grad_theta)``: an output that
+is not needed is an empty tensor. The operator is differentiable once: differentiating
+its gradients raises an error (no double backward).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from augpatch.functional._checks import compute_dtype
+from augpatch.functional._kernel import backend_for
+from augpatch.functional._sampler import PARAM_COUNT
+from augpatch.functional._warp import make_plan, object_params_backward, prepare
+
+_OBJECT_COLUMNS = 6
+
+
+@torch.library.custom_op("augpatch::warp", mutates_args=())
+def warp(
+    images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str,
+    padding_mode: str, align_corners: bool, overlap: str, need_loc: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The warp of ``warp_patches`` (validated arguments; ``obj_to_img`` always given)."""
+    theta = theta.reshape(-1, 2, 3)
+    backend = backend_for(images.device)
+    prep = prepare(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
+    compute = compute_dtype(images.dtype)
+    if prep is None:  # no box has a pixel: the image is unchanged
+        dtypes = backend.saved_dtypes(images.dtype, compute, padding_mode)
+        return (
+            images.clone(memory_format=torch.preserve_format),
+            torch.zeros(0, _OBJECT_COLUMNS, dtype=torch.long),
+            torch.zeros(1, dtype=torch.long),
+            torch.zeros(0, PARAM_COUNT, dtype=compute, device=images.device),
+            torch.zeros(0, dtype=dtypes[0], device=images.device),
+            torch.zeros(0, dtype=dtypes[1], device=images.device),
+        )
+    out, saved = backend.forward(images, prep.params, prep.plan, need_loc)
+    levels = torch.tensor(prep.plan.level_objects, dtype=torch.long)
+    return out, prep.objects, levels, prep.params, saved[0], saved[1]
+
+
+@warp.register_fake
+def _warp_fake(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc):
+    ctx = torch.library.get_ctx()
+    compute = compute_dtype(images.dtype)
+    dtypes = backend_for(images.device).saved_dtypes(images.dtype, compute, padding_mode)
+    k = ctx.new_dynamic_size()
+    return (
+        torch.empty_like(images, memory_format=torch.preserve_format),
+        images.new_empty((k, _OBJECT_COLUMNS), dtype=torch.long, device="cpu"),
+        images.new_empty((ctx.new_dynamic_size(min=1),), dtype=torch.long, device="cpu"),
+        images.new_empty((k, PARAM_COUNT), dtype=compute),
+        images.new_empty((ctx.new_dynamic_size(),), dtype=dtypes[0]),
+        images.new_empty((ctx.new_dynamic_size(),), dtype=dtypes[1]),
+    )
+
+
+@torch.library.custom_op("augpatch::warp_backward", mutates_args=())
+def warp_backward(
+    grad: Tensor, images: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, levels: Tensor,
+    params: Tensor, saved0: Tensor, saved1: Tensor, mode: str, padding_mode: str,
+    align_corners: bool, overlap: str, need_img: bool, need_boxes: bool, need_theta: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The gradients of :func:`warp` w.r.t. ``images``, ``boxes`` and ``theta``."""
+    need_loc = need_boxes or need_theta
+
+    def empty() -> Tensor:  # a fresh one each time: outputs of an operator must not alias
+        return grad.new_empty(0)
+
+    if objects.shape[0] == 0:  # nothing was warped: the identity
+        grad_images = grad.to(images.dtype).clone(memory_format=torch.preserve_format)
+        return (
+            grad_images if need_img else empty(),
+            torch.zeros_like(boxes) if need_boxes else empty(),
+            torch.zeros_like(theta) if need_theta else empty(),
+        )
+    plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
+    backend = backend_for(images.device)
+    grad_images, grad_params = backend.backward(
+        grad, images, params, plan, [saved0, saved1], need_img, need_loc
+    )
+    grad_boxes = grad_theta = None
+    if need_loc and grad_params is not None:  # through the parameter table
+        grad_boxes, grad_theta = object_params_backward(
+            grad_params, boxes, theta, objects, align_corners, (images.shape[2], images.shape[3]),
+            need_boxes, need_theta,
+        )
+    return (
+        grad_images if need_img and grad_images is not None else empty(),
+        grad_boxes if grad_boxes is not None else empty(),
+        grad_theta if grad_theta is not None else empty(),
+    )
+
+
+@warp_backward.register_fake
+def _warp_backward_fake(grad, images, boxes, theta, objects, levels, params, saved0, saved1, mode,
+                        padding_mode, align_corners, overlap, need_img, need_boxes, need_theta):
+    return (
+        torch.empty_like(images, memory_format=torch.preserve_format) if need_img else grad.new_empty(0),
+        torch.empty_like(boxes) if need_boxes else grad.new_empty(0),
+        torch.empty_like(theta) if need_theta else grad.new_empty(0),
+    )
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    images, boxes, theta, _, mode, padding_mode, align_corners, overlap, _ = inputs
+    _, objects, levels, params, saved0, saved1 = output
+    ctx.save_for_backward(images, boxes, theta, objects, levels, params, saved0, saved1)
+    ctx.options = (mode, padding_mode, align_corners, overlap)
+    ctx.mark_non_differentiable(objects, levels, params, saved0, saved1)
+
+
+def _backward(ctx, grad, *unused):
+    images, boxes, theta, objects, levels, params, saved0, saved1 = ctx.saved_tensors
+    need_img, need_boxes, need_theta = ctx.needs_input_grad[:3]
+    grad_images, grad_boxes, grad_theta = torch.ops.augpatch.warp_backward(
+        grad, images, boxes, theta, objects, levels, params, saved0, saved1, *ctx.options,
+        need_img, need_boxes, need_theta,
+    )
+    return (
+        grad_images if need_img else None, grad_boxes if need_boxes else None,
+        grad_theta if need_theta else None, None, None, None, None, None, None,
+    )
+
+
+torch.library.register_autograd("augpatch::warp", _backward, setup_context=_setup_context)
+
+
+def _double_backward(ctx, *grads):
+    raise RuntimeError(
+        "augpatch: warp_patches is differentiable once; differentiating its backward (double "
+        "backward, create_graph=True) is not supported"
+    )
+
+
+torch.library.register_autograd("augpatch::warp_backward", _double_backward)
