@@ -539,3 +539,50 @@ def test_list_boxes_and_errors() -> None:
     with pytest.raises(TypeError, match="images"):
         aug(images.long(), torch.zeros(1, 4), torch.tensor([0]))
     assert "policy='v0'" in repr(aug)
+
+
+# --------------------------------------------------------------------------- torchvision v2
+
+
+def test_torchvision_adapter_follows_the_v2_contract() -> None:
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from augpatch.integrations.torchvision import DetectionAutoAugment as V2DetectionAutoAugment
+
+    g = _gen(40)
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8, generator=g))
+    xyxy = torch.tensor([[4, 4, 30, 40], [40, 10, 76, 60], [10, 44, 30, 62]])
+    boxes = v2.ConvertBoundingBoxFormat("XYWH")(
+        tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(64, 80))
+    )
+    masks = torch.zeros(3, 64, 80, dtype=torch.bool)
+    for n, (x1, y1, x2, y2) in enumerate(xyxy.tolist()):
+        masks[n, y1:y2, x1:x2] = True
+    kps = tv_tensors.KeyPoints(xyxy[:, None, :2].float() + 2, canvas_size=(64, 80))
+    target = {"boxes": boxes, "labels": torch.tensor([1, 2, 3]), "masks": tv_tensors.Mask(masks),
+              "keypoints": kps}
+    policy = [[("TranslateX_BBox", 1.0, 2), ("Rotate_Only_BBoxes", 1.0, 6)],
+              [("ShearY_BBox", 1.0, 7), ("Equalize_Only_BBoxes", 1.0, 4)]]
+    t = V2DetectionAutoAugment(policy, move_boxes=True, bbox_prob_divisor=1.0, generator=_gen(41))
+    out_image, out = t(image, target)
+    assert isinstance(out_image, tv_tensors.Image) and out_image.dtype == torch.uint8
+    assert out["boxes"].format.name == "XYWH" and out["boxes"].dtype == boxes.dtype
+    assert isinstance(out["masks"], tv_tensors.Mask) and out["masks"].dtype == torch.bool
+    # the same parameters through the core, on the whole sample at once
+    p = t.last_params
+    core = t.core(image[None], xyxy, params=p, masks=masks,
+                  keypoints=xyxy[:, None, :2].float() + 2.5)
+    assert torch.equal(out_image, core.images[0])
+    expected = TF.convert_bounding_box_format(core.boxes, old_format="XYXY", new_format="XYWH")
+    assert torch.equal(out["boxes"], expected.round().to(boxes.dtype))
+    assert torch.equal(out["masks"], core.masks)
+    assert torch.allclose(out["keypoints"], core.keypoints - 0.5)
+    # replay, and SanitizeBoundingBoxes drops labels with their boxes
+    again_image, again = t(image, target, params=p)
+    assert torch.equal(again_image, out_image) and torch.equal(again["boxes"], out["boxes"])
+    far = V2DetectionAutoAugment([[("TranslateX_BBox", 1.0, 10)]])  # 250 px: all leave
+    _, gone = v2.Compose([far, v2.SanitizeBoundingBoxes()])(image, target)
+    assert gone["labels"].numel() == 0 and gone["boxes"].shape == (0, 4)
+    with pytest.raises(ValueError, match="SanitizeBoundingBoxes"):
+        V2DetectionAutoAugment("v0", drop_invalid=True)

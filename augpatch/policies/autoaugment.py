@@ -14,13 +14,13 @@ from torchvision.tv_tensors import BoundingBoxFormat
 import augpatch.functional as AF
 from augpatch.functional._checks import (
     OVERLAPS,
-    check_boxes,
     check_choice,
     check_images,
-    check_obj_to_img,
-    flatten_box_list,
+    compute_dtype,
+    parse_boxes,
 )
 from augpatch.functional._fill import fill_tensor
+from augpatch.functional._masks import _to_warpable
 from augpatch.policies._table import BBOX_ONLY_PROB_DIVISOR, OPS, check_policy
 from augpatch.policies.functional import (
     box_only_theta,
@@ -34,6 +34,7 @@ from augpatch.policies.functional import (
 )
 from augpatch.transforms._result import PatchResult
 from augpatch.transforms._sampling import uniform01
+from augpatch.transforms.base import PatchAugmentationBase
 
 __all__ = ["BoxProbability", "DetectionAutoAugment", "scale_aware_box_prob"]
 
@@ -417,12 +418,12 @@ class DetectionAutoAugment(nn.Module):
             :class:`PatchResult` with ``images=None``.
 
         Example:
-            >>> aug = DetectionAutoAugment([[("TranslateX_BBox", 1.0, 2)]])
-            >>> boxes = torch.tensor([[60.0, 10.0, 80.0, 30.0]])
+            >>> aug = DetectionAutoAugment([[("TranslateX_BBox", 1.0, 1)]])
+            >>> boxes = torch.tensor([[30.0, 10.0, 50.0, 30.0]])
             >>> p = aug.forward_parameters((1, 3, 100, 100), boxes)
             >>> moved = aug.apply_to_targets((1, 3, 100, 100), boxes, params=p).boxes
-            >>> abs(float(moved[0, 0] - 60.0))  # 50 px to the left or to the right
-            50.0
+            >>> abs(float(moved[0, 0] - 30.0))  # 25 px to the left or to the right
+            25.0
         """
         return self._call(batch_shape, None, boxes, obj_to_img, masks, image_masks, keypoints,
                           params)
@@ -431,16 +432,17 @@ class DetectionAutoAugment(nn.Module):
     def _flatten(
         boxes: Tensor | Sequence[Tensor], obj_to_img: Tensor | None, batch: int
     ) -> tuple[Tensor, Tensor, bool]:
-        if isinstance(boxes, (list, tuple)):
-            if obj_to_img is not None:
-                raise ValueError("obj_to_img must be omitted when boxes is a list")
-            flat, o2i = flatten_box_list(boxes, batch)
-            return flat, o2i, True
-        boxes = check_boxes(boxes)
-        o2i = check_obj_to_img(obj_to_img, boxes.shape[0], batch)
+        boxes, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
         if o2i is None:
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
-        return boxes, o2i, False
+        return boxes, o2i, as_list
+
+    def _replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> dict[str, Tensor]:
+        """Validated replay parameters for the objects ``patches [N, 4]`` (the adapter's hook)."""
+        sub = params.get("sub_policy")
+        if not isinstance(sub, Tensor):
+            raise ValueError("params lacks 'sub_policy': pass the parameters of a call")
+        return self._check_params(params, sub.shape[0], patches.shape[0], patches.device)
 
     # ------------------------------------------------------------------ forward
 
@@ -477,39 +479,17 @@ class DetectionAutoAugment(nn.Module):
         device = images.device if images is not None else boxes.device
         boxes, o2i = boxes.to(device), o2i.to(device)
         n = boxes.shape[0]
-        if masks is not None and (
-            not isinstance(masks, Tensor) or tuple(masks.shape) != (n, height, width)
-        ):
-            raise ValueError(
-                f"masks must be a tensor [N, H, W] = {[n, height, width]}, got "
-                f"{tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__}"
-            )
-        squeeze_image_masks = False
-        if image_masks is not None:
-            ok = isinstance(image_masks, Tensor) and image_masks.shape[0] == batch and (
-                (image_masks.dim() == 4 and tuple(image_masks.shape[2:]) == (height, width))
-                or (image_masks.dim() == 3 and tuple(image_masks.shape[1:]) == (height, width))
-            )
-            if not ok:
-                raise ValueError(
-                    f"image_masks must be [B, K, H, W] or [B, H, W] with B = {batch}, "
-                    f"(H, W) = {(height, width)}"
-                )
-            squeeze_image_masks = image_masks.dim() == 3
-            if squeeze_image_masks:
-                image_masks = image_masks[:, None]
-        if keypoints is not None:
-            if not isinstance(keypoints, Tensor):
-                raise TypeError("keypoints must be a tensor [N, K, 2]")
-            if keypoints.dim() == 2 and keypoints.shape[-1] == 2:
-                keypoints = keypoints[:, None]
-            if keypoints.dim() != 3 or keypoints.shape[0] != n or keypoints.shape[-1] != 2:
-                raise ValueError(f"keypoints must be [N, K, 2] with N = {n}")
-        wide = torch.float64 in (boxes.dtype, images.dtype if images is not None else None)
-        dtype = torch.float64 if wide else torch.float32
-        fill = fill_tensor(self.fill, channels)
-        if images is not None and images.dtype != torch.uint8:
-            fill = fill / 255
+        keypoints = PatchAugmentationBase._check_extras(
+            masks, image_masks, keypoints, n, batch, (height, width)
+        )
+        squeeze_image_masks = image_masks is not None and image_masks.dim() == 3
+        if squeeze_image_masks:
+            image_masks = image_masks[:, None]
+        dtype = compute_dtype(boxes, images)
+        fill = None  # what emptied pixels get (images' units); nothing to fill without images
+        if images is not None:
+            fill = fill_tensor(self.fill, channels)
+            fill = fill if images.dtype == torch.uint8 else fill / 255
 
         if params is None:
             rec = self._sample(batch, o2i, device)
@@ -806,17 +786,15 @@ class DetectionAutoAugment(nn.Module):
         lo = torch.minimum(moved[:, :2], patches[:, 2:])
         moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
         state.boxes = state.boxes.index_copy(0, fired, moved.to(state.boxes.dtype))
-        nearest = {"mode": "nearest", "padding_mode": "zeros", "align_corners": self.align_corners}
-        if state.masks is not None:
-            m = state.masks.index_select(0, fired)[:, None]
+        if state.masks is not None:  # mask n is image n of a batch of its own
             own = torch.arange(fired.numel(), device=fired.device)
-            warped = _warp_mask(m, lambda t: AF.warp_patches(t, patches, theta, own, **nearest))
-            state.masks = state.masks.index_copy(0, fired, warped[:, 0])
+            warped = AF.warp_masks(state.masks.index_select(0, fired), patches, theta, own,
+                                   align_corners=self.align_corners)
+            state.masks = state.masks.index_copy(0, fired, warped)
         if state.image_masks is not None:
-            state.image_masks = _warp_mask(
-                state.image_masks,
-                lambda t: AF.warp_patches(t, patches, theta, o2i, overlap=self.overlap, **nearest),
-            )
+            state.image_masks = AF.warp_masks(state.image_masks, patches, theta, o2i,
+                                              align_corners=self.align_corners,
+                                              overlap=self.overlap)
         if state.keypoints is not None:
             pts = state.keypoints.index_select(0, fired)
             moved_pts = AF.transform_points(pts, patches, theta, align_corners=self.align_corners)
@@ -845,7 +823,7 @@ class _State:
         masks: Tensor | None,
         image_masks: Tensor | None,
         keypoints: Tensor | None,
-        fill: Tensor,
+        fill: Tensor | None,
         size: tuple[int, int],
         batch: int,
     ) -> None:
@@ -861,14 +839,9 @@ class _State:
 
 
 def _warp_mask(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Run an image warp on a mask of any dtype (nearest), restoring its dtype."""
-    if mask.dtype == torch.bool:
-        return fn(mask.to(torch.uint8)).bool()
-    if mask.dtype in (torch.uint8, torch.float32, torch.float64):
-        return fn(mask)
-    if mask.is_floating_point():
-        return fn(mask.float()).to(mask.dtype)
-    return fn(mask.double()).round().to(mask.dtype)
+    """Run a torchvision image warp (nearest) on a mask of any dtype, restoring its dtype."""
+    work, restore = _to_warpable(mask)
+    return restore(fn(work))
 
 
 def _never_inverted(boxes: Tensor) -> Tensor:
