@@ -87,6 +87,8 @@ def loop_autoaugment(
     boxes: Tensor,
     obj_to_img: Tensor,
     params: Mapping[str, Tensor],
+    *,
+    paste: str = "slice",
 ) -> tuple[Tensor, Tensor]:
     """Replay ``params`` of ``aug`` (a ``DetectionAutoAugment``) image by image, box by box.
 
@@ -96,7 +98,14 @@ def loop_autoaugment(
     a time, in index order. Box-only geometric ops run on the crop with torchvision's
     ``rotate`` / ``affine`` (about the crop centre, ``fill`` outside the crop), as the
     reference does with its TF ops.
+
+    ``paste="slice"`` writes the crop back with a slice assignment (a competent loop);
+    ``paste="reference"`` does what ``_apply_bbox_augmentation`` of the reference does:
+    pads the new crop and a mask to the whole image and blends
+    (``image * mask + padded``), a pass over the image per box. Same result.
     """
+    if paste not in ("slice", "reference"):
+        raise ValueError(f"paste must be 'slice' or 'reference', got {paste!r}")
     out = images.clone()
     dtype = torch.float64 if torch.float64 in (images.dtype, boxes.dtype) else torch.float32
     cur = boxes.to(dtype).clone()
@@ -168,5 +177,11 @@ def loop_autoaugment(
                         center = (cx - j0, cy - i0)
                     new = _crop_op(name, crop, float(params["box_magnitude"][n, k]), fill, mode,
                                    center, unit)
-                    out[b : b + 1, :, i0:i1, j0:j1] = new
+                    if paste == "slice":
+                        out[b : b + 1, :, i0:i1, j0:j1] = new
+                    else:  # pad to the image and blend, as the reference
+                        pad = (j0, width - j1, i0, height - i1)
+                        mask = torch.nn.functional.pad(torch.zeros_like(new), pad, value=1)
+                        content = torch.nn.functional.pad(new, pad)
+                        out[b : b + 1] = out[b : b + 1] * mask + content
     return out, cur
