@@ -139,3 +139,38 @@ def test_invert_theta_singular_names_the_objects():
     theta[1, :, :2] = 0
     with pytest.raises(ValueError, match=r"theta is singular.*\[1\].*inverse is undefined"):
         invert_theta(theta)
+
+
+# --------------------------------------------------------------------------- Python lists as boxes
+
+_SAYS_WHAT_TO_PASS = r"torch\.tensor\(.*obj_to_img.*list of B tensors \[N_i, 4\]"
+
+
+@pytest.mark.parametrize(
+    ("boxes", "what"),
+    [
+        ([[1, 2, 3, 4], [5, 6, 7, 8], [0, 0, 4, 4]], "Python list of 3 lists of numbers"),
+        ([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], "Python list of 2 lists of numbers"),
+        ([1, 2, 3, 4], "Python list of 4 numbers"),
+        (((1, 2, 3, 4),), "Python list of 1 lists of numbers"),
+        ([torch.zeros(1, 4), [0, 0, 4, 4]], "item 1 is a list, not a tensor"),
+    ],
+)
+def test_plain_python_boxes_say_what_to_pass(boxes, what):
+    from augpatch import RandomPatchRotation
+    from augpatch.functional import list_to_boxes, warp_patches
+
+    images = torch.rand(2, 1, 10, 10)
+    n = 3
+    for call in (
+        lambda: warp_patches(images, boxes, torch.eye(2, 3).repeat(n, 1, 1)),
+        lambda: RandomPatchRotation(10.0)(images, boxes),
+        lambda: RandomPatchRotation(10.0)(images, boxes, torch.zeros(n, dtype=torch.long)),
+        lambda: list_to_boxes(boxes),
+        lambda: parse_boxes(boxes, None, 2),
+    ):
+        with pytest.raises(TypeError, match=what) as info:
+            call()
+        assert "torch.tensor(" in str(info.value)
+        with pytest.raises(TypeError, match=_SAYS_WHAT_TO_PASS):
+            call()

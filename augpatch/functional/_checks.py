@@ -7,7 +7,10 @@ of crashing deep inside PyTorch or silently producing garbage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -64,13 +67,33 @@ def compute_dtype(*inputs: object) -> torch.dtype:
     return torch.float32
 
 
+_DEFERRED = threading.local()
+
+
+@contextmanager
+def values_checked_later(enabled: bool = True) -> Iterator[None]:
+    """Within this block the value checks of this module are skipped (shape/dtype checks run).
+
+    For callers that check values themselves later, in one place: ``warp_patches``
+    leaves them to the operator ``augpatch::warp``, which checks boxes, ``theta`` and the
+    image indices in its one device-to-host copy. ``enabled=False``: a no-op.
+    """
+    previous = getattr(_DEFERRED, "on", False)
+    _DEFERRED.on = previous or enabled
+    try:
+        yield
+    finally:
+        _DEFERRED.on = previous
+
+
 def values_visible(value: Tensor) -> bool:
     """Whether the values of ``value`` can be read here (not a meta or fake tensor, not tracing).
 
     Under ``torch.compile`` / ``torch.export`` value checks cannot run while tracing; the
     operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
+    Also ``False`` inside :func:`values_checked_later`.
     """
-    if value.device.type == "meta" or torch.compiler.is_compiling():
+    if value.device.type == "meta" or torch.compiler.is_compiling() or getattr(_DEFERRED, "on", False):
         return False
     from torch._subclasses.fake_tensor import is_fake
 
@@ -208,6 +231,7 @@ def parse_boxes(
         ``None`` only when it was omitted for a single-image batch.
     """
     if isinstance(boxes, (list, tuple)):
+        check_box_list(boxes, name)  # a plain Python list of numbers gets its own message
         if obj_to_img is not None:
             raise ValueError(
                 f"obj_to_img must be omitted when {name} is a list of per-image tensors"
@@ -218,8 +242,48 @@ def parse_boxes(
     return boxes, check_obj_to_img(obj_to_img, boxes.shape[0], batch_size), False
 
 
+def _is_number(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def check_box_list(boxes: Sequence[object], name: str = "boxes") -> None:
+    """Raise a ``TypeError`` that says what to pass if the list form holds no tensors.
+
+    The list form is a list of ``B`` per-image tensors ``[N_i, 4]``; a plain Python list
+    of numbers, or of lists of numbers (``[[x1, y1, x2, y2], ...]``), is the usual
+    mistake: it is recognised and answered with the two forms augpatch takes.
+    """
+    if all(isinstance(b, Tensor) for b in boxes):
+        return
+    if boxes and all(_is_number(v) for v in boxes):
+        what = f"a Python list of {len(boxes)} numbers"
+        example = "torch.tensor([boxes]) for one box"
+    elif boxes and all(
+        isinstance(b, (list, tuple)) and all(_is_number(v) for v in b) for b in boxes
+    ):
+        what = f"a Python list of {len(boxes)} lists of numbers"
+        example = f"torch.tensor({name}), shape [N, 4]"
+    else:
+        bad = next(i for i, b in enumerate(boxes) if not isinstance(b, Tensor))
+        what = (
+            f"a list whose item {bad} is a {type(boxes[bad]).__name__}, not a tensor"
+        )
+        example = f"torch.tensor({name}[i]) per image"
+    raise TypeError(
+        f"{name} is {what}. Pass the boxes as a tensor: either one [N, 4] tensor of xyxy "
+        f"pixel boxes ({example}) together with obj_to_img, an [N] int64 tensor of each "
+        "box's image index (it may be omitted when the batch holds one image), or a list "
+        "of B tensors [N_i, 4], one per image."
+    )
+
+
 def flatten_box_list(boxes: Sequence[object], batch_size: int, name: str = "boxes") -> tuple[Tensor, Tensor]:
-    """Turn a list of ``B`` per-image ``[N_i, 4]`` tensors into flat boxes and ``obj_to_img``."""
+    """Turn a list of ``B`` per-image ``[N_i, 4]`` tensors into flat boxes and ``obj_to_img``.
+
+    The one parser of the list form; a plain Python list of numbers or of lists of numbers
+    raises a ``TypeError`` that says what to pass instead (:func:`check_box_list`).
+    """
+    check_box_list(boxes, name)
     if len(boxes) != batch_size:
         raise ValueError(f"{name} is a list of {len(boxes)} tensors but the batch has {batch_size} images")
     items = [check_boxes(b, f"{name}[{i}]") for i, b in enumerate(boxes)]

@@ -13,15 +13,15 @@ from augpatch.functional._checks import (
     OVERLAPS,
     PADDING_MODES,
     BoxesLike,
-    check_boxes,
+    check_bool,
     check_choice,
     check_images,
     check_index_range,
-    check_obj_to_img,
     check_same_device,
     check_theta,
     compute_dtype,
-    flatten_box_list,
+    parse_boxes,
+    values_checked_later,
 )
 from augpatch.functional._plan import overlap_edges, schedule_levels
 from augpatch.functional._sampler import PARAM_COLUMNS, WarpPlan
@@ -123,18 +123,13 @@ def warp_patches(
     check_choice("mode", mode, MODES)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     check_choice("overlap", overlap, OVERLAPS)
-    if not isinstance(align_corners, bool):
-        raise TypeError(f"align_corners must be a bool, got {type(align_corners).__name__}")
-    batch = images.shape[0]
-    if isinstance(boxes, (list, tuple)):
-        if obj_to_img is not None:
-            raise ValueError("obj_to_img must be omitted when boxes is a list of per-image tensors")
-        boxes, obj_to_img = flatten_box_list(boxes, batch)
-    else:
-        boxes = check_boxes(boxes)
-    num = boxes.shape[0]
-    theta = check_theta(theta, num)
-    obj_to_img = check_obj_to_img(obj_to_img, num, batch)
+    check_bool("align_corners", align_corners)
+    # values are checked by the operator (or _warp_few) in one transfer; the list form's
+    # per-element checks run here, so that an error names the element
+    with values_checked_later(not isinstance(boxes, (list, tuple))):
+        boxes, obj_to_img, _ = parse_boxes(boxes, obj_to_img, images.shape[0])
+        num = boxes.shape[0]
+        theta = check_theta(theta, num)
     check_same_device(images=images, boxes=boxes, theta=theta, obj_to_img=obj_to_img)
     if num == 0:
         return images.clone(memory_format=torch.preserve_format)
