@@ -586,3 +586,41 @@ def test_torchvision_adapter_follows_the_v2_contract() -> None:
     assert gone["labels"].numel() == 0 and gone["boxes"].shape == (0, 4)
     with pytest.raises(ValueError, match="SanitizeBoundingBoxes"):
         V2DetectionAutoAugment("v0", drop_invalid=True)
+
+
+def test_warp_patches_fill_is_the_zero_padded_warp_of_images_minus_fill() -> None:
+    """Sampling is linear: warp(x) with fill f == warp(x - f, zeros) + f inside the boxes."""
+    g = _gen(50)
+    images = torch.rand(2, 3, 24, 24, generator=g, dtype=torch.float64)
+    boxes = torch.tensor([[2.0, 3.0, 14.0, 20.0], [8.0, 1.5, 22.5, 17.0], [1.0, 1.0, 9.0, 9.0]],
+                         dtype=torch.float64)
+    o2i = torch.tensor([0, 1, 1])
+    theta = F.patch_affine_matrix(boxes, angle=torch.tensor([35.0, -60.0, 10.0]).double(),
+                                  scale=0.7)
+    fill = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    images.requires_grad_(True)
+    got = F.warp_patches_fill(images, boxes, theta, o2i, fill=fill, mode="bilinear")
+    shifted = F.warp_patches(images - fill[:, None, None], boxes, theta, o2i) + fill[:, None, None]
+    inside = _inside(boxes, o2i, images.shape)
+    want = torch.where(inside, shifted, images)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    assert torch.equal(got.detach().masked_select(~inside), images.detach().masked_select(~inside))
+    got.sum().backward()  # differentiable
+    assert images.grad is not None and torch.isfinite(images.grad).all()
+    # uint8 with nearest: exactly the source or exactly the fill
+    u8 = _images(1, 24, torch.uint8, seed=51)
+    out = F.warp_patches_fill(u8, boxes[:1], theta[:1].float(), fill=(1, 2, 3), mode="nearest")
+    region = out[0, :, 3:20, 2:14].flatten(1)
+    is_fill = (region == torch.tensor([[1], [2], [3]], dtype=torch.uint8)).all(0)
+    assert is_fill.any() and not is_fill.all()
+    with pytest.raises(ValueError, match="fill"):
+        F.warp_patches_fill(u8, boxes[:1], theta[:1].float(), fill=(1, 2))
+
+
+def test_channels_last_images_give_the_same_result() -> None:
+    images = _images(4, 48, torch.uint8, seed=52)
+    boxes, o2i = _grid_boxes(4, 48, 16)
+    aug = DetectionAutoAugment("v1", generator=_gen(53))
+    out = aug(images, boxes, o2i)
+    cl = aug(images.contiguous(memory_format=torch.channels_last), boxes, o2i, params=aug._params)
+    assert torch.equal(cl.images, out.images) and torch.equal(cl.boxes, out.boxes)

@@ -44,13 +44,13 @@ from augpatch.functional._fill import fill_tensor
 from augpatch.functional._plan import overlap_edges, schedule_levels
 
 __all__ = [
-    "warp_in_boxes",
     "box_only_theta",
     "box_pixel_rects",
     "equalize_boxes",
     "fill_rects",
     "solarize_add",
     "solarize_boxes",
+    "warp_in_boxes",
 ]
 
 
