@@ -1152,8 +1152,7 @@ def _prepare_kernel(device: torch.device) -> dict[str, Any]:
     from augpatch.functional import _kernel
 
     started = time.perf_counter()
-    ops = _kernel.compiled_ops(device)
-    name = "compiled" if ops is not None else "eager"
+    name = _kernel.active_kernel(device)
     return {"name": name, "choice": _kernel.cpu_kernel(), "ready_s": time.perf_counter() - started}
 
 

@@ -8,6 +8,14 @@ them in one vectorised call of :func:`augpatch.functional.warp_patches`, maps th
 boxes with :func:`augpatch.functional.transform_boxes`, draws them and writes a
 grid of panels to a PNG. The first panel is the untouched original with its boxes.
 
+Because a rotated, sheared or mirrored object keeps (after clipping to its patch) the
+same axis-aligned box, every augmented panel also shows how each object moved: its
+box's outline mapped forward with the object (:func:`augpatch.functional.transform_points`
+of the 4 corners, a tilted rectangle or a parallelogram; cyan) and a dot where its
+top-left corner went (red; on the original panel, at the top-left corner itself), so a
+mirrored object shows its dot at the top-right. The new axis-aligned boxes are yellow,
+the original boxes green.
+
 The demo needs torchvision (drawing; Pillow, which torchvision depends on, decodes
 and encodes the PNGs because ``torchvision.io``'s image codecs are deprecated since
 torchvision 0.29); the augpatch core does not.
@@ -29,7 +37,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.functional import patch_affine_matrix, transform_boxes, warp_patches
+from augpatch.functional import (
+    clip_boxes,
+    patch_affine_matrix,
+    transform_boxes,
+    transform_points,
+    warp_patches,
+)
 
 __all__ = [
     "ASSET_BOXES",
@@ -37,6 +51,7 @@ __all__ = [
     "DEFAULT_OUT",
     "GRID_NROW",
     "GRID_PADDING",
+    "LEGEND",
     "MissingDependencyError",
     "Panel",
     "grid_size",
@@ -61,6 +76,14 @@ _INSTALL_HINT = 'pip install "augpatch[torchvision]"'
 _TITLE_HEIGHT = 13  # pixels of the title band drawn over the top-left of each panel
 _BOX_COLOUR_ORIGINAL = (0, 255, 0)
 _BOX_COLOUR_AUGMENTED = (255, 210, 0)
+_OUTLINE_COLOUR = (0, 200, 255)
+_CORNER_COLOUR = (255, 40, 40)
+_CORNER_RADIUS = 2
+LEGEND = (
+    "green: the original boxes; yellow: each object's new box (clipped to its patch); "
+    "cyan: its box's outline moved with it; red dot: where its top-left corner went"
+)
+"""What the colours of the demo's drawings mean (printed by :func:`main`)."""
 
 
 class MissingDependencyError(ImportError):
@@ -72,14 +95,19 @@ class Panel:
     """One panel of the demo grid.
 
     Attributes:
-        title: Short description drawn on the panel.
+        title: Short description drawn on the panel, in plain words.
         image: ``[3, H, W]`` float image in ``[0, 1]``.
         boxes: ``[N, 4]`` ``xyxy`` boxes of the objects in ``image``.
+        outlines: ``[N, 4, 2]`` each object's outline: the corners (top-left, top-right,
+            bottom-right, bottom-left) of its original box mapped forward with the object,
+            in continuous pixel coordinates (not clipped; for the original panel, the
+            box corners themselves).
     """
 
     title: str
     image: Tensor
     boxes: Tensor
+    outlines: Tensor
 
 
 def _torchvision() -> Any:
@@ -157,13 +185,13 @@ def make_panels(image: Tensor, boxes: Tensor, seed: int = 0) -> list[Panel]:
 
     # (title, padding_mode, angle [N], scale [N, 2], shear [N, 2])
     specs: list[tuple[str, str, Tensor, Tensor, Tensor]] = [
-        ("rotate, padding zeros", "zeros", angle, torch.stack([ones, ones], 1),
-         torch.zeros(n, 2)),
-        ("rotate, padding image", "image", angle, torch.stack([ones, ones], 1),
-         torch.zeros(n, 2)),
-        ("scale 0.55-0.85", "zeros", zeros, torch.stack([zoom, zoom], 1), torch.zeros(n, 2)),
-        ("shear", "zeros", zeros, torch.stack([ones, ones], 1), shear),
-        ("flip: scale (-1, 1)", "zeros", zeros, torch.stack([-ones, ones], 1),
+        ("rotated up to 35 degrees, black corners", "zeros", angle,
+         torch.stack([ones, ones], 1), torch.zeros(n, 2)),
+        ("rotated, corners filled from the photo", "image", angle,
+         torch.stack([ones, ones], 1), torch.zeros(n, 2)),
+        ("shrunk to 55-85 %", "zeros", zeros, torch.stack([zoom, zoom], 1), torch.zeros(n, 2)),
+        ("sheared up to 15 degrees", "zeros", zeros, torch.stack([ones, ones], 1), shear),
+        ("mirrored left-right", "zeros", zeros, torch.stack([-ones, ones], 1),
          torch.zeros(n, 2)),
     ]
 
@@ -182,12 +210,21 @@ def make_panels(image: Tensor, boxes: Tensor, seed: int = 0) -> list[Panel]:
         )
         out = warp_patches(batch, batch_boxes, theta, obj_to_img, padding_mode=padding_mode)
         new_boxes = transform_boxes(batch_boxes, theta, canvas_size=(height, width))
+        patches = clip_boxes(batch_boxes, (height, width))
+        outlines = transform_points(_corners(patches), patches, theta)
         for k, i in enumerate(idx):
-            results[i] = (out[k], new_boxes[k * n:(k + 1) * n])
+            rows = slice(k * n, (k + 1) * n)
+            results[i] = (out[k], new_boxes[rows], outlines[rows])
 
-    panels = [Panel("original", image, boxes)]
+    panels = [Panel("original; red dot = top-left corner", image, boxes, _corners(boxes))]
     panels += [Panel(spec[0], *results[i]) for i, spec in enumerate(specs)]
     return panels
+
+
+def _corners(boxes: Tensor) -> Tensor:
+    """``[N, 4, 2]`` corners (top-left, top-right, bottom-right, bottom-left) of ``xyxy`` boxes."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([x1, y1, x2, y1, x2, y2, x1, y2], -1).reshape(-1, 4, 2)
 
 
 def grid_size(num_panels: int, height: int, width: int) -> tuple[int, int]:
@@ -200,6 +237,30 @@ def grid_size(num_panels: int, height: int, width: int) -> tuple[int, int]:
 
 def _to_uint8(image: Tensor) -> Tensor:
     return image.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+
+
+def _draw_objects(tv: Any, image: Tensor, panel: Panel, box_colour: tuple[int, int, int],
+                  outline: bool) -> Tensor:
+    """Draw a panel's boxes, outlines (if ``outline``) and corner dots on a uint8 image.
+
+    Continuous coordinates are drawn as PIL pixel coordinates, as
+    ``torchvision.utils.draw_bounding_boxes`` does, so an unmoved outline lies exactly on
+    its box. The box is drawn over the outline (a mirrored object's outline is its box).
+    """
+    from PIL import ImageDraw  # a dependency of torchvision
+
+    pil = tv.transforms.functional.to_pil_image(image)
+    draw = ImageDraw.Draw(pil)
+    corners = panel.outlines.detach().double().tolist()
+    if outline:
+        for quad in corners:
+            draw.polygon([tuple(p) for p in quad], outline=_OUTLINE_COLOUR)
+    for x1, y1, x2, y2 in panel.boxes.detach().double().tolist():
+        draw.rectangle((x1, y1, x2, y2), outline=box_colour)
+    r = _CORNER_RADIUS
+    for (x, y), *_ in corners:
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=_CORNER_COLOUR)
+    return tv.transforms.functional.pil_to_tensor(pil)
 
 
 def _draw_title(tv: Any, image: Tensor, title: str) -> Tensor:
@@ -229,9 +290,7 @@ def render(seed: int = 0) -> tuple[Tensor, list[Panel]]:
     drawn = []
     for i, panel in enumerate(panels):
         colour = _BOX_COLOUR_ORIGINAL if i == 0 else _BOX_COLOUR_AUGMENTED
-        img = tv.utils.draw_bounding_boxes(
-            _to_uint8(panel.image.detach()), panel.boxes.detach(), colors=colour, width=1
-        )
+        img = _draw_objects(tv, _to_uint8(panel.image.detach()), panel, colour, outline=i > 0)
         drawn.append(_draw_title(tv, img, panel.title))
     grid = tv.utils.make_grid(drawn, nrow=GRID_NROW, padding=GRID_PADDING, pad_value=255)
     return grid, panels
@@ -243,8 +302,9 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Augment each coin of the embedded demo photograph (public domain) with its "
             "own random affine transform and write a grid of panels to a PNG: the "
-            "original with its boxes first, then rotations (zeros and 'image' padding), "
-            "a scale, a shear and a horizontal flip, with the transformed boxes."
+            "original with its boxes first, then the coins rotated (the corners left "
+            "black, or filled from the photo), shrunk, sheared and mirrored, with their new "
+            "boxes and their moved outlines. " + LEGEND + "."
         ),
     )
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="FILE",
@@ -270,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     titles = ", ".join(p.title for p in panels)
     print(f"augpatch demo: wrote {out} ({grid.shape[2]}x{grid.shape[1]} PNG, "
           f"{len(panels)} panels x {n} objects, seed {args.seed}): {titles}")
+    print(f"augpatch demo: {LEGEND}")
     return 0
 
 

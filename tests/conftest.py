@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from augpatch.functional import set_cpu_kernel
 
@@ -17,6 +18,25 @@ from augpatch.functional import set_cpu_kernel
 BOTH_KERNELS = ("test_warp", "test_warp_paths", "test_warp_properties", "test_warp_errors",
                 "test_transforms_grad")
 HAVE_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build (or load) the compiled CPU kernel up front, saying so on the terminal.
+
+    pytest captures what the first warp prints, so without this a fresh cache makes the
+    run sit silent for about a minute. Workers of pytest-xdist load the controller's build.
+    """
+    if not HAVE_COMPILER or hasattr(session.config, "workerinput"):
+        return
+    from augpatch.functional import _kernel
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if _kernel.needs_build() and reporter is not None:
+        reporter.write_line("augpatch: compiling the CPU kernel for the tests (first run only, "
+                            "about a minute; cached afterwards) ...")
+    set_cpu_kernel("compiled")
+    _kernel.compiled_ops(torch.device("cpu"))
+    set_cpu_kernel("auto")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

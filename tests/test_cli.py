@@ -168,8 +168,14 @@ def test_demo_writes_a_png_whose_panels_are_augmented(tmp_path: Path) -> None:
     assert outside.sum() > 0.3 * height * width
     for k in range(num_panels):
         p = panel(k)
+        # The photograph is grey (R = G = B): a coloured pixel is a drawing (box, outline, dot)
+        drawn = (p[0] != p[1]) | (p[1] != p[2])
+        away = outside & ~drawn
+        assert away.sum() > 0.3 * height * width
         # Pixels away from every box are copied unchanged (uint8 -> float -> uint8 is exact).
-        assert torch.equal(p[:, outside], original[:, outside]), f"panel {k} outside boxes"
+        assert torch.equal(p[:, away], original[:, away]), f"panel {k} outside boxes"
+        if k in (1, 2, 4):  # rotated / sheared: the moved outlines reach beyond the boxes
+            assert int((outside & drawn).sum()) > 100, f"panel {k} shows no moved outline"
         diff = (p - original).abs()[:, inside].float().mean().item()
         if k == 0:
             assert diff == 0.0, "the first panel is the untouched original"
@@ -197,6 +203,35 @@ def test_render_is_deterministic_given_the_seed() -> None:
     for p in panels[1:]:
         assert bool((p.boxes[:, :2] >= boxes[:, :2] - 1e-3).all())
         assert bool((p.boxes[:, 2:] <= boxes[:, 2:] + 1e-3).all())
+
+
+def test_panels_are_named_in_plain_words_and_carry_the_moved_outlines() -> None:
+    pytest.importorskip("torchvision")
+    from augpatch.functional import patch_affine_matrix, transform_points
+
+    image, boxes = demo.load_asset()
+    panels = demo.make_panels(image, boxes, seed=2)
+    titles = [p.title for p in panels]
+    assert titles[0].startswith("original")
+    assert any("rotated" in t for t in titles) and any("sheared" in t for t in titles)
+    assert any("shrunk" in t for t in titles) and any("mirrored" in t for t in titles)
+    assert not any("scale (" in t or "padding" in t for t in titles)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    corners = torch.stack([x1, y1, x2, y1, x2, y2, x1, y2], -1).reshape(-1, 4, 2)
+    assert torch.equal(panels[0].outlines, corners)
+    # mirrored: each object's top-left corner went to its top-right corner, exactly
+    mirrored = panels[titles.index(next(t for t in titles if "mirrored" in t))]
+    torch.testing.assert_close(mirrored.outlines[:, 0], torch.stack([x2, y1], -1))
+    torch.testing.assert_close(mirrored.outlines[:, 2], torch.stack([x1, y2], -1))
+    # rotated: the outline is the box's corners moved forward (a tilted rectangle)
+    rotated = panels[1]
+    side = (rotated.outlines[:, 1] - rotated.outlines[:, 0]).norm(dim=-1)
+    torch.testing.assert_close(side, x2 - x1, rtol=1e-5, atol=1e-4)  # lengths kept
+    tilt = rotated.outlines[:, 1, 1] - rotated.outlines[:, 0, 1]
+    assert float(tilt.abs().max()) > 5.0  # the top edge is no longer horizontal
+    # the outline is consistent with the functional API
+    theta = patch_affine_matrix(boxes, scale=(-1.0, 1.0))
+    torch.testing.assert_close(transform_points(corners, boxes, theta), mirrored.outlines)
 
 
 def test_demo_without_torchvision_says_how_to_install(monkeypatch: pytest.MonkeyPatch,

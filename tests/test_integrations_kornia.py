@@ -227,11 +227,13 @@ def test_masks_move_with_the_image() -> None:
         RandomPatchAffine(degrees=35.0, translate=0.1, p=1.0, resample="nearest"),
         data_keys=["input", "bbox_xyxy", "mask"],
     )
-    out, _, out_mask = aug(images, KBOXES, masks)
+    out, out_boxes, out_mask = aug(images, KBOXES, masks)
     assert out_mask.dtype == torch.uint8
     assert torch.equal(out_mask.float(), out[:, :1])
-    _, _, back_mask = aug.inverse(out, KBOXES, out_mask)
-    assert back_mask.shape == masks.shape
+    back, _, back_mask = aug.inverse(out, out_boxes, out_mask)
+    assert back_mask.shape == masks.shape and back_mask.dtype == torch.uint8
+    # the masks go back through the same path as the (nearest-resampled) images
+    assert torch.equal(back_mask.float(), back[:, :1])
 
 
 def test_dict_inputs_and_keypoints_objects() -> None:

@@ -248,3 +248,53 @@ def test_wrapping_any_core_transform_and_guards() -> None:
     with pytest.raises(ValueError, match="rotated_format"):
         RandomPatchAffine(degrees=10.0, rotated_format="XYXY")
     assert torch.equal(RandomPatchAffine(degrees=10.0)(image), image)  # no boxes: nothing moves
+
+
+def test_v2_contract_make_params_samples_and_transform_applies_per_input() -> None:
+    """make_params samples once; transform applies them to each input alone, in any order,
+    with no per-call state on the module (torchvision's own Transform.forward works too)."""
+    image, target = _sample()
+    t = RandomPatchAffine(degrees=30.0, scale=(0.7, 1.1), p=1.0)
+    flat = [image, target["boxes"], target["masks"], target["keypoints"]]
+    params = t.make_params(flat)
+    assert set(params["augpatch"]) >= {"theta", "batch_prob", "patches", "angle", "scale"}
+    state = dict(vars(t))
+    # any order: boxes, masks and keypoints do not depend on the image having run first
+    boxes = t.transform(target["boxes"], params)
+    masks = t.transform(target["masks"], params)
+    points = t.transform(target["keypoints"], params)
+    out_image = t.transform(image, params)
+    assert t.transform("a caption", params) == "a caption"  # other types pass through
+    assert {k for k in vars(t) if k != "_modules"} == {k for k in state if k != "_modules"}
+    assert isinstance(boxes, tv_tensors.BoundingBoxes) and isinstance(masks, tv_tensors.Mask)
+    # the same as a whole call replaying these parameters
+    again_image, again = t(image, target, params=t.last_params)
+    assert torch.equal(out_image, again_image)
+    assert torch.equal(boxes, again["boxes"]) and torch.equal(masks, again["masks"])
+    assert torch.equal(points, again["keypoints"])
+    # and equal to the core on its own
+    core = T.RandomPatchAffine(degrees=1.0)(
+        image[None], XYXY, params={"theta": params["augpatch"]["theta"]},
+        masks=target["masks"].as_subclass(torch.Tensor),
+    )
+    assert torch.equal(out_image, core.images[0]) and torch.equal(masks, core.masks)
+    assert torch.allclose(boxes.as_subclass(torch.Tensor), core.boxes)
+    # torchvision's own forward (no replay, no obj_to_img) drives the same hooks
+    plain_image, plain = v2.Transform.forward(t, image, target)
+    assert plain_image.shape == image.shape and plain["boxes"].shape == (3, 4)
+
+
+def test_clear_errors_for_inconsistent_samples() -> None:
+    image, target = _sample()
+    t = RandomPatchRotation(20.0, p=1.0)
+    with pytest.raises(ValueError, match="same batch size and size"):
+        t(image, tv_tensors.Image(torch.rand(3, H + 2, W)), target)
+    images = tv_tensors.Image(torch.rand(2, 3, H, W))
+    target["obj_to_img"] = torch.tensor([0, 1, 1])
+    target["masks"] = tv_tensors.Mask(torch.zeros(5, H, W))  # neither per box nor per image
+    del target["keypoints"]
+    with pytest.raises(ValueError, match=r"a Mask must be \[N, H, W\]"):
+        t(images, target)
+    del target["obj_to_img"], target["masks"]
+    with pytest.raises(ValueError, match="obj_to_img is required"):
+        t(images, target)

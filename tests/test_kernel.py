@@ -59,29 +59,3 @@ def test_failed_build_falls_back_to_eager_with_a_warning(monkeypatch):
     set_cpu_kernel("compiled")
     with pytest.raises(RuntimeError, match="could not be built"):
         warp_patches(images, boxes, theta, obj)
-
-
-def test_compiled_backward_writes_the_image_gradient_into_an_unshared_output_gradient():
-    """No batch-sized buffer of its own: the image gradient lives in the loss's gradient.
-
-    ``torch.stack([out, c])`` hands ``out`` a view of its own gradient; once the other
-    half's view is dropped, nobody else can see that memory, so the backward writes the
-    image gradient into it, and ``images.grad`` is a view of the stacked gradient. The
-    values equal those of a backward that had to copy (the gradient was held)."""
-    images, boxes, theta, obj = _batch()
-    weight = torch.rand(2, *images.shape, generator=torch.Generator().manual_seed(1))
-
-    def image_grad(hold: bool) -> torch.Tensor:
-        x = images.clone().requires_grad_(True)
-        out = warp_patches(x, boxes, theta, obj)
-        seen = []
-        if hold:
-            out.register_hook(seen.append)
-        torch.dot(torch.stack([out, images]).reshape(-1), weight.reshape(-1)).backward()
-        return x.grad
-
-    stolen, copied = image_grad(hold=False), image_grad(hold=True)
-    batch_bytes = images.numel() * images.element_size()
-    assert stolen.untyped_storage().nbytes() == 2 * batch_bytes
-    assert copied.untyped_storage().nbytes() == batch_bytes
-    torch.testing.assert_close(stolen, copied, rtol=0, atol=0)

@@ -7,6 +7,7 @@ each object's normalised patch coordinates (it maps an output location to the
 location it is read from).
 """
 
+from augpatch.functional import _op  # noqa: F401  (registers the operator augpatch::warp)
 from augpatch.functional._boxes import (
     boxes_to_list,
     boxes_to_padded,
@@ -15,6 +16,7 @@ from augpatch.functional._boxes import (
     list_to_boxes,
     padded_to_boxes,
 )
+from augpatch.functional._fill import warp_patches_fill
 from augpatch.functional._geometry import (
     inverse_transform_boxes,
     inverse_transform_points,
@@ -24,8 +26,8 @@ from augpatch.functional._geometry import (
     transform_boxes,
     transform_points,
 )
-from augpatch.functional import _op  # noqa: F401  (registers the operator augpatch::warp)
 from augpatch.functional._kernel import active_kernel, cpu_kernel, set_cpu_kernel
+from augpatch.functional._masks import warp_masks
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
@@ -45,5 +47,7 @@ __all__ = [
     "theta_to_pixel_matrix",
     "transform_boxes",
     "transform_points",
+    "warp_masks",
     "warp_patches",
+    "warp_patches_fill",
 ]

@@ -7,7 +7,10 @@ of crashing deep inside PyTorch or silently producing garbage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -17,6 +20,10 @@ _IMAGE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, to
 MODES = ("bilinear", "nearest", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection", "image")
 OVERLAPS = ("sequential", "parallel")
+
+#: Boxes as accepted by every entry point: a flat ``[N, 4]`` tensor (with ``obj_to_img``)
+#: or a list of ``B`` per-image tensors ``[N_i, 4]``.
+BoxesLike = Tensor | Sequence[Tensor]
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
@@ -32,13 +39,61 @@ def check_tensor(name: str, value: object) -> Tensor:
     return value
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a Python ``bool``, else raise ``TypeError`` naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def compute_dtype(*inputs: object) -> torch.dtype:
+    """The floating dtype augpatch computes in: float64 if any input is float64, else
+    float32 (float16 / bfloat16 / uint8 / integer inputs are computed in float32).
+
+    Each input is a tensor or a ``torch.dtype`` (e.g. a warp computes in
+    ``compute_dtype(images.dtype)``; geometry in ``compute_dtype(boxes, theta)``); anything
+    else (``None``, numbers) is ignored.
+
+    Example:
+        >>> compute_dtype(torch.zeros(1, dtype=torch.uint8), torch.zeros(1, dtype=torch.float64))
+        torch.float64
+        >>> compute_dtype(torch.float16)
+        torch.float32
+    """
+    for x in inputs:
+        dtype = x.dtype if isinstance(x, Tensor) else x
+        if dtype == torch.float64:
+            return torch.float64
+    return torch.float32
+
+
+_DEFERRED = threading.local()
+
+
+@contextmanager
+def values_checked_later(enabled: bool = True) -> Iterator[None]:
+    """Within this block the value checks of this module are skipped (shape/dtype checks run).
+
+    For callers that check values themselves later, in one place: ``warp_patches``
+    leaves them to the operator ``augpatch::warp``, which checks boxes, ``theta`` and the
+    image indices in its one device-to-host copy. ``enabled=False``: a no-op.
+    """
+    previous = getattr(_DEFERRED, "on", False)
+    _DEFERRED.on = previous or enabled
+    try:
+        yield
+    finally:
+        _DEFERRED.on = previous
+
+
 def values_visible(value: Tensor) -> bool:
     """Whether the values of ``value`` can be read here (not a meta or fake tensor, not tracing).
 
     Under ``torch.compile`` / ``torch.export`` value checks cannot run while tracing; the
     operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
+    Also ``False`` inside :func:`values_checked_later`.
     """
-    if value.device.type == "meta" or torch.compiler.is_compiling():
+    if value.device.type == "meta" or torch.compiler.is_compiling() or getattr(_DEFERRED, "on", False):
         return False
     from torch._subclasses.fake_tensor import is_fake
 
@@ -75,6 +130,30 @@ def check_boxes(boxes: object, name: str = "boxes") -> Tensor:
         raise TypeError(f"{name} must be a real float or integer tensor, got {boxes.dtype}")
     check_finite(name, boxes)
     return boxes
+
+
+def check_points(
+    points: object, num_objects: int, name: str = "points", *, one_per_object: bool = False
+) -> Tensor:
+    """Validate per-object points (keypoints) ``[N, K, 2]`` (real, finite, ``N`` rows).
+
+    With ``one_per_object=True`` a tensor ``[N, 2]`` is accepted too and returned as
+    ``[N, 1, 2]`` (one point per object).
+    """
+    points = check_tensor(name, points)
+    if one_per_object and points.dim() == 2 and points.shape[-1] == 2:
+        points = points[:, None]
+    if points.dim() != 3 or points.shape[-1] != 2:
+        shape = "[N, K, 2] or [N, 2]" if one_per_object else "[N, K, 2]"
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(points.shape)}")
+    if points.dtype == torch.bool or points.is_complex():
+        raise TypeError(f"{name} must be a real float or integer tensor, got {points.dtype}")
+    if points.shape[0] != num_objects:
+        raise ValueError(
+            f"{name} has {points.shape[0]} rows but there are {num_objects} objects (boxes)"
+        )
+    check_finite(name, points)
+    return points
 
 
 def check_theta(theta: object, num_objects: int, name: str = "theta") -> Tensor:
@@ -128,11 +207,6 @@ def check_index_range(name: str, index: Tensor, size: int) -> None:
             raise IndexError(f"{name} holds image index {hi}, but the batch has {size} images")
 
 
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype a warp computes in for images of ``dtype``: float64 stays, all else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def check_same_device(**tensors: Tensor | None) -> None:
     """Raise ``ValueError`` if the given tensors live on different devices."""
     devices = {name: t.device for name, t in tensors.items() if isinstance(t, Tensor)}
@@ -141,8 +215,75 @@ def check_same_device(**tensors: Tensor | None) -> None:
         raise ValueError(f"all tensors must be on the same device, got {listed}")
 
 
+def parse_boxes(
+    boxes: object, obj_to_img: object, batch_size: int, name: str = "boxes"
+) -> tuple[Tensor, Tensor | None, bool]:
+    """The one parser of the ``boxes`` / ``obj_to_img`` arguments of every entry point.
+
+    Args:
+        boxes: ``[N, 4]`` tensor, or a list / tuple of ``B`` per-image ``[N_i, 4]``
+            tensors (then ``obj_to_img`` is implied and must be omitted).
+        obj_to_img: ``[N]`` image index of each box, or ``None`` (allowed for ``B == 1``).
+        batch_size: ``B``.
+
+    Returns:
+        ``(boxes [N, 4], obj_to_img [N] int64 or None, was_list)``; ``obj_to_img`` is
+        ``None`` only when it was omitted for a single-image batch.
+    """
+    if isinstance(boxes, (list, tuple)):
+        check_box_list(boxes, name)  # a plain Python list of numbers gets its own message
+        if obj_to_img is not None:
+            raise ValueError(
+                f"obj_to_img must be omitted when {name} is a list of per-image tensors"
+            )
+        flat, o2i = flatten_box_list(boxes, batch_size, name)
+        return flat, o2i, True
+    boxes = check_boxes(boxes, name)
+    return boxes, check_obj_to_img(obj_to_img, boxes.shape[0], batch_size), False
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def check_box_list(boxes: Sequence[object], name: str = "boxes") -> None:
+    """Raise a ``TypeError`` that says what to pass if the list form holds no tensors.
+
+    The list form is a list of ``B`` per-image tensors ``[N_i, 4]``; a plain Python list
+    of numbers, or of lists of numbers (``[[x1, y1, x2, y2], ...]``), is the usual
+    mistake: it is recognised and answered with the two forms augpatch takes.
+    """
+    if all(isinstance(b, Tensor) for b in boxes):
+        return
+    if boxes and all(_is_number(v) for v in boxes):
+        what = f"a Python list of {len(boxes)} numbers"
+        example = "torch.tensor([boxes]) for one box"
+    elif boxes and all(
+        isinstance(b, (list, tuple)) and all(_is_number(v) for v in b) for b in boxes
+    ):
+        what = f"a Python list of {len(boxes)} lists of numbers"
+        example = f"torch.tensor({name}), shape [N, 4]"
+    else:
+        bad = next(i for i, b in enumerate(boxes) if not isinstance(b, Tensor))
+        what = (
+            f"a list whose item {bad} is a {type(boxes[bad]).__name__}, not a tensor"
+        )
+        example = f"torch.tensor({name}[i]) per image"
+    raise TypeError(
+        f"{name} is {what}. Pass the boxes as a tensor: either one [N, 4] tensor of xyxy "
+        f"pixel boxes ({example}) together with obj_to_img, an [N] int64 tensor of each "
+        "box's image index (it may be omitted when the batch holds one image), or a list "
+        "of B tensors [N_i, 4], one per image."
+    )
+
+
 def flatten_box_list(boxes: Sequence[object], batch_size: int, name: str = "boxes") -> tuple[Tensor, Tensor]:
-    """Turn a list of ``B`` per-image ``[N_i, 4]`` tensors into flat boxes and ``obj_to_img``."""
+    """Turn a list of ``B`` per-image ``[N_i, 4]`` tensors into flat boxes and ``obj_to_img``.
+
+    The one parser of the list form; a plain Python list of numbers or of lists of numbers
+    raises a ``TypeError`` that says what to pass instead (:func:`check_box_list`).
+    """
+    check_box_list(boxes, name)
     if len(boxes) != batch_size:
         raise ValueError(f"{name} is a list of {len(boxes)} tensors but the batch has {batch_size} images")
     items = [check_boxes(b, f"{name}[{i}]") for i, b in enumerate(boxes)]

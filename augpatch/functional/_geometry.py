@@ -62,11 +62,15 @@ from torch import Tensor
 
 from augpatch.functional._boxes import check_canvas_size, clip_boxes
 from augpatch.functional._checks import (
+    check_bool,
     check_boxes,
     check_finite,
+    check_points,
     check_same_device,
     check_tensor,
     check_theta,
+    compute_dtype,
+    values_visible,
 )
 
 __all__ = [
@@ -80,14 +84,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _result_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """float64 if any given tensor is float64, else float32."""
-    for t in tensors:
-        if isinstance(t, Tensor) and t.dtype == torch.float64:
-            return torch.float64
-    return torch.float32
 
 
 def _patches(boxes: Tensor, canvas_size: object) -> Tensor:
@@ -140,20 +136,25 @@ def _identity_rows(m: Tensor, degenerate: Tensor) -> Tensor:
     return torch.where(degenerate[:, :, None], eye, m)
 
 
-def _to3x3(m: Tensor) -> Tensor:
-    """``[N, 2, 3] -> [N, 3, 3]`` by appending the row ``[0, 0, 1]``."""
+def to3x3(m: Tensor) -> Tensor:
+    """``[N, 2, 3] -> [N, 3, 3]`` homogeneous matrices (appends the row ``[0, 0, 1]``)."""
     last = torch.zeros_like(m[:, :1, :])
     last[:, :, 2] = 1
     return torch.cat((m, last), 1)
 
 
-def _affine_inverse(m: Tensor, name: str, hint: str = "") -> Tensor:
-    """Inverse of affine ``[N, 3, 3]`` matrices; ``ValueError`` naming ``name`` if singular."""
+def affine_inverse(m: Tensor, name: str = "theta", hint: str = "") -> Tensor:
+    """Inverse of affine ``[N, 3, 3]`` matrices (closed form, differentiable).
+
+    Raises ``ValueError`` naming ``name`` and the objects (and ``hint``) if singular.
+    """
     a, b, tx = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
     c, d, ty = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
     det = a * d - b * c
     bad = det == 0
-    if bool(bad.any()):
+    if not values_visible(det):  # tracing: the check runs when the compiled graph runs
+        torch._assert_async(~bad.any(), f"{name} is singular (not invertible){hint}")
+    elif bool(bad.any()):
         idx = torch.nonzero(bad).flatten()[:10].tolist()
         raise ValueError(f"{name} is singular (not invertible) for object(s) {idx}{hint}")
     ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
@@ -171,6 +172,16 @@ def _affine_inverse(m: Tensor, name: str, hint: str = "") -> Tensor:
     )
 
 
+def invert_theta(theta: Tensor, name: str = "theta") -> Tensor:
+    """Inverse ``[N, 2, 3]`` of affine ``theta [N, 2, 3]`` (closed form, differentiable).
+
+    ``theta`` and its inverse refer to the same patch coordinates, so warping with one
+    and then the other gives back the original patch (up to what was cut off and
+    resampling). Raises ``ValueError`` if a ``theta`` is singular.
+    """
+    return affine_inverse(to3x3(theta), name, ": the inverse is undefined")[:, :2, :]
+
+
 def _read_matrix(theta3: Tensor, patches: Tensor, align_corners: bool) -> Tensor:
     """Pixel-space map ``output location -> input location`` (``D theta D^-1``), ``[N, 3, 3]``."""
     d, d_pinv, deg = _frames(patches, align_corners)
@@ -181,32 +192,6 @@ def _theta_from_read(read: Tensor, patches: Tensor, align_corners: bool) -> Tens
     """Normalised ``theta [N, 2, 3]`` of a pixel-space read map (``D^-1 R D``)."""
     d, d_pinv, deg = _frames(patches, align_corners)
     return _identity_rows(d_pinv @ read @ d, deg)[:, :2, :]
-
-
-def _prep_boxes(boxes: object, name: str) -> Tensor:
-    return check_boxes(boxes, name)
-
-
-def _prep_theta(theta: object, n: int, name: str = "theta") -> Tensor:
-    return check_theta(theta, n, name)
-
-
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
-
-
-def _check_points(points: object, n: int, name: str = "points") -> Tensor:
-    points = check_tensor(name, points)
-    if points.dim() != 3 or points.shape[-1] != 2:
-        raise ValueError(f"{name} must have shape [N, K, 2], got {tuple(points.shape)}")
-    if points.dtype == torch.bool or points.is_complex():
-        raise TypeError(f"{name} must be a real float or integer tensor, got {points.dtype}")
-    if points.shape[0] != n:
-        raise ValueError(f"{name} has {points.shape[0]} rows but there are {n} patches")
-    check_finite(name, points)
-    return points
 
 
 def _apply(m: Tensor, points: Tensor) -> Tensor:
@@ -231,17 +216,42 @@ def _aabb(points: Tensor) -> Tensor:
     return torch.cat((lo, hi), -1)
 
 
-def _param(
-    name: str, value: object, n: int, dtype: torch.dtype, device: torch.device, pair: bool
-) -> Tensor | None:
-    """Validate a human parameter and broadcast it to ``[N]`` (``pair=False``) or ``[N, 2]``."""
-    if value is None:
-        return None
+# --------------------------------------------------------------------------- human parameters
+#
+# The ONE parser of each human-parameter form, used by ``patch_affine_matrix`` and by
+# ``augpatch.transforms.PatchAffine`` (which stores the canonical tensor at construction,
+# ``n=None``, and broadcasts it when the number of objects is known). The rule:
+#
+# * angle: a number (or a 0-d / ``[1]`` tensor) for every object, or a 1-D tensor (or a
+#   Python sequence) of ``N`` values, one per object.
+# * translate: always a pair ``(tx, ty)``: a number ``t`` means ``(t, t)``; a Python pair,
+#   a tensor ``[2]`` or ``[1, 2]`` is shared by every object; ``[N, 2]`` is per object.
+# * scale and shear: ONE value (isotropic scale ``(s, s)``; x-shear ``(s, 0)``) or an
+#   ``(x, y)`` PAIR. The tensor's number of dimensions decides, never the number of
+#   objects: a number / 0-d / ``[1]`` tensor is one value for every object; a 1-D tensor
+#   ``[N]`` is one value PER OBJECT (so ``tensor([0.5, 2.0])`` with two boxes scales the
+#   first by 0.5 and the second by 2); ``[N, 1]`` likewise; a Python pair ``(x, y)`` or a
+#   ``[1, 2]`` tensor is one pair for every object; ``[N, 2]`` is a pair per object. A
+#   1-D tensor whose length is neither 1 nor ``N`` is an error (it is not read as a pair).
+
+_SINGLE_FILL = {"scale": "copy", "shear": "zero"}  # one value -> (s, s) / (s, 0)
+
+
+def _param_tensor(name: str, value: object, dtype: torch.dtype | None, device: object) -> Tensor:
+    """A human parameter as a real, finite tensor (Python values converted)."""
     if not isinstance(value, Tensor):
         if isinstance(value, bool):
             raise TypeError(f"{name} must be a number, a sequence or a tensor, got bool")
+        dtype = dtype or torch.float32
         try:
-            value = torch.as_tensor(value, dtype=dtype, device=device)
+            if (
+                isinstance(value, Sequence)
+                and value
+                and all(isinstance(v, Tensor) and v.dim() == 0 for v in value)
+            ):
+                value = torch.stack([v.to(dtype) for v in value])  # keeps their gradients
+            else:
+                value = torch.as_tensor(value, dtype=dtype, device=device)
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(
                 f"{name} must be None, a number, a sequence or a tensor, got {type(value).__name__}"
@@ -249,51 +259,142 @@ def _param(
     if value.dtype == torch.bool or value.is_complex():
         raise TypeError(f"{name} must be a real float or integer tensor, got {value.dtype}")
     check_finite(name, value)
-    value = value.to(dtype)
-    try:
-        return torch.broadcast_to(value, (n, 2) if pair else (n,))
-    except RuntimeError as e:
-        want = "[N, 2], [1, 2], [2] or a number" if pair else "[N], [1] or a number"
-        raise ValueError(
-            f"{name} must be broadcastable to {want} with N = {n}, got shape {tuple(value.shape)}"
-        ) from e
+    return value
 
 
-def _axis_param(
-    name: str, value: object, n: int, dtype: torch.dtype, device: torch.device
+def _is_python_sequence(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, Tensor))
+
+
+def _count_error(name: str, count: int, n: int, hint: str) -> ValueError:
+    return ValueError(
+        f"{name} has {count} values but there are {n} objects (boxes): {hint}"
+    )
+
+
+def parse_angle(
+    value: object, n: int | None, *, dtype: torch.dtype | None = None, device: object = None
 ) -> Tensor | None:
-    """``scale`` / ``shear``: one value per object, or an ``(x, y)`` pair per object.
+    """``angle`` (degrees): one number for every object, or one value per object.
 
-    Tensors: ``[]``, ``[1]``, ``[N]`` = one value; ``[1, 2]``, ``[N, 2]`` = pairs.
-    Python values: a number = one value; a sequence of two numbers = an ``(x, y)``
-    pair shared by all objects (as in torchvision).
+    Accepts a number, a tensor ``[]`` / ``[1]`` (every object) or ``[N]`` / a Python
+    sequence of ``N`` numbers (per object). ``n=None`` validates the form only and returns
+    the tensor as given (Python values converted); otherwise returns ``[N]`` in ``dtype``.
     """
     if value is None:
         return None
-    if not isinstance(value, Tensor):
-        if isinstance(value, bool):
-            raise TypeError(f"{name} must be a number, a sequence or a tensor, got bool")
-        is_seq = isinstance(value, Sequence) and not isinstance(value, str)
-        try:
-            value = torch.as_tensor(value, dtype=dtype, device=device)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise TypeError(
-                f"{name} must be None, a number, a sequence or a tensor, got {type(value).__name__}"
-            ) from e
-        if is_seq:
-            if value.shape != (2,):
-                raise ValueError(
-                    f"{name} given as a sequence must be an (x, y) pair, got shape "
-                    f"{tuple(value.shape)}; pass a tensor [N] or [N, 2] for per-object values"
-                )
-            value = value.reshape(1, 2)
-    if value.dim() <= 1:
-        return _param(name, value, n, dtype, device, pair=False)
-    if value.dim() == 2:
-        return _param(name, value, n, dtype, device, pair=True)
-    raise ValueError(
-        f"{name} must have shape [], [N] or [N, 2] (N = {n}), got {tuple(value.shape)}"
-    )
+    t = _param_tensor("angle", value, dtype, device)
+    if t.dim() > 1:
+        raise ValueError(f"angle must be a number or a 1-D tensor [N], got {tuple(t.shape)}")
+    if n is None:
+        return t
+    t = t.to(dtype) if dtype is not None else t
+    if t.dim() == 1 and t.shape[0] not in (1, n):
+        raise _count_error("angle", t.shape[0], n, "pass one number or one value per object")
+    return t.reshape(-1).expand(n) if t.numel() == 1 else t
+
+
+def parse_translate(
+    value: object, n: int | None, *, dtype: torch.dtype | None = None, device: object = None
+) -> Tensor | None:
+    """``translate``: always an ``(tx, ty)`` pair, shared or per object.
+
+    Accepts a number ``t`` (``(t, t)``), a Python pair or a tensor ``[2]`` / ``[1, 2]``
+    (every object), or ``[N, 2]`` (per object). ``n=None`` validates the form only;
+    otherwise returns ``[N, 2]`` in ``dtype``.
+    """
+    if value is None:
+        return None
+    if _is_python_sequence(value) and len(value) != 2:  # type: ignore[arg-type]
+        raise ValueError(
+            f"translate given as a sequence must be a (tx, ty) pair, got {len(value)} values; "  # type: ignore[arg-type]
+            "pass a tensor [N, 2] for per-object values"
+        )
+    t = _param_tensor("translate", value, dtype, device)
+    ok = t.dim() == 0 or (t.dim() in (1, 2) and t.shape[-1] in (1, 2))
+    if not ok:
+        raise ValueError(
+            "translate must be a number, a (tx, ty) pair, a tensor [2], [1, 2] or [N, 2], "
+            f"got shape {tuple(t.shape)}"
+        )
+    if n is None:
+        return t
+    t = t.to(dtype) if dtype is not None else t
+    if t.dim() == 2 and t.shape[0] not in (1, n):
+        raise _count_error("translate", t.shape[0], n, "pass one (tx, ty) pair or [N, 2]")
+    return torch.broadcast_to(t, (n, 2))
+
+
+def _parse_xy(
+    name: str, value: object, n: int | None, dtype: torch.dtype | None, device: object
+) -> Tensor | None:
+    """``scale`` / ``shear``: one value or an ``(x, y)`` pair, shared or per object."""
+    if value is None:
+        return None
+    if _is_python_sequence(value):
+        if len(value) != 2:  # type: ignore[arg-type]
+            raise ValueError(
+                f"{name} given as a sequence must be an (x, y) pair, got {len(value)} values; "  # type: ignore[arg-type]
+                "pass a tensor [N] or [N, 2] for per-object values"
+            )
+        value = _param_tensor(name, value, dtype, device).reshape(1, 2)
+    t = _param_tensor(name, value, dtype, device)
+    if t.dim() > 2 or (t.dim() == 2 and t.shape[1] not in (1, 2)):
+        raise ValueError(
+            f"{name} must be a number, an (x, y) pair, or a tensor [N], [N, 1], [1, 2] or "
+            f"[N, 2], got shape {tuple(t.shape)}"
+        )
+    if n is None:
+        return t
+    t = t.to(dtype) if dtype is not None else t
+    rows = 1 if t.dim() == 0 else t.shape[0]
+    if rows not in (1, n):
+        hint = "a 1-D tensor holds one value per object"
+        if t.dim() == 1 and rows == 2:
+            hint += (
+                f"; for one (x, y) pair for every object pass a tuple ({name}_x, {name}_y) or "
+                "a tensor of shape [1, 2]"
+            )
+        raise _count_error(name, rows, n, hint if t.dim() == 1 else "pass [1, 2] or [N, 2]")
+    if t.dim() == 2 and t.shape[1] == 2:
+        return torch.broadcast_to(t, (n, 2))
+    one = torch.broadcast_to(t.reshape(-1), (n,))
+    other = one if _SINGLE_FILL[name] == "copy" else torch.zeros_like(one)
+    return torch.stack((one, other), -1)
+
+
+def parse_scale(
+    value: object, n: int | None, *, dtype: torch.dtype | None = None, device: object = None
+) -> Tensor | None:
+    """``scale``: one isotropic factor or an ``(sx, sy)`` pair, shared or per object.
+
+    A number or a tensor ``[]`` / ``[1]``: one factor for every object; a 1-D tensor
+    ``[N]`` (or ``[N, 1]``): one factor PER OBJECT; a Python pair ``(sx, sy)`` or a tensor
+    ``[1, 2]``: one pair for every object; ``[N, 2]``: a pair per object. With two boxes,
+    ``torch.tensor([0.5, 2.0])`` is therefore two isotropic factors and ``(0.5, 2.0)`` one
+    anisotropic pair. ``n=None`` validates the form only (Python values become tensors,
+    a pair ``[1, 2]``); otherwise returns ``[N, 2]`` ``(sx, sy)`` in ``dtype``.
+
+    Example:
+        >>> parse_scale(torch.tensor([0.5, 2.0]), 2)
+        tensor([[0.5000, 0.5000],
+                [2.0000, 2.0000]])
+        >>> parse_scale((0.5, 2.0), 2)
+        tensor([[0.5000, 2.0000],
+                [0.5000, 2.0000]])
+    """
+    return _parse_xy("scale", value, n, dtype, device)
+
+
+def parse_shear(
+    value: object, n: int | None, *, dtype: torch.dtype | None = None, device: object = None
+) -> Tensor | None:
+    """``shear`` (degrees): an x-shear or an ``(x, y)`` pair, shared or per object.
+
+    The forms of :func:`parse_scale`; one value ``s`` is the x-shear ``(s, 0)``. Returns
+    ``[N, 2]`` ``(x-shear, y-shear)`` (or, with ``n=None``, the validated tensor).
+    """
+    return _parse_xy("shear", value, n, dtype, device)
 
 
 # --------------------------------------------------------------------------- public API
@@ -330,8 +431,8 @@ def pixel_matrix_to_theta(
     matrix = check_tensor("matrix", matrix)
     boxes = check_tensor("boxes", boxes)
     check_same_device(matrix=matrix, boxes=boxes)
-    boxes = _prep_boxes(boxes, "boxes")
-    align_corners = _check_flag("align_corners", align_corners)
+    boxes = check_boxes(boxes, "boxes")
+    align_corners = check_bool("align_corners", align_corners)
     if not matrix.is_floating_point():
         raise TypeError(f"matrix must be a floating point tensor, got {matrix.dtype}")
     if matrix.dim() != 3 or matrix.shape[-1] != 3 or matrix.shape[-2] not in (2, 3):
@@ -341,7 +442,7 @@ def pixel_matrix_to_theta(
     if matrix.shape[0] != boxes.shape[0]:
         raise ValueError(f"matrix has {matrix.shape[0]} rows but there are {boxes.shape[0]} boxes")
     check_finite("matrix", matrix)
-    dtype = _result_dtype(matrix, boxes)
+    dtype = compute_dtype(matrix, boxes)
     matrix = matrix.to(dtype)
     if matrix.shape[-2] == 3:
         last = matrix[:, 2, :]
@@ -351,7 +452,7 @@ def pixel_matrix_to_theta(
             raise ValueError("matrix must be affine: its last row must be [0, 0, 1]")
         matrix = matrix[:, :2, :]
     patches = _patches(boxes.to(dtype), canvas_size)
-    read = _affine_inverse(_to3x3(matrix), "matrix")
+    read = affine_inverse(to3x3(matrix), "matrix")
     return _theta_from_read(read, patches, align_corners)
 
 
@@ -384,13 +485,13 @@ def theta_to_pixel_matrix(
     boxes = check_tensor("boxes", boxes)
     theta = check_tensor("theta", theta)
     check_same_device(theta=theta, boxes=boxes)
-    boxes = _prep_boxes(boxes, "boxes")
-    theta = _prep_theta(theta, boxes.shape[0])
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(theta, boxes)
+    boxes = check_boxes(boxes, "boxes")
+    theta = check_theta(theta, boxes.shape[0])
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(theta, boxes)
     patches = _patches(boxes.to(dtype), canvas_size)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches, align_corners)
-    return _affine_inverse(read, "theta")
+    read = _read_matrix(to3x3(theta.to(dtype)), patches, align_corners)
+    return affine_inverse(read, "theta")
 
 
 def patch_affine_matrix(
@@ -417,14 +518,20 @@ def patch_affine_matrix(
         angle: degrees, POSITIVE = COUNTER-CLOCKWISE on screen (as
             ``torchvision.transforms.v2.functional.rotate``; the opposite of
             ``torchvision...functional.affine``). A number, ``[]``, ``[1]`` or ``[N]``.
-        translate: pixels ``(tx, ty)``: ``[N, 2]``, ``[1, 2]``, ``[2]`` or a sequence of
-            two numbers (a single number shifts both axes).
-        scale: isotropic as a number or a tensor ``[]`` / ``[1]`` / ``[N]``; anisotropic
-            ``(sx, sy)`` as a tensor ``[N, 2]`` / ``[1, 2]`` or a Python pair (shared),
-            applied along the object's own axes before shear and rotation. Non-zero.
-        shear: degrees, torchvision ``F.affine`` convention: a number or a tensor
-            ``[]`` / ``[1]`` / ``[N]`` is an x-shear only; a tensor ``[N, 2]`` / ``[1, 2]``
-            or a Python pair (shared, as in torchvision) is ``(x-shear, y-shear)``.
+        translate: pixels, always a pair ``(tx, ty)``: a Python pair or a tensor ``[2]`` /
+            ``[1, 2]`` for every object, ``[N, 2]`` per object (a single number ``t``
+            shifts both axes by ``t``).
+        scale: ONE factor (isotropic) or an ``(sx, sy)`` PAIR, along the object's own
+            axes before shear and rotation; non-zero (negative flips). The tensor's
+            number of dimensions decides, never ``N``: a number / ``[]`` / ``[1]`` is one
+            factor for every object; a 1-D tensor ``[N]`` (or ``[N, 1]``) is one factor
+            PER OBJECT; a Python pair ``(sx, sy)`` or a tensor ``[1, 2]`` is one pair for
+            every object; ``[N, 2]`` is a pair per object. So with two boxes
+            ``torch.tensor([0.5, 2.0])`` halves the first object and doubles the second,
+            while ``(0.5, 2.0)`` squeezes both horizontally and stretches them
+            vertically; a 1-D tensor of another length than 1 or ``N`` is an error.
+        shear: degrees, torchvision ``F.affine`` convention, the forms of ``scale``: one
+            value is an x-shear only ``(s, 0)``; a pair is ``(x-shear, y-shear)``.
         align_corners: normalisation convention of the returned theta.
         canvas_size: optional ``(H, W)``: use the box clipped to the canvas as the patch.
             Pass it whenever boxes may extend beyond the image: ``theta`` is expressed in
@@ -445,17 +552,17 @@ def patch_affine_matrix(
     """
     boxes = check_tensor("boxes", boxes)
     check_same_device(boxes=boxes, angle=angle, translate=translate, scale=scale, shear=shear)
-    boxes = _prep_boxes(boxes, "boxes")
-    align_corners = _check_flag("align_corners", align_corners)
+    boxes = check_boxes(boxes, "boxes")
+    align_corners = check_bool("align_corners", align_corners)
     n = boxes.shape[0]
-    dtype = _result_dtype(
+    dtype = compute_dtype(
         boxes, *(p for p in (angle, translate, scale, shear) if isinstance(p, Tensor))
     )
     device = boxes.device
-    ang = _param("angle", angle, n, dtype, device, pair=False)
-    tr = _param("translate", translate, n, dtype, device, pair=True)
-    sc = _axis_param("scale", scale, n, dtype, device)
-    sh = _axis_param("shear", shear, n, dtype, device)
+    ang = parse_angle(angle, n, dtype=dtype, device=device)
+    tr = parse_translate(translate, n, dtype=dtype, device=device)
+    sc = parse_scale(scale, n, dtype=dtype, device=device)
+    sh = parse_shear(shear, n, dtype=dtype, device=device)
 
     patches = _patches(boxes.to(dtype), canvas_size)
     x1, y1, x2, y2 = patches.unbind(-1)
@@ -464,11 +571,9 @@ def patch_affine_matrix(
     eye = torch.eye(2, dtype=dtype, device=device)
     lin = eye.expand(n, 2, 2)
     if sc is not None:
-        s2 = sc if sc.dim() == 2 else torch.stack((sc, sc), -1)
-        lin = lin * s2[:, None, :]  # S = diag(sx, sy): scales the columns
+        lin = lin * sc[:, None, :]  # S = diag(sx, sy): scales the columns
     if sh is not None:
-        sh2 = sh if sh.dim() == 2 else torch.stack((sh, torch.zeros_like(sh)), -1)
-        tx, ty = torch.tan(torch.deg2rad(sh2)).unbind(-1)
+        tx, ty = torch.tan(torch.deg2rad(sh)).unbind(-1)
         one = torch.ones_like(tx)
         shear_m = torch.stack(
             (torch.stack((one, -tx), -1), torch.stack((-ty, 1 + tx * ty), -1)), 1
@@ -481,8 +586,8 @@ def patch_affine_matrix(
         lin = rot @ lin  # counter-clockwise on screen with y pointing down
     shift = c + (tr if tr is not None else 0.0)
     t = shift - (lin @ c[:, :, None])[:, :, 0]
-    forward = _to3x3(torch.cat((lin, t[:, :, None]), -1))
-    read = _affine_inverse(
+    forward = to3x3(torch.cat((lin, t[:, :, None]), -1))
+    read = affine_inverse(
         forward, "the forward map built from scale/shear", " (a zero scale or a +-90 degree shear)"
     )
     return _theta_from_read(read, patches, align_corners)
@@ -523,14 +628,14 @@ def transform_boxes(
     boxes = check_tensor("boxes", boxes)
     theta = check_tensor("theta", theta)
     check_same_device(boxes=boxes, theta=theta)
-    boxes = _prep_boxes(boxes, "boxes")
-    theta = _prep_theta(theta, boxes.shape[0])
-    clip = _check_flag("clip", clip)
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(boxes, theta)
+    boxes = check_boxes(boxes, "boxes")
+    theta = check_theta(theta, boxes.shape[0])
+    clip = check_bool("clip", clip)
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(boxes, theta)
     patches = _patches(boxes.to(dtype), canvas_size)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches, align_corners)
-    forward = _affine_inverse(read, "theta", " (its forward map is undefined)")
+    read = _read_matrix(to3x3(theta.to(dtype)), patches, align_corners)
+    forward = affine_inverse(read, "theta", " (its forward map is undefined)")
     out = _aabb(_apply(forward, _corners(patches)))
     if clip:
         lo = torch.maximum(out[:, :2], patches[:, :2])
@@ -570,16 +675,16 @@ def inverse_transform_boxes(
     patches = check_tensor("patches", patches)
     theta = check_tensor("theta", theta)
     check_same_device(boxes_out=boxes_out, patches=patches, theta=theta)
-    boxes_out = _prep_boxes(boxes_out, "boxes_out")
-    patches = _prep_boxes(patches, "patches")
+    boxes_out = check_boxes(boxes_out, "boxes_out")
+    patches = check_boxes(patches, "patches")
     if patches.shape[0] != boxes_out.shape[0]:
         raise ValueError(
             f"patches has {patches.shape[0]} rows but boxes_out has {boxes_out.shape[0]}"
         )
-    theta = _prep_theta(theta, patches.shape[0])
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(boxes_out, patches, theta)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
+    theta = check_theta(theta, patches.shape[0])
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(boxes_out, patches, theta)
+    read = _read_matrix(to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
     return _aabb(_apply(read, _corners(boxes_out.to(dtype))))
 
 
@@ -605,7 +710,7 @@ def transform_points(
         tensor([[[10., 15.]]])
     """
     points, read = _point_inputs(points, patches, theta, align_corners)
-    forward = _affine_inverse(read, "theta", " (its forward map is undefined)")
+    forward = affine_inverse(read, "theta", " (its forward map is undefined)")
     return _apply(forward, points)
 
 
@@ -639,10 +744,10 @@ def _point_inputs(points: Tensor, patches: Tensor, theta: Tensor, align_corners:
     patches = check_tensor("patches", patches)
     theta = check_tensor("theta", theta)
     check_same_device(points=points, patches=patches, theta=theta)
-    patches = _prep_boxes(patches, "patches")
-    points = _check_points(points, patches.shape[0])
-    theta = _prep_theta(theta, patches.shape[0])
-    align_corners = _check_flag("align_corners", align_corners)
-    dtype = _result_dtype(points, patches, theta)
-    read = _read_matrix(_to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
+    patches = check_boxes(patches, "patches")
+    points = check_points(points, patches.shape[0])
+    theta = check_theta(theta, patches.shape[0])
+    align_corners = check_bool("align_corners", align_corners)
+    dtype = compute_dtype(points, patches, theta)
+    read = _read_matrix(to3x3(theta.to(dtype)), patches.to(dtype), align_corners)
     return points.to(dtype), read

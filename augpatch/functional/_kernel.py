@@ -127,13 +127,10 @@ def _native_tag() -> str | None:
     return hashlib.sha1(" ".join(sorted(flags.split(":", 1)[-1].split())).encode()).hexdigest()[:10]
 
 
-def _build() -> Any:
-    """Compile (or load from the cache) ``csrc/warp_cpu.cpp``; return its operators."""
-    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
-        return torch.ops.augpatch_cpu  # already loaded into this process
+def _cpp_extension() -> Any:
+    """``torch.utils.cpp_extension``, imported without its irrelevant CUDA_HOME notice."""
     import logging
 
-    # importing cpp_extension logs a CUDA_HOME notice that is irrelevant to a CPU build
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -141,22 +138,48 @@ def _build() -> Any:
         from torch.utils import cpp_extension
     finally:
         logger.setLevel(level)
+    return cpp_extension
 
+
+def _extension_name() -> str:
+    tag = _native_tag()
+    return _BASE_NAME if tag is None else f"{_BASE_NAME}_{tag}"
+
+
+def needs_build() -> bool:
+    """Whether the next CPU warp compiles the kernel (no build in this process or on disk).
+
+    Example:
+        >>> from augpatch.functional._kernel import needs_build
+        >>> isinstance(needs_build(), bool)
+        True
+    """
+    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
+        return False
+    name = _extension_name()
+    try:
+        directory = _cpp_extension()._get_build_directory(name, verbose=False)
+    except Exception:  # a private torch helper: assume the worst
+        return True
+    return not (Path(directory) / f"{name}.so").exists()
+
+
+def _build() -> Any:
+    """Compile (or load from the cache) ``csrc/warp_cpu.cpp``; return its operators."""
+    if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
+        return torch.ops.augpatch_cpu  # already loaded into this process
+    cpp_extension = _cpp_extension()
     try:  # the ninja wheel's binary, also when the virtual environment is not activated
         import ninja
 
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
     except ImportError:
         pass
+    name = _extension_name()
     tag = _native_tag()
-    name = _BASE_NAME if tag is None else f"{_BASE_NAME}_{tag}"
-    try:  # tell the user why this first call stalls (nothing is said when loading a cached build)
-        built = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
-        if not built.exists():
-            print("augpatch: compiling the CPU kernel (first use only, about a minute) ...",
-                  file=sys.stderr, flush=True)
-    except Exception:  # a private torch helper: never let it break the build
-        pass
+    if needs_build():  # tell the user why this first call stalls (nothing is said when loading)
+        print("augpatch: compiling the CPU kernel (first use only, about a minute) ...",
+              file=sys.stderr, flush=True)
     # -ffp-contract=off: no fused multiply-add the eager kernel rounds twice (exactness);
     # vector instructions of the running CPU are otherwise free to use (IEEE results)
     flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from augpatch.functional._checks import compute_dtype
 from augpatch.functional._kernel import backend_for
+from augpatch.functional._sampler import PARAM_COUNT
 from augpatch.functional._warp import make_plan, object_params_backward, prepare
 
 _OBJECT_COLUMNS = 6
@@ -50,7 +51,7 @@ def warp(
             images.clone(memory_format=torch.preserve_format),
             torch.zeros(0, _OBJECT_COLUMNS, dtype=torch.long),
             torch.zeros(1, dtype=torch.long),
-            torch.zeros(0, 14, dtype=compute, device=images.device),
+            torch.zeros(0, PARAM_COUNT, dtype=compute, device=images.device),
             torch.zeros(0, dtype=dtypes[0], device=images.device),
             torch.zeros(0, dtype=dtypes[1], device=images.device),
         )
@@ -69,7 +70,7 @@ def _warp_fake(images, boxes, theta, obj_to_img, mode, padding_mode, align_corne
         torch.empty_like(images, memory_format=torch.preserve_format),
         images.new_empty((k, _OBJECT_COLUMNS), dtype=torch.long, device="cpu"),
         images.new_empty((ctx.new_dynamic_size(min=1),), dtype=torch.long, device="cpu"),
-        images.new_empty((k, 14), dtype=compute),
+        images.new_empty((k, PARAM_COUNT), dtype=compute),
         images.new_empty((ctx.new_dynamic_size(),), dtype=dtypes[0]),
         images.new_empty((ctx.new_dynamic_size(),), dtype=dtypes[1]),
     )
@@ -144,3 +145,13 @@ def _backward(ctx, grad, *unused):
 
 
 torch.library.register_autograd("augpatch::warp", _backward, setup_context=_setup_context)
+
+
+def _double_backward(ctx, *grads):
+    raise RuntimeError(
+        "augpatch: warp_patches is differentiable once; differentiating its backward (double "
+        "backward, create_graph=True) is not supported"
+    )
+
+
+torch.library.register_autograd("augpatch::warp_backward", _double_backward)

@@ -421,10 +421,13 @@ class _Locations:
         return out
 
 
-# Columns of the per-object parameters (see _warp._object_params; `Param` in
-# csrc/warp_cpu.cpp): theta, then per axis the base-coordinate map u = base * k + c, the
-# unnormalize scale and the float-box offset.
-_T00, _T01, _T02, _T10, _T11, _T12, _KX, _KY, _CX, _CY, _SX, _SY, _OX, _OY = range(14)
+# The per-object parameter table [K, PARAM_COUNT], by name (the one definition; the compiled
+# kernel's `enum Param` in csrc/warp_cpu.cpp mirrors it): theta row by row, then per axis
+# (x, y) the base-coordinate map u = base * k + c, the unnormalize scale and the float-box
+# offset. Built by _warp.object_params.
+PARAM_COLUMNS = ("t00", "t01", "t02", "t10", "t11", "t12", "kx", "ky", "cx", "cy", "sx", "sy", "ox", "oy")
+PARAM_COUNT = len(PARAM_COLUMNS)
+_T00, _T01, _T02, _T10, _T11, _T12, _KX, _KY, _CX, _CY, _SX, _SY, _OX, _OY = range(PARAM_COUNT)
 # the per-object location table: theta[:, 2], the unnormalize scales, the offsets
 _OBJECT_COLUMNS = [_T02, _T12, _SX, _SY, _OX, _OY]
 
@@ -500,7 +503,9 @@ def kernel_options(plan: WarpPlan) -> list[int]:
     return list(fields.values())
 
 
-def compiled_forward(ops, images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> tuple[Tensor, list[Tensor]]:
+def compiled_forward(
+    ops, images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool
+) -> tuple[Tensor, list[Tensor]]:
     """The forward of the compiled kernel (``csrc/warp_cpu.cpp``).
 
     For the location gradient, only levels that read earlier levels' writes
@@ -517,15 +522,11 @@ def compiled_forward(ops, images: Tensor, params: Tensor, plan: WarpPlan, need_l
 
 def compiled_backward(
     ops, grad_out: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
-    need_img: bool, need_loc: bool, reuse_grad: bool = False,
+    need_img: bool, need_loc: bool,
 ) -> tuple[Tensor | None, Tensor | None]:
-    """The backward of the compiled kernel: ``(grad_images, grad_params)``.
-
-    With ``reuse_grad`` the kernel writes the images' gradient into ``grad_out`` itself
-    (where its layout allows), so that it needs no batch-sized buffer of its own.
-    """
+    """The backward of the compiled kernel: ``(grad_images, grad_params)``."""
     grad_images, grad_params = ops.warp_backward(
         grad_out, images, params, plan.objects, plan.level_objects, saved[0], saved[1],
-        kernel_options(plan), need_img, need_loc, reuse_grad,
+        kernel_options(plan), need_img, need_loc,
     )
     return (grad_images if need_img else None), (grad_params if need_loc else None)

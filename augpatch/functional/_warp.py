@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -13,24 +12,23 @@ from augpatch.functional._checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
-    check_boxes,
+    BoxesLike,
+    check_bool,
     check_choice,
     check_images,
     check_index_range,
-    check_obj_to_img,
     check_same_device,
     check_theta,
     compute_dtype,
-    flatten_box_list,
+    parse_boxes,
+    values_checked_later,
 )
 from augpatch.functional._plan import overlap_edges, schedule_levels
-from augpatch.functional._sampler import WarpPlan
+from augpatch.functional._sampler import PARAM_COLUMNS, WarpPlan
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
 _FEW_OBJECTS = 2
-
-BoxesLike = Tensor | Sequence[Tensor]
 
 
 def warp_patches(
@@ -98,15 +96,18 @@ def warp_patches(
     differentiable: gradients taken with ``create_graph=True`` are right, but
     differentiating them again raises a ``RuntimeError`` (no double backward).
 
-    Execution: for one or two integer boxes (float/float64 images, patch-relative
-    padding) the reference computation itself runs (one ``grid_sample`` per crop);
-    otherwise objects are scheduled into levels (boxes of one image that overlap go
-    to successive levels) and every level is one pass: on the CPU by a compiled C++
+    Execution: the warp is the registered operator ``torch.ops.augpatch.warp`` (it also
+    runs inside ``torch.compile`` / ``torch.export``; value checks run inside it, on the
+    real tensors). It schedules objects into levels (boxes of one image that overlap go
+    to successive levels) and runs every level as one pass: on the CPU by a compiled C++
     kernel (built on first use, about a minute; ``AUGPATCH_CPU_KERNEL`` /
-    :func:`set_cpu_kernel` choose it or the eager kernel), on CUDA by vectorised
-    PyTorch operations. All follow ``grid_sample``'s arithmetic, so results agree to
-    float rounding; the last bit of an object's pixels may differ between a call with
-    few and with many objects, or between the two kernels.
+    :func:`set_cpu_kernel` choose it or the eager kernel, :func:`active_kernel` says which
+    runs), on CUDA by vectorised PyTorch operations. In eager mode, one or two integer
+    boxes (float/float64 images, patch-relative padding) run the reference computation
+    itself (one ``grid_sample`` per crop). All follow ``grid_sample``'s arithmetic:
+    float64 results equal the loop's to about 1e-12, float32 ones to float rounding, and
+    a nearest-neighbour location within rounding of a tie may pick either neighbour. One
+    small device-to-host copy per call (the boxes and image indices the plan needs).
 
     Example:
         >>> import torch
@@ -122,18 +123,13 @@ def warp_patches(
     check_choice("mode", mode, MODES)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     check_choice("overlap", overlap, OVERLAPS)
-    if not isinstance(align_corners, bool):
-        raise TypeError(f"align_corners must be a bool, got {type(align_corners).__name__}")
-    batch = images.shape[0]
-    if isinstance(boxes, (list, tuple)):
-        if obj_to_img is not None:
-            raise ValueError("obj_to_img must be omitted when boxes is a list of per-image tensors")
-        boxes, obj_to_img = flatten_box_list(boxes, batch)
-    else:
-        boxes = check_boxes(boxes)
-    num = boxes.shape[0]
-    theta = check_theta(theta, num)
-    obj_to_img = check_obj_to_img(obj_to_img, num, batch)
+    check_bool("align_corners", align_corners)
+    # values are checked by the operator (or _warp_few) in one transfer; the list form's
+    # per-element checks run here, so that an error names the element
+    with values_checked_later(not isinstance(boxes, (list, tuple))):
+        boxes, obj_to_img, _ = parse_boxes(boxes, obj_to_img, images.shape[0])
+        num = boxes.shape[0]
+        theta = check_theta(theta, num)
     check_same_device(images=images, boxes=boxes, theta=theta, obj_to_img=obj_to_img)
     if num == 0:
         return images.clone(memory_format=torch.preserve_format)
@@ -235,7 +231,7 @@ def object_params(
     """The differentiable per-object parameters ``[K, 14]`` every sampling location comes from.
 
     ``objects`` ``[K, 6]`` (see :class:`Prepared`) gives the processing order and each
-    patch's pixels. Columns (``PARAM_COLUMNS`` in ``_sampler``): ``theta`` flattened (6),
+    patch's pixels. Columns (``_sampler.PARAM_COLUMNS``, by name): ``theta`` flattened (6),
     then per axis (x, y) the map ``k``, ``c`` of ``F.affine_grid``'s base coordinates onto
     the continuous box (``u = base * k + c``; for integer boxes exactly the identity), the
     ``grid_sample`` unnormalize scale (half the box extent) and the float-box offset of the
@@ -264,7 +260,11 @@ def object_params(
     # its pixel, as grid_sample on a one-pixel crop does
     offset = torch.where(pos | (not align_corners), lo - origin, 0.0)
     rows = theta.to(dtype).index_select(0, obj_dev).reshape(-1, 6)
-    return torch.cat([rows, scale, shift, ext / 2, offset], 1)
+    columns = dict(zip(PARAM_COLUMNS[:6], rows.unbind(1)))
+    for axis, name in enumerate("xy"):
+        columns[f"k{name}"], columns[f"c{name}"] = scale[:, axis], shift[:, axis]
+        columns[f"s{name}"], columns[f"o{name}"] = ext[:, axis] / 2, offset[:, axis]
+    return torch.stack([columns[name] for name in PARAM_COLUMNS], 1)
 
 
 def object_params_backward(
@@ -282,7 +282,8 @@ def object_params_backward(
     grad_theta = None
     if need_theta:
         grad_theta = torch.zeros(theta.shape[0], 6, dtype=dtype, device=dev)
-        grad_theta = grad_theta.index_add_(0, obj_dev, grad[:, :6]).reshape(theta.shape).to(theta.dtype)
+        rows = grad[:, [PARAM_COLUMNS.index(f"t{i}{j}") for i in "01" for j in "012"]]
+        grad_theta = grad_theta.index_add_(0, obj_dev, rows).reshape(theta.shape).to(theta.dtype)
     if not need_boxes:
         return None, grad_theta
     raw = boxes.detach().to(dtype)
@@ -297,7 +298,8 @@ def object_params_backward(
         ext, span, ext_mask = ext0, extent.to(dtype), torch.ones_like(ext0, dtype=torch.bool)
     pos = ext > 0
     safe = torch.where(pos, ext, 1.0)
-    g_scale, g_shift, g_half, g_off = grad[:, 6:8], grad[:, 8:10], grad[:, 10:12], grad[:, 12:14]
+    g_scale, g_shift, g_half, g_off = (grad[:, [PARAM_COLUMNS.index(f"{c}{a}") for a in "xy"]]
+                                       for c in "kcso")
     arm = origin + extent.to(dtype) / 2 - (lo + hi) / 2
     g_ext = torch.where(pos, -g_scale * span / safe**2 - 2 * g_shift * arm / safe**2, 0.0) + g_half / 2
     g_ext0 = torch.where(ext_mask, g_ext, 0.0)

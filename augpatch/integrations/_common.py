@@ -23,6 +23,7 @@ from augpatch.functional import (
     theta_to_pixel_matrix,
     transform_points,
 )
+from augpatch.functional._checks import compute_dtype
 
 #: Pixel-index keypoints (centre at ``j``) -> augpatch coordinates (centre at ``j + 0.5``).
 PIXEL_INDEX_OFFSET = 0.5
@@ -52,11 +53,6 @@ def core_classes() -> Iterator[tuple[str, type]]:
         if cls is None:
             raise ImportError(f"augpatch.transforms has no {name}; the adapters need it")
         yield name, cls
-
-
-def init_parameters(cls: type) -> list[inspect.Parameter]:
-    """The ``__init__`` parameters of ``cls`` (without ``self``)."""
-    return list(inspect.signature(cls.__init__).parameters.values())[1:]
 
 
 #: Constructor arguments used in the generated classes' examples.
@@ -152,7 +148,7 @@ def map_image_points(
         raise ValueError("return_linear is only available for the forward map")
     batch_size = points.shape[0]
     n = patches.shape[0]
-    dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(points)
     out = points.to(dtype).clone()
     linear = torch.eye(2, dtype=dtype, device=points.device).expand(*out.shape[:2], 2, 2).clone()
     keep = torch.ones(n, dtype=torch.bool, device=points.device) if applied is None else applied

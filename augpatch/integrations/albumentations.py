@@ -187,25 +187,18 @@ class PatchDualTransform(DualTransform):
     def _warp_masks(
         self, chw: np.ndarray, theta: Tensor, patches: Tensor, applied: Tensor, channels_last: bool
     ) -> np.ndarray:
-        dtype = chw.dtype
-        work = chw.astype(np.uint8) if dtype == np.bool_ else chw
-        if work.dtype not in _TORCH_IMAGE_DTYPES:
-            work = work.astype(np.float64)
-        t = torch.from_numpy(np.ascontiguousarray(work))[None]
+        """Warp ``[K, H, W]`` masks of one image (:func:`augpatch.functional.warp_masks`)."""
+        t = torch.from_numpy(np.ascontiguousarray(chw))[None]
         sel = torch.nonzero(applied).flatten()
         core = self._core
-        out = AF.warp_patches(
+        out = AF.warp_masks(
             t,
             patches[sel],
             theta[sel],
-            torch.zeros(sel.numel(), dtype=torch.long),
-            mode="nearest",
             padding_mode=core.padding_mode,
             align_corners=core.align_corners,
             overlap=core.overlap,
         )[0].numpy()
-        if out.dtype != dtype:
-            out = (out > 0) if dtype == np.bool_ else np.rint(out).astype(dtype)
         return np.ascontiguousarray(np.moveaxis(out, 0, -1) if channels_last else out)
 
     def apply_to_bboxes(
@@ -223,10 +216,7 @@ class PatchDualTransform(DualTransform):
         height, width = shape[:2]
         scale = np.array([width, height, width, height], dtype=np.float64)
         pixels = torch.from_numpy(np.asarray(bboxes)[:, :4].astype(np.float64) * scale)
-        moved = AF.transform_boxes(
-            patches.double(), theta.double(), clip=True, align_corners=self._core.align_corners
-        )
-        new = torch.where(applied[:, None], moved, pixels).numpy()
+        new = self._core._move_boxes(pixels, patches.double(), theta.double(), applied).numpy()
         out = np.array(bboxes, dtype=np.float64, copy=True)
         out[:, :4] = new / scale
         return out.astype(np.asarray(bboxes).dtype, copy=False)

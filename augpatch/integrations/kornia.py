@@ -66,7 +66,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from augpatch.functional import warp_patches
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -76,7 +75,6 @@ from augpatch.integrations._common import (
     map_image_points,
 )
 from augpatch.transforms import PatchAugmentationBase
-from augpatch.transforms.base import gate_theta, invert_theta
 
 kornia = lazy_import("kornia", "kornia")
 check_version(kornia, "kornia")
@@ -315,12 +313,11 @@ class _PatchSequentialOps(AugmentationSequentialOps):
         outs = list(args)
 
         if inverse:
-            back = module.inverse(images, flat, obj_to_img, params=p)
+            back = module.inverse(images, flat, obj_to_img, image_masks=image_masks, params=p)
             new_flat = back.boxes
             if images is not None:
                 outs[img_i] = back.images.squeeze(0) if squeeze else back.images
-            if image_masks is not None:
-                image_masks = _unwarp_masks(module, image_masks, p, obj_to_img)
+            image_masks = back.image_masks
         else:
             new_flat = result.boxes
             outs[img_i] = result.images.squeeze(0) if squeeze else result.images
@@ -355,30 +352,6 @@ class _PatchSequentialOps(AugmentationSequentialOps):
                 moved = moved.to(pts.dtype)
                 outs[i] = Keypoints(moved if batched else moved.squeeze(0))
         return outs
-
-
-def _unwarp_masks(
-    module: PatchAugmentationBase, masks: Tensor, params: dict[str, Any], obj_to_img: Tensor
-) -> Tensor:
-    """Warp per-image masks ``[B, K, H, W]`` back (nearest): inverse maps, objects reversed."""
-    applied = params["batch_prob"].to(masks.device)
-    if not bool(applied.any()):
-        return masks
-    sel = torch.nonzero(applied).flatten().flip(0)
-    inv = invert_theta(gate_theta(params["theta"].to(masks.device), applied))
-    dtype = masks.dtype
-    work = masks if dtype in (torch.uint8, torch.float32, torch.float64) else masks.double()
-    out = warp_patches(
-        work,
-        params["patches"].to(masks.device)[sel],
-        inv[sel],
-        obj_to_img[sel],
-        mode="nearest",
-        padding_mode=module.padding_mode,
-        align_corners=module.align_corners,
-        overlap=module.overlap,
-    )
-    return out if out.dtype == dtype else out.round().to(dtype)
 
 
 # --------------------------------------------------------------------------- the container

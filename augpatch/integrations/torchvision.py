@@ -68,7 +68,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from augpatch.functional import clip_boxes, theta_to_pixel_matrix, transform_points
+from augpatch.functional._checks import check_points, compute_dtype, parse_boxes
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -158,6 +161,13 @@ class PatchTransform(v2.Transform):
             ``"XYWHR"``, ``"XYXYXYXY"`` to return exact rotated boxes.
         obj_to_img_key: the target key that holds ``obj_to_img`` for batched images.
 
+    It follows torchvision v2's contract: :meth:`make_params` samples the per-object
+    parameters once per call (the core's ``forward_parameters``: its
+    ``generate_parameters`` and matrix), and :meth:`transform` applies them to one input
+    at a time, by type (image, ``BoundingBoxes``, ``Mask``, ``KeyPoints``; anything else
+    passes through). Nothing of a call is kept on the module but the core's record of the
+    last parameters (:attr:`last_params`, for replay).
+
     The generated classes (``RandomPatchAffine``, ...) build ``core`` from their
     arguments; use this class directly to wrap any other core transform (e.g.
     ``PatchTransform(augpatch.transforms.PatchSequential(...))``).
@@ -189,7 +199,6 @@ class PatchTransform(v2.Transform):
         self.core = core
         self.rotated_format = rotated_format
         self.obj_to_img_key = obj_to_img_key
-        self._call: dict[str, Any] = {}
 
     @property
     def last_params(self) -> dict[str, Any] | None:
@@ -197,24 +206,45 @@ class PatchTransform(v2.Transform):
         return self.core._params
 
     def forward(self, *inputs: Any, params: Mapping[str, Any] | None = None) -> Any:
-        """Transform a sample; ``params=`` replays earlier parameters (``last_params``)."""
+        """Transform a sample; ``params=`` replays earlier parameters (``last_params``).
+
+        ``v2.Transform.forward`` plus two per-call arguments handed to :meth:`make_params`
+        (nothing is stored): ``params`` and the target's ``obj_to_img`` entry (a pure
+        tensor, which torchvision passes through untransformed).
+        """
         sample = inputs if len(inputs) > 1 else inputs[0]
+        flat_inputs, spec = tree_flatten(sample)
+        self.check_inputs(flat_inputs)
+        needs = self._needs_transform_list(flat_inputs)
         target = _find_target(sample)
         obj_to_img = None if target is None else target.get(self.obj_to_img_key)
-        self._call = {"params": params, "obj_to_img": obj_to_img}
-        try:
-            return super().forward(*inputs)
-        finally:
-            self._call = {}
+        call = self.make_params(
+            [x for x, need in zip(flat_inputs, needs) if need], obj_to_img=obj_to_img, replay=params
+        )
+        flat_outputs = [
+            self.transform(x, call) if need else x for x, need in zip(flat_inputs, needs)
+        ]
+        return tree_unflatten(flat_outputs, spec)
 
     # ------------------------------------------------------------------ v2 hooks
 
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        """Run the core transform on every input at once; ``transform`` hands out the results."""
+    def make_params(
+        self,
+        flat_inputs: list[Any],
+        *,
+        obj_to_img: Tensor | None = None,
+        replay: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Sample the per-object parameters of this call (or take ``replay``'s).
+
+        The objects are the sample's ``BoundingBoxes`` (at most one); the images give the
+        batch shape. Returns ``{"augpatch": p, "boxes": [N, 4] xyxy, "obj_to_img": [N] or
+        None, "batch_size": B}`` where ``p`` holds ``theta``, ``batch_prob``, ``patches``,
+        ``obj_to_img`` and the core's human parameters, or ``{"augpatch": None}`` when the
+        sample has no boxes (nothing moves).
+        """
         images = [x for x in flat_inputs if self._is_image(x)]
         boxes = [x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
-        masks = [x for x in flat_inputs if isinstance(x, tv_tensors.Mask)]
-        points = [x for x in flat_inputs if isinstance(x, tv_tensors.KeyPoints)]
         if any(isinstance(x, tv_tensors.Video) for x in flat_inputs):
             raise TypeError(f"{type(self).__name__} does not support videos")
         if not images:
@@ -223,162 +253,125 @@ class PatchTransform(v2.Transform):
             raise ValueError(
                 f"{type(self).__name__} needs one BoundingBoxes per sample, got {len(boxes)}"
             )
-        out: dict[int, Any] = {}
         if not boxes:
-            return {"out": out}  # no objects: nothing moves
-        bbox = boxes[0]
-        tensors = [self._image_tensor(x) for x in images]
-        batch = tensors[0] if tensors[0].dim() == 4 else tensors[0][None]
-        height, width = batch.shape[-2:]
-        fmt = _fmt(bbox)
-        plain = _plain(bbox)
-        if fmt in _ROTATED:
-            corners = TF.convert_bounding_box_format(
-                plain, old_format=fmt, new_format="XYXYXYXY"
-            ).reshape(-1, 4, 2)
-            xyxy = torch.cat([corners.amin(1), corners.amax(1)], -1)
-        else:
-            xyxy = TF.convert_bounding_box_format(plain, old_format=fmt, new_format="XYXY")
-            corners = _xyxy_corners(xyxy.float()) if self.rotated_format else None
-        n = xyxy.shape[0]
-        obj_to_img = self._call.get("obj_to_img")
+            return {"augpatch": None}  # no objects: nothing moves
+        shapes = {tuple(self._image_tensor(x, batched=True).shape[-4:]) for x in images}
+        shapes = {(b, h, w) for b, _, h, w in shapes}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"{type(self).__name__}: the images of a sample must have the same batch size "
+                f"and size to share the per-object transform, got (B, H, W) in {sorted(shapes)}"
+            )
+        first = self._image_tensor(images[0], batched=True)
+        batch = first.shape[0]
+        xyxy = _xyxy(boxes[0])
         if obj_to_img is not None:
             obj_to_img = _plain(obj_to_img).long()
+        xyxy, o2i, _ = parse_boxes(xyxy, obj_to_img, batch)
+        if o2i is None:  # one image
+            o2i = torch.zeros(xyxy.shape[0], dtype=torch.long, device=xyxy.device)
+        fboxes = xyxy.to(compute_dtype(first, xyxy))
+        if replay is None:
+            p = self.core.forward_parameters(first.shape, fboxes, o2i)
+        else:
+            patches = clip_boxes(fboxes, tuple(first.shape[-2:]))
+            p = dict(self.core._replay_parameters(replay, patches), patches=patches, obj_to_img=o2i)
+        return {"augpatch": p, "boxes": xyxy, "obj_to_img": o2i, "batch_size": batch}
 
-        per_object_masks = [m for m in masks if m.dim() == 3 and m.shape[0] == n and n > 0]
-        image_masks = [m for m in masks if not any(m is o for o in per_object_masks)]
-        per_object_points = [k for k in points if k.dim() == 3 and k.shape[0] == n and n > 0]
-        image_points = [k for k in points if not any(k is o for o in per_object_points)]
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Apply the call's parameters to one input, by type; other inputs pass through."""
+        if params["augpatch"] is None:
+            return inpt
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            return self._transform_boxes(inpt, params)
+        if isinstance(inpt, tv_tensors.Mask):
+            return self._transform_mask(inpt, params)
+        if isinstance(inpt, tv_tensors.KeyPoints):
+            return self._transform_keypoints(inpt, params)
+        if self._is_image(inpt):
+            return self._transform_image(inpt, params)
+        return inpt
 
-        def image_mask(m: Tensor) -> Tensor:  # per-image mask -> [B, K, H, W]
-            mm = _plain(m)
-            if mm.dim() == 4:
-                return mm
-            return mm[:, None] if batch.shape[0] > 1 else mm.reshape(1, -1, height, width)
+    # ------------------------------------------------------------------ per input type
 
-        def run(
-            image: Tensor, params: Any, mask: Any = None, img_mask: Any = None, kps: Any = None
-        ):
-            return self.core(
-                image if image.dim() == 4 else image[None],
-                xyxy,
-                obj_to_img,
-                masks=None if mask is None else _plain(mask),
-                image_masks=None if img_mask is None else image_mask(img_mask),
-                keypoints=None if kps is None else _plain(kps) + PIXEL_INDEX_OFFSET,
-                params=params,
-            )
+    def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
+        """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
+        p = params["augpatch"]
+        batch = self._image_tensor(image, batched=True)
+        out = self.core(batch, params["boxes"], params["obj_to_img"], params=p).images
+        if isinstance(image, PIL.Image.Image):
+            return TF.to_pil_image(out[0], mode=image.mode)
+        out = out.reshape(image.shape)
+        return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.Image) else out
 
-        # one core call for the image and the first mask / keypoints of each kind; further
-        # images, masks and keypoints (rare) replay the same parameters
-        first = run(
-            batch,
-            self._call.get("params"),
-            per_object_masks[0] if per_object_masks else None,
-            image_masks[0] if image_masks else None,
-            per_object_points[0] if per_object_points else None,
-        )
-        p = self.core._params
-        results = [(images[0], first.images, "image")]
-        results += [(img, run(t, p).images, "image") for img, t in zip(images[1:], tensors[1:])]
-        if per_object_masks:
-            results.append((per_object_masks[0], first.masks, "mask"))
-            results += [(m, run(batch, p, mask=m).masks, "mask") for m in per_object_masks[1:]]
-        if image_masks:
-            results.append((image_masks[0], first.image_masks, "mask"))
-            results += [(m, run(batch, p, img_mask=m).image_masks, "mask") for m in image_masks[1:]]
-        if per_object_points:
-            results.append((per_object_points[0], first.keypoints, "points"))
-            results += [
-                (k, run(batch, p, kps=k).keypoints, "points") for k in per_object_points[1:]
-            ]
-        self.core._params = p
+    def _transform_mask(self, mask: tv_tensors.Mask, params: dict[str, Any]) -> tv_tensors.Mask:
+        """A per-object mask ``[N, H, W]`` (one per box) moves with its object; any other
+        mask is per-image and moves with every object (nearest, dtype kept)."""
+        p, xyxy = params["augpatch"], params["boxes"]
+        n = xyxy.shape[0]
+        m = _plain(mask)
+        if m.dim() == 3 and m.shape[0] == n and n > 0:
+            own = torch.arange(n, device=m.device)
+            out = self.core._warp(m, xyxy, p["theta"], own, p["batch_prob"], masks=True)
+        else:  # per image: [H, W] / [K, H, W] of one image, [B, H, W] / [B, K, H, W]
+            batch = params["batch_size"]
+            if m.dim() < 4 and batch == 1:
+                m = m.reshape(1, -1, *m.shape[-2:])
+            if m.dim() < 3 or m.shape[0] != batch:
+                raise ValueError(
+                    f"a Mask must be [N, H, W] with one mask per box (N = {n}), or per image: "
+                    f"[B, H, W] or [B, K, H, W] with B = {batch}, got {tuple(mask.shape)}"
+                )
+            o2i = params["obj_to_img"]
+            out = self.core._warp(m, xyxy, p["theta"], o2i, p["batch_prob"], masks=True)
+        return tv_tensors.wrap(out.reshape(mask.shape), like=mask)
 
+    def _transform_keypoints(
+        self, points: tv_tensors.KeyPoints, params: dict[str, Any]
+    ) -> tv_tensors.KeyPoints:
+        """Keypoints ``[N, K, 2]`` (one group per box) move with their object; other shapes
+        are per-image points that move with the object whose box holds them."""
+        p, n = params["augpatch"], params["boxes"].shape[0]
         theta, patches, applied = p["theta"], p["patches"], p["batch_prob"]
-        for k in image_points:
-            pts = _plain(k).reshape(batch.shape[0], -1, 2) + PIXEL_INDEX_OFFSET
+        k = _plain(points)
+        if k.dim() == 3 and k.shape[0] == n and n > 0:
+            kp = check_points(k, n, "keypoints").to(patches.dtype) + PIXEL_INDEX_OFFSET
+            moved = self.core._move_points(kp, patches, theta, applied)
+        else:
+            pts = k.reshape(params["batch_size"], -1, 2) + PIXEL_INDEX_OFFSET
             moved = map_image_points(
                 pts,
                 patches,
                 theta,
-                obj_to_img,
+                params["obj_to_img"],
                 applied=applied,
                 align_corners=self.core.align_corners,
             )
-            results.append((k, moved, "points"))
+        moved = (moved - PIXEL_INDEX_OFFSET).reshape(points.shape)
+        return tv_tensors.wrap(moved.to(_float(points.dtype)), like=points)
 
-        for original, result, kind in results:
-            if kind == "image":
-                out[id(original)] = self._image_out(original, result)
-            elif kind == "mask":
-                out[id(original)] = tv_tensors.wrap(result.reshape(original.shape), like=original)
-            else:
-                moved = (result - PIXEL_INDEX_OFFSET).reshape(original.shape)
-                out[id(original)] = tv_tensors.wrap(moved.to(_float(original.dtype)), like=original)
-        out[id(bbox)] = self._boxes_out(bbox, fmt, first.boxes, corners, patches, theta, applied)
-        return {"out": out}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        """Return the result computed in :meth:`make_params` for this input."""
-        return params["out"].get(id(inpt), inpt)
-
-    # ------------------------------------------------------------------ helpers
-
-    @staticmethod
-    def _is_image(x: Any) -> bool:
-        return isinstance(x, (tv_tensors.Image, PIL.Image.Image)) or (
-            isinstance(x, Tensor) and is_pure_tensor(x)
-        )
-
-    @staticmethod
-    def _image_tensor(x: Any) -> Tensor:
-        if isinstance(x, PIL.Image.Image):
-            return TF.pil_to_tensor(x)
-        t = _plain(x)
-        if t.dim() == 2:
-            t = t[None]
-        if t.dim() not in (3, 4):
-            raise ValueError(f"images must be [C, H, W] or [B, C, H, W], got {tuple(t.shape)}")
-        return t
-
-    @staticmethod
-    def _image_out(original: Any, result: Tensor) -> Any:
-        """The core's ``[B, C, H, W]`` result in the form of ``original``."""
-        if isinstance(original, PIL.Image.Image):
-            return TF.to_pil_image(result[0], mode=original.mode)
-        out = result.reshape(original.shape)
-        return (
-            tv_tensors.wrap(out, like=original) if isinstance(original, tv_tensors.Image) else out
-        )
-
-    def _boxes_out(
-        self,
-        bbox: tv_tensors.BoundingBoxes,
-        fmt: str,
-        moved_xyxy: Tensor,
-        corners: Tensor | None,
-        patches: Tensor,
-        theta: Tensor,
-        applied: Tensor,
+    def _transform_boxes(
+        self, bbox: tv_tensors.BoundingBoxes, params: dict[str, Any]
     ) -> tv_tensors.BoundingBoxes:
-        """New boxes in the input's format (or ``rotated_format``), as the input's dtype."""
+        """New boxes in the input's format (or ``rotated_format``), in the input's dtype."""
+        p = params["augpatch"]
+        theta, patches, applied = p["theta"], p["patches"], p["batch_prob"]
+        fmt = _fmt(bbox)
         dtype = bbox.dtype
         out_fmt = self.rotated_format or fmt
-        if corners is None:  # axis-aligned in, axis-aligned out: the core's envelope
-            data = TF.convert_bounding_box_format(moved_xyxy, old_format="XYXY", new_format=fmt)
+        if fmt in _ROTATED:
+            corners = _corners(bbox)
+        elif self.rotated_format:
+            corners = _xyxy_corners(params["boxes"].float())
+        else:  # axis-aligned in, axis-aligned out: the core's envelope
+            moved = self.core._move_boxes(params["boxes"], patches, theta, applied)
+            data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
             return tv_tensors.wrap(_cast(data, dtype), like=bbox)
-        from augpatch.functional import theta_to_pixel_matrix, transform_points
-
-        moved = transform_points(
-            corners.to(theta.dtype), patches, theta, align_corners=self.core.align_corners
-        )
+        align = self.core.align_corners
+        moved = transform_points(corners.to(theta.dtype), patches, theta, align_corners=align)
         if applied.any():
-            det = torch.linalg.det(
-                theta_to_pixel_matrix(theta, patches, align_corners=self.core.align_corners)[
-                    :, :2, :2
-                ]
-            )
-            mirrored = applied & (det < 0)
+            pixel = theta_to_pixel_matrix(theta, patches, align_corners=align)
+            mirrored = applied & (torch.linalg.det(pixel[:, :2, :2]) < 0)
             moved = torch.where(mirrored[:, None, None], moved[:, _FLIP_ORDER], moved)
         moved = torch.where(applied[:, None, None], moved, corners.to(moved.dtype))
         data = moved.reshape(-1, 8)
@@ -404,6 +397,43 @@ class PatchTransform(v2.Transform):
             canvas_size=bbox.canvas_size,
             clamping_mode=getattr(bbox, "clamping_mode", "soft"),
         )
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _is_image(x: Any) -> bool:
+        return isinstance(x, (tv_tensors.Image, PIL.Image.Image)) or (
+            isinstance(x, Tensor) and is_pure_tensor(x)
+        )
+
+    @staticmethod
+    def _image_tensor(x: Any, batched: bool = False) -> Tensor:
+        """An image as a plain ``[C, H, W]`` / ``[B, C, H, W]`` tensor (``[B, C, H, W]`` if
+        ``batched``)."""
+        if isinstance(x, PIL.Image.Image):
+            t = TF.pil_to_tensor(x)
+        else:
+            t = _plain(x)
+            if t.dim() == 2:
+                t = t[None]
+        if t.dim() not in (3, 4):
+            raise ValueError(f"images must be [C, H, W] or [B, C, H, W], got {tuple(t.shape)}")
+        return t[None] if batched and t.dim() == 3 else t
+
+
+def _xyxy(bbox: tv_tensors.BoundingBoxes) -> Tensor:
+    """``[N, 4]`` axis-aligned ``xyxy`` of the boxes (the envelope of rotated ones)."""
+    fmt = _fmt(bbox)
+    if fmt in _ROTATED:
+        corners = _corners(bbox)
+        return torch.cat([corners.amin(1), corners.amax(1)], -1)
+    return TF.convert_bounding_box_format(_plain(bbox), old_format=fmt, new_format="XYXY")
+
+
+def _corners(bbox: tv_tensors.BoundingBoxes) -> Tensor:
+    """``[N, 4, 2]`` corners of rotated boxes, in ``XYXYXYXY`` order."""
+    data = TF.convert_bounding_box_format(_plain(bbox), old_format=_fmt(bbox), new_format="XYXYXYXY")
+    return data.reshape(-1, 4, 2)
 
 
 def _float(dtype: torch.dtype) -> torch.dtype:
@@ -467,3 +497,96 @@ for _name, _core in core_classes():
     globals()[_name] = _make_adapter(_name, _core)
     __all__.append(_name)
 del _name, _core
+
+
+class DetectionAutoAugment(PatchTransform):
+    """torchvision v2 adapter of :class:`augpatch.policies.DetectionAutoAugment`.
+
+    The same arguments (``policy``, ``fill``, ``padding_mode``, ``interpolation``,
+    ``box_prob``, ``bbox_prob_divisor``, ``move_boxes``, ``overlap``, ``align_corners``,
+    ``generator``; not ``drop_invalid``: put ``v2.SanitizeBoundingBoxes()`` after it so
+    that labels are dropped with their boxes) plus ``obj_to_img_key``. It follows the v2
+    contract of :class:`PatchTransform`: :meth:`make_params` samples a call's parameters
+    once (the policy's ``forward_parameters``: sub-policies, coins, signs, cutout
+    positions, following the boxes as the sub-policy moves them), and :meth:`transform`
+    applies them to each input by type:
+
+    * images (``Image``, plain tensors ``[C, H, W]`` / ``[B, C, H, W]``, PIL): the policy;
+    * ``BoundingBoxes`` (any format; rotated ones are taken as their axis-aligned
+      envelope): moved by the image-level geometric ops (and by the box-only ones with
+      ``move_boxes=True``), returned in their format and dtype; boxes that left the image
+      come back with zero width or height, for ``SanitizeBoundingBoxes`` to remove;
+    * ``Mask`` ``[N, H, W]`` (one per box) or per image; ``KeyPoints`` ``[N, K, 2]``
+      (one group per box) move with the content. Per-image keypoints of another shape
+      are refused (a policy moves points only through the objects).
+
+    Replay: ``transform(sample, params=transform.last_params)`` is bit-identical.
+
+    Example:
+        >>> import torch
+        >>> from torchvision import tv_tensors
+        >>> from torchvision.transforms import v2
+        >>> from augpatch.integrations.torchvision import DetectionAutoAugment
+        >>> t = v2.Compose([DetectionAutoAugment("v1"), v2.SanitizeBoundingBoxes()])
+        >>> image = tv_tensors.Image(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8))
+        >>> boxes = tv_tensors.BoundingBoxes([[4, 4, 40, 30]], format="XYXY", canvas_size=(64, 64))
+        >>> image, target = t(image, {"boxes": boxes, "labels": torch.tensor([1])})
+        >>> image.dtype, target["boxes"].format.name
+        (torch.uint8, 'XYXY')
+    """
+
+    def __init__(
+        self, policy: Any = "v0", *, obj_to_img_key: str = "obj_to_img", **kwargs: Any
+    ) -> None:
+        from augpatch.policies import DetectionAutoAugment as Core
+
+        PatchTransform.__init__(self, Core(policy, **kwargs), obj_to_img_key=obj_to_img_key)
+
+    def _targets(self, params: dict[str, Any], canvas: tuple[int, int], **kw: Any) -> Any:
+        shape = (params["batch_size"], 1, *canvas)
+        return self.core.apply_to_targets(
+            shape, params["boxes"], params["obj_to_img"], params=params["augpatch"], **kw
+        )
+
+    def _transform_boxes(
+        self, bbox: tv_tensors.BoundingBoxes, params: dict[str, Any]
+    ) -> tv_tensors.BoundingBoxes:
+        moved = self._targets(params, tuple(bbox.canvas_size)).boxes
+        fmt = _fmt(bbox)
+        data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
+        dtype = bbox.dtype if fmt not in _ROTATED else _float(bbox.dtype)
+        return tv_tensors.wrap(_cast(data, dtype), like=bbox)
+
+    def _transform_mask(self, mask: tv_tensors.Mask, params: dict[str, Any]) -> tv_tensors.Mask:
+        n, m = params["boxes"].shape[0], _plain(mask)
+        canvas = tuple(m.shape[-2:])
+        if m.dim() == 3 and m.shape[0] == n and n > 0:
+            out = self._targets(params, canvas, masks=m).masks
+        else:
+            batch = params["batch_size"]
+            if m.dim() < 4 and batch == 1:
+                m = m.reshape(1, -1, *canvas)
+            if m.dim() < 3 or m.shape[0] != batch:
+                raise ValueError(
+                    f"a Mask must be [N, H, W] with one mask per box (N = {n}), or per image: "
+                    f"[B, H, W] or [B, K, H, W] with B = {batch}, got {tuple(mask.shape)}"
+                )
+            out = self._targets(params, canvas, image_masks=m).image_masks
+        return tv_tensors.wrap(out.reshape(mask.shape), like=mask)
+
+    def _transform_keypoints(
+        self, points: tv_tensors.KeyPoints, params: dict[str, Any]
+    ) -> tv_tensors.KeyPoints:
+        n, k = params["boxes"].shape[0], _plain(points)
+        if not (k.dim() == 3 and k.shape[0] == n and n > 0):
+            raise ValueError(
+                f"DetectionAutoAugment moves KeyPoints [N, K, 2] with one group per box "
+                f"(N = {n}), got {tuple(points.shape)}"
+            )
+        kp = k.to(_float(k.dtype)) + PIXEL_INDEX_OFFSET
+        moved = self._targets(params, tuple(points.canvas_size), keypoints=kp).keypoints
+        moved = (moved - PIXEL_INDEX_OFFSET).reshape(points.shape)
+        return tv_tensors.wrap(moved.to(_float(points.dtype)), like=points)
+
+
+__all__.append("DetectionAutoAugment")

@@ -61,10 +61,6 @@ class Bound:
             t = t[self.index]
         return self.offset + self.coef * float(t)
 
-    @property
-    def is_tensor(self) -> bool:
-        return self.attr is not None
-
 
 @dataclass(frozen=True)
 class Range:
@@ -85,10 +81,6 @@ class Range:
         """Reparameterised draw ``lo + (hi - lo) * u01`` (shape and dtype of ``u01``)."""
         lo, hi = self.bounds(module, u01.device, u01.dtype)
         return lo + (hi - lo) * u01
-
-    @property
-    def is_tensor(self) -> bool:
-        return self.lo.is_tensor or self.hi.is_tensor
 
 
 def _is_number(x: object) -> bool:

@@ -26,6 +26,12 @@ import torch
 from torch import Tensor
 
 import augpatch.functional as F
+from augpatch.functional._geometry import (
+    parse_angle,
+    parse_scale,
+    parse_shear,
+    parse_translate,
+)
 from augpatch.transforms._sampling import (
     Bound,
     Range,
@@ -395,6 +401,15 @@ def _check_theta_arg(theta: Tensor) -> None:
     _tensor_values("theta", theta)
 
 
+# the core's parser of each human parameter (the rule is in patch_affine_matrix's docstring)
+_PARSERS = {
+    "angle": parse_angle,
+    "translate": parse_translate,
+    "scale": parse_scale,
+    "shear": parse_shear,
+}
+
+
 class PatchAffine(PatchAugmentationBase):
     r"""Deterministic per-object affine for given (possibly learnable) parameters.
 
@@ -405,11 +420,14 @@ class PatchAffine(PatchAugmentationBase):
 
     Args:
         theta: ``[2, 3]`` / ``[6]`` (every object) or ``[N, 2, 3]`` / ``[N, 6]``.
-        angle: degrees CCW: a number / 0-d tensor, or ``[N]``.
-        translate: FRACTION of the patch size ``(tx, ty)``: a pair / ``[2]``, or ``[N, 2]``.
-        scale: a number / 0-d tensor (isotropic), a pair / ``[2]`` ``(sx, sy)``, or
-            ``[N, 1]`` / ``[N, 2]``. Non-zero; a negative factor flips.
-        shear: degrees: a number (x-shear), a pair / ``[2]`` ``(x, y)``, or ``[N, 2]``.
+        angle: degrees CCW: a number / 0-d tensor (every object), or ``[N]``.
+        translate: FRACTION of the patch size, always a pair ``(tx, ty)``: a number ``t``
+            (``(t, t)``), a Python pair / ``[2]`` / ``[1, 2]`` (every object), or ``[N, 2]``.
+        scale: one factor or an ``(sx, sy)`` pair: a number / 0-d tensor (isotropic, every
+            object), a 1-D tensor ``[N]`` or ``[N, 1]`` (isotropic, one PER OBJECT), a
+            Python pair ``(sx, sy)`` or a ``[1, 2]`` tensor (every object), or ``[N, 2]``.
+            Non-zero; a negative factor flips.
+        shear: degrees, the forms of ``scale``; one value is an x-shear ``(s, 0)``.
         **kwargs: ``p`` (default 1.0), ``resample``, ``padding_mode``, ``align_corners``,
             ``overlap``, ``generator``, ``drop_invalid``. (No ``same_on_*``: nothing is
             sampled but the ``p`` coin.)
@@ -419,6 +437,13 @@ class PatchAffine(PatchAugmentationBase):
     they follow ``.to(device)``. A new value can be assigned between calls
     (``aug.theta = new_theta``), or passed per call as ``params={"theta": theta}``
     (gradients flow to it too). ``PatchAffine()`` is the identity.
+
+    The human parameters are read exactly as by
+    :func:`augpatch.functional.patch_affine_matrix` (the same parser): the number of
+    dimensions of a tensor decides its meaning, never the number of objects. With two
+    boxes, ``scale=torch.tensor([0.5, 2.0])`` halves the first object and doubles the
+    second; ``scale=(0.5, 2.0)`` or ``torch.tensor([[0.5, 2.0]])`` is ``(sx, sy)`` for
+    both; a 1-D tensor whose length is neither 1 nor the number of objects is an error.
 
     Example:
         >>> theta = torch.eye(2, 3).repeat(2, 1, 1).requires_grad_()
@@ -457,28 +482,9 @@ class PatchAffine(PatchAugmentationBase):
             _check_theta_arg(theta)
             register_tensor(self, "theta", theta)
         for name in given:
-            value = human[name]
-            if not isinstance(value, Tensor):
-                if isinstance(value, bool) or not (_is_number(value) or _is_seq(value)):
-                    raise TypeError(
-                        f"{name} must be a number, a pair or a tensor, got {type(value).__name__}"
-                    )
-                try:
-                    value = torch.as_tensor(value, dtype=torch.float32)
-                except (TypeError, ValueError) as e:
-                    raise TypeError(f"{name} must be a number, a pair or a tensor: {e}") from e
-                if name == "angle" and value.dim() != 0:
-                    raise ValueError(
-                        "angle must be a number (or a tensor [N] for per-object angles)"
-                    )
-                if value.dim() > 1 or (value.dim() == 1 and value.shape[0] != 2):
-                    raise ValueError(f"{name} given as a Python value must be a number or a pair")
-                if name == "translate" and value.dim() == 0:
-                    value = value.expand(2).clone()
-            if not _SHAPE_OK[name](value):
-                raise ValueError(
-                    f"{name} has an unsupported shape {tuple(value.shape)}; {_SHAPE_HELP[name]}"
-                )
+            # the core's one parser of this form (n=None: checks the form; Python values
+            # become tensors, a scale / shear pair a [1, 2] tensor); a tensor is kept itself
+            value = _PARSERS[name](human[name], None)
             vals = _tensor_values(name, value)
             if name == "scale" and any(v == 0 for v in vals):
                 raise ValueError("scale must be non-zero (a negative factor flips)")
@@ -495,28 +501,10 @@ class PatchAffine(PatchAugmentationBase):
         generator: torch.Generator | None,
     ) -> Params:
         n, dtype = patches.shape[0], patches.dtype
-        out: Params = {}
-        for name in self._human:
-            v = getattr(self, name).to(device=patches.device, dtype=dtype)
-            if name == "angle":
-                out[name] = v.expand(n) if v.dim() == 0 else _rows(name, v, n)
-            elif name == "translate":
-                out[name] = v.expand(n, 2) if v.dim() <= 1 else _rows(name, v, n)
-            else:  # scale, shear: number -> (v, v) / (v, 0); pair -> shared; [N, 1|2] per object
-                if v.dim() == 0:
-                    v = torch.stack((v, v if name == "scale" else torch.zeros_like(v)))
-                if v.dim() == 1:
-                    if v.shape[0] != 2:
-                        raise ValueError(
-                            f"PatchAffine.{name} as a 1-D tensor must be an (x, y) pair; "
-                            "use [N, 1] or [N, 2] for per-object values"
-                        )
-                    v = v.expand(n, 2)
-                v = _rows(name, v, n)
-                if v.shape[1] == 1:
-                    v = torch.cat((v, v if name == "scale" else torch.zeros_like(v)), 1)
-                out[name] = v
-        return out
+        return {
+            name: _PARSERS[name](getattr(self, name), n, dtype=dtype, device=patches.device)
+            for name in self._human
+        }
 
     def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
         if self._theta_given:
@@ -526,7 +514,12 @@ class PatchAffine(PatchAugmentationBase):
             )
             if theta.shape[0] == 1:
                 return theta.expand(patches.shape[0], 2, 3)
-            return _rows("theta", theta, patches.shape[0])
+            if theta.shape[0] != patches.shape[0]:
+                raise ValueError(
+                    f"PatchAffine.theta has {theta.shape[0]} rows but the call has "
+                    f"{patches.shape[0]} objects"
+                )
+            return theta
         return _affine_from_params(params, patches, self.align_corners)
 
     def _option_repr(self) -> list[str]:
@@ -545,23 +538,3 @@ class PatchAffine(PatchAugmentationBase):
                 desc = f"Tensor{shape}"
             out.append(f"{name}={desc}")
         return out
-
-
-_SHAPE_OK = {
-    "angle": lambda t: t.dim() <= 1,
-    "translate": lambda t: t.dim() == 0 or t.shape[-1:] == (2,) and t.dim() <= 2,
-    "scale": lambda t: t.dim() == 0 or t.shape == (2,) or (t.dim() == 2 and t.shape[1] in (1, 2)),
-    "shear": lambda t: t.dim() == 0 or t.shape == (2,) or (t.dim() == 2 and t.shape[1] in (1, 2)),
-}
-_SHAPE_HELP = {
-    "angle": "use a number or [N]",
-    "translate": "use a number, a pair / [2] or [N, 2]",
-    "scale": "use a number, a pair / [2], [N, 1] or [N, 2]",
-    "shear": "use a number, a pair / [2], [N, 1] or [N, 2]",
-}
-
-
-def _rows(name: str, v: Tensor, n: int) -> Tensor:
-    if v.shape[0] != n:
-        raise ValueError(f"PatchAffine.{name} has {v.shape[0]} rows but the call has {n} objects")
-    return v

@@ -28,20 +28,23 @@ from augpatch.functional._checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
+    BoxesLike,
+    check_bool,
     check_boxes,
     check_choice,
     check_images,
-    check_obj_to_img,
+    check_points,
     check_theta,
-    flatten_box_list,
+    compute_dtype,
+    parse_boxes,
 )
+from augpatch.functional._geometry import invert_theta
 from augpatch.transforms._result import PatchResult
 from augpatch.transforms._sampling import check_probability, register_tensor, sample_gate
 
 __all__ = ["PatchAugmentationBase"]
 
 Params = dict[str, Any]
-BoxesLike = Tensor | Sequence[Tensor]
 
 # a box thinner than this (pixels) counts as degenerate, so that float rounding of an exact
 # boundary case (content moved by exactly one box size) does not decide ``keep``
@@ -52,12 +55,6 @@ _CALL_KEYS = ("patches", "obj_to_img", "keep")
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
 
 
 def _check_p(p: object) -> float | Tensor:
@@ -73,11 +70,6 @@ def _check_mode(name: str, value: object, choices: Sequence[str]) -> str:
     if isinstance(value, str):
         value = value.lower()
     return check_choice(name, value, choices)
-
-
-def _compute_dtype(*tensors: Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def _eye(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -98,56 +90,6 @@ def gate_theta(theta: Tensor, batch_prob: Tensor | None) -> Tensor:
     return torch.where(
         batch_prob[:, None, None], theta, _eye(theta.shape[0], theta.dtype, theta.device)
     )
-
-
-def to3x3(theta: Tensor) -> Tensor:
-    """``[N, 2, 3] -> [N, 3, 3]`` homogeneous matrices."""
-    last = torch.zeros_like(theta[:, :1, :])
-    last[:, :, 2] = 1
-    return torch.cat((theta, last), 1)
-
-
-def invert_theta(theta: Tensor) -> Tensor:
-    """Inverse of affine ``theta [N, 2, 3]`` (closed form, differentiable)."""
-    a, b, tx = theta[:, 0].unbind(-1)
-    c, d, ty = theta[:, 1].unbind(-1)
-    det = a * d - b * c
-    if bool((det == 0).any()):
-        bad = torch.nonzero(det == 0).flatten()[:10].tolist()
-        raise ValueError(f"theta is singular for object(s) {bad}: the inverse is undefined")
-    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
-    return torch.stack(
-        (
-            torch.stack((ia, ib, -(ia * tx + ib * ty)), -1),
-            torch.stack((ic, id_, -(ic * tx + id_ * ty)), -1),
-        ),
-        1,
-    )
-
-
-def _to_warpable(x: Tensor) -> tuple[Tensor, Any]:
-    """Masks as a dtype ``warp_patches`` takes, and the function to restore the dtype."""
-    if x.dtype == torch.bool:
-        return x.to(torch.uint8), lambda y: y.bool()
-    if x.dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        return x, lambda y: y
-    if x.is_floating_point() or x.is_complex():
-        raise TypeError(f"unsupported mask dtype {x.dtype}")
-    dtype = x.dtype
-    return x.to(torch.float64), lambda y: y.round().to(dtype)
-
-
-def _check_keypoints(keypoints: object, n: int) -> Tensor:
-    """Validate keypoints ``[N, K, 2]`` (``[N, 2]`` is read as one point per object)."""
-    if not isinstance(keypoints, Tensor):
-        raise TypeError(f"keypoints must be a tensor [N, K, 2], got {type(keypoints).__name__}")
-    if keypoints.dim() == 2 and keypoints.shape[-1] == 2:
-        keypoints = keypoints[:, None]
-    if keypoints.dim() != 3 or keypoints.shape[0] != n or keypoints.shape[-1] != 2:
-        raise ValueError(
-            f"keypoints must have shape [N, K, 2] with N = {n}, got {tuple(keypoints.shape)}"
-        )
-    return keypoints
 
 
 def _detach(params: Mapping[str, Any]) -> Params:
@@ -236,18 +178,18 @@ class PatchAugmentationBase(nn.Module):
             register_tensor(self, "p", p)
         else:
             self.p = p
-        self.same_on_batch = _check_bool("same_on_batch", same_on_batch)
-        self.same_on_image = _check_bool("same_on_image", same_on_image)
+        self.same_on_batch = check_bool("same_on_batch", same_on_batch)
+        self.same_on_image = check_bool("same_on_image", same_on_image)
         self.resample = _check_mode("resample", resample, MODES)
         self.padding_mode = _check_mode("padding_mode", padding_mode, PADDING_MODES)
-        self.align_corners = _check_bool("align_corners", align_corners)
+        self.align_corners = check_bool("align_corners", align_corners)
         self.overlap = _check_mode("overlap", overlap, OVERLAPS)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"generator must be a torch.Generator or None, got {type(generator).__name__}"
             )
         self.generator = generator
-        self.drop_invalid = _check_bool("drop_invalid", drop_invalid)
+        self.drop_invalid = check_bool("drop_invalid", drop_invalid)
         self._params: Params | None = None
 
     # ------------------------------------------------------------------ subclass hooks
@@ -306,7 +248,7 @@ class PatchAugmentationBase(nn.Module):
         """
         batch, _, height, width = (int(s) for s in batch_shape)
         boxes, obj_to_img, _ = self._flatten_boxes(boxes, obj_to_img, batch)
-        patches = F.clip_boxes(boxes.to(_compute_dtype(boxes)), (height, width))
+        patches = F.clip_boxes(boxes.to(compute_dtype(boxes)), (height, width))
         params = self._forward_parameters(patches, obj_to_img, batch)
         return {**params, "patches": patches, "obj_to_img": obj_to_img}
 
@@ -428,18 +370,11 @@ class PatchAugmentationBase(nn.Module):
     def _flatten_boxes(
         boxes: BoxesLike, obj_to_img: Tensor | None, batch: int
     ) -> tuple[Tensor, Tensor, bool]:
-        if isinstance(boxes, (list, tuple)):
-            if obj_to_img is not None:
-                raise ValueError(
-                    "obj_to_img must be omitted when boxes is a list of per-image tensors"
-                )
-            flat, o2i = flatten_box_list(boxes, batch)
-            return flat, o2i.long(), True
-        boxes = check_boxes(boxes)
-        o2i = check_obj_to_img(obj_to_img, boxes.shape[0], batch)
+        """``(boxes [N, 4], obj_to_img [N] int64, was_list)`` (``obj_to_img`` filled in)."""
+        boxes, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
         if o2i is None:
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
-        return boxes, o2i, False
+        return boxes, o2i, as_list
 
     def _warp(
         self,
@@ -449,54 +384,48 @@ class PatchAugmentationBase(nn.Module):
         obj_to_img: Tensor,
         applied: Tensor,
         *,
-        mode: str,
+        masks: bool = False,
         reverse: bool = False,
     ) -> Tensor:
-        """One ``warp_patches`` call over the objects where ``applied`` is True."""
-        if bool(applied.all()):
-            idx = torch.arange(applied.shape[0], device=applied.device)
-        else:
-            idx = torch.nonzero(applied).flatten()
-        if idx.numel() == 0:
-            return images.clone(memory_format=torch.preserve_format)
+        """One warp over the objects where ``applied`` is True (in reverse order if asked).
+
+        ``masks=False``: :func:`augpatch.functional.warp_patches` of ``images [B, C, H, W]``
+        with ``self.resample``; ``masks=True``: :func:`augpatch.functional.warp_masks`
+        (nearest, dtype kept) of masks ``[B, H, W]`` / ``[B, K, H, W]``. Objects that are
+        not applied get an empty box (no pixel: the image is unchanged there), so that no
+        data-dependent selection is needed (``torch.compile``).
+        """
+        boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
         if reverse:
-            idx = idx.flip(0)
-        return F.warp_patches(
-            images,
-            boxes[idx],
-            theta[idx],
-            obj_to_img[idx],
-            mode=mode,
-            padding_mode=self.padding_mode,
-            align_corners=self.align_corners,
-            overlap=self.overlap,
-        )
+            boxes, theta, obj_to_img = boxes.flip(0), theta.flip(0), obj_to_img.flip(0)
+        options = {
+            "padding_mode": self.padding_mode,
+            "align_corners": self.align_corners,
+            "overlap": self.overlap,
+        }
+        args = (images, boxes, theta, obj_to_img)
+        if masks:
+            return F.warp_masks(*args, **options)
+        return F.warp_patches(*args, mode=self.resample, **options)
 
-    def _warp_object_masks(
-        self, masks: Tensor, boxes: Tensor, theta: Tensor, applied: Tensor, reverse: bool = False
+    def _move_boxes(
+        self, boxes: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
     ) -> Tensor:
-        """Warp mask ``n`` ``[N, H, W]`` with object ``n``'s patch and theta only (one call)."""
-        x, restore = _to_warpable(masks[:, None])
-        own = torch.arange(masks.shape[0], device=masks.device)
-        return restore(
-            self._warp(x, boxes, theta, own, applied, mode="nearest", reverse=reverse)[:, 0]
-        )
+        """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
+        patch (:func:`augpatch.functional.transform_boxes`); other objects keep ``boxes``."""
+        moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
+        # content that left its patch: an exactly zero-width/height box on the patch's edge
+        # (detectors reject inverted boxes, and rounding can invert them by 1e-6)
+        lo = torch.minimum(moved[:, :2], patches[:, 2:])
+        moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
+        return torch.where(applied[:, None], moved, boxes.to(moved.dtype))
 
-    def _warp_image_masks(
-        self,
-        image_masks: Tensor,
-        boxes: Tensor,
-        theta: Tensor,
-        obj_to_img: Tensor,
-        applied: Tensor,
-        reverse: bool = False,
+    def _move_points(
+        self, points: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
     ) -> Tensor:
-        squeeze = image_masks.dim() == 3
-        x, restore = _to_warpable(image_masks[:, None] if squeeze else image_masks)
-        out = restore(
-            self._warp(x, boxes, theta, obj_to_img, applied, mode="nearest", reverse=reverse)
-        )
-        return out[:, 0] if squeeze else out
+        """Per-object points ``[N, K, 2]`` moved with their object where ``applied``."""
+        moved = F.transform_points(points, patches, theta, align_corners=self.align_corners)
+        return torch.where(applied[:, None, None], moved, points.to(moved.dtype))
 
     @staticmethod
     def _check_extras(
@@ -528,7 +457,7 @@ class PatchAugmentationBase(nn.Module):
                     f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
                     f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
                 )
-        return None if keypoints is None else _check_keypoints(keypoints, n)
+        return None if keypoints is None else check_points(keypoints, n, "keypoints", one_per_object=True)
 
     def forward(
         self,
@@ -548,10 +477,12 @@ class PatchAugmentationBase(nn.Module):
             boxes: ``[N, 4]`` ``xyxy`` boxes in pixels (float or int), or a list of
                 ``B`` tensors ``[N_i, 4]`` (then returned as a list).
             obj_to_img: ``[N]`` int64 image of each box; may be omitted when ``B == 1``.
-            masks: ``[N, H, W]`` per-object masks (any dtype); mask ``n`` is warped with
-                object ``n``'s patch and theta only, nearest resampling.
+            masks: ``[N, H, W]`` per-object masks (bool, integer or float; dtype kept);
+                mask ``n`` is warped with object ``n``'s patch and theta only, nearest
+                resampling (:func:`augpatch.functional.warp_masks`).
             image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) per-image masks (e.g.
-                segmentation maps), warped exactly like the images, nearest resampling.
+                segmentation maps), warped exactly like the images, nearest resampling
+                (:func:`augpatch.functional.warp_masks`, dtype kept).
             keypoints: ``[N, K, 2]`` ``(x, y)`` points of each object, mapped exactly.
             params: replay these parameters (e.g. ``aug._params``, possibly loaded with
                 ``torch.load`` or :func:`params_from_json`) instead of sampling. Uses
@@ -580,7 +511,7 @@ class PatchAugmentationBase(nn.Module):
         boxes, obj_to_img, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
         n = boxes.shape[0]
         keypoints = self._check_extras(masks, image_masks, keypoints, n, batch, (height, width))
-        dtype = _compute_dtype(images, boxes)
+        dtype = compute_dtype(images, boxes)
         fboxes = boxes.to(dtype)
         patches = F.clip_boxes(fboxes, (height, width))
 
@@ -590,22 +521,21 @@ class PatchAugmentationBase(nn.Module):
             p = self._replay_parameters(params, patches)
         theta, applied = p["theta"], p["batch_prob"]
 
-        out_images = self._warp(images, boxes, theta, obj_to_img, applied, mode=self.resample)
-        moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
-        sel = applied[:, None]
-        boxes_out = torch.where(sel, moved, fboxes)
-        final = torch.where(sel, moved, patches)  # the box as it is now visible in its patch
+        out_images = self._warp(images, boxes, theta, obj_to_img, applied)
+        boxes_out = self._move_boxes(fboxes, patches, theta, applied)
+        # the box as it is now visible in its patch
+        final = torch.where(applied[:, None], boxes_out, patches)
         keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
 
         masks_out = image_masks_out = kps_out = None
         if masks is not None:
-            masks_out = self._warp_object_masks(masks, boxes, theta, applied)
+            # mask n is image n of a batch of N, holding object n only
+            own = torch.arange(n, device=masks.device)
+            masks_out = self._warp(masks, boxes, theta, own, applied, masks=True)
         if image_masks is not None:
-            image_masks_out = self._warp_image_masks(image_masks, boxes, theta, obj_to_img, applied)
+            image_masks_out = self._warp(image_masks, boxes, theta, obj_to_img, applied, masks=True)
         if keypoints is not None:
-            kp = keypoints.to(dtype)
-            moved_kp = F.transform_points(kp, patches, theta, align_corners=self.align_corners)
-            kps_out = torch.where(applied[:, None, None], moved_kp, kp)
+            kps_out = self._move_points(keypoints.to(dtype), patches, theta, applied)
 
         stored = _detach(p)
         stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
@@ -638,6 +568,7 @@ class PatchAugmentationBase(nn.Module):
         boxes: BoxesLike,
         obj_to_img: Tensor | None = None,
         *,
+        image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> PatchResult:
@@ -650,9 +581,10 @@ class PatchAugmentationBase(nn.Module):
         patch, which is the original box when no content left the patch).
 
         The image inverse re-warps each transformed patch with ``theta^-1`` (objects in
-        reverse order). It is LOSSY: content that the forward pass cut off at the
-        patch border, or replaced by padding, or overwrote with an overlapping box,
-        cannot come back, and every resampling blurs a little.
+        reverse order), and ``image_masks`` the same way with nearest resampling. It is
+        LOSSY: content that the forward pass cut off at the patch border, or replaced by
+        padding, or overwrote with an overlapping box, cannot come back, and every
+        resampling blurs a little.
 
         Args:
             images: ``[B, C, H, W]`` augmented images, or ``None`` to map only boxes
@@ -662,11 +594,14 @@ class PatchAugmentationBase(nn.Module):
                 boxes (``keep.sum()`` rows) are accepted too.
             obj_to_img: ``[N]`` image indices; default: implied by a list, else
                 ``params['obj_to_img']``.
+            image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) augmented per-image masks
+                to warp back (nearest, dtype kept), or ``None``.
             keypoints: ``[N, K, 2]`` points in the output frame.
             params: the parameters of the forward call (default: the last call's).
 
         Returns:
-            :class:`PatchResult` ``(images, boxes)`` with ``.keypoints``.
+            :class:`PatchResult` ``(images, boxes)`` with ``.image_masks`` and
+            ``.keypoints``.
 
         Example:
             >>> from augpatch import RandomPatchScale
@@ -690,23 +625,23 @@ class PatchAugmentationBase(nn.Module):
         stored_o2i = params.get("obj_to_img")
         if images is not None:
             batch = images.shape[0]
+        elif isinstance(image_masks, Tensor) and image_masks.dim() in (3, 4):
+            batch = image_masks.shape[0]
         elif isinstance(boxes, (list, tuple)):
             batch = len(boxes)
         elif stored_o2i is not None and stored_o2i.numel():
             batch = int(stored_o2i.max()) + 1
         else:
             batch = 1
-        if isinstance(boxes, (list, tuple)):
-            boxes_f, o2i, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
-        else:
-            boxes_f, as_list = check_boxes(boxes), False
-            o2i = (
-                None
-                if obj_to_img is None
-                else check_obj_to_img(obj_to_img, boxes_f.shape[0], batch)
-            )
+        if isinstance(boxes, (list, tuple)) or obj_to_img is not None:
+            boxes_f, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
+        else:  # obj_to_img defaults to the forward call's (below)
+            boxes_f, o2i, as_list = check_boxes(boxes), None, False
+        if image_masks is not None:
+            size = images.shape[-2:] if images is not None else image_masks.shape[-2:]
+            self._check_extras(None, image_masks, None, boxes_f.shape[0], batch, tuple(size))
         device = images.device if images is not None else boxes_f.device
-        dtype = _compute_dtype(boxes_f, *([images] if images is not None else []))
+        dtype = compute_dtype(boxes_f, *([images] if images is not None else []))
 
         # the parameters of all N objects of the forward call
         theta_all = check_theta(params["theta"], params["patches"].shape[0], "params['theta']")
@@ -749,22 +684,29 @@ class PatchAugmentationBase(nn.Module):
 
         kps_back = None
         if keypoints is not None:
-            kp = _check_keypoints(keypoints, n).to(dtype)
+            kp = check_points(keypoints, n, "keypoints", one_per_object=True).to(dtype)
             kb = F.inverse_transform_points(kp, patches, theta, align_corners=self.align_corners)
             kps_back = torch.where(applied[:, None, None], kb, kp)
 
-        images_back = None
-        if images is not None:
+        images_back = image_masks_back = None
+        if images is not None or image_masks is not None:
             inv = invert_theta(gate_theta(theta_all, applied_all))
-            images_back = self._warp(
-                images, patches_all, inv, o2i_all, applied_all, mode=self.resample, reverse=True
-            )
+            args = (patches_all, inv, o2i_all, applied_all)
+            if images is not None:
+                images_back = self._warp(images, *args, reverse=True)
+            if image_masks is not None:
+                image_masks_back = self._warp(image_masks, *args, masks=True, reverse=True)
 
         boxes_ret: Tensor | list[Tensor] = boxes_back
         if as_list:
             boxes_ret = F.boxes_to_list(boxes_back, o2i, batch)
         return PatchResult(
-            images_back, boxes_ret, keypoints=kps_back, obj_to_img=o2i, params=dict(params)
+            images_back,
+            boxes_ret,
+            image_masks=image_masks_back,
+            keypoints=kps_back,
+            obj_to_img=o2i,
+            params=dict(params),
         )
 
     # ------------------------------------------------------------------ repr

@@ -8,12 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.transforms.base import (
-    Params,
-    PatchAugmentationBase,
-    _check_bool,
-    to3x3,
-)
+from augpatch.functional._checks import check_bool
+from augpatch.functional._geometry import to3x3
+from augpatch.transforms.base import Params, PatchAugmentationBase
 
 __all__ = ["PatchSequential"]
 
@@ -94,7 +91,7 @@ class PatchSequential(PatchAugmentationBase):
             raise ValueError("the children of PatchSequential disagree on align_corners")
         if align_corners is None:
             align_corners = bool(child_ac) if child_ac is not None else False
-        _check_bool("align_corners", align_corners)
+        check_bool("align_corners", align_corners)
         if child_ac is not None and child_ac != align_corners:
             raise ValueError(
                 f"PatchSequential(align_corners={align_corners}) differs from its children's "

@@ -903,15 +903,9 @@ at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
   return out;
 }
 
-// The gradient buffer of the backward: the output gradient itself where the caller says
-// nobody else can see it (`reuse`, decided by augpatch's operator with the test that
-// AccumulateGrad makes before it steals a gradient) and its layout fits, else a copy
-// (compute dtype, plan strides). Then the input gradient needs no batch-sized memory of
-// its own.
-at::Tensor gradient_buffer(const at::Tensor& grad, const Params& p, at::ScalarType compute, bool reuse) {
-  const bool fits = grad.layout() == at::kStrided && grad.device().is_cpu() && grad.scalar_type() == compute &&
-                    grad.strides() == c10::IntArrayRef(strides_of(p)) && !grad.is_conj() && !grad.is_neg();
-  if (reuse && fits) return grad;
+// The gradient buffer of the backward: a copy of the output gradient (compute dtype, plan
+// strides) that becomes the input gradient in place.
+at::Tensor gradient_buffer(const at::Tensor& grad, const Params& p, at::ScalarType compute) {
   at::Tensor buf = at::empty_strided(grad.sizes(), strides_of(p), grad.options().dtype(compute));
   buf.copy_(grad);
   return buf;
@@ -954,17 +948,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_op(const at::Tensor&
 }
 
 // warp_backward(grad, images, params, objects, level_objects, kept0, kept1, options,
-// need_img, need_loc, reuse_grad) -> (grad_images, grad_params); an output that is not
+// need_img, need_loc) -> (grad_images, grad_params); an output that is not
 // needed is an empty tensor. `images` is the input batch of the forward (read again where
 // a level read it), `kept0`/`kept1` what warp_forward returned.
 std::tuple<at::Tensor, at::Tensor> warp_backward_op(const at::Tensor& grad, const at::Tensor& images,
                                                     const at::Tensor& params, const at::Tensor& objects,
                                                     c10::IntArrayRef level_objects, const at::Tensor& kept0,
                                                     const at::Tensor& kept1, c10::IntArrayRef options,
-                                                    bool need_img, bool need_loc, bool reuse_grad) {
+                                                    bool need_img, bool need_loc) {
   const auto opt = with_needs(options, level_objects, need_loc, need_img);
   const Params p(opt);
-  at::Tensor g_buf = gradient_buffer(grad, p, params.scalar_type(), reuse_grad);
+  at::Tensor g_buf = gradient_buffer(grad, p, params.scalar_type());
   at::Tensor source = at::empty({0}, images.options());
   if (need_loc) {
     source = images.strides() == c10::IntArrayRef(strides_of(p)) ? images : plan_copy(images, p);
@@ -987,7 +981,7 @@ TORCH_LIBRARY(augpatch_cpu, m) {
       "bool need_loc) -> (Tensor, Tensor, Tensor)");
   m.def(
       "warp_backward(Tensor grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
-      "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc, bool reuse_grad) "
+      "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc) "
       "-> (Tensor, Tensor)");
 }
 
