@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 import augpatch.functional as F
+from augpatch.functional._geometry import to3x3
 from augpatch.transforms._sampling import relaxed_bernoulli, uniform01
-from augpatch.transforms.base import Params, PatchAugmentationBase, to3x3
+from augpatch.transforms.base import Params, PatchAugmentationBase
 
 __all__ = ["OPERATIONS", "OperationSpec", "PatchPolicy"]
 
