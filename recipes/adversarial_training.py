@@ -136,7 +136,7 @@ def train(adversarial: bool, steps: int, batch: int, grid: int, patch: int, seed
         images, boxes, o2i, labels = make_batch(batch, grid, patch, g)
         loss = TF.cross_entropy(model(images, boxes, o2i), labels)
         if adversarial:
-            model.eval()  # no gradient reaches the model during the attack
+            model.eval()  # attack() never updates the model; eval() keeps any BN/dropout still
             adv = worst_case(model, aug, images, boxes, o2i, labels, steps=3)
             model.train()
             hard = aug(images, boxes, o2i, params=adv).images

@@ -54,8 +54,12 @@ def write_coco(root: Path, num_images: int, size: tuple[int, int]) -> Path:
         photo = pil.convert("RGB")
     coins = torch.tensor(json.loads(assets.joinpath("coins_boxes.json").read_text())["boxes"])
     height, width = size
-    offsets = [(0, 0), (photo.height - height, photo.width - width),
-               (0, photo.width - width), (photo.height - height, 0)]
+    offsets = [
+        (0, 0),
+        (photo.height - height, photo.width - width),
+        (0, photo.width - width),
+        (photo.height - height, 0),
+    ]
     (root / "images").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for k in range(num_images):
@@ -66,22 +70,33 @@ def write_coco(root: Path, num_images: int, size: tuple[int, int]) -> Path:
         boxes = boxes[inside]
         if k % 2:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            boxes = torch.stack((width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0],
-                                 boxes[:, 3]), 1)
+            boxes = torch.stack(
+                (width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]), 1
+            )
         name = f"coins_{k:03d}.png"
         crop.save(root / "images" / name)
         images.append({"id": k + 1, "file_name": name, "height": height, "width": width})
         for x1, y1, x2, y2 in boxes.tolist():
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": k + 1, "category_id": 1,
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
-                "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": k + 1,
+                    "category_id": 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
     ann_file = root / "instances.json"
-    ann_file.write_text(json.dumps({
-        "images": images, "annotations": annotations,
-        "categories": [{"id": 1, "name": "coin", "supercategory": "coin"}],
-    }))
+    ann_file.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": annotations,
+                "categories": [{"id": 1, "name": "coin", "supercategory": "coin"}],
+            }
+        )
+    )
     return ann_file
 
 
@@ -93,8 +108,11 @@ def draw(batch_before: dict, batch_after: dict, count: int) -> torch.Tensor:
             sel = batch["obj_to_img"] == b
             if "keep" in batch:
                 sel &= batch["keep"]
-            panels.append(draw_bounding_boxes(batch["images"][b].cpu(), batch["boxes"][sel].cpu(),
-                                              colors=colour, width=2))
+            panels.append(
+                draw_bounding_boxes(
+                    batch["images"][b].cpu(), batch["boxes"][sel].cpu(), colors=colour, width=2
+                )
+            )
     return make_grid(panels, nrow=2, padding=4, pad_value=255)
 
 
@@ -102,9 +120,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI (seconds, CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where the dataset and the PNG go (default: a temporary directory "
-                             "with --smoke, else ./detection_autoaugment_out)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the dataset and the PNG go (default: a temporary directory "
+        "with --smoke, else ./detection_autoaugment_out)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="training steps")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -114,8 +136,10 @@ def main() -> None:
     steps = args.steps if args.steps is not None else (1 if smoke else 20)
     out = args.out
     if out is None:
-        out = Path(tempfile.mkdtemp(prefix="augpatch_daa_")) if smoke else Path(
-            "detection_autoaugment_out"
+        out = (
+            Path(tempfile.mkdtemp(prefix="augpatch_daa_"))
+            if smoke
+            else Path("detection_autoaugment_out")
         )
     start = time.perf_counter()
     torch.manual_seed(0)

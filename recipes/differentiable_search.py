@@ -7,7 +7,10 @@ degrees and scaled by 0.8 to 1.2. As in Faster AutoAugment (Hataya et al. 2020),
 the policy is trained so that the augmented source objects become
 indistinguishable from the target objects for a WGAN-GP critic, while a
 classifier must still recognise them (which penalises flips: they turn an ``L``
-into a ``J``). Everything is per object: the policy warps every object of the
+into a ``J``). The first ``--warmup`` steps train only the critic and the
+classifiers, so that the policy's first gradients come from a critic that has
+learnt something (with a cold critic the selection weights lock in early at a
+selection temperature of 0.05). Everything is per object: the policy warps every object of the
 batch with its own operations in one ``warp_patches`` call, and the critic and the
 classifier see each object's patch (``torchvision.ops.roi_align``).
 
