@@ -7,6 +7,7 @@ import torch
 
 import augpatch.functional as F
 from augpatch.search import OPERATIONS, PatchPolicy
+from augpatch.transforms import params_from_json, params_to_json
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -151,6 +152,9 @@ def test_replay_bit_for_bit_with_and_without_theta():
     assert torch.equal(again.images, res.images)
     back = policy.inverse(None, res.boxes, o2i)
     assert back.boxes.shape == boxes.shape
+    saved = params_from_json(params_to_json(res.params))  # saved and loaded
+    assert saved["sub_policy"].dtype == torch.int64
+    assert torch.equal(policy(img, boxes, o2i, params=saved).images, res.images)
 
 
 def test_magnitudes_stay_within_their_ranges():
