@@ -1,6 +1,6 @@
 """augpatch: per-object, differentiable affine augmentation of images in PyTorch."""
 
-from augpatch import functional, transforms
+from augpatch import functional, search, transforms
 from augpatch.transforms import (
     PatchAffine,
     PatchAugmentationBase,
@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "functional",
+    "search",
     "transforms",
     "__version__",
     "PatchAffine",

@@ -25,13 +25,17 @@ def _run_demo(argv: list[str]) -> int:
 
 
 def _run_bench(argv: list[str]) -> int:
-    """Run ``augpatch.bench.main(argv)``, imported only now."""
+    """Run ``augpatch.bench.main(argv)`` (``bench policies ...``: ``augpatch.bench_policies``),
+    imported only now."""
+    module = "augpatch.bench"
+    if argv and argv[0] == "policies":
+        module, argv = "augpatch.bench_policies", argv[1:]
     try:
-        bench = importlib.import_module("augpatch.bench")
+        bench = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name != "augpatch.bench":
+        if exc.name != module:
             raise
-        print("augpatch: the benchmark module (augpatch.bench) is not available "
+        print(f"augpatch: the benchmark module ({module}) is not available "
               "in this installation", file=sys.stderr)
         return 1
     rc = bench.main(argv)
@@ -47,7 +51,8 @@ _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "bench": (
         _run_bench,
         "benchmark augpatch against the per-object reference loop "
-        "(see 'python -m augpatch bench --help')",
+        "(see 'python -m augpatch bench --help'); 'bench policies' times the detection "
+        "AutoAugment policies against a per-box loop port",
     ),
 }
 

@@ -10,6 +10,8 @@ or on the GPU.
 * :class:`BatchAugment` applies an augpatch transform to a collated batch; use it
   as the ``collate_fn`` itself when ``num_workers == 0``, or as a step after
   ``batch = loader_output`` (and ``.to(device)``) in the main process otherwise.
+* :func:`to_detection_inputs` turns a (augmented) batch back into what torchvision
+  detectors take: a list of float images at their own sizes and a list of target dicts.
 * :func:`seed_worker` is a ``worker_init_fn`` that gives every worker its own,
   reproducible random streams.
 
@@ -40,13 +42,16 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["BatchAugment", "collate_objects", "seed_worker"]
+__all__ = ["BatchAugment", "collate_objects", "seed_worker", "to_detection_inputs"]
 
 # Target keys that describe the whole image even when their leading size
 # happens to equal the number of objects.
 _IMAGE_LEVEL_KEYS = frozenset(
     {"image_id", "image_ids", "orig_size", "size", "image_size", "file_name"}
 )
+# Batch entries that are never per-object fields (``keep`` and ``obj_to_img`` are
+# per-object but handled explicitly).
+_BATCH_KEYS = frozenset({"images", "image_sizes", "obj_to_img", "keep"})
 
 
 # --------------------------------------------------------------------------- conversion
@@ -292,7 +297,8 @@ class BatchAugment:
     """Apply an augpatch transform to a whole collated batch, optionally on a device.
 
     Args:
-        transform: an augpatch transform (``augpatch.transforms.*``) called as
+        transform: an augpatch transform (``augpatch.transforms.*``,
+            :class:`augpatch.policies.DetectionAutoAugment`) called as
             ``transform(images, boxes, obj_to_img, masks=..., keypoints=...)``.
         device: where to run it (``"cuda"``, ``"cpu"``, a ``torch.device``), or
             ``None`` to stay where the batch is.
@@ -302,6 +308,12 @@ class BatchAugment:
             convention of torchvision / Kornia / albumentations (pixel ``j`` has
             its centre at ``x = j``); they are shifted by half a pixel into
             augpatch's convention (centre at ``j + 0.5``) and back.
+        object_keys: the batch entries that hold one row per object, filtered with
+            the objects when the transform drops some (``drop_invalid=True``). Default:
+            as :func:`collate_objects` decides, every tensor whose leading size is the
+            number of objects ``N`` except the image-level entries (``images``,
+            ``image_sizes``, ``image_id``, ``orig_size``, ...). Name them when an
+            image-level tensor ``[B, ...]`` of another name may have ``B == N``.
 
     Two ways to use it:
 
@@ -315,7 +327,16 @@ class BatchAugment:
 
     The call returns a new dict: ``images``, ``boxes``, ``masks`` and
     ``keypoints`` replaced by their augmented versions, every other tensor
-    moved to ``device``.
+    moved to ``device``, and:
+
+    * ``keep`` ``[N]`` bool (when the transform reports it, as every augpatch
+      transform does): False where an object's new box is degenerate. Degenerate
+      boxes are exactly zero-width or zero-height (never inverted); drop them before
+      a detector with ``batch["keep"]`` or :func:`to_detection_inputs`.
+    * when the transform drops objects (``drop_invalid=True``), every per-object
+      entry (``labels``, ``masks``, ``keypoints``, ``obj_to_img``, ``area``, ... see
+      ``object_keys``) is filtered with the same ``keep``, so that all of them stay
+      aligned with ``boxes``; ``keep`` is then filtered too (all True).
 
     Example:
         >>> import torch
@@ -335,12 +356,18 @@ class BatchAugment:
         collate_fn: Callable[[Sequence[Any]], dict[str, Any]] = collate_objects,
         non_blocking: bool = True,
         pixel_index_keypoints: bool = False,
+        object_keys: Sequence[str] | None = None,
     ) -> None:
         self.transform = transform
         self.device = torch.device(device) if device is not None else None
         self.collate_fn = collate_fn
         self.non_blocking = non_blocking
         self.pixel_index_keypoints = pixel_index_keypoints
+        if object_keys is not None and (
+            isinstance(object_keys, str) or not all(isinstance(k, str) for k in object_keys)
+        ):
+            raise TypeError("object_keys must be a sequence of key names (str)")
+        self.object_keys = None if object_keys is None else tuple(object_keys)
 
     def _check_not_in_worker(self) -> None:
         if self.device is None or self.device.type in ("cpu", "meta"):
@@ -356,6 +383,10 @@ class BatchAugment:
                 "`for batch in loader: batch = batch_augment(batch)`. "
                 "Alternatively use num_workers=0, or device='cpu' inside workers."
             )
+
+    def _object_fields(self, batch: Mapping[str, Any], n: int) -> list[str]:
+        """The per-object entries of ``batch`` (besides ``boxes`` and ``obj_to_img``)."""
+        return object_fields(batch, n, self.object_keys)
 
     def __call__(self, batch: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
         """Collate (if given samples), move to ``device`` and augment; returns a new dict."""
@@ -375,6 +406,8 @@ class BatchAugment:
                 raise KeyError(
                     f"the batch has no {required!r} entry (use augpatch.data.collate_objects)"
                 )
+        n = out["boxes"].shape[0]
+        fields = self._object_fields(out, n)
         kwargs: dict[str, Any] = {}
         if isinstance(out.get("masks"), Tensor):
             kwargs["masks"] = out["masks"]
@@ -384,6 +417,24 @@ class BatchAugment:
         result = self.transform(out["images"], out["boxes"], out["obj_to_img"], **kwargs)
         images, boxes = result[0], result[1]
         out["images"], out["boxes"] = images, boxes
+        keep = getattr(result, "keep", None)
+        n_out = boxes.shape[0] if isinstance(boxes, Tensor) else n
+        dropped = n_out != n
+        if dropped:
+            if not isinstance(keep, Tensor) or keep.shape != (n,) or int(keep.sum()) != n_out:
+                raise RuntimeError(
+                    f"the transform returned {n_out} boxes for {n} objects without a `keep` "
+                    "mask that says which ones it kept; per-object fields cannot be aligned"
+                )
+            for key in fields:
+                if key in kwargs and getattr(result, key, None) is not None:
+                    continue  # the transform returned them filtered
+                out[key] = out[key][keep]
+            obj_out = getattr(result, "obj_to_img", None)
+            out["obj_to_img"] = obj_out if isinstance(obj_out, Tensor) else out["obj_to_img"][keep]
+            keep = keep[keep]
+        if isinstance(keep, Tensor):
+            out["keep"] = keep
         if "masks" in kwargs and getattr(result, "masks", None) is not None:
             out["masks"] = result.masks
         if "keypoints" in kwargs and getattr(result, "keypoints", None) is not None:
@@ -393,6 +444,163 @@ class BatchAugment:
 
     def __repr__(self) -> str:
         return f"BatchAugment({self.transform!r}, device={self.device})"
+
+
+def object_fields(batch: Mapping[str, Any], n: int, object_keys: Sequence[str] | None) -> list[str]:
+    """Names of the per-object entries of a collated batch (not ``boxes`` / ``obj_to_img``).
+
+    With ``object_keys`` given: those present in ``batch``. Otherwise every tensor with
+    at least one dimension and leading size ``n``, except the image-level entries.
+    """
+    skip = _BATCH_KEYS | {"boxes"}
+    if object_keys is not None:
+        names = [k for k in object_keys if k in batch and k not in skip]
+        for k in names:
+            v = batch[k]
+            if not isinstance(v, Tensor) or v.dim() == 0 or v.shape[0] != n:
+                raise ValueError(
+                    f"object key {k!r} must be a tensor with one row per object ({n}), got "
+                    f"{tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__}"
+                )
+        return names
+    return [
+        k
+        for k, v in batch.items()
+        if k not in skip
+        and k not in _IMAGE_LEVEL_KEYS
+        and isinstance(v, Tensor)
+        and v.dim() >= 1
+        and v.shape[0] == n
+    ]
+
+
+# --------------------------------------------------------------------------- detector inputs
+
+
+def to_detection_inputs(
+    batch: Mapping[str, Any],
+    *,
+    dtype: torch.dtype = torch.float32,
+    drop_invalid: bool = True,
+    object_keys: Sequence[str] | None = None,
+) -> tuple[list[Tensor], list[dict[str, Any]]]:
+    """Turn a collated (and augmented) batch into torchvision detection-model inputs.
+
+    torchvision's detectors (``fasterrcnn_*``, ``retinanet_*``, ``maskrcnn_*``, ...)
+    take ``images``, a list of ``B`` float tensors ``[C, H_i, W_i]`` each at its own
+    size, and ``targets``, a list of ``B`` dicts with ``boxes [N_i, 4]`` (``xyxy``)
+    and the other per-object fields (``labels``, ``masks``, ``keypoints``, ...).
+
+    Args:
+        batch: a dict as returned by :func:`collate_objects` / :class:`BatchAugment`:
+            ``images [B, C, H, W]``, ``boxes [N, 4]``, ``obj_to_img [N]``, optional
+            ``image_sizes [B, 2]`` (default: the full canvas), ``keep [N]`` and
+            per-object fields.
+        dtype: floating dtype of the returned images (and boxes). uint8 images are
+            scaled to ``[0, 1]``; float images are only cast.
+        drop_invalid: drop objects whose ``keep`` is False (when the batch has
+            ``keep``) or whose box has no positive width and height: torchvision
+            detectors refuse such boxes in training ("All bounding boxes should have
+            positive height and width").
+        object_keys: the per-object entries (default: as :class:`BatchAugment` finds
+            them: tensors with one row per object, except image-level entries).
+
+    Returns:
+        ``(images, targets)``: image ``b`` is ``batch["images"][b, :, :h, :w]`` with
+        ``(h, w) = image_sizes[b]``; ``targets[b]`` holds ``boxes`` (``dtype``) and every
+        per-object field restricted to the objects of image ``b`` (in their order),
+        spatial per-object fields (``masks [N, H, W]``) cropped like the images, and
+        every image-level entry (``image_id``, ...) indexed at ``b``. ``keep`` and
+        ``obj_to_img`` are not copied into the targets. Everything stays on the
+        batch's device.
+
+    Example:
+        >>> import torch
+        >>> from augpatch.data import collate_objects, to_detection_inputs
+        >>> batch = collate_objects([
+        ...     (torch.zeros(3, 20, 30, dtype=torch.uint8),
+        ...      {"boxes": torch.tensor([[1.0, 2.0, 9.0, 12.0]]), "labels": torch.tensor([3])}),
+        ...     (torch.zeros(3, 24, 16, dtype=torch.uint8),
+        ...      {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}),
+        ... ])
+        >>> images, targets = to_detection_inputs(batch)
+        >>> [tuple(im.shape) for im in images], images[0].dtype
+        ([(3, 20, 30), (3, 24, 16)], torch.float32)
+        >>> targets[0]["labels"].tolist(), targets[1]["boxes"].shape
+        ([3], torch.Size([0, 4]))
+    """
+    for required in ("images", "boxes", "obj_to_img"):
+        if required not in batch:
+            raise KeyError(f"the batch has no {required!r} entry (use augpatch.data.collate_objects)")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    images = batch["images"]
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ValueError(
+            f"batch['images'] must be a tensor [B, C, H, W], got "
+            f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}"
+        )
+    b, _, height, width = images.shape
+    boxes = batch["boxes"]
+    n = boxes.shape[0]
+    obj_to_img = batch["obj_to_img"]
+    if not isinstance(obj_to_img, Tensor) or obj_to_img.shape != (n,):
+        raise ValueError(f"batch['obj_to_img'] must be a tensor [N] with N = {n} (one per box)")
+    sizes = batch.get("image_sizes")
+    if sizes is None:
+        sizes = torch.tensor([[height, width]] * b, dtype=torch.long)
+    sizes_list = [(int(h), int(w)) for h, w in torch.as_tensor(sizes).reshape(-1, 2).tolist()]
+    if len(sizes_list) != b:
+        raise ValueError(f"batch['image_sizes'] has {len(sizes_list)} rows for {b} images")
+    fields = object_fields(batch, n, object_keys)
+
+    select = None
+    if drop_invalid:
+        good = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        keep = batch.get("keep")
+        if isinstance(keep, Tensor):
+            if keep.shape != (n,):
+                raise ValueError(f"batch['keep'] must be [N] with N = {n}, got {tuple(keep.shape)}")
+            good = good & keep.to(device=good.device, dtype=torch.bool)
+        if not bool(good.all()):
+            select = good
+    order_src = obj_to_img if select is None else obj_to_img[select]
+    order = torch.sort(order_src, stable=True).indices
+    if select is not None:
+        order = torch.nonzero(select).flatten()[order]
+    counts = torch.bincount(obj_to_img[order], minlength=b).tolist() if order.numel() else [0] * b
+
+    def split(t: Tensor) -> list[Tensor]:
+        return list(torch.split(t.index_select(0, order.to(t.device)), counts, dim=0))
+
+    if images.dtype == torch.uint8:
+        float_images = images.to(dtype) / 255
+    elif images.is_floating_point():
+        float_images = images.to(dtype)
+    else:
+        raise TypeError(f"batch['images'] must be uint8 or floating point, got {images.dtype}")
+    out_images = [float_images[i, :, :h, :w] for i, (h, w) in enumerate(sizes_list)]
+
+    per_object = {"boxes": split(boxes.to(dtype))}
+    for key in fields:
+        per_object[key] = split(batch[key])
+    targets: list[dict[str, Any]] = []
+    for i, (h, w) in enumerate(sizes_list):
+        target: dict[str, Any] = {}
+        for key, parts in per_object.items():
+            v = parts[i]
+            if key != "boxes" and v.dim() >= 3 and tuple(v.shape[-2:]) == (height, width):
+                v = v[..., :h, :w]
+            target[key] = v
+        targets.append(target)
+    for key, value in batch.items():
+        if key in _BATCH_KEYS or key == "boxes" or key in per_object:
+            continue
+        stacked = isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == b
+        if stacked or (isinstance(value, (list, tuple)) and len(value) == b):
+            for i in range(b):
+                targets[i][key] = value[i]
+    return out_images, targets
 
 
 # --------------------------------------------------------------------------- workers

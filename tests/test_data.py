@@ -8,8 +8,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from augpatch.data import BatchAugment, collate_objects, seed_worker
-from augpatch.transforms import RandomPatchHorizontalFlip, RandomPatchRotation
+from augpatch.data import BatchAugment, collate_objects, seed_worker, to_detection_inputs
+from augpatch.transforms import (
+    RandomPatchHorizontalFlip,
+    RandomPatchRotation,
+    RandomPatchTranslate,
+)
 
 SIZES = [(20, 24), (16, 30), (24, 18), (12, 12), (18, 22)]
 
@@ -176,3 +180,133 @@ def test_seed_worker_gives_workers_distinct_reproducible_streams() -> None:
         DataLoader(ds, worker_init_fn=seed_worker, generator=torch.Generator().manual_seed(2), **kw)
     )
     assert other != seeded
+
+
+# --------------------------------------------------------------------------- detection path
+
+
+def _shift_out(p: float, drop: bool) -> RandomPatchTranslate:
+    """Moves the content of the drawn objects by exactly one box width: nothing is left."""
+    return RandomPatchTranslate(
+        ((1.0, 1.0), (0.0, 0.0)), p=p, drop_invalid=drop, generator=torch.Generator().manual_seed(3)
+    )
+
+
+def test_batch_augment_keeps_every_per_object_field_aligned_when_objects_are_dropped() -> None:
+    ds = Detection()
+    raw = collate_objects([ds[i] for i in range(5)])
+    raw["area"] = (raw["boxes"][:, 2:] - raw["boxes"][:, :2]).prod(-1)
+    aug = _shift_out(0.5, drop=True)
+    out = BatchAugment(aug, device=None)(raw)
+    keep = aug._params["keep"]
+    assert 0 < int(keep.sum()) < keep.numel()  # some dropped, some kept
+    assert torch.equal(keep, ~aug._params["batch_prob"])
+    n_out = int(keep.sum())
+    for key in ("boxes", "labels", "masks", "keypoints", "obj_to_img", "area", "keep"):
+        assert out[key].shape[0] == n_out, key
+    assert torch.equal(out["labels"], raw["labels"][keep])
+    assert torch.equal(out["obj_to_img"], raw["obj_to_img"][keep])
+    assert torch.equal(out["area"], raw["area"][keep])
+    assert torch.equal(out["masks"], raw["masks"][keep])  # the kept objects did not move
+    assert torch.equal(out["keypoints"], raw["keypoints"][keep])
+    assert torch.equal(out["boxes"], raw["boxes"][keep])
+    assert out["keep"].all()
+    # image-level entries are untouched
+    assert torch.equal(out["image_id"], raw["image_id"])
+    assert torch.equal(out["image_sizes"], raw["image_sizes"])
+
+
+def test_batch_augment_returns_keep_and_never_inverted_boxes() -> None:
+    ds = Detection()
+    raw = collate_objects([ds[i] for i in range(5)])
+    aug = _shift_out(1.0, drop=False)
+    out = BatchAugment(aug, device=None)(raw)
+    assert out["keep"].shape == (raw["boxes"].shape[0],) and not out["keep"].any()
+    assert out["labels"].shape == raw["labels"].shape
+    # exactly zero width on the box's right edge, never x2 < x1
+    assert torch.equal(out["boxes"][:, 0], out["boxes"][:, 2])
+    assert torch.equal(out["boxes"][:, 2], raw["boxes"][:, 2])
+    assert (out["boxes"][:, 3] > out["boxes"][:, 1]).all()
+
+
+def test_batch_augment_object_keys_and_a_transform_without_keep() -> None:
+    ds = Detection()
+    raw = collate_objects([ds[i] for i in range(5)])
+    aug = _shift_out(0.5, drop=True)
+    out = BatchAugment(aug, device=None, object_keys=["labels"])(raw)
+    keep = aug._params["keep"]
+    assert torch.equal(out["labels"], raw["labels"][keep])
+    with pytest.raises(ValueError, match="image_id"):
+        BatchAugment(aug, device=None, object_keys=["image_id"])(raw)
+
+    def drops_without_keep(images, boxes, obj_to_img=None, **kw):
+        return images, boxes[:1]
+
+    with pytest.raises(RuntimeError, match="keep"):
+        BatchAugment(drops_without_keep, device=None)(raw)
+
+
+def test_to_detection_inputs_crops_splits_and_drops_degenerate_objects() -> None:
+    ds = Detection()
+    raw = collate_objects([ds[i] for i in range(5)])
+    raw["images"] = (raw["images"] * 255).round().to(torch.uint8)
+    raw["keep"] = torch.ones(raw["boxes"].shape[0], dtype=torch.bool)
+    raw["keep"][1] = False
+    raw["file_name"] = [f"{i}.png" for i in range(5)]
+    images, targets = to_detection_inputs(raw)
+    assert len(images) == len(targets) == 5
+    for b, (h, w) in enumerate(SIZES):
+        assert images[b].shape == (3, h, w) and images[b].dtype == torch.float32
+        assert torch.equal(images[b], raw["images"][b, :, :h, :w].float() / 255)
+        sel = (raw["obj_to_img"] == b) & raw["keep"]
+        assert torch.equal(targets[b]["boxes"], raw["boxes"][sel])
+        assert torch.equal(targets[b]["labels"], raw["labels"][sel])
+        assert torch.equal(targets[b]["masks"], raw["masks"][sel][:, :h, :w])
+        assert torch.equal(targets[b]["keypoints"], raw["keypoints"][sel])
+        assert int(targets[b]["image_id"]) == b and targets[b]["file_name"] == f"{b}.png"
+        assert "keep" not in targets[b] and "obj_to_img" not in targets[b]
+    assert targets[3]["boxes"].shape == (0, 4) and targets[3]["masks"].shape == (0, 12, 12)
+    # everything kept when asked, float64 on request
+    images, targets = to_detection_inputs(raw, dtype=torch.float64, drop_invalid=False)
+    assert images[0].dtype == torch.float64 and targets[1]["boxes"].shape == (2, 4)
+    with pytest.raises(TypeError, match="dtype"):
+        to_detection_inputs(raw, dtype=torch.int32)
+
+
+def _tiny_faster_rcnn(num_classes: int):
+    """A real torchvision ``FasterRCNN`` with a one-layer backbone (fast on 2 cores)."""
+    detection = pytest.importorskip("torchvision.models.detection")
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4, padding=1), torch.nn.ReLU())
+    backbone.out_channels = 8
+    return detection.FasterRCNN(
+        backbone,
+        rpn_anchor_generator=AnchorGenerator(((8, 16),), ((0.5, 1.0, 2.0),)),
+        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        box_head=TwoMLPHead(8 * 49, 32),
+        box_predictor=FastRCNNPredictor(32, num_classes),
+        min_size=64,
+        max_size=64,
+    )
+
+
+def test_to_detection_inputs_trains_a_torchvision_detector_one_step() -> None:
+    torch.manual_seed(0)
+    model = _tiny_faster_rcnn(num_classes=4).train()
+    ds = Detection()
+    batch = BatchAugment(_shift_out(0.5, drop=False), device=None)([ds[i] for i in range(5)])
+    assert not batch["keep"].all()  # degenerate boxes that would crash the detector
+    batch["labels"] = batch["labels"] % 3 + 1
+    images, targets = to_detection_inputs(batch, drop_invalid=False)
+    with pytest.raises(AssertionError, match="positive height and width"):
+        model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+    images, targets = to_detection_inputs(batch)
+    losses = model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
+    loss = sum(losses.values())
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

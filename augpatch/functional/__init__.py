@@ -16,6 +16,7 @@ from augpatch.functional._boxes import (
     list_to_boxes,
     padded_to_boxes,
 )
+from augpatch.functional._fill import warp_patches_fill
 from augpatch.functional._geometry import (
     inverse_transform_boxes,
     inverse_transform_points,
@@ -56,4 +57,5 @@ __all__ = [
     "transform_points",
     "warp_masks",
     "warp_patches",
+    "warp_patches_fill",
 ]

@@ -497,3 +497,96 @@ for _name, _core in core_classes():
     globals()[_name] = _make_adapter(_name, _core)
     __all__.append(_name)
 del _name, _core
+
+
+class DetectionAutoAugment(PatchTransform):
+    """torchvision v2 adapter of :class:`augpatch.policies.DetectionAutoAugment`.
+
+    The same arguments (``policy``, ``fill``, ``padding_mode``, ``interpolation``,
+    ``box_prob``, ``bbox_prob_divisor``, ``move_boxes``, ``overlap``, ``align_corners``,
+    ``generator``; not ``drop_invalid``: put ``v2.SanitizeBoundingBoxes()`` after it so
+    that labels are dropped with their boxes) plus ``obj_to_img_key``. It follows the v2
+    contract of :class:`PatchTransform`: :meth:`make_params` samples a call's parameters
+    once (the policy's ``forward_parameters``: sub-policies, coins, signs, cutout
+    positions, following the boxes as the sub-policy moves them), and :meth:`transform`
+    applies them to each input by type:
+
+    * images (``Image``, plain tensors ``[C, H, W]`` / ``[B, C, H, W]``, PIL): the policy;
+    * ``BoundingBoxes`` (any format; rotated ones are taken as their axis-aligned
+      envelope): moved by the image-level geometric ops (and by the box-only ones with
+      ``move_boxes=True``), returned in their format and dtype; boxes that left the image
+      come back with zero width or height, for ``SanitizeBoundingBoxes`` to remove;
+    * ``Mask`` ``[N, H, W]`` (one per box) or per image; ``KeyPoints`` ``[N, K, 2]``
+      (one group per box) move with the content. Per-image keypoints of another shape
+      are refused (a policy moves points only through the objects).
+
+    Replay: ``transform(sample, params=transform.last_params)`` is bit-identical.
+
+    Example:
+        >>> import torch
+        >>> from torchvision import tv_tensors
+        >>> from torchvision.transforms import v2
+        >>> from augpatch.integrations.torchvision import DetectionAutoAugment
+        >>> t = v2.Compose([DetectionAutoAugment("v1"), v2.SanitizeBoundingBoxes()])
+        >>> image = tv_tensors.Image(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8))
+        >>> boxes = tv_tensors.BoundingBoxes([[4, 4, 40, 30]], format="XYXY", canvas_size=(64, 64))
+        >>> image, target = t(image, {"boxes": boxes, "labels": torch.tensor([1])})
+        >>> image.dtype, target["boxes"].format.name
+        (torch.uint8, 'XYXY')
+    """
+
+    def __init__(
+        self, policy: Any = "v0", *, obj_to_img_key: str = "obj_to_img", **kwargs: Any
+    ) -> None:
+        from augpatch.policies import DetectionAutoAugment as Core
+
+        PatchTransform.__init__(self, Core(policy, **kwargs), obj_to_img_key=obj_to_img_key)
+
+    def _targets(self, params: dict[str, Any], canvas: tuple[int, int], **kw: Any) -> Any:
+        shape = (params["batch_size"], 1, *canvas)
+        return self.core.apply_to_targets(
+            shape, params["boxes"], params["obj_to_img"], params=params["augpatch"], **kw
+        )
+
+    def _transform_boxes(
+        self, bbox: tv_tensors.BoundingBoxes, params: dict[str, Any]
+    ) -> tv_tensors.BoundingBoxes:
+        moved = self._targets(params, tuple(bbox.canvas_size)).boxes
+        fmt = _fmt(bbox)
+        data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
+        dtype = bbox.dtype if fmt not in _ROTATED else _float(bbox.dtype)
+        return tv_tensors.wrap(_cast(data, dtype), like=bbox)
+
+    def _transform_mask(self, mask: tv_tensors.Mask, params: dict[str, Any]) -> tv_tensors.Mask:
+        n, m = params["boxes"].shape[0], _plain(mask)
+        canvas = tuple(m.shape[-2:])
+        if m.dim() == 3 and m.shape[0] == n and n > 0:
+            out = self._targets(params, canvas, masks=m).masks
+        else:
+            batch = params["batch_size"]
+            if m.dim() < 4 and batch == 1:
+                m = m.reshape(1, -1, *canvas)
+            if m.dim() < 3 or m.shape[0] != batch:
+                raise ValueError(
+                    f"a Mask must be [N, H, W] with one mask per box (N = {n}), or per image: "
+                    f"[B, H, W] or [B, K, H, W] with B = {batch}, got {tuple(mask.shape)}"
+                )
+            out = self._targets(params, canvas, image_masks=m).image_masks
+        return tv_tensors.wrap(out.reshape(mask.shape), like=mask)
+
+    def _transform_keypoints(
+        self, points: tv_tensors.KeyPoints, params: dict[str, Any]
+    ) -> tv_tensors.KeyPoints:
+        n, k = params["boxes"].shape[0], _plain(points)
+        if not (k.dim() == 3 and k.shape[0] == n and n > 0):
+            raise ValueError(
+                f"DetectionAutoAugment moves KeyPoints [N, K, 2] with one group per box "
+                f"(N = {n}), got {tuple(points.shape)}"
+            )
+        kp = k.to(_float(k.dtype)) + PIXEL_INDEX_OFFSET
+        moved = self._targets(params, tuple(points.canvas_size), keypoints=kp).keypoints
+        moved = (moved - PIXEL_INDEX_OFFSET).reshape(points.shape)
+        return tv_tensors.wrap(moved.to(_float(points.dtype)), like=points)
+
+
+__all__.append("DetectionAutoAugment")

@@ -21,7 +21,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Bound", "Range", "check_range", "parse_range", "register_tensor", "uniform01"]
+__all__ = [
+    "Bound",
+    "Range",
+    "check_probability",
+    "check_range",
+    "parse_range",
+    "register_tensor",
+    "relaxed_bernoulli",
+    "sample_gate",
+    "uniform01",
+]
 
 
 @dataclass(frozen=True)
@@ -222,3 +232,119 @@ def uniform01(
     gen_device = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(shape, generator=generator, device=gen_device, dtype=torch.float32)
     return u.to(device)
+
+
+# --------------------------------------------------------------------------- the p gate
+
+
+def check_probability(name: str, p: object) -> float | Tensor:
+    """A probability: a Python number in ``[0, 1]`` (returned as float), or a 0-d real
+    floating tensor with a value in ``[0, 1]`` (returned as is, e.g. an ``nn.Parameter``)."""
+    if isinstance(p, Tensor):
+        if p.dim() != 0 or not p.is_floating_point():
+            raise TypeError(
+                f"{name} as a tensor must be a 0-d floating point tensor, got "
+                f"shape {tuple(p.shape)} and dtype {p.dtype}"
+            )
+        value = float(p.detach())
+    elif _is_number(p):
+        value = float(p)  # type: ignore[arg-type]
+    else:
+        raise TypeError(
+            f"{name} must be a number in [0, 1] or a 0-d tensor, got {type(p).__name__}"
+        )
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return p if isinstance(p, Tensor) else value
+
+
+def relaxed_bernoulli(p: Tensor, u: Tensor, temperature: float, *, hard: bool = False) -> Tensor:
+    r"""Relaxed Bernoulli (binary Concrete) gate from uniform noise, differentiable in ``p``.
+
+    With ``L = logit(u)`` (standard logistic noise for ``u ~ U(0, 1)``) the gate is
+
+    .. math:: g = \sigma\big((\operatorname{logit} p - \operatorname{logit} u) / T\big),
+
+    the binary Concrete / Gumbel-sigmoid sample of Maddison et al. and Jang et al.
+    (2017). As ``T -> 0`` it tends to the hard coin ``u < p`` of the SAME ``u``
+    (``g > 1/2`` exactly when ``u < p``), so the relaxed and the hard gate share their
+    draws. ``p`` is clamped to ``[1e-6, 1 - 1e-6]`` inside the logit (no gradient
+    beyond; keep a learnable ``p`` in ``[0, 1]`` by projecting after each step).
+
+    ``hard=True`` is the straight-through estimator: the forward value is exactly the
+    hard coin ``(u < p)`` as ``0.``/``1.``, the gradient is that of the relaxed ``g``.
+
+    Bias: the relaxed gate optimises the loss of the *mixed* transform
+    ``lerp(identity, op, g)``, not the expected loss ``p L(op) + (1 - p) L(identity)``
+    of the hard coin; the gap vanishes as ``T -> 0`` while the gradient variance grows
+    like ``1 / T``. The straight-through gradient is biased for every ``T`` (it is the
+    relaxed gradient evaluated at a hard sample). A gate of exactly ``1/2`` (which
+    would make a flip or a 180 degree rotation singular) is moved up by one ``eps``.
+
+    Args:
+        p: probabilities, any shape broadcastable with ``u`` (may require grad).
+        u: ``U[0, 1)`` noise drawn without gradient.
+        temperature: ``T > 0``.
+        hard: straight-through hard gate.
+
+    Returns:
+        Gates in ``[0, 1]`` of the broadcast shape, dtype of ``p`` (at least float32).
+
+    Example:
+        >>> p = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+        >>> u = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+        >>> g = relaxed_bernoulli(p, u, 0.01)
+        >>> (g > 0.5).tolist(), (u < p).tolist()
+        ([True, False, False], [True, False, False])
+    """
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    dtype = torch.promote_types(p.dtype, torch.float32)
+    pc = p.to(dtype)
+    uc = u.to(device=p.device, dtype=dtype)
+    soft = torch.sigmoid((torch.logit(pc, eps=1e-6) - torch.logit(uc)) / temperature)
+    # g == 1/2 exactly would make lerp(identity, flip, g) singular: one eps up (no gradient change)
+    soft = soft + (soft == 0.5).to(dtype) * torch.finfo(dtype).eps
+    if not hard:
+        return soft
+    coin = (u.to(p.device) < p.detach()).to(dtype)
+    return coin + (soft - soft.detach())
+
+
+def sample_gate(
+    p: float | Tensor,
+    count: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+    *,
+    training: bool,
+    temperature: float = 0.1,
+    hard: bool = False,
+) -> Tensor:
+    """The per-object ``p`` gate of a transform: ``count`` coins, or relaxed gates.
+
+    * ``p`` a float, or a tensor that does not require grad, or ``training`` False:
+      the hard coin, a bool tensor ``[count]`` (``u < p`` with ``u ~ U[0, 1)`` from
+      :func:`uniform01`; nothing is drawn when ``p >= 1`` or ``p <= 0``). A tensor ``p``
+      gives exactly the coins of the float of the same value.
+    * ``p`` a tensor that requires grad (e.g. an ``nn.Parameter``) and ``training``:
+      the relaxed gate :func:`relaxed_bernoulli` (``hard``: straight-through), a float
+      tensor ``[count]`` in ``[0, 1]`` through which the gradient reaches ``p``. It
+      always draws ``count`` uniforms.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> sample_gate(0.5, 4, g, torch.device("cpu"), training=True).dtype
+        torch.bool
+    """
+    relaxed = training and isinstance(p, Tensor) and p.requires_grad
+    if relaxed:
+        u = uniform01((count,), generator, device)
+        return relaxed_bernoulli(p.to(device), u, temperature, hard=hard)  # type: ignore[union-attr]
+    value = float(p.detach()) if isinstance(p, Tensor) else float(p)
+    if value >= 1.0:
+        return torch.ones(count, dtype=torch.bool, device=device)
+    if value <= 0.0:
+        return torch.zeros(count, dtype=torch.bool, device=device)
+    p_cmp = p.detach().to(device) if isinstance(p, Tensor) else value
+    return uniform01((count,), generator, device) < p_cmp

@@ -40,7 +40,7 @@ from augpatch.functional._checks import (
 )
 from augpatch.functional._geometry import invert_theta
 from augpatch.transforms._result import PatchResult
-from augpatch.transforms._sampling import uniform01
+from augpatch.transforms._sampling import check_probability, register_tensor, sample_gate
 
 __all__ = ["PatchAugmentationBase"]
 
@@ -57,13 +57,8 @@ _CALL_KEYS = ("patches", "obj_to_img", "keep")
 # --------------------------------------------------------------------------- small helpers
 
 
-def _check_p(p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"p must be a number in [0, 1], got {type(p).__name__}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p}")
-    return p
+def _check_p(p: object) -> float | Tensor:
+    return check_probability("p", p)
 
 
 def _check_mode(name: str, value: object, choices: Sequence[str]) -> str:
@@ -82,9 +77,16 @@ def _eye(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
 
 
 def gate_theta(theta: Tensor, batch_prob: Tensor | None) -> Tensor:
-    """Identity ``theta`` where ``batch_prob`` is False (differentiable elsewhere)."""
+    """Identity ``theta`` where ``batch_prob`` is False (differentiable elsewhere).
+
+    A float ``batch_prob`` (the relaxed gate ``g`` of a learnable ``p``) gives
+    ``lerp(identity, theta, g)``: exactly ``theta`` at ``g = 1`` and the identity at 0.
+    """
     if batch_prob is None:
         return theta
+    if batch_prob.dtype != torch.bool:
+        eye = _eye(theta.shape[0], theta.dtype, theta.device)
+        return torch.lerp(eye, theta, batch_prob.to(theta.dtype)[:, None, None])
     return torch.where(
         batch_prob[:, None, None], theta, _eye(theta.shape[0], theta.dtype, theta.device)
     )
@@ -108,7 +110,14 @@ class PatchAugmentationBase(nn.Module):
     Args:
         p: probability that an object is transformed (drawn per object, or per
             sharing group, see below). Objects not drawn get the identity and are
-            left bit-for-bit unchanged.
+            left bit-for-bit unchanged. May be a 0-d tensor that requires grad (or an
+            ``nn.Parameter``): in ``train()`` mode each object's coin is then relaxed
+            (:func:`augpatch.transforms._sampling.relaxed_bernoulli` with
+            ``gate_temperature``, straight-through hard if ``gate_hard``) so that the
+            loss's gradient reaches ``p``; every object is then resampled with
+            ``lerp(identity, theta, gate)`` and ``_params`` gets ``gate [N]`` (float)
+            with ``batch_prob`` all True. In ``eval()`` mode, and for a float ``p``
+            (or a tensor without grad) in any mode, it is the usual hard coin.
         same_on_batch: one draw (parameters and the ``p`` coin) shared by every object
             of the batch.
         same_on_image: one draw per image, shared by that image's objects.
@@ -164,7 +173,11 @@ class PatchAugmentationBase(nn.Module):
         drop_invalid: bool = False,
     ) -> None:
         super().__init__()
-        self.p = _check_p(p)
+        p = _check_p(p)
+        if isinstance(p, Tensor):
+            register_tensor(self, "p", p)
+        else:
+            self.p = p
         self.same_on_batch = check_bool("same_on_batch", same_on_batch)
         self.same_on_image = check_bool("same_on_image", same_on_image)
         self.resample = _check_mode("resample", resample, MODES)
@@ -255,12 +268,21 @@ class PatchAugmentationBase(nn.Module):
             return group, reps
         return None
 
+    # the relaxed gate of a learnable ``p`` in train(): temperature, straight-through
+    gate_temperature: float = 0.1
+    gate_hard: bool = False
+
     def _sample_batch_prob(self, count: int, device: torch.device) -> Tensor:
-        if self.p >= 1.0:
-            return torch.ones(count, dtype=torch.bool, device=device)
-        if self.p <= 0.0:
-            return torch.zeros(count, dtype=torch.bool, device=device)
-        return uniform01((count,), self.generator, device) < self.p
+        """Bool coins ``[count]``, or float relaxed gates for a learnable ``p`` in train()."""
+        return sample_gate(
+            self.p,
+            count,
+            self.generator,
+            device,
+            training=self.training,
+            temperature=self.gate_temperature,
+            hard=self.gate_hard,
+        )
 
     def _sample_params(
         self,
@@ -299,6 +321,9 @@ class PatchAugmentationBase(nn.Module):
             batch_prob = self._sample_batch_prob(groups[1].shape[0], patches.device)[groups[0]]
         params = self._sample_params(patches, obj_to_img, batch_size, groups)
         theta = gate_theta(self._matrix(params, patches), batch_prob)
+        if batch_prob.dtype != torch.bool:  # relaxed gate: every object is resampled
+            ones = torch.ones(n, dtype=torch.bool, device=patches.device)
+            return {**params, "theta": theta, "batch_prob": ones, "gate": batch_prob}
         return {**params, "theta": theta, "batch_prob": batch_prob}
 
     def _theta_from_params(self, params: Params, patches: Tensor) -> Tensor:
@@ -308,6 +333,9 @@ class PatchAugmentationBase(nn.Module):
         if params.get("theta") is not None:
             return check_theta(params["theta"], n, "params['theta']").to(patches.dtype)
         batch_prob = self._replay_batch_prob(params, n, patches.device)
+        gate = params.get("gate")  # a relaxed gate's values, if any
+        if gate is not None:
+            batch_prob = gate.to(device=patches.device, dtype=patches.dtype)
         return gate_theta(self._matrix(params, patches), batch_prob)
 
     @staticmethod
@@ -386,6 +414,10 @@ class PatchAugmentationBase(nn.Module):
         """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
         patch (:func:`augpatch.functional.transform_boxes`); other objects keep ``boxes``."""
         moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
+        # content that left its patch: an exactly zero-width/height box on the patch's edge
+        # (detectors reject inverted boxes, and rounding can invert them by 1e-6)
+        lo = torch.minimum(moved[:, :2], patches[:, 2:])
+        moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
         return torch.where(applied[:, None], moved, boxes.to(moved.dtype))
 
     def _move_points(
@@ -681,7 +713,7 @@ class PatchAugmentationBase(nn.Module):
 
     def _option_repr(self) -> list[str]:
         return [
-            f"p={self.p}",
+            f"p={round(float(self.p.detach()), 6) if isinstance(self.p, Tensor) else self.p}",
             f"same_on_batch={self.same_on_batch}",
             f"same_on_image={self.same_on_image}",
             f"resample={self.resample!r}",

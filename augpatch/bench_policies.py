@@ -1,0 +1,302 @@
+"""Benchmark of :class:`augpatch.policies.DetectionAutoAugment` against a per-box loop port.
+
+Run it with ``python -m augpatch bench policies`` (or ``python -m augpatch.bench_policies``);
+see ``--help``. For every scenario (a uint8 batch with random boxes) and policy, each
+round draws one set of parameters (``forward_parameters``, untimed) and times, on exactly
+those parameters, interleaved (the starting method rotates every round), after warm-up:
+
+``augpatch``
+    ``DetectionAutoAugment(policy)(images, boxes, obj_to_img, params=p)``: the whole
+    batch, the image-level ops grouped into batched torchvision calls, each box-only op
+    one vectorised pass over all boxes.
+``loop``
+    :func:`augpatch.policies._loop.loop_autoaugment`: the reference's semantics image by
+    image, op by op, and box by box for the ``*_Only_BBoxes`` ops (crop, the op on the
+    crop with torchvision's kernels, paste back with a slice assignment): a competent
+    port of ``tensorflow/tpu``'s ``autoaugment_utils.py``.
+``loop_reference_paste``
+    the same loop, pasting each box as the reference does (``_apply_bbox_augmentation``:
+    the crop and a mask padded to the whole image, ``image * mask + content``).
+
+The median over the timed rounds is reported, with ``ratio = median(method) /
+median(augpatch)`` (above 1: augpatch is faster), and the share of pixels where the
+outputs differ (nearest-neighbour ties of the two grids).
+
+Policies: ``v1`` (the reference's, as the issue asks) and ``box_only`` (one sub-policy per
+box-only op, probability 1, level 6: the part that augpatch vectorises).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["POLICIES", "QUICK_SCENARIOS", "SCENARIOS", "TARGETS", "main", "run_benchmark"]
+
+TIMING_METHOD = (
+    "Per scenario one fixed uint8 batch; per round one parameter draw (forward_parameters, "
+    "untimed) that every method then applies; methods interleaved with the starting method "
+    "rotated every round; warm-up rounds first; reported: the median over the timed rounds. "
+    "On CUDA, torch.cuda.synchronize() is called around every timestamp."
+)
+
+
+@dataclass(frozen=True)
+class PolicyScenario:
+    """A uint8 batch ``[B, C, H, W]`` with ``N`` random boxes of ``min_side..max_side`` px."""
+
+    name: str
+    batch: int
+    channels: int
+    height: int
+    width: int
+    num_objects: int
+    min_side: int
+    max_side: int
+    description: str = ""
+
+
+SCENARIOS: dict[str, PolicyScenario] = {
+    s.name: s
+    for s in (
+        PolicyScenario("M", 16, 3, 512, 512, 256, 16, 96, "the issue's batch"),
+        PolicyScenario("many", 4, 3, 512, 512, 2000, 8, 24, "many small objects"),
+    )
+}
+QUICK_SCENARIOS: dict[str, PolicyScenario] = {
+    s.name: s
+    for s in (
+        PolicyScenario("M", 2, 3, 96, 96, 16, 8, 32, "quick M"),
+        PolicyScenario("many", 1, 3, 96, 96, 64, 4, 12, "quick many"),
+    )
+}
+
+
+def _box_only_policy() -> list[list[tuple[str, float, float]]]:
+    from augpatch.policies import OPS
+
+    return [[(name, 1.0, 6)] for name, spec in OPS.items() if spec.box_only]
+
+
+POLICIES: dict[str, Callable[[], Any]] = {"v1": lambda: "v1", "box_only": _box_only_policy}
+
+METHODS = ("augpatch", "loop", "loop_reference_paste")
+
+
+@dataclass(frozen=True)
+class Target:
+    scenario: str
+    policy: str
+    method: str
+    speedup: float
+    description: str
+
+
+TARGETS = (
+    Target("M", "v1", "loop", 20.0, "augpatch >= 20x faster than the per-box loop (v1, M)"),
+)
+
+
+def make_inputs(s: PolicyScenario, seed: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """``(images uint8 [B, C, H, W], boxes [N, 4] integer-valued float, obj_to_img [N])``."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (s.batch, s.channels, s.height, s.width), dtype=torch.uint8,
+                           generator=g)
+    side = torch.randint(s.min_side, s.max_side + 1, (s.num_objects, 2), generator=g)
+    x = (torch.rand(s.num_objects, generator=g) * (s.width - side[:, 0] + 1)).long()
+    y = (torch.rand(s.num_objects, generator=g) * (s.height - side[:, 1] + 1)).long()
+    boxes = torch.stack((x, y, x + side[:, 0], y + side[:, 1]), 1).float()
+    obj_to_img = torch.randint(0, s.batch, (s.num_objects,), generator=g)
+    return images.to(device), boxes.to(device), obj_to_img.to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_info(device: torch.device, threads: int) -> dict[str, Any]:
+    from augpatch.bench import _device_info as info
+
+    return info(device, threads)
+
+
+def _time_scenario(
+    s: PolicyScenario, policy_name: str, cfg: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
+    from augpatch.policies import DetectionAutoAugment
+    from augpatch.policies._loop import loop_autoaugment
+
+    images, boxes, o2i = make_inputs(s, cfg.seed, device)
+    aug = DetectionAutoAugment(POLICIES[policy_name](),
+                               generator=torch.Generator().manual_seed(cfg.seed))
+    calls: dict[str, Callable[[dict[str, Tensor]], Tensor]] = {
+        "augpatch": lambda p: aug(images, boxes, o2i, params=p).images,
+        "loop": lambda p: loop_autoaugment(aug, images, boxes, o2i, p)[0],
+        "loop_reference_paste": lambda p: loop_autoaugment(
+            aug, images, boxes, o2i, p, paste="reference"
+        )[0],
+    }
+    methods = [m for m in METHODS if m in cfg.methods]
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    check: dict[str, Any] = {}
+    for r in range(cfg.warmup + cfg.repeats):
+        p = aug.forward_parameters(images.shape, boxes, o2i)
+        outs: dict[str, Tensor] = {}
+        order = methods[r % len(methods):] + methods[: r % len(methods)]
+        for m in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            out = calls[m](p)
+            _sync(device)
+            dt = time.perf_counter() - t0
+            if r >= cfg.warmup:
+                times[m].append(dt)
+            if r == 0:
+                outs[m] = out
+        if r == 0 and "augpatch" in outs:
+            ref = outs["augpatch"]
+            for m, out in outs.items():
+                if m != "augpatch":
+                    diff = out.int() - ref.int()
+                    check[m] = {
+                        "differing_pixel_fraction": float((diff != 0).float().mean()),
+                        "max_abs_diff": int(diff.abs().max()) if diff.numel() else 0,
+                    }
+    result: dict[str, Any] = {"scenario": asdict(s), "policy": policy_name, "check": check,
+                              "methods": {}}
+    base = statistics.median(times["augpatch"]) if times.get("augpatch") else None
+    for m, ts in times.items():
+        med = statistics.median(ts)
+        result["methods"][m] = {
+            "times_s": ts,
+            "median_s": med,
+            "ratio_vs_augpatch": (med / base) if base else None,
+        }
+    return result
+
+
+def _evaluate(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
+    out = []
+    for t in TARGETS:
+        entry = results.get(t.scenario, {}).get(t.policy, {}).get("methods", {}).get(t.method)
+        ratio = None if entry is None else entry["ratio_vs_augpatch"]
+        status = "not run" if ratio is None else ("met" if ratio >= t.speedup else "not met")
+        if quick and ratio is not None:
+            status = "quick run (not evaluated)"
+        out.append({**asdict(t), "ratio": ratio, "status": status})
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The results side by side: median ms per method and the ratios to augpatch."""
+    methods = report["config"]["methods"]
+    head = ["scenario", "policy"] + [f"{m} ms" for m in methods] + [
+        f"{m}/augpatch" for m in methods if m != "augpatch"
+    ] + ["pixels != loop"]
+    rows = [head]
+    for sname, by_policy in report["results"].items():
+        for pname, res in by_policy.items():
+            ms = res["methods"]
+            row = [sname, pname]
+            row += [f"{ms[m]['median_s'] * 1e3:.1f}" if m in ms else "-" for m in methods]
+            row += [
+                f"{ms[m]['ratio_vs_augpatch']:.2f}x" if m in ms and ms[m]["ratio_vs_augpatch"]
+                else "-" for m in methods if m != "augpatch"
+            ]
+            chk = res["check"].get("loop")
+            row.append("-" if chk is None else f"{chk['differing_pixel_fraction']:.2e}")
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("Targets")
+    for t in report["targets"]:
+        ratio = "-" if t["ratio"] is None else f"{t['ratio']:.2f}x"
+        lines.append(f"  {t['description']}: {ratio} ({t['status']})")
+    return "\n".join(lines)
+
+
+def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
+    """Run the configured scenarios and policies; return the report (also the JSON)."""
+    import torchvision
+
+    device = torch.device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    scenarios = QUICK_SCENARIOS if cfg.quick else SCENARIOS
+    results: dict[str, Any] = {}
+    for sname in cfg.scenarios:
+        for pname in cfg.policies:
+            print(f"bench policies: {sname} / {pname} ...", file=sys.stderr, flush=True)
+            res = _time_scenario(scenarios[sname], pname, cfg, device)
+            results.setdefault(sname, {})[pname] = res
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
+    return {
+        "benchmark": "augpatch.policies.DetectionAutoAugment vs the per-box loop port",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": _device_info(device, torch.get_num_threads()),
+        "config": config,
+        "timing_method": TIMING_METHOD,
+        "results": results,
+        "targets": _evaluate(results, cfg.quick),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m augpatch bench policies",
+        description="Time DetectionAutoAugment against a per-box loop port of the reference "
+                    "(same parameters, same run) and write a JSON report.",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--scenarios", nargs="+", choices=tuple(SCENARIOS), default=["M"])
+    p.add_argument("--policies", nargs="+", choices=tuple(POLICIES), default=list(POLICIES))
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7, quick 2)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
+    p.add_argument("--json", dest="json_path", default="bench_policies.json", metavar="FILE")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns an exit status."""
+    cfg = build_parser().parse_args(argv)
+    if "augpatch" not in cfg.methods:
+        cfg.methods = ["augpatch", *cfg.methods]
+    cfg.repeats = cfg.repeats if cfg.repeats is not None else (2 if cfg.quick else 7)
+    cfg.warmup = cfg.warmup if cfg.warmup is not None else 1
+    if cfg.repeats < 1 or cfg.warmup < 0:
+        print("bench policies: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        print("bench policies: --device cuda but CUDA is not available", file=sys.stderr)
+        return 1
+    report = run_benchmark(cfg)
+    print(format_table(report))
+    with open(cfg.json_path, "w") as fh:
+        json.dump(report, fh, indent=1)
+    print(f"\nwrote {cfg.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

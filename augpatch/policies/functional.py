@@ -1,0 +1,488 @@
+"""Pure kernels of the detection AutoAugment ops that torchvision has no batched form of.
+
+Box-only photometric ops act on the pixels of every given box at once, each box with
+its own parameters (no Python loop over boxes):
+
+* :func:`equalize_boxes`: histogram equalisation of each box's pixels, per channel
+  (PIL's algorithm, as ``torchvision.transforms.v2.functional.equalize``);
+* :func:`solarize_boxes`: invert the pixels at or above each box's threshold;
+* :func:`fill_rects`: fill rectangles with a constant (the cutouts).
+
+plus :func:`solarize_add` (the reference's ``SolarizeAdd``, absent from torchvision)
+and :func:`box_pixel_rects`. The box-only geometric ops are
+:func:`augpatch.functional.warp_patches_fill` with the matrices of
+:func:`box_only_theta`.
+
+Pixels and boxes follow augpatch's SPEC: pixel ``(i, j)`` belongs to box
+``(x1, y1, x2, y2)`` iff ``x1 <= j + 0.5 < x2`` and ``y1 <= i + 0.5 < y2`` (for
+integer boxes, the slice ``[y1:y2, x1:x2]``). Overlapping boxes are handled as the
+sequential loop over boxes in index order (``overlap="sequential"``: each box reads
+the image as the earlier ones left it) or all read the input and the higher index
+wins (``"parallel"``); the work is one pass per *level* of overlapping boxes (see
+:mod:`augpatch.functional._plan`), one in total when no two boxes of an image overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor
+
+import augpatch.functional as AF
+from augpatch.functional._checks import (
+    OVERLAPS,
+    check_boxes,
+    check_choice,
+    check_images,
+    check_obj_to_img,
+)
+from augpatch.functional._fill import fill_tensor
+from augpatch.functional._plan import overlap_edges, schedule_levels
+
+__all__ = [
+    "box_only_theta",
+    "box_pixel_rects",
+    "equalize_boxes",
+    "fill_rects",
+    "solarize_add",
+    "solarize_boxes",
+    "warp_in_boxes",
+]
+
+
+# --------------------------------------------------------------------------- pixels
+
+
+def box_pixel_rects(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Half-open pixel rects ``[N, 4]`` int64 ``(j0, i0, j1, i1)`` of the pixels in each box.
+
+    Pixel ``(i, j)`` is in box ``n`` iff ``j0 <= j < j1`` and ``i0 <= i < i1``; boxes are
+    clipped to the canvas ``size = (H, W)``; an empty box gets ``j1 == j0`` or ``i1 == i0``.
+
+    Example:
+        >>> box_pixel_rects(torch.tensor([[1.0, 2.0, 4.6, 9.0], [-3.0, 0.0, 2.0, 2.0]]), (8, 8))
+        tensor([[1, 2, 5, 8],
+                [0, 0, 2, 2]])
+    """
+    h, w = size
+    fb = boxes.detach().double()
+    lim = torch.tensor([w, h, w, h], dtype=torch.float64, device=boxes.device)
+    pix = torch.ceil(torch.minimum(fb.clamp(min=0), lim) - 0.5).clamp(min=0).long()
+    pix = torch.minimum(pix, lim.long())
+    return torch.cat((pix[:, :2], torch.maximum(pix[:, 2:], pix[:, :2])), 1)
+
+
+def _rect_pixels(rects: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Every pixel of ``rects [K, 4]``: ``(rect index [P], local row [P], local col [P])``."""
+    widths = rects[:, 2] - rects[:, 0]
+    areas = widths * (rects[:, 3] - rects[:, 1])
+    k = torch.repeat_interleave(torch.arange(rects.shape[0], device=rects.device), areas)
+    start = torch.cumsum(areas, 0) - areas
+    local = torch.arange(k.numel(), device=rects.device) - start[k]
+    w_k = widths[k]
+    return k, local // w_k, local % w_k
+
+
+def _levels(rects: Tensor, img: Tensor) -> Tensor:
+    """Level of each rect: overlapping rects of one image go to successive levels (CPU)."""
+    src, dst, strict = overlap_edges(rects.cpu(), None, img.cpu())
+    return schedule_levels(rects.shape[0], src, dst, strict).to(rects.device)
+
+
+def _prepare(
+    images: Tensor, boxes: Tensor, obj_to_img: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    images = check_images(images)
+    boxes = check_boxes(boxes)
+    n = boxes.shape[0]
+    o2i = check_obj_to_img(obj_to_img, n, images.shape[0])
+    if o2i is None:
+        o2i = torch.zeros(n, dtype=torch.long, device=boxes.device)
+    rects = box_pixel_rects(boxes, (images.shape[2], images.shape[3]))
+    return images, rects.to(images.device), o2i.to(images.device)
+
+
+@dataclass
+class _Level:
+    """The pixels of one level of non-overlapping rects, rect by rect in row-major order.
+
+    ``sel [L]``: the rects (indices into all rects); ``k [P]``: each pixel's rect (index
+    into all rects); ``local [P]`` (index into ``sel``), ``row [P]`` / ``col [P]``: its
+    position inside its rect.
+    """
+
+    sel: Tensor
+    k: Tensor
+    local: Tensor
+    row: Tensor
+    col: Tensor
+
+
+def _flat_index(t: Tensor, b: Tensor, y: Tensor, x: Tensor) -> Tensor | None:
+    """Storage offsets ``[P, C]`` of pixels ``(b, y, x)`` of a dense ``[B, C, H, W]`` tensor.
+
+    ``None`` when ``t`` is not dense (its storage is not exactly its elements).
+    """
+    if t.numel() == 0 or not (
+        t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return None
+    sb, sc, sh, sw = t.stride()
+    base = b * sb + y * sh + x * sw
+    return base[:, None] + torch.arange(t.shape[1], device=t.device) * sc
+
+
+class _Pixels:
+    """Read and write the pixels ``(b, y, x)`` of a ``[B, C, H, W]`` tensor as ``[P, C]``."""
+
+    def __init__(self, t: Tensor, b: Tensor, y: Tensor, x: Tensor) -> None:
+        self.at = (b, y, x)
+        self.flat = _flat_index(t, b, y, x)
+
+    def read(self, t: Tensor) -> Tensor:
+        if self.flat is None:
+            b, y, x = self.at
+            return t[b, :, y, x]
+        storage = t.as_strided((t.numel(),), (1,))
+        return storage.index_select(0, self.flat.flatten()).view(self.flat.shape)
+
+    def write(self, t: Tensor, values: Tensor) -> None:
+        if self.flat is None:
+            b, y, x = self.at
+            t[b, :, y, x] = values
+        else:
+            t.as_strided((t.numel(),), (1,)).index_copy_(0, self.flat.flatten(), values.flatten())
+
+
+def _apply_in_boxes(
+    images: Tensor,
+    rects: Tensor,
+    obj_to_img: Tensor,
+    fn: Callable[[Tensor, _Level], Tensor],
+    overlap: str,
+    inplace: bool = False,
+) -> Tensor:
+    """Replace the pixels of each rect by ``fn(values [P, C], level)``, level by level.
+
+    Only the rects' pixels are read and written (no pass over whole images), so the cost
+    follows the boxes' total area. ``overlap="sequential"``: each level reads what the
+    earlier levels wrote; ``"parallel"``: every level reads ``images`` as given and the
+    levels are written in order (the higher index wins).
+    """
+    check_choice("overlap", overlap, OVERLAPS)
+    out = images if inplace else images.clone(memory_format=torch.preserve_format)
+    alive = ((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).nonzero().flatten()
+    if alive.numel() == 0:
+        return out
+    level = _levels(rects[alive], obj_to_img[alive])
+    jobs = []
+    for lv in range(int(level.max()) + 1):
+        sel = alive[level == lv]
+        local, row, col = _rect_pixels(rects[sel])
+        r = rects[sel][local]
+        pixels = _Pixels(out, obj_to_img[sel][local], r[:, 1] + row, r[:, 0] + col)
+        lvl = _Level(sel=sel, k=sel[local], local=local, row=row, col=col)
+        # parallel: read every level before anything is written
+        jobs.append((pixels, lvl, pixels.read(images) if overlap == "parallel" else None))
+    for pixels, lvl, values in jobs:
+        if values is None:
+            values = pixels.read(out)  # [P, C]
+        pixels.write(out, fn(values, lvl).to(out.dtype))
+    return out
+
+
+# --------------------------------------------------------------------------- box ops
+
+
+def equalize_boxes(
+    images: Tensor,
+    boxes: Tensor,
+    obj_to_img: Tensor | None = None,
+    *,
+    overlap: str = "sequential",
+    inplace: bool = False,
+) -> Tensor:
+    """Histogram-equalise the pixels of each box, per channel (``Equalize_Only_BBoxes``).
+
+    Each box gets exactly ``torchvision.transforms.v2.functional.equalize`` of its own
+    crop (PIL's algorithm: the lookup table of the box's histogram; a channel whose
+    pixels all but the brightest value's count less than 255 is left unchanged). Float
+    images are quantised to uint8 and back as ``equalize`` does.
+
+    Args:
+        images: ``[B, C, H, W]`` uint8 or float (``[0, 1]``) images.
+        boxes: ``[N, 4]`` ``xyxy`` boxes; obj_to_img: ``[N]`` (omit for ``B == 1``).
+        overlap: ``"sequential"`` or ``"parallel"`` (see the module docstring).
+        inplace: write into ``images`` instead of a copy.
+
+    Returns:
+        ``[B, C, H, W]`` (a new tensor unless ``inplace``); pixels outside the boxes are
+        unchanged.
+
+    Example:
+        >>> img = torch.arange(64, dtype=torch.uint8).reshape(1, 1, 8, 8)
+        >>> out = equalize_boxes(img, torch.tensor([[0, 0, 4, 4]]))
+        >>> torch.equal(out[..., :4, :4], TF.equalize(img[..., :4, :4]))
+        True
+    """
+    images, rects, o2i = _prepare(images, boxes, obj_to_img)
+    dtype = images.dtype
+    num = rects.shape[0]
+
+    def fn(values: Tensor, lvl: _Level) -> Tensor:
+        k = lvl.k
+        v = TF.to_dtype(values, torch.uint8, scale=True).long()  # [P, C]
+        c = v.shape[1]
+        slot = (k[:, None] * c + torch.arange(c, device=v.device)) * 256 + v
+        hist = torch.bincount(slot.flatten(), minlength=num * c * 256).reshape(num, c, 256)
+        cum = hist.cumsum(-1)
+        top = cum.argmax(-1, keepdim=True)  # the brightest value present
+        non_max = cum[..., -1:] - hist.gather(-1, top)
+        step = torch.div(non_max, 255, rounding_mode="floor")
+        lut = torch.div(cum[..., :-1] + step // 2, step.clamp(min=1), rounding_mode="floor")
+        lut = torch.cat((torch.zeros_like(lut[..., :1]), lut.clamp(0, 255)), -1)  # [K, C, 256]
+        rows = (k[:, None] * c + torch.arange(c, device=v.device)) * 256
+        equalised = lut.flatten()[rows + v]
+        keep_as_is = (step == 0).reshape(num, c)[k]  # [P, C]
+        out = torch.where(keep_as_is, v, equalised).to(torch.uint8)
+        return TF.to_dtype(out, dtype, scale=True)
+
+    return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
+
+
+def solarize_boxes(
+    images: Tensor,
+    boxes: Tensor,
+    threshold: Tensor | float,
+    obj_to_img: Tensor | None = None,
+    *,
+    overlap: str = "sequential",
+    inplace: bool = False,
+) -> Tensor:
+    """Invert the pixels at or above each box's threshold (``Solarize_Only_BBoxes``).
+
+    ``torchvision.transforms.v2.functional.solarize`` of each box's crop with its own
+    threshold (``where(x >= threshold, invert(x), x)``); a threshold above the largest
+    value (e.g. 256 for uint8, as the reference's level 10) leaves the box unchanged.
+
+    Args:
+        images: ``[B, C, H, W]`` uint8 or float images.
+        boxes: ``[N, 4]`` boxes; obj_to_img: ``[N]``.
+        threshold: a number or ``[N]``, in the images' units (0-255 for uint8, 0-1 for
+            float).
+        overlap: ``"sequential"`` or ``"parallel"``.
+        inplace: write into ``images`` instead of a copy.
+
+    Example:
+        >>> img = torch.full((1, 1, 4, 4), 200, dtype=torch.uint8)
+        >>> solarize_boxes(img, torch.tensor([[0, 0, 2, 4]]), 128)[0, 0, 0].tolist()
+        [55, 55, 200, 200]
+    """
+    images, rects, o2i = _prepare(images, boxes, obj_to_img)
+    thr = torch.as_tensor(threshold, dtype=torch.float64, device=images.device)
+    thr = torch.broadcast_to(thr, (rects.shape[0],))
+
+    def fn(values: Tensor, lvl: _Level) -> Tensor:
+        t = thr[lvl.k][:, None]
+        return torch.where(values.double() >= t, TF.invert(values), values)
+
+    return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
+
+
+def fill_rects(
+    images: Tensor,
+    rects: Tensor,
+    rect_to_img: Tensor,
+    fill: float | Sequence[float] | Tensor,
+    *,
+    inplace: bool = False,
+) -> Tensor:
+    """Fill half-open pixel rects ``(j0, i0, j1, i1)`` of the given images with a constant.
+
+    Args:
+        images: ``[B, C, H, W]``.
+        rects: ``[M, 4]`` int64 pixel rects (clipped to the canvas here).
+        rect_to_img: ``[M]`` image of each rect.
+        fill: a number or one value per channel, in the images' units.
+        inplace: write into ``images`` instead of a copy.
+
+    Returns:
+        ``[B, C, H, W]`` (a new tensor unless ``inplace``): every pixel in any rect is
+        ``fill`` (cast to the images' dtype; uint8 rounds it), the others unchanged.
+
+    Example:
+        >>> out = fill_rects(torch.zeros(1, 1, 4, 4), torch.tensor([[1, 0, 3, 2]]),
+        ...                  torch.tensor([0]), 7.0)
+        >>> out[0, 0].tolist()[:2]
+        [[0.0, 7.0, 7.0, 0.0], [0.0, 7.0, 7.0, 0.0]]
+    """
+    images = check_images(images)
+    h, w = images.shape[2], images.shape[3]
+    value = fill_tensor(fill, images.shape[1]).to(images.device)
+    if images.dtype == torch.uint8:
+        value = value.round().clamp(0, 255)
+    out = images if inplace else images.clone(memory_format=torch.preserve_format)
+    lim = torch.tensor([w, h, w, h], device=rects.device)
+    r = torch.minimum(rects.clamp(min=0), lim)
+    r = torch.cat((r[:, :2], torch.maximum(r[:, 2:], r[:, :2])), 1)
+    k, row, col = _rect_pixels(r)
+    if k.numel():
+        b = rect_to_img.to(k.device)[k]
+        pixels = _Pixels(out, b, r[k, 1] + row, r[k, 0] + col)
+        pixels.write(out, value.to(images.dtype).expand(k.numel(), -1))
+    return out
+
+
+def solarize_add(images: Tensor, addition: float, threshold: float) -> Tensor:
+    """The reference's ``SolarizeAdd``: add ``addition`` to the pixels below ``threshold``.
+
+    ``where(x < threshold, clip(x + addition), x)``; ``addition`` and ``threshold`` in the
+    images' units (uint8: 0-255, float: 0-1; clipped to that range). torchvision has no
+    such kernel.
+
+    Example:
+        >>> solarize_add(torch.tensor([[[[10, 200]]]], dtype=torch.uint8), 60, 128).tolist()
+        [[[[70, 200]]]]
+    """
+    images = check_images(images)
+    if images.dtype == torch.uint8:
+        added = (images.to(torch.int16) + int(round(addition))).clamp(0, 255).to(torch.uint8)
+    else:
+        added = (images + addition).clamp(0, 1)
+    return torch.where(images < threshold, added, images)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def warp_in_boxes(
+    images: Tensor,
+    boxes: Tensor,
+    theta: Tensor,
+    obj_to_img: Tensor | None = None,
+    *,
+    fill: float | Sequence[float] | Tensor | None = None,
+    mode: str = "bilinear",
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    overlap: str = "sequential",
+    inplace: bool = False,
+) -> Tensor:
+    """:func:`augpatch.functional.warp_patches` (or ``warp_patches_fill``) touching only the boxes.
+
+    Same result as ``warp_patches(images, boxes, theta, obj_to_img, ...)`` with a
+    patch-relative ``padding_mode`` (``"zeros"``, ``"border"``, ``"reflection"``), or as
+    :func:`augpatch.functional.warp_patches_fill` when ``fill`` is given; but the cost
+    follows the boxes' area, not the images': the pixels of each level of
+    non-overlapping boxes are packed into one small canvas (side by side, a column of
+    zeros between them), warped there in one call, and written back.
+    Worth it when the boxes cover a small part of the images (a few box-only ops on a
+    batch); ``padding_mode="image"`` reads around the boxes: use ``warp_patches``.
+
+    Args:
+        images: ``[B, C, H, W]``. boxes: ``[N, 4]`` (clipped to the canvas here).
+        theta: ``[N, 2, 3]``. obj_to_img: ``[N]``.
+        fill: a constant (number or per channel, images' units) read outside each patch
+            instead of ``padding_mode``.
+        mode, padding_mode, align_corners, overlap: as ``warp_patches``.
+        inplace: write into ``images`` instead of a copy.
+
+    Example:
+        >>> images = torch.rand(2, 3, 64, 64)
+        >>> boxes = torch.tensor([[4.0, 4.0, 20.0, 30.0], [30.0, 10.0, 60.0, 40.0]])
+        >>> theta = AF.patch_affine_matrix(boxes, angle=30.0)
+        >>> o2i = torch.tensor([0, 1])
+        >>> torch.allclose(warp_in_boxes(images, boxes, theta, o2i),
+        ...                AF.warp_patches(images, boxes, theta, o2i), atol=1e-6)
+        True
+    """
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(
+            f"warp_in_boxes needs a patch-relative padding_mode ('zeros', 'border', "
+            f"'reflection'), got {padding_mode!r}; use warp_patches for 'image'"
+        )
+    images, rects, o2i = _prepare(images, boxes, obj_to_img)
+    patches = AF.clip_boxes(boxes.to(theta.dtype if theta.is_floating_point() else torch.float32),
+                            (images.shape[2], images.shape[3])).to(images.device)
+    theta = theta.to(images.device).reshape(-1, 2, 3)
+    channels = images.shape[1]
+
+    def fn(values: Tensor, lvl: _Level) -> Tensor:
+        r = rects[lvl.sel]
+        heights, widths = r[:, 3] - r[:, 1], r[:, 2] - r[:, 0]
+        left = 1 + torch.cumsum(widths + 1, 0) - (widths + 1)  # a zero column before each patch
+        size = (int(heights.max()) + 2, int(left[-1] + widths[-1]) + 1)
+        canvas = values.new_zeros((1, channels, *size))
+        rows, cols = 1 + lvl.row, left[lvl.local] + lvl.col
+        at = _Pixels(canvas, torch.zeros_like(rows), rows, cols)
+        at.write(canvas, values)
+        shift = torch.stack((left - r[:, 0], 1 - r[:, 1]), 1).to(patches.dtype)
+        cboxes = patches[lvl.sel] + shift.repeat(1, 2)
+        kw = {"mode": mode, "align_corners": align_corners, "overlap": "parallel"}
+        if fill is None:
+            warped = AF.warp_patches(canvas, cboxes, theta[lvl.sel], padding_mode=padding_mode, **kw)
+        else:
+            warped = AF.warp_patches_fill(canvas, cboxes, theta[lvl.sel], fill=fill, **kw)
+        return at.read(warped)
+
+    return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
+
+
+def box_only_theta(
+    op: str, patches: Tensor, magnitude: Tensor, *, align_corners: bool = False
+) -> Tensor:
+    """``theta [N, 2, 3]`` of a box-only geometric op about each box's own centre.
+
+    The reference applies the op to the box's crop (``Rotate``, ``ShearX/Y``,
+    ``TranslateX/Y`` and a left-right flip); ``magnitude`` is its argument per box:
+
+    * ``Rotate_Only_BBoxes``: degrees, counter-clockwise on screen;
+    * ``ShearX_Only_BBoxes``: coefficient ``s``: content moves ``x -> x - s (y - cy)``
+      (the reference shears the crop about its top-left corner: augpatch shears about
+      the centre so that the object stays in its box);
+    * ``ShearY_Only_BBoxes``: ``y -> y - s (x - cx)``;
+    * ``TranslateX_Only_BBoxes`` / ``TranslateY_Only_BBoxes``: pixels ``p``: content
+      moves by ``-p`` (the reference's ``translate_x(image, pixels)``);
+    * ``Flip_Only_BBoxes``: mirror left-right (magnitude ignored).
+
+    Args:
+        op: the op name. patches: ``[N, 4]`` boxes clipped to the canvas.
+        magnitude: ``[N]`` the op's signed argument.
+
+    Example:
+        >>> box_only_theta("TranslateX_Only_BBoxes", torch.tensor([[0.0, 0, 10, 10]]),
+        ...                torch.tensor([5.0]))
+        tensor([[[1., 0., 1.],
+                 [0., 1., 0.]]])
+    """
+    n = patches.shape[0]
+    m = magnitude.to(patches.dtype)
+    zero = torch.zeros_like(m)
+    if op == "Rotate_Only_BBoxes":
+        return AF.patch_affine_matrix(patches, angle=m, align_corners=align_corners)
+    if op in ("ShearX_Only_BBoxes", "ShearY_Only_BBoxes"):
+        deg = torch.rad2deg(torch.atan(m))  # torchvision F.affine shear: x -> x - tan(shx) y
+        pair = (deg, zero) if op == "ShearX_Only_BBoxes" else (zero, deg)
+        return AF.patch_affine_matrix(
+            patches, shear=torch.stack(pair, -1), align_corners=align_corners
+        )
+    if op in ("TranslateX_Only_BBoxes", "TranslateY_Only_BBoxes"):
+        pair = (-m, zero) if op == "TranslateX_Only_BBoxes" else (zero, -m)
+        return AF.patch_affine_matrix(
+            patches, translate=torch.stack(pair, -1), align_corners=align_corners
+        )
+    if op == "Flip_Only_BBoxes":
+        scale = torch.tensor([-1.0, 1.0], dtype=patches.dtype, device=patches.device)
+        return AF.patch_affine_matrix(
+            patches, scale=scale.expand(n, 2), align_corners=align_corners
+        )
+    raise ValueError(f"{op!r} is not a box-only geometric op")
+
+
+def shear_degrees(coefficient: float) -> float:
+    """torchvision's shear angle (degrees) of the reference's shear coefficient."""
+    return math.degrees(math.atan(coefficient))

@@ -1,0 +1,26 @@
+"""Differentiable and adversarial augmentation search on per-object transforms.
+
+* :class:`PatchPolicy`: a differentiable policy of per-object geometric operations
+  (learnable magnitudes, probabilities and selection weights), Faster AutoAugment /
+  DADA style, resampling every object once.
+* :func:`attack`: worst-case per-object parameters of a transform by projected
+  sign-gradient ascent (AugMax style), replayable with ``params=``.
+* :func:`relaxed_bernoulli`: the relaxed gate behind a learnable ``p`` in every
+  transform.
+
+See the README section "Differentiable and adversarial search" for the estimators,
+their bias and the seeding under ``DistributedDataParallel``.
+"""
+
+from augpatch.search.attack import attack, attack_space
+from augpatch.search.policy import OPERATIONS, OperationSpec, PatchPolicy
+from augpatch.transforms._sampling import relaxed_bernoulli
+
+__all__ = [
+    "OPERATIONS",
+    "OperationSpec",
+    "PatchPolicy",
+    "attack",
+    "attack_space",
+    "relaxed_bernoulli",
+]

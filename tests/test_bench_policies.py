@@ -1,0 +1,55 @@
+"""``python -m augpatch bench policies``: a quick run, its table and its JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from augpatch import bench_policies
+from augpatch.__main__ import main as cli_main
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Single-threaded: small ops with 2 intra-op threads crawl on a loaded CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_quick_run_reports_every_method_side_by_side(tmp_path: Path) -> None:
+    path = tmp_path / "bp.json"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli_main(["bench", "policies", "--quick", "--repeats", "1", "--warmup", "0",
+                       "--threads", "1", "--json", str(path)])
+    assert rc == 0
+    out = buf.getvalue()
+    assert "loop/augpatch" in out and "Targets" in out
+    report = json.loads(path.read_text())
+    assert set(report["results"]) == {"M"}
+    assert set(report["results"]["M"]) == set(bench_policies.POLICIES)
+    for res in report["results"]["M"].values():
+        assert set(res["methods"]) == set(bench_policies.METHODS)
+        for entry in res["methods"].values():
+            assert entry["median_s"] > 0 and entry["ratio_vs_augpatch"] > 0
+        assert res["methods"]["augpatch"]["ratio_vs_augpatch"] == pytest.approx(1.0)
+        # the loop applies the same parameters: the same images up to nearest-neighbour ties
+        for method in ("loop", "loop_reference_paste"):
+            assert res["check"][method]["differing_pixel_fraction"] < 1e-3
+    assert report["targets"][0]["status"] == "quick run (not evaluated)"
+    for key in ("torch", "torchvision", "device", "config", "timing_method"):
+        assert key in report
+
+
+def test_bad_arguments() -> None:
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert bench_policies.main(["--repeats", "0"]) == 2
+        with pytest.raises(SystemExit):
+            bench_policies.main(["--policies", "v9"])
