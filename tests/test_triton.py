@@ -150,6 +150,29 @@ def test_float32_matches_reference_loop(device, mode, padding_mode, overlap):
         torch.testing.assert_close(out, expected, atol=2e-6, rtol=0)
 
 
+@pytest.mark.parametrize(("mode", "padding_mode", "align_corners", "overlap"), [
+    ("bicubic", "reflection", True, "sequential"), ("nearest", "border", False, "parallel"),
+    ("bilinear", "image", False, "sequential"),
+])
+def test_float32_bit_identical_to_the_compiled_cpu_kernel(monkeypatch, mode, padding_mode, align_corners,
+                                                          overlap):
+    """Same operations in the same order: the interpreted Triton kernel and the compiled C++
+    kernel give the same float32 bits (float boxes, overlaps, every level kind)."""
+    import shutil
+
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine: the compiled CPU kernel cannot be built")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    images, theta = _inputs(torch.float32, seed=40)
+    boxes = FLOAT_BOXES.float()
+    kw = {"mode": mode, "padding_mode": padding_mode, "align_corners": align_corners, "overlap": overlap}
+    triton_out = warp_patches(images, boxes, theta, OBJ, **kw)
+    set_cpu_kernel("compiled")
+    compiled_out = warp_patches(images, boxes, theta, OBJ, **kw)
+    assert torch.equal(triton_out, compiled_out)
+    assert not torch.equal(triton_out, images)
+
+
 def test_more_channels_than_a_block(device):
     """Five channels: the kernels loop over blocks of channels."""
     images, theta = _inputs(seed=3, shape=(2, 5, 12, 14))

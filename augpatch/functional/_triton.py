@@ -1,11 +1,14 @@
 """The Triton kernel of :func:`augpatch.functional.warp_patches` (CUDA; CPU when interpreted).
 
-It runs the same plan as the eager kernel (``_sampler.PatchWarp``) and the compiled CPU
-kernel (``csrc/warp_cpu.cpp``) with the same per-pixel arithmetic, fused: one program
-computes a tile of one object's patch (``BH x BW`` pixels, every channel) from the
-sampling location (``F.affine_grid``'s base grid times ``theta``, ``grid_sample``'s
-unnormalize with its fused multiply-add emulated, padding) to the taps and the stored
-value. The device code is ``_triton_kernels.py``; this module plans the launches.
+:class:`TritonBackend` is the backend the operator ``augpatch::warp`` runs on CUDA
+(``_kernel.backend_for``). It runs the same plan as the eager kernel
+(``_sampler.eager_forward``) and the compiled CPU kernel (``csrc/warp_cpu.cpp``) with the
+same per-pixel arithmetic, fused: one program computes a tile of one object's patch
+(``BH x BW`` pixels, every channel) from the sampling location (``F.affine_grid``'s base
+coordinate, computed in the kernel as ``_plan.exact_base_grid`` does, times ``theta``;
+``grid_sample``'s unnormalize with its fused multiply-add emulated; padding) to the taps
+and the stored value. The device code is ``_triton_kernels.py``; this module plans the
+launches.
 
 Launches. Per level of the plan: one kernel that samples every pixel of the level
 (every level of ``parallel`` and the first of ``sequential`` read the input batch and
@@ -18,35 +21,43 @@ and computes the location gradient of every pixel, reduced per tile (per column,
 row, per object) and added to the ``[K, 14]`` parameter gradient with atomics: the
 chain rule of ``_sampler._Locations.param_grads``. ``parallel`` takes every level's
 gradient before scattering any (every level read the input). Nothing is launched per
-object.
+object. Kernel variants are compiled per mode and dtype on first use (a few seconds
+each, then cached on disk by Triton); padding, ``align_corners`` and strides are
+runtime arguments.
 
-Synchronisation. None here: the per-object tables (patches, tiles, base coordinates)
-are built on the host from the plan, which is already there (``WarpPlan.objects`` is a
-CPU tensor: ``warp_patches`` made its one small device-to-host copy while planning),
-and go to the device in two copies from pinned memory, without waiting. The images'
-gradient (scattered with atomics) and the parameter gradient (per-tile partial sums
-added with atomics) are therefore summed in no fixed order: equal to the reference to
-float rounding, not bitwise reproducible from run to run.
+Synchronisation. None in this module: the per-object tables (``[K, 6]`` patches and the
+``[T, 3]`` tiles) are built on the host from the plan, which is already there
+(``WarpPlan.objects`` is a CPU tensor: ``warp_patches`` made its one small
+device-to-host copy while planning), and go to the device in two copies from pinned
+memory that do not wait for the device. The images' gradient (scattered with atomics)
+and the parameter gradient (per-tile partial sums added with atomics) are summed in no
+fixed order: equal to the reference to float rounding, not bitwise reproducible from
+run to run. The forward has no atomics (its result is deterministic).
 
-Memory. The output (the working copy of the batch) and the tables (``O(K + total box
-rows + columns)``). For the location gradient, ``sequential`` levels after the first
-keep the values of the patches they read (image dtype), from which the backward
-recomputes the derivatives; with ``padding_mode="image"`` (an object reads around its
-box) they keep the two derivatives of every value instead (compute dtype), as the
-compiled CPU kernel does. Later ``sequential`` levels need a buffer of their pixels
-(image dtype). The backward holds one gradient buffer of the batch (compute dtype) and
-the output gradients of one level (``parallel``: of every level), ``C x pixels``.
+Memory. The output (the working copy of the batch) and the tables (``O(K)`` plus one
+entry per tile). For the location gradient, ``sequential`` levels after the first keep
+the values of the patches they read (image dtype), from which the backward recomputes
+the derivatives; with ``padding_mode="image"`` (an object reads around its box) they
+keep the two derivatives of every value instead (compute dtype), as the compiled CPU
+kernel does. Later ``sequential`` levels need a buffer of their pixels (image dtype).
+The backward holds one gradient buffer of the batch (compute dtype; for float32 images
+it is the images' gradient itself) and the output gradients of one level
+(``parallel``: of every level), ``C x pixels``.
 
-Precision. Float32 locations are computed in float32 with the same operations as the
-eager kernel (kernels are compiled with ``enable_fp_fusion=False``; the float32
-division of reflection padding is ``div_rn``, the round of nearest mode is done by
-hand), so outputs agree with the reference loop to float rounding; float64 to about
-1e-12. The images' gradient and the parameter gradient are accumulated with atomics.
+Precision. Locations are computed in the compute dtype with the operations of the eager
+kernel, in the same order (kernels are compiled with ``enable_fp_fusion=False``; float32
+division is ``div_rn``, as float32 ``/`` is approximate on NVIDIA GPUs; nearest mode's
+round half to even and bfloat16's rounding are done by hand, so that the interpreter
+gives the same bits). Under the interpreter the float32 outputs of the tests are
+bit-identical to the compiled CPU kernel's; outputs and gradients equal the reference
+loop to float rounding (float64: about 1e-12).
 
-Interpreter. With ``TRITON_INTERPRET=1`` (read when a kernel is needed, not only at
-import) the same kernels run in Triton's interpreter, on CPU tensors too
+Interpreter. With ``TRITON_INTERPRET=1`` (read when a kernel is needed, not only when
+Triton is imported) the same kernels run in Triton's interpreter, on CPU tensors too
 (``AUGPATCH_CPU_KERNEL=triton``): slow, for testing without a GPU. Both variants can
-exist in one process (the kernel module is loaded once per variant).
+exist in one process (the kernel module is loaded once per variant), and the kernels
+call none of Triton's own ``@jit`` helpers (``tl.zeros``, ``tl.sum``), which are
+compiled or interpreted as the setting was when Triton was imported.
 
 Example:
     >>> import os, torch
