@@ -102,7 +102,8 @@ def warp_patches(
     to successive levels) and runs every level as one pass: on the CPU by a compiled C++
     kernel (built on first use, about a minute; ``AUGPATCH_CPU_KERNEL`` /
     :func:`set_cpu_kernel` choose it or the eager kernel, :func:`active_kernel` says which
-    runs), on CUDA by vectorised PyTorch operations. In eager mode, one or two integer
+    runs), on CUDA by Triton kernels (``AUGPATCH_CUDA_KERNEL`` / :func:`set_cuda_kernel`;
+    the eager kernel of vectorised PyTorch operations is the fall-back). In eager mode, one or two integer
     boxes (float/float64 images, patch-relative padding) run the reference computation
     itself (one ``grid_sample`` per crop). All follow ``grid_sample``'s arithmetic:
     float64 results equal the loop's to about 1e-12, float32 ones to float rounding, and
