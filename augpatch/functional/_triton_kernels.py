@@ -501,7 +501,8 @@ def warp_backward(
         for m in tl.static_range(NT):
             for n in tl.static_range(NT):
                 if to_buffer != 0:
-                    tl.atomic_add(gbuf + (go_y[m] + go_x[n])[None, :, :], (yw[m] * xw[n])[None, :, :] * g, mask=cm)
+                    tl.atomic_add(gbuf + (go_y[m] + go_x[n])[None, :, :], (yw[m] * xw[n])[None, :, :] * g,
+                                  mask=cm, sem="relaxed")  # no ordering needed: sums only
                 if NEED_LOC and SAVED_D == 0:
                     vals = tl.load(vbuf + (so_y[m] + so_x[n])[None, :, :], mask=cm, other=0).to(ix.dtype)
                     ax += (yw[m] * xd[n])[None, :, :] * vals
@@ -540,17 +541,17 @@ def warp_backward(
         row_y = _sum(dgy, 1)[:, None]
         gv = row_x * t01 + row_y * t11
         o = gprm_ptr + 14 * k
-        tl.atomic_add(o, _sum(_sum(col_x * u, 1), 0))  # t00
-        tl.atomic_add(o + 1, _sum(_sum(row_x * v, 1), 0))  # t01
-        tl.atomic_add(o + 2, _sum(_sum(dgx, 1), 0))  # t02
-        tl.atomic_add(o + 3, _sum(_sum(col_y * u, 1), 0))  # t10
-        tl.atomic_add(o + 4, _sum(_sum(row_y * v, 1), 0))  # t11
-        tl.atomic_add(o + 5, _sum(_sum(dgy, 1), 0))  # t12
-        tl.atomic_add(o + 6, _sum(_sum(gu * cb, 1), 0))  # kx
-        tl.atomic_add(o + 7, _sum(_sum(gv * rb, 1), 0))  # ky
-        tl.atomic_add(o + 8, _sum(_sum(gu, 1), 0))  # cx
-        tl.atomic_add(o + 9, _sum(_sum(gv, 1), 0))  # cy
-        tl.atomic_add(o + 10, _sum(_sum(gix * gx1, 1), 0))  # sx
-        tl.atomic_add(o + 11, _sum(_sum(giy * gy1, 1), 0))  # sy
-        tl.atomic_add(o + 12, _sum(_sum(gix, 1), 0))  # ox
-        tl.atomic_add(o + 13, _sum(_sum(giy, 1), 0))  # oy
+        tl.atomic_add(o, _sum(_sum(col_x * u, 1), 0), sem="relaxed")  # t00
+        tl.atomic_add(o + 1, _sum(_sum(row_x * v, 1), 0), sem="relaxed")  # t01
+        tl.atomic_add(o + 2, _sum(_sum(dgx, 1), 0), sem="relaxed")  # t02
+        tl.atomic_add(o + 3, _sum(_sum(col_y * u, 1), 0), sem="relaxed")  # t10
+        tl.atomic_add(o + 4, _sum(_sum(row_y * v, 1), 0), sem="relaxed")  # t11
+        tl.atomic_add(o + 5, _sum(_sum(dgy, 1), 0), sem="relaxed")  # t12
+        tl.atomic_add(o + 6, _sum(_sum(gu * cb, 1), 0), sem="relaxed")  # kx
+        tl.atomic_add(o + 7, _sum(_sum(gv * rb, 1), 0), sem="relaxed")  # ky
+        tl.atomic_add(o + 8, _sum(_sum(gu, 1), 0), sem="relaxed")  # cx
+        tl.atomic_add(o + 9, _sum(_sum(gv, 1), 0), sem="relaxed")  # cy
+        tl.atomic_add(o + 10, _sum(_sum(gix * gx1, 1), 0), sem="relaxed")  # sx
+        tl.atomic_add(o + 11, _sum(_sum(giy * gy1, 1), 0), sem="relaxed")  # sy
+        tl.atomic_add(o + 12, _sum(_sum(gix, 1), 0), sem="relaxed")  # ox
+        tl.atomic_add(o + 13, _sum(_sum(giy, 1), 0), sem="relaxed")  # oy
