@@ -70,6 +70,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -289,6 +290,11 @@ def _blocks(lay: _Layout) -> dict:
 # ----------------------------------------------------------------------------- forward
 
 
+def _on(device: torch.device) -> contextlib.AbstractContextManager:
+    """Launch on ``device`` (Triton launches on the current CUDA device)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> tuple[Tensor, list[Tensor]]:
     """The warped batch and what the backward needs.
 
@@ -306,6 +312,11 @@ def forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> t
         image dtype) or, with ``padding_mode="image"``, the two derivatives of every value
         they sampled (compute dtype). Dtypes: :meth:`TritonBackend.saved_dtypes`.
     """
+    with _on(images.device):
+        return _forward(images, params, plan, need_loc)
+
+
+def _forward(images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool) -> tuple[Tensor, list[Tensor]]:
     mod = kernels()
     dev = images.device
     lay = _layout(plan, dev)
@@ -376,6 +387,14 @@ def backward(
     otherwise only their dtype matters (an empty tensor will do). ``saved`` is what
     :func:`forward` returned (with ``need_loc``).
     """
+    with _on(grad.device):
+        return _backward(grad, images, params, plan, saved, need_img, need_loc)
+
+
+def _backward(
+    grad: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
+    need_img: bool, need_loc: bool,
+) -> tuple[Tensor | None, Tensor | None]:
     mod = kernels()
     dev = grad.device
     dtype = params.dtype
@@ -484,6 +503,6 @@ class TritonBackend(Backend):
         return eager_backward(grad, images, params, plan, eager_saved, need_img, need_loc)
 
     def _failed(self, exc: Exception) -> None:
-        if self.strict or isinstance(exc, torch.OutOfMemoryError):
+        if self.strict or isinstance(exc, torch.cuda.OutOfMemoryError):
             raise exc
         triton_failed(exc)
