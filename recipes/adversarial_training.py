@@ -23,7 +23,9 @@ Needs torch and torchvision.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -33,30 +35,10 @@ from torchvision.ops import roi_align
 from augpatch.search import attack
 from augpatch.transforms import RandomPatchAffine
 
-# glyphs as strokes (x0, y0, x1, y1) in normalised patch coordinates, y down
-GLYPHS = {
-    "L": [(-0.4, -0.6, -0.4, 0.6), (-0.4, 0.6, 0.45, 0.6)],
-    "J": [(0.4, -0.6, 0.4, 0.6), (0.4, 0.6, -0.45, 0.6)],
-    "F": [(-0.35, -0.6, -0.35, 0.65), (-0.35, -0.6, 0.5, -0.6), (-0.35, 0.0, 0.25, 0.0)],
-    "T": [(-0.55, -0.55, 0.55, -0.55), (0.0, -0.55, 0.0, 0.65)],
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared _glyphs.py
+from _glyphs import GLYPHS, render  # noqa: E402
+
 DEGREES, SCALE = 30.0, (0.8, 1.2)
-
-
-def render(kinds: Tensor, size: int, width: float = 0.13) -> Tensor:
-    """Upright glyphs ``kinds [N]`` as ``[N, 1, size, size]`` (Gaussian stroke profile)."""
-    c = (torch.arange(size) + 0.5) / size * 2 - 1
-    q = torch.stack(torch.meshgrid(c, c, indexing="xy"), -1).reshape(-1, 2)
-    out = torch.zeros(kinds.shape[0], q.shape[0])
-    for k, strokes in enumerate(GLYPHS.values()):
-        ink = torch.zeros(q.shape[0])
-        for x0, y0, x1, y1 in strokes:
-            a, b = torch.tensor([x0, y0]), torch.tensor([x1, y1])
-            t = ((q - a) @ (b - a) / (b - a).square().sum()).clamp(0, 1)
-            d2 = (q - (a + t[..., None] * (b - a))).square().sum(-1)
-            ink = torch.maximum(ink, torch.exp(-d2 / (2 * width**2)))
-        out[kinds == k] = ink
-    return out.reshape(-1, 1, size, size)
 
 
 def make_batch(batch: int, grid: int, patch: int, g: torch.Generator):

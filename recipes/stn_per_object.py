@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,34 +31,8 @@ from torchvision.utils import make_grid, save_image
 
 from augpatch.functional import warp_patches
 
-# glyphs as strokes (x0, y0, x1, y1) in normalised patch coordinates, y down
-GLYPHS = {
-    "L": [(-0.4, -0.6, -0.4, 0.6), (-0.4, 0.6, 0.45, 0.6)],
-    "J": [(0.4, -0.6, 0.4, 0.6), (0.4, 0.6, -0.45, 0.6)],
-    "F": [(-0.35, -0.6, -0.35, 0.65), (-0.35, -0.6, 0.5, -0.6), (-0.35, 0.0, 0.25, 0.0)],
-    "T": [(-0.55, -0.55, 0.55, -0.55), (0.0, -0.55, 0.0, 0.65)],
-}
-
-
-def render(kinds: Tensor, linear: Tensor, size: int, width: float = 0.13) -> Tensor:
-    """Glyph ``kinds [N]`` read through ``linear [N, 2, 2]`` (pixel ``q`` shows the glyph at
-    ``linear @ q``), rendered as ``[N, 1, size, size]`` with a Gaussian stroke profile."""
-    c = (torch.arange(size) + 0.5) / size * 2 - 1
-    q = torch.stack(torch.meshgrid(c, c, indexing="xy"), -1).reshape(-1, 2)  # (x, y)
-    pts = torch.einsum("nij,pj->npi", linear, q)  # [N, P, 2]
-    out = torch.zeros(kinds.shape[0], q.shape[0])
-    for k, strokes in enumerate(GLYPHS.values()):
-        sel = kinds == k
-        if not sel.any():
-            continue
-        ink = torch.zeros(int(sel.sum()), q.shape[0])
-        for x0, y0, x1, y1 in strokes:
-            a, b = torch.tensor([x0, y0]), torch.tensor([x1, y1])
-            t = ((pts[sel] - a) @ (b - a) / (b - a).square().sum()).clamp(0, 1)
-            d2 = (pts[sel] - (a + t[..., None] * (b - a))).square().sum(-1)
-            ink = torch.maximum(ink, torch.exp(-d2 / (2 * width**2)))
-        out[sel] = ink
-    return out.reshape(-1, 1, size, size)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared _glyphs.py
+from _glyphs import GLYPHS, render  # noqa: E402
 
 
 def rotation(angle: Tensor) -> Tensor:
@@ -74,8 +49,8 @@ def make_scenes(batch: int, grid: int, patch: int, max_deg: float, g: torch.Gene
     kinds = torch.randint(0, len(GLYPHS), (n,), generator=g)
     angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(max_deg)
     scale = 1 + 0.1 * (torch.rand(n, generator=g) * 2 - 1)
-    tilted = render(kinds, rotation(angle) / scale[:, None, None], patch)
-    upright = render(kinds, torch.eye(2).expand(n, 2, 2) / scale[:, None, None], patch)
+    tilted = render(kinds, patch, rotation(angle) / scale[:, None, None])
+    upright = render(kinds, patch, torch.eye(2).expand(n, 2, 2) / scale[:, None, None])
     images = torch.zeros(batch, 1, size, size)
     targets = torch.zeros(batch, 1, size, size)
     boxes, o2i = [], []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").glob("*.py"))
+RECIPES = sorted(p for p in (ROOT / "recipes").glob("*.py") if not p.name.startswith("_"))
 LIGHT_IMPORT = (
     "import sys, augpatch, augpatch.data, augpatch.integrations, augpatch.transforms\n"
     "libs = ('kornia', 'torchvision', 'albumentations', 'cv2')\n"

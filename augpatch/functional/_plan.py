@@ -75,8 +75,9 @@ def overlap_edges(
         stop_at = max(start + 1, int(torch.searchsorted(ends, base + _PAIR_CHUNK, side="right")))
         stop_at = min(stop_at, k)
         c = count[start:stop_at]
-        i = torch.repeat_interleave(torch.arange(start, stop_at), c)
-        j = i + 1 + (torch.arange(i.numel()) - (torch.cumsum(c, 0) - c).repeat_interleave(c))
+        pairs = int(ends[stop_at - 1]) - base  # output_size: repeat_interleave need not sum c
+        i = torch.repeat_interleave(torch.arange(start, stop_at), c, output_size=pairs)
+        j = i + 1 + (torch.arange(pairs) - (torch.cumsum(c, 0) - c).repeat_interleave(c, output_size=pairs))
         a, b = order[i], order[j]
         m, n = torch.minimum(a, b), torch.maximum(a, b)  # earlier, later object
         strict = _rects_intersect(write[m], write[n])

@@ -261,11 +261,14 @@ def object_params(
     # its pixel, as grid_sample on a one-pixel crop does
     offset = torch.where(pos | (not align_corners), lo - origin, 0.0)
     rows = theta.to(dtype).index_select(0, obj_dev).reshape(-1, 6)
-    columns = dict(zip(PARAM_COLUMNS[:6], rows.unbind(1)))
-    for axis, name in enumerate("xy"):
-        columns[f"k{name}"], columns[f"c{name}"] = scale[:, axis], shift[:, axis]
-        columns[f"s{name}"], columns[f"o{name}"] = ext[:, axis] / 2, offset[:, axis]
-    return torch.stack([columns[name] for name in PARAM_COLUMNS], 1)
+    return torch.cat([rows, scale, shift, ext / 2, offset], 1)  # in _PARAM_BLOCKS' order
+
+
+# object_params concatenates these blocks of columns (x, y per block after theta's six);
+# checked against the one definition of the layout, PARAM_COLUMNS, when this module loads
+_PARAM_BLOCKS = ("t00", "t01", "t02", "t10", "t11", "t12", "kx", "ky", "cx", "cy", "sx", "sy", "ox", "oy")
+if _PARAM_BLOCKS != PARAM_COLUMNS:  # pragma: no cover - a layout change must update object_params
+    raise ImportError("augpatch: object_params does not follow PARAM_COLUMNS")
 
 
 def object_params_backward(
