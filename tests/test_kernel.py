@@ -59,3 +59,22 @@ def test_failed_build_falls_back_to_eager_with_a_warning(monkeypatch):
     set_cpu_kernel("compiled")
     with pytest.raises(RuntimeError, match="could not be built"):
         warp_patches(images, boxes, theta, obj)
+
+
+@pytest.mark.parametrize(("first", "then"), [("compiled", "eager"), ("eager", "compiled")])
+def test_backward_runs_the_kernel_of_its_forward(first, then):
+    """Changing the kernel setting between a forward and its backward is harmless: the
+    backward runs the kernel that ran the forward (its saved tensors are that kernel's)."""
+    images, boxes, theta, obj = _batch()
+    grads = {}
+    for label, switch_to in (("same", first), ("switched", then)):
+        set_cpu_kernel(first)
+        x = images.clone().requires_grad_(True)
+        t = theta.clone().requires_grad_(True)
+        out = warp_patches(x, boxes, t, obj, overlap="sequential")
+        set_cpu_kernel(switch_to)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads[label] = (x.grad, t.grad)
+    set_cpu_kernel("auto")
+    for a, b in zip(grads["same"], grads["switched"], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

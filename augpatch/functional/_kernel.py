@@ -362,6 +362,24 @@ def backend_for(device: torch.device) -> Backend:
     return _EAGER
 
 
+def backend_named(name: str, device: torch.device) -> Backend:
+    """The backend called ``name`` (as :attr:`Backend.name`) for ``device``, whatever the setting.
+
+    The operator's backward runs the backend its forward ran (recorded by name), so that
+    changing the kernel setting between a forward and its backward cannot hand one
+    kernel's saved tensors to another.
+    """
+    if name == "compiled" and _state["ops"] is not None:
+        return CompiledBackend(_state["ops"])
+    if name == "triton":
+        from augpatch.functional import _triton
+
+        return _triton.TritonBackend(strict=device.type != "cuda" or cuda_kernel() == "triton")
+    if name == "eager":
+        return _EAGER
+    raise RuntimeError(f"augpatch: the {name!r} kernel that ran the forward is not available")
+
+
 def active_kernel(device: str | torch.device = "cpu") -> str:
     """The name of the kernel a warp on ``device`` runs now: ``"compiled"``, ``"triton"`` or ``"eager"``.
 

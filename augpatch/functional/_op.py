@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from augpatch.functional._checks import compute_dtype
-from augpatch.functional._kernel import backend_for
+from augpatch.functional._kernel import backend_for, backend_named
 from augpatch.functional._sampler import PARAM_COUNT
 from augpatch.functional._warp import make_plan, object_params_backward, prepare
 
@@ -81,8 +81,12 @@ def warp_backward(
     grad: Tensor, images: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, levels: Tensor,
     params: Tensor, saved0: Tensor, saved1: Tensor, mode: str, padding_mode: str,
     align_corners: bool, overlap: str, need_img: bool, need_boxes: bool, need_theta: bool,
+    kernel: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The gradients of :func:`warp` w.r.t. ``images``, ``boxes`` and ``theta``."""
+    """The gradients of :func:`warp` w.r.t. ``images``, ``boxes`` and ``theta``.
+
+    ``kernel``: the name of the backend that ran the forward (it runs the backward too).
+    """
     need_loc = need_boxes or need_theta
 
     def empty() -> Tensor:  # a fresh one each time: outputs of an operator must not alias
@@ -96,7 +100,7 @@ def warp_backward(
             torch.zeros_like(theta) if need_theta else empty(),
         )
     plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
-    backend = backend_for(images.device)
+    backend = backend_named(kernel, images.device)
     grad_images, grad_params = backend.backward(
         grad, images, params, plan, [saved0, saved1], need_img, need_loc
     )
@@ -115,7 +119,8 @@ def warp_backward(
 
 @warp_backward.register_fake
 def _warp_backward_fake(grad, images, boxes, theta, objects, levels, params, saved0, saved1, mode,
-                        padding_mode, align_corners, overlap, need_img, need_boxes, need_theta):
+                        padding_mode, align_corners, overlap, need_img, need_boxes, need_theta,
+                        kernel):
     return (
         torch.empty_like(images, memory_format=torch.preserve_format) if need_img else grad.new_empty(0),
         torch.empty_like(boxes) if need_boxes else grad.new_empty(0),
@@ -128,6 +133,9 @@ def _setup_context(ctx, inputs, output) -> None:
     _, objects, levels, params, saved0, saved1 = output
     ctx.save_for_backward(images, boxes, theta, objects, levels, params, saved0, saved1)
     ctx.options = (mode, padding_mode, align_corners, overlap)
+    # the backend the forward ran (setup_context follows the forward under the same
+    # settings; a Triton forward that fell back to eager has switched them to eager)
+    ctx.kernel = backend_for(images.device).name
     ctx.mark_non_differentiable(objects, levels, params, saved0, saved1)
 
 
@@ -136,7 +144,7 @@ def _backward(ctx, grad, *unused):
     need_img, need_boxes, need_theta = ctx.needs_input_grad[:3]
     grad_images, grad_boxes, grad_theta = torch.ops.augpatch.warp_backward(
         grad, images, boxes, theta, objects, levels, params, saved0, saved1, *ctx.options,
-        need_img, need_boxes, need_theta,
+        need_img, need_boxes, need_theta, ctx.kernel,
     )
     return (
         grad_images if need_img else None, grad_boxes if need_boxes else None,
