@@ -41,9 +41,15 @@ def test_quick_run_reports_every_method_side_by_side(tmp_path: Path) -> None:
             assert entry["median_s"] > 0 and entry["ratio_vs_augpatch"] > 0
         assert res["methods"]["augpatch"]["ratio_vs_augpatch"] == pytest.approx(1.0)
         # the loop applies the same parameters: the same images up to nearest-neighbour ties
-        for method in ("loop", "loop_reference_paste"):
+        for method in ("loop", "loop_reference_paste", "loop_image_ops"):
             assert res["check"][method]["differing_pixel_fraction"] < 1e-3
-    assert report["targets"][0]["status"] == "quick run (not evaluated)"
+    # the bound: the loop against augpatch with its box-only ops switched off
+    target = report["targets"][0]
+    assert target["status"] == "quick run (not evaluated)"
+    v1 = report["results"]["M"]["v1"]["methods"]
+    assert target["bound_with_free_box_ops"] == pytest.approx(
+        v1["loop"]["median_s"] / v1["augpatch_image_ops"]["median_s"])
+    assert "bound: loop/augpatch_image_ops" in out and "if augpatch's box-only ops cost nothing" in out
     for key in ("torch", "torchvision", "device", "config", "timing_method"):
         assert key in report
 

@@ -21,6 +21,7 @@ from augpatch.policies import (
 )
 from augpatch.policies._loop import loop_autoaugment
 from augpatch.policies.functional import (
+    _compiled,
     box_pixel_rects,
     equalize_boxes,
     fill_rects,
@@ -270,6 +271,62 @@ def test_box_kernels_equal_torchvision_on_each_crop() -> None:
     filled = fill_rects(images, torch.tensor([[-2, 5, 4, 40]]), torch.tensor([1]), (1, 2, 3))
     assert filled[1, :, 5:, :4].flatten(1).unique(dim=1).tolist() == [[1], [2], [3]]
     assert torch.equal(filled[0], images[0])
+
+
+@pytest.mark.parametrize("overlap", ["sequential", "parallel"])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_box_kernels_equal_the_torch_code(
+    overlap: str, inplace: bool, channels_last: bool
+) -> None:
+    """The compiled uint8 CPU kernels (the default there) and the torch code agree exactly."""
+    images = _images(3, 48, torch.uint8, seed=9)
+    assert _compiled(images) is not None and _compiled(images.float()) is None
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    g = _gen(10)
+    xy = torch.randint(-6, 44, (40, 2), generator=g).float()
+    # overlapping boxes, some partly outside, some without a pixel, fractional edges
+    boxes = torch.cat((xy, xy + torch.randint(0, 24, (40, 2), generator=g)), 1)
+    boxes[::7] += 0.3
+    o2i = torch.randint(0, 3, (40,), generator=g)
+    thr = torch.randint(-10, 300, (40,), generator=g).double()
+    rects = box_pixel_rects(boxes, (48, 48)) + torch.tensor([-3, 0, 5, 2])  # fill clips them
+    theta = F.patch_affine_matrix(F.clip_boxes(boxes, (48, 48)),
+                                  angle=torch.linspace(-40, 40, 40))
+    calls = {  # name: (input, call, exact); "eager" also switches the warp's own kernel,
+        # whose float64 results differ from the compiled one's in the last bits
+        "equalize": (images, lambda x: equalize_boxes(x, boxes, o2i, overlap=overlap,
+                                                      inplace=inplace), True),
+        "solarize": (images, lambda x: solarize_boxes(x, boxes, thr, o2i, overlap=overlap,
+                                                      inplace=inplace), True),
+        "fill": (images, lambda x: fill_rects(x, rects, o2i, (7, 200, 255), inplace=inplace),
+                 True),
+        "warp fill": (images, lambda x: warp_in_boxes(x, boxes, theta, o2i, fill=(9, 99, 199),
+                                                      mode="nearest", overlap=overlap,
+                                                      inplace=inplace), True),
+        "warp float": (images.double(), lambda x: warp_in_boxes(
+            x, boxes, theta.double(), o2i, padding_mode="reflection", overlap=overlap,
+            inplace=inplace), False),
+    }
+    for name, (given, call, exact) in calls.items():
+        results = {}
+        for kernel in ("compiled", "eager"):
+            F.set_cpu_kernel(kernel)
+            x = given.clone(memory_format=torch.preserve_format)
+            out = call(x)
+            assert (out is x) == inplace, name
+            results[kernel] = out
+        F.set_cpu_kernel("compiled")
+        if exact:
+            assert torch.equal(results["compiled"], results["eager"]), (name, overlap)
+        else:
+            torch.testing.assert_close(results["compiled"], results["eager"], rtol=0, atol=1e-9)
+        assert not torch.equal(results["compiled"], given), name
+    # overlap matters for these boxes (so both orders were really exercised)
+    seq = equalize_boxes(images, boxes, o2i, overlap="sequential")
+    assert not torch.equal(seq, equalize_boxes(images, boxes, o2i, overlap="parallel"))
+    assert torch.equal(images, _images(3, 48, torch.uint8, seed=9))
 
 
 def _reference_theta(op: str, patches: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

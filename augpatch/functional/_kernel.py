@@ -54,7 +54,7 @@ from augpatch.functional._sampler import (
 
 CHOICES = ("auto", "compiled", "eager", "triton")
 CUDA_CHOICES = ("auto", "triton", "eager")
-_SOURCE = Path(__file__).with_name("csrc") / "warp_cpu.cpp"
+_SOURCES = [Path(__file__).with_name("csrc") / name for name in ("warp_cpu.cpp", "box_ops_cpu.cpp")]
 _BASE_NAME = "augpatch_warp_cpu"
 _LOCK = threading.Lock()
 _state: dict[str, Any] = {"choice": None, "ops": None, "error": None, "cuda": None, "triton_error": None}
@@ -243,7 +243,7 @@ def needs_build() -> bool:
 
 
 def _build() -> Any:
-    """Compile (or load from the cache) ``csrc/warp_cpu.cpp``; return its operators."""
+    """Compile (or load from the cache) ``csrc/*.cpp``; return the operators."""
     if hasattr(torch.ops, "augpatch_cpu") and hasattr(torch.ops.augpatch_cpu, "warp_forward"):
         return torch.ops.augpatch_cpu  # already loaded into this process
     cpp_extension = _cpp_extension()
@@ -267,7 +267,7 @@ def _build() -> Any:
     openmp = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform == "linux" else []
     cpp_extension.load(
         name=name,
-        sources=[str(_SOURCE)],
+        sources=[str(p) for p in _SOURCES],
         extra_cflags=flags + openmp,
         extra_ldflags=openmp,
         is_python_module=False,

@@ -253,15 +253,31 @@ def object_params(
     else:
         span = extent.to(dtype)
     centre = (lo + hi) / 2
-    pos = ext > 0
+    pos, reads = _extents(ext, span, align_corners)
     safe = torch.where(pos, ext, 1.0)
     scale = torch.where(pos, span / safe, 0.0)
     shift = torch.where(pos, 2 * ((origin + extent.to(dtype) / 2) - centre) / safe, 0.0)
-    # an axis without extent (a box at most one pixel thick with align_corners) reads
-    # its pixel, as grid_sample on a one-pixel crop does
-    offset = torch.where(pos | (not align_corners), lo - origin, 0.0)
+    # an axis without extent (with align_corners: a patch one pixel thick) reads its
+    # pixel, as grid_sample on a one-pixel crop does
+    offset = torch.where(reads, lo - origin, 0.0)
+    half = torch.where(reads, ext, 0.0) / 2
     rows = theta.to(dtype).index_select(0, obj_dev).reshape(-1, 6)
-    return torch.cat([rows, scale, shift, ext / 2, offset], 1)  # in _PARAM_BLOCKS' order
+    return torch.cat([rows, scale, shift, half, offset], 1)  # in _PARAM_BLOCKS' order
+
+
+def _extents(ext: Tensor, span: Tensor, align_corners: bool) -> tuple[Tensor, Tensor]:
+    """Per object and axis: ``(the box has extent, locations move across the patch)``.
+
+    The first decides the normalised coordinates ``u`` of the output pixels (0 on an axis
+    without extent). The second decides the unnormalisation onto the patch's pixels:
+    with ``align_corners=True``, ``grid_sample`` maps every location of a crop one pixel
+    thick onto that pixel (``(x + 1) / 2 * (size - 1)`` is 0), so such an axis
+    (``span == 0``) reads its pixel even where a fractional box is wider than one pixel
+    and ``u`` (which also feeds the other axis through ``theta``) is not 0. SPEC's
+    reference loop samples that one-pixel crop.
+    """
+    pos = ext > 0
+    return pos, (pos & (span > 0)) if align_corners else torch.ones_like(pos)
 
 
 # object_params concatenates these blocks of columns (x, y per block after theta's six);
@@ -300,15 +316,16 @@ def object_params_backward(
         ext, span, ext_mask = (ext0 - 1).clamp(min=0), (extent - 1).to(dtype), ext0 - 1 >= 0
     else:
         ext, span, ext_mask = ext0, extent.to(dtype), torch.ones_like(ext0, dtype=torch.bool)
-    pos = ext > 0
+    pos, reads = _extents(ext, span, align_corners)
     safe = torch.where(pos, ext, 1.0)
     g_scale, g_shift, g_half, g_off = (grad[:, [PARAM_COLUMNS.index(f"{c}{a}") for a in "xy"]]
                                        for c in "kcso")
     arm = origin + extent.to(dtype) / 2 - (lo + hi) / 2
-    g_ext = torch.where(pos, -g_scale * span / safe**2 - 2 * g_shift * arm / safe**2, 0.0) + g_half / 2
+    g_ext = torch.where(pos, -g_scale * span / safe**2 - 2 * g_shift * arm / safe**2, 0.0)
+    g_ext = g_ext + torch.where(reads, g_half / 2, 0.0)
     g_ext0 = torch.where(ext_mask, g_ext, 0.0)
     g_centre = torch.where(pos, -2 * g_shift / safe, 0.0)
-    g_lo = g_centre / 2 + torch.where(pos | (not align_corners), g_off, 0.0) - g_ext0
+    g_lo = g_centre / 2 + torch.where(reads, g_off, 0.0) - g_ext0
     g_hi = g_centre / 2 + g_ext0
     g_box = torch.zeros(boxes.shape[0], 4, dtype=dtype, device=dev)
     g_box.index_add_(0, obj_dev, torch.cat([g_lo, g_hi], 1))
@@ -327,8 +344,9 @@ def _source_rects(
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
     hx = (boxes[:, 2] - boxes[:, 0]) / 2
     hy = (boxes[:, 3] - boxes[:, 1]) / 2
-    if align_corners:
-        hx, hy = (hx - 0.5).clamp(min=0), (hy - 0.5).clamp(min=0)
+    if align_corners:  # an axis one pixel thick reads that pixel (see _has_extent)
+        hx = torch.where(n_w > 1, (hx - 0.5).clamp(min=0), 0.0)
+        hy = torch.where(n_h > 1, (hy - 0.5).clamp(min=0), 0.0)
     xs = torch.stack([pix[:, 0] + 0.5, pix[:, 0] + n_w - 0.5], 1)  # first / last column centre
     ys = torch.stack([pix[:, 1] + 0.5, pix[:, 1] + n_h - 0.5], 1)
     u = torch.where(hx[:, None] > 0, (xs - cx[:, None]) / hx[:, None].clamp(min=1e-12), 0.0)

@@ -20,6 +20,14 @@ sequential loop over boxes in index order (``overlap="sequential"``: each box re
 the image as the earlier ones left it) or all read the input and the higher index
 wins (``"parallel"``); the work is one pass per *level* of overlapping boxes (see
 :mod:`augpatch.functional._plan`), one in total when no two boxes of an image overlap.
+
+Two implementations, one result (tested bit for bit): the torch code here, for every
+device and dtype, gathers the boxes' pixels with index tensors; on the CPU, when
+augpatch's compiled kernel is in use (``AUGPATCH_CPU_KERNEL`` / ``set_cpu_kernel`` not
+``eager``) and nothing needs a gradient, compiled loops (``csrc/box_ops_cpu.cpp``) do the
+photometric ops of uint8 images in place box by box in index order, and copy the rows of
+the boxes into and out of ``warp_in_boxes``' canvas. Either way the cost follows the
+boxes' area: no pass over whole images.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -41,6 +50,7 @@ from augpatch.functional._checks import (
     check_obj_to_img,
 )
 from augpatch.functional._fill import fill_tensor
+from augpatch.functional._kernel import compiled_ops
 from augpatch.functional._plan import overlap_edges, schedule_levels
 
 __all__ = [
@@ -87,10 +97,15 @@ def _rect_pixels(rects: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return k, local // w_k, local % w_k
 
 
-def _levels(rects: Tensor, img: Tensor) -> Tensor:
-    """Level of each rect: overlapping rects of one image go to successive levels (CPU)."""
-    src, dst, strict = overlap_edges(rects.cpu(), None, img.cpu())
-    return schedule_levels(rects.shape[0], src, dst, strict).to(rects.device)
+def _level_selections(rects: Tensor, img: Tensor) -> list[Tensor]:
+    """The rects with pixels, by level: overlapping rects of one image go to successive
+    levels, in index order (one level when no two rects of an image overlap)."""
+    alive = ((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).nonzero().flatten()
+    if alive.numel() == 0:
+        return []
+    src, dst, strict = overlap_edges(rects[alive].cpu(), None, img[alive].cpu())
+    level = schedule_levels(alive.numel(), src, dst, strict).to(rects.device)
+    return [alive[level == lv] for lv in range(int(level.max()) + 1)]
 
 
 def _prepare(
@@ -104,6 +119,39 @@ def _prepare(
         o2i = torch.zeros(n, dtype=torch.long, device=boxes.device)
     rects = box_pixel_rects(boxes, (images.shape[2], images.shape[3]))
     return images, rects.to(images.device), o2i.to(images.device)
+
+
+def _compiled(images: Tensor, *others: Tensor, any_dtype: bool = False) -> Any | None:
+    """The compiled box kernels (``csrc/box_ops_cpu.cpp``) for ``images``, or ``None``.
+
+    They serve images on the CPU when nothing (``images``, ``others``) needs a gradient
+    (they have no autograd) and augpatch's compiled CPU
+    kernel is in use (``AUGPATCH_CPU_KERNEL`` / ``set_cpu_kernel``: not ``eager``):
+    the photometric ones uint8 images only, the canvas copies of ``warp_in_boxes`` any
+    dtype. They act in place, one pass over the boxes' pixels, and equal the torch code
+    bit for bit (tested); the torch code serves every other case (and other devices).
+    """
+    if images.device.type != "cpu":
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (images, *others)):
+        return None
+    if not any_dtype and images.dtype != torch.uint8:
+        return None
+    return compiled_ops(images.device)
+
+
+def _run_compiled(
+    ops: Any, name: str, images: Tensor, rects: Tensor, o2i: Tensor, overlap: str,
+    inplace: bool, *extra: Tensor,
+) -> Tensor:
+    """Run compiled box kernel ``name`` (``dst, src, rects, rect_to_img, *extra``)."""
+    check_choice("overlap", overlap, OVERLAPS)
+    out = images if inplace else images.clone(memory_format=torch.preserve_format)
+    # sequential: each box reads what the earlier ones wrote; parallel: the input as given
+    src = out if overlap == "sequential" else (images.clone(memory_format=torch.preserve_format)
+                                               if inplace else images)
+    getattr(ops, name)(out, src, rects.contiguous(), o2i.long(), *extra)
+    return out
 
 
 @dataclass
@@ -175,13 +223,8 @@ def _apply_in_boxes(
     """
     check_choice("overlap", overlap, OVERLAPS)
     out = images if inplace else images.clone(memory_format=torch.preserve_format)
-    alive = ((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).nonzero().flatten()
-    if alive.numel() == 0:
-        return out
-    level = _levels(rects[alive], obj_to_img[alive])
     jobs = []
-    for lv in range(int(level.max()) + 1):
-        sel = alive[level == lv]
+    for sel in _level_selections(rects, obj_to_img):
         local, row, col = _rect_pixels(rects[sel])
         r = rects[sel][local]
         pixels = _Pixels(out, obj_to_img[sel][local], r[:, 1] + row, r[:, 0] + col)
@@ -230,6 +273,9 @@ def equalize_boxes(
         True
     """
     images, rects, o2i = _prepare(images, boxes, obj_to_img)
+    ops = _compiled(images)
+    if ops is not None:
+        return _run_compiled(ops, "box_equalize_", images, rects, o2i, overlap, inplace)
     dtype = images.dtype
     num = rects.shape[0]
 
@@ -285,6 +331,10 @@ def solarize_boxes(
     images, rects, o2i = _prepare(images, boxes, obj_to_img)
     thr = torch.as_tensor(threshold, dtype=torch.float64, device=images.device)
     thr = torch.broadcast_to(thr, (rects.shape[0],))
+    ops = _compiled(images)
+    if ops is not None:
+        return _run_compiled(ops, "box_solarize_", images, rects, o2i, overlap, inplace,
+                             thr.contiguous())
 
     def fn(values: Tensor, lvl: _Level) -> Tensor:
         t = thr[lvl.k][:, None]
@@ -329,6 +379,10 @@ def fill_rects(
     lim = torch.tensor([w, h, w, h], device=rects.device)
     r = torch.minimum(rects.clamp(min=0), lim)
     r = torch.cat((r[:, :2], torch.maximum(r[:, 2:], r[:, :2])), 1)
+    ops = _compiled(out)
+    if ops is not None:
+        ops.fill_rects_(out, r.long().contiguous(), rect_to_img.long(), value.to(torch.uint8))
+        return out
     k, row, col = _rect_pixels(r)
     if k.numel():
         b = rect_to_img.to(k.device)[k]
@@ -411,25 +465,46 @@ def warp_in_boxes(
     theta = theta.to(images.device).reshape(-1, 2, 3)
     channels = images.shape[1]
 
-    def fn(values: Tensor, lvl: _Level) -> Tensor:
-        r = rects[lvl.sel]
+    def layout(sel: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """The rects ``sel``, each one's first canvas column, and the canvas size."""
+        r = rects[sel]
         heights, widths = r[:, 3] - r[:, 1], r[:, 2] - r[:, 0]
         left = 1 + torch.cumsum(widths + 1, 0) - (widths + 1)  # a zero column before each patch
-        size = (int(heights.max()) + 2, int(left[-1] + widths[-1]) + 1)
-        canvas = values.new_zeros((1, channels, *size))
-        rows, cols = 1 + lvl.row, left[lvl.local] + lvl.col
-        at = _Pixels(canvas, torch.zeros_like(rows), rows, cols)
-        at.write(canvas, values)
+        return r, left, (int(heights.max()) + 2, int(left[-1] + widths[-1]) + 1)
+
+    def warp(canvas: Tensor, sel: Tensor, r: Tensor, left: Tensor) -> Tensor:
         shift = torch.stack((left - r[:, 0], 1 - r[:, 1]), 1).to(patches.dtype)
-        cboxes = patches[lvl.sel] + shift.repeat(1, 2)
+        cboxes = patches[sel] + shift.repeat(1, 2)
         kw = {"mode": mode, "align_corners": align_corners, "overlap": "parallel"}
         if fill is None:
-            warped = AF.warp_patches(canvas, cboxes, theta[lvl.sel], padding_mode=padding_mode, **kw)
-        else:
-            warped = AF.warp_patches_fill(canvas, cboxes, theta[lvl.sel], fill=fill, **kw)
-        return at.read(warped)
+            return AF.warp_patches(canvas, cboxes, theta[sel], padding_mode=padding_mode, **kw)
+        return AF.warp_patches_fill(canvas, cboxes, theta[sel], fill=fill, **kw)
 
-    return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
+    ops = _compiled(images, boxes, theta, any_dtype=True)
+    if ops is None:  # gather the pixels into the canvas and back with index tensors
+
+        def fn(values: Tensor, lvl: _Level) -> Tensor:
+            r, left, size = layout(lvl.sel)
+            canvas = values.new_zeros((1, channels, *size))
+            rows, cols = 1 + lvl.row, left[lvl.local] + lvl.col
+            at = _Pixels(canvas, torch.zeros_like(rows), rows, cols)
+            at.write(canvas, values)
+            return at.read(warp(canvas, lvl.sel, r, left))
+
+        return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
+
+    # compiled CPU copies of the rects' rows into the canvas and back
+    check_choice("overlap", overlap, OVERLAPS)
+    out = images if inplace else images.clone(memory_format=torch.preserve_format)
+    levels = [(sel, *layout(sel)) for sel in _level_selections(rects, o2i)]
+    # parallel: every level reads the images as given, before anything is written
+    packed = [ops.pack_rects(images, r, o2i[sel], left, *size) if overlap == "parallel" else None
+              for sel, r, left, size in levels]
+    for (sel, r, left, size), canvas in zip(levels, packed):
+        if canvas is None:
+            canvas = ops.pack_rects(out, r, o2i[sel], left, *size)
+        ops.unpack_rects_(out, warp(canvas, sel, r, left), r, o2i[sel], left)
+    return out
 
 
 def box_only_theta(
