@@ -126,7 +126,7 @@ def _torchvision() -> Any:
         raise MissingDependencyError(
             f"the augpatch demo needs torchvision, which failed to import: {exc}\n"
             "torchvision must match the installed torch; install both in one command, "
-            f'e.g. pip install "torch>=2.4,<3" "torchvision>=0.23,<1", or {_INSTALL_HINT}'
+            f'e.g. pip install "torch>=2.8,<3" "torchvision>=0.23,<1", or {_INSTALL_HINT}'
         ) from exc
     return torchvision
 

@@ -19,10 +19,29 @@ BACKEND = "aot_eager"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_dynamo():
+def _fresh_dynamo(fullgraph_dynamic):
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+
+
+def test_fullgraph_before_torch_2_10_says_which_flag_to_set(fullgraph_traces_dynamic_shapes):
+    """What the README says: from torch 2.10 a fullgraph graph holds the warp as it is;
+    before, Dynamo refuses it with a hint naming ``capture_dynamic_output_shape_ops``
+    (which the other tests here set there)."""
+    fn = torch.compile(lambda *a: warp_patches(*a) + 1, fullgraph=True, backend=BACKEND)
+    batch = _batch()
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=False):
+        if fullgraph_traces_dynamic_shapes:
+            torch.testing.assert_close(fn(*batch), warp_patches(*batch) + 1, atol=1e-12, rtol=0)
+        else:
+            with pytest.raises(Exception, match="capture_dynamic_output_shape_ops"):
+                fn(*batch)
+            # without fullgraph the warp is a graph break: it runs outside the graph
+            torch._dynamo.reset()
+            broken = torch.compile(lambda *a: warp_patches(*a) + 1, backend=BACKEND)
+            torch.testing.assert_close(broken(*batch), warp_patches(*batch) + 1, atol=1e-12,
+                                       rtol=0)
 
 
 def _batch(num: int = 3, dtype: torch.dtype = torch.float64, seed: int = 0):

@@ -166,14 +166,14 @@ def test_magnitudes_stay_within_their_ranges():
         policy.magnitude.copy_(torch.tensor([1.7, -0.5, 0.3]).expand(2, 2, 3))  # outside [0, 1]
     hm = policy.human_magnitude()
     assert torch.allclose(hm[0, 0], torch.tensor([15.0, 0.0, 0.0]))
-    value = policy(img, boxes, o2i).params["op_value"]
+    res = policy(img, boxes, o2i)
+    value = res.params["op_value"]
     assert (value[..., 0].abs() <= 15).all() and (value[..., 1] == 0).all()
+    (res.images.sum()).backward()
+    # clamped to the range: no gradient beyond the bounds (rotation 1.7 > 1, scale -0.5 < 0)
+    assert (policy.magnitude.grad[..., :2] == 0).all()
     policy.project_()
     assert policy.magnitude.min() >= 0 and policy.magnitude.max() <= 1
-    res = policy(img, boxes, o2i)
-    (res.images.sum()).backward()
-    # clamped to the range: no gradient beyond the bound for the rotation (clamped at 1)
-    assert (policy.magnitude.grad[..., 0] == 0).all()
 
 
 def test_describe_lists_the_operations():
