@@ -645,6 +645,29 @@ def test_torchvision_adapter_follows_the_v2_contract() -> None:
         V2DetectionAutoAugment("v0", drop_invalid=True)
 
 
+def test_warp_in_boxes_is_differentiable_like_warp_patches() -> None:
+    """With a gradient to carry, warp_in_boxes takes the torch path (the compiled copies
+    have no autograd) and its gradients are warp_patches' (images and theta)."""
+    g = _gen(60)
+    boxes = torch.tensor([[2.0, 3.0, 14.0, 20.0], [8.0, 1.5, 22.5, 17.0], [4.0, 6.0, 12.0, 16.0]],
+                         dtype=torch.float64)
+    o2i = torch.tensor([0, 1, 0])
+    weight = torch.randn(2, 3, 24, 24, generator=g, dtype=torch.float64)
+    for image_grad in (True, False):  # theta alone needs a gradient, or both
+        grads = []
+        for fn in (warp_in_boxes, F.warp_patches):
+            images = torch.rand(2, 3, 24, 24, generator=_gen(61), dtype=torch.float64,
+                                requires_grad=image_grad)
+            theta = F.patch_affine_matrix(boxes, angle=torch.tensor([35.0, -60.0, 10.0]).double())
+            theta.requires_grad_(True)
+            out = fn(images, boxes, theta, o2i, mode="bilinear")
+            wrt = (images, theta) if image_grad else (theta,)
+            grads.append(torch.autograd.grad((out * weight).sum(), wrt))
+        for got, want in zip(*grads):
+            assert want.abs().sum() > 0
+            torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
 def test_warp_patches_fill_is_the_zero_padded_warp_of_images_minus_fill() -> None:
     """Sampling is linear: warp(x) with fill f == warp(x - f, zeros) + f inside the boxes."""
     g = _gen(50)

@@ -125,11 +125,11 @@ def _compiled(images: Tensor, *others: Tensor, any_dtype: bool = False) -> Any |
     """The compiled box kernels (``csrc/box_ops_cpu.cpp``) for ``images``, or ``None``.
 
     They serve images on the CPU when nothing (``images``, ``others``) needs a gradient
-    (they have no autograd) and augpatch's compiled CPU
-    kernel is in use (``AUGPATCH_CPU_KERNEL`` / ``set_cpu_kernel``: not ``eager``):
-    the photometric ones uint8 images only, the canvas copies of ``warp_in_boxes`` any
-    dtype. They act in place, one pass over the boxes' pixels, and equal the torch code
-    bit for bit (tested); the torch code serves every other case (and other devices).
+    (they have no autograd) and augpatch's compiled CPU kernel is in use
+    (``AUGPATCH_CPU_KERNEL`` / ``set_cpu_kernel``: not ``eager``): the photometric ones
+    uint8 images only, the canvas copies of ``warp_in_boxes`` any dtype. They act in
+    place, one pass over the boxes' pixels, and equal the torch code bit for bit
+    (tested); the torch code serves every other case (and other devices).
     """
     if images.device.type != "cpu":
         return None
