@@ -58,7 +58,8 @@ def cpu_kernel(request: pytest.FixtureRequest):
 def fullgraph_traces_dynamic_shapes() -> bool:
     """Whether ``torch.compile(fullgraph=True)`` traces operators whose output size depends
     on data (the warp's plan) by itself. PyTorch turned that on in pytorch/pytorch#163123
-    (torch 2.10); older releases need ``capture_dynamic_output_shape_ops`` (the README)."""
+    (September 2025); older releases (torch 2.8) need ``capture_dynamic_output_shape_ops``
+    (the README)."""
     import torch._dynamo
 
     def probe(x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +80,7 @@ def fullgraph_traces_dynamic_shapes() -> bool:
 @pytest.fixture
 def fullgraph_dynamic(fullgraph_traces_dynamic_shapes: bool):
     """Fullgraph graphs may hold the warp on every supported PyTorch (the README's advice
-    for releases before 2.10: ``capture_dynamic_output_shape_ops = True``)."""
+    for older releases: ``capture_dynamic_output_shape_ops = True``)."""
     if fullgraph_traces_dynamic_shapes:
         yield
     else:

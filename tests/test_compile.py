@@ -25,10 +25,10 @@ def _fresh_dynamo(fullgraph_dynamic):
     torch._dynamo.reset()
 
 
-def test_fullgraph_before_torch_2_10_says_which_flag_to_set(fullgraph_traces_dynamic_shapes):
-    """What the README says: from torch 2.10 a fullgraph graph holds the warp as it is;
-    before, Dynamo refuses it with a hint naming ``capture_dynamic_output_shape_ops``
-    (which the other tests here set there)."""
+def test_fullgraph_on_older_torch_says_which_flag_to_set(fullgraph_traces_dynamic_shapes):
+    """What the README says: a recent torch's fullgraph graph holds the warp as it is; an
+    older one (torch 2.8) refuses it with a hint naming ``capture_dynamic_output_shape_ops``
+    (which the other tests here set there), and without fullgraph breaks the graph."""
     fn = torch.compile(lambda *a: warp_patches(*a) + 1, fullgraph=True, backend=BACKEND)
     batch = _batch()
     with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=False):
