@@ -126,18 +126,31 @@ def test_overlap_edges_do_not_depend_on_pair_chunking(monkeypatch):
     assert len(whole) > 20
 
 
+def _layout(kind: str, k: int, gen: torch.Generator) -> torch.Tensor:
+    """``[k, 4]`` rects: random, a column (one shared x range) or strips (one y range)."""
+    xy = torch.randint(0, 30, (k, 2), generator=gen)
+    wh = torch.randint(1, 12, (k, 2), generator=gen)
+    rects = torch.cat([xy, xy + wh], 1)
+    if kind == "column":
+        rects[:, 0], rects[:, 2] = 3, 9
+    elif kind == "strips":
+        rects[:, 1], rects[:, 3] = 2, 5
+    return rects
+
+
+@pytest.mark.parametrize("layout", ["random", "column", "strips"])
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("with_read", [False, True])
-def test_overlap_edges_equal_the_pairwise_definition(seed, with_read):
+def test_overlap_edges_equal_the_pairwise_definition(seed, with_read, layout):
     """Edges come only from pairs of one image (objects are grouped by image before the
-    test); they are exactly those of the plain pairwise definition."""
+    test); they are exactly those of the plain pairwise definition, whichever axis the
+    sweep takes."""
     from augpatch.functional import _plan
 
     gen = torch.Generator().manual_seed(seed)
     k = int(torch.randint(0, 40, (1,), generator=gen))
-    xy = torch.randint(0, 30, (k, 2), generator=gen)
-    wh = torch.randint(1, 12, (k, 2), generator=gen)
-    write = torch.cat([xy, xy + wh], 1)
+    write = _layout(layout, k, gen)
+    xy, wh = write[:, :2], write[:, 2:] - write[:, :2]
     read = torch.cat([xy - 2, xy + wh + 1], 1) if with_read else None
     image = torch.randint(0, 4, (k,), generator=gen)
 
@@ -156,6 +169,29 @@ def test_overlap_edges_equal_the_pairwise_definition(seed, with_read):
                 expected.append((m, n, int(strict)))
     src, dst, strict = _plan.overlap_edges(write, read, image)
     assert sorted(zip(src.tolist(), dst.tolist(), strict.tolist())) == sorted(expected)
+
+
+@pytest.mark.parametrize("layout", ["column", "strips"])
+def test_overlap_sweep_takes_the_axis_with_fewer_candidate_pairs(monkeypatch, layout):
+    """A column of boxes shares one x range and a stack of strips one y range: swept along
+    that axis every pair would be a candidate (``K^2 / 2``); the sweep takes the other
+    axis, so the pairs tested stay near the pairs that meet."""
+    from augpatch.functional import _plan
+
+    k = 400
+    step = torch.arange(k) * 3  # each box meets only its neighbours along the free axis
+    rects = torch.zeros(k, 4, dtype=torch.long)
+    if layout == "column":
+        rects[:, 0], rects[:, 2], rects[:, 1], rects[:, 3] = 0, 50, step, step + 5
+    else:
+        rects[:, 1], rects[:, 3], rects[:, 0], rects[:, 2] = 0, 50, step, step + 5
+    tested = []
+    real = _plan._rects_intersect
+    monkeypatch.setattr(_plan, "_rects_intersect",
+                        lambda a, b: tested.append(a.shape[0]) or real(a, b))
+    src, dst, strict = _plan.overlap_edges(rects, None, torch.zeros(k, dtype=torch.long))
+    assert sorted(zip(src.tolist(), dst.tolist())) == [(n, n + 1) for n in range(k - 1)]
+    assert strict.all() and sum(tested) <= 2 * k  # not k * (k - 1) / 2 = 79800
 
 
 @pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid:UserWarning")

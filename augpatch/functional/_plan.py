@@ -37,6 +37,23 @@ def _rects_intersect(a: Tensor, b: Tensor) -> Tensor:
     )
 
 
+def _sweep(touch: Tensor, image: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+    """The sweep along ``axis`` (0: x, 1: y): ``(order [K], count [K])``.
+
+    ``order`` sorts the objects by image, then by their low edge along the axis;
+    sorted position ``i`` is paired with positions ``i + 1 .. i + count[i]`` (the
+    objects of its image whose low edge lies before its high edge).
+    """
+    k = touch.shape[0]
+    low, high = touch[:, axis], touch[:, axis + 2]
+    origin = int(low.min())
+    span = int(high.max()) - origin + 1  # keys of two images never mix
+    key, order = torch.sort(image * span + (low - origin), stable=True)
+    end = image[order] * span + (high[order] - origin)
+    stop = torch.searchsorted(key, end, side="left")
+    return order, (stop - torch.arange(1, k + 1)).clamp(min=0)
+
+
 def overlap_edges(
     write: Tensor, read: Tensor | None, image: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -46,11 +63,13 @@ def overlap_edges(
     means every object reads exactly what it writes. ``strict`` edges: ``src`` writes
     where ``dst`` writes or reads; loose ones: ``src`` only reads where ``dst`` writes.
 
-    A sweep along x finds the candidates: objects are sorted by image, then by the left
-    edge of the rect they touch (written or read), and each is paired with the objects
-    of its image whose left edge lies before its right edge (one ``searchsorted``); only
-    those pairs are tested, in chunks of at most ``_PAIR_CHUNK``. The cost follows the
-    number of pairs that meet along x, not ``K^2``.
+    A sweep along one axis finds the candidates: objects are sorted by image, then by the
+    low edge of the rect they touch (written or read), and each is paired with the
+    objects of its image whose low edge lies before its high edge (one
+    ``searchsorted``); only those pairs are tested, in chunks of at most
+    ``_PAIR_CHUNK``. Both axes are counted first and the one with fewer candidate pairs
+    is swept, so a column of boxes (all sharing their x range) or a stack of wide strips
+    costs about the pairs that really meet, not ``K^2``.
     """
     k = write.shape[0]
     empty = torch.zeros(0, dtype=torch.long)
@@ -59,13 +78,8 @@ def overlap_edges(
     touch = write if read is None else torch.cat([
         torch.minimum(write[:, :2], read[:, :2]), torch.maximum(write[:, 2:], read[:, 2:])
     ], 1)
-    span = int(touch[:, 2].max()) - int(touch[:, 0].min()) + 1  # keys of two images never mix
-    left = touch[:, 0] - int(touch[:, 0].min())
-    key, order = torch.sort(image * span + left, stable=True)
-    right = image[order] * span + (touch[order, 2] - int(touch[:, 0].min()))
-    # candidates of sorted position i: positions i + 1 .. stop[i] - 1 (their left edge < its right)
-    stop = torch.searchsorted(key, right, side="left")
-    count = (stop - torch.arange(1, k + 1)).clamp(min=0)
+    order, count = min((_sweep(touch, image, axis) for axis in (0, 1)),
+                       key=lambda sweep: int(sweep[1].sum()))
     srcs, dsts, stricts = [], [], []
     ends = torch.cumsum(count, 0)
     start = 0
