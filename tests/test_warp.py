@@ -251,21 +251,23 @@ def test_thin_float_box_with_align_corners(mode, align_corners):
     _close(out, reference_warp(images, boxes, eye, **kw), atol=1e-12)
 
 
+@pytest.mark.parametrize("overlap", OVERLAPS)
 @pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
-def test_one_pixel_axis_of_a_wider_float_box_reads_its_pixel(mode, padding_mode):
+def test_one_pixel_axis_of_a_wider_float_box_reads_its_pixel(mode, padding_mode, overlap):
     """With align_corners=True an axis whose patch is one pixel thick reads that pixel
     (grid_sample on a one-pixel crop), also when the fractional box is wider than a pixel;
     its u still feeds the other axis through theta. Values and gradients as the loop."""
     images = torch.rand(2, 2, 7, 9, generator=_gen(40), dtype=D64)
     # one column (x 3.3..4.8 holds centre 3.5 only; 1.5 px wide), one row (y 4.4..5.7),
-    # both, and a box half outside the canvas holding one column (found by hypothesis)
+    # both, a box half outside the canvas holding one column (found by hypothesis),
+    # and a box over the first one's pixels (sequential: it reads what that one wrote)
     boxes = torch.tensor([[3.3, 0.6, 4.8, 6.2], [0.7, 4.4, 8.1, 5.7], [5.2, 1.3, 6.9, 2.6],
-                          [-2.75, 0.25, 1.25, 2.25]], dtype=D64)
-    obj = torch.tensor([0, 1, 1, 0])
-    theta = _theta(4, seed=41)
+                          [-2.75, 0.25, 1.25, 2.25], [2.2, 1.6, 6.4, 4.9]], dtype=D64)
+    obj = torch.tensor([0, 1, 1, 0, 0])
+    theta = _theta(5, seed=41)
     weight = torch.randn(images.shape, generator=_gen(42), dtype=D64)
-    kw = _kw(mode, padding_mode, True, "sequential")
+    kw = _kw(mode, padding_mode, True, overlap)
     wrt = ("images", "theta", "boxes")
     out, grads = _grads(_warp, images, boxes, theta, obj, weight, kw, wrt=wrt)
     ref, expected = _grads(reference_warp, images, boxes, theta, obj, weight, kw, wrt=wrt)

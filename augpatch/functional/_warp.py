@@ -344,9 +344,12 @@ def _source_rects(
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
     hx = (boxes[:, 2] - boxes[:, 0]) / 2
     hy = (boxes[:, 3] - boxes[:, 1]) / 2
-    if align_corners:  # an axis one pixel thick reads that pixel (see _has_extent)
-        hx = torch.where(n_w > 1, (hx - 0.5).clamp(min=0), 0.0)
-        hy = torch.where(n_h > 1, (hy - 0.5).clamp(min=0), 0.0)
+    if align_corners:
+        hx, hy = (hx - 0.5).clamp(min=0), (hy - 0.5).clamp(min=0)
+    # half extents of the locations read: an axis one pixel thick with align_corners reads
+    # that pixel (see _extents); u and v still come from the box
+    read_x = torch.where(n_w > 1, hx, 0.0) if align_corners else hx
+    read_y = torch.where(n_h > 1, hy, 0.0) if align_corners else hy
     xs = torch.stack([pix[:, 0] + 0.5, pix[:, 0] + n_w - 0.5], 1)  # first / last column centre
     ys = torch.stack([pix[:, 1] + 0.5, pix[:, 1] + n_h - 0.5], 1)
     u = torch.where(hx[:, None] > 0, (xs - cx[:, None]) / hx[:, None].clamp(min=1e-12), 0.0)
@@ -355,8 +358,8 @@ def _source_rects(
     vv = v[:, None, :].expand(-1, 2, 2).reshape(-1, 4)
     su = theta[:, 0, 0, None] * uu + theta[:, 0, 1, None] * vv + theta[:, 0, 2, None]
     sv = theta[:, 1, 0, None] * uu + theta[:, 1, 1, None] * vv + theta[:, 1, 2, None]
-    px = cx[:, None] + hx[:, None] * su - 0.5  # pixel-index units of the image
-    py = cy[:, None] + hy[:, None] * sv - 0.5
+    px = cx[:, None] + read_x[:, None] * su - 0.5  # pixel-index units of the image
+    py = cy[:, None] + read_y[:, None] * sv - 0.5
     margin = 3  # bicubic reaches floor(x) - 1 .. floor(x) + 2; one more for rounding
     rect = torch.stack([
         torch.floor(px.min(1).values) - margin, torch.floor(py.min(1).values) - margin,
