@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dynamo_support import fullgraph_dynamic, fullgraph_traces_dynamic_shapes
 from reference import reference_warp
 from torch import nn
 
@@ -19,20 +20,21 @@ BACKEND = "aot_eager"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_dynamo(fullgraph_dynamic):
+def _fresh_dynamo():
     torch._dynamo.reset()
-    yield
+    with fullgraph_dynamic():
+        yield
     torch._dynamo.reset()
 
 
-def test_fullgraph_on_older_torch_says_which_flag_to_set(fullgraph_traces_dynamic_shapes):
+def test_fullgraph_on_older_torch_says_which_flag_to_set():
     """What the README says: a recent torch's fullgraph graph holds the warp as it is; an
     older one (torch 2.8) refuses it with a hint naming ``capture_dynamic_output_shape_ops``
     (which the other tests here set there), and without fullgraph breaks the graph."""
     fn = torch.compile(lambda *a: warp_patches(*a) + 1, fullgraph=True, backend=BACKEND)
     batch = _batch()
     with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=False):
-        if fullgraph_traces_dynamic_shapes:
+        if fullgraph_traces_dynamic_shapes():
             torch.testing.assert_close(fn(*batch), warp_patches(*batch) + 1, atol=1e-12, rtol=0)
         else:
             with pytest.raises(Exception, match="capture_dynamic_output_shape_ops"):

@@ -51,33 +51,22 @@ def _x_only(x: Tensor) -> Tensor:
     return torch.stack((x, torch.zeros_like(x)), -1)  # x-shear only
 
 
+_FORMS = {"full": _same, "isotropic": _pair, "x_only": _x_only}
+
+
 def _affine_space(t: RandomPatchAffine, params: Params, prefix: str) -> list[_Var]:
-    """Variables of a :class:`RandomPatchAffine` (and its subclasses)."""
-    out: list[_Var] = []
+    """Variables of a :class:`RandomPatchAffine` (and its subclasses), within the ranges
+    of its :meth:`~augpatch.RandomPatchAffine.parameter_bounds`."""
     ref = params[prefix + "angle"]
-    n, dtype, device = ref.shape[0], ref.dtype, ref.device
-
-    def bounds(*ranges: Any) -> tuple[Tensor, Tensor]:
-        los, his = zip(*(r.bounds(t, device, dtype) for r in ranges))
-        lo = torch.stack([v.detach() for v in los]).expand(n, len(ranges))
-        hi = torch.stack([v.detach() for v in his]).expand(n, len(ranges))
-        return lo, hi
-
-    if t._degrees is not None:
-        lo, hi = bounds(t._degrees)
-        out.append(_Var(prefix + "angle", params[prefix + "angle"], lo[:, 0], hi[:, 0], _same))
-    if t._translate is not None:
-        lo, hi = bounds(*t._translate)
-        out.append(_Var(prefix + "translate", params[prefix + "translate"], lo, hi, _same))
-    for name, rngs, single in (("scale", t._scale, _pair), ("shear", t._shear, _x_only)):
-        if rngs is None:
-            continue
+    n = ref.shape[0]
+    out: list[_Var] = []
+    for name, (lo, hi, form) in t.parameter_bounds(ref.device, ref.dtype).items():
         value = params[prefix + name]
-        if rngs[1] is None:
-            lo, hi = bounds(rngs[0])
-            out.append(_Var(prefix + name, value[:, 0], lo[:, 0], hi[:, 0], single))
+        lo, hi = lo.expand(n, lo.shape[0]), hi.expand(n, hi.shape[0])
+        if name == "angle" or form != "full":  # one value per object
+            out.append(_Var(prefix + name, value if name == "angle" else value[:, 0],
+                            lo[:, 0], hi[:, 0], _FORMS[form]))
         else:
-            lo, hi = bounds(*rngs)
             out.append(_Var(prefix + name, value, lo, hi, _same))
     return out
 

@@ -249,6 +249,46 @@ class RandomPatchAffine(PatchAugmentationBase):
     def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
         return _affine_from_params(params, patches, self.align_corners)
 
+    def parameter_bounds(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict[str, tuple[Tensor, Tensor, str]]:
+        """The range each sampled parameter is drawn from (for searches and attacks).
+
+        Returns ``{name: (low [k], high [k], form)}`` for the parameters this transform
+        samples, in the units of its parameter dict: ``angle`` (degrees, ``k = 1``),
+        ``translate`` (fractions of the box, ``k = 2``), ``scale`` and ``shear``. For
+        the last two ``form`` says how the ``k`` values fill the parameter's two
+        columns: ``"full"`` (``k = 2``, one range per axis), ``"isotropic"`` (``k = 1``,
+        the same value in both: a scale given as one range) or ``"x_only"`` (``k = 1``,
+        ``(value, 0)``: a shear given as one range); ``angle`` and ``translate`` are
+        ``"full"``. Learnable magnitudes (``nn.Parameter``) come detached.
+
+        Example:
+            >>> t = RandomPatchAffine(degrees=30, scale=(0.8, 1.2))
+            >>> bounds = t.parameter_bounds(dtype=torch.float64)
+            >>> {k: (lo.tolist(), hi.tolist(), form) for k, (lo, hi, form) in bounds.items()}
+            {'angle': ([-30.0], [30.0], 'full'), 'scale': ([0.8], [1.2], 'isotropic')}
+        """
+
+        def stack(*ranges: Any) -> tuple[Tensor, Tensor]:
+            los, his = zip(*(r.bounds(self, torch.device(device), dtype) for r in ranges))
+            return (torch.stack([v.detach().reshape(()) for v in los]),
+                    torch.stack([v.detach().reshape(()) for v in his]))
+
+        out: dict[str, tuple[Tensor, Tensor, str]] = {}
+        if self._degrees is not None:
+            out["angle"] = (*stack(self._degrees), "full")
+        if self._translate is not None:
+            out["translate"] = (*stack(*self._translate), "full")
+        for name, rngs, single in (("scale", self._scale, "isotropic"),
+                                   ("shear", self._shear, "x_only")):
+            if rngs is not None:
+                if rngs[1] is None:
+                    out[name] = (*stack(rngs[0]), single)
+                else:
+                    out[name] = (*stack(*rngs), "full")
+        return out
+
     def _magnitude_repr(self) -> list[str]:
         out = []
         if self._degrees is not None:
