@@ -47,7 +47,9 @@ def launch(argv: list[str]) -> None:
         *argv,
     ]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    # a smoke run takes well under a minute: a hung rank fails it in 10 minutes, not 30
+    timeout = 600 if "--smoke" in argv else 1800
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     print(proc.stdout, end="")
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-5000:])
@@ -140,6 +142,7 @@ def worker(args: argparse.Namespace) -> None:
         )
     if not draws_differ:
         raise SystemExit("the ranks drew the same augmentation parameters")
+    dist.barrier()  # no rank tears gloo down while another still finishes a collective
     dist.destroy_process_group()
 
 
