@@ -298,3 +298,17 @@ def test_device_mismatch():
         padded_to_boxes(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool, device=meta))
     with pytest.raises(ValueError, match="device"):
         list_to_boxes([B3.long(), torch.zeros(2, 4, dtype=torch.long, device=meta)])
+
+
+def test_clip_boxes_to_images_clips_each_box_to_its_own_image():
+    boxes = torch.tensor([[-1.0, 2.0, 9.0, 9.0], [2.0, 2.0, 9.0, 9.0], [7.0, 6.0, 9.0, 9.0]])
+    obj = torch.tensor([0, 1, 1])
+    sizes = torch.tensor([[10, 10], [5, 6]])
+    from augpatch.functional import clip_boxes_to_images
+
+    out = clip_boxes_to_images(boxes, obj, sizes)
+    assert out.tolist() == [[0.0, 2.0, 9.0, 9.0], [2.0, 2.0, 6.0, 5.0], [6.0, 5.0, 6.0, 5.0]]
+    assert torch.equal(boxes[0], torch.tensor([-1.0, 2.0, 9.0, 9.0]))  # input unchanged
+    # N = 0
+    empty = clip_boxes_to_images(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), sizes)
+    assert empty.shape == (0, 4)

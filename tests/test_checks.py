@@ -174,3 +174,36 @@ def test_plain_python_boxes_say_what_to_pass(boxes, what):
         assert "torch.tensor(" in str(info.value)
         with pytest.raises(TypeError, match=_SAYS_WHAT_TO_PASS):
             call()
+
+
+# ------------------------------------------------------------------ image_sizes
+
+
+def test_check_image_sizes_accepts_tensor_and_pairs():
+    from augpatch.functional._checks import check_image_sizes
+
+    sizes = check_image_sizes(torch.tensor([[4, 6], [8, 8]]), 2, (8, 8))
+    assert sizes.dtype == torch.long and sizes.tolist() == [[4, 6], [8, 8]]
+    assert check_image_sizes([(4, 6), (8, 8)], 2, (8, 8)).tolist() == [[4, 6], [8, 8]]
+    # every image fills the canvas: nothing to do
+    assert check_image_sizes([(8, 8), (8, 8)], 2, (8, 8)) is None
+    assert check_image_sizes(None, 2, (8, 8)) is None
+
+
+@pytest.mark.parametrize(
+    "sizes, match",
+    [
+        (torch.tensor([[4.0, 6.0], [8.0, 8.0]]), "integers"),
+        (torch.tensor([[4, 6]]), r"\[B, 2\] = \[2, 2\]"),
+        ([(4, 6), (9, 8)], "canvas"),
+        ([(0, 6), (8, 8)], "canvas"),
+        ("big", "sequence of \\(H, W\\) pairs"),
+        ([(4, 6.5), (8, 8)], "pairs \\(H, W\\) of ints"),
+    ],
+)
+def test_check_image_sizes_errors_name_the_argument(sizes, match):
+    from augpatch.functional._checks import check_image_sizes
+
+    with pytest.raises((TypeError, ValueError), match=match) as info:
+        check_image_sizes(sizes, 2, (8, 8))
+    assert "image_sizes" in str(info.value)

@@ -141,6 +141,39 @@ def clip_boxes(boxes: Tensor, canvas_size: tuple[int, int]) -> Tensor:
     return torch.clamp(boxes, min=lo, max=hi)
 
 
+def clip_boxes_to_images(boxes: Tensor, obj_to_img: Tensor | None, image_sizes: Tensor) -> Tensor:
+    """Clip every ``xyxy`` box to its own image of a padded batch.
+
+    Args:
+        boxes: ``[N, 4]`` ``xyxy`` boxes (float or integer).
+        obj_to_img: ``[N]`` image of each box (``None``: all belong to image 0).
+        image_sizes: ``[B, 2]`` integer ``(H_b, W_b)`` of every image (as
+            :func:`augpatch.data.collate_objects` returns them).
+
+    Returns:
+        A new ``[N, 4]`` tensor of the dtype of ``boxes``: box ``n`` clamped to
+        ``[0, W_b] x [0, H_b]`` of its image ``b = obj_to_img[n]``. A box entirely
+        outside its image becomes degenerate. Differentiable like :func:`clip_boxes`.
+
+    Example:
+        >>> clip_boxes_to_images(
+        ...     torch.tensor([[2.0, 2.0, 9.0, 9.0], [2.0, 2.0, 9.0, 9.0]]),
+        ...     torch.tensor([0, 1]),
+        ...     torch.tensor([[10, 10], [5, 6]]),
+        ... )
+        tensor([[2., 2., 9., 9.],
+                [2., 2., 6., 5.]])
+    """
+    boxes = _check_any_boxes(boxes)
+    sizes = image_sizes.to(device=boxes.device, dtype=boxes.dtype)
+    if obj_to_img is None:
+        per_box = sizes[:1].expand(boxes.shape[0], 2)
+    else:
+        per_box = sizes.index_select(0, obj_to_img.to(boxes.device).long())
+    hi = per_box.flip(-1).repeat(1, 2)  # (W, H, W, H)
+    return torch.minimum(torch.clamp(boxes, min=0), hi)
+
+
 def convert_box_format(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
     """Convert boxes between ``'xyxy'``, ``'xywh'`` and ``'cxcywh'``.
 

@@ -207,6 +207,71 @@ def check_index_range(name: str, index: Tensor, size: int) -> None:
             raise IndexError(f"{name} holds image index {hi}, but the batch has {size} images")
 
 
+def check_image_sizes(
+    image_sizes: object, batch_size: int, canvas: tuple[int, int], name: str = "image_sizes"
+) -> Tensor | None:
+    """Validate the real sizes of the images of a padded batch.
+
+    A padded batch (``augpatch.data.collate_objects``) holds images of different sizes
+    on one canvas ``(H, W)``, each at the top-left corner, with its padding to the
+    bottom and right. ``image_sizes`` says each image's own ``(H_b, W_b)``.
+
+    Args:
+        image_sizes: ``None`` (every image fills the canvas), a ``[B, 2]`` integer
+            tensor of ``(H_b, W_b)``, or a sequence of ``B`` pairs of ints.
+        batch_size: ``B``.
+        canvas: the canvas ``(H, W)``.
+
+    Returns:
+        ``None`` when ``image_sizes`` is ``None`` or every image fills the canvas (no
+        padding: nothing to do), else a ``[B, 2]`` int64 CPU tensor ``(H_b, W_b)``
+        with ``1 <= H_b <= H`` and ``1 <= W_b <= W``.
+
+    Example:
+        >>> check_image_sizes([(4, 6), (8, 8)], 2, (8, 8)).tolist()
+        [[4, 6], [8, 8]]
+        >>> check_image_sizes(None, 2, (8, 8)) is None
+        True
+    """
+    if image_sizes is None:
+        return None
+    if isinstance(image_sizes, Tensor):
+        if image_sizes.is_floating_point() or image_sizes.is_complex() or image_sizes.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integers (H, W), got dtype {image_sizes.dtype}")
+        sizes = image_sizes.detach().to("cpu", torch.long)
+    elif isinstance(image_sizes, Sequence) and not isinstance(image_sizes, str):
+        rows = [list(r.tolist()) if isinstance(r, Tensor) else r for r in image_sizes]
+        for r in rows:
+            if (
+                not isinstance(r, Sequence)
+                or len(r) != 2
+                or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in r)
+            ):
+                raise TypeError(f"{name} must be B pairs (H, W) of ints, got {image_sizes!r}")
+        sizes = torch.tensor(rows, dtype=torch.long).reshape(-1, 2)
+    else:
+        raise TypeError(
+            f"{name} must be a [B, 2] integer tensor or a sequence of (H, W) pairs, "
+            f"got {type(image_sizes).__name__}"
+        )
+    if sizes.dim() != 2 or sizes.shape != (batch_size, 2):
+        raise ValueError(
+            f"{name} must have shape [B, 2] = [{batch_size}, 2] (one (H, W) per image), "
+            f"got {tuple(sizes.shape)}"
+        )
+    h, w = canvas
+    if sizes.numel() and (
+        int(sizes.min()) < 1 or int(sizes[:, 0].max()) > h or int(sizes[:, 1].max()) > w
+    ):
+        raise ValueError(
+            f"{name} must hold sizes (H_b, W_b) with 1 <= H_b <= {h} and 1 <= W_b <= {w} "
+            f"(the canvas), got {sizes.tolist()}"
+        )
+    if bool((sizes[:, 0] == h).all()) and bool((sizes[:, 1] == w).all()):
+        return None
+    return sizes
+
+
 def check_same_device(**tensors: Tensor | None) -> None:
     """Raise ``ValueError`` if the given tensors live on different devices."""
     devices = {name: t.device for name, t in tensors.items() if isinstance(t, Tensor)}
