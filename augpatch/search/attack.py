@@ -139,8 +139,13 @@ def _check_args(steps: object, step_size: object, init: object) -> tuple[int, fl
 
 
 def _loss_value(loss: object, n: int) -> Tensor:
-    if not isinstance(loss, Tensor) or not loss.is_floating_point():
+    if not isinstance(loss, Tensor):
         raise TypeError(f"loss_fn must return a floating point tensor, got {type(loss).__name__}")
+    if not loss.is_floating_point():
+        raise TypeError(
+            f"loss_fn must return a floating point tensor, got a tensor of dtype {loss.dtype} "
+            "(an integer or bool loss has no gradient: compute it in float)"
+        )
     if loss.dim() == 0 or (loss.dim() == 1 and loss.shape[0] == n):
         return loss
     raise ValueError(

@@ -302,6 +302,34 @@ class PatchPolicy(PatchAugmentationBase):
         self.probability.clamp_(0.0, 1.0)
         return self
 
+    def check_finite(self) -> None:
+        """Raise ``ValueError`` naming the first non-finite learnable entry (a diverged
+        training): which parameter (``weights``, ``magnitude``, ``probability``), its
+        sub-policy, stage and operation, and its value.
+
+        Example:
+            >>> policy = PatchPolicy(["rotate", "hflip"], 1, 1)
+            >>> with torch.no_grad():
+            ...     policy.weights[0, 0, 1] = float("nan")
+            >>> policy.check_finite()
+            Traceback (most recent call last):
+            ...
+            ValueError: PatchPolicy.weights[0, 0, 1] (sub-policy 0, stage 0, operation 'hflip') is nan: ...
+        """
+        if torch.compiler.is_compiling():
+            return
+        for name in ("weights", "magnitude", "probability"):
+            value = getattr(self, name).detach()
+            bad = ~torch.isfinite(value)
+            if bool(bad.any()):
+                s, k, o = (int(i) for i in torch.nonzero(bad)[0])
+                raise ValueError(
+                    f"PatchPolicy.{name}[{s}, {k}, {o}] (sub-policy {s}, stage {k}, operation "
+                    f"{self.operations[o]!r}) is {float(value[s, k, o])}: the policy's "
+                    f"parameters must be finite ({int(bad.sum())} non-finite entries in "
+                    f"{name}; a diverged training? lower the learning rate or clip gradients)"
+                )
+
     # ------------------------------------------------------------------ hooks
 
     def generate_parameters(
@@ -311,6 +339,7 @@ class PatchPolicy(PatchAugmentationBase):
         batch_size: int,
         generator: torch.Generator | None,
     ) -> Params:
+        self.check_finite()
         g, device, dtype = patches.shape[0], patches.device, patches.dtype
         s, k, o = self.magnitude.shape
         # draw order: sub-policy [G], value noise, coin noise, selection noise [G, K, O]
@@ -393,7 +422,8 @@ class PatchPolicy(PatchAugmentationBase):
         theta = theta[:, :2, :]
         det = theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]
         singular = (det == 0).to(theta.dtype) * (4 * torch.finfo(theta.dtype).eps)
-        return theta + singular[:, None, None] * eye[0, 0, 0]
+        return theta + singular[:, None, None] * torch.eye(2, 3, dtype=theta.dtype,
+                                                           device=theta.device)
 
     # ------------------------------------------------------------------ reporting
 
