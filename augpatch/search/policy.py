@@ -23,7 +23,7 @@ from torch import Tensor, nn
 import augpatch.functional as F
 from augpatch.functional._geometry import to3x3
 from augpatch.transforms._sampling import relaxed_bernoulli, uniform01
-from augpatch.transforms.base import Params, PatchAugmentationBase
+from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
 
 __all__ = ["OPERATIONS", "OperationSpec", "PatchPolicy"]
 
@@ -301,6 +301,29 @@ class PatchPolicy(PatchAugmentationBase):
         self.magnitude.clamp_(0.0, 1.0)
         self.probability.clamp_(0.0, 1.0)
         return self
+
+    def parameter_bounds(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict[str, tuple[Tensor, Tensor, str]]:
+        """``{"op_value": (-m, m, "sub_policy")}``: every operation's value lies within
+        ``(-m, m)`` of its current human magnitude ``m [S, K, O]`` (detached); an object
+        is bounded by the row of its ``sub_policy`` (see :meth:`search_space`).
+
+        Example:
+            >>> lo, hi, form = PatchPolicy(["rotate"], 1, 1).parameter_bounds()["op_value"]
+            >>> hi.tolist(), form
+            ([[[15.0]]], 'sub_policy')
+        """
+        mag = self.human_magnitude().detach().to(device=device, dtype=dtype)
+        return {"op_value": (-mag, mag, "sub_policy")}
+
+    def search_space(self, params: Params, prefix: str = "") -> list[SearchVariable]:
+        """The operation values ``op_value [N, K, O]``, each within ``(-m, m)`` of the
+        magnitudes of its object's sub-policy."""
+        value = params[prefix + "op_value"]
+        sub = params[prefix + "sub_policy"].to(value.device)
+        lo, hi, _ = self.parameter_bounds(value.device, value.dtype)["op_value"]
+        return [SearchVariable(prefix + "op_value", value, lo[sub], hi[sub], lambda x: x)]
 
     def check_finite(self) -> None:
         """Raise ``ValueError`` naming the first non-finite learnable entry (a diverged

@@ -17,7 +17,7 @@ inverse.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,9 @@ from augpatch.transforms._result import PatchResult
 from augpatch.transforms._sampling import check_probability, register_tensor, sample_gate
 
 __all__ = [
+    "BOUND_FORMS",
     "PatchAugmentationBase",
+    "SearchVariable",
     "PatchCall",
     "identity_rows",
     "image_regions",
@@ -202,6 +204,34 @@ class PatchCall:
     ) -> PatchCall:
         moved = applied & ~identity_rows(theta)
         return cls(theta, applied, moved, patches, obj_to_img, warp_boxes, image_sizes, reverse)
+
+
+def _same(x: Tensor) -> Tensor:
+    return x
+
+
+def _pair(x: Tensor) -> Tensor:
+    return torch.stack((x, x), -1)  # isotropic: the same value in both columns
+
+
+def _x_only(x: Tensor) -> Tensor:
+    return torch.stack((x, torch.zeros_like(x)), -1)  # (value, 0)
+
+
+#: how the ``k`` values of a bound fill a parameter's columns (see ``parameter_bounds``)
+BOUND_FORMS = {"full": _same, "isotropic": _pair, "x_only": _x_only}
+
+
+@dataclass
+class SearchVariable:
+    """One searched (attacked) tensor: ``params[key] = expand(x)`` with ``lo <= x <= hi``
+    elementwise (``lo``/``hi`` broadcast to ``x``)."""
+
+    key: str
+    x: Tensor
+    lo: Tensor
+    hi: Tensor
+    expand: Callable[[Tensor], Tensor]
 
 
 def make_result(
@@ -380,6 +410,60 @@ class PatchAugmentationBase(nn.Module):
         Must be deterministic and differentiable; ``p``-gating is done by the base.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement compute_matrix")
+
+    def parameter_bounds(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict[str, tuple[Tensor, Tensor, str]]:
+        """The range each sampled human parameter is drawn from (searches, attacks).
+
+        Returns ``{name: (low [k], high [k], form)}`` in the units of the parameter
+        dict; ``form`` says how the ``k`` values fill the parameter's columns:
+        ``"full"`` (one range per column, or ``k = 1`` for a parameter ``[N]``),
+        ``"isotropic"`` (``k = 1``, the same value in both columns) or ``"x_only"``
+        (``k = 1``, ``(value, 0)``); see :data:`BOUND_FORMS`. Default: ``{}`` (nothing
+        bounded to search, e.g. flips and :class:`~augpatch.PatchAffine`). A transform
+        with magnitudes overrides this, and :meth:`search_space` (hence
+        :func:`augpatch.search.attack`) then handles it without further code.
+
+        Example:
+            >>> from augpatch import RandomPatchHorizontalFlip
+            >>> RandomPatchHorizontalFlip().parameter_bounds()
+            {}
+        """
+        return {}
+
+    def search_space(self, params: Params, prefix: str = "") -> list[SearchVariable]:
+        """The searched variables of a parameter dict, each within its bounds.
+
+        Default: one :class:`SearchVariable` per entry of :meth:`parameter_bounds`
+        (parameter ``params[prefix + name]``, ``[N]`` or ``[N, 2]``); an isotropic or
+        x-only parameter is searched as one value per object and expanded back.
+        Containers and transforms with per-object bounds override it.
+
+        Example:
+            >>> from augpatch import RandomPatchRotation
+            >>> t = RandomPatchRotation(30.0)
+            >>> space = t.search_space(t.forward_parameters((1, 1, 8, 8), torch.tensor([[0, 0, 4, 4]])))
+            >>> [(v.key, v.lo.tolist(), v.hi.tolist()) for v in space]
+            [('angle', [-30.0], [30.0])]
+        """
+        bounds = None
+        out: list[SearchVariable] = []
+        for name in list(self.parameter_bounds()):
+            value = params[prefix + name]
+            if bounds is None:
+                bounds = self.parameter_bounds(value.device, value.dtype)
+            lo, hi, form = bounds[name]
+            n = value.shape[0]
+            lo, hi = lo.expand(n, lo.shape[0]), hi.expand(n, hi.shape[0])
+            if form != "full":  # one value per object, expanded into both columns
+                out.append(SearchVariable(prefix + name, value[:, 0], lo[:, 0], hi[:, 0],
+                                          BOUND_FORMS[form]))
+            elif value.dim() == 1:
+                out.append(SearchVariable(prefix + name, value, lo[:, 0], hi[:, 0], _same))
+            else:
+                out.append(SearchVariable(prefix + name, value, lo, hi, _same))
+        return out
 
     # ------------------------------------------------------------------ parameters
 
