@@ -40,12 +40,13 @@ class RandomPatchSquash(PatchAugmentationBase):
 
 
 def test_a_new_transform_is_attacked_through_its_bounds() -> None:
-    images = torch.zeros(1, 1, 24, 24)
-    images[:, :, 4:20, 4:20] = 1.0
+    r = torch.arange(24.0) + 0.5  # a smooth blob: the mass falls steadily as it is squashed
+    images = torch.exp(-((r[:, None] - 12) ** 2 + (r[None] - 12) ** 2) / 40)[None, None]
     boxes = torch.tensor([[4, 4, 20, 20]])
     aug = RandomPatchSquash(0.4, p=1.0)
     # maximise the lost mass: the attack must squash as far as allowed
-    adv = attack(aug, lambda r: -r.images.sum(), images, boxes, steps=4, step_size=0.5)
+    adv = attack(aug, lambda r: -r.images.sum(), images, boxes, steps=4, step_size=0.5,
+                 init="center")
     assert torch.allclose(adv["squash"], torch.tensor([0.4]))
     assert torch.equal(aug(images, boxes, params=adv).images, aug(images, boxes, params=adv).images)
 

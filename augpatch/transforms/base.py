@@ -822,33 +822,26 @@ class PatchAugmentationBase(nn.Module):
             boxes: ``[N, 4]`` ``xyxy`` boxes in pixels (float or int), or a list of
                 ``B`` tensors ``[N_i, 4]`` (then returned as a list).
             obj_to_img: ``[N]`` int64 image of each box; may be omitted when ``B == 1``.
-            masks: ``[N, H, W]`` per-object masks (bool, integer or float; dtype kept);
-                mask ``n`` is warped with object ``n``'s patch and theta only, nearest
-                resampling (:func:`augpatch.functional.warp_masks`).
+            masks: ``[N, H, W]`` per-object masks (any dtype, kept); mask ``n`` moves with
+                object ``n`` only, nearest (:func:`augpatch.functional.warp_masks`).
             image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) per-image masks (e.g.
-                segmentation maps), warped exactly like the images, nearest resampling
-                (:func:`augpatch.functional.warp_masks`, dtype kept).
+                segmentation maps), warped like the images, nearest, dtype kept.
             keypoints: ``[N, K, 2]`` ``(x, y)`` points of each object, mapped exactly.
-            params: replay these parameters (e.g. ``aug._params``, possibly loaded with
-                ``torch.load`` or :func:`params_from_json`) instead of sampling. Uses
-                ``params['theta']`` when present (bit-identical replay), else
-                recomputes it from the human parameters and ``batch_prob``. Moved to
-                the device of the input.
-            image_sizes: a padded batch's ``[B, 2]`` real sizes ``(H_b, W_b)`` of its
-                images (each at the top-left of the canvas, as
-                :func:`augpatch.data.collate_objects` makes them), or ``None``. Then
-                patches and returned boxes are clipped to their own image, nothing is
-                read from the padding (``padding_mode="image"`` sees zeros there), the
-                padding is returned unchanged, and ``keep`` is False for an object
-                whose box is degenerate in its image.
+            params: replay these parameters (``aug._params``, possibly loaded with
+                ``torch.load`` or :func:`params_from_json`) instead of sampling: their
+                ``theta`` when present (bit-identical replay), else recomputed from the
+                human parameters and ``batch_prob``; moved to the input's device.
+            image_sizes: ``[B, 2]`` real ``(H_b, W_b)`` of a padded batch's images (at
+                the canvas's top-left, :func:`augpatch.data.collate_objects`), or
+                ``None``: boxes are clipped to their own image, the padding is neither
+                read (``padding_mode="image"`` sees zeros) nor changed, and ``keep`` is
+                False where a box is degenerate in its image.
 
         Returns:
             :class:`PatchResult` ``(images, boxes)`` with ``.masks``, ``.image_masks``,
-            ``.keypoints``, ``.keep``, ``.obj_to_img`` and ``.params``. Output boxes
-            are float (float64 if the images or boxes are float64, else float32).
-            Objects not transformed (coin said no, or a matrix exactly the identity)
-            keep their pixels and input box exactly (clipped to their image when
-            ``image_sizes`` is given).
+            ``.keypoints``, ``.keep``, ``.obj_to_img``, ``.params``; float boxes (float64
+            if the images or boxes are). Objects not transformed (coin said no, or a
+            matrix exactly the identity) keep their pixels and box exactly.
 
         Example:
             >>> from augpatch import RandomPatchRotation
@@ -860,12 +853,7 @@ class PatchAugmentationBase(nn.Module):
             >>> torch.equal(out, again.images)
             True
         """
-        images = self._check_call_images(images)
-        if boxes is None:
-            raise TypeError(
-                f"{type(self).__name__} needs boxes: call it as (images [B, C, H, W], boxes "
-                "[N, 4], obj_to_img [N]); " + self._integration_hint()
-            )
+        images, boxes = self._check_call_images(images, boxes)
         batch, _, height, width = images.shape
         boxes, obj_to_img, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
         n = boxes.shape[0]
@@ -873,26 +861,19 @@ class PatchAugmentationBase(nn.Module):
         sizes = check_image_sizes(image_sizes, batch, (height, width))
         fboxes = boxes.to(compute_dtype(images, boxes))
         patches = self._patches(fboxes, obj_to_img, (height, width), sizes)
-
         if params is None:
             p = self._forward_parameters(patches, obj_to_img, batch)
         else:
             p = self._replay_parameters(params, patches)
         call = PatchCall.make(p["theta"], p["batch_prob"], patches, obj_to_img, sizes,
                               boxes if sizes is None else patches)
-
         out_images = self.apply_transform_image(images, call)
         boxes_out = self.apply_transform_box(fboxes, call)
         # the box as it is now visible in its patch
         keep = keep_mask(torch.where(call.moved[:, None], boxes_out, patches))
-        masks_out = image_masks_out = kps_out = None
-        if masks is not None:
-            masks_out = self.apply_transform_mask(masks, call, per_object=True)
-        if image_masks is not None:
-            image_masks_out = self.apply_transform_mask(image_masks, call, per_object=False)
-        if keypoints is not None:
-            kps_out = self.apply_transform_keypoint(keypoints.to(fboxes.dtype), call)
-
+        masks_out, image_masks_out, kps_out = self._apply_extras(
+            call, masks, image_masks, None if keypoints is None else keypoints.to(fboxes.dtype)
+        )
         stored = _detach(p)
         stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
         self._params = stored
@@ -900,6 +881,22 @@ class PatchAugmentationBase(nn.Module):
             out_images, boxes_out, obj_to_img, keep,
             drop_invalid=self.drop_invalid, list_batch=batch if as_list else None,
             masks=masks_out, image_masks=image_masks_out, keypoints=kps_out, params=stored,
+        )
+
+    def _apply_extras(
+        self,
+        call: PatchCall,
+        masks: Tensor | None,
+        image_masks: Tensor | None,
+        keypoints: Tensor | None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The hooks of the optional targets: ``(masks, image_masks, keypoints)`` moved."""
+        return (
+            None if masks is None else self.apply_transform_mask(masks, call, per_object=True),
+            None
+            if image_masks is None
+            else self.apply_transform_mask(image_masks, call, per_object=False),
+            None if keypoints is None else self.apply_transform_keypoint(keypoints, call),
         )
 
     def _patches(
@@ -926,9 +923,10 @@ class PatchAugmentationBase(nn.Module):
             f"use {adapter}: augpatch.integrations.torchvision holds the v2 transforms"
         )
 
-    def _check_call_images(self, images: object) -> Tensor:
+    def _check_call_images(self, images: object, boxes: BoxesLike | None) -> tuple[Tensor, BoxesLike]:
         """``check_images`` with a hint to the torchvision adapters for the usual mistake
-        (a PIL image or a single ``[C, H, W]`` sample, e.g. from ``v2.Compose``)."""
+        (a PIL image or a single ``[C, H, W]`` sample, e.g. from ``v2.Compose``), and
+        the boxes present."""
         if not isinstance(images, Tensor):
             raise TypeError(
                 f"images must be a torch.Tensor, got {type(images).__name__}. "
@@ -939,7 +937,12 @@ class PatchAugmentationBase(nn.Module):
                 f"images must have shape [B, C, H, W], got {tuple(images.shape)}. "
                 + self._integration_hint()
             )
-        return check_images(images)
+        if boxes is None:
+            raise TypeError(
+                f"{type(self).__name__} needs boxes: call it as (images [B, C, H, W], boxes "
+                "[N, 4], obj_to_img [N]); " + self._integration_hint()
+            )
+        return check_images(images), boxes
 
     # ------------------------------------------------------------------ inverse
 
@@ -1005,12 +1008,7 @@ class PatchAugmentationBase(nn.Module):
             boxes_f, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
         else:  # obj_to_img defaults to the forward call's (below)
             boxes_f, o2i, as_list = check_boxes(boxes), None, False
-        size = None
-        if images is not None or image_masks is not None:
-            size = tuple((images if images is not None else image_masks).shape[-2:])
-        if image_masks is not None:
-            self._check_extras(None, image_masks, None, boxes_f.shape[0], batch, size)
-        sizes = None if size is None else check_image_sizes(image_sizes, batch, size)
+        sizes = self._inverse_sizes(images, image_masks, image_sizes, boxes_f.shape[0], batch)
         device = images.device if images is not None else boxes_f.device
         dtype = compute_dtype(boxes_f, *([images] if images is not None else []))
         full, call, o2i = self._inverse_calls(params, boxes_f.shape[0], o2i, device, dtype, sizes)
@@ -1021,11 +1019,8 @@ class PatchAugmentationBase(nn.Module):
         if keypoints is not None:
             kp = check_points(keypoints, fb.shape[0], "keypoints", one_per_object=True)
             kps_back = self.inverse_keypoint(kp.to(dtype), call)
-        images_back = image_masks_back = None
-        if images is not None:
-            images_back = self.inverse_image(images, full)
-        if image_masks is not None:
-            image_masks_back = self.inverse_mask(image_masks, full)
+        images_back = None if images is None else self.inverse_image(images, full)
+        image_masks_back = None if image_masks is None else self.inverse_mask(image_masks, full)
         boxes_ret: Tensor | list[Tensor] = boxes_back
         if as_list:
             boxes_ret = F.boxes_to_list(boxes_back, o2i, batch)
@@ -1042,6 +1037,22 @@ class PatchAugmentationBase(nn.Module):
             if key not in params:
                 raise ValueError(f"params lacks {key!r}: pass the parameters of a forward call")
         return params
+
+    def _inverse_sizes(
+        self,
+        images: Tensor | None,
+        image_masks: Tensor | None,
+        image_sizes: object,
+        n: int,
+        batch: int,
+    ) -> Tensor | None:
+        """Check the image masks of an inverse call; its parsed ``image_sizes``."""
+        if images is None and image_masks is None:
+            return None
+        size = tuple((images if images is not None else image_masks).shape[-2:])
+        if image_masks is not None:
+            self._check_extras(None, image_masks, None, n, batch, size)
+        return check_image_sizes(image_sizes, batch, size)
 
     @staticmethod
     def _inverse_batch(
