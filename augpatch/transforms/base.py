@@ -563,7 +563,10 @@ class PatchAugmentationBase(nn.Module):
         else:
             batch_prob = self._sample_batch_prob(groups[1].shape[0], patches.device)[groups[0]]
         params = self._sample_params(patches, obj_to_img, batch_size, groups)
-        theta = gate_theta(self._matrix(params, patches), batch_prob)
+        if batch_prob.dtype == torch.bool and not _any(batch_prob):  # p = 0: no matrix needed
+            theta = _eye(n, patches.dtype, patches.device).contiguous()
+        else:
+            theta = gate_theta(self._matrix(params, patches), batch_prob)
         if batch_prob.dtype != torch.bool:  # relaxed gate: every object is resampled
             ones = torch.ones(n, dtype=torch.bool, device=patches.device)
             return {**params, "theta": theta, "batch_prob": ones, "gate": batch_prob}
@@ -665,6 +668,8 @@ class PatchAugmentationBase(nn.Module):
     ) -> Tensor:
         """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
         patch (:func:`augpatch.functional.transform_boxes`); other objects keep ``boxes``."""
+        if not _any(applied):  # nothing moves: the boxes as given
+            return boxes.to(torch.promote_types(patches.dtype, theta.dtype))
         moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
         # content that left its patch: an exactly zero-width/height box on the patch's edge
         # (detectors reject inverted boxes, and rounding can invert them by 1e-6)
