@@ -144,3 +144,32 @@ def test_image_sizes_errors_name_the_argument() -> None:
         RandomPatchAffine(degrees=10)(images, BOXES, O2I, image_sizes=SIZES[:2])
     with pytest.raises(TypeError, match="image_sizes"):
         RandomPatchAffine(degrees=10)(images, BOXES, O2I, image_sizes=SIZES.float())
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_padded_batch_image_masks_and_dtypes(dtype: torch.dtype) -> None:
+    images, _, region = _batch()
+    pad = ~region
+    src = torch.where(region, images * 200, torch.full_like(images, 255)).to(dtype)
+    seg = torch.where(region[:, 0], 1, 7).to(torch.uint8)  # [B, H, W], 7 in the padding
+    seg4 = seg[:, None].expand(3, 2, H, W)
+    aug = RandomPatchAffine(degrees=45, translate=0.3, p=1.0, padding_mode="image")
+    out = aug(src, BOXES, O2I, image_masks=seg, image_sizes=SIZES)
+    assert out.images.dtype == dtype
+    assert torch.equal(out.images[pad.expand_as(src)], src[pad.expand_as(src)])
+    assert int(out.images[region.expand_as(src)].max()) <= 200  # no 255 read from padding
+    assert torch.equal(out.image_masks[pad[:, 0]], seg[pad[:, 0]])
+    assert not bool((out.image_masks[region[:, 0]] == 7).any())
+    out4 = aug(src, BOXES, O2I, image_masks=seg4, image_sizes=SIZES, params=out.params)
+    assert torch.equal(out4.image_masks[:, 1], out.image_masks)
+
+
+def test_padded_batch_gradients_reach_image_pixels_only_through_the_image() -> None:
+    images, _, region = _batch()
+    images = images.clamp(max=1.0).requires_grad_()
+    aug = RandomPatchAffine(degrees=30, scale=(0.7, 1.3), p=1.0, padding_mode="image")
+    out = aug(images, BOXES, O2I, image_sizes=SIZES)
+    (grad,) = torch.autograd.grad(out.images.sum(), images)
+    pad = ~region.expand_as(images)
+    assert torch.equal(grad[pad], torch.ones_like(grad[pad]))  # the padding passes through
+    assert bool(torch.isfinite(grad).all())
