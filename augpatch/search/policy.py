@@ -341,7 +341,11 @@ class PatchPolicy(PatchAugmentationBase):
         """
         if torch.compiler.is_compiling():
             return
-        for name in ("weights", "magnitude", "probability"):
+        names = ("weights", "magnitude", "probability")
+        values = [getattr(self, name).detach() for name in names]
+        if bool(torch.stack([torch.isfinite(v).all() for v in values]).all()):
+            return  # one device sync in the usual case
+        for name in names:
             value = getattr(self, name).detach()
             bad = ~torch.isfinite(value)
             if bool(bad.any()):
