@@ -201,3 +201,69 @@ def test_collate_refuses_a_per_object_key_whose_count_differs_from_the_boxes() -
     # declaring the per-object keys collates labels as an image-level field, as asked
     batch = collate_objects(samples, object_keys=["boxes"])
     assert isinstance(batch["labels"], list)
+
+
+def _references_batch() -> tuple[list, list]:
+    """(images, targets) as torchvision's references/detection loop holds them."""
+    from torchvision import tv_tensors
+
+    images, targets = [], []
+    for image, target in _padded_samples(seed=3):
+        h, w = image.shape[-2:]
+        images.append(tv_tensors.Image(image))
+        targets.append(
+            {
+                "boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w)),
+                "labels": target["labels"],
+                "masks": tv_tensors.Mask(target["masks"]),
+                "image_id": target["image_id"],
+                "area": (target["boxes"][:, 2:] - target["boxes"][:, :2]).prod(1),
+                "iscrowd": torch.zeros(target["boxes"].shape[0], dtype=torch.long),
+            }
+        )
+    return images, targets
+
+
+def test_batch_augment_takes_and_returns_the_references_format() -> None:
+    from torchvision import tv_tensors
+
+    images, targets = _references_batch()
+    aug = BatchAugment(
+        DetectionAutoAugment("v1", generator=torch.Generator().manual_seed(0)), device=None
+    )
+    out_images, out_targets = aug((images, targets))
+    assert isinstance(out_images, list) and isinstance(out_targets, list)
+    assert [im.shape for im in out_images] == [im.shape for im in images]
+    assert all(im.dtype == torch.float32 for im in out_images)
+    _check_kept_objects_inside_their_images(out_images, out_targets)
+    for src, dst, im in zip(targets, out_targets, out_images):
+        assert list(dst) == list(src)  # every key, in order
+        assert dst["image_id"] == src["image_id"]
+        assert isinstance(dst["boxes"], tv_tensors.BoundingBoxes)
+        assert tuple(dst["boxes"].canvas_size) == tuple(im.shape[-2:])
+        assert isinstance(dst["masks"], tv_tensors.Mask)
+        n = dst["boxes"].shape[0]
+        assert all(dst[k].shape[0] == n for k in ("labels", "masks", "area", "iscrowd"))
+        # kept objects are a subset of the input's, in order, with their own fields
+        kept = [src["labels"].tolist().index(v) for v in dst["labels"].tolist()]
+        assert kept == sorted(kept)
+        assert torch.equal(dst["area"], src["area"][kept])
+    # inputs untouched, and a list of samples still gives the collated dict
+    assert _references_batch()[1][0]["boxes"].tolist() == targets[0]["boxes"].tolist()
+    assert isinstance(aug(list(zip(images, targets))), dict)
+
+
+def test_references_format_trains_mask_rcnn_one_step() -> None:
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    images, targets = _references_batch()
+    aug = BatchAugment(RandomPatchAffine(degrees=20.0, p=1.0), device=None)
+    images, targets = aug((images, targets))  # the one line in engine.py's loop
+    model = maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=32, min_size=128, max_size=128
+    )
+    model.train()
+    losses = model(images, targets)
+    assert {"loss_classifier", "loss_box_reg", "loss_mask"} <= set(losses)
+    assert all(bool(torch.isfinite(v)) for v in losses.values()), losses
