@@ -143,6 +143,10 @@ class PatchDualTransform(DualTransform):
         theta = torch.from_numpy(augpatch["theta"])
         patches = torch.from_numpy(augpatch["patches"])
         applied = torch.from_numpy(augpatch["batch_prob"]).bool()
+        # an object whose theta is exactly the identity is left alone: bit-exact pixels,
+        # boxes, masks and keypoints (resampling at the identity still rounds in float32)
+        identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=theta.dtype)
+        applied = applied & ~(theta == identity).flatten(1).all(1)
         return theta, patches, applied
 
     # ------------------------------------------------------------------ targets
