@@ -113,7 +113,7 @@ def train_one_epoch(model, optimizer, data_loader, device, batch_aug, max_steps)
     for step, (images, targets) in enumerate(data_loader):
         if step >= max_steps:
             break
-        images = list(image.to(device) for image in images)
+        images = [image.to(device) for image in images]
         targets = [
             {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
             for t in targets
