@@ -46,7 +46,15 @@ from torch.nn import functional as F
 from augpatch.functional import clip_boxes_to_images
 from augpatch.functional._checks import check_image_sizes, check_obj_to_img
 
-__all__ = ["BatchAugment", "collate_objects", "seed_worker", "to_detection_inputs"]
+__all__ = [
+    "BatchAugment",
+    "collate_objects",
+    "is_references_batch",
+    "mix_seeds",
+    "register_reseed_hook",
+    "seed_worker",
+    "to_detection_inputs",
+]
 
 # Target keys that describe the whole image even when their leading size
 # happens to equal the number of objects.
@@ -820,8 +828,13 @@ def _detection_images(images: Tensor, dtype: torch.dtype | None) -> Tensor:
 # --------------------------------------------------------------------------- workers
 
 
-def _mix(seed: int, salt: int) -> int:
-    """Deterministically combine two seeds into a 63-bit seed (splitmix64 finaliser)."""
+def mix_seeds(seed: int, salt: int) -> int:
+    """Deterministically combine two seeds into a 63-bit seed (splitmix64 finaliser).
+
+    Example:
+        >>> mix_seeds(0, 1) == mix_seeds(0, 1) != mix_seeds(0, 2)
+        True
+    """
     z = (seed * 0x9E3779B97F4A7C15 + salt + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
@@ -830,16 +843,50 @@ def _mix(seed: int, salt: int) -> int:
 
 _MAX_CONTAINER = 256
 
+#: Reseed hooks :func:`seed_worker` calls on every object reachable from a worker's dataset.
+_RESEED_HOOKS: list[Callable[[Any, int], int]] = []
+#: Third-party libraries whose augpatch integration registers a reseed hook: when the
+#: library is loaded in a worker, :func:`seed_worker` imports the integration first.
+_RESEED_INTEGRATIONS = {"albumentations": "augpatch.integrations.albumentations"}
+
+
+def register_reseed_hook(hook: Callable[[Any, int], int]) -> Callable[[Any, int], int]:
+    """Make :func:`seed_worker` call ``hook(obj, worker_seed)`` on every reachable object.
+
+    A hook reseeds the random state ``obj`` holds when it is of a kind the hook knows
+    (e.g. an albumentations transform) and returns how many states it reseeded (0
+    otherwise). Registering the same hook twice has no effect. Returns ``hook`` (so it
+    can decorate).
+
+    Example:
+        >>> def reseed_my_sampler(obj, worker_seed):
+        ...     return 0  # reseed obj's state here when obj is one of mine
+        >>> register_reseed_hook(reseed_my_sampler) is reseed_my_sampler
+        True
+    """
+    if hook not in _RESEED_HOOKS:
+        _RESEED_HOOKS.append(hook)
+    return hook
+
+
+def _load_reseed_integrations() -> None:
+    """Import the augpatch integrations of the libraries this process has loaded."""
+    import importlib
+
+    for library, module in _RESEED_INTEGRATIONS.items():
+        if library in sys.modules:
+            importlib.import_module(module)  # registers its hook
+
 
 def _reseed_reachable(root: Any, worker_seed: int, max_depth: int = 8) -> int:
-    """Reseed every ``torch.Generator`` and albumentations random state reachable from ``root``.
+    """Reseed every ``torch.Generator`` reachable from ``root`` and every random state a
+    registered reseed hook knows (:func:`register_reseed_hook`).
 
     Walks attributes, ``nn.Module`` children, lists, tuples and dicts. Returns
     how many random states were reseeded.
     """
     seen: set[int] = set()
     count = 0
-    np_mod = sys.modules.get("numpy")
 
     def visit(obj: Any, depth: int) -> None:
         nonlocal count
@@ -849,18 +896,11 @@ def _reseed_reachable(root: Any, worker_seed: int, max_depth: int = 8) -> int:
             return
         seen.add(id(obj))
         if isinstance(obj, torch.Generator):
-            obj.manual_seed(_mix(worker_seed, obj.initial_seed()))
+            obj.manual_seed(mix_seeds(worker_seed, obj.initial_seed()))
             count += 1
             return
-        if (
-            np_mod is not None
-            and isinstance(getattr(obj, "random_generator", None), np_mod.random.Generator)
-            and callable(getattr(obj, "set_random_seed", None))
-        ):
-            # albumentations Compose / transform: its numpy and python states were forked too.
-            base = obj.seed if isinstance(getattr(obj, "seed", None), int) else 0
-            obj.set_random_seed(_mix(worker_seed, base) % 2**32)
-            count += 1
+        for hook in _RESEED_HOOKS:
+            count += hook(obj, worker_seed)
         if isinstance(obj, Mapping):
             if len(obj) <= _MAX_CONTAINER:  # skip big annotation tables
                 for v in list(obj.values()):
@@ -894,9 +934,12 @@ def seed_worker(worker_id: int) -> None:
     worker's torch seed:
 
     * Python's ``random`` and numpy's global RNG;
-    * every ``torch.Generator`` and albumentations random state reachable from
-      the worker's dataset (attributes, ``nn.Module`` children, lists, dicts),
-      each mixed with its own original seed so distinct generators stay distinct.
+    * every ``torch.Generator`` reachable from the worker's dataset (attributes,
+      ``nn.Module`` children, lists, dicts), and every random state a reseed hook
+      knows (:func:`register_reseed_hook`; augpatch's albumentations integration
+      registers one for ``A.Compose`` and its transforms, loaded automatically when
+      albumentations is), each mixed with its own original seed so distinct
+      generators stay distinct.
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -911,4 +954,5 @@ def seed_worker(worker_id: int) -> None:
         np_mod.random.seed(worker_seed % 2**32)
     info = torch.utils.data.get_worker_info()
     if info is not None:
+        _load_reseed_integrations()
         _reseed_reachable(info.dataset, worker_seed)
