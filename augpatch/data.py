@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import random
 import sys
@@ -220,44 +221,16 @@ def collate_objects(
         target["boxes"] = _boxes_to_xyxy(target.get("boxes", torch.zeros(0, 4)), i)
         targets.append(target)
 
-    channels = {im.shape[0] for im in images}
-    if len(channels) > 1:
-        raise ValueError(
-            f"all images must have the same number of channels, got {sorted(channels)}"
-        )
-    dtypes = {im.dtype for im in images}
-    if len(dtypes) > 1:
-        raise TypeError(f"all images must have the same dtype, got {sorted(map(str, dtypes))}")
-    sizes = torch.tensor([im.shape[-2:] for im in images], dtype=torch.long).reshape(-1, 2)
-    height = int(sizes[:, 0].max())
-    width = int(sizes[:, 1].max())
-    height = -(-height // size_divisible) * size_divisible
-    width = -(-width // size_divisible) * size_divisible
-    batch_images = torch.stack([_pad_to(im, height, width, pad_value) for im in images])
-
+    batch_images, sizes = _pad_images(images, pad_value, size_divisible)
+    height, width = batch_images.shape[-2:]
     counts = [t["boxes"].shape[0] for t in targets]
     keys: list[str] = []
     for t in targets:
         keys.extend(k for k in t if k not in keys)
 
-    def is_object_field(key: str) -> bool:
-        if key == "boxes":
-            return True
-        if object_keys is not None:
-            return key in object_keys
-        if key in _IMAGE_LEVEL_KEYS or key in ("obj_to_img", "image_sizes", "images"):
-            return False
-        present = [(t[key], n) for t, n in zip(targets, counts) if key in t]
-        per_object = bool(present) and all(
-            isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n for v, n in present
-        )
-        if not per_object and key in _OBJECT_KEYS:
-            _refuse_misaligned(key, targets, counts)
-        return per_object
-
     out: dict[str, Any] = {"images": batch_images, "image_sizes": sizes}
     for key in keys:
-        if is_object_field(key):
+        if _is_object_field(key, targets, counts, object_keys):
             out[key] = _cat_object_field(key, targets, counts, sizes, height, width)
         else:
             values = [t.get(key) for t in targets]
@@ -269,6 +242,47 @@ def collate_objects(
         torch.arange(len(samples)), torch.tensor(counts, dtype=torch.long)
     )
     return out
+
+
+def _pad_images(
+    images: list[Tensor], pad_value: float, size_divisible: int
+) -> tuple[Tensor, Tensor]:
+    """Stack ``[C, H_i, W_i]`` images on one canvas (top-left, padded bottom and right):
+    ``[B, C, H, W]`` and the sizes ``[B, 2]`` int64."""
+    channels = {im.shape[0] for im in images}
+    if len(channels) > 1:
+        raise ValueError(
+            f"all images must have the same number of channels, got {sorted(channels)}"
+        )
+    dtypes = {im.dtype for im in images}
+    if len(dtypes) > 1:
+        raise TypeError(f"all images must have the same dtype, got {sorted(map(str, dtypes))}")
+    sizes = torch.tensor([im.shape[-2:] for im in images], dtype=torch.long).reshape(-1, 2)
+    height = -(-int(sizes[:, 0].max()) // size_divisible) * size_divisible
+    width = -(-int(sizes[:, 1].max()) // size_divisible) * size_divisible
+    return torch.stack([_pad_to(im, height, width, pad_value) for im in images]), sizes
+
+
+def _is_object_field(
+    key: str,
+    targets: list[dict[str, Any]],
+    counts: list[int],
+    object_keys: Sequence[str] | None,
+) -> bool:
+    """Whether ``key`` holds one row per object (see :func:`collate_objects`)."""
+    if key == "boxes":
+        return True
+    if object_keys is not None:
+        return key in object_keys
+    if key in _IMAGE_LEVEL_KEYS or key in ("obj_to_img", "image_sizes", "images"):
+        return False
+    present = [(t[key], n) for t, n in zip(targets, counts) if key in t]
+    per_object = bool(present) and all(
+        isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n for v, n in present
+    )
+    if not per_object and key in _OBJECT_KEYS:
+        _refuse_misaligned(key, targets, counts)
+    return per_object
 
 
 def _refuse_misaligned(key: str, targets: list[dict[str, Any]], counts: list[int]) -> None:
@@ -440,7 +454,7 @@ class BatchAugment:
             return self.augment_references(*batch)
         if not isinstance(batch, Mapping):
             batch = self.collate_fn(batch)
-        return self._augment(batch)
+        return self._augment(batch, self.device)
 
     def augment_references(
         self, images: Sequence[Tensor], targets: Sequence[Mapping[str, Any]]
@@ -479,7 +493,12 @@ class BatchAugment:
             raise ValueError(
                 f"images and targets must have the same length, got {len(images)} and {len(targets)}"
             )
-        batch = self._augment(self.collate_fn(list(zip(images, targets))))
+        collate = self.collate_fn
+        if collate is collate_objects and self.object_keys is not None:
+            collate = functools.partial(collate_objects, object_keys=("boxes", *self.object_keys))
+        # without a device, the batch stays where the images are (e.g. moved by the loop)
+        device = self.device if self.device is not None else images[0].device
+        batch = self._augment(collate(list(zip(images, targets))), device)
         out_images, out_targets = to_detection_inputs(batch, dtype=None, object_keys=self.object_keys)
         return out_images, [
             _like_input(t, src, tuple(im.shape[-2:]))
@@ -512,12 +531,14 @@ class BatchAugment:
             )
         return self._accepts_image_sizes
 
-    def _augment(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+    def _augment(
+        self, batch: Mapping[str, Any], device: torch.device | None
+    ) -> dict[str, Any]:
         """Move a collated batch to ``device``, run the transform, align the per-object fields."""
         out = {
             k: (
-                v.to(self.device, non_blocking=self.non_blocking)
-                if isinstance(v, Tensor) and self.device is not None
+                v.to(device, non_blocking=self.non_blocking)
+                if isinstance(v, Tensor) and device is not None
                 else v
             )
             for k, v in batch.items()
@@ -710,7 +731,7 @@ def to_detection_inputs(
         ([3], [[10.0, 20.0, 16.0, 24.0]])
     """
     images, boxes, obj_to_img, sizes = _check_detection_batch(batch, dtype)
-    b, _, height, width = images.shape
+    height, width = images.shape[-2:]
     n = boxes.shape[0]
     fields = object_fields(batch, n, object_keys)
     boxes = clip_boxes_to_images(boxes, obj_to_img, sizes)
@@ -726,12 +747,24 @@ def to_detection_inputs(
     per_object = {"boxes": split(boxes if dtype is None else boxes.to(dtype))}
     for key in fields:
         per_object[key] = split(batch[key])
+    return out_images, _detection_targets(batch, per_object, sizes_list, (height, width))
+
+
+def _detection_targets(
+    batch: Mapping[str, Any],
+    per_object: dict[str, list[Tensor]],
+    sizes: list[tuple[int, int]],
+    canvas: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """One dict per image: its per-object fields (spatial ones cropped to the image) and
+    the image-level entries of ``batch`` indexed at the image."""
+    b = len(sizes)
     targets: list[dict[str, Any]] = []
-    for i, (h, w) in enumerate(sizes_list):
+    for i, (h, w) in enumerate(sizes):
         target: dict[str, Any] = {}
         for key, parts in per_object.items():
             v = parts[i]
-            if key != "boxes" and v.dim() >= 3 and tuple(v.shape[-2:]) == (height, width):
+            if key != "boxes" and v.dim() >= 3 and tuple(v.shape[-2:]) == canvas:
                 v = v[..., :h, :w]
             target[key] = v
         targets.append(target)
@@ -742,7 +775,7 @@ def to_detection_inputs(
         if stacked or (isinstance(value, (list, tuple)) and len(value) == b):
             for i in range(b):
                 targets[i][key] = value[i]
-    return out_images, targets
+    return targets
 
 
 def _check_detection_batch(
