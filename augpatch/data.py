@@ -358,7 +358,9 @@ class BatchAugment:
         pixel_index_keypoints: the batch's ``keypoints`` use the pixel-index
             convention of torchvision / Kornia / albumentations (pixel ``j`` has
             its centre at ``x = j``); they are shifted by half a pixel into
-            augpatch's convention (centre at ``j + 0.5``) and back.
+            augpatch's convention (centre at ``j + 0.5``) and back. Keypoints are
+            ``[N, K, 2]``, or torchvision's ``[N, K, 3]`` whose third column (the
+            visibility) is kept as it is.
         object_keys: the batch entries that hold one row per object, filtered with
             the objects when the transform drops some (``drop_invalid=True``). Default:
             as :func:`collate_objects` decides, every tensor whose leading size is the
@@ -512,6 +514,8 @@ class BatchAugment:
             kwargs["masks"] = out["masks"]
         keypoints = out.get("keypoints")
         if isinstance(keypoints, Tensor):
+            if keypoints.dim() == 3 and keypoints.shape[-1] > 2:  # [N, K, 3]: x, y, visibility
+                keypoints = keypoints[..., :2]
             kwargs["keypoints"] = keypoints + 0.5 if self.pixel_index_keypoints else keypoints
         if out.get("image_sizes") is not None and self._takes_image_sizes():
             kwargs["image_sizes"] = out["image_sizes"]
@@ -551,6 +555,8 @@ class BatchAugment:
         n = out["boxes"].shape[0]
         fields = self._object_fields(out, n)
         kwargs = self._transform_kwargs(out)
+        kp_in = out.get("keypoints")
+        kp_rest = kp_in[..., 2:] if "keypoints" in kwargs and kp_in.shape[-1] > 2 else None
         result = self.transform(out["images"], out["boxes"], out["obj_to_img"], **kwargs)
         images, boxes = result[0], result[1]
         out["images"], out["boxes"] = images, boxes
@@ -568,12 +574,16 @@ class BatchAugment:
                 out[key] = out[key][keep]
             obj_out = getattr(result, "obj_to_img", None)
             out["obj_to_img"] = obj_out if isinstance(obj_out, Tensor) else out["obj_to_img"][keep]
+            kp_rest = None if kp_rest is None else kp_rest[keep]
             keep = keep[keep]
         if "masks" in kwargs and getattr(result, "masks", None) is not None:
             out["masks"] = result.masks
         if "keypoints" in kwargs and getattr(result, "keypoints", None) is not None:
             kp = result.keypoints
-            out["keypoints"] = kp - 0.5 if self.pixel_index_keypoints else kp
+            kp = kp - 0.5 if self.pixel_index_keypoints else kp
+            if kp_rest is not None:  # the visibility column (torchvision's [N, K, 3]) rides along
+                kp = torch.cat([kp, kp_rest.to(kp)], -1)
+            out["keypoints"] = kp
         keep = self._clip_to_images(out, keep)
         if isinstance(keep, Tensor):
             out["keep"] = keep

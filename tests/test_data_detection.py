@@ -267,3 +267,22 @@ def test_references_format_trains_mask_rcnn_one_step() -> None:
     losses = model(images, targets)
     assert {"loss_classifier", "loss_box_reg", "loss_mask"} <= set(losses)
     assert all(bool(torch.isfinite(v)) for v in losses.values()), losses
+
+
+def test_references_keypoints_with_visibility_move_and_keep_their_visibility() -> None:
+    """Keypoint R-CNN targets: keypoints [N, K, 3] (x, y, visibility)."""
+    images, targets = _references_batch()
+    for t in targets:
+        b = t["boxes"].as_subclass(torch.Tensor)
+        centre = (b[:, None, :2] + b[:, None, 2:]) / 2
+        vis = torch.tensor([2.0, 0.0]).expand(b.shape[0], 2)[..., None]
+        t["keypoints"] = torch.cat([centre.expand(-1, 2, 2), vis], -1)
+    aug = BatchAugment(RandomPatchAffine(translate=0.2, p=1.0), device=None)
+    out_images, out_targets = aug((images, targets))
+    moved = 0
+    for src, dst in zip(targets, out_targets):
+        kp = dst["keypoints"]
+        assert kp.shape == (dst["boxes"].shape[0], 2, 3)
+        assert torch.equal(kp[..., 2], torch.tensor([2.0, 0.0]).expand(kp.shape[0], 2))
+        moved += int((kp[..., :2] != src["keypoints"][: kp.shape[0], :, :2]).any())
+    assert moved > 0
