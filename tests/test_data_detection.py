@@ -47,6 +47,12 @@ TRANSFORMS = {
         )
         for v in ("v0", "v1", "v2", "v3")
     },
+    # image-level moves across the canvas on every call (the failure of issue 18)
+    "DetectionAutoAugment-moves": lambda: DetectionAutoAugment(
+        [[("TranslateY_BBox", 1.0, 6), ("Rotate_BBox", 1.0, 4)],
+         [("TranslateX_BBox", 1.0, 6), ("ShearX_BBox", 1.0, 6)]],
+        generator=torch.Generator().manual_seed(2),
+    ),
 }
 
 
