@@ -277,23 +277,32 @@ def _is_object_field(
     if key in _IMAGE_LEVEL_KEYS or key in ("obj_to_img", "image_sizes", "images"):
         return False
     present = [(t[key], n) for t, n in zip(targets, counts) if key in t]
-    per_object = bool(present) and all(
+    if key in _OBJECT_KEYS:  # known per-object: a tensor or a sequence, one row per box
+        _refuse_misaligned(key, targets, counts)
+        return bool(present)
+    return bool(present) and all(
         isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n for v, n in present
     )
-    if not per_object and key in _OBJECT_KEYS:
-        _refuse_misaligned(key, targets, counts)
-    return per_object
+
+
+def _rows(value: Any) -> int | None:
+    """The number of rows of a tensor (``None`` for a 0-d one) or a sequence."""
+    if isinstance(value, Tensor):
+        return value.shape[0] if value.dim() >= 1 else None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        return len(value)
+    return None
 
 
 def _refuse_misaligned(key: str, targets: list[dict[str, Any]], counts: list[int]) -> None:
     """Raise for the first sample whose ``key`` does not hold one row per box."""
     for i, (t, n) in enumerate(zip(targets, counts)):
         v = t.get(key)
-        if v is None:
+        if v is None:  # missing: _cat_object_field says so if the sample has objects
             continue
-        rows = v.shape[0] if isinstance(v, Tensor) and v.dim() >= 1 else None
+        rows = _rows(v)
         if rows != n:
-            got = f"{rows} rows" if rows is not None else f"a {type(v).__name__}"
+            got = f"{rows} rows" if rows is not None else f"no rows (a {type(v).__name__})"
             raise ValueError(
                 f"sample {i}: {key!r} has {got} but the sample has {n} boxes; "
                 f"{key!r} is a per-object field (one row per box). Fix the target, or pass "

@@ -292,3 +292,12 @@ def test_references_keypoints_with_visibility_move_and_keep_their_visibility() -
         assert torch.equal(kp[..., 2], torch.tensor([2.0, 0.0]).expand(kp.shape[0], 2))
         moved += int((kp[..., :2] != src["keypoints"][: kp.shape[0], :, :2]).any())
     assert moved > 0
+
+
+def test_collate_takes_per_object_lists_and_refuses_a_scalar() -> None:
+    image = torch.zeros(3, 8, 8)
+    boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 5.0, 5.0]])
+    batch = collate_objects([(image, {"boxes": boxes, "labels": [3, 4]})])
+    assert torch.equal(batch["labels"], torch.tensor([3, 4]))
+    with pytest.raises(ValueError, match=r"'labels' has no rows \(a int\) but the sample has 2 boxes"):
+        collate_objects([(image, {"boxes": boxes, "labels": 3})])
