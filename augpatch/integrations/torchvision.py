@@ -27,6 +27,12 @@ transforms, on the samples torchvision's detection transforms take::
   ``j + 0.5``): converted exactly.
 * Objects are never dropped (labels stay aligned); put
   ``v2.SanitizeBoundingBoxes()`` after the transform to remove degenerate boxes.
+* Place: before ``v2.ToPureTensor()``. The objects are found through the sample's
+  ``BoundingBoxes``; a sample whose target has ``"boxes"`` as a plain tensor (as after
+  ``ToPureTensor``) is warned about once per transform. A sample without boxes (image
+  only) gets no per-object change, and :class:`DetectionAutoAugment` runs its
+  image-level ops on it (``N = 0`` objects).
+* Every ``Mask`` must have the image's size (refused otherwise).
 
 **Batches.** A batched ``Image [B, C, H, W]`` with flat boxes ``[N, 4]`` works too:
 give each object's image index in the target under ``"obj_to_img"`` (an ``[N]``
