@@ -387,7 +387,19 @@ class BatchAugment:
       asking for a CUDA device inside a worker raises a ``RuntimeError`` that
       says exactly this.
 
-    The call returns a new dict: ``images``, ``boxes``, ``masks`` and
+    A third: torchvision's detection references hold ``(images, targets)`` (lists);
+    ``images, targets = batch_augment((images, targets))`` returns that format
+    (:meth:`augment_references`), one line in ``engine.py``'s ``train_one_epoch``.
+
+    **Padded batches.** When the batch has ``image_sizes`` ``[B, 2]`` (images of
+    different sizes on one canvas, :func:`collate_objects`), the transform gets
+    ``image_sizes=`` as a keyword if its signature takes it (a parameter of that name
+    or ``**kwargs``; inspected once), so each image is transformed as its own region.
+    Whatever the transform, the returned boxes are then clipped to their own images
+    (:func:`augpatch.functional.clip_boxes_to_images`) and ``keep`` is False for an
+    object whose box is degenerate after that clip (it left its image).
+
+    The call on a dict returns a new dict: ``images``, ``boxes``, ``masks`` and
     ``keypoints`` replaced by their augmented versions, every other tensor
     moved to ``device``, and:
 
