@@ -222,8 +222,22 @@ POLICIES: Mapping[str, tuple[tuple[tuple[str, float, float], ...], ...]] = {
 }
 
 
-def _is_real(x: object) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+def _as_number(x: object) -> float | None:
+    """``x`` as a float if it is a real number of any kind (Python, NumPy, a one-element
+    non-bool tensor or array), else ``None``."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, numbers.Real):
+        return float(x)
+    dtype = getattr(x, "dtype", None)
+    size = getattr(x, "numel", getattr(x, "size", None))
+    size = size() if callable(size) else size
+    if dtype is None or size != 1 or "bool" in str(dtype) or "complex" in str(dtype):
+        return None
+    try:
+        return float(x.item())  # type: ignore[attr-defined]
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def check_policy(policy: object) -> tuple[tuple[tuple[str, float, float], ...], ...]:
@@ -266,15 +280,22 @@ def check_policy(policy: object) -> tuple[tuple[tuple[str, float, float], ...], 
             where = f"policy[{i}][{j}]"
             if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 3:
                 raise TypeError(f"{where} must be a tuple (op_name, probability, level), got {item!r}")
-            name, prob, level = item
+            name, prob_in, level_in = item
             if not isinstance(name, str) or name not in OPS:
                 raise ValueError(
                     f"{where}: unknown op {name!r}; known ops: {', '.join(sorted(OPS))}"
                 )
-            if not _is_real(prob) or not math.isfinite(prob) or not 0.0 <= prob <= 1.0:
-                raise ValueError(f"{where} ({name}): probability must be in [0, 1], got {prob!r}")
-            if not _is_real(level) or not math.isfinite(level) or not 0.0 <= level <= MAX_LEVEL:
-                raise ValueError(f"{where} ({name}): level must be in [0, 10], got {level!r}")
-            ops.append((name, float(prob), float(level)))
+            prob, level = _as_number(prob_in), _as_number(level_in)
+            if prob is None or level is None:
+                what = "probability" if prob is None else "level"
+                raise TypeError(
+                    f"{where} ({name}): {what} must be a real number (a Python or NumPy "
+                    f"number or a one-element tensor), got {prob_in if prob is None else level_in!r}"
+                )
+            if not math.isfinite(prob) or not 0.0 <= prob <= 1.0:
+                raise ValueError(f"{where} ({name}): probability must be in [0, 1], got {prob_in!r}")
+            if not math.isfinite(level) or not 0.0 <= level <= MAX_LEVEL:
+                raise ValueError(f"{where} ({name}): level must be in [0, 10], got {level_in!r}")
+            ops.append((name, prob, level))
         out.append(tuple(ops))
     return tuple(out)

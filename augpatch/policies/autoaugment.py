@@ -15,12 +15,13 @@ import augpatch.functional as AF
 from augpatch.functional._checks import (
     OVERLAPS,
     check_choice,
+    check_image_sizes,
     check_images,
+    check_points,
     compute_dtype,
     parse_boxes,
 )
 from augpatch.functional._fill import fill_tensor
-from augpatch.functional._masks import _to_warpable
 from augpatch.policies._table import BBOX_ONLY_PROB_DIVISOR, OPS, check_policy
 from augpatch.policies.functional import (
     box_only_theta,
@@ -34,15 +35,21 @@ from augpatch.policies.functional import (
 )
 from augpatch.transforms._result import PatchResult
 from augpatch.transforms._sampling import uniform01
-from augpatch.transforms.base import PatchAugmentationBase
 
-__all__ = ["BoxProbability", "DetectionAutoAugment", "scale_aware_box_prob"]
+__all__ = [
+    "BoxProbability",
+    "DetectionAutoAugment",
+    "ScaleAwareBoxProb",
+    "check_targets",
+    "colour_channels",
+    "scale_aware_box_prob",
+]
 
 #: ``box_prob(op_name, prob [M], boxes [M, 4]) -> [M]``: the coin probability of each box
 #: for a box-only op whose sub-policy probability is ``prob`` (per box).
 BoxProbability = Callable[[str, Tensor, Tensor], Tensor]
 
-# a box thinner than this (pixels) is degenerate (as PatchAugmentationBase's keep)
+# a box thinner than this (pixels) is degenerate (as the transforms' keep)
 _KEEP_EPS = 1e-3
 _PADDING = ("fill", "zeros", "border", "reflection", "image")
 _INTERPOLATIONS = ("nearest", "bilinear")
@@ -51,6 +58,10 @@ _XYXY = BoundingBoxFormat.XYXY
 # the keys of the parameter dict (besides obj_to_img and keep) and their per-row shapes
 _IMAGE_KEYS = ("sub_policy", "apply", "magnitude", "cutout_center", "bbox_cutout_object")
 _OBJECT_KEYS = ("box_apply", "box_magnitude", "box_cutout_center")
+# the rows of the per-image entries of a call's record (with its uniform draws)
+_PER_IMAGE = frozenset((*_IMAGE_KEYS, "_u_center"))
+# what the ops resolve during a call (written back by the padded path)
+_RESOLVED = ("cutout_center", "box_apply", "box_cutout_center")
 
 
 def scale_aware_box_prob(
@@ -78,22 +89,49 @@ def scale_aware_box_prob(
         ...      torch.tensor([[0.0, 0, 10, 10], [0, 0, 200, 200]]))
         tensor([0.3000, 0.1000])
     """
-    w = [float(v) for v in weights]
-    t = [float(v) for v in area_thresholds]
-    if len(w) != 3 or any(v < 0 for v in w):
-        raise ValueError(f"weights must be 3 non-negative numbers (small, medium, large), got {w}")
-    if len(t) != 2 or not 0 <= t[0] <= t[1]:
-        raise ValueError(f"area_thresholds must be 2 increasing areas, got {t}")
-    if not divisor > 0:
-        raise ValueError(f"divisor must be positive, got {divisor}")
+    return ScaleAwareBoxProb(weights, area_thresholds=area_thresholds, divisor=divisor)
 
-    def hook(op: str, prob: Tensor, boxes: Tensor) -> Tensor:
+
+class ScaleAwareBoxProb:
+    """The picklable ``box_prob`` hook of :func:`scale_aware_box_prob` (SA-AutoAug).
+
+    A module-level callable class (not a closure), so a ``DetectionAutoAugment`` holding
+    it pickles, e.g. into ``DataLoader`` workers started with ``"spawn"``.
+
+    Example:
+        >>> import pickle
+        >>> hook = pickle.loads(pickle.dumps(ScaleAwareBoxProb((2.0, 1.0, 1.0))))
+        >>> hook("Rotate_Only_BBoxes", torch.tensor([0.3]), torch.tensor([[0.0, 0, 4, 4]]))
+        tensor([0.2000])
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[float] = (1.0, 1.0, 1.0),
+        *,
+        area_thresholds: Sequence[float] = (32.0**2, 96.0**2),
+        divisor: float = BBOX_ONLY_PROB_DIVISOR,
+    ) -> None:
+        w = [float(v) for v in weights]
+        t = [float(v) for v in area_thresholds]
+        if len(w) != 3 or any(v < 0 for v in w):
+            raise ValueError(f"weights must be 3 non-negative numbers (small, medium, large), got {w}")
+        if len(t) != 2 or not 0 <= t[0] <= t[1]:
+            raise ValueError(f"area_thresholds must be 2 increasing areas, got {t}")
+        if not divisor > 0:
+            raise ValueError(f"divisor must be positive, got {divisor}")
+        self.weights, self.area_thresholds, self.divisor = tuple(w), tuple(t), float(divisor)
+
+    def __call__(self, op: str, prob: Tensor, boxes: Tensor) -> Tensor:
+        t = self.area_thresholds
         area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
         bucket = (area >= t[0]).long() + (area >= t[1]).long()
-        weight = torch.tensor(w, dtype=prob.dtype, device=prob.device)[bucket]
-        return (prob / divisor * weight).clamp(0, 1)
+        weight = torch.tensor(self.weights, dtype=prob.dtype, device=prob.device)[bucket]
+        return (prob / self.divisor * weight).clamp(0, 1)
 
-    return hook
+    def __repr__(self) -> str:
+        return (f"ScaleAwareBoxProb({self.weights}, area_thresholds={self.area_thresholds}, "
+                f"divisor={self.divisor})")
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -456,11 +494,12 @@ class DetectionAutoAugment(nn.Module):
         image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
         """Apply the policy to a batch; see the class docstring."""
-        images = check_images(images)
+        images = _check_value_range(check_images(images))
         return self._call(images.shape, images, boxes, obj_to_img, masks, image_masks, keypoints,
-                          params)
+                          params, image_sizes)
 
     def _call(
         self,
@@ -472,16 +511,16 @@ class DetectionAutoAugment(nn.Module):
         image_masks: Tensor | None,
         keypoints: Tensor | None,
         params: Mapping[str, Any] | None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
         """Sample (or replay) and apply: to ``images`` if given, else to the targets only."""
         batch, channels, height, width = (int(v) for v in batch_shape)
         boxes, o2i, as_list = self._flatten(boxes, obj_to_img, batch)
+        sizes = check_image_sizes(image_sizes, batch, (height, width))
         device = images.device if images is not None else boxes.device
-        boxes, o2i = boxes.to(device), o2i.to(device)
+        boxes, o2i = _never_inverted(boxes.to(device)), o2i.to(device)
         n = boxes.shape[0]
-        keypoints = PatchAugmentationBase._check_extras(
-            masks, image_masks, keypoints, n, batch, (height, width)
-        )
+        keypoints = check_targets(masks, image_masks, keypoints, n, batch, (height, width))
         squeeze_image_masks = image_masks is not None and image_masks.dim() == 3
         if squeeze_image_masks:
             image_masks = image_masks[:, None]
@@ -500,39 +539,25 @@ class DetectionAutoAugment(nn.Module):
 
         state = _State(
             images=None if images is None else images.clone(),
-            boxes=boxes.to(dtype),
+            boxes=boxes.to(dtype).clone(),
             o2i=o2i,
             masks=masks,
             image_masks=image_masks,
-            keypoints=None if keypoints is None else keypoints.to(dtype),
+            keypoints=None if keypoints is None else keypoints.to(dtype).clone(),
             fill=fill,
             size=(height, width),
             batch=batch,
         )
-        sub_cpu = rec["sub_policy"].cpu()
-        apply_cpu = rec["apply"].cpu()
-        mag_cpu = rec["magnitude"].cpu()
-        op_of = self._op_id[sub_cpu]  # [B, K]
-        for k in range(self.num_slots):
-            ran = apply_cpu[:, k] & (op_of[:, k] >= 0)
-            for op_id in torch.unique(op_of[ran, k]).tolist():
-                name = self._op_names[op_id]
-                chosen = ran & (op_of[:, k] == op_id)
-                spec = OPS[name]
-                if not replay:
-                    self._resolve(rec, name, k, chosen, state.boxes, o2i, (height, width))
-                if spec.box_only:
-                    self._box_op(state, name, k, chosen, rec)
-                elif spec.kind == "cutout":
-                    if state.images is not None:
-                        self._cutout(state, name, k, chosen, rec)
-                else:
-                    for value in torch.unique(mag_cpu[chosen, k]).tolist():
-                        idx = torch.nonzero(chosen & (mag_cpu[:, k] == value)).flatten()
-                        self._image_op(state, name, float(value), idx.to(device))
+        if sizes is None:
+            self._run(state, rec, replay)
+        else:
+            self._run_padded(state, rec, replay, sizes)
+            state.boxes = AF.clip_boxes_to_images(state.boxes, o2i, sizes)
 
         final = state.boxes
         keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
+        if masks is not None and n:  # an object whose mask was emptied is gone
+            keep &= ~(masks.flatten(1).ne(0).any(1) & ~state.masks.flatten(1).ne(0).any(1))
         stored = {key: rec[key] for key in (*_IMAGE_KEYS, *_OBJECT_KEYS)}
         stored.update(obj_to_img=o2i, keep=keep)
         if images is not None:
@@ -561,6 +586,76 @@ class DetectionAutoAugment(nn.Module):
             params=stored,
         )
 
+    def _run(self, state: _State, rec: dict[str, Tensor], replay: bool) -> None:
+        """Apply the ops of every image's sub-policy, slot by slot, to ``state``."""
+        device = state.boxes.device
+        sub_cpu = rec["sub_policy"].cpu()
+        apply_cpu = rec["apply"].cpu()
+        mag_cpu = rec["magnitude"].cpu()
+        op_of = self._op_id[sub_cpu]  # [B, K]
+        for k in range(self.num_slots):
+            ran = apply_cpu[:, k] & (op_of[:, k] >= 0)
+            for op_id in torch.unique(op_of[ran, k]).tolist():
+                name = self._op_names[op_id]
+                chosen = ran & (op_of[:, k] == op_id)
+                spec = OPS[name]
+                if not replay:
+                    self._resolve(rec, name, k, chosen, state.boxes, state.o2i, state.size)
+                if spec.box_only:
+                    self._box_op(state, name, k, chosen, rec)
+                elif spec.kind == "cutout":
+                    if state.images is not None:
+                        self._cutout(state, name, k, chosen, rec)
+                else:
+                    for value in torch.unique(mag_cpu[chosen, k]).tolist():
+                        idx = torch.nonzero(chosen & (mag_cpu[:, k] == value)).flatten()
+                        self._image_op(state, name, float(value), idx.to(device))
+
+    def _run_padded(
+        self, state: _State, rec: dict[str, Tensor], replay: bool, sizes: Tensor
+    ) -> None:
+        """A padded batch: each image's ops on its own region ``[:H_b, :W_b]``, one at a time.
+
+        The padding is neither read nor written; the parameters of image ``b`` (and of its
+        objects) are the rows of ``rec``, which gets back what the ops resolved.
+        """
+        n = state.boxes.shape[0]
+        if state.masks is not None:
+            state.masks = state.masks.clone()
+        if state.image_masks is not None:
+            state.image_masks = state.image_masks.clone()
+        local = torch.full((n,), -1, dtype=torch.long, device=state.boxes.device)
+        for b in range(state.batch):
+            h, w = (int(v) for v in sizes[b])
+            objs = torch.nonzero(state.o2i == b).flatten()
+            local[objs] = torch.arange(objs.numel(), device=objs.device)
+            sub = {key: v[b : b + 1].clone() for key, v in rec.items() if key in _PER_IMAGE}
+            sub.update({key: v[objs].clone() for key, v in rec.items() if key not in _PER_IMAGE})
+            obj = sub["bbox_cutout_object"]
+            sub["bbox_cutout_object"] = torch.where(obj >= 0, local[obj.clamp(min=0)], -1)
+            one = _State(
+                images=None if state.images is None else state.images[b : b + 1, :, :h, :w].clone(),
+                boxes=state.boxes[objs], o2i=torch.zeros_like(objs),
+                masks=None if state.masks is None else state.masks[objs, :h, :w],
+                image_masks=(None if state.image_masks is None
+                             else state.image_masks[b : b + 1, :, :h, :w]),
+                keypoints=None if state.keypoints is None else state.keypoints[objs],
+                fill=state.fill, size=(h, w), batch=1,
+            )
+            self._run(one, sub, replay)
+            for key in _RESOLVED:
+                rows = slice(b, b + 1) if key in _PER_IMAGE else objs
+                rec[key][rows] = sub[key]
+            if one.images is not None:
+                state.images[b : b + 1, :, :h, :w] = one.images
+            state.boxes[objs] = one.boxes
+            if one.masks is not None:
+                state.masks[objs, :h, :w] = one.masks
+            if one.image_masks is not None:
+                state.image_masks[b : b + 1, :, :h, :w] = one.image_masks
+            if one.keypoints is not None:
+                state.keypoints[objs] = one.keypoints
+
     # ------------------------------------------------------------------ ops
 
     def _fill_list(self, state: _State) -> list[float]:
@@ -574,33 +669,13 @@ class DetectionAutoAugment(nn.Module):
         if state.images is None:
             return
         x = state.images.index_select(0, idx)
-        unit = 1.0 if x.dtype == torch.uint8 else 1.0 / 255
-        if name == "AutoContrast":
-            y = TF.autocontrast(x)
-        elif name == "Equalize":
-            y = TF.equalize(x)
-        elif name == "Posterize":
-            y = TF.posterize(x, int(value))
-        elif name == "Solarize":
-            if value > 255:  # nothing is at or above the threshold (the reference's level 10)
-                return
-            y = TF.solarize(x, value * unit)
-        elif name == "SolarizeAdd":
-            y = solarize_add(x, value * unit, 128 * unit)
-        elif name == "Color":
-            y = TF.adjust_saturation(x, value)
-        elif name == "Contrast":
-            y = TF.adjust_contrast(x, value)
-        elif name == "Brightness":
-            y = TF.adjust_brightness(x, value)
-        elif name == "Sharpness":
-            if x.device.type == "cpu":
-                # PyTorch's CPU depthwise convolution is several times faster on channels-last
-                # batches (same result): the blur of adjust_sharpness is one
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = TF.adjust_sharpness(x, value)
-        else:
-            raise ValueError(f"unknown image op {name!r}")
+        if name == "Solarize" and value > 255:
+            return  # threshold 256 (level 10): no pixel is at or above it (see the docs)
+        if name == "Sharpness" and x.device.type == "cpu":
+            # PyTorch's CPU depthwise convolution is several times faster on channels-last
+            # batches (same result): the blur of adjust_sharpness is one
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = _on_colour_channels(x, lambda t: _colour_op(name, t, value))
         state.images.index_copy_(0, idx, y.to(state.images.dtype))
 
     def _geometric(self, state: _State, name: str, value: float, idx: Tensor) -> None:
@@ -710,7 +785,9 @@ class DetectionAutoAugment(nn.Module):
         if name == "Cutout":
             pad = magnitude.long()[:, None].expand(-1, 2)
         else:  # BBox_Cutout: half-sides are the fraction of the chosen box's size
-            obj = rec["bbox_cutout_object"][idx, k].clamp(min=0)
+            obj = rec["bbox_cutout_object"][idx, k]
+            # an image without boxes has no object to cut (-1): it is left unchanged
+            idx, center, magnitude, obj = idx[obj >= 0], center[obj >= 0], magnitude[obj >= 0], obj[obj >= 0]
             rect = box_pixel_rects(state.boxes[obj], state.size)
             pad = (magnitude[:, None] * (rect[:, 2:] - rect[:, :2]).double() / 2).long()
         valid = (center >= 0).all(-1)
@@ -731,14 +808,14 @@ class DetectionAutoAugment(nn.Module):
         elif state.images is None:
             return
         elif name == "Equalize_Only_BBoxes":
-            state.images = equalize_boxes(
-                state.images, boxes, o2i, overlap=self.overlap, inplace=True
-            )
+            state.images = _on_colour_channels(state.images, lambda t: equalize_boxes(
+                t, boxes, o2i, overlap=self.overlap, inplace=t is state.images
+            ))
         elif name == "Solarize_Only_BBoxes":
             unit = 1.0 if state.images.dtype == torch.uint8 else 1.0 / 255
-            state.images = solarize_boxes(
-                state.images, boxes, magnitude * unit, o2i, overlap=self.overlap, inplace=True
-            )
+            state.images = _on_colour_channels(state.images, lambda t: solarize_boxes(
+                t, boxes, magnitude * unit, o2i, overlap=self.overlap, inplace=t is state.images
+            ))
         elif name == "Cutout_Only_BBoxes":  # a square about a pixel of the box, inside the box
             rect = box_pixel_rects(boxes, (height, width))
             center = rec["box_cutout_center"][fired, k]
@@ -784,21 +861,26 @@ class DetectionAutoAugment(nn.Module):
                 state.images, patches, theta, o2i, fill=fill, padding_mode=padding,
                 inplace=True, **common,
             )
-        if not self.move_boxes:
-            return
-        moved = AF.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
-        lo = torch.minimum(moved[:, :2], patches[:, 2:])
-        moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
-        state.boxes = state.boxes.index_copy(0, fired, moved.to(state.boxes.dtype))
+        self._box_warp_targets(state, fired, patches, theta)
+        if self.move_boxes:
+            moved = AF.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
+            lo = torch.minimum(moved[:, :2], patches[:, 2:])
+            moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
+            state.boxes = state.boxes.index_copy(0, fired, moved.to(state.boxes.dtype))
+
+    def _box_warp_targets(self, state: _State, fired: Tensor, patches: Tensor, theta: Tensor) -> None:
+        """Masks, image masks and keypoints of a box-only warp follow the pixels (always)."""
+        # what the warp brings into a box: background where the images get fill or zeros
+        padding = "zeros" if self.padding_mode == "fill" else self.padding_mode
+        common = {"align_corners": self.align_corners, "padding_mode": padding}
         if state.masks is not None:  # mask n is image n of a batch of its own
             own = torch.arange(fired.numel(), device=fired.device)
             warped = AF.warp_masks(state.masks.index_select(0, fired), patches, theta, own,
-                                   align_corners=self.align_corners)
+                                   **common)
             state.masks = state.masks.index_copy(0, fired, warped)
         if state.image_masks is not None:
-            state.image_masks = AF.warp_masks(state.image_masks, patches, theta, o2i,
-                                              align_corners=self.align_corners,
-                                              overlap=self.overlap)
+            state.image_masks = AF.warp_masks(state.image_masks, patches, theta,
+                                              state.o2i[fired], overlap=self.overlap, **common)
         if state.keypoints is not None:
             pts = state.keypoints.index_select(0, fired)
             moved_pts = AF.transform_points(pts, patches, theta, align_corners=self.align_corners)
@@ -842,10 +924,101 @@ class _State:
         self.batch = batch
 
 
+def _colour_op(name: str, x: Tensor, value: float) -> Tensor:
+    """Image-level colour op ``name`` with argument ``value`` on ``x [B, 1 or 3, H, W]``."""
+    unit = 1.0 if x.dtype == torch.uint8 else 1.0 / 255
+    if name == "AutoContrast":
+        return TF.autocontrast(x)
+    if name == "Equalize":
+        return TF.equalize(x)
+    if name == "Posterize":
+        return TF.posterize(x, int(value))
+    if name == "Solarize":
+        return TF.solarize(x, value * unit)
+    if name == "SolarizeAdd":
+        return solarize_add(x, value * unit, 128 * unit)
+    if name == "Color":
+        return TF.adjust_saturation(x, value)
+    if name == "Contrast":
+        return TF.adjust_contrast(x, value)
+    if name == "Brightness":
+        return TF.adjust_brightness(x, value)
+    if name == "Sharpness":
+        return TF.adjust_sharpness(x, value)
+    raise ValueError(f"unknown image op {name!r}")
+
+
 def _warp_mask(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Run a torchvision image warp (nearest) on a mask of any dtype, restoring its dtype."""
-    work, restore = _to_warpable(mask)
-    return restore(fn(work))
+    """Run a torchvision image warp (nearest) on a mask of any dtype, restoring its dtype.
+
+    bool masks go through uint8, other integer types through float64 (exact to 2**53).
+    """
+    if mask.dtype == torch.bool:
+        return fn(mask.to(torch.uint8)).bool()
+    if mask.dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        return fn(mask)
+    return fn(mask.to(torch.float64)).round().to(mask.dtype)
+
+
+def check_targets(
+    masks: Tensor | None,
+    image_masks: Tensor | None,
+    keypoints: Tensor | None,
+    n: int,
+    batch: int,
+    size: tuple[int, int],
+) -> Tensor | None:
+    """Validate the optional targets of a call; returns the checked keypoints (or ``None``)."""
+    if masks is not None and (
+        not isinstance(masks, Tensor) or masks.dim() != 3 or tuple(masks.shape) != (n, *size)
+    ):
+        raise ValueError(
+            f"masks must be a tensor [N, H, W] = {[n, *size]}, "
+            f"got {tuple(getattr(masks, 'shape', ()))}"
+        )
+    if image_masks is not None and not (
+        isinstance(image_masks, Tensor)
+        and image_masks.dim() in (3, 4)
+        and tuple(image_masks.shape[-2:]) == size
+        and image_masks.shape[0] == batch
+    ):
+        raise ValueError(
+            f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
+            f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
+        )
+    return None if keypoints is None else check_points(keypoints, n, "keypoints",
+                                                       one_per_object=True)
+
+
+def _check_value_range(images: Tensor) -> Tensor:
+    """Float images must hold values in ``[0, 1]`` (one min / max per call)."""
+    if images.is_floating_point() and images.numel():
+        lo, hi = torch.aminmax(images.detach())
+        lo_v, hi_v = float(lo), float(hi)
+        if not (lo_v >= 0.0 and hi_v <= 1.0):  # also catches NaN
+            raise ValueError(
+                f"images: float images must hold values in [0, 1] (uint8 images 0-255), got "
+                f"values in [{lo_v:g}, {hi_v:g}]; divide 0-255 floats by 255 and undo a "
+                f"normalisation (mean / std) before DetectionAutoAugment"
+            )
+    return images
+
+
+def colour_channels(channels: int) -> int:
+    """How many leading channels the colour ops act on: 3 (RGB) if ``C >= 3``, else 1.
+
+    The other channels (an alpha channel, extra spectral bands) are left unchanged by
+    the colour ops; geometric ops and cutouts move and fill every channel.
+    """
+    return 3 if channels >= 3 else 1
+
+
+def _on_colour_channels(x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """``fn`` on the colour channels of ``x`` (:func:`colour_channels`), the rest kept."""
+    c = colour_channels(x.shape[1])
+    if c == x.shape[1]:
+        return fn(x)
+    return torch.cat((fn(x[:, :c]).to(x.dtype), x[:, c:]), 1)
 
 
 def _never_inverted(boxes: Tensor) -> Tensor:
