@@ -156,7 +156,7 @@ def loop_autoaugment(
                     shift = {"TranslateX_BBox": [-value, 0.0],
                              "TranslateY_BBox": [0.0, -value]}.get(name, [0.0, 0.0])
                     kw = {"angle": 0.0, "translate": shift, "scale": 1.0, "shear": shear,
-                          "center": [0.0, 0.0]}
+                          "center": [0.5, 0.5]}
                     out[b : b + 1] = TF.affine(x, interpolation=mode, fill=fill, **kw)
                     if objs:
                         cur[objs] = TF.affine_bounding_boxes(

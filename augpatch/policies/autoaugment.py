@@ -696,7 +696,7 @@ class DetectionAutoAugment(nn.Module):
                 "TranslateY_BBox": [0.0, -value],
             }.get(name, [0.0, 0.0])
             kw = {"angle": 0.0, "translate": translate, "scale": 1.0, "shear": shear,
-                  "center": [0.0, 0.0]}
+                  "center": [0.5, 0.5]}
         rotate = name == "Rotate_BBox"
 
         def image_fn(t: Tensor, fill: list[float], mode: InterpolationMode) -> Tensor:
