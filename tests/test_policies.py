@@ -19,7 +19,7 @@ from augpatch.policies import (
     level_to_arg,
     scale_aware_box_prob,
 )
-from augpatch.policies._loop import loop_autoaugment
+from augpatch.testing.policy_loop import loop_autoaugment
 from augpatch.policies.functional import (
     _compiled,
     box_pixel_rects,

@@ -163,6 +163,13 @@ class DetectionAutoAugment(nn.Module):
     * colour, via torchvision: ``AutoContrast``, ``Equalize``, ``Posterize``,
       ``Solarize``, ``Color`` (saturation), ``Contrast``, ``Brightness``,
       ``Sharpness``; ``SolarizeAdd`` (no torchvision kernel; two tensor ops).
+      ``Solarize`` / ``Solarize_Only_BBoxes`` invert the pixels at or above the
+      threshold ``int(level / 10 * 256)``; at level 10 the threshold is 256 and no pixel
+      changes (the reference compares ``image < 256`` in uint8, where 256 wraps to 0,
+      and so inverts every pixel at level 10: augpatch keeps the mapping's intent).
+      The colour ops act on the leading colour channels (:func:`colour_channels`: the
+      first 3 when ``C >= 3``, else the first one); other channels (alpha, extra bands)
+      are left unchanged.
       ``Contrast`` blends with the mean grey level as PIL and torchvision do (the
       reference's TF port uses ``pixel count / 256`` for that mean, a known slip).
     * ``Cutout`` (a square of half-side ``pad`` at a uniform pixel of the image) and
@@ -172,7 +179,8 @@ class DetectionAutoAugment(nn.Module):
       ``*_bounding_boxes``; boxes become the clipped envelope of their moved corners):
       ``Rotate_BBox`` (about the image centre, counter-clockwise positive),
       ``ShearX_BBox`` / ``ShearY_BBox`` (``x -> x - s y`` / ``y -> y - s x`` about the
-      top-left corner, as the reference), ``TranslateX_BBox`` / ``TranslateY_BBox``
+      centre of pixel ``(0, 0)``, as the reference: equal to it except at exact ``.5``
+      nearest ties), ``TranslateX_BBox`` / ``TranslateY_BBox``
       (content moves by ``-pixels``, as the reference). Empty areas get ``fill``.
       Objects moved out of the image get zero-size boxes and ``keep=False``.
     * inside each box (per-object parameters, one vectorised pass per op):
@@ -183,7 +191,18 @@ class DetectionAutoAugment(nn.Module):
       ``Equalize_Only_BBoxes``, ``Solarize_Only_BBoxes``, ``Cutout_Only_BBoxes``. Each
       box draws its own sign where the reference negates the argument. As in the
       reference the boxes do not change (``move_boxes=True``: the geometric ones move
-      each box, mask and keypoints with its content).
+      each box too, to the envelope of its moved content).
+
+    Targets follow their pixels: in every geometric op an object's mask (nearest, via
+    :func:`augpatch.functional.warp_masks` for the box-only ops; torchvision's nearest
+    warp, the images' own call, for the image-level ones), the image masks and the
+    keypoints move exactly as the pixels, clipped where the pixels are (what leaves a
+    box or the image is cut off), whatever ``move_boxes`` says about boxes. Cutouts
+    (``Cutout``, ``BBox_Cutout``, ``Cutout_Only_BBoxes``) occlude: masks, keypoints and
+    boxes stay as they are. With ``padding_mode="image"`` a box-only warp may bring a
+    neighbour's pixels into a box; the neighbour's mask does not grow. An object whose
+    mask (when ``masks`` are given) was non-empty and is emptied by the ops gets
+    ``keep=False``, like an object whose box becomes degenerate.
 
     Args:
         policy: ``"v0"``, ``"v1"``, ``"v2"``, ``"v3"`` (:data:`POLICIES`) or a custom list
@@ -207,8 +226,8 @@ class DetectionAutoAugment(nn.Module):
             makes the SA-AutoAug area weighting a one-liner.
         bbox_prob_divisor: the reference's ``_scale_bbox_only_op_probability`` divisor (3).
         move_boxes: the box-only geometric ops also map each box (the envelope of its
-            moved content, clipped to the box), mask, keypoints and image masks. Default
-            False, as the reference.
+            moved content, clipped to the box). Default False: boxes stay, as in the
+            reference. Masks, image masks and keypoints move with the pixels either way.
         overlap: order of overlapping boxes for the box-only ops, ``"sequential"``
             (index order, each reads the image as the earlier ones left it) or
             ``"parallel"``.
@@ -219,17 +238,25 @@ class DetectionAutoAugment(nn.Module):
 
     Call:
         ``aug(images, boxes, obj_to_img=None, *, masks=None, image_masks=None,
-        keypoints=None, params=None) -> PatchResult`` with ``images [B, C, H, W]`` uint8
-        (0-255) or float (0-1), ``boxes [N, 4]`` ``xyxy`` pixels (or a list of ``B``
+        keypoints=None, params=None, image_sizes=None) -> PatchResult`` with
+        ``images [B, C, H, W]`` uint8 (0-255) or float with values in ``[0, 1]`` (checked:
+        one min / max per call; a ``ValueError`` names ``images`` and the range found,
+        for 0-255 floats or normalised tensors), any ``C``,
+        ``boxes [N, 4]`` ``xyxy`` pixels (inverted ones become zero-width and
+        ``keep=False``, as in the transforms; or a list of ``B``
         tensors), ``masks [N, H, W]``, ``image_masks [B, K, H, W]`` / ``[B, H, W]``,
         ``keypoints [N, K, 2]`` (augpatch's convention: pixel ``j`` centred at
         ``j + 0.5``). Returns images of the input dtype (float stays in ``[0, 1]``),
         float boxes, ``keep [N]`` and the rest as the other transforms.
 
-    Images in a batch are treated as their whole ``[H, W]`` canvas: pad a batch of
-    different sizes and the image-level ops see the padding (rotation about the canvas
-    centre, the padding in the histograms); batch images of one size for exact
-    per-image semantics. The box-only ops are unaffected.
+    Padded batches: with ``image_sizes [B, 2]`` (``(H_b, W_b)``, as
+    :func:`augpatch.data.collate_objects` records them) each image is only its own
+    region ``images[b, :, :H_b, :W_b]``: every op acts on it alone (rotation about its
+    centre, histograms of its pixels, shifts and cutout positions within it), nothing is
+    read from the padding and the padding is returned unchanged; boxes are clipped to
+    their image and objects that leave it get ``keep=False``. That path runs the images
+    one by one; without ``image_sizes`` (or when no image is padded) every image is the
+    whole canvas and the batched path runs.
 
     Parameters (``aug._params``, replay with ``params=``; ``K`` = most ops in a
     sub-policy): ``sub_policy [B]``, ``apply [B, K]`` (the op ran; box-only ops always
@@ -411,6 +438,8 @@ class DetectionAutoAugment(nn.Module):
         batch_shape: Sequence[int],
         boxes: Tensor | Sequence[Tensor],
         obj_to_img: Tensor | None = None,
+        *,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> dict[str, Tensor]:
         """Sample the parameters of a call without applying them (Kornia style).
 
@@ -433,7 +462,8 @@ class DetectionAutoAugment(nn.Module):
             >>> p["sub_policy"].shape, p["apply"].shape
             (torch.Size([4]), torch.Size([4, 2]))
         """
-        result = self._call(batch_shape, None, boxes, obj_to_img, None, None, None, None)
+        result = self._call(batch_shape, None, boxes, obj_to_img, None, None, None, None,
+                            image_sizes)
         return result.params
 
     def apply_to_targets(
@@ -446,6 +476,7 @@ class DetectionAutoAugment(nn.Module):
         masks: Tensor | None = None,
         image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
         """Apply a call's parameters to boxes, masks and keypoints only (no images).
 
@@ -464,7 +495,7 @@ class DetectionAutoAugment(nn.Module):
             25.0
         """
         return self._call(batch_shape, None, boxes, obj_to_img, masks, image_masks, keypoints,
-                          params)
+                          params, image_sizes)
 
     @staticmethod
     def _flatten(
@@ -496,7 +527,19 @@ class DetectionAutoAugment(nn.Module):
         params: Mapping[str, Any] | None = None,
         image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
-        """Apply the policy to a batch; see the class docstring."""
+        """Apply the policy to a batch; see the class docstring.
+
+        Example (a padded batch: image 1 is 20 x 24 on the 32 x 32 canvas):
+            >>> aug = DetectionAutoAugment([[("Rotate_BBox", 1.0, 10)]])
+            >>> images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+            >>> images[1, :, 20:] = images[1, :, :, 24:] = 255  # the padding
+            >>> out = aug(images, torch.tensor([[2.0, 2, 30, 30], [2, 2, 22, 18]]),
+            ...           torch.tensor([0, 1]), image_sizes=[(32, 32), (20, 24)])
+            >>> bool((out.images[1, :, 20:] == 255).all() and (out.images[1, :, :, 24:] == 255).all())
+            True
+            >>> bool((out.boxes[1, 2:] <= torch.tensor([24.0, 20.0])).all())
+            True
+        """
         images = _check_value_range(check_images(images))
         return self._call(images.shape, images, boxes, obj_to_img, masks, image_masks, keypoints,
                           params, image_sizes)

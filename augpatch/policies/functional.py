@@ -313,7 +313,8 @@ def solarize_boxes(
 
     ``torchvision.transforms.v2.functional.solarize`` of each box's crop with its own
     threshold (``where(x >= threshold, invert(x), x)``); a threshold above the largest
-    value (e.g. 256 for uint8, as the reference's level 10) leaves the box unchanged.
+    value (256 for uint8, the threshold of level 10) leaves the box unchanged. (The
+    reference inverts every pixel there: its uint8 ``image < 256`` wraps 256 to 0.)
 
     Args:
         images: ``[B, C, H, W]`` uint8 or float images.

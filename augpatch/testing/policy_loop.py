@@ -18,7 +18,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
-from augpatch.policies._table import OPS
+from augpatch.policies import OPS
 from augpatch.policies.functional import box_pixel_rects, shear_degrees, solarize_add
 
 __all__ = ["loop_autoaugment"]
