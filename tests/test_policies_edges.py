@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import InterpolationMode
 
 from augpatch.policies import (
     OPS,
@@ -16,6 +17,8 @@ from augpatch.policies import (
     ScaleAwareBoxProb,
     scale_aware_box_prob,
 )
+
+NEAREST = InterpolationMode.NEAREST
 
 
 def _always(op: str, prob: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -104,7 +107,9 @@ def test_float_images_outside_0_1_are_refused_with_a_clear_error(bad: float) -> 
     aug = DetectionAutoAugment("v0")
     with pytest.raises(ValueError, match=r"images: float images must hold values in \[0, 1\]"):
         aug(images, torch.tensor([[1.0, 1.0, 8.0, 8.0]]))
-    assert aug(images.nan_to_num(0).clamp(0, 1), torch.tensor([[1.0, 1.0, 8.0, 8.0]])).keep.all()
+    fine = images.nan_to_num(0).clamp(0, 1)
+    out = DetectionAutoAugment([[("Equalize", 1.0, 1)]])(fine, torch.tensor([[1.0, 1.0, 8.0, 8.0]]))
+    assert out.images.shape == fine.shape and bool(out.images.max() <= 1)
 
 
 def test_inverted_input_boxes_become_zero_width_and_not_kept() -> None:
@@ -205,3 +210,28 @@ def test_known_difference_the_reference_crop_includes_the_last_row_and_column() 
     assert share["TranslateX_Only_BBoxes"] < 0.02
     assert share["Solarize_Only_BBoxes"] == 0.0
     assert math.isfinite(sum(share.values()))
+
+
+# ------------------------------------------------------------------ the op registry
+
+
+def test_every_op_is_one_object_that_says_what_it_does() -> None:
+    x = torch.randint(0, 256, (1, 3, 20, 24), dtype=torch.uint8)
+    patches = torch.tensor([[2.0, 2.0, 18.0, 14.0]])
+    for name, spec in OPS.items():
+        value = spec.level_to_arg(7)
+        if spec.kind == "color":
+            assert spec.image(x, value).shape == x.shape
+        elif spec.kind == "image_geometric":
+            kernel, kw = spec.affine(value)
+            assert kernel in ("rotate", "affine") and isinstance(kw, dict)
+        elif spec.kind == "box_geometric":
+            assert spec.box_theta(patches, torch.tensor([value])).shape == (1, 2, 3)
+            assert spec.crop(x[..., 2:14, 2:18], value, [128.0] * 3, NEAREST).shape == (1, 3, 12, 16)
+        elif spec.kind == "box_photometric" and name != "Cutout_Only_BBoxes":
+            out = spec.boxes_photometric(x, patches, torch.tensor([value]), torch.tensor([0]),
+                                         "sequential", False)
+            assert out.shape == x.shape
+            assert spec.crop(x[..., 2:14, 2:18], value, [128.0] * 3, NEAREST).shape == (1, 3, 12, 16)
+        with pytest.raises(ValueError, match=name):  # the wrong kind says so
+            _ = spec.affine(value) if spec.kind != "image_geometric" else spec.image(x, value)

@@ -24,13 +24,8 @@ from augpatch.functional._checks import (
 from augpatch.functional._fill import fill_tensor
 from augpatch.policies._table import BBOX_ONLY_PROB_DIVISOR, OPS, check_policy
 from augpatch.policies.functional import (
-    box_only_theta,
     box_pixel_rects,
-    equalize_boxes,
     fill_rects,
-    shear_degrees,
-    solarize_add,
-    solarize_boxes,
     warp_in_boxes,
 )
 from augpatch.transforms._result import PatchResult
@@ -712,13 +707,11 @@ class DetectionAutoAugment(nn.Module):
         if state.images is None:
             return
         x = state.images.index_select(0, idx)
-        if name == "Solarize" and value > 255:
-            return  # threshold 256 (level 10): no pixel is at or above it (see the docs)
         if name == "Sharpness" and x.device.type == "cpu":
             # PyTorch's CPU depthwise convolution is several times faster on channels-last
             # batches (same result): the blur of adjust_sharpness is one
             x = x.contiguous(memory_format=torch.channels_last)
-        y = _on_colour_channels(x, lambda t: _colour_op(name, t, value))
+        y = _on_colour_channels(x, lambda t: OPS[name].image(t, value))
         state.images.index_copy_(0, idx, y.to(state.images.dtype))
 
     def _geometric(self, state: _State, name: str, value: float, idx: Tensor) -> None:
@@ -727,20 +720,8 @@ class DetectionAutoAugment(nn.Module):
         interp = InterpolationMode.NEAREST if self.interpolation == "nearest" else (
             InterpolationMode.BILINEAR
         )
-        if name == "Rotate_BBox":
-            kw: dict[str, Any] = {"angle": value}
-        else:
-            shear = {
-                "ShearX_BBox": [shear_degrees(value), 0.0],
-                "ShearY_BBox": [0.0, shear_degrees(value)],
-            }.get(name, [0.0, 0.0])
-            translate = {
-                "TranslateX_BBox": [-value, 0.0],
-                "TranslateY_BBox": [0.0, -value],
-            }.get(name, [0.0, 0.0])
-            kw = {"angle": 0.0, "translate": translate, "scale": 1.0, "shear": shear,
-                  "center": [0.5, 0.5]}
-        rotate = name == "Rotate_BBox"
+        kernel, kw = OPS[name].affine(value)
+        rotate = kernel == "rotate"
 
         def image_fn(t: Tensor, fill: list[float], mode: InterpolationMode) -> Tensor:
             if rotate:
@@ -850,14 +831,9 @@ class DetectionAutoAugment(nn.Module):
             self._box_warp(state, name, fired, magnitude)
         elif state.images is None:
             return
-        elif name == "Equalize_Only_BBoxes":
-            state.images = _on_colour_channels(state.images, lambda t: equalize_boxes(
-                t, boxes, o2i, overlap=self.overlap, inplace=t is state.images
-            ))
-        elif name == "Solarize_Only_BBoxes":
-            unit = 1.0 if state.images.dtype == torch.uint8 else 1.0 / 255
-            state.images = _on_colour_channels(state.images, lambda t: solarize_boxes(
-                t, boxes, magnitude * unit, o2i, overlap=self.overlap, inplace=t is state.images
+        elif name != "Cutout_Only_BBoxes":  # Equalize_ / Solarize_Only_BBoxes
+            state.images = _on_colour_channels(state.images, lambda t: OPS[name].boxes_photometric(
+                t, boxes, magnitude, o2i, self.overlap, inplace=t is state.images
             ))
         elif name == "Cutout_Only_BBoxes":  # a square about a pixel of the box, inside the box
             rect = box_pixel_rects(boxes, (height, width))
@@ -887,7 +863,7 @@ class DetectionAutoAugment(nn.Module):
     def _box_warp(self, state: _State, name: str, fired: Tensor, magnitude: Tensor) -> None:
         height, width = state.size
         patches = AF.clip_boxes(state.boxes[fired], (height, width))
-        theta = box_only_theta(name, patches, magnitude, align_corners=self.align_corners)
+        theta = OPS[name].box_theta(patches, magnitude, align_corners=self.align_corners)
         o2i = state.o2i[fired]
         common = {"mode": self.interpolation, "align_corners": self.align_corners,
                   "overlap": self.overlap}
@@ -965,30 +941,6 @@ class _State:
         self.fill = fill
         self.size = size
         self.batch = batch
-
-
-def _colour_op(name: str, x: Tensor, value: float) -> Tensor:
-    """Image-level colour op ``name`` with argument ``value`` on ``x [B, 1 or 3, H, W]``."""
-    unit = 1.0 if x.dtype == torch.uint8 else 1.0 / 255
-    if name == "AutoContrast":
-        return TF.autocontrast(x)
-    if name == "Equalize":
-        return TF.equalize(x)
-    if name == "Posterize":
-        return TF.posterize(x, int(value))
-    if name == "Solarize":
-        return TF.solarize(x, value * unit)
-    if name == "SolarizeAdd":
-        return solarize_add(x, value * unit, 128 * unit)
-    if name == "Color":
-        return TF.adjust_saturation(x, value)
-    if name == "Contrast":
-        return TF.adjust_contrast(x, value)
-    if name == "Brightness":
-        return TF.adjust_brightness(x, value)
-    if name == "Sharpness":
-        return TF.adjust_sharpness(x, value)
-    raise ValueError(f"unknown image op {name!r}")
 
 
 def _warp_mask(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:

@@ -535,28 +535,12 @@ def box_only_theta(
         tensor([[[1., 0., 1.],
                  [0., 1., 0.]]])
     """
-    n = patches.shape[0]
-    m = magnitude.to(patches.dtype)
-    zero = torch.zeros_like(m)
-    if op == "Rotate_Only_BBoxes":
-        return AF.patch_affine_matrix(patches, angle=m, align_corners=align_corners)
-    if op in ("ShearX_Only_BBoxes", "ShearY_Only_BBoxes"):
-        deg = torch.rad2deg(torch.atan(m))  # torchvision F.affine shear: x -> x - tan(shx) y
-        pair = (deg, zero) if op == "ShearX_Only_BBoxes" else (zero, deg)
-        return AF.patch_affine_matrix(
-            patches, shear=torch.stack(pair, -1), align_corners=align_corners
-        )
-    if op in ("TranslateX_Only_BBoxes", "TranslateY_Only_BBoxes"):
-        pair = (-m, zero) if op == "TranslateX_Only_BBoxes" else (zero, -m)
-        return AF.patch_affine_matrix(
-            patches, translate=torch.stack(pair, -1), align_corners=align_corners
-        )
-    if op == "Flip_Only_BBoxes":
-        scale = torch.tensor([-1.0, 1.0], dtype=patches.dtype, device=patches.device)
-        return AF.patch_affine_matrix(
-            patches, scale=scale.expand(n, 2), align_corners=align_corners
-        )
-    raise ValueError(f"{op!r} is not a box-only geometric op")
+    from augpatch.policies._table import OPS  # the op registry (imports this module)
+
+    spec = OPS.get(op)
+    if spec is None or spec.kind != "box_geometric":
+        raise ValueError(f"{op!r} is not a box-only geometric op")
+    return spec.box_theta(patches, magnitude, align_corners=align_corners)
 
 
 def shear_degrees(coefficient: float) -> float:

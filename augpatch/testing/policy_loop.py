@@ -19,66 +19,21 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
 from augpatch.policies import OPS
-from augpatch.policies.functional import box_pixel_rects, shear_degrees, solarize_add
+from augpatch.policies.functional import box_pixel_rects
 
 __all__ = ["loop_autoaugment"]
 
 
-def _crop_op(name: str, crop: Tensor, value: float, fill: list[float], mode: InterpolationMode,
-             center: tuple[int, int] | None, unit: float) -> Tensor:
-    """The reference's op on one box crop ``[1, C, h, w]`` (about the crop's centre)."""
-    h, w = crop.shape[-2:]
-    mid = [w / 2, h / 2]
-    if name == "Rotate_Only_BBoxes":
-        return TF.rotate(crop, value, interpolation=mode, fill=fill)
-    if name in ("ShearX_Only_BBoxes", "ShearY_Only_BBoxes"):
-        deg = shear_degrees(value)
-        shear = [deg, 0.0] if name == "ShearX_Only_BBoxes" else [0.0, deg]
-        return TF.affine(crop, angle=0.0, translate=[0.0, 0.0], scale=1.0, shear=shear,
-                         interpolation=mode, fill=fill, center=mid)
-    if name in ("TranslateX_Only_BBoxes", "TranslateY_Only_BBoxes"):
-        shift = [-value, 0.0] if name == "TranslateX_Only_BBoxes" else [0.0, -value]
-        return TF.affine(crop, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0],
-                         interpolation=mode, fill=fill)
-    if name == "Flip_Only_BBoxes":
-        return TF.horizontal_flip(crop)
-    if name == "Equalize_Only_BBoxes":
-        return TF.equalize(crop)
-    if name == "Solarize_Only_BBoxes":
-        return crop if value > 255 else TF.solarize(crop, value * unit)
-    if name == "Cutout_Only_BBoxes":
-        out = crop.clone()
-        cx, cy = center  # type: ignore[misc]
-        pad = int(value)
-        out[..., max(cy - pad, 0):max(cy + pad, 0), max(cx - pad, 0):max(cx + pad, 0)] = (
-            torch.tensor(fill, dtype=torch.float64).round().to(crop.dtype)[:, None, None]
-            if crop.dtype == torch.uint8 else torch.tensor(fill, dtype=crop.dtype)[:, None, None]
-        )
-        return out
-    raise ValueError(name)
-
-
-def _image_op(name: str, x: Tensor, value: float, fill: list[float], mode: InterpolationMode,
-              unit: float) -> Tensor:
-    if name == "AutoContrast":
-        return TF.autocontrast(x)
-    if name == "Equalize":
-        return TF.equalize(x)
-    if name == "Posterize":
-        return TF.posterize(x, int(value))
-    if name == "Solarize":
-        return x if value > 255 else TF.solarize(x, value * unit)
-    if name == "SolarizeAdd":
-        return solarize_add(x, value * unit, 128 * unit)
-    if name == "Color":
-        return TF.adjust_saturation(x, value)
-    if name == "Contrast":
-        return TF.adjust_contrast(x, value)
-    if name == "Brightness":
-        return TF.adjust_brightness(x, value)
-    if name == "Sharpness":
-        return TF.adjust_sharpness(x, value)
-    raise ValueError(name)
+def _cutout_crop(crop: Tensor, value: float, fill: list[float], center: tuple[int, int]) -> Tensor:
+    """The reference's ``Cutout_Only_BBoxes`` on one box crop ``[1, C, h, w]``."""
+    out = crop.clone()
+    cx, cy = center
+    pad = int(value)
+    out[..., max(cy - pad, 0):max(cy + pad, 0), max(cx - pad, 0):max(cx + pad, 0)] = (
+        torch.tensor(fill, dtype=torch.float64).round().to(crop.dtype)[:, None, None]
+        if crop.dtype == torch.uint8 else torch.tensor(fill, dtype=crop.dtype)[:, None, None]
+    )
+    return out
 
 
 def loop_autoaugment(
@@ -124,7 +79,7 @@ def loop_autoaugment(
             spec = OPS[name]
             x = out[b : b + 1]
             if spec.kind == "color":
-                out[b : b + 1] = _image_op(name, x, value, fill, mode, unit)
+                out[b : b + 1] = spec.image(x, value)
             elif spec.kind == "cutout":
                 cx, cy = (int(v) for v in params["cutout_center"][b, k])
                 if name == "Cutout":
@@ -144,24 +99,13 @@ def loop_autoaugment(
                     fill, dtype=out.dtype
                 )[:, None, None]
             elif spec.kind == "image_geometric":
-                if name == "Rotate_BBox":
-                    out[b : b + 1] = TF.rotate(x, value, interpolation=mode, fill=fill)
-                    if objs:
-                        cur[objs] = TF.rotate_bounding_boxes(
-                            cur[objs], "XYXY", (height, width), value, clamping_mode="hard"
-                        )[0].to(dtype)
-                else:
-                    shear = {"ShearX_BBox": [shear_degrees(value), 0.0],
-                             "ShearY_BBox": [0.0, shear_degrees(value)]}.get(name, [0.0, 0.0])
-                    shift = {"TranslateX_BBox": [-value, 0.0],
-                             "TranslateY_BBox": [0.0, -value]}.get(name, [0.0, 0.0])
-                    kw = {"angle": 0.0, "translate": shift, "scale": 1.0, "shear": shear,
-                          "center": [0.5, 0.5]}
-                    out[b : b + 1] = TF.affine(x, interpolation=mode, fill=fill, **kw)
-                    if objs:
-                        cur[objs] = TF.affine_bounding_boxes(
-                            cur[objs], "XYXY", (height, width), clamping_mode="hard", **kw
-                        ).to(dtype)
+                kernel, kw = spec.affine(value)
+                out[b : b + 1] = getattr(TF, kernel)(x, interpolation=mode, fill=fill, **kw)
+                if objs:
+                    moved = getattr(TF, f"{kernel}_bounding_boxes")(
+                        cur[objs], "XYXY", (height, width), clamping_mode="hard", **kw
+                    )
+                    cur[objs] = (moved[0] if kernel == "rotate" else moved).to(dtype)
                 cur[objs, 2:] = torch.maximum(cur[objs, 2:], cur[objs, :2])
             else:  # box-only: crop, op, paste back, one box at a time
                 for n in objs:
@@ -171,12 +115,12 @@ def loop_autoaugment(
                     if j1 <= j0 or i1 <= i0:
                         continue
                     crop = out[b : b + 1, :, i0:i1, j0:j1]
-                    center = None
+                    value = float(params["box_magnitude"][n, k])
                     if name == "Cutout_Only_BBoxes":
                         cx, cy = (int(v) for v in params["box_cutout_center"][n, k])
-                        center = (cx - j0, cy - i0)
-                    new = _crop_op(name, crop, float(params["box_magnitude"][n, k]), fill, mode,
-                                   center, unit)
+                        new = _cutout_crop(crop, value, fill, (cx - j0, cy - i0))
+                    else:
+                        new = spec.crop(crop, value, fill, mode)
                     if paste == "slice":
                         out[b : b + 1, :, i0:i1, j0:j1] = new
                     else:  # pad to the image and blend, as the reference
