@@ -432,11 +432,10 @@ def warp_in_boxes(
     Same result as ``warp_patches(images, boxes, theta, obj_to_img, ...)`` with a
     patch-relative ``padding_mode`` (``"zeros"``, ``"border"``, ``"reflection"``), or as
     :func:`augpatch.functional.warp_patches_fill` when ``fill`` is given; but the cost
-    follows the boxes' area, not the images': the pixels of each level of
-    non-overlapping boxes are packed into one small canvas (side by side, a column of
-    zeros between them), warped there in one call, and written back.
-    Worth it when the boxes cover a small part of the images (a few box-only ops on a
-    batch); ``padding_mode="image"`` reads around the boxes: use ``warp_patches``.
+    follows the boxes' area: the pixels of each level of non-overlapping boxes are packed
+    side by side (a zero column between) into one small canvas, warped, written back.
+    Worth it when the boxes cover a small part of the images; ``padding_mode="image"``
+    reads around the boxes: use ``warp_patches``.
 
     Args:
         images: ``[B, C, H, W]``. boxes: ``[N, 4]`` (clipped to the canvas here).
@@ -494,7 +493,14 @@ def warp_in_boxes(
 
         return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
 
-    # compiled CPU copies of the rects' rows into the canvas and back
+    return _warp_in_boxes_compiled(ops, images, rects, o2i, layout, warp, overlap, inplace)
+
+
+def _warp_in_boxes_compiled(
+    ops: Any, images: Tensor, rects: Tensor, o2i: Tensor, layout: Callable[..., Any],
+    warp: Callable[..., Tensor], overlap: str, inplace: bool,
+) -> Tensor:
+    """``warp_in_boxes`` with compiled CPU copies of the rects' rows into the canvas and back."""
     check_choice("overlap", overlap, OVERLAPS)
     out = images if inplace else images.clone(memory_format=torch.preserve_format)
     levels = [(sel, *layout(sel)) for sel in _level_selections(rects, o2i)]

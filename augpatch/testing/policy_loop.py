@@ -30,10 +30,44 @@ def _cutout_crop(crop: Tensor, value: float, fill: list[float], center: tuple[in
     cx, cy = center
     pad = int(value)
     out[..., max(cy - pad, 0):max(cy + pad, 0), max(cx - pad, 0):max(cx + pad, 0)] = (
-        torch.tensor(fill, dtype=torch.float64).round().to(crop.dtype)[:, None, None]
-        if crop.dtype == torch.uint8 else torch.tensor(fill, dtype=crop.dtype)[:, None, None]
+        _fill_value(fill, crop.dtype)
     )
     return out
+
+
+def _paste(out: Tensor, b: int, new: Tensor, rect: tuple[int, int, int, int], paste: str) -> None:
+    """Write a box's new crop back into image ``b`` of ``out`` (in place).
+
+    ``"slice"``: a slice assignment; ``"reference"``: pad the crop and a mask to the
+    image and blend (``image * mask + padded``), as the reference's
+    ``_apply_bbox_augmentation`` does.
+    """
+    j0, i0, j1, i1 = rect
+    if paste == "slice":
+        out[b : b + 1, :, i0:i1, j0:j1] = new
+        return
+    pad = (j0, out.shape[-1] - j1, i0, out.shape[-2] - i1)
+    mask = torch.nn.functional.pad(torch.zeros_like(new), pad, value=1)
+    out[b : b + 1] = out[b : b + 1] * mask + torch.nn.functional.pad(new, pad)
+
+
+def _fill_value(fill: list[float], dtype: torch.dtype) -> Tensor:
+    """``fill`` as a ``[C, 1, 1]`` tensor of ``dtype`` (uint8 rounds)."""
+    if dtype == torch.uint8:
+        return torch.tensor(fill, dtype=torch.float64).round().to(dtype)[:, None, None]
+    return torch.tensor(fill, dtype=dtype)[:, None, None]
+
+
+def _cutout_pads(
+    name: str, value: float, boxes: Tensor, obj: int, size: tuple[int, int]
+) -> tuple[int, int] | None:
+    """Half-sides ``(x, y)`` of an image-level cutout (``None``: ``BBox_Cutout`` without a box)."""
+    if name == "Cutout":
+        return int(value), int(value)
+    if obj < 0:
+        return None
+    r = box_pixel_rects(boxes[obj : obj + 1], size)[0].tolist()
+    return int(value * (r[2] - r[0]) / 2), int(value * (r[3] - r[1]) / 2)
 
 
 def loop_autoaugment(
@@ -82,22 +116,14 @@ def loop_autoaugment(
                 out[b : b + 1] = spec.image(x, value)
             elif spec.kind == "cutout":
                 cx, cy = (int(v) for v in params["cutout_center"][b, k])
-                if name == "Cutout":
-                    pad_x = pad_y = int(value)
-                else:
-                    obj = int(params["bbox_cutout_object"][b, k])
-                    if obj < 0 or cx < 0:
-                        continue
-                    r = box_pixel_rects(cur[obj : obj + 1], (height, width))[0].tolist()
-                    pad_x = int(value * (r[2] - r[0]) / 2)
-                    pad_y = int(value * (r[3] - r[1]) / 2)
+                obj = int(params["bbox_cutout_object"][b, k])
+                pads = _cutout_pads(name, value, cur, obj, (height, width))
+                if pads is None or (name == "BBox_Cutout" and cx < 0):
+                    continue
+                pad_x, pad_y = pads
                 ys = slice(max(cy - pad_y, 0), max(cy + pad_y, 0))
                 xs = slice(max(cx - pad_x, 0), max(cx + pad_x, 0))
-                out[b, :, ys, xs] = torch.tensor(fill, dtype=torch.float64).round().to(
-                    out.dtype
-                )[:, None, None] if out.dtype == torch.uint8 else torch.tensor(
-                    fill, dtype=out.dtype
-                )[:, None, None]
+                out[b, :, ys, xs] = _fill_value(fill, out.dtype)
             elif spec.kind == "image_geometric":
                 kernel, kw = spec.affine(value)
                 out[b : b + 1] = getattr(TF, kernel)(x, interpolation=mode, fill=fill, **kw)
@@ -121,11 +147,5 @@ def loop_autoaugment(
                         new = _cutout_crop(crop, value, fill, (cx - j0, cy - i0))
                     else:
                         new = spec.crop(crop, value, fill, mode)
-                    if paste == "slice":
-                        out[b : b + 1, :, i0:i1, j0:j1] = new
-                    else:  # pad to the image and blend, as the reference
-                        pad = (j0, width - j1, i0, height - i1)
-                        mask = torch.nn.functional.pad(torch.zeros_like(new), pad, value=1)
-                        content = torch.nn.functional.pad(new, pad)
-                        out[b : b + 1] = out[b : b + 1] * mask + content
+                    _paste(out, b, new, (j0, i0, j1, i1), paste)
     return out, cur
