@@ -184,3 +184,15 @@ def test_padded_batch_objects_that_leave_their_image_are_not_kept() -> None:
     out = aug(images, boxes, o2i, masks=masks, image_sizes=SIZES)
     assert not bool(out.keep.any())
     assert bool((out.boxes[:, 2] - out.boxes[:, 0] <= 1e-3).all())
+
+
+def test_image_sizes_without_padding_is_the_batched_path() -> None:
+    images, boxes, o2i, masks = _scene()
+    aug = DetectionAutoAugment("v1", box_prob=_always, generator=torch.Generator().manual_seed(4))
+    full = torch.tensor([[96, 128], [96, 128]])
+    a = aug(images, boxes, o2i, masks=masks, image_sizes=full)
+    b = aug(images, boxes, o2i, masks=masks, params=aug._params)
+    assert torch.equal(a.images, b.images) and torch.equal(a.boxes, b.boxes)
+    assert torch.equal(a.masks, b.masks)
+    with pytest.raises((ValueError, TypeError), match="image_sizes"):
+        aug(images, boxes, o2i, image_sizes=torch.tensor([[96, 128]]))
