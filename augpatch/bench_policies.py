@@ -158,7 +158,7 @@ def _time_scenario(
     s: PolicyScenario, policy_name: str, cfg: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
     from augpatch.policies import DetectionAutoAugment
-    from augpatch.policies._loop import loop_autoaugment
+    from augpatch.testing.policy_loop import loop_autoaugment
 
     images, boxes, o2i = make_inputs(s, cfg.seed, device)
     aug = DetectionAutoAugment(POLICIES[policy_name](),

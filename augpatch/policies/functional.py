@@ -313,7 +313,8 @@ def solarize_boxes(
 
     ``torchvision.transforms.v2.functional.solarize`` of each box's crop with its own
     threshold (``where(x >= threshold, invert(x), x)``); a threshold above the largest
-    value (e.g. 256 for uint8, as the reference's level 10) leaves the box unchanged.
+    value (256 for uint8, the threshold of level 10) leaves the box unchanged. (The
+    reference inverts every pixel there: its uint8 ``image < 256`` wraps 256 to 0.)
 
     Args:
         images: ``[B, C, H, W]`` uint8 or float images.
@@ -431,11 +432,10 @@ def warp_in_boxes(
     Same result as ``warp_patches(images, boxes, theta, obj_to_img, ...)`` with a
     patch-relative ``padding_mode`` (``"zeros"``, ``"border"``, ``"reflection"``), or as
     :func:`augpatch.functional.warp_patches_fill` when ``fill`` is given; but the cost
-    follows the boxes' area, not the images': the pixels of each level of
-    non-overlapping boxes are packed into one small canvas (side by side, a column of
-    zeros between them), warped there in one call, and written back.
-    Worth it when the boxes cover a small part of the images (a few box-only ops on a
-    batch); ``padding_mode="image"`` reads around the boxes: use ``warp_patches``.
+    follows the boxes' area: the pixels of each level of non-overlapping boxes are packed
+    side by side (a zero column between) into one small canvas, warped, written back.
+    Worth it when the boxes cover a small part of the images; ``padding_mode="image"``
+    reads around the boxes: use ``warp_patches``.
 
     Args:
         images: ``[B, C, H, W]``. boxes: ``[N, 4]`` (clipped to the canvas here).
@@ -493,7 +493,14 @@ def warp_in_boxes(
 
         return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
 
-    # compiled CPU copies of the rects' rows into the canvas and back
+    return _warp_in_boxes_compiled(ops, images, rects, o2i, layout, warp, overlap, inplace)
+
+
+def _warp_in_boxes_compiled(
+    ops: Any, images: Tensor, rects: Tensor, o2i: Tensor, layout: Callable[..., Any],
+    warp: Callable[..., Tensor], overlap: str, inplace: bool,
+) -> Tensor:
+    """``warp_in_boxes`` with compiled CPU copies of the rects' rows into the canvas and back."""
     check_choice("overlap", overlap, OVERLAPS)
     out = images if inplace else images.clone(memory_format=torch.preserve_format)
     levels = [(sel, *layout(sel)) for sel in _level_selections(rects, o2i)]
@@ -534,28 +541,12 @@ def box_only_theta(
         tensor([[[1., 0., 1.],
                  [0., 1., 0.]]])
     """
-    n = patches.shape[0]
-    m = magnitude.to(patches.dtype)
-    zero = torch.zeros_like(m)
-    if op == "Rotate_Only_BBoxes":
-        return AF.patch_affine_matrix(patches, angle=m, align_corners=align_corners)
-    if op in ("ShearX_Only_BBoxes", "ShearY_Only_BBoxes"):
-        deg = torch.rad2deg(torch.atan(m))  # torchvision F.affine shear: x -> x - tan(shx) y
-        pair = (deg, zero) if op == "ShearX_Only_BBoxes" else (zero, deg)
-        return AF.patch_affine_matrix(
-            patches, shear=torch.stack(pair, -1), align_corners=align_corners
-        )
-    if op in ("TranslateX_Only_BBoxes", "TranslateY_Only_BBoxes"):
-        pair = (-m, zero) if op == "TranslateX_Only_BBoxes" else (zero, -m)
-        return AF.patch_affine_matrix(
-            patches, translate=torch.stack(pair, -1), align_corners=align_corners
-        )
-    if op == "Flip_Only_BBoxes":
-        scale = torch.tensor([-1.0, 1.0], dtype=patches.dtype, device=patches.device)
-        return AF.patch_affine_matrix(
-            patches, scale=scale.expand(n, 2), align_corners=align_corners
-        )
-    raise ValueError(f"{op!r} is not a box-only geometric op")
+    from augpatch.policies._table import OPS  # the op registry (imports this module)
+
+    spec = OPS.get(op)
+    if spec is None or spec.kind != "box_geometric":
+        raise ValueError(f"{op!r} is not a box-only geometric op")
+    return spec.box_theta(patches, magnitude, align_corners=align_corners)
 
 
 def shear_degrees(coefficient: float) -> float:
