@@ -14,6 +14,7 @@ from reference import reference_warp
 from torch import nn
 
 from augpatch.functional import warp_patches
+from augpatch.ops import warp_op
 from augpatch.transforms import PatchAffine, RandomPatchAffine
 
 BACKEND = "aot_eager"
@@ -205,7 +206,7 @@ def test_operator_passes_opcheck(case):
     theta = theta.requires_grad_(differentiable)
     images = images.requires_grad_(differentiable)
     args = (images, boxes, theta, obj, "bilinear", "zeros", False, "sequential", differentiable)
-    torch.library.opcheck(torch.ops.augpatch.warp.default, args)
+    torch.library.opcheck(warp_op.default, args)
 
 
 @pytest.mark.parametrize("case", ["float32", "uint8", "channels_last"])
