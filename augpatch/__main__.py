@@ -1,4 +1,4 @@
-"""Command line entry point: ``python -m augpatch {demo,bench} ...``.
+"""Command line entry point: ``python -m augpatch {demo,bench,build} ...``.
 
 Each subcommand forwards the rest of the command line to the ``main(argv)`` of its
 module, which does its own argument parsing (so ``python -m augpatch demo --help``
@@ -42,6 +42,13 @@ def _run_bench(argv: list[str]) -> int:
     return 0 if rc is None else int(rc)
 
 
+def _run_build(argv: list[str]) -> int:
+    """Run ``augpatch.ops.backends.compiled.build.main(argv)``."""
+    from augpatch.ops.backends.compiled import build
+
+    return build.main(argv)
+
+
 _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "demo": (
         _run_demo,
@@ -53,6 +60,11 @@ _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
         "benchmark augpatch against the per-object reference loop "
         "(see 'python -m augpatch bench --help'); 'bench policies' times the detection "
         "AutoAugment policies against a per-box loop port",
+    ),
+    "build": (
+        _run_build,
+        "build the compiled CPU kernel once for this environment and print where it is "
+        "(run it before starting DataLoader workers or a cluster job)",
     ),
 }
 

@@ -181,3 +181,30 @@ def _compile() -> None:
         is_python_module=False,
         verbose=os.environ.get("AUGPATCH_BUILD_VERBOSE", "") not in ("", "0"),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m augpatch build``: build (or load) the compiled CPU kernel, say where it is.
+
+    Exit status 0 when the kernel is ready, 1 when it cannot be built (the error is printed;
+    augpatch then runs the eager kernel, or raises with ``AUGPATCH_CPU_KERNEL=compiled``).
+    """
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(
+        prog="python -m augpatch build",
+        description="Build the compiled CPU kernel once for this environment (into "
+        "TORCH_EXTENSIONS_DIR, by default ~/.cache/torch_extensions), so that no first "
+        "warp, and no DataLoader worker, compiles it. Loads it if it is already built.",
+    )
+    parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        load()
+    except Exception as exc:
+        print(f"augpatch: the compiled CPU kernel could not be built: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    print(f"augpatch: compiled CPU kernel ready in {time.perf_counter() - start:.1f} s: {library_path()}")
+    return 0
