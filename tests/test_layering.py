@@ -41,7 +41,8 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             for alias in node.names:
                 full = f"{base}.{alias.name}"
                 targets.add(full if full in modules else base)
@@ -141,7 +142,7 @@ def test_no_backend_imports_the_selector():
 def test_operator_name_follows_its_schema():
     """A graph cached against an older schema names an operator that no longer exists."""
     schema = torch.library.infer_schema(warp_module.warp, mutates_args=())
-    assert warp_module.WARP_NAME == warp_module.versioned_name("warp", schema)
+    assert warp_module.versioned_name("warp", schema) == warp_module.WARP_NAME
     assert str(warp_module.warp_op.default._schema).startswith(f"augpatch::{warp_module.WARP_NAME}(")
     changed = schema.replace("bool need_loc", "bool need_loc, str kernel")
     assert changed != schema
@@ -150,7 +151,7 @@ def test_operator_name_follows_its_schema():
 
 def test_backward_operator_name_follows_its_schema():
     schema = torch.library.infer_schema(warp_module.warp_backward, mutates_args=())
-    assert warp_module.WARP_BACKWARD_NAME == warp_module.versioned_name("warp_backward", schema)
+    assert warp_module.versioned_name("warp_backward", schema) == warp_module.WARP_BACKWARD_NAME
     assert "str kernel" in schema
     without = schema.replace(", str kernel", "")
     assert warp_module.versioned_name("warp_backward", without) != warp_module.WARP_BACKWARD_NAME
