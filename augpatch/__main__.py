@@ -25,11 +25,11 @@ def _run_demo(argv: list[str]) -> int:
 
 
 def _run_bench(argv: list[str]) -> int:
-    """Run ``augpatch.bench.main(argv)`` (``bench policies ...``: ``augpatch.bench_policies``),
+    """Run ``augpatch.bench.warp.main(argv)`` (``bench policies ...``: ``augpatch.bench.policies``),
     imported only now."""
-    module = "augpatch.bench"
+    module = "augpatch.bench.warp"
     if argv and argv[0] == "policies":
-        module, argv = "augpatch.bench_policies", argv[1:]
+        module, argv = "augpatch.bench.policies", argv[1:]
     try:
         bench = importlib.import_module(module)
     except ModuleNotFoundError as exc:

@@ -49,22 +49,31 @@ import dataclasses
 import datetime
 import importlib
 import json
-import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from augpatch.bench.baselines import (
+    _clone,
+    _kornia_whole,
+    crop_loop,
+    crop_loop_unbind,
+    grid_sample_whole,
+    question_loop,
+)
+from augpatch.bench.harness import Progress, device_info, sync
+from augpatch.bench.inputs import BenchInputs, boxes_overlap, make_inputs
+from augpatch.bench.scenarios import QUICK_SCENARIOS, SCENARIOS, Scenario
 
 __all__ = [
     "METHODS",
@@ -118,242 +127,6 @@ TIMING_METHOD = (
 )
 
 
-# --------------------------------------------------------------------------- scenarios
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One benchmark input configuration.
-
-    ``layout`` is ``"random"`` (independent uniform boxes, they may overlap),
-    ``"clustered"`` (objects of an image grouped in clusters of >= 2 boxes whose centres
-    are so close that every box overlaps every other box of its cluster) or ``"grid"``
-    (no two boxes of an image overlap: each sits in its own grid cell).
-    """
-
-    name: str
-    batch: int
-    channels: int
-    height: int
-    width: int
-    num_objects: int
-    min_side: int
-    max_side: int
-    layout: str = "random"
-    description: str = ""
-
-    def image_numel(self) -> int:
-        """Number of elements of one image batch."""
-        return self.batch * self.channels * self.height * self.width
-
-
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in (
-        Scenario("tiny", 1, 3, 64, 64, 1, 16, 48, description="one object, call overhead"),
-        Scenario("S", 8, 3, 256, 256, 64, 16, 64, description="small batch"),
-        Scenario("M", 16, 3, 512, 512, 256, 16, 96, description="medium batch"),
-        Scenario("many", 4, 3, 512, 512, 2000, 8, 24, description="many small objects"),
-        Scenario("overlap", 8, 3, 256, 256, 64, 16, 64, layout="clustered",
-                 description="S, every box overlaps others"),
-    )
-}
-
-QUICK_SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in (
-        Scenario("tiny", 1, 3, 64, 64, 1, 16, 48, description="one object, call overhead"),
-        Scenario("S", 2, 3, 64, 64, 8, 8, 24, description="quick S"),
-        Scenario("M", 2, 3, 96, 96, 16, 8, 32, description="quick M"),
-        Scenario("many", 1, 3, 96, 96, 64, 4, 12, description="quick many"),
-        Scenario("overlap", 2, 3, 64, 64, 8, 8, 24, layout="clustered",
-                 description="quick overlap"),
-    )
-}
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-@dataclass
-class BenchInputs:
-    """The fixed inputs of one scenario.
-
-    ``images`` ``[B, C, H, W]`` and ``theta`` ``[N, 2, 3]`` require grad; ``boxes``
-    ``[N, 4]`` are integer-valued ``xyxy`` pixels fully inside the image;
-    ``image_mats`` ``[B, 2, 3]`` (requires grad) are pixel-space affines for the
-    whole-image baseline; ``weight`` is the fixed loss weighting (``None``: sum).
-    """
-
-    images: Tensor
-    boxes: Tensor
-    theta: Tensor
-    obj_to_img: Tensor
-    image_mats: Tensor
-    weight: Tensor | None
-
-    def leaves(self) -> list[Tensor]:
-        """Tensors that receive gradients."""
-        return [self.images, self.theta, self.image_mats]
-
-    def zero_grad(self) -> None:
-        """Drop every accumulated gradient."""
-        for t in self.leaves():
-            t.grad = None
-
-    def input_bytes(self) -> int:
-        """Bytes of images + boxes + theta + obj_to_img (what the user holds anyway)."""
-        return sum(t.numel() * t.element_size()
-                   for t in (self.images, self.boxes, self.theta, self.obj_to_img))
-
-    def output_bytes(self) -> int:
-        """Bytes of one output image batch."""
-        return self.images.numel() * self.images.element_size()
-
-    def loss(self, out: Tensor) -> Tensor:
-        """The scalar that is differentiated: ``out.sum()`` or a fixed random weighting."""
-        if self.weight is None:
-            return out.sum()
-        return torch.dot(out.reshape(-1), self.weight)
-
-
-def _scenario_seed(seed: int, name: str) -> int:
-    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
-
-
-def _randint(lo: int, hi: int, n: int, g: torch.Generator) -> Tensor:
-    """``n`` integers uniform in ``[lo, hi]`` (inclusive)."""
-    return torch.randint(lo, hi + 1, (n,), generator=g)
-
-
-def _random_boxes(s: Scenario, obj: Tensor, g: torch.Generator) -> Tensor:
-    n = obj.numel()
-    w = _randint(s.min_side, s.max_side, n, g).clamp(max=s.width)
-    h = _randint(s.min_side, s.max_side, n, g).clamp(max=s.height)
-    x1 = (torch.rand(n, generator=g) * (s.width - w + 1)).long().clamp(max=s.width - w)
-    y1 = (torch.rand(n, generator=g) * (s.height - h + 1)).long().clamp(max=s.height - h)
-    return torch.stack([x1, y1, x1 + w, y1 + h], 1)
-
-
-def _clustered_boxes(s: Scenario, obj: Tensor, g: torch.Generator) -> Tensor:
-    """Boxes in clusters of >= 2 (when an image has >= 2 objects); within a cluster the box
-    centres differ by less than ``min_side`` so every pair of the cluster overlaps."""
-    boxes = torch.zeros(obj.numel(), 4, dtype=torch.long)
-    jitter = max(0, s.min_side // 2 - 1)
-    for b in range(s.batch):
-        idx = (obj == b).nonzero().flatten()
-        n_b = idx.numel()
-        if n_b == 0:
-            continue
-        n_clusters = max(1, n_b // 4)
-        cluster = torch.arange(n_b) % n_clusters
-        margin_x = s.max_side // 2 + jitter + 1
-        margin_y = s.max_side // 2 + jitter + 1
-        cx = _randint(min(margin_x, s.width // 2), max(s.width - margin_x, s.width // 2),
-                      n_clusters, g)
-        cy = _randint(min(margin_y, s.height // 2), max(s.height - margin_y, s.height // 2),
-                      n_clusters, g)
-        w = _randint(s.min_side, s.max_side, n_b, g).clamp(max=s.width)
-        h = _randint(s.min_side, s.max_side, n_b, g).clamp(max=s.height)
-        bx = cx[cluster] + _randint(-jitter, jitter, n_b, g)
-        by = cy[cluster] + _randint(-jitter, jitter, n_b, g)
-        x1 = torch.minimum((bx - w // 2).clamp(min=0), s.width - w)
-        y1 = torch.minimum((by - h // 2).clamp(min=0), s.height - h)
-        boxes[idx] = torch.stack([x1, y1, x1 + w, y1 + h], 1)
-    return boxes
-
-
-def _grid_boxes(s: Scenario, obj: Tensor, g: torch.Generator) -> Tensor:
-    """Non-overlapping boxes: each object of an image gets its own cell of side max_side."""
-    cols, rows = s.width // s.max_side, s.height // s.max_side
-    boxes = torch.zeros(obj.numel(), 4, dtype=torch.long)
-    for b in range(s.batch):
-        idx = (obj == b).nonzero().flatten()
-        n_b = idx.numel()
-        if n_b > cols * rows:
-            raise ValueError(f"scenario {s.name}: {n_b} objects do not fit in "
-                             f"{cols}x{rows} grid cells of image {b}")
-        if n_b == 0:
-            continue
-        cell = torch.randperm(cols * rows, generator=g)[:n_b]
-        w = _randint(s.min_side, s.max_side, n_b, g)
-        h = _randint(s.min_side, s.max_side, n_b, g)
-        off_x = (torch.rand(n_b, generator=g) * (s.max_side - w + 1)).long()
-        off_y = (torch.rand(n_b, generator=g) * (s.max_side - h + 1)).long()
-        x1 = (cell % cols) * s.max_side + off_x
-        y1 = (cell // cols) * s.max_side + off_y
-        boxes[idx] = torch.stack([x1, y1, x1 + w, y1 + h], 1)
-    return boxes
-
-
-def _random_theta(n: int, g: torch.Generator, max_deg: float = 15.0) -> Tensor:
-    """Small rotations, scales and shifts in the ``F.affine_grid`` convention."""
-    ang = (torch.rand(n, generator=g) * 2 - 1) * math.radians(max_deg)
-    scale = 0.85 + 0.3 * torch.rand(n, generator=g)
-    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.1
-    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
-    row0 = torch.stack([cos, -sin, shift[:, 0]], 1)
-    row1 = torch.stack([sin, cos, shift[:, 1]], 1)
-    return torch.stack([row0, row1], 1)
-
-
-def _random_image_mats(s: Scenario, g: torch.Generator) -> Tensor:
-    """Pixel-space affines (rotation + scale about the centre) for the whole-image baseline."""
-    ang = (torch.rand(s.batch, generator=g) * 2 - 1) * math.radians(15.0)
-    scale = 0.85 + 0.3 * torch.rand(s.batch, generator=g)
-    a, b = scale * torch.cos(ang), scale * torch.sin(ang)
-    cx, cy = (s.width - 1) / 2, (s.height - 1) / 2
-    tx = cx - (a * cx - b * cy)
-    ty = cy - (b * cx + a * cy)
-    return torch.stack([torch.stack([a, -b, tx], 1), torch.stack([b, a, ty], 1)], 1)
-
-
-def make_inputs(scenario: Scenario, seed: int = 0, device: str | torch.device = "cpu",
-                loss: str = "weighted", box_dtype: torch.dtype = torch.int64) -> BenchInputs:
-    """Build the deterministic inputs of ``scenario`` (same ``seed`` -> same tensors)."""
-    s = scenario
-    g = torch.Generator().manual_seed(_scenario_seed(seed, s.name))
-    if s.layout == "clustered":
-        # Balanced, randomly permuted obj_to_img so every image has >= 2 objects to overlap.
-        obj = torch.arange(s.num_objects) % s.batch
-        obj = obj[torch.randperm(s.num_objects, generator=g)]
-    else:
-        obj = torch.randint(0, s.batch, (s.num_objects,), generator=g)
-    if s.layout == "random":
-        boxes = _random_boxes(s, obj, g)
-    elif s.layout == "clustered":
-        boxes = _clustered_boxes(s, obj, g)
-    elif s.layout == "grid":
-        boxes = _grid_boxes(s, obj, g)
-    else:
-        raise ValueError(f"unknown layout {s.layout!r}")
-    theta = _random_theta(s.num_objects, g)
-    mats = _random_image_mats(s, g)
-    images = torch.rand(s.batch, s.channels, s.height, s.width, generator=g)
-    weight = torch.randn(s.image_numel(), generator=g) if loss == "weighted" else None
-    dev = torch.device(device)
-    return BenchInputs(
-        images=images.to(dev).requires_grad_(),
-        boxes=boxes.to(device=dev, dtype=box_dtype),
-        theta=theta.to(dev).requires_grad_(),
-        obj_to_img=obj.to(dev),
-        image_mats=mats.to(dev).requires_grad_(),
-        weight=None if weight is None else weight.to(dev),
-    )
-
-
-def boxes_overlap(boxes: Tensor, obj_to_img: Tensor) -> Tensor:
-    """``[N]`` bool: does box ``n`` share a pixel with another box of the same image."""
-    b = boxes.detach().to("cpu", torch.float64)
-    x1, y1, x2, y2 = b.unbind(1)
-    ox = torch.minimum(x2[:, None], x2[None]) > torch.maximum(x1[:, None], x1[None])
-    oy = torch.minimum(y2[:, None], y2[None]) > torch.maximum(y1[:, None], y1[None])
-    same = obj_to_img.cpu()[:, None] == obj_to_img.cpu()[None]
-    hit = ox & oy & same
-    hit.fill_diagonal_(False)
-    return hit.any(1)
-
-
 # --------------------------------------------------------------------------- methods
 
 MethodFn = Callable[[BenchInputs], Tensor]
@@ -404,17 +177,6 @@ def default_methods(device: str = "cpu") -> tuple[str, ...]:
     return tuple(n for n, m in METHODS.items() if m.default and (m.devices is None or kind in m.devices))
 
 
-def _int_boxes(inputs: BenchInputs) -> list[tuple[int, int, int, int, int]]:
-    """``(b, x1, y1, x2, y2)`` per object, clipped to the canvas (python ints)."""
-    _, _, h, w = inputs.images.shape
-    out = []
-    for (x1, y1, x2, y2), b in zip(inputs.boxes.tolist(), inputs.obj_to_img.tolist()):
-        x1, y1 = max(0, math.floor(x1)), max(0, math.floor(y1))
-        x2, y2 = min(w, math.floor(x2)), min(h, math.floor(y2))
-        out.append((int(b), x1, y1, x2, y2))
-    return out
-
-
 def _augpatch(inputs: BenchInputs) -> Tensor:
     """augpatch: one ``warp_patches`` call (default ``overlap="sequential"``)."""
     from augpatch.functional import warp_patches
@@ -422,142 +184,19 @@ def _augpatch(inputs: BenchInputs) -> Tensor:
     return warp_patches(inputs.images, inputs.boxes, inputs.theta, inputs.obj_to_img)
 
 
-def question_loop(inputs: BenchInputs) -> Tensor:
-    """(a) The StackOverflow loop made differentiable: the SPEC's sequential loop.
-
-    Each object reads the image as the previous ones left it and is pasted into a
-    fresh ``clone`` (assigning into a tensor that an earlier ``grid_sample`` saved
-    would be an in-place autograd error).
-    """
-    out = inputs.images.clone()
-    theta = inputs.theta
-    for n, (b, x1, y1, x2, y2) in enumerate(_int_boxes(inputs)):
-        if x2 <= x1 or y2 <= y1:
-            continue
-        patch = out[b:b + 1, :, y1:y2, x1:x2]
-        grid = F.affine_grid(theta[n:n + 1], list(patch.shape), align_corners=False)
-        new = F.grid_sample(patch, grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=False)
-        out = out.clone()
-        out[b:b + 1, :, y1:y2, x1:x2] = new
-    return out
-
-
-def _paste_index(boxes: Tensor, obj: Tensor, c: int, h: int,
-                 w: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat indices into ``[B*C*H*W]`` of every box's pixels in ``(n, c, y, x)`` order, the
-    same pixels' indices in the spatial plane ``[B*H*W]`` and their object number."""
-    x1, y1, x2, y2 = boxes.long().unbind(1)
-    bw, bh = x2 - x1, y2 - y1
-    hw = bh * bw
-    sizes = hw * c
-    n_obj = torch.repeat_interleave(torch.arange(boxes.shape[0], device=boxes.device), sizes)
-    starts = torch.cumsum(sizes, 0) - sizes
-    local = torch.arange(n_obj.numel(), device=boxes.device) - starts[n_obj]
-    hw_o, w_o = hw[n_obj], bw[n_obj]
-    ch = local // hw_o
-    rem = local - ch * hw_o
-    i = rem // w_o
-    j = rem - i * w_o
-    yx = (y1[n_obj] + i) * w + x1[n_obj] + j
-    img = obj.long()[n_obj]
-    flat = (img * c + ch) * (h * w) + yx
-    spatial = img * (h * w) + yx
-    return flat, spatial, n_obj
-
-
-def _crop_loop(inputs: BenchInputs, per_image_views: bool) -> Tensor:
-    images, theta = inputs.images, inputs.theta
-    bsz, c, h, w = images.shape
-    source = images.unbind(0) if per_image_views else None
-    vals: list[Tensor] = []
-    keep: list[int] = []
-    for n, (b, x1, y1, x2, y2) in enumerate(_int_boxes(inputs)):
-        if x2 <= x1 or y2 <= y1:
-            continue
-        if source is None:
-            crop = images[b:b + 1, :, y1:y2, x1:x2]
-        else:
-            crop = source[b][:, y1:y2, x1:x2].unsqueeze(0)
-        grid = F.affine_grid(theta[n:n + 1], [1, c, y2 - y1, x2 - x1], align_corners=False)
-        vals.append(F.grid_sample(crop, grid, mode="bilinear", padding_mode="zeros",
-                                  align_corners=False).reshape(-1))
-        keep.append(n)
-    if not vals:
-        return images.clone()
-    sel = torch.tensor(keep, device=images.device)
-    boxes = inputs.boxes[sel].long().clone()
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-    flat, spatial, n_obj = _paste_index(boxes, inputs.obj_to_img[sel], c, h, w)
-    values = torch.cat(vals)
-    # Resolve overlaps deterministically: the highest object index owns a pixel.
-    owner = torch.full((bsz * h * w,), -1, dtype=torch.long, device=images.device)
-    owner.scatter_reduce_(0, spatial, n_obj, reduce="amax")
-    wins = owner[spatial] == n_obj
-    if not bool(wins.all()):
-        flat, values = flat[wins], values[wins]
-    return images.reshape(-1).index_put((flat,), values).view(bsz, c, h, w)
-
-
-def crop_loop(inputs: BenchInputs) -> Tensor:
-    """(b) A competent loop: per-crop ``affine_grid`` + ``grid_sample`` on slices of the
-    input, then ONE out-of-place ``index_put`` of all results (parallel semantics: every
-    object reads the original image; on overlap the higher index wins).
-
-    Its backward is dominated by autograd's slice backward, which materialises one
-    full ``[B, C, H, W]`` zero-filled gradient per object (see ``crop_loop_unbind``)."""
-    return _crop_loop(inputs, per_image_views=False)
-
-
-def crop_loop_unbind(inputs: BenchInputs) -> Tensor:
-    """``crop_loop`` cropping from ``images.unbind(0)``: the slice backward then
-    materialises one ``[C, H, W]`` gradient per object instead of a ``[B, C, H, W]`` one
-    (B times less backward traffic). Not in the default run (``--methods`` it)."""
-    return _crop_loop(inputs, per_image_views=True)
-
-
-def _kornia_whole(inputs: BenchInputs) -> Tensor:
-    """(c) One Kornia ``warp_affine`` of the whole batch (B matrices, same size)."""
-    from kornia.geometry.transform import warp_affine
-
-    _, _, h, w = inputs.images.shape
-    return warp_affine(inputs.images, inputs.image_mats, dsize=(h, w), mode="bilinear",
-                       padding_mode="zeros", align_corners=False)
-
-
-def _clone(inputs: BenchInputs) -> Tensor:
-    """(d) ``images.clone()``: the floor of any out-of-place method."""
-    return inputs.images.clone()
-
-
-def _whole_theta(inputs: BenchInputs) -> Tensor:
-    """``[B, 2, 3]`` normalised ``F.affine_grid`` matrices of the whole images: the rotation
-    and scale of ``image_mats`` about the image centre (differentiable)."""
-    mats = inputs.image_mats
-    return torch.cat([mats[:, :, :2], torch.zeros_like(mats[:, :, 2:])], 2)
-
-
-def grid_sample_whole(inputs: BenchInputs) -> Tensor:
-    """(e) One ``F.affine_grid`` + ``F.grid_sample`` of the whole batch (B matrices): the
-    fused PyTorch reference of the same sampling work on every pixel of every image."""
-    images = inputs.images
-    grid = F.affine_grid(_whole_theta(inputs), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 @contextlib.contextmanager
 def _eager_kernel() -> Iterator[None]:
     """``warp_patches`` runs its eager kernel inside (CPU and CUDA; restored after)."""
-    from augpatch.functional import _kernel
+    from augpatch.ops import settings
 
-    saved = dict(_kernel._state)
-    _kernel.set_cpu_kernel("eager")
-    _kernel.set_cuda_kernel("eager")
+    saved = settings.cpu_kernel(), settings.cuda_kernel()
+    settings.set_cpu_kernel("eager")
+    settings.set_cuda_kernel("eager")
     try:
         yield
     finally:
-        _kernel._state["choice"], _kernel._state["cuda"] = saved["choice"], saved["cuda"]
+        settings.set_cpu_kernel(saved[0])
+        settings.set_cuda_kernel(saved[1])
 
 
 def _skip_question_loop(scenario: Scenario, config: BenchConfig) -> str | None:
@@ -634,63 +273,6 @@ CUDA_TARGETS: tuple[Target, ...] = (
 )
 
 
-# --------------------------------------------------------------------------- progress
-
-
-class _Progress:
-    """tqdm if importable (it is not a dependency of augpatch), else a small stderr line."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.n, self.enabled = max(total, 1), 0, enabled
-        self._bar: Any = None
-        self._last_pct = -1
-        self._tty = sys.stderr.isatty()
-        if not enabled:
-            return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return
-        self._bar = tqdm(total=self.total, file=sys.stderr, desc="bench", unit="step",
-                         dynamic_ncols=True)
-
-    def add_total(self, delta: int) -> None:
-        """Correct the expected number of steps by ``delta``."""
-        self.total = max(1, self.total + delta)
-        if self._bar is not None and delta:
-            self._bar.total = self.total
-            self._bar.refresh()
-
-    def update(self, label: str, n: int = 1) -> None:
-        """Advance by ``n`` steps and show ``label``."""
-        if not self.enabled:
-            return
-        self.n = min(self.total, self.n + n)
-        if self._bar is not None:
-            self._bar.set_postfix_str(label, refresh=False)
-            self._bar.update(n)
-            return
-        pct = int(100 * self.n / self.total)
-        if self._tty:
-            fill = int(30 * self.n / self.total)
-            sys.stderr.write(f"\rbench [{'#' * fill}{'.' * (30 - fill)}] {pct:3d}% {label:<28.28}")
-            sys.stderr.flush()
-        elif pct // 10 != self._last_pct // 10:
-            sys.stderr.write(f"bench {pct:3d}% {label}\n")
-            sys.stderr.flush()
-        self._last_pct = pct
-
-    def close(self) -> None:
-        """Finish the bar."""
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.close()
-        elif self._tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 # --------------------------------------------------------------------------- running
 
 
@@ -723,11 +305,6 @@ class BenchConfig:
     json_path: str = "bench_results.json"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time_once(method: Method, inputs: BenchInputs, device: torch.device,
                keep: bool = False) -> tuple[float, float, dict[str, Tensor] | None]:
     """One call: returns (forward seconds, total seconds, outputs and grads if ``keep``)."""
@@ -739,19 +316,19 @@ def _time_once(method: Method, inputs: BenchInputs, device: torch.device,
 
 def _time_call(method: Method, inputs: BenchInputs, device: torch.device,
                keep: bool) -> tuple[float, float, dict[str, Tensor] | None]:
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     if method.differentiable:
         out = method.fn(inputs)
-        _sync(device)
+        sync(device)
         t1 = time.perf_counter()
         inputs.loss(out).backward()
-        _sync(device)
+        sync(device)
         t2 = time.perf_counter()
     else:
         with torch.no_grad():
             out = method.fn(inputs)
-        _sync(device)
+        sync(device)
         t1 = t2 = time.perf_counter()
     kept = None
     if keep:
@@ -803,7 +380,7 @@ def _rotate(items: list[Method], k: int) -> list[Method]:
 
 
 def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
-                   device: torch.device, progress: _Progress) -> dict[str, Any]:
+                   device: torch.device, progress: Progress) -> dict[str, Any]:
     """Time every method on one scenario, interleaved; returns the scenario's JSON."""
     inputs = make_inputs(scenario, cfg.seed, device, cfg.loss, getattr(torch, cfg.box_dtype))
     overlap = boxes_overlap(inputs.boxes, inputs.obj_to_img)
@@ -838,7 +415,7 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
             fwd, tot, k = _time_once(m, inputs, device, keep=keep)
         except Exception as exc:  # reported; the run goes on
             e.update(status="error", reason=f"{type(exc).__name__}: {exc}")
-            progress.update(f"{scenario.name}/{m.name} failed")
+            progress.update(f"{scenario.name}/{m.name} failed", 0)
             return None
         if k is not None:
             kept[m.name] = k
@@ -848,7 +425,7 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
         else:
             e["warmup_s"].append(tot)
             e["_last_fwd"] = fwd
-        progress.update(f"{scenario.name}/{m.name}")
+        progress.update(f"{scenario.name}/{m.name}", 0)
         return tot
 
     def ok(m: Method) -> bool:
@@ -872,13 +449,9 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
     # Repeats: a fast method gets up to max_fast_repeats (about fast_seconds in all), every
     # method at most max_method_seconds of timed calls but at least min_repeats (1 if slow).
     wanted: dict[str, int] = {}
-    planned = cfg.warmup + cfg.repeats  # calls per method in the progress bar's estimate
-    progress.add_total(-planned * (len(methods) - len(active)))
     for m in active:
         e = entries[m.name]
-        done = len(e["warmup_s"]) + len(e["times_s"])
         if not ok(m):
-            progress.add_total(done - planned)
             continue
         t = max(min(e["warmup_s"] or e["times_s"]), 1e-9)
         n = cfg.repeats
@@ -886,7 +459,6 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
             n = min(cfg.max_fast_repeats, max(cfg.repeats, int(cfg.fast_seconds / t)))
         n = min(n, int(cfg.max_method_seconds / t))
         wanted[m.name] = max(1 if m.name in slow else cfg.min_repeats, n)
-        progress.add_total(done + wanted[m.name] - len(e["times_s"]) - planned)
     rnd = 0
     while True:
         todo = [m for m in active if ok(m) and len(entries[m.name]["times_s"]) < wanted[m.name]]
@@ -897,6 +469,7 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
         rnd += 1
     for e in entries.values():
         e.pop("_last_fwd", None)
+    progress.update(f"{scenario.name} done", len(methods))  # one step per (scenario, method)
     ref = entries.get(REFERENCE_METHOD, {})
     ref_t = statistics.median(ref["times_s"]) if ref.get("times_s") else None
     ref_f = statistics.median(ref["fwd_times_s"]) if ref.get("fwd_times_s") else None
@@ -1031,7 +604,7 @@ def _memory_subprocess(scenario: Scenario, method: str, cfg: BenchConfig) -> dic
         "device": cfg.device, "loss": cfg.loss, "box_dtype": cfg.box_dtype,
         "threads": cfg.threads or torch.get_num_threads(), "plugins": list(cfg.plugins),
     })
-    code = f"from augpatch.bench import _memory_child_main; _memory_child_main({payload!r})"
+    code = f"from augpatch.bench.warp import _memory_child_main; _memory_child_main({payload!r})"
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -1043,6 +616,14 @@ def _memory_subprocess(scenario: Scenario, method: str, cfg: BenchConfig) -> dic
             return json.loads(line[len(MEMORY_MARKER):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"error": f"memory subprocess exit {proc.returncode}: {' | '.join(tail)}"}
+
+
+def _memory_slots(cfg: BenchConfig, scenarios: list[Scenario], methods: list[Method]) -> int:
+    """The (scenario, method) pairs whose memory the run may measure (the progress bar's)."""
+    if cfg.memory == "none":
+        return 0
+    return sum(1 for s in scenarios if cfg.memory != "many" or s.name == "many"
+               for m in methods if not cfg.memory_methods or m.name in cfg.memory_methods)
 
 
 def _memory_jobs(cfg: BenchConfig, results: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1062,7 +643,7 @@ def _memory_jobs(cfg: BenchConfig, results: dict[str, Any]) -> list[tuple[str, s
 
 
 def _finish_memory(results: dict[str, Any], sname: str, mname: str, mem: dict[str, Any],
-                   progress: _Progress) -> None:
+                   progress: Progress) -> None:
     sres = results[sname]
     if "peak_extra_bytes" in mem:
         io = sres["input_bytes"] + sres["output_bytes"]
@@ -1078,7 +659,7 @@ def _finish_memory(results: dict[str, Any], sname: str, mname: str, mem: dict[st
 
 
 def _run_memory(cfg: BenchConfig, scen: dict[str, Scenario], results: dict[str, Any],
-                jobs: list[tuple[str, str]], progress: _Progress, device: torch.device) -> None:
+                jobs: list[tuple[str, str]], progress: Progress, device: torch.device) -> None:
     """Measure the peak memory of ``jobs`` ((scenario, method) pairs) after the timings."""
     if device.type == "cuda":
         for sname, mname in jobs:
@@ -1223,33 +804,14 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _device_info(device: torch.device, threads: int) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "threads": threads}
-    if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as fh:
-                for line in fh:
-                    if line.startswith("model name"):
-                        name = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        info["name"] = name
-        info["cpu_count"] = os.cpu_count()
-    return info
-
-
 def _prepare_kernel(device: torch.device) -> dict[str, Any]:
     """Which kernel warp_patches runs on ``device``; builds the compiled one first (untimed)."""
-    from augpatch.functional import _kernel
+    from augpatch.ops import settings
 
     started = time.perf_counter()
-    name = _kernel.active_kernel(device)
+    name = settings.active_kernel(device)
     cuda = device.type == "cuda"
-    return {"name": name, "choice": _kernel.cuda_kernel() if cuda else _kernel.cpu_kernel(),
+    return {"name": name, "choice": settings.cuda_kernel() if cuda else settings.cpu_kernel(),
             "setting": "AUGPATCH_CUDA_KERNEL" if cuda else "AUGPATCH_CPU_KERNEL",
             "ready_s": time.perf_counter() - started}
 
@@ -1265,10 +827,10 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
     scenarios = [scen_table[s] for s in cfg.scenarios]
     names = cfg.methods or default_methods(cfg.device)
     methods = [METHODS[n] for n in names]
-    calls = (cfg.warmup + cfg.repeats) * len(scenarios) * len(methods)
-    mem_estimate = 0 if cfg.memory == "none" else len(scenarios) * len(methods)
+    mem_slots = _memory_slots(cfg, scenarios, methods)
     kernel = _prepare_kernel(device)  # build (or load) the compiled kernel before timing
-    progress = _Progress(calls + mem_estimate, cfg.progress)
+    # the total is fixed up front: one step per (scenario, method) timed and per memory slot
+    progress = Progress(len(scenarios) * len(methods) + mem_slots, cfg.progress)
     started = time.perf_counter()
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     results: dict[str, Any] = {}
@@ -1292,12 +854,12 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
         for s in scenarios:
             results[s.name] = _time_scenario(s, methods, cfg, device, progress)
         if pool is not None:
-            progress.add_total(len(early) - mem_estimate)
+            progress.update("memory", mem_slots - len(early))  # slots with nothing to measure
             for sname, mname, fut in early:
                 _finish_memory(results, sname, mname, fut.result(), progress)
         else:
             jobs = _memory_jobs(cfg, results)
-            progress.add_total(len(jobs) - mem_estimate)
+            progress.update("memory", mem_slots - len(jobs))  # slots with nothing to measure
             _run_memory(cfg, scen_by_name, results, jobs, progress, device)
     finally:
         progress.close()
@@ -1320,7 +882,7 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
         "augpatch": augpatch_version,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "device": _device_info(device, torch.get_num_threads()),
+        "device": device_info(device, torch.get_num_threads()),
         "kernel": kernel,
         "timing_method": TIMING_METHOD,
         "memory_method": MEMORY_METHOD_CUDA if device.type == "cuda" else MEMORY_METHOD_CPU,
@@ -1409,10 +971,10 @@ def dataloader_throughput(
         started = None
         for n, batch in enumerate(loader):
             if n == warmup:
-                _sync(dev)
+                sync(dev)
                 started = time.perf_counter()
             step(batch)
-        _sync(dev)
+        sync(dev)
         elapsed = time.perf_counter() - started if started is not None else float("nan")
         return {"seconds": elapsed, "images_per_s": batch_size * batches / elapsed}
 
@@ -1610,7 +1172,7 @@ def _albumentations_per_image(quick: bool) -> dict[str, Any]:
 
 if __name__ == "__main__":
     # Run the canonical module's main so --plugin registrations (which import
-    # augpatch.bench, not __main__) are seen.
-    from augpatch.bench import main as _main
+    # augpatch.bench.warp, not __main__) are seen.
+    from augpatch.bench.warp import main as _main
 
     raise SystemExit(_main())
