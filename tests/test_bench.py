@@ -239,3 +239,18 @@ def test_progress_total_is_computed_once_up_front(monkeypatch, tmp_path: Path) -
     assert rc == 0
     assert not hasattr(harness.Progress, "add_total")
     assert [(b.total, b.steps) for b in bars] == [(4, 4)]
+
+
+def test_profile_reports_where_the_time_goes(tmp_path: Path) -> None:
+    import json
+
+    from augpatch.ops import profiling
+
+    assert profiling.region("plan") is profiling.region("kernel")  # off: one shared no-op
+    path = tmp_path / "r.json"
+    rc = bench.main(["--quick", "--scenarios", "S", "--methods", "augpatch", "--memory", "none",
+                     "--no-progress", "--no-albumentations", "--profile", "--json", str(path)])
+    assert rc == 0
+    rows = json.loads(path.read_text())["profile"]["S"]["rows"]
+    assert rows["augpatch::kernel"] > 0 and rows["augpatch::plan"] > 0 and rows["augpatch::checks"] > 0
+    assert rows["operator augpatch::warp_*"] >= rows["augpatch::kernel"] * 0.5

@@ -1078,6 +1078,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import MODULE (e.g. one that calls register_method) here and in "
                         "the memory subprocesses")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--profile", action="store_true",
+                   help="per scenario, where each millisecond of an augpatch forward+backward goes "
+                        "(torch.profiler ranges: checks, dispatch, plan, kernel, copies); printed "
+                        "as a table after the timings and written to the JSON ('profile')")
     p.add_argument("--dataloader", action="store_true",
                    help="CUDA only: also time BatchAugment on the GPU after a DataLoader against "
                         "torchvision v2 RandomAffine in the workers (images/s)")
@@ -1133,6 +1137,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.min_repeats = min(cfg.min_repeats, cfg.repeats)
     report = run_benchmark(cfg)
     print(format_table(report))
+    if args.profile:
+        report["profile"] = _profile(cfg)
     if args.albumentations and cfg.device == "cpu":
         report["albumentations"] = _albumentations_per_image(cfg.quick)
     if args.dataloader:
@@ -1149,6 +1155,21 @@ def main(argv: list[str] | None = None) -> int:
     failed = failed or any("error" in e.get("memory", {}) for s in report["scenarios"].values()
                            for e in s["methods"].values())
     return 1 if failed else 0
+
+
+def _profile(cfg: BenchConfig) -> dict[str, Any]:
+    """``--profile``: :func:`augpatch.bench.profile.profile_call` of ``augpatch`` per scenario."""
+    from augpatch.bench.profile import format_profile, profile_call
+
+    device = torch.device(cfg.device)
+    table = QUICK_SCENARIOS if cfg.quick else SCENARIOS
+    profiles = {}
+    for name in cfg.scenarios:
+        inputs = make_inputs(table[name], cfg.seed, device, cfg.loss, getattr(torch, cfg.box_dtype))
+        profiles[name] = profile_call(lambda inputs=inputs: _time_once(METHODS[REFERENCE_METHOD], inputs, device),
+                                      calls=2 if cfg.quick else 5)
+    print("\n" + format_profile(profiles))
+    return profiles
 
 
 def _albumentations_per_image(quick: bool) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from augpatch.functional._checks import (
 )
 from augpatch.ops import warp_op
 from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects
+from augpatch.ops.profiling import region
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -116,18 +117,10 @@ def warp_patches(
         >>> torch.equal(out[0, :, 8:24, 8:40], images[0, :, 8:24, 8:40].flip(-1))
         True
     """
-    images = check_images(images)
-    check_choice("mode", mode, MODES)
-    check_choice("padding_mode", padding_mode, PADDING_MODES)
-    check_choice("overlap", overlap, OVERLAPS)
-    check_bool("align_corners", align_corners)
-    # values are checked by the operator (or _warp_few) in one transfer; the list form's
-    # per-element checks run here, so that an error names the element
-    with values_checked_later(not isinstance(boxes, (list, tuple))):
-        boxes, obj_to_img, _ = parse_boxes(boxes, obj_to_img, images.shape[0])
-        num = boxes.shape[0]
-        theta = check_theta(theta, num)
-    check_same_device(images=images, boxes=boxes, theta=theta, obj_to_img=obj_to_img)
+    with region("checks"):
+        images, boxes, theta, obj_to_img = _checked(images, boxes, theta, obj_to_img, mode,
+                                                    padding_mode, align_corners, overlap)
+    num = boxes.shape[0]
     if num == 0:
         return images.clone(memory_format=torch.preserve_format)
     if obj_to_img is None:
@@ -140,6 +133,25 @@ def warp_patches(
     return warp_op(
         images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc
     )[0]
+
+
+def _checked(
+    images: Tensor, boxes: BoxesLike, theta: Tensor, obj_to_img: Tensor | None, mode: str,
+    padding_mode: str, align_corners: bool, overlap: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The argument checks of :func:`warp_patches`: ``(images, boxes [N, 4], theta, obj_to_img)``."""
+    images = check_images(images)
+    check_choice("mode", mode, MODES)
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    check_choice("overlap", overlap, OVERLAPS)
+    check_bool("align_corners", align_corners)
+    # values are checked by the operator (or _warp_few) in one transfer; the list form's
+    # per-element checks run here, so that an error names the element
+    with values_checked_later(not isinstance(boxes, (list, tuple))):
+        boxes, obj_to_img, _ = parse_boxes(boxes, obj_to_img, images.shape[0])
+        theta = check_theta(theta, boxes.shape[0])
+    check_same_device(images=images, boxes=boxes, theta=theta, obj_to_img=obj_to_img)
+    return images, boxes, theta, obj_to_img
 
 
 def _warp_few(

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from augpatch.ops.layout import OBJECT_COLUMNS, PARAM_COUNT
 from augpatch.ops.plan import make_plan, object_params_backward, prepare
+from augpatch.ops.profiling import region
 from augpatch.ops.settings import kernel_for, kernel_named
 from augpatch.ops.values import compute_dtype
 
@@ -68,8 +69,10 @@ def warp(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The warp of ``warp_patches`` (validated arguments; ``obj_to_img`` always given)."""
     theta = theta.reshape(-1, 2, 3)
-    _, kernel = kernel_for(images.device)
-    prep = prepare(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
+    with region("dispatch"):
+        _, kernel = kernel_for(images.device)
+    with region("plan"):
+        prep = prepare(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
     compute = compute_dtype(images.dtype)
     if prep is None:  # no box has a pixel: the image is unchanged
         dtypes = kernel.saved_dtypes(images.dtype, compute, padding_mode)
@@ -81,7 +84,8 @@ def warp(
             torch.zeros(0, dtype=dtypes[0], device=images.device),
             torch.zeros(0, dtype=dtypes[1], device=images.device),
         )
-    out, saved = kernel.forward(images, prep.params, prep.plan, need_loc)
+    with region("kernel"):
+        out, saved = kernel.forward(images, prep.params, prep.plan, need_loc)
     levels = torch.tensor(prep.plan.level_objects, dtype=torch.long)
     return out, prep.objects, levels, prep.params, saved[0], saved[1]
 
@@ -127,16 +131,21 @@ def warp_backward(
             torch.zeros_like(boxes) if need_boxes else empty(),
             torch.zeros_like(theta) if need_theta else empty(),
         )
-    plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
-    grad_images, grad_params = kernel_named(kernel, images.device).backward(
-        grad, images, params, plan, [saved0, saved1], need_img, need_loc
-    )
+    with region("plan"):
+        plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
+    with region("dispatch"):
+        backend = kernel_named(kernel, images.device)
+    with region("kernel"):
+        grad_images, grad_params = backend.backward(
+            grad, images, params, plan, [saved0, saved1], need_img, need_loc
+        )
     grad_boxes = grad_theta = None
     if need_loc and grad_params is not None:  # through the parameter table
-        grad_boxes, grad_theta = object_params_backward(
-            grad_params, boxes, theta, objects, align_corners, (images.shape[2], images.shape[3]),
-            need_boxes, need_theta,
-        )
+        with region("params_backward"):
+            grad_boxes, grad_theta = object_params_backward(
+                grad_params, boxes, theta, objects, align_corners, (images.shape[2], images.shape[3]),
+                need_boxes, need_theta,
+            )
     return (
         grad_images if need_img and grad_images is not None else empty(),
         grad_boxes if grad_boxes is not None else empty(),
