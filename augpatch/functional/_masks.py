@@ -27,7 +27,9 @@ def _to_warpable(masks: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         raise TypeError(f"masks must be a bool, integer or real floating tensor, got {dtype}")
     if dtype.is_floating_point:  # e.g. float8: no arithmetic of its own
         return masks.to(torch.float32), lambda y: y.to(dtype)
-    return masks, lambda y: y  # every other integer type: moved by index (_warp_by_index)
+    # every other integer type: float64 holds each value up to 2**53 exactly (warp_masks
+    # itself moves these by pixel index instead, exact at any magnitude: _warp_by_index)
+    return masks.to(torch.float64), lambda y: y.round().to(dtype)
 
 
 def _warp_by_index(masks: Tensor, warp: Callable[[Tensor], Tensor]) -> Tensor:
@@ -107,7 +109,9 @@ def warp_masks(
         raise ValueError(
             f"masks must have shape [B, H, W] or [B, K, H, W], got {tuple(masks.shape)}"
         )
-    work, restore = _to_warpable(masks)
+    dtype = masks.dtype
+    by_index = not (dtype in _NATIVE or dtype == torch.bool or dtype.is_floating_point or dtype.is_complex)
+    work, restore = (masks, lambda y: y) if by_index else _to_warpable(masks)
     squeeze = work.dim() == 3
     work = work[:, None] if squeeze else work
 
@@ -115,5 +119,5 @@ def warp_masks(
         return warp_patches(x, boxes, theta, obj_to_img, mode="nearest", padding_mode=padding_mode,
                             align_corners=align_corners, overlap=overlap)
 
-    out = warp(work) if work.dtype in _NATIVE else _warp_by_index(work, warp)
+    out = _warp_by_index(work, warp) if by_index else warp(work)
     return restore(out[:, 0] if squeeze else out)
