@@ -7,7 +7,7 @@ same per-pixel arithmetic, fused: one program computes a tile of one object's pa
 (``BH x BW`` pixels, every channel) from the sampling location (``F.affine_grid``'s base
 coordinate, computed in the kernel as ``schedule.exact_base_grid`` does, times ``theta``;
 ``grid_sample``'s unnormalize with its fused multiply-add emulated; padding) to the taps
-and the stored value. The device code is ``kernels.py``; this module plans the
+and the stored value. The device code is ``device_code.py``; this module plans the
 launches.
 
 Launches. Per level of the plan: one kernel that samples every pixel of the level
@@ -90,7 +90,7 @@ from augpatch.ops.layout import PADDING_CODES as _PAD
 from augpatch.ops.layout import TAPS_PER_AXIS as _TAPS
 from augpatch.ops.plan import WarpPlan
 
-_KERNELS = Path(__file__).with_name("kernels.py")
+_KERNELS = Path(__file__).with_name("device_code.py")  # not imported as a submodule: see kernels()
 _LOCK = threading.Lock()
 _MODULES: dict[bool, ModuleType] = {}
 
