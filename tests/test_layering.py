@@ -11,6 +11,7 @@ import torch
 
 import augpatch
 from augpatch.ops import warp as warp_module
+from augpatch.ops.library import versioned_name
 
 ROOT = Path(augpatch.__file__).parent
 CORE = ("augpatch.functional", "augpatch.ops")
@@ -142,19 +143,19 @@ def test_no_backend_imports_the_selector():
 def test_operator_name_follows_its_schema():
     """A graph cached against an older schema names an operator that no longer exists."""
     schema = torch.library.infer_schema(warp_module.warp, mutates_args=())
-    assert warp_module.versioned_name("warp", schema) == warp_module.WARP_NAME
+    assert versioned_name("warp", schema) == warp_module.WARP_NAME
     assert str(warp_module.warp_op.default._schema).startswith(f"augpatch::{warp_module.WARP_NAME}(")
     changed = schema.replace("bool need_loc", "bool need_loc, str kernel")
     assert changed != schema
-    assert warp_module.versioned_name("warp", changed) != warp_module.WARP_NAME
+    assert versioned_name("warp", changed) != warp_module.WARP_NAME
 
 
 def test_backward_operator_name_follows_its_schema():
     schema = torch.library.infer_schema(warp_module.warp_backward, mutates_args=())
-    assert warp_module.versioned_name("warp_backward", schema) == warp_module.WARP_BACKWARD_NAME
+    assert versioned_name("warp_backward", schema) == warp_module.WARP_BACKWARD_NAME
     assert "str kernel" in schema
     without = schema.replace(", str kernel", "")
-    assert warp_module.versioned_name("warp_backward", without) != warp_module.WARP_BACKWARD_NAME
+    assert versioned_name("warp_backward", without) != warp_module.WARP_BACKWARD_NAME
 
 
 def test_inductor_graph_names_the_versioned_operator():

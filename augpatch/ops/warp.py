@@ -11,7 +11,7 @@ the graph runs, and raise the same clear errors as in eager mode.
 
 Versioned names. The operators are registered as ``augpatch::warp_<hash>`` and
 ``augpatch::warp_backward_<hash>``, where ``<hash>`` is a fingerprint of the operator's
-schema (:func:`versioned_name`): a graph that a warm Inductor / AOTAutograd cache (or an
+schema (:func:`augpatch.ops.library.versioned_name`): a graph that a warm Inductor / AOTAutograd cache (or an
 exported program) recorded against an older schema names an operator that no longer
 exists, so it is recompiled instead of replayed with arguments missing. Call the
 operator through :data:`warp_op` (``torch.ops.augpatch.<name>``), never by a literal name.
@@ -31,36 +31,15 @@ its gradients raises an error (no double backward).
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from torch import Tensor
 
 from augpatch.ops.layout import OBJECT_COLUMNS, PARAM_COUNT
+from augpatch.ops.library import register_versioned
 from augpatch.ops.plan import make_plan, object_params_backward, prepare
 from augpatch.ops.profiling import region
 from augpatch.ops.settings import kernel_for, kernel_named
 from augpatch.ops.values import compute_dtype
-
-_NAMESPACE = "augpatch"
-
-
-def versioned_name(base: str, schema: str) -> str:
-    """The operator name for ``base`` with ``schema``: ``base`` plus a fingerprint of the schema.
-
-    Example:
-        >>> a = versioned_name("warp", "(Tensor images) -> Tensor")
-        >>> b = versioned_name("warp", "(Tensor images, str kernel) -> Tensor")
-        >>> a.startswith("warp_"), a != b
-        (True, True)
-    """
-    return f"{base}_{hashlib.sha1(schema.encode()).hexdigest()[:8]}"
-
-
-def _register(base: str, fn):
-    """``(name, op)``: ``torch.library.custom_op`` under the versioned name of ``fn``'s schema."""
-    name = versioned_name(base, torch.library.infer_schema(fn, mutates_args=()))
-    return name, torch.library.custom_op(f"{_NAMESPACE}::{name}", fn, mutates_args=())
 
 
 def warp(
@@ -90,7 +69,7 @@ def warp(
     return out, prep.objects, levels, prep.params, saved[0], saved[1]
 
 
-WARP_NAME, warp_def = _register("warp", warp)
+WARP_NAME, warp_def = register_versioned("warp", warp)
 
 
 @warp_def.register_fake
@@ -153,7 +132,7 @@ def warp_backward(
     )
 
 
-WARP_BACKWARD_NAME, warp_backward_def = _register("warp_backward", warp_backward)
+WARP_BACKWARD_NAME, warp_backward_def = register_versioned("warp_backward", warp_backward)
 
 
 @warp_backward_def.register_fake
