@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from augpatch import bench
+from augpatch.bench import methods as bench_methods
 from augpatch.bench import warp as bench_warp
 
 
@@ -140,7 +141,7 @@ def test_scenario_inputs_are_valid(name: str) -> None:
 def test_skip_and_extension_point(tmp_path: Path) -> None:
     """question_loop is skipped (with a reason) where its graph would be huge, and an extra
     method registered in METHODS is timed alongside."""
-    reason = bench_warp._skip_question_loop(bench.SCENARIOS["many"], bench.BenchConfig())
+    reason = bench_methods._skip_question_loop(bench.SCENARIOS["many"], bench.BenchConfig())
     assert reason and "clones" in reason
 
     def double_clone(inputs: bench.BenchInputs) -> torch.Tensor:
@@ -176,14 +177,14 @@ def test_cuda_baselines_run_and_agree_on_the_cpu() -> None:
     assert not {"grid_sample_whole", "augpatch_eager"} & set(bench.default_methods("cpu"))
     inputs = bench.make_inputs(bench.QUICK_SCENARIOS["overlap"], seed=2)
     device = torch.device("cpu")
-    _, _, ref = bench_warp._time_once(bench.METHODS["augpatch"], inputs, device, keep=True)
-    _, _, eager = bench_warp._time_once(bench.METHODS["augpatch_eager"], inputs, device, keep=True)
+    _, _, ref = bench_methods._time_once(bench.METHODS["augpatch"], inputs, device, keep=True)
+    _, _, eager = bench_methods._time_once(bench.METHODS["augpatch_eager"], inputs, device, keep=True)
     for key in ("output", "images.grad", "theta.grad"):
         torch.testing.assert_close(eager[key], ref[key], rtol=1e-5, atol=1e-5)
     from augpatch.functional import cpu_kernel
 
     assert cpu_kernel() == "compiled"  # restored after the call
-    _, _, whole = bench_warp._time_once(bench.METHODS["grid_sample_whole"], inputs, device, keep=True)
+    _, _, whole = bench_methods._time_once(bench.METHODS["grid_sample_whole"], inputs, device, keep=True)
     assert whole["output"].shape == inputs.images.shape
     assert whole["images.grad"].abs().sum() > 0 and not torch.equal(whole["output"], inputs.images)
 

@@ -52,10 +52,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -63,17 +62,29 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.bench.baselines import (
-    _clone,
-    _kornia_whole,
-    crop_loop,
-    crop_loop_unbind,
-    grid_sample_whole,
-    question_loop,
-)
 from augpatch.bench.dataloader import dataloader_throughput, format_dataloader
-from augpatch.bench.harness import Progress, device_info, sync
+from augpatch.bench.harness import Progress, device_info
 from augpatch.bench.inputs import BenchInputs, boxes_overlap, make_inputs
+from augpatch.bench.memory import (
+    MEMORY_METHOD_CPU,
+    MEMORY_METHOD_CUDA,
+    _finish_memory,
+    _memory_jobs,
+    _memory_slots,
+    _memory_subprocess,
+    _run_memory,
+)
+from augpatch.bench.methods import (
+    METHODS,
+    REFERENCE_METHOD,
+    BenchConfig,
+    Method,
+    _method_available,
+    _prepare_kernel,
+    _time_once,
+    default_methods,
+    register_method,
+)
 from augpatch.bench.scenarios import QUICK_SCENARIOS, SCENARIOS, Scenario
 
 __all__ = [
@@ -96,28 +107,6 @@ __all__ = [
     "run_benchmark",
 ]
 
-REFERENCE_METHOD = "augpatch"
-MEMORY_MARKER = "AUGPATCH_BENCH_MEMORY "
-
-MEMORY_METHOD_CPU = (
-    "CPU: one fresh subprocess per (scenario, method) started with sys.executable and "
-    "MALLOC_MMAP_THRESHOLD_=65536 (so freed large blocks go back to the OS). It imports, "
-    "warms the method up on the 'tiny' inputs, builds the scenario inputs, then resets the "
-    "kernel's peak-RSS mark (write 5 to /proc/self/clear_refs) and records VmRSS; after one "
-    "forward+backward it reads VmHWM. peak_extra = VmHWM - VmRSS_before: everything the call "
-    "allocates, output and gradients included. getrusage(RUSAGE_SELF).ru_maxrss is NOT used on "
-    "Linux because a child started by fork/vfork+exec inherits the parent's peak RSS in it "
-    "(the parent has just run the timings), which would hide the child's own peak; it is the "
-    "fallback on other platforms. mem_ratio = (inputs + peak_extra) / (inputs + output), "
-    "i.e. the total peak the call needs over the bytes of inputs (images, boxes, theta, "
-    "obj_to_img) and one output batch; the output is already inside peak_extra, so it is "
-    "not added again."
-)
-MEMORY_METHOD_CUDA = (
-    "CUDA: in-process, torch.cuda.reset_peak_memory_stats() after the inputs exist, "
-    "peak_extra = max_memory_allocated() - memory_allocated() before one forward+backward. "
-    "mem_ratio = (inputs + peak_extra) / (inputs + output)."
-)
 TIMING_METHOD = (
     "Per scenario one fixed input; every method runs forward (+ loss) + backward on it; "
     "rounds are interleaved round-robin over the methods with the starting method rotated "
@@ -126,108 +115,6 @@ TIMING_METHOD = (
     "Gradients are reset to None before each call. On CUDA, torch.cuda.synchronize() is "
     "called around every timestamp."
 )
-
-
-# --------------------------------------------------------------------------- methods
-
-MethodFn = Callable[[BenchInputs], Tensor]
-SkipFn = Callable[[Scenario, "BenchConfig"], "str | None"]
-
-
-@dataclass
-class Method:
-    """A benchmarked implementation.
-
-    ``fn(inputs) -> output [B, C, H, W]``. ``differentiable=False`` methods (e.g. an
-    albumentations per-image comparison) are timed forward only, under ``no_grad``.
-    ``requires`` lists importable modules; a method whose module is missing is reported
-    as skipped. ``skip(scenario, config)`` may return a reason to skip a scenario.
-    ``semantics`` is ``"sequential"``, ``"parallel"`` or ``None`` (no per-object
-    semantics); outputs are cross-checked against ``question_loop`` when comparable.
-    ``default=False`` methods only run when named in ``--methods``; ``devices`` (if
-    set) restricts the default runs to those device types. ``context`` (if set) returns a
-    context manager that is active around the whole call, forward and backward (e.g. a
-    kernel choice, which the backward must see too).
-    """
-
-    name: str
-    fn: MethodFn
-    description: str
-    differentiable: bool = True
-    requires: tuple[str, ...] = ()
-    skip: SkipFn | None = None
-    semantics: str | None = None
-    default: bool = True
-    devices: tuple[str, ...] | None = None
-    context: Callable[[], Any] | None = None
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register_method(method: Method, *, replace: bool = False) -> None:
-    """Add ``method`` to :data:`METHODS` (insertion order = table order)."""
-    if method.name in METHODS and not replace:
-        raise ValueError(f"method {method.name!r} is already registered")
-    METHODS[method.name] = method
-
-
-def default_methods(device: str = "cpu") -> tuple[str, ...]:
-    """Names of the methods a run on ``device`` times when ``--methods`` is not given."""
-    kind = torch.device(device).type
-    return tuple(n for n, m in METHODS.items() if m.default and (m.devices is None or kind in m.devices))
-
-
-def _augpatch(inputs: BenchInputs) -> Tensor:
-    """augpatch: one ``warp_patches`` call (default ``overlap="sequential"``)."""
-    from augpatch.functional import warp_patches
-
-    return warp_patches(inputs.images, inputs.boxes, inputs.theta, inputs.obj_to_img)
-
-
-@contextlib.contextmanager
-def _eager_kernel() -> Iterator[None]:
-    """``warp_patches`` runs its eager kernel inside (CPU and CUDA; restored after)."""
-    from augpatch.ops import settings
-
-    saved = settings.cpu_kernel(), settings.cuda_kernel()
-    settings.set_cpu_kernel("eager")
-    settings.set_cuda_kernel("eager")
-    try:
-        yield
-    finally:
-        settings.set_cpu_kernel(saved[0])
-        settings.set_cuda_kernel(saved[1])
-
-
-def _skip_question_loop(scenario: Scenario, config: BenchConfig) -> str | None:
-    """The naive loop keeps one full image batch alive per object for backward."""
-    per_clone = scenario.image_numel() * 4
-    need = per_clone * (scenario.num_objects + 1)
-    if need > config.naive_max_gb * 2**30:
-        return (f"would keep {scenario.num_objects} full-size clones alive for backward "
-                f"(~{need / 2**30:.1f} GiB > --naive-max-gb {config.naive_max_gb:g}); "
-                "not run, nothing extrapolated")
-    return None
-
-
-register_method(Method("augpatch", _augpatch, "warp_patches, overlap='sequential'",
-                       semantics="sequential"))
-register_method(Method("question_loop", question_loop,
-                       "(a) naive differentiable loop, one clone per object",
-                       skip=_skip_question_loop, semantics="sequential"))
-register_method(Method("crop_loop", crop_loop,
-                       "(b) per-crop grid_sample + one index_put paste", semantics="parallel"))
-register_method(Method("crop_loop_unbind", crop_loop_unbind,
-                       "(b') crop_loop cropping per-image views (cheaper slice backward)",
-                       semantics="parallel", default=False))
-register_method(Method("kornia_whole", _kornia_whole,
-                       "(c) kornia warp_affine of whole images", requires=("kornia",)))
-register_method(Method("clone", _clone, "(d) images.clone(), the floor"))
-register_method(Method("grid_sample_whole", grid_sample_whole,
-                       "(e) one affine_grid + grid_sample of whole images", devices=("cuda",)))
-register_method(Method("augpatch_eager", _augpatch, "(f) warp_patches with the eager kernel forced",
-                       semantics="sequential", devices=("cuda",), context=_eager_kernel))
 
 
 # --------------------------------------------------------------------------- targets
@@ -277,71 +164,6 @@ CUDA_TARGETS: tuple[Target, ...] = (
 # --------------------------------------------------------------------------- running
 
 
-@dataclass
-class BenchConfig:
-    """Options of one run (all of them go into the JSON)."""
-
-    device: str = "cpu"
-    scenarios: tuple[str, ...] = tuple(SCENARIOS)
-    methods: tuple[str, ...] = ()
-    repeats: int = 10
-    min_repeats: int = 3
-    warmup: int = 2
-    max_method_seconds: float = 15.0
-    slow_seconds: float = 5.0
-    fast_seconds: float = 1.0
-    max_fast_repeats: int = 50
-    memory_max_seconds: float = 15.0
-    naive_max_gb: float = 4.0
-    quick: bool = False
-    seed: int = 0
-    loss: str = "weighted"
-    box_dtype: str = "int64"
-    memory: str = "all"
-    memory_methods: tuple[str, ...] = ()
-    memory_jobs: int = 2
-    threads: int = 0
-    plugins: tuple[str, ...] = ()
-    progress: bool = True
-    json_path: str = "bench_results.json"
-
-
-def _time_once(method: Method, inputs: BenchInputs, device: torch.device,
-               keep: bool = False) -> tuple[float, float, dict[str, Tensor] | None]:
-    """One call: returns (forward seconds, total seconds, outputs and grads if ``keep``)."""
-    inputs.zero_grad()
-    context = method.context() if method.context is not None else contextlib.nullcontext()
-    with context:
-        return _time_call(method, inputs, device, keep)
-
-
-def _time_call(method: Method, inputs: BenchInputs, device: torch.device,
-               keep: bool) -> tuple[float, float, dict[str, Tensor] | None]:
-    sync(device)
-    t0 = time.perf_counter()
-    if method.differentiable:
-        out = method.fn(inputs)
-        sync(device)
-        t1 = time.perf_counter()
-        inputs.loss(out).backward()
-        sync(device)
-        t2 = time.perf_counter()
-    else:
-        with torch.no_grad():
-            out = method.fn(inputs)
-        sync(device)
-        t1 = t2 = time.perf_counter()
-    kept = None
-    if keep:
-        kept = {"output": out.detach().clone()}
-        for name in ("images", "theta"):
-            grad = getattr(inputs, name).grad
-            kept[name + ".grad"] = None if grad is None else grad.detach().clone()
-    del out
-    inputs.zero_grad()
-    return t1 - t0, t2 - t0, kept
-
-
 def _compare(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Any]:
     """Relative max-abs differences of output and gradients (scaled by max |b|)."""
     res: dict[str, Any] = {}
@@ -361,15 +183,6 @@ def _compare(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Any]:
         ok = ok and diff / scale <= tol
     res["match"] = ok
     return res
-
-
-def _method_available(method: Method) -> str | None:
-    for mod in method.requires:
-        try:
-            importlib.import_module(mod)
-        except ImportError as exc:
-            return f"{mod} not importable ({exc})"
-    return None
 
 
 def _rotate(items: list[Method], k: int) -> list[Method]:
@@ -507,190 +320,6 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
     return res
 
 
-# --------------------------------------------------------------------------- memory
-
-
-def _rss_status() -> dict[str, int]:
-    """VmRSS / VmHWM of this process in bytes (Linux)."""
-    out = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, val = line.split(":", 1)
-                out[key] = int(val.split()[0]) * 1024
-    return out
-
-
-def _measure_memory_here(method: Method, inputs: BenchInputs,
-                         device: torch.device) -> dict[str, Any]:
-    """Peak extra bytes of one forward+backward, and of one forward alone under ``no_grad``
-    (``peak_extra_fwd_bytes``), measured in this process."""
-    res = _measure_peak(method, inputs, device)
-    if "peak_extra_bytes" in res and method.differentiable:
-        # the same method forward only, under no_grad (augmentation without gradients)
-        fwd = _measure_peak(dataclasses.replace(method, differentiable=False), inputs, device)
-        if "peak_extra_bytes" in fwd:
-            res["peak_extra_fwd_bytes"] = fwd["peak_extra_bytes"]
-    return res
-
-
-def _measure_peak(method: Method, inputs: BenchInputs, device: torch.device) -> dict[str, Any]:
-    """Peak extra bytes of one call of ``_time_once``."""
-    import gc
-
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        _time_once(method, inputs, device)
-        peak = torch.cuda.max_memory_allocated(device)
-        return {"peak_extra_bytes": peak - before, "how": "cuda.max_memory_allocated"}
-    if sys.platform.startswith("linux"):
-        reset = True
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-        except OSError:
-            reset = False
-        st = _rss_status()
-        before_rss, before_hwm = st["VmRSS"], st["VmHWM"]
-        _time_once(method, inputs, device)
-        peak = _rss_status()["VmHWM"]
-        res: dict[str, Any] = {"peak_extra_bytes": max(0, peak - before_rss),
-                               "how": "VmHWM-VmRSS" + ("" if reset else " (no clear_refs)")}
-        if not reset and before_hwm > before_rss:
-            res["lower_bound_only"] = True
-        return res
-    import resource
-
-    unit = 1 if sys.platform == "darwin" else 1024
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
-    _time_once(method, inputs, device)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
-    return {"peak_extra_bytes": peak - before, "how": "ru_maxrss", "lower_bound_only": True}
-
-
-def _warm_operator(device: torch.device) -> None:
-    """One small differentiable call of the warp operator, outside the measurement.
-
-    Its first call imports and caches what every later call reuses (``torch.library``'s
-    dispatch and autograd machinery, about 170 MB of RSS on the CPU); ``tiny`` alone does
-    not reach it (one box runs the loop itself).
-    """
-    from augpatch.functional import warp_patches
-
-    images = torch.rand(1, 3, 16, 16, device=device, requires_grad=True)
-    boxes = torch.tensor([[1, 1, 9, 9], [4, 4, 12, 12], [6, 2, 15, 10]], device=device)
-    theta = torch.eye(2, 3, device=device).repeat(3, 1, 1).requires_grad_(True)
-    warp_patches(images, boxes, theta).sum().backward()
-
-
-def _memory_child_main(payload: str) -> None:
-    """Entry point of the memory subprocess: prints one ``MEMORY_MARKER`` JSON line."""
-    job = json.loads(payload)
-    for mod in job["plugins"]:
-        importlib.import_module(mod)
-    if job["threads"]:
-        torch.set_num_threads(job["threads"])
-    device = torch.device(job["device"])
-    method = METHODS[job["method"]]
-    box_dtype = getattr(torch, job["box_dtype"])
-    scenario = Scenario(**job["scenario"])
-    try:
-        _prepare_kernel(device)  # load the compiled kernel outside the measurement
-        warm = make_inputs(SCENARIOS["tiny"], job["seed"], device, job["loss"], box_dtype)
-        _time_once(method, warm, device)
-        del warm
-        _warm_operator(device)
-        inputs = make_inputs(scenario, job["seed"], device, job["loss"], box_dtype)
-        res = _measure_memory_here(method, inputs, device)
-    except Exception as exc:  # reported to the parent
-        res = {"error": f"{type(exc).__name__}: {exc}"}
-    print(MEMORY_MARKER + json.dumps(res), flush=True)
-
-
-def _memory_subprocess(scenario: Scenario, method: str, cfg: BenchConfig) -> dict[str, Any]:
-    payload = json.dumps({
-        "scenario": dataclasses.asdict(scenario), "method": method, "seed": cfg.seed,
-        "device": cfg.device, "loss": cfg.loss, "box_dtype": cfg.box_dtype,
-        "threads": cfg.threads or torch.get_num_threads(), "plugins": list(cfg.plugins),
-    })
-    code = f"from augpatch.bench.warp import _memory_child_main; _memory_child_main({payload!r})"
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env, timeout=600)
-    except subprocess.TimeoutExpired:
-        return {"error": "memory subprocess timed out (600 s)"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(MEMORY_MARKER):
-            return json.loads(line[len(MEMORY_MARKER):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"error": f"memory subprocess exit {proc.returncode}: {' | '.join(tail)}"}
-
-
-def _memory_slots(cfg: BenchConfig, scenarios: list[Scenario], methods: list[Method]) -> int:
-    """The (scenario, method) pairs whose memory the run may measure (the progress bar's)."""
-    if cfg.memory == "none":
-        return 0
-    return sum(1 for s in scenarios if cfg.memory != "many" or s.name == "many"
-               for m in methods if not cfg.memory_methods or m.name in cfg.memory_methods)
-
-
-def _memory_jobs(cfg: BenchConfig, results: dict[str, Any]) -> list[tuple[str, str]]:
-    jobs = []
-    for sname, sres in results.items():
-        if cfg.memory == "none" or (cfg.memory == "many" and sname != "many"):
-            continue
-        for mname, e in sres["methods"].items():
-            if e["status"] != "ok" or (cfg.memory_methods and mname not in cfg.memory_methods):
-                continue
-            if mname != REFERENCE_METHOD and e.get("median_s", 0.0) > cfg.memory_max_seconds:
-                e["memory"] = {"skipped": f"one call takes {e['median_s']:.1f} s > "
-                                          f"--memory-max-seconds {cfg.memory_max_seconds:g}"}
-                continue
-            jobs.append((sname, mname))
-    return jobs
-
-
-def _finish_memory(results: dict[str, Any], sname: str, mname: str, mem: dict[str, Any],
-                   progress: Progress) -> None:
-    sres = results[sname]
-    if "peak_extra_bytes" in mem:
-        io = sres["input_bytes"] + sres["output_bytes"]
-        mem["mem_ratio"] = (sres["input_bytes"] + mem["peak_extra_bytes"]) / io
-        if "peak_extra_fwd_bytes" in mem:
-            mem["mem_ratio_fwd"] = (sres["input_bytes"] + mem["peak_extra_fwd_bytes"]) / io
-        # an out-of-place method whose image gradient takes memory of its own holds the
-        # output, the loss's dense gradient of it and the image gradient at once (augpatch
-        # writes the image gradient into the loss's gradient where nobody else holds that)
-        mem["mem_ratio_autograd_floor"] = (sres["input_bytes"] + 3 * sres["output_bytes"]) / io
-    sres["methods"][mname]["memory"] = mem
-    progress.update(f"memory {sname}/{mname}")
-
-
-def _run_memory(cfg: BenchConfig, scen: dict[str, Scenario], results: dict[str, Any],
-                jobs: list[tuple[str, str]], progress: Progress, device: torch.device) -> None:
-    """Measure the peak memory of ``jobs`` ((scenario, method) pairs) after the timings."""
-    if device.type == "cuda":
-        for sname, mname in jobs:
-            inputs = make_inputs(scen[sname], cfg.seed, device, cfg.loss,
-                                 getattr(torch, cfg.box_dtype))
-            try:
-                mem = _measure_memory_here(METHODS[mname], inputs, device)
-            except Exception as exc:  # reported in the table
-                mem = {"error": f"{type(exc).__name__}: {exc}"}
-            del inputs
-            _finish_memory(results, sname, mname, mem, progress)
-        return
-    with ThreadPoolExecutor(max_workers=max(1, cfg.memory_jobs)) as pool:
-        futures = [(s, m, pool.submit(_memory_subprocess, scen[s], m, cfg)) for s, m in jobs]
-        for s, m, fut in futures:
-            _finish_memory(results, s, m, fut.result(), progress)
-
-
 # --------------------------------------------------------------------------- targets
 
 
@@ -815,18 +444,6 @@ def format_table(report: dict[str, Any]) -> str:
         note = f" [{t['note']}]" if t.get("note") else ""
         lines.append(f"  {t['status']:<4} {t['scenario']:<5} {t['text']}: {val}{reason}{note}")
     return "\n".join(lines)
-
-
-def _prepare_kernel(device: torch.device) -> dict[str, Any]:
-    """Which kernel warp_patches runs on ``device``; builds the compiled one first (untimed)."""
-    from augpatch.ops import settings
-
-    started = time.perf_counter()
-    name = settings.active_kernel(device)
-    cuda = device.type == "cuda"
-    return {"name": name, "choice": settings.cuda_kernel() if cuda else settings.cpu_kernel(),
-            "setting": "AUGPATCH_CUDA_KERNEL" if cuda else "AUGPATCH_CPU_KERNEL",
-            "ready_s": time.perf_counter() - started}
 
 
 def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
