@@ -50,7 +50,7 @@ def test_two_processes_racing_on_an_empty_cache_build_once(tmp_path):
     assert done.returncode == 0, done.stderr
     assert build.COMPILE_MESSAGE not in done.stderr
     assert "compiled CPU kernel ready" in done.stdout and str(tmp_path / "ext") in done.stdout
-    assert (tmp_path / "ext").rglob(f"{build.BASE_NAME}*.so")
+    assert any((tmp_path / "ext").rglob(f"{build.BASE_NAME}*.so"))
 
 
 def test_build_command_reports_a_failed_build(monkeypatch, capsys):
