@@ -19,8 +19,8 @@ from augpatch.policies import (
     level_to_arg,
     scale_aware_box_prob,
 )
+from augpatch.policies._box_kernels import _compiled
 from augpatch.policies.functional import (
-    _compiled,
     box_pixel_rects,
     equalize_boxes,
     fill_rects,

@@ -23,7 +23,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 import augpatch.functional as AF
-from augpatch.policies.functional import equalize_boxes, solarize_add, solarize_boxes
+from augpatch.policies._box_kernels import equalize_boxes, solarize_add, solarize_boxes
 
 __all__ = [
     "BBOX_ONLY_PROB_DIVISOR",
