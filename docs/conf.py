@@ -89,6 +89,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "gallery",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
+    "ignore_pattern": r"(__init__|/_helpers)\.py",
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,
     "download_all_examples": False,
