@@ -89,7 +89,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "gallery",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "ignore_pattern": r"(__init__|/_helpers)\.py",
+    "ignore_pattern": r"(__init__|_helpers)\.py$",
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,
     "download_all_examples": False,
@@ -108,6 +108,7 @@ html_theme = "furo"
 html_title = f"augpatch {release}"
 html_static_path = ["_static"]
 html_css_files = ["augpatch.css"]
+html_favicon = "_static/favicon.png"  # one coin of the demo photograph
 html_show_sourcelink = False
 html_copy_source = False
 html_theme_options = {"navigation_with_keys": True}

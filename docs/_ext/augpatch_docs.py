@@ -229,8 +229,8 @@ def _op_pictures(pictures_dir: Path) -> str:
         _write(pictures_dir / f"op.{name}.png", _png(image, boxes, out.images, out.boxes))
         rows.append((name, spec))
     lines = [
-        ".. list-table:: Every op at level %d, probability 1 (box-only ops: every box's"
-        " coin forced on), on the coins photograph (left: input; right: output)" % OP_LEVEL,
+        f".. list-table:: Every op at level {OP_LEVEL}, probability 1 (box-only ops: every"
+        " box's coin forced on), on the coins photograph (left: input; right: output)",
         "   :header-rows: 1",
         "   :widths: 20 25 55",
         "   :class: augpatch-ops",
