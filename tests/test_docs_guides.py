@@ -1,4 +1,4 @@
-"""Every Python code block of the documentation's guides runs.
+"""Every Python code block of the documentation's guides (and of the README) runs.
 
 The guides (``docs/guides/*.md``, MyST Markdown) are the user documentation; their
 ```` ```python ```` blocks are executed here, in order, one fresh namespace per page (a
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-GUIDES = Path(__file__).resolve().parent.parent / "docs" / "guides"
+ROOT = Path(__file__).resolve().parent.parent
+GUIDES = ROOT / "docs" / "guides"
 FENCE = re.compile(
     r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)\n"
     r"(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
@@ -52,7 +53,8 @@ def test_python_blocks_finds_fences() -> None:
     assert python_blocks(text) == [(3, "x = 1\n"), (10, "y = 2\n")]
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=[p.stem for p in PAGES_WITH_CODE])
+@pytest.mark.parametrize("page", [*PAGES_WITH_CODE, ROOT / "README.md"],
+                         ids=[*(p.stem for p in PAGES_WITH_CODE), "README"])
 def test_guide_code_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = python_blocks(page.read_text())
     monkeypatch.chdir(tmp_path)  # a block that writes files writes them here
