@@ -50,6 +50,9 @@ API_MODULES = [
     "augpatch.integrations.albumentations",
     "augpatch",
 ]
+# Documented when they exist (the core's restructure adds augpatch.ops: the operators and
+# the kernel settings); listed here so that the merged layout needs no edit of this file.
+OPTIONAL_API_MODULES = ["augpatch.ops"]
 
 # Qualified name -> Python expression building the object whose effect is pictured
 # (evaluated with the name's module, torch and ``augpatch.functional as F`` in scope;
@@ -65,6 +68,8 @@ PICTURES: dict[str, str] = {
     "augpatch.transforms.RandomPatchHorizontalFlip": "RandomPatchHorizontalFlip(p=1.0)",
     "augpatch.transforms.RandomPatchVerticalFlip": "RandomPatchVerticalFlip(p=1.0)",
     "augpatch.transforms.PatchAffine": "PatchAffine(angle=30.0, scale=0.8)",
+    "augpatch.transforms.RandomCopyPaste":
+        "RandomCopyPaste(p=1.0, object_p=0.5, scale=(0.5, 1.0))",
     "augpatch.transforms.PatchSequential":
         "PatchSequential(RandomPatchRotation(30, p=1.0), RandomPatchHorizontalFlip(p=0.5))",
     "augpatch.search.PatchPolicy": "PatchPolicy(num_sub_policies=2).eval()",
@@ -277,12 +282,29 @@ def _name_page(modname: str, name: str, obj: Any, picture: str | None, extra: st
     return "\n".join(out)
 
 
+def api_modules(app: Sphinx) -> list[str]:
+    """``augpatch_api_modules`` plus those of ``OPTIONAL_API_MODULES`` that import (placed
+    before the top-level ``augpatch``, which only re-exports)."""
+    modules = list(app.config.augpatch_api_modules)
+    for name in OPTIONAL_API_MODULES:
+        if name in modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise
+            continue
+        modules.insert(modules.index("augpatch") if "augpatch" in modules else len(modules), name)
+    return modules
+
+
 def generate(app: Sphinx) -> None:
     srcdir = Path(app.srcdir)
     api = srcdir / "api"
     generated = api / "generated"
     pictures_dir = generated / "pictures"
-    modules = app.config.augpatch_api_modules
+    modules = api_modules(app)
     owner: dict[int, str] = {}  # id(obj) -> "module.name" of its page
     pages: dict[str, list[tuple[str, Any]]] = {}
     for modname in modules:
@@ -395,7 +417,7 @@ def _collect_aliases(app: Sphinx) -> None:
     aliases: dict[str, str] = {}
     short: dict[str, set[str]] = {}
     owners: dict[int, str] = {}
-    for modname in app.config.augpatch_api_modules:
+    for modname in api_modules(app):
         module = importlib.import_module(modname)
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)
