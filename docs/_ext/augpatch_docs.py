@@ -18,8 +18,8 @@ A name listed in several modules' ``__all__`` (``augpatch.RandomPatchAffine`` is
 ``augpatch_api_modules`` that lists it; the others link to it.
 
 Pictures: a transform class gets one when it is in ``PICTURES`` (a constructor call),
-or, for any other subclass of ``PatchAugmentationBase`` (e.g. a transform added later),
-when ``cls(p=1.0)`` constructs. Functions get one when they are in ``PICTURES``.
+or, for any other subclass of ``PatchAugmentationBase`` outside the adapters (e.g. a
+transform added later), when ``cls(p=1.0)`` constructs. Functions get one when they are in ``PICTURES``.
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def _picture_of(qualname: str, module: types.ModuleType, obj: Any) -> bytes | No
 
     expression = PICTURES.get(qualname)
     if expression is None and not (
-        inspect.isclass(obj) and issubclass(obj, PatchAugmentationBase)
+        not module.__name__.startswith("augpatch.integrations")  # adapters: see the core's
+        and inspect.isclass(obj) and issubclass(obj, PatchAugmentationBase)
         and not inspect.isabstract(obj) and obj is not PatchAugmentationBase
     ):
         return None
