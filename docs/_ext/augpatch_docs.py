@@ -378,6 +378,14 @@ def _resolve_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
     target = node["reftarget"]
+    if node.get("reftype") == "mod" and target.startswith("augpatch."):
+        # an internal module named in a docstring (``augpatch.ops.plan``): it has no page
+        # (not public API), so it shows as code, unlinked
+        try:
+            importlib.import_module(target)
+        except ImportError:
+            return None
+        return contnode
     aliases = getattr(env, "augpatch_aliases", {})
     real = aliases.get(target)
     if real is None and "." not in target:
@@ -444,6 +452,43 @@ def _drop_type_docstring(app: Sphinx, what: str, name: str, obj: Any, options: A
             lines[:] = []
 
 
+def _inherited_from(name: str) -> type | None:
+    """For a method ``module.Class.method`` without a docstring of its own, the first class
+    of ``Class``'s MRO that gives it one (``None`` where it has its own or none)."""
+    parts = name.split(".")
+    for split in range(len(parts) - 2, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[split:-1]:
+                owner = getattr(owner, part)
+        except AttributeError:
+            return None
+        break
+    else:
+        return None
+    if not inspect.isclass(owner):
+        return None
+    attr = parts[-1]
+    for cls in owner.__mro__:
+        if attr in vars(cls) and getattr(vars(cls)[attr], "__doc__", None):
+            return None if cls is owner else cls
+    return None
+
+
+def _drop_foreign_docstring(app: Sphinx, what: str, name: str, obj: Any, options: Any,
+                            lines: list[str]) -> None:
+    """A method without a docstring would show the one it inherits; keep that only when it
+    comes from augpatch (``nn.Module.forward``'s text is not augpatch's documentation)."""
+    if what != "method" or not lines:
+        return
+    source = _inherited_from(name)
+    if source is not None and not source.__module__.startswith("augpatch"):
+        lines[:] = []
+
+
 def _skip_member(app: Sphinx, what: str, name: str, obj: Any, skip: bool, options: Any) -> Any:
     """albumentations' ``InitSchema`` (a generated pydantic model) is not augpatch API."""
     if name == "InitSchema":
@@ -459,4 +504,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("missing-reference", _resolve_alias)
     app.connect("autodoc-skip-member", _skip_member)
     app.connect("autodoc-process-docstring", _drop_type_docstring)
+    app.connect("autodoc-process-docstring", _drop_foreign_docstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
