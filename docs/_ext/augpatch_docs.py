@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 API_MODULES = [
     "augpatch.functional",
     "augpatch.transforms",
+    "augpatch.transforms.base",  # the base class and the hooks of a new transform
     "augpatch.policies",
     "augpatch.policies.functional",
     "augpatch.search",
@@ -390,6 +391,12 @@ def _resolve_alias(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     real = aliases.get(target)
     if real is None and "." not in target:
         real = aliases.get(f"*.{target}")
+    if real is None and "." in target:
+        # a member named through a re-export: ``augpatch.PatchAugmentationBase.search_space``
+        head, _, member = target.rpartition(".")
+        owner = aliases.get(head) or aliases.get(f"*.{head}")
+        if owner is not None:
+            real = f"{owner}.{member}"
     domain = env.domains["py"]
     builder = app.builder
     if real is None and "." not in target and node.get("py:class"):
@@ -430,7 +437,12 @@ def _collect_aliases(app: Sphinx) -> None:
         module = importlib.import_module(modname)
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name)
-            if _kind(obj) not in ("class", "function"):
+            kind = _kind(obj)
+            if kind == "data":  # constants: one page per module that lists them
+                aliases[f"{modname}.{name}"] = f"{modname}.{name}"
+                short.setdefault(name, set()).add(f"{modname}.{name}")
+                continue
+            if kind not in ("class", "function"):
                 continue
             real = owners.setdefault(id(obj), f"{modname}.{name}")
             aliases[f"{modname}.{name}"] = real
