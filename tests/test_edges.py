@@ -207,15 +207,25 @@ def test_transforms(b, name, pm, padded, drop, as_list, seed):
 
 
 @PROPS
-@given(b=batches(), name=st.sampled_from(sorted(TRANSFORMS)), data=st.data())
+@given(b=batches(), name=st.sampled_from([*sorted(TRANSFORMS), "DetectionAutoAugment"]),
+       data=st.data())
 def test_transform_errors_name_the_argument(b, name, data):
-    """Mismatched targets and bad image sizes raise errors naming the argument."""
+    """Mismatched targets, bad image sizes and (for the policies) float images outside
+    [0, 1] raise errors naming the argument."""
     images, boxes, o2i = b.images, b.boxes, b.obj_to_img
     n = boxes.shape[0]
-    aug = TRANSFORMS[name](torch.Generator().manual_seed(0), "zeros")
+    if name == "DetectionAutoAugment":
+        aug = DetectionAutoAugment("v3", generator=torch.Generator().manual_seed(0))
+    else:
+        aug = TRANSFORMS[name](torch.Generator().manual_seed(0), "zeros")
     h, w = images.shape[-2:]
-    case = data.draw(st.sampled_from(["masks", "keypoints", "image_sizes", "obj_to_img"]))
+    cases = ["masks", "keypoints", "image_sizes", "obj_to_img"]
+    if name == "DetectionAutoAugment" and images.is_floating_point():
+        cases.append("images")
+    case = data.draw(st.sampled_from(cases))
     kw = {}
+    if case == "images":
+        images = images * 255 + 2
     if case == "masks":
         kw["masks"] = torch.zeros(n + 1, h, w)
     elif case == "keypoints":
