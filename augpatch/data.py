@@ -321,7 +321,7 @@ def _cat_object_field(
 ) -> Tensor:
     """Concatenate one per-object field, padding spatial ``[N_i, ..., H_i, W_i]`` fields."""
     template = next((t[key] for t in targets if key in t), None)
-    parts: list[Tensor] = []
+    values: list[Tensor] = []
     for i, (t, n) in enumerate(zip(targets, counts)):
         value = t.get(key)
         if value is None:
@@ -333,10 +333,14 @@ def _cat_object_field(
             raise ValueError(
                 f"sample {i}: {key!r} has {value.shape[0]} rows but there are {n} boxes"
             )
+        values.append(value)
+    spatial = _is_spatial(key, values, counts, sizes)
+    parts: list[Tensor] = []
+    for i, (value, n) in enumerate(zip(values, counts)):
         h, w = int(sizes[i, 0]), int(sizes[i, 1])
-        if value.dim() >= 3 and tuple(value.shape[-2:]) == (h, w):
+        if spatial and tuple(value.shape[-2:]) == (h, w):
             value = _pad_to(value, height, width, 0)
-        elif value.dim() >= 3 and n == 0 and template is not None and template.dim() == value.dim():
+        elif spatial and n == 0:
             value = value.new_zeros((0, *value.shape[1:-2], height, width))
         parts.append(value)
     shapes = {p.shape[1:] for p in parts if p.shape[0] > 0}
@@ -348,6 +352,21 @@ def _cat_object_field(
         (shape,) = shapes
         parts = [p if p.shape[0] > 0 else p.new_zeros((0, *shape)) for p in parts]
     return torch.cat(parts, 0)
+
+
+def _is_spatial(key: str, values: list[Tensor], counts: list[int], sizes: Tensor) -> bool:
+    """Whether a per-object field is spatial (``[N_i, ..., H_i, W_i]``, padded like the
+    images): its last two sizes are its image's in every sample with objects (with no
+    object in the batch: any field of 3 or more dimensions). ``keypoints`` ``[N, K, 2]``
+    never are, whatever the image's size (a ``K x 2`` image)."""
+    if key == "keypoints":
+        return False
+    pool = [(v, i) for i, (v, n) in enumerate(zip(values, counts)) if n > 0]
+    if not pool:
+        return all(v.dim() >= 3 for v in values)
+    return all(
+        v.dim() >= 3 and tuple(v.shape[-2:]) == (int(sizes[i, 0]), int(sizes[i, 1])) for v, i in pool
+    )
 
 
 # --------------------------------------------------------------------------- batch augment

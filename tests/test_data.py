@@ -310,3 +310,20 @@ def test_to_detection_inputs_trains_a_torchvision_detector_one_step() -> None:
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_collate_keeps_keypoints_points_whatever_the_image_size() -> None:
+    """Keypoints [N, K, 2] are not spatial: with no object in the batch they stayed
+    [0, K, 2] only by chance (they became [0, H, W]), and on a K x 2 image they were
+    padded like masks (found by tests/test_edges.py)."""
+    empty = {"boxes": torch.zeros(0, 4), "keypoints": torch.zeros(0, 2, 2),
+             "masks": torch.zeros(0, 1, 1, dtype=torch.uint8)}
+    batch = collate_objects([(torch.zeros(3, 1, 1), empty), (torch.zeros(3, 3, 4), dict(empty))])
+    assert batch["keypoints"].shape == (0, 2, 2)
+    assert batch["masks"].shape == (0, 3, 4)  # masks of no object: the canvas' size
+    kps = torch.tensor([[[0.5, 0.5], [1.5, 1.0]]])
+    one = {"boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]]), "keypoints": kps,
+           "masks": torch.ones(1, 2, 2, dtype=torch.uint8)}
+    batch = collate_objects([(torch.zeros(3, 2, 2), one), (torch.zeros(3, 5, 6), dict(empty))])
+    assert torch.equal(batch["keypoints"], kps)
+    assert batch["masks"].shape == (1, 5, 6) and int(batch["masks"].sum()) == 4

@@ -100,7 +100,7 @@ def test_padded_batch_objects_stay_inside_their_images(name: str) -> None:
     assert total > 0  # the test checked objects
 
 
-@pytest.mark.parametrize("name", ["RandomPatchAffine", "DetectionAutoAugment-v1"])
+@pytest.mark.parametrize("name", list(TRANSFORMS))
 def test_padded_batch_reads_nothing_from_the_padding_and_leaves_it_unchanged(name: str) -> None:
     """The transform itself sees image_sizes: each image's result does not depend on the
     padding's value, and the padding's pixels come back unchanged."""

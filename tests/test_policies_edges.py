@@ -235,3 +235,32 @@ def test_every_op_is_one_object_that_says_what_it_does() -> None:
             assert spec.crop(x[..., 2:14, 2:18], value, [128.0] * 3, NEAREST).shape == (1, 3, 12, 16)
         with pytest.raises(ValueError, match=name):  # the wrong kind says so
             _ = spec.affine(value) if spec.kind != "image_geometric" else spec.image(x, value)
+
+
+# ------------------------------------------------------------------ found by tests/test_edges.py
+
+
+@pytest.mark.parametrize("policy", [[[("Equalize", 1.0, 5)]], [[("TranslateX_Only_BBoxes", 1.0, 5)]]])
+def test_boxes_across_the_border_come_back_inside_the_canvas(policy) -> None:
+    """Ops that keep boxes left a box given across the border (or beyond it) outside the
+    image; it is now clipped to the canvas, as in a padded batch, and a box wholly outside
+    is reported (keep False)."""
+    images = torch.randint(0, 256, (1, 3, 8, 8), dtype=torch.uint8)
+    boxes = torch.tensor([[0.85, -0.46, 5.5, 7.9], [2.0, 3.0, 20.0, 6.0], [9.0, 9.0, 12.0, 12.0]])
+    out = DetectionAutoAugment(policy, box_prob=_always)(images, boxes, torch.zeros(3).long())
+    expected = torch.tensor([[0.85, 0.0, 5.5, 7.9], [2.0, 3.0, 8.0, 6.0], [8.0, 8.0, 8.0, 8.0]])
+    torch.testing.assert_close(out.boxes, expected)
+    assert out.keep.tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("policy", ["v0", "v3", [[("BBox_Cutout", 1.0, 6), ("Rotate_BBox", 1.0, 6)]]])
+def test_padded_batch_without_any_object(policy) -> None:
+    """A padded batch with no box at all ran into an IndexError (found by tests/test_edges.py);
+    the image-level ops run on each image's region, the padding stays."""
+    images = torch.randint(0, 256, (2, 3, 6, 7), dtype=torch.uint8)
+    sizes = torch.tensor([[6, 7], [4, 5]])
+    aug = DetectionAutoAugment(policy, generator=torch.Generator().manual_seed(0))
+    out = aug(images, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), image_sizes=sizes)
+    assert out.boxes.shape == (0, 4) and out.keep.shape == (0,)
+    assert torch.equal(out.images[1, :, 4:], images[1, :, 4:])
+    assert torch.equal(out.images[1, :, :, 5:], images[1, :, :, 5:])

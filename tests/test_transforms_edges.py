@@ -173,3 +173,27 @@ def test_attack_names_the_dtype_of_a_non_float_loss() -> None:
     with pytest.raises(TypeError, match=r"floating point tensor, got a tensor of dtype torch\.int64"):
         attack(RandomPatchRotation(10.0), lambda r: (r.images.sum() * 100).long(),
                torch.rand(1, 3, 16, 16), torch.tensor([[1, 1, 12, 12]]), steps=1)
+
+
+# ------------------------------------------------------------------ found by tests/test_edges.py
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_boxes_of_objects_that_do_not_move_are_clipped_to_the_canvas_and_never_inverted(p) -> None:
+    """An object left in place (coin said no, or an identity) keeps its box where it lies
+    inside the canvas (bit for bit) and gets its patch where it does not: before, a box
+    across the border or an inverted box came back as given, outside its image."""
+    images = torch.rand(2, 3, 10, 12)
+    boxes = torch.tensor([[1.0, 2.0, 7.0, 9.0],  # inside
+                          [-3.0, -2.0, 5.0, 14.0],  # across the border
+                          [6.0, 1.0, 2.0, 6.0],  # inverted
+                          [15.0, 12.0, 18.0, 16.0]])  # wholly outside the canvas
+    o2i = torch.tensor([0, 1, 1, 0])
+    aug = RandomPatchAffine(degrees=0.0, p=p) if p else RandomPatchRotation(30.0, p=p)
+    out = aug(images, boxes, o2i)
+    assert torch.equal(out.images, images)
+    assert out.boxes.tolist() == [[1.0, 2.0, 7.0, 9.0], [0.0, 0.0, 5.0, 10.0],
+                                  [6.0, 1.0, 6.0, 6.0], [12.0, 10.0, 12.0, 10.0]]
+    assert out.keep.tolist() == [True, True, False, False]
+    # PatchAffine() is an identity: same rule
+    assert torch.equal(PatchAffine()(images, boxes, o2i).boxes, out.boxes)

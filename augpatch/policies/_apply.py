@@ -26,6 +26,7 @@ from augpatch.policies.functional import (
     fill_rects,
     warp_in_boxes,
 )
+from augpatch.transforms.base import never_inverted as _never_inverted
 
 # a box thinner than this (pixels) is degenerate (as the transforms' keep)
 _KEEP_EPS = 1e-3
@@ -91,7 +92,8 @@ class _PolicyOps:
             sub = {key: v[b : b + 1].clone() for key, v in rec.items() if key in _PER_IMAGE}
             sub.update({key: v[objs].clone() for key, v in rec.items() if key not in _PER_IMAGE})
             obj = sub["bbox_cutout_object"]
-            sub["bbox_cutout_object"] = torch.where(obj >= 0, local[obj.clamp(min=0)], -1)
+            if n:  # without objects every entry is -1 (no box to cut) and local is empty
+                sub["bbox_cutout_object"] = torch.where(obj >= 0, local[obj.clamp(min=0)], -1)
             one = _State(
                 images=None if state.images is None else state.images[b : b + 1, :, :h, :w].clone(),
                 boxes=state.boxes[objs], o2i=torch.zeros_like(objs),
@@ -414,11 +416,6 @@ def _on_colour_channels(x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
     if c == x.shape[1]:
         return fn(x)
     return torch.cat((fn(x[:, :c]).to(x.dtype), x[:, c:]), 1)
-
-
-def _never_inverted(boxes: Tensor) -> Tensor:
-    """``x2 >= x1`` and ``y2 >= y1`` (a degenerate box stays exactly degenerate)."""
-    return torch.cat((boxes[:, :2], torch.maximum(boxes[:, 2:], boxes[:, :2])), -1)
 
 
 def _uniform_pixel(u: Tensor, rect: Tensor) -> Tensor:

@@ -516,6 +516,9 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
         )
         if sizes is None:
             self._run(state, rec, replay)
+            # every box inside the canvas, as in a padded batch (a box given across the
+            # border, left there by the ops that keep boxes, is clipped)
+            state.boxes = AF.clip_boxes(state.boxes, (height, width))
         else:
             self._run_padded(state, rec, replay, sizes)
             state.boxes = AF.clip_boxes_to_images(state.boxes, o2i, sizes)

@@ -53,6 +53,7 @@ __all__ = [
     "image_regions",
     "keep_mask",
     "make_result",
+    "never_inverted",
 ]
 
 Params = dict[str, Any]
@@ -232,6 +233,17 @@ class SearchVariable:
     lo: Tensor
     hi: Tensor
     expand: Callable[[Tensor], Tensor]
+
+
+def never_inverted(boxes: Tensor) -> Tensor:
+    """``xyxy`` boxes ``[N, 4]`` with ``x2 >= x1`` and ``y2 >= y1``: an inverted box becomes
+    exactly zero-width (zero-height) at its ``x1`` (``y1``); others are returned as they are.
+
+    Example:
+        >>> never_inverted(torch.tensor([[5.0, 1.0, 2.0, 6.0]])).tolist()
+        [[5.0, 1.0, 5.0, 6.0]]
+    """
+    return torch.cat((boxes[:, :2], torch.maximum(boxes[:, 2:], boxes[:, :2])), -1)
 
 
 def make_result(
@@ -744,8 +756,10 @@ class PatchAugmentationBase(nn.Module):
 
     def apply_transform_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
         """New boxes ``[N, 4]`` (see :meth:`_move_boxes`), clipped to their own image in
-        a padded batch; boxes of objects that did not move are returned as given."""
+        a padded batch; an object that did not move keeps its box clipped to the canvas
+        (its patch, never inverted): exactly the box as given wherever that lies inside."""
         out = self._move_boxes(boxes, call.patches, call.theta, call.moved)
+        out = torch.where(call.moved[:, None], out, never_inverted(call.patches).to(out.dtype))
         if call.image_sizes is not None:
             out = F.clip_boxes_to_images(out, call.obj_to_img, call.image_sizes)
         return out
