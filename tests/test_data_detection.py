@@ -269,9 +269,17 @@ def test_references_format_trains_mask_rcnn_one_step() -> None:
         weights=None, weights_backbone=None, num_classes=32, min_size=128, max_size=128
     )
     model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     losses = model(images, targets)
     assert {"loss_classifier", "loss_box_reg", "loss_mask"} <= set(losses)
     assert all(bool(torch.isfinite(v)) for v in losses.values()), losses
+    # one training step, as engine.py's loop takes it
+    before = model.roi_heads.mask_predictor.mask_fcn_logits.weight.detach().clone()
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+    after = model.roi_heads.mask_predictor.mask_fcn_logits.weight.detach()
+    assert bool(torch.isfinite(after).all()) and not torch.equal(before, after)
 
 
 def test_references_keypoints_with_visibility_move_and_keep_their_visibility() -> None:
