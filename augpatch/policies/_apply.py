@@ -17,7 +17,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.tv_tensors import BoundingBoxFormat
 
 import augpatch.functional as AF
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     check_points,
 )
 from augpatch.policies._table import OPS

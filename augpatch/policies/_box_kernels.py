@@ -16,16 +16,16 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 import augpatch.functional as AF
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     OVERLAPS,
     check_boxes,
     check_choice,
     check_images,
     check_obj_to_img,
+    fill_tensor,
 )
-from augpatch.functional._fill import fill_tensor
-from augpatch.functional._kernel import compiled_ops
-from augpatch.functional._plan import overlap_edges, schedule_levels
+from augpatch.ops import compiled_ops
+from augpatch.ops.schedule import overlap_edges, schedule_levels
 
 __all__ = [
     "box_pixel_rects",

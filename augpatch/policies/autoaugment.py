@@ -9,15 +9,15 @@ import torch
 from torch import Tensor, nn
 
 import augpatch.functional as AF
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     OVERLAPS,
     check_choice,
     check_image_sizes,
     check_images,
     compute_dtype,
+    fill_tensor,
     parse_boxes,
 )
-from augpatch.functional._fill import fill_tensor
 from augpatch.policies._apply import (
     _IMAGE_KEYS,
     _KEEP_EPS,
@@ -429,7 +429,7 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
         return boxes, o2i, as_list
 
-    def _replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> dict[str, Tensor]:
+    def replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> dict[str, Tensor]:
         """Validated replay parameters for the objects ``patches [N, 4]`` (the adapter's hook)."""
         sub = params.get("sub_policy")
         if not isinstance(sub, Tensor):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.transforms._result import PatchResult
+from augpatch.transforms import PatchResult
 from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
 from augpatch.transforms.container import PatchSequential
 

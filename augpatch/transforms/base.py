@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 import augpatch.functional as F
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
@@ -40,9 +40,9 @@ from augpatch.functional._checks import (
     compute_dtype,
     parse_boxes,
 )
-from augpatch.functional._geometry import invert_theta
+from augpatch.functional.geometry import invert_theta
 from augpatch.transforms._result import PatchResult
-from augpatch.transforms._sampling import check_probability, register_tensor, sample_gate
+from augpatch.transforms.sampling import check_probability, register_tensor, sample_gate
 
 __all__ = [
     "BOUND_FORMS",
@@ -293,7 +293,7 @@ class PatchAugmentationBase(nn.Module):
             sharing group, see below). Objects not drawn get the identity and are
             left bit-for-bit unchanged. May be a 0-d tensor that requires grad (or an
             ``nn.Parameter``): in ``train()`` mode each object's coin is then relaxed
-            (:func:`augpatch.transforms._sampling.relaxed_bernoulli` with
+            (:func:`augpatch.transforms.sampling.relaxed_bernoulli` with
             ``gate_temperature``, straight-through hard if ``gate_hard``) so that the
             loss's gradient reaches ``p``; every object is then resampled with
             ``lerp(identity, theta, gate)`` and ``_params`` gets ``gate [N]`` (float)
@@ -392,7 +392,7 @@ class PatchAugmentationBase(nn.Module):
             obj_to_img: ``[G]`` image index of each of them.
             batch_size: ``B``.
             generator: the generator to draw from (``None``: global RNG); use
-                :func:`augpatch.transforms._sampling.uniform01`.
+                :func:`augpatch.transforms.sampling.uniform01`.
 
         Returns:
             ``{name: Tensor [G, ...]}`` on ``patches.device``. Store values relative to
@@ -596,7 +596,7 @@ class PatchAugmentationBase(nn.Module):
             )
         return bp.to(device=device, dtype=torch.bool)
 
-    def _replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> Params:
+    def replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> Params:
         if not isinstance(params, Mapping):
             raise TypeError(f"params must be a dict of tensors, got {type(params).__name__}")
         device = patches.device
@@ -622,7 +622,7 @@ class PatchAugmentationBase(nn.Module):
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
         return boxes, o2i, as_list
 
-    def _warp(
+    def warp_objects(
         self,
         images: Tensor,
         boxes: Tensor,
@@ -663,7 +663,7 @@ class PatchAugmentationBase(nn.Module):
             out = F.warp_patches(*args, mode=self.resample, **options)
         return out if region is None else torch.where(region, out, images)
 
-    def _move_boxes(
+    def move_object_boxes(
         self, boxes: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
     ) -> Tensor:
         """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
@@ -677,7 +677,7 @@ class PatchAugmentationBase(nn.Module):
         moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
         return torch.where(applied[:, None], moved, boxes.to(moved.dtype))
 
-    def _move_points(
+    def move_object_points(
         self, points: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
     ) -> Tensor:
         """Per-object points ``[N, K, 2]`` moved with their object where ``applied``."""
@@ -728,7 +728,7 @@ class PatchAugmentationBase(nn.Module):
         identity, or a policy with hard gates, keeps learning.
         """
         region = self._image_region(call, images.shape[-2:], None)
-        out = self._warp(images, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
+        out = self.warp_objects(images, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
                          region=region, reverse=call.reverse)
         still = call.applied & ~call.moved  # identity objects
         if (
@@ -737,15 +737,15 @@ class PatchAugmentationBase(nn.Module):
             and out.is_floating_point()
             and _any(still)
         ):
-            ghost = self._warp(images.detach(), call.warp_boxes, call.theta, call.obj_to_img,
+            ghost = self.warp_objects(images.detach(), call.warp_boxes, call.theta, call.obj_to_img,
                                still, region=region, reverse=call.reverse)
             out = out + (ghost - ghost.detach())
         return out
 
     def apply_transform_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
-        """New boxes ``[N, 4]`` (see :meth:`_move_boxes`), clipped to their own image in
+        """New boxes ``[N, 4]`` (see :meth:`move_object_boxes`), clipped to their own image in
         a padded batch; boxes of objects that did not move are returned as given."""
-        out = self._move_boxes(boxes, call.patches, call.theta, call.moved)
+        out = self.move_object_boxes(boxes, call.patches, call.theta, call.moved)
         if call.image_sizes is not None:
             out = F.clip_boxes_to_images(out, call.obj_to_img, call.image_sizes)
         return out
@@ -758,17 +758,17 @@ class PatchAugmentationBase(nn.Module):
             own = torch.arange(masks.shape[0], device=masks.device)
             region = self._image_region(call, masks.shape[-2:], call.obj_to_img)
             region = None if region is None else region[:, 0]
-            return self._warp(masks, call.warp_boxes, call.theta, own, call.moved, masks=True,
+            return self.warp_objects(masks, call.warp_boxes, call.theta, own, call.moved, masks=True,
                               region=region, reverse=call.reverse)
         region = self._image_region(call, masks.shape[-2:], None)
         if region is not None and masks.dim() == 3:
             region = region[:, 0]
-        return self._warp(masks, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
+        return self.warp_objects(masks, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
                           masks=True, region=region, reverse=call.reverse)
 
     def apply_transform_keypoint(self, keypoints: Tensor, call: PatchCall) -> Tensor:
         """Per-object points ``[N, K, 2]`` mapped exactly with their object."""
-        return self._move_points(keypoints, call.patches, call.theta, call.moved)
+        return self.move_object_points(keypoints, call.patches, call.theta, call.moved)
 
     def inverse_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
         """Boxes ``[N, 4]`` of the output frame mapped back through ``theta`` and
@@ -869,7 +869,7 @@ class PatchAugmentationBase(nn.Module):
         if params is None:
             p = self._forward_parameters(patches, obj_to_img, batch)
         else:
-            p = self._replay_parameters(params, patches)
+            p = self.replay_parameters(params, patches)
         call = PatchCall.make(p["theta"], p["batch_prob"], patches, obj_to_img, sizes,
                               boxes if sizes is None else patches)
         out_images = self.apply_transform_image(images, call)
