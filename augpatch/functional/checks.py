@@ -364,3 +364,56 @@ def fill_tensor(fill: float | Sequence[float] | Tensor, channels: int, name: str
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite, got {t.tolist()}")
     return t.clone()
+
+
+def check_targets(
+    masks: Tensor | None,
+    image_masks: Tensor | None,
+    keypoints: Tensor | None,
+    n: int,
+    batch: int,
+    size: tuple[int, int],
+) -> Tensor | None:
+    """Validate the optional targets of a transform's call; returns the checked keypoints.
+
+    The one target check of every transform and policy (``PatchAugmentationBase``,
+    ``DetectionAutoAugment``).
+
+    Args:
+        masks: ``[N, H, W]``, one mask per object, or ``None``.
+        image_masks: ``[B, K, H, W]`` or ``[B, H, W]``, or ``None``.
+        keypoints: ``[N, K, 2]`` pixel points per object, or ``None``.
+        n: the number of objects ``N``.
+        batch: the number of images ``B``.
+        size: the canvas ``(H, W)``.
+
+    Returns:
+        ``keypoints`` as checked by :func:`check_points` (``None`` when not given).
+
+    Example:
+        >>> check_targets(torch.zeros(2, 4, 4), None, None, 2, 1, (4, 4)) is None
+        True
+        >>> check_targets(torch.zeros(3, 4, 4), None, None, 2, 1, (4, 4))
+        Traceback (most recent call last):
+            ...
+        ValueError: masks must be a tensor [N, H, W] = [2, 4, 4], got (3, 4, 4)
+    """
+    if masks is not None and (
+        not isinstance(masks, Tensor) or masks.dim() != 3 or tuple(masks.shape) != (n, *size)
+    ):
+        raise ValueError(
+            f"masks must be a tensor [N, H, W] = {[n, *size]}, "
+            f"got {tuple(getattr(masks, 'shape', ()))}"
+        )
+    if image_masks is not None and not (
+        isinstance(image_masks, Tensor)
+        and image_masks.dim() in (3, 4)
+        and tuple(image_masks.shape[-2:]) == size
+        and image_masks.shape[0] == batch
+    ):
+        raise ValueError(
+            f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
+            f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
+        )
+    return None if keypoints is None else check_points(keypoints, n, "keypoints",
+                                                       one_per_object=True)

@@ -36,6 +36,7 @@ from augpatch.functional.checks import (
     check_image_sizes,
     check_images,
     check_points,
+    check_targets,
     check_theta,
     compute_dtype,
     parse_boxes,
@@ -684,38 +685,6 @@ class PatchAugmentationBase(nn.Module):
         moved = F.transform_points(points, patches, theta, align_corners=self.align_corners)
         return torch.where(applied[:, None, None], moved, points.to(moved.dtype))
 
-    @staticmethod
-    def _check_extras(
-        masks: Tensor | None,
-        image_masks: Tensor | None,
-        keypoints: Tensor | None,
-        n: int,
-        batch: int,
-        size: tuple[int, int],
-    ) -> Tensor | None:
-        if masks is not None and (
-            not isinstance(masks, Tensor) or masks.dim() != 3 or tuple(masks.shape) != (n, *size)
-        ):
-            raise ValueError(
-                f"masks must be a tensor [N, H, W] = {[n, *size]}, "
-                f"got {tuple(getattr(masks, 'shape', ()))}"
-            )
-        if image_masks is not None:
-            ok = (
-                isinstance(image_masks, Tensor)
-                and (
-                    (image_masks.dim() == 4 and tuple(image_masks.shape[2:]) == size)
-                    or (image_masks.dim() == 3 and tuple(image_masks.shape[1:]) == size)
-                )
-                and image_masks.shape[0] == batch
-            )
-            if not ok:
-                raise ValueError(
-                    f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
-                    f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
-                )
-        return None if keypoints is None else check_points(keypoints, n, "keypoints", one_per_object=True)
-
     # ------------------------------------------------------------------ per-target hooks
 
     def apply_transform_image(self, images: Tensor, call: PatchCall) -> Tensor:
@@ -862,7 +831,7 @@ class PatchAugmentationBase(nn.Module):
         batch, _, height, width = images.shape
         boxes, obj_to_img, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
         n = boxes.shape[0]
-        keypoints = self._check_extras(masks, image_masks, keypoints, n, batch, (height, width))
+        keypoints = check_targets(masks, image_masks, keypoints, n, batch, (height, width))
         sizes = check_image_sizes(image_sizes, batch, (height, width))
         fboxes = boxes.to(compute_dtype(images, boxes))
         patches = self._patches(fboxes, obj_to_img, (height, width), sizes)
@@ -1056,7 +1025,7 @@ class PatchAugmentationBase(nn.Module):
             return None
         size = tuple((images if images is not None else image_masks).shape[-2:])
         if image_masks is not None:
-            self._check_extras(None, image_masks, None, n, batch, size)
+            check_targets(None, image_masks, None, n, batch, size)
         return check_image_sizes(image_sizes, batch, size)
 
     @staticmethod
