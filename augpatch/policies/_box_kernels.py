@@ -25,6 +25,7 @@ from augpatch.functional.checks import (
     fill_tensor,
 )
 from augpatch.ops import compiled_ops
+from augpatch.ops.plan import pixel_rects
 from augpatch.ops.schedule import overlap_edges, schedule_levels
 
 __all__ = [
@@ -51,12 +52,7 @@ def box_pixel_rects(boxes: Tensor, size: tuple[int, int]) -> Tensor:
         tensor([[1, 2, 5, 8],
                 [0, 0, 2, 2]])
     """
-    h, w = size
-    fb = boxes.detach().double()
-    lim = torch.tensor([w, h, w, h], dtype=torch.float64, device=boxes.device)
-    pix = torch.ceil(torch.minimum(fb.clamp(min=0), lim) - 0.5).clamp(min=0).long()
-    pix = torch.minimum(pix, lim.long())
-    return torch.cat((pix[:, :2], torch.maximum(pix[:, 2:], pix[:, :2])), 1)
+    return pixel_rects(boxes.detach().double(), *size)  # the warp's own rule, one home
 
 
 def _rect_pixels(rects: Tensor) -> tuple[Tensor, Tensor, Tensor]:
