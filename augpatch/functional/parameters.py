@@ -6,9 +6,9 @@ or one ``(x, y)`` pair per object) or raises an error naming the argument.
 
 Example:
     >>> from augpatch.functional.parameters import parse_angle, parse_scale
-    >>> parse_angle(30.0, 2, torch.float64, "cpu")
+    >>> parse_angle(30.0, 2, dtype=torch.float64)
     tensor([30., 30.], dtype=torch.float64)
-    >>> parse_scale(0.5, 2, torch.float64, "cpu")
+    >>> parse_scale(0.5, 2, dtype=torch.float64)
     tensor([[0.5000, 0.5000],
             [0.5000, 0.5000]], dtype=torch.float64)
 """
