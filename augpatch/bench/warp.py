@@ -237,16 +237,7 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
         "boxes_overlapping": int(overlap.sum()),
         "methods": {},
     }
-    entries: dict[str, dict[str, Any]] = {}
-    active: list[Method] = []
-    for m in methods:
-        reason = _method_available(m) or (m.skip(scenario, cfg) if m.skip else None)
-        entries[m.name] = {"description": m.description, "differentiable": m.differentiable}
-        if reason:
-            entries[m.name].update(status="skipped", reason=reason)
-        else:
-            entries[m.name].update(status="ok", times_s=[], fwd_times_s=[], warmup_s=[])
-            active.append(m)
+    entries, active = _entries(scenario, methods, cfg)
     kept: dict[str, dict[str, Tensor]] = {}
     if device.type == "cuda":
         # one untimed call each first: Triton compiles its kernels for these inputs' block
@@ -308,16 +299,39 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
     progress.update(f"{scenario.name} done", len(methods))  # one step per (scenario, method)
     _summarise(entries)
     res["methods"] = entries
+    res["checks"] = _checks(kept, bool(overlap.any()))
+    return res
+
+
+def _entries(scenario: Scenario, methods: list[Method], cfg: BenchConfig
+             ) -> tuple[dict[str, dict[str, Any]], list[Method]]:
+    """Each method's JSON entry (``status`` ok or skipped with its reason) and the methods
+    that run."""
+    entries: dict[str, dict[str, Any]] = {}
+    active: list[Method] = []
+    for m in methods:
+        reason = _method_available(m) or (m.skip(scenario, cfg) if m.skip else None)
+        entries[m.name] = {"description": m.description, "differentiable": m.differentiable}
+        if reason:
+            entries[m.name].update(status="skipped", reason=reason)
+        else:
+            entries[m.name].update(status="ok", times_s=[], fwd_times_s=[], warmup_s=[])
+            active.append(m)
+    return entries, active
+
+
+def _checks(kept: dict[str, dict[str, Tensor]], overlapping: bool) -> dict[str, Any]:
+    """Each kept method's result against the question's loop, where their semantics agree
+    (``parallel`` only where no boxes overlap)."""
     checks: dict[str, Any] = {}
     ref_loop = kept.get("question_loop")
     for name, k in kept.items():
         if name == "question_loop" or ref_loop is None:
             continue
         sem = METHODS[name].semantics
-        if sem == "sequential" or (sem == "parallel" and not bool(overlap.any())):
+        if sem == "sequential" or (sem == "parallel" and not overlapping):
             checks[f"{name} vs question_loop"] = _compare(k, ref_loop)
-    res["checks"] = checks
-    return res
+    return checks
 
 
 # --------------------------------------------------------------------------- targets
