@@ -277,3 +277,17 @@ def test_the_private_checks_see_what_they_look_for(tmp_path):
     assert ("augpatch.integrations.torchvision", "_warp") not in _private_calls()
     tree = ast.parse("class A:\n    def _hook(self): self._x = 1\n")
     assert _private_defs(tree) == {"_hook"} and _private_data(tree) == {"_x"}
+
+
+def test_the_old_private_modules_are_aliases_of_the_public_ones():
+    """Code that still imports the old private names gets the very same module objects."""
+    import augpatch.functional._checks as old_checks
+    import augpatch.functional._geometry as old_geometry
+    import augpatch.transforms._sampling as old_sampling
+    from augpatch.functional import checks, geometry, parameters
+    from augpatch.transforms import sampling
+
+    assert old_checks is checks and old_geometry is geometry and old_sampling is sampling
+    assert geometry.parse_angle is parameters.parse_angle
+    from augpatch.functional._fill import fill_tensor
+    assert fill_tensor is checks.fill_tensor
