@@ -279,15 +279,18 @@ def test_the_private_checks_see_what_they_look_for(tmp_path):
     assert _private_defs(tree) == {"_hook"} and _private_data(tree) == {"_x"}
 
 
-def test_the_old_private_modules_are_aliases_of_the_public_ones():
-    """Code that still imports the old private names gets the very same module objects."""
+def test_the_old_private_modules_re_export_the_public_ones():
+    """Code that still imports the old private modules gets the very same objects."""
     import augpatch.functional._checks as old_checks
     import augpatch.functional._geometry as old_geometry
     import augpatch.transforms._sampling as old_sampling
     from augpatch.functional import checks, geometry, parameters
+    from augpatch.functional._fill import fill_tensor
     from augpatch.transforms import sampling
 
-    assert old_checks is checks and old_geometry is geometry and old_sampling is sampling
-    assert geometry.parse_angle is parameters.parse_angle
-    from augpatch.functional._fill import fill_tensor
+    for old, new in ((old_checks, checks), (old_geometry, geometry), (old_sampling, sampling)):
+        names = {k for k in vars(new) if not k.startswith("__")}
+        assert names and all(getattr(old, k) is getattr(new, k) for k in names), new.__name__
+    assert old_checks._is_number is checks._is_number  # private names too
+    assert old_geometry.parse_angle is parameters.parse_angle
     assert fill_tensor is checks.fill_tensor

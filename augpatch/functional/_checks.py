@@ -1,11 +1,9 @@
-"""Compatibility alias: the checks moved to :mod:`augpatch.functional.checks`.
+"""Compatibility shim: the argument checks moved to :mod:`augpatch.functional.checks`.
 
-``import augpatch.functional.checks`` returns that very module (same objects, so a
-monkeypatch of one is seen by the other); new code imports ``augpatch.functional.checks``.
+Every name of ``augpatch.functional.checks`` (private ones too) is re-exported here as the same object, for
+code that still imports the old private module; new code imports ``augpatch.functional.checks``.
 """
 
-import sys
+from augpatch.functional import checks as _public
 
-from augpatch.functional import checks
-
-sys.modules[__name__] = checks
+globals().update({k: v for k, v in vars(_public).items() if not k.startswith("__")})

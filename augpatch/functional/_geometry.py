@@ -1,12 +1,10 @@
-"""Compatibility alias: the geometry moved to :mod:`augpatch.functional.geometry` (the
-human-parameter parsers to :mod:`augpatch.functional.parameters`, re-exported there).
+"""Compatibility shim: the geometry moved to :mod:`augpatch.functional.geometry` (the
+parsers to :mod:`augpatch.functional.parameters`, re-exported by ``geometry``).
 
-``import augpatch.functional.geometry`` returns :mod:`augpatch.functional.geometry` itself;
-new code imports that module.
+Every name of ``augpatch.functional.geometry`` (private ones too) is re-exported here as
+the same object, for code that still imports the old private module; new code imports ``augpatch.functional.geometry``.
 """
 
-import sys
+from augpatch.functional import geometry as _public
 
-from augpatch.functional import geometry
-
-sys.modules[__name__] = geometry
+globals().update({k: v for k, v in vars(_public).items() if not k.startswith("__")})

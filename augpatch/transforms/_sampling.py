@@ -1,10 +1,9 @@
-"""Compatibility alias: the sampling helpers moved to :mod:`augpatch.transforms.sampling`.
+"""Compatibility shim: the sampling helpers moved to :mod:`augpatch.transforms.sampling`.
 
-``import augpatch.transforms.sampling`` returns that very module; new code imports it.
+Every name of ``augpatch.transforms.sampling`` (private ones too) is re-exported here as the same object, for
+code that still imports the old private module; new code imports ``augpatch.transforms.sampling``.
 """
 
-import sys
+from augpatch.transforms import sampling as _public
 
-from augpatch.transforms import sampling
-
-sys.modules[__name__] = sampling
+globals().update({k: v for k, v in vars(_public).items() if not k.startswith("__")})
