@@ -685,6 +685,14 @@ class PatchAugmentationBase(nn.Module):
         moved = F.transform_points(points, patches, theta, align_corners=self.align_corners)
         return torch.where(applied[:, None, None], moved, points.to(moved.dtype))
 
+    # The names these hooks had before they were made public (issue 23), kept for code
+    # written against them in parallel; new code calls the public names.
+    _replay_parameters = replay_parameters
+    _warp = warp_objects
+    _move_boxes = move_object_boxes
+    _move_points = move_object_points
+    _check_extras = staticmethod(check_targets)
+
     # ------------------------------------------------------------------ per-target hooks
 
     def apply_transform_image(self, images: Tensor, call: PatchCall) -> Tensor:
