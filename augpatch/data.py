@@ -45,7 +45,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from augpatch.functional import clip_boxes_to_images
-from augpatch.functional._checks import check_image_sizes, check_obj_to_img
+from augpatch.functional.checks import check_image_sizes, check_obj_to_img
 
 __all__ = [
     "BatchAugment",

@@ -1,4 +1,4 @@
-"""The shared validation helpers of ``augpatch.functional._checks`` and the one home of
+"""The shared validation helpers of ``augpatch.functional.checks`` and the one home of
 the small matrix helpers (``to3x3``, ``invert_theta``) used by every layer."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     check_bool,
     check_points,
     compute_dtype,
     parse_boxes,
 )
-from augpatch.functional._geometry import affine_inverse, invert_theta, to3x3
+from augpatch.functional.geometry import affine_inverse, invert_theta, to3x3
 
 # --------------------------------------------------------------------------- check_bool
 
@@ -180,7 +180,7 @@ def test_plain_python_boxes_say_what_to_pass(boxes, what):
 
 
 def test_check_image_sizes_accepts_tensor_and_pairs():
-    from augpatch.functional._checks import check_image_sizes
+    from augpatch.functional.checks import check_image_sizes
 
     sizes = check_image_sizes(torch.tensor([[4, 6], [8, 8]]), 2, (8, 8))
     assert sizes.dtype == torch.long and sizes.tolist() == [[4, 6], [8, 8]]
@@ -202,7 +202,7 @@ def test_check_image_sizes_accepts_tensor_and_pairs():
     ],
 )
 def test_check_image_sizes_errors_name_the_argument(sizes, match):
-    from augpatch.functional._checks import check_image_sizes
+    from augpatch.functional.checks import check_image_sizes
 
     with pytest.raises((TypeError, ValueError), match=match) as info:
         check_image_sizes(sizes, 2, (8, 8))

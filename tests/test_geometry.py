@@ -1,4 +1,4 @@
-"""Tests for augpatch.functional._geometry (theta <-> pixel matrices, human parameters,
+"""Tests for augpatch.functional.geometry (theta <-> pixel matrices, human parameters,
 boxes and points through the transform).
 
 Expected values are derived independently of the implementation: from the SPEC's
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from augpatch.functional._geometry import (
+from augpatch.functional.geometry import (
     inverse_transform_boxes,
     inverse_transform_points,
     patch_affine_matrix,

@@ -9,7 +9,7 @@ import torch
 
 from augpatch import PatchAffine
 from augpatch.functional import patch_affine_matrix
-from augpatch.functional._geometry import parse_angle, parse_scale, parse_shear, parse_translate
+from augpatch.functional.parameters import parse_angle, parse_scale, parse_shear, parse_translate
 
 IMAGES = torch.rand(1, 1, 40, 40)
 BOXES2 = torch.tensor([[2.0, 4.0, 18.0, 20.0], [20.0, 10.0, 38.0, 36.0]])

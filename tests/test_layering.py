@@ -174,3 +174,123 @@ def test_inductor_graph_names_the_versioned_operator():
     theta = torch.eye(2, 3).repeat(3, 1, 1)
     torch.compile(warp_patches, backend=backend, fullgraph=True)(images, boxes, theta, torch.zeros(3, dtype=torch.long))
     assert any(warp_module.WARP_NAME in t for t in seen), seen
+
+
+# ------------------------------------------------------------------ no private imports across packages
+#
+# "What one package offers another gets a name without an underscore in a module meant for
+# it": a module of one package (``augpatch.functional``, ``augpatch.ops``,
+# ``augpatch.transforms``, ``augpatch.policies``, ``augpatch.search``,
+# ``augpatch.integrations``, ``augpatch.data``, ``augpatch.bench``, ...) imports no
+# ``_private`` module or name of another package and calls no ``_private`` function or
+# method that only another package defines.
+
+# (module, what it uses) pairs that could not be fixed, each with its reason. Empty: keep
+# it so, or say why next to an entry.
+PRIVATE_ALLOWED: set[tuple[str, str]] = set()
+
+
+def _package(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
+def _private(part: str) -> bool:
+    return part.startswith("_") and not part.startswith("__")
+
+
+def _private_imports(name: str, path: Path) -> set[str]:
+    """What ``name`` imports from another package through a ``_private`` module or name."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            used = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            used = [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for full in used:
+            if (full.startswith("augpatch.") and _package(full) != _package(name)
+                    and any(_private(p) for p in full.split("."))):
+                found.add(full)
+    return found
+
+
+def _private_defs(tree: ast.AST) -> set[str]:
+    return {node.name for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _private(node.name)}
+
+
+def _private_data(tree: ast.AST) -> set[str]:
+    """Private attributes assigned anywhere (``obj._name = ...``): data, not methods (e.g.
+    the Kornia-style ``aug._params`` of the last call, which users read and set)."""
+    return {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+            and _private(node.attr)}
+
+
+def _private_calls() -> set[tuple[str, str]]:
+    """``(module, name)``: ``module`` reads the attribute ``._name`` where ``_name`` is a
+    private function or method that only another augpatch package defines (and no module
+    assigns as data)."""
+    trees = {name: ast.parse(path.read_text()) for name, path in _modules().items()}
+    defined: dict[str, set[str]] = {}
+    data: set[str] = set()
+    for name, tree in trees.items():
+        defined.setdefault(_package(name), set()).update(_private_defs(tree))
+        data |= _private_data(tree)
+    defined = {p: d - data for p, d in defined.items()}
+    found = set()
+    for name, tree in trees.items():
+        own = defined[_package(name)]
+        others = set().union(*(d for p, d in defined.items() if p != _package(name)))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in others - own:
+                found.add((name, node.attr))
+    return found
+
+
+def test_no_module_imports_another_packages_private_module_or_name():
+    bad = {(name, dep) for name, path in _modules().items()
+           for dep in _private_imports(name, path)} - PRIVATE_ALLOWED
+    assert not bad, sorted(bad)
+
+
+def test_no_module_calls_another_packages_private_method():
+    bad = _private_calls() - PRIVATE_ALLOWED
+    assert not bad, sorted(bad)
+
+
+def test_the_private_checks_see_what_they_look_for(tmp_path):
+    """The two checks find a private import (absolute and relative) and a private call."""
+    module = tmp_path / "m.py"
+    module.write_text("from augpatch.functional._checks import check_images\n"
+                      "from ..functional.checks import _is_number\n"
+                      "import augpatch.ops.checks\n")
+    assert _private_imports("augpatch.policies.m", module) == {
+        "augpatch.functional._checks.check_images", "augpatch.functional.checks._is_number"}
+    assert _private_imports("augpatch.functional.m", module) == set()
+    assert ("augpatch.integrations.torchvision", "_warp") not in _private_calls()
+    tree = ast.parse("class A:\n    def _hook(self): self._x = 1\n")
+    assert _private_defs(tree) == {"_hook"} and _private_data(tree) == {"_x"}
+
+
+def test_the_old_private_modules_re_export_the_public_ones():
+    """Code that still imports the old private modules gets the very same objects."""
+    import augpatch.functional._checks as old_checks
+    import augpatch.functional._geometry as old_geometry
+    import augpatch.transforms._sampling as old_sampling
+    from augpatch.functional import checks, geometry, parameters
+    from augpatch.functional._fill import fill_tensor
+    from augpatch.transforms import sampling
+
+    for old, new in ((old_checks, checks), (old_geometry, geometry), (old_sampling, sampling)):
+        names = {k for k in vars(new) if not k.startswith("__")}
+        assert names and all(getattr(old, k) is getattr(new, k) for k in names), new.__name__
+    assert old_checks._is_number is checks._is_number  # private names too
+    assert old_geometry.parse_angle is parameters.parse_angle
+    assert fill_tensor is checks.fill_tensor

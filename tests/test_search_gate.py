@@ -12,7 +12,7 @@ from augpatch.transforms import (
     RandomPatchRotation,
     RandomPatchScale,
 )
-from augpatch.transforms._sampling import relaxed_bernoulli, sample_gate
+from augpatch.transforms.sampling import relaxed_bernoulli, sample_gate
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -14,8 +14,8 @@ from augpatch import (
     RandomPatchShear,
 )
 from augpatch.search import PatchPolicy, attack, attack_space
-from augpatch.transforms._sampling import uniform01
 from augpatch.transforms.base import PatchAugmentationBase
+from augpatch.transforms.sampling import uniform01
 
 
 class RandomPatchSquash(PatchAugmentationBase):

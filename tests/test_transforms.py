@@ -697,7 +697,7 @@ def test_repr_shows_configuration():
 
 
 def test_custom_subclass_needs_only_parameters_and_matrix():
-    from augpatch.transforms._sampling import uniform01
+    from augpatch.transforms.sampling import uniform01
 
     class RandomZoom(PatchAugmentationBase):
         def generate_parameters(self, patches, obj_to_img, batch_size, generator):

@@ -56,7 +56,6 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -85,7 +84,10 @@ from augpatch.bench.methods import (
     default_methods,
     register_method,
 )
+from augpatch.bench.report import format_table
 from augpatch.bench.scenarios import QUICK_SCENARIOS, SCENARIOS, Scenario
+from augpatch.bench.targets import CUDA_TARGETS, TARGETS, Target
+from augpatch.bench.targets import evaluate_targets as _evaluate_targets
 
 __all__ = [
     "METHODS",
@@ -114,50 +116,6 @@ TIMING_METHOD = (
     "the method call alone (graph recording included), 'total' adds the loss and backward. "
     "Gradients are reset to None before each call. On CUDA, torch.cuda.synchronize() is "
     "called around every timestamp."
-)
-
-
-# --------------------------------------------------------------------------- targets
-
-
-@dataclass(frozen=True)
-class Target:
-    """A performance target evaluated on this run's numbers.
-
-    ``kind``: ``"speedup"`` (t(method)/t(augpatch) >= threshold), ``"max_slowdown"``
-    and ``"max_time_fraction"`` (t(augpatch)/t(method) <= threshold), ``"max_memory_ratio"``
-    (augpatch's mem_ratio < threshold).
-    """
-
-    scenario: str
-    method: str | None
-    kind: str
-    threshold: float
-    text: str
-
-
-TARGETS: tuple[Target, ...] = (
-    Target("S", "question_loop", "speedup", 20.0, "augpatch >= 20x faster than question_loop (a)"),
-    Target("S", "crop_loop", "speedup", 3.0, "augpatch >= 3x faster than crop_loop (b)"),
-    Target("M", "crop_loop", "speedup", 5.0, "augpatch >= 5x faster than crop_loop (b)"),
-    Target("tiny", "crop_loop", "max_slowdown", 1.5,
-           "augpatch no more than 1.5x slower than crop_loop (b)"),
-    Target("M", "kornia_whole", "max_time_fraction", 0.5,
-           "augpatch <= 0.5x the time of kornia_whole (c)"),
-    Target("many", None, "max_memory_ratio", 2.0,
-           "augpatch peak memory < 2x (inputs + output)"),
-)
-
-# The targets of a run on CUDA (the Triton kernel).
-CUDA_TARGETS: tuple[Target, ...] = (
-    Target("M", "grid_sample_whole", "max_time_fraction", 0.5,
-           "augpatch <= 0.5x the time of grid_sample_whole (e)"),
-    Target("M", "crop_loop", "speedup", 20.0, "augpatch >= 20x faster than crop_loop (b)"),
-    Target("M", "augpatch_eager", "speedup", 5.0,
-           "augpatch >= 5x faster than its eager kernel (f)"),
-    Target("many", "crop_loop", "speedup", 50.0, "augpatch >= 50x faster than crop_loop (b)"),
-    Target("many", None, "max_memory_ratio", 2.0,
-           "augpatch peak memory < 2x (inputs + output)"),
 )
 
 
@@ -237,16 +195,7 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
         "boxes_overlapping": int(overlap.sum()),
         "methods": {},
     }
-    entries: dict[str, dict[str, Any]] = {}
-    active: list[Method] = []
-    for m in methods:
-        reason = _method_available(m) or (m.skip(scenario, cfg) if m.skip else None)
-        entries[m.name] = {"description": m.description, "differentiable": m.differentiable}
-        if reason:
-            entries[m.name].update(status="skipped", reason=reason)
-        else:
-            entries[m.name].update(status="ok", times_s=[], fwd_times_s=[], warmup_s=[])
-            active.append(m)
+    entries, active = _entries(scenario, methods, cfg)
     kept: dict[str, dict[str, Tensor]] = {}
     if device.type == "cuda":
         # one untimed call each first: Triton compiles its kernels for these inputs' block
@@ -308,142 +257,39 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
     progress.update(f"{scenario.name} done", len(methods))  # one step per (scenario, method)
     _summarise(entries)
     res["methods"] = entries
+    res["checks"] = _checks(kept, bool(overlap.any()))
+    return res
+
+
+def _entries(scenario: Scenario, methods: list[Method], cfg: BenchConfig
+             ) -> tuple[dict[str, dict[str, Any]], list[Method]]:
+    """Each method's JSON entry (``status`` ok or skipped with its reason) and the methods
+    that run."""
+    entries: dict[str, dict[str, Any]] = {}
+    active: list[Method] = []
+    for m in methods:
+        reason = _method_available(m) or (m.skip(scenario, cfg) if m.skip else None)
+        entries[m.name] = {"description": m.description, "differentiable": m.differentiable}
+        if reason:
+            entries[m.name].update(status="skipped", reason=reason)
+        else:
+            entries[m.name].update(status="ok", times_s=[], fwd_times_s=[], warmup_s=[])
+            active.append(m)
+    return entries, active
+
+
+def _checks(kept: dict[str, dict[str, Tensor]], overlapping: bool) -> dict[str, Any]:
+    """Each kept method's result against the question's loop, where their semantics agree
+    (``parallel`` only where no boxes overlap)."""
     checks: dict[str, Any] = {}
     ref_loop = kept.get("question_loop")
     for name, k in kept.items():
         if name == "question_loop" or ref_loop is None:
             continue
         sem = METHODS[name].semantics
-        if sem == "sequential" or (sem == "parallel" and not bool(overlap.any())):
+        if sem == "sequential" or (sem == "parallel" and not overlapping):
             checks[f"{name} vs question_loop"] = _compare(k, ref_loop)
-    res["checks"] = checks
-    return res
-
-
-# --------------------------------------------------------------------------- targets
-
-
-def _evaluate_targets(results: dict[str, Any], quick: bool, device: str = "cpu") -> list[dict[str, Any]]:
-    out = []
-    for t in CUDA_TARGETS if torch.device(device).type == "cuda" else TARGETS:
-        row: dict[str, Any] = {"scenario": t.scenario, "method": t.method, "kind": t.kind,
-                               "threshold": t.threshold, "text": t.text, "value": None}
-        sres = results.get(t.scenario)
-        ref = sres["methods"].get(REFERENCE_METHOD) if sres else None
-        if sres is None or ref is None:
-            row.update(status="N/A", reason="scenario or augpatch not run")
-        elif ref["status"] != "ok":
-            row.update(status="N/A", reason=f"augpatch {ref['status']}: {ref.get('reason')}")
-        elif t.kind == "max_memory_ratio":
-            mem = ref.get("memory", {})
-            if "mem_ratio" not in mem:
-                row.update(status="N/A", reason=mem.get("error", "memory not measured"))
-            else:
-                row["value"] = mem["mem_ratio"]
-                row["status"] = "PASS" if mem["mem_ratio"] < t.threshold else "FAIL"
-                row["reason"] = (f"forward only: {mem['mem_ratio_fwd']:.2f}; a method whose "
-                                 f"image gradient takes a batch of its own needs at least "
-                                 f"{mem['mem_ratio_autograd_floor']:.2f}"
-                                 if "mem_ratio_fwd" in mem else None)
-        else:
-            other = sres["methods"].get(t.method or "")
-            if other is None or other["status"] != "ok" or "median_s" not in other:
-                why = other.get("reason") if other else "not run"
-                row.update(status="N/A", reason=f"{t.method}: {why}")
-            else:
-                r = other["median_s"] / ref["median_s"]
-                if t.kind == "speedup":
-                    row["value"], ok = r, r >= t.threshold
-                else:
-                    row["value"], ok = 1.0 / r, 1.0 / r <= t.threshold
-                row["status"] = "PASS" if ok else "FAIL"
-        if quick:
-            row["note"] = "quick sizes: not the real targets"
-        out.append(row)
-    return out
-
-
-# --------------------------------------------------------------------------- reporting
-
-
-def _fmt_ms(sec: float | None) -> str:
-    return "-" if sec is None else f"{sec * 1e3:.2f}"
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """The human-readable table of a report (as written to JSON)."""
-    lines = []
-    cfg = report["config"]
-    lines.append(f"augpatch bench: device={report['device']['name']} threads="
-                 f"{report['device']['threads']} torch={report['torch']} loss={cfg['loss']}"
-                 f"{' (QUICK sizes)' if cfg['quick'] else ''}")
-    if report.get("load_average_before") is not None:
-        lines.append(f"1-min load average before/after: {report['load_average_before'][0]:.2f} / "
-                     f"{report['load_average_after'][0]:.2f} "
-                     f"(cpu_count={report['device'].get('cpu_count')}; >cpu_count means noisy)")
-        cores = report["device"].get("cpu_count") or 1
-        busy = max(report["load_average_before"][0], report["load_average_after"][0])
-        if report["device"]["type"] == "cpu" and report["device"]["threads"] > 1 and busy > cores:
-            lines.append("WARNING: the machine was busy while this ran with several intra-op "
-                         "threads: small calls are then dominated by thread scheduling and "
-                         "medians are unreliable; re-run on an idle machine or with --threads 1.")
-    if report.get("kernel"):
-        k = report["kernel"]
-        lines.append(f"warp_patches kernel: {k['name']} ({k.get('setting', 'AUGPATCH_CPU_KERNEL')}={k['choice']}; "
-                     f"built or loaded in {k['ready_s']:.1f} s before timing)")
-    lines.append("t/t_aug = time(method) / time(augpatch): 'augpatch is that many times faster'. "
-                 "mem_ratio = (inputs + peak_extra) / (inputs + output).")
-    head = (f"{'scenario':<9} {'method':<16} {'fwd+bwd ms':>11} {'min ms':>9} {'t/t_aug':>8} "
-            f"{'fwd ms':>9} "
-            f"{'f/f_aug':>8} {'reps':>4} {'peak+ MB':>9} {'mem_ratio':>9}  note")
-    lines.append(head)
-    lines.append("-" * len(head))
-    for sname, sres in report["scenarios"].items():
-        spec = sres["spec"]
-        lines.append(f"{sname}: B={spec['batch']} {spec['channels']}x{spec['height']}x"
-                     f"{spec['width']} N={spec['num_objects']} boxes {spec['min_side']}-"
-                     f"{spec['max_side']}px layout={spec['layout']} "
-                     f"({sres['boxes_overlapping']} boxes overlap another)")
-        for mname, e in sres["methods"].items():
-            if e["status"] != "ok" or "median_s" not in e:
-                lines.append(f"{'':<9} {mname:<16} {e['status'].upper():>11}  "
-                             f"{e.get('reason', '')}")
-                continue
-            mem = e.get("memory", {})
-            extra = mem.get("peak_extra_bytes")
-            ratio = e.get("ratio_vs_augpatch")
-            fratio = e.get("fwd_ratio_vs_augpatch")
-            note = mem.get("error", "") or mem.get("skipped", "")
-            if "mem_ratio_fwd" in mem:
-                note += f" forward-only mem_ratio {mem['mem_ratio_fwd']:.2f}"
-            if extra is not None and extra < sres["output_bytes"]:
-                note += " mem below RSS resolution"
-            if not e["differentiable"]:
-                note += " no backward"
-            if e.get("first_call_counted"):
-                note += " slow: first call timed, no warm-up"
-            lines.append(
-                f"{'':<9} {mname:<16} {_fmt_ms(e['median_s']):>11} {_fmt_ms(e['min_s']):>9} "
-                f"{'-' if ratio is None else f'{ratio:.2f}':>8} {_fmt_ms(e['fwd_median_s']):>9} "
-                f"{'-' if fratio is None else f'{fratio:.2f}':>8} {e['repeats']:>4} "
-                f"{'-' if extra is None else f'{extra / 2**20:.1f}':>9} "
-                f"{'-' if 'mem_ratio' not in mem else format(mem['mem_ratio'], '.2f'):>9}  "
-                f"{note.strip()}")
-        for name, chk in sres.get("checks", {}).items():
-            diffs = ", ".join(f"{k}={v:.1e}" for k, v in chk.items()
-                              if isinstance(v, float))
-            lines.append(f"{'':<9} check {name}: {'OK' if chk['match'] else 'MISMATCH'} "
-                         f"(rel. max diff {diffs})")
-    lines.append("")
-    lines.append("Targets (computed from this run):")
-    for t in report["targets"]:
-        val = "" if t["value"] is None else f"measured {t['value']:.2f}"
-        if t["kind"] == "speedup" and t["value"] is not None:
-            val += "x"
-        reason = f" ({t['reason']})" if t.get("reason") else ""
-        note = f" [{t['note']}]" if t.get("note") else ""
-        lines.append(f"  {t['status']:<4} {t['scenario']:<5} {t['text']}: {val}{reason}{note}")
-    return "\n".join(lines)
+    return checks
 
 
 def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from augpatch.functional._boxes import (
     padded_to_boxes,
 )
 from augpatch.functional._fill import warp_patches_fill
-from augpatch.functional._geometry import (
+from augpatch.functional._masks import warp_masks
+from augpatch.functional._warp import warp_patches
+from augpatch.functional.geometry import (
     inverse_transform_boxes,
     inverse_transform_points,
     patch_affine_matrix,
@@ -26,8 +28,6 @@ from augpatch.functional._geometry import (
     transform_boxes,
     transform_points,
 )
-from augpatch.functional._masks import warp_masks
-from augpatch.functional._warp import warp_patches
 from augpatch.ops.settings import (
     active_kernel,
     cpu_kernel,

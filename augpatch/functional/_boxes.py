@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     check_boxes,
     check_choice,
     check_finite,

@@ -7,32 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from augpatch.functional._checks import check_images
 from augpatch.functional._warp import BoxesLike, warp_patches
+from augpatch.functional.checks import check_images, fill_tensor  # noqa: F401  (fill_tensor re-exported)
 
 __all__ = ["fill_tensor", "warp_patches_fill"]
-
-
-def fill_tensor(fill: float | Sequence[float] | Tensor, channels: int, name: str = "fill") -> Tensor:
-    """Validate a constant fill (a number or one value per channel) as a float64 ``[C]`` tensor."""
-    if isinstance(fill, bool):
-        raise TypeError(f"{name} must be a number or a sequence of {channels} numbers, got bool")
-    try:
-        t = torch.as_tensor(fill, dtype=torch.float64).detach().cpu()
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(
-            f"{name} must be a number or a sequence of {channels} numbers, got {fill!r}"
-        ) from e
-    if t.dim() == 0 or t.numel() == 1:
-        t = t.reshape(1).expand(channels)
-    if t.dim() != 1 or t.numel() != channels:
-        raise ValueError(
-            f"{name} must be a number or one value per channel ({channels}), got shape "
-            f"{tuple(t.shape)}"
-        )
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite, got {t.tolist()}")
-    return t.clone()
 
 
 def warp_patches_fill(

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from augpatch.functional._checks import BoxesLike, check_tensor
 from augpatch.functional._warp import warp_patches
+from augpatch.functional.checks import BoxesLike, check_tensor
 
 __all__ = ["warp_masks"]
 

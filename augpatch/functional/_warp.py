@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,

@@ -23,7 +23,7 @@ from augpatch.functional import (
     theta_to_pixel_matrix,
     transform_points,
 )
-from augpatch.functional._checks import compute_dtype
+from augpatch.functional.checks import compute_dtype
 
 #: Pixel-index keypoints (centre at ``j``) -> augpatch coordinates (centre at ``j + 0.5``).
 PIXEL_INDEX_OFFSET = 0.5

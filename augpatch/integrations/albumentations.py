@@ -249,7 +249,7 @@ class PatchDualTransform(DualTransform):
         height, width = shape[:2]
         scale = np.array([width, height, width, height], dtype=np.float64)
         pixels = torch.from_numpy(np.asarray(bboxes)[:, :4].astype(np.float64) * scale)
-        new = self._core._move_boxes(pixels, patches.double(), theta.double(), applied).numpy()
+        new = self._core.move_object_boxes(pixels, patches.double(), theta.double(), applied).numpy()
         out = np.array(bboxes, dtype=np.float64, copy=True)
         out[:, :4] = new / scale
         return out.astype(np.asarray(bboxes).dtype, copy=False)

@@ -246,20 +246,7 @@ class _PatchSequentialOps(AugmentationSequentialOps):
         param: ParamItem,
         inverse: bool,
     ) -> list[Any]:
-        box_idx = [i for i, k in enumerate(keys) if k in _BOX_KEYS]
-        if not box_idx:
-            raise RuntimeError(
-                _NO_BOXES.format(
-                    name=type(module).__name__,
-                    where=f"the container's data_keys {keys} hold no box key",
-                )
-            )
-        if len(box_idx) > 1:
-            raise NotImplementedError(
-                f"{type(module).__name__} needs exactly one box data key (the objects), "
-                f"got {len(box_idx)} in {keys}"
-            )
-        (bi,) = box_idx
+        bi = _box_key(module, keys)
         if not isinstance(param.data, dict):
             raise TypeError(
                 f"{type(module).__name__} got params {param.data!r}; pass the params recorded "
@@ -276,19 +263,7 @@ class _PatchSequentialOps(AugmentationSequentialOps):
         if squeeze:
             images = images.unsqueeze(0)
 
-        mask_idx = [i for i, k in enumerate(keys) if k == DataKey.MASK]
-        for i in mask_idx:
-            if isinstance(args[i], (list, tuple)):
-                raise NotImplementedError(
-                    f"{type(module).__name__}: lists of masks are not supported, "
-                    "pass a [B, C, H, W] tensor per mask key"
-                )
-        masks = [args[i] for i in mask_idx]
-        mask_4d = [m if m.dim() == 4 else m.unsqueeze(1) for m in masks]
-        image_masks = None
-        if masks:
-            same = len({m.dtype for m in masks}) == 1
-            image_masks = torch.cat([m if same else m.double() for m in mask_4d], 1)
+        mask_idx, masks, mask_4d, image_masks = _gather_masks(module, args, keys)
 
         if inverse:
             if not param.data:
@@ -326,31 +301,11 @@ class _PatchSequentialOps(AugmentationSequentialOps):
 
         outs[bi] = _replace_boxes(args[bi], valid, applied, new_flat)
         if image_masks is not None:
-            start = 0
-            for i, m, m4 in zip(mask_idx, masks, mask_4d):
-                part = image_masks[:, start : start + m4.shape[1]]
-                start += m4.shape[1]
-                part = part if m.dim() == 4 else part.squeeze(1)
-                if part.dtype != m.dtype:  # mixed mask dtypes went through float64
-                    part = part.to(m.dtype) if m.is_floating_point() else part.round().to(m.dtype)
-                outs[i] = part
+            _split_masks(outs, image_masks, mask_idx, masks, mask_4d)
         for i, k in enumerate(keys):
             if k == DataKey.KEYPOINTS:
-                pts, batched = _points(args[i])
-                moved = (
-                    map_image_points(
-                        pts + PIXEL_INDEX_OFFSET,
-                        patches,
-                        theta,
-                        obj_to_img,
-                        applied=applied,
-                        align_corners=align,
-                        inverse=inverse,
-                    )
-                    - PIXEL_INDEX_OFFSET
-                )
-                moved = moved.to(pts.dtype)
-                outs[i] = Keypoints(moved if batched else moved.squeeze(0))
+                outs[i] = _move_keypoints(args[i], patches, theta, obj_to_img, applied, align,
+                                          inverse)
         return outs
 
 
@@ -465,3 +420,80 @@ class PatchAugmentationSequential(K.AugmentationSequential):
                     shape = rows.shape + (1,) * (out[i].dim() - rows.dim())
                     out[i] = out[i].masked_fill(rows.reshape(shape), 0)
         return out
+
+
+def _box_key(module: nn.Module, keys: list[DataKey]) -> int:
+    """The index of the one box data key (the objects) among ``keys``."""
+    box_idx = [i for i, k in enumerate(keys) if k in _BOX_KEYS]
+    if not box_idx:
+        raise RuntimeError(
+            _NO_BOXES.format(
+                name=type(module).__name__,
+                where=f"the container's data_keys {keys} hold no box key",
+            )
+        )
+    if len(box_idx) > 1:
+        raise NotImplementedError(
+            f"{type(module).__name__} needs exactly one box data key (the objects), "
+            f"got {len(box_idx)} in {keys}"
+        )
+    return box_idx[0]
+
+
+def _gather_masks(
+    module: nn.Module, args: list[Any], keys: list[DataKey]
+) -> tuple[list[int], list[Tensor], list[Tensor], Tensor | None]:
+    """The mask keys' indices, masks, their ``[B, C, H, W]`` views and all of them as one
+    ``image_masks`` tensor (float64 when their dtypes differ; ``None`` without masks)."""
+    mask_idx = [i for i, k in enumerate(keys) if k == DataKey.MASK]
+    for i in mask_idx:
+        if isinstance(args[i], (list, tuple)):
+            raise NotImplementedError(
+                f"{type(module).__name__}: lists of masks are not supported, "
+                "pass a [B, C, H, W] tensor per mask key"
+            )
+    masks = [args[i] for i in mask_idx]
+    mask_4d = [m if m.dim() == 4 else m.unsqueeze(1) for m in masks]
+    image_masks = None
+    if masks:
+        same = len({m.dtype for m in masks}) == 1
+        image_masks = torch.cat([m if same else m.double() for m in mask_4d], 1)
+    return mask_idx, masks, mask_4d, image_masks
+
+
+def _split_masks(
+    outs: list[Any], image_masks: Tensor, mask_idx: list[int], masks: list[Tensor],
+    mask_4d: list[Tensor],
+) -> None:
+    """Put each mask key's part of the moved ``image_masks`` back into ``outs`` (its shape
+    and dtype as given)."""
+    start = 0
+    for i, m, m4 in zip(mask_idx, masks, mask_4d):
+        part = image_masks[:, start : start + m4.shape[1]]
+        start += m4.shape[1]
+        part = part if m.dim() == 4 else part.squeeze(1)
+        if part.dtype != m.dtype:  # mixed mask dtypes went through float64
+            part = part.to(m.dtype) if m.is_floating_point() else part.round().to(m.dtype)
+        outs[i] = part
+
+
+def _move_keypoints(
+    points: Any, patches: Tensor, theta: Tensor, obj_to_img: Tensor, applied: Tensor,
+    align: bool, inverse: bool,
+) -> Keypoints:
+    """Image keypoints moved with the objects whose patch holds them (or back)."""
+    pts, batched = _points(points)
+    moved = (
+        map_image_points(
+            pts + PIXEL_INDEX_OFFSET,
+            patches,
+            theta,
+            obj_to_img,
+            applied=applied,
+            align_corners=align,
+            inverse=inverse,
+        )
+        - PIXEL_INDEX_OFFSET
+    )
+    moved = moved.to(pts.dtype)
+    return Keypoints(moved if batched else moved.squeeze(0))

@@ -78,7 +78,7 @@ from torch import Tensor
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from augpatch.functional import clip_boxes, theta_to_pixel_matrix, transform_points
-from augpatch.functional._checks import check_points, compute_dtype, parse_boxes
+from augpatch.functional.checks import check_points, compute_dtype, parse_boxes
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -322,7 +322,7 @@ class PatchTransform(v2.Transform):
             p = self.core.forward_parameters(first.shape, fboxes, o2i)
         else:
             patches = clip_boxes(fboxes, tuple(first.shape[-2:]))
-            p = dict(self.core._replay_parameters(replay, patches), patches=patches, obj_to_img=o2i)
+            p = dict(self.core.replay_parameters(replay, patches), patches=patches, obj_to_img=o2i)
         return {
             "augpatch": p,
             "boxes": xyxy,
@@ -365,7 +365,7 @@ class PatchTransform(v2.Transform):
         m = _check_mask_size(self, mask, params)
         if m.dim() == 3 and m.shape[0] == n and n > 0:
             own = torch.arange(n, device=m.device)
-            out = self.core._warp(m, xyxy, p["theta"], own, p["batch_prob"], masks=True)
+            out = self.core.warp_objects(m, xyxy, p["theta"], own, p["batch_prob"], masks=True)
         else:  # per image: [H, W] / [K, H, W] of one image, [B, H, W] / [B, K, H, W]
             batch = params["batch_size"]
             if m.dim() < 4 and batch == 1:
@@ -376,7 +376,7 @@ class PatchTransform(v2.Transform):
                     f"[B, H, W] or [B, K, H, W] with B = {batch}, got {tuple(mask.shape)}"
                 )
             o2i = params["obj_to_img"]
-            out = self.core._warp(m, xyxy, p["theta"], o2i, p["batch_prob"], masks=True)
+            out = self.core.warp_objects(m, xyxy, p["theta"], o2i, p["batch_prob"], masks=True)
         return tv_tensors.wrap(out.reshape(mask.shape), like=mask)
 
     def _transform_keypoints(
@@ -389,7 +389,7 @@ class PatchTransform(v2.Transform):
         k = _plain(points)
         if k.dim() == 3 and k.shape[0] == n and n > 0:
             kp = check_points(k, n, "keypoints").to(patches.dtype) + PIXEL_INDEX_OFFSET
-            moved = self.core._move_points(kp, patches, theta, applied)
+            moved = self.core.move_object_points(kp, patches, theta, applied)
         else:
             pts = k.reshape(params["batch_size"], -1, 2) + PIXEL_INDEX_OFFSET
             moved = map_image_points(
@@ -417,7 +417,7 @@ class PatchTransform(v2.Transform):
         elif self.rotated_format:
             corners = _xyxy_corners(params["boxes"].float())
         else:  # axis-aligned in, axis-aligned out: the core's envelope
-            moved = self.core._move_boxes(params["boxes"], patches, theta, applied)
+            moved = self.core.move_object_boxes(params["boxes"], patches, theta, applied)
             data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
             return tv_tensors.wrap(_cast(data, dtype), like=bbox)
         align = self.core.align_corners

@@ -15,6 +15,7 @@ rest of augpatch.
 
 from augpatch.ops.settings import (
     active_kernel,
+    compiled_ops,
     cpu_kernel,
     cuda_kernel,
     set_cpu_kernel,
@@ -24,6 +25,7 @@ from augpatch.ops.warp import warp_backward_op, warp_op
 
 __all__ = [
     "active_kernel",
+    "compiled_ops",
     "cpu_kernel",
     "cuda_kernel",
     "set_cpu_kernel",

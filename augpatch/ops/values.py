@@ -3,7 +3,7 @@
 The public functions (``augpatch.functional``) check their arguments' shapes and types;
 values (NaN, image indices) are checked here, inside the operator, where the tensors are
 real also under ``torch.compile`` / ``torch.export``. This module imports nothing of
-augpatch (``augpatch.functional._checks`` builds on it).
+augpatch (``augpatch.functional.checks`` builds on it).
 """
 
 from __future__ import annotations

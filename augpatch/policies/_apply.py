@@ -17,9 +17,6 @@ from torchvision.transforms import InterpolationMode
 from torchvision.tv_tensors import BoundingBoxFormat
 
 import augpatch.functional as AF
-from augpatch.functional._checks import (
-    check_points,
-)
 from augpatch.policies._table import OPS
 from augpatch.policies.functional import (
     box_pixel_rects,
@@ -28,8 +25,6 @@ from augpatch.policies.functional import (
 )
 from augpatch.transforms.base import never_inverted as _never_inverted
 
-# a box thinner than this (pixels) is degenerate (as the transforms' keep)
-_KEEP_EPS = 1e-3
 _PADDING = ("fill", "zeros", "border", "reflection", "image")
 _INTERPOLATIONS = ("nearest", "bilinear")
 _XYXY = BoundingBoxFormat.XYXY
@@ -355,36 +350,6 @@ def _warp_mask(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
     if mask.dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
         return fn(mask)
     return fn(mask.to(torch.float64)).round().to(mask.dtype)
-
-
-def check_targets(
-    masks: Tensor | None,
-    image_masks: Tensor | None,
-    keypoints: Tensor | None,
-    n: int,
-    batch: int,
-    size: tuple[int, int],
-) -> Tensor | None:
-    """Validate the optional targets of a call; returns the checked keypoints (or ``None``)."""
-    if masks is not None and (
-        not isinstance(masks, Tensor) or masks.dim() != 3 or tuple(masks.shape) != (n, *size)
-    ):
-        raise ValueError(
-            f"masks must be a tensor [N, H, W] = {[n, *size]}, "
-            f"got {tuple(getattr(masks, 'shape', ()))}"
-        )
-    if image_masks is not None and not (
-        isinstance(image_masks, Tensor)
-        and image_masks.dim() in (3, 4)
-        and tuple(image_masks.shape[-2:]) == size
-        and image_masks.shape[0] == batch
-    ):
-        raise ValueError(
-            f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
-            f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
-        )
-    return None if keypoints is None else check_points(keypoints, n, "keypoints",
-                                                       one_per_object=True)
 
 
 def _check_value_range(images: Tensor) -> Tensor:

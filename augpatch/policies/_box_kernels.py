@@ -16,16 +16,17 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 import augpatch.functional as AF
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     OVERLAPS,
     check_boxes,
     check_choice,
     check_images,
     check_obj_to_img,
+    fill_tensor,
 )
-from augpatch.functional._fill import fill_tensor
-from augpatch.functional._kernel import compiled_ops
-from augpatch.functional._plan import overlap_edges, schedule_levels
+from augpatch.ops import compiled_ops
+from augpatch.ops.plan import pixel_rects
+from augpatch.ops.schedule import overlap_edges, schedule_levels
 
 __all__ = [
     "box_pixel_rects",
@@ -51,12 +52,7 @@ def box_pixel_rects(boxes: Tensor, size: tuple[int, int]) -> Tensor:
         tensor([[1, 2, 5, 8],
                 [0, 0, 2, 2]])
     """
-    h, w = size
-    fb = boxes.detach().double()
-    lim = torch.tensor([w, h, w, h], dtype=torch.float64, device=boxes.device)
-    pix = torch.ceil(torch.minimum(fb.clamp(min=0), lim) - 0.5).clamp(min=0).long()
-    pix = torch.minimum(pix, lim.long())
-    return torch.cat((pix[:, :2], torch.maximum(pix[:, 2:], pix[:, :2])), 1)
+    return pixel_rects(boxes.detach().double(), *size)  # the warp's own rule, one home
 
 
 def _rect_pixels(rects: Tensor) -> tuple[Tensor, Tensor, Tensor]:

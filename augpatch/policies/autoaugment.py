@@ -9,24 +9,23 @@ import torch
 from torch import Tensor, nn
 
 import augpatch.functional as AF
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     OVERLAPS,
     check_choice,
     check_image_sizes,
     check_images,
+    check_targets,
     compute_dtype,
+    fill_tensor,
     parse_boxes,
 )
-from augpatch.functional._fill import fill_tensor
 from augpatch.policies._apply import (
     _IMAGE_KEYS,
-    _KEEP_EPS,
     _OBJECT_KEYS,
     _check_value_range,
     _never_inverted,
     _PolicyOps,
     _State,
-    check_targets,
     colour_channels,
 )
 from augpatch.policies._box_prob import (
@@ -36,6 +35,7 @@ from augpatch.policies._box_prob import (
 )
 from augpatch.policies._table import BBOX_ONLY_PROB_DIVISOR, OPS, check_policy
 from augpatch.transforms import PatchResult
+from augpatch.transforms.base import keep_mask, make_result
 
 _PADDING = ("fill", "zeros", "border", "reflection", "image")
 _INTERPOLATIONS = ("nearest", "bilinear")
@@ -429,7 +429,7 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
         return boxes, o2i, as_list
 
-    def _replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> dict[str, Tensor]:
+    def replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> dict[str, Tensor]:
         """Validated replay parameters for the objects ``patches [N, 4]`` (the adapter's hook)."""
         sub = params.get("sub_policy")
         if not isinstance(sub, Tensor):
@@ -524,7 +524,7 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
             state.boxes = AF.clip_boxes_to_images(state.boxes, o2i, sizes)
 
         final = state.boxes
-        keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
+        keep = keep_mask(final)
         if masks is not None and n:  # an object whose mask was emptied is gone
             keep &= ~(masks.flatten(1).ne(0).any(1) & ~state.masks.flatten(1).ne(0).any(1))
         stored = {key: rec[key] for key in (*_IMAGE_KEYS, *_OBJECT_KEYS)}
@@ -538,21 +538,15 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
         self, state: _State, keep: Tensor, stored: dict[str, Tensor], squeeze_image_masks: bool,
         as_list: bool,
     ) -> PatchResult:
-        """The call's :class:`PatchResult` (``drop_invalid`` applied, inputs' layouts kept)."""
-        boxes_out, obj_out = state.boxes, state.o2i
-        masks_out, kps_out = state.masks, state.keypoints
-        if self.drop_invalid:
-            boxes_out, obj_out = boxes_out[keep], obj_out[keep]
-            masks_out = masks_out[keep] if masks_out is not None else None
-            kps_out = kps_out[keep] if kps_out is not None else None
+        """The call's :class:`PatchResult` (``drop_invalid`` applied, inputs' layouts kept):
+        built by :func:`augpatch.transforms.base.make_result`, as every transform's."""
         image_masks_out = state.image_masks
         if image_masks_out is not None and squeeze_image_masks:
             image_masks_out = image_masks_out[:, 0]
-        boxes_ret: Tensor | list[Tensor] = boxes_out
-        if as_list:
-            boxes_ret = AF.boxes_to_list(boxes_out, obj_out, state.batch)
-        return PatchResult(state.images, boxes_ret, masks=masks_out, image_masks=image_masks_out,
-                           keypoints=kps_out, keep=keep, obj_to_img=obj_out, params=stored)
+        return make_result(state.images, state.boxes, state.o2i, keep,
+                           drop_invalid=self.drop_invalid,
+                           list_batch=state.batch if as_list else None, masks=state.masks,
+                           image_masks=image_masks_out, keypoints=state.keypoints, params=stored)
 
     def extra_repr(self) -> str:
         policy = repr(self.policy_name) if self.policy_name else f"<{len(self.policy)} sub-policies>"

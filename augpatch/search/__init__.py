@@ -14,7 +14,7 @@ their bias and the seeding under ``DistributedDataParallel``.
 
 from augpatch.search.attack import attack, attack_space
 from augpatch.search.policy import OPERATIONS, OperationSpec, PatchPolicy
-from augpatch.transforms._sampling import relaxed_bernoulli
+from augpatch.transforms.sampling import relaxed_bernoulli
 
 __all__ = [
     "OPERATIONS",

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.transforms._result import PatchResult
+from augpatch.transforms import PatchResult
 from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
 from augpatch.transforms.container import PatchSequential
 
@@ -175,22 +175,8 @@ def attack(
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     images = images.detach()
-    with torch.no_grad():
-        if isinstance(init, Mapping):
-            start = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in init.items()}
-        else:
-            start = transform.forward_parameters(images.shape, boxes, obj_to_img)
-    base = {k: v for k, v in start.items() if k not in _DROP}
-    variables = attack_space(transform, base)
-    if not variables:
-        raise ValueError(f"{type(transform).__name__} has no bounded parameters to attack")
-    _fix_coins(transform, base, "", True)
+    base, variables = _starting_point(transform, images, boxes, obj_to_img, init)
     n = int(base["batch_prob"].shape[0])
-    for var in variables:
-        var.x = var.x.detach().to(var.lo.dtype)
-        if init == "center":
-            var.x = (var.lo + var.hi) / 2
-        var.x = torch.minimum(torch.maximum(var.x, var.lo), var.hi)  # a given start, projected
 
     call = {"masks": masks, "image_masks": image_masks, "keypoints": keypoints}
 
@@ -209,35 +195,72 @@ def attack(
         with torch.enable_grad():
             result = run(leaves)
             loss = _loss_value(loss_fn(result), n)
-        value = loss.detach()
-        if best_loss is None:
-            best_loss, best_params = value, result.params
-        elif value.dim() == 0:
-            if bool(value > best_loss):
-                best_loss, best_params, best_x = value, result.params, [x.detach() for x in xs]
-        else:
-            better = value > best_loss
-            best_loss = torch.where(better, value, best_loss)
-            best_x = [
-                torch.where(better.view(-1, *[1] * (x.dim() - 1)), x.detach(), b)
-                for x, b in zip(xs, best_x)
-            ]
-            best_params = None  # a mix of iterates: evaluated once more below
+        best_loss, best_params, best_x = _keep_best(loss.detach(), result.params, xs, best_loss,
+                                                    best_params, best_x)
         if last:
             break
-        if loss.requires_grad:
-            grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
-        else:  # the loss does not depend on the parameters: nothing to climb
-            grads = (None,) * len(leaves)
-        new = []
-        for var, x, g in zip(variables, leaves, grads):
-            x = x.detach()
-            if g is not None:
-                x = x + step * (var.hi - var.lo) * torch.sign(g)
-            new.append(torch.minimum(torch.maximum(x, var.lo), var.hi))
-        xs = new
+        xs = _ascend(variables, leaves, loss, step)
     if best_params is None:
         with torch.no_grad():
             best_params = run(best_x).params
     transform._params = best_params
     return best_params
+
+
+def _starting_point(
+    transform: PatchAugmentationBase, images: Tensor, boxes: Any, obj_to_img: Tensor | None,
+    init: Any,
+) -> tuple[Params, list[SearchVariable]]:
+    """The fixed parameters (coins fixed) and the attacked variables at their start
+    (``init``: given parameters, a fresh draw, or ``"center"``), projected into bounds."""
+    with torch.no_grad():
+        if isinstance(init, Mapping):
+            start = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in init.items()}
+        else:
+            start = transform.forward_parameters(images.shape, boxes, obj_to_img)
+    base = {k: v for k, v in start.items() if k not in _DROP}
+    variables = attack_space(transform, base)
+    if not variables:
+        raise ValueError(f"{type(transform).__name__} has no bounded parameters to attack")
+    _fix_coins(transform, base, "", True)
+    for var in variables:
+        var.x = var.x.detach().to(var.lo.dtype)
+        if init == "center":
+            var.x = (var.lo + var.hi) / 2
+        var.x = torch.minimum(torch.maximum(var.x, var.lo), var.hi)  # a given start, projected
+    return base, variables
+
+
+def _keep_best(
+    value: Tensor, params: Params | None, xs: list[Tensor], best_loss: Tensor | None,
+    best_params: Params | None, best_x: list[Tensor],
+) -> tuple[Tensor, Params | None, list[Tensor]]:
+    """The best loss so far (one, or one per image), its parameters and its iterate.
+
+    Per-image losses keep each image's best iterate: the parameters are then a mix of
+    iterates (``None``: evaluated once more at the end)."""
+    if best_loss is None:
+        return value, params, best_x
+    if value.dim() == 0:
+        if bool(value > best_loss):
+            return value, params, [x.detach() for x in xs]
+        return best_loss, best_params, best_x
+    better = value > best_loss
+    best_x = [torch.where(better.view(-1, *[1] * (x.dim() - 1)), x.detach(), b)
+              for x, b in zip(xs, best_x)]
+    return torch.where(better, value, best_loss), None, best_x
+
+
+def _ascend(variables: list[SearchVariable], leaves: list[Tensor], loss: Tensor, step: float) -> list[Tensor]:
+    """One signed-gradient ascent step on every variable, projected into its bounds."""
+    if loss.requires_grad:
+        grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
+    else:  # the loss does not depend on the parameters: nothing to climb
+        grads = (None,) * len(leaves)
+    new = []
+    for var, x, g in zip(variables, leaves, grads):
+        x = x.detach()
+        if g is not None:
+            x = x + step * (var.hi - var.lo) * torch.sign(g)
+        new.append(torch.minimum(torch.maximum(x, var.lo), var.hi))
+    return new

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor, nn
 
 import augpatch.functional as F
-from augpatch.functional._geometry import to3x3
-from augpatch.transforms._sampling import relaxed_bernoulli, uniform01
+from augpatch.functional.geometry import to3x3
 from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
+from augpatch.transforms.sampling import relaxed_bernoulli, uniform01
 
 __all__ = ["OPERATIONS", "OperationSpec", "PatchPolicy"]
 
@@ -152,7 +152,7 @@ class PatchPolicy(PatchAugmentationBase):
     operation a sign (or value), a coin and a selection noise are drawn. Then
 
     * **train()**: the coin is the relaxed Bernoulli gate ``g``
-      (:func:`~augpatch.transforms._sampling.relaxed_bernoulli`, ``gate_temperature``)
+      (:func:`~augpatch.transforms.sampling.relaxed_bernoulli`, ``gate_temperature``)
       and the stage weights its operations with ``w = softmax(weights / temperature)``
       (Faster AutoAugment). With ``straight_through=True`` both are hard in the forward
       pass (the coin ``u < p`` and the Gumbel-max draw from ``softmax(weights /

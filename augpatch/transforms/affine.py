@@ -26,13 +26,14 @@ import torch
 from torch import Tensor
 
 import augpatch.functional as F
-from augpatch.functional._geometry import (
+from augpatch.functional.geometry import (
     parse_angle,
     parse_scale,
     parse_shear,
     parse_translate,
 )
-from augpatch.transforms._sampling import (
+from augpatch.transforms.base import Params, PatchAugmentationBase
+from augpatch.transforms.sampling import (
     Bound,
     Range,
     _tensor_values,
@@ -41,7 +42,6 @@ from augpatch.transforms._sampling import (
     register_tensor,
     uniform01,
 )
-from augpatch.transforms.base import Params, PatchAugmentationBase
 
 __all__ = [
     "PatchAffine",

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 import augpatch.functional as F
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     MODES,
     OVERLAPS,
     PADDING_MODES,
@@ -36,13 +36,14 @@ from augpatch.functional._checks import (
     check_image_sizes,
     check_images,
     check_points,
+    check_targets,
     check_theta,
     compute_dtype,
     parse_boxes,
 )
-from augpatch.functional._geometry import invert_theta
+from augpatch.functional.geometry import invert_theta
 from augpatch.transforms._result import PatchResult
-from augpatch.transforms._sampling import check_probability, register_tensor, sample_gate
+from augpatch.transforms.sampling import check_probability, register_tensor, sample_gate
 
 __all__ = [
     "BOUND_FORMS",
@@ -305,7 +306,7 @@ class PatchAugmentationBase(nn.Module):
             sharing group, see below). Objects not drawn get the identity and are
             left bit-for-bit unchanged. May be a 0-d tensor that requires grad (or an
             ``nn.Parameter``): in ``train()`` mode each object's coin is then relaxed
-            (:func:`augpatch.transforms._sampling.relaxed_bernoulli` with
+            (:func:`augpatch.transforms.sampling.relaxed_bernoulli` with
             ``gate_temperature``, straight-through hard if ``gate_hard``) so that the
             loss's gradient reaches ``p``; every object is then resampled with
             ``lerp(identity, theta, gate)`` and ``_params`` gets ``gate [N]`` (float)
@@ -404,7 +405,7 @@ class PatchAugmentationBase(nn.Module):
             obj_to_img: ``[G]`` image index of each of them.
             batch_size: ``B``.
             generator: the generator to draw from (``None``: global RNG); use
-                :func:`augpatch.transforms._sampling.uniform01`.
+                :func:`augpatch.transforms.sampling.uniform01`.
 
         Returns:
             ``{name: Tensor [G, ...]}`` on ``patches.device``. Store values relative to
@@ -608,7 +609,7 @@ class PatchAugmentationBase(nn.Module):
             )
         return bp.to(device=device, dtype=torch.bool)
 
-    def _replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> Params:
+    def replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> Params:
         if not isinstance(params, Mapping):
             raise TypeError(f"params must be a dict of tensors, got {type(params).__name__}")
         device = patches.device
@@ -634,7 +635,7 @@ class PatchAugmentationBase(nn.Module):
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
         return boxes, o2i, as_list
 
-    def _warp(
+    def warp_objects(
         self,
         images: Tensor,
         boxes: Tensor,
@@ -675,7 +676,7 @@ class PatchAugmentationBase(nn.Module):
             out = F.warp_patches(*args, mode=self.resample, **options)
         return out if region is None else torch.where(region, out, images)
 
-    def _move_boxes(
+    def move_object_boxes(
         self, boxes: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
     ) -> Tensor:
         """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
@@ -689,44 +690,20 @@ class PatchAugmentationBase(nn.Module):
         moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
         return torch.where(applied[:, None], moved, boxes.to(moved.dtype))
 
-    def _move_points(
+    def move_object_points(
         self, points: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
     ) -> Tensor:
         """Per-object points ``[N, K, 2]`` moved with their object where ``applied``."""
         moved = F.transform_points(points, patches, theta, align_corners=self.align_corners)
         return torch.where(applied[:, None, None], moved, points.to(moved.dtype))
 
-    @staticmethod
-    def _check_extras(
-        masks: Tensor | None,
-        image_masks: Tensor | None,
-        keypoints: Tensor | None,
-        n: int,
-        batch: int,
-        size: tuple[int, int],
-    ) -> Tensor | None:
-        if masks is not None and (
-            not isinstance(masks, Tensor) or masks.dim() != 3 or tuple(masks.shape) != (n, *size)
-        ):
-            raise ValueError(
-                f"masks must be a tensor [N, H, W] = {[n, *size]}, "
-                f"got {tuple(getattr(masks, 'shape', ()))}"
-            )
-        if image_masks is not None:
-            ok = (
-                isinstance(image_masks, Tensor)
-                and (
-                    (image_masks.dim() == 4 and tuple(image_masks.shape[2:]) == size)
-                    or (image_masks.dim() == 3 and tuple(image_masks.shape[1:]) == size)
-                )
-                and image_masks.shape[0] == batch
-            )
-            if not ok:
-                raise ValueError(
-                    f"image_masks must be a tensor [B, K, H, W] or [B, H, W] with B = {batch} and "
-                    f"(H, W) = {size}, got {tuple(getattr(image_masks, 'shape', ()))}"
-                )
-        return None if keypoints is None else check_points(keypoints, n, "keypoints", one_per_object=True)
+    # The names these hooks had before they were made public (issue 23), kept for code
+    # written against them in parallel; new code calls the public names.
+    _replay_parameters = replay_parameters
+    _warp = warp_objects
+    _move_boxes = move_object_boxes
+    _move_points = move_object_points
+    _check_extras = staticmethod(check_targets)
 
     # ------------------------------------------------------------------ per-target hooks
 
@@ -740,7 +717,7 @@ class PatchAugmentationBase(nn.Module):
         identity, or a policy with hard gates, keeps learning.
         """
         region = self._image_region(call, images.shape[-2:], None)
-        out = self._warp(images, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
+        out = self.warp_objects(images, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
                          region=region, reverse=call.reverse)
         still = call.applied & ~call.moved  # identity objects
         if (
@@ -749,16 +726,16 @@ class PatchAugmentationBase(nn.Module):
             and out.is_floating_point()
             and _any(still)
         ):
-            ghost = self._warp(images.detach(), call.warp_boxes, call.theta, call.obj_to_img,
+            ghost = self.warp_objects(images.detach(), call.warp_boxes, call.theta, call.obj_to_img,
                                still, region=region, reverse=call.reverse)
             out = out + (ghost - ghost.detach())
         return out
 
     def apply_transform_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
-        """New boxes ``[N, 4]`` (see :meth:`_move_boxes`), clipped to their own image in
+        """New boxes ``[N, 4]`` (see :meth:`move_object_boxes`), clipped to their own image in
         a padded batch; an object that did not move keeps its box clipped to the canvas
         (its patch, never inverted): exactly the box as given wherever that lies inside."""
-        out = self._move_boxes(boxes, call.patches, call.theta, call.moved)
+        out = self.move_object_boxes(boxes, call.patches, call.theta, call.moved)
         out = torch.where(call.moved[:, None], out, never_inverted(call.patches).to(out.dtype))
         if call.image_sizes is not None:
             out = F.clip_boxes_to_images(out, call.obj_to_img, call.image_sizes)
@@ -772,17 +749,17 @@ class PatchAugmentationBase(nn.Module):
             own = torch.arange(masks.shape[0], device=masks.device)
             region = self._image_region(call, masks.shape[-2:], call.obj_to_img)
             region = None if region is None else region[:, 0]
-            return self._warp(masks, call.warp_boxes, call.theta, own, call.moved, masks=True,
+            return self.warp_objects(masks, call.warp_boxes, call.theta, own, call.moved, masks=True,
                               region=region, reverse=call.reverse)
         region = self._image_region(call, masks.shape[-2:], None)
         if region is not None and masks.dim() == 3:
             region = region[:, 0]
-        return self._warp(masks, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
+        return self.warp_objects(masks, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
                           masks=True, region=region, reverse=call.reverse)
 
     def apply_transform_keypoint(self, keypoints: Tensor, call: PatchCall) -> Tensor:
         """Per-object points ``[N, K, 2]`` mapped exactly with their object."""
-        return self._move_points(keypoints, call.patches, call.theta, call.moved)
+        return self.move_object_points(keypoints, call.patches, call.theta, call.moved)
 
     def inverse_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
         """Boxes ``[N, 4]`` of the output frame mapped back through ``theta`` and
@@ -876,14 +853,14 @@ class PatchAugmentationBase(nn.Module):
         batch, _, height, width = images.shape
         boxes, obj_to_img, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
         n = boxes.shape[0]
-        keypoints = self._check_extras(masks, image_masks, keypoints, n, batch, (height, width))
+        keypoints = check_targets(masks, image_masks, keypoints, n, batch, (height, width))
         sizes = check_image_sizes(image_sizes, batch, (height, width))
         fboxes = boxes.to(compute_dtype(images, boxes))
         patches = self._patches(fboxes, obj_to_img, (height, width), sizes)
         if params is None:
             p = self._forward_parameters(patches, obj_to_img, batch)
         else:
-            p = self._replay_parameters(params, patches)
+            p = self.replay_parameters(params, patches)
         call = PatchCall.make(p["theta"], p["batch_prob"], patches, obj_to_img, sizes,
                               boxes if sizes is None else patches)
         out_images = self.apply_transform_image(images, call)
@@ -1070,7 +1047,7 @@ class PatchAugmentationBase(nn.Module):
             return None
         size = tuple((images if images is not None else image_masks).shape[-2:])
         if image_masks is not None:
-            self._check_extras(None, image_masks, None, n, batch, size)
+            check_targets(None, image_masks, None, n, batch, size)
         return check_image_sizes(image_sizes, batch, size)
 
     @staticmethod

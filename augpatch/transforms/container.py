@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.functional._checks import check_bool
-from augpatch.functional._geometry import to3x3
+from augpatch.functional.checks import check_bool
+from augpatch.functional.geometry import to3x3
 from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
 
 __all__ = ["PatchSequential"]
