@@ -35,6 +35,7 @@ from augpatch.functional._kernel import (
     set_cuda_kernel,
 )
 from augpatch.functional._masks import warp_masks
+from augpatch.functional._paste import paste_objects
 from augpatch.functional._warp import warp_patches
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "inverse_transform_points",
     "list_to_boxes",
     "padded_to_boxes",
+    "paste_objects",
     "patch_affine_matrix",
     "pixel_matrix_to_theta",
     "set_cpu_kernel",
