@@ -105,7 +105,7 @@ def paste_objects(
         >>> images[1, :, 0:2, 0:2] = 1.0  # an object in image 1
         >>> identity = torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])
         >>> out = paste_objects(images, torch.tensor([[0, 0, 2, 2]]), identity, torch.tensor([1]),
-        ...                     torch.tensor([[4, 4, 8, 8]]), torch.tensor([0]))  # twice the size
+        ...                     torch.tensor([[4, 4, 8, 8]]), torch.tensor([0]), mode="nearest")  # 2x
         >>> out[0, 0, 4:8, 4:8].eq(1).all().item(), out[0].sum().item()
         (True, 16.0)
     """
