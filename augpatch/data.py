@@ -419,6 +419,14 @@ class BatchAugment:
         out["images"], out["boxes"] = images, boxes
         keep = getattr(result, "keep", None)
         n_out = boxes.shape[0] if isinstance(boxes, Tensor) else n
+        index = getattr(result, "object_index", None)
+        if isinstance(index, Tensor):  # objects added (RandomCopyPaste): row i comes from object index[i]
+            for key in fields:
+                if not (key in kwargs and getattr(result, key, None) is not None):
+                    out[key] = out[key][index]
+            out["obj_to_img"] = result.obj_to_img
+            keep = keep[keep] if isinstance(keep, Tensor) and keep.shape[0] != n_out else keep
+            n = n_out
         dropped = n_out != n
         if dropped:
             if not isinstance(keep, Tensor) or keep.shape != (n,) or int(keep.sum()) != n_out:
