@@ -30,6 +30,8 @@ def _run_bench(argv: list[str]) -> int:
     module = "augpatch.bench"
     if argv and argv[0] == "policies":
         module, argv = "augpatch.bench_policies", argv[1:]
+    elif argv and argv[0] == "copypaste":  # the paste lane's benchmark; moves into augpatch/bench/
+        module, argv = "augpatch.bench_copypaste", argv[1:]
     try:
         bench = importlib.import_module(module)
     except ModuleNotFoundError as exc:

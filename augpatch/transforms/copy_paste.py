@@ -14,6 +14,7 @@ that labels and any other per-object field follow with ``field[object_index]``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -305,7 +306,7 @@ class RandomCopyPaste(nn.Module):
                 torch.zeros(m, 1, height, width, dtype=torch.uint8, device=dev), sb, theta, src,
                 dst_boxes, torch.arange(m, device=dev), sources=bool_masks.view(torch.uint8)[:, None],
                 mode="nearest",
-            )[:, 0].bool()
+            )[:, 0].view(torch.bool)  # 0 / 1 values: the same bytes
             own = bool_masks
         else:
             pasted = _box_masks(dst_boxes, height, width)
@@ -402,32 +403,35 @@ def _box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
+_OCCLUDE_CHUNK = 64  # pasted masks turned into index maps at a time (bounds the temporaries)
+
+
 def _occlude(own: Tensor, obj_to_img: Tensor, pasted: Tensor, dst: Tensor, batch: int):
     """Masks after the paste (``[N + M, H, W]`` bool), their visible and original pixel counts.
 
     Existing objects lose every pixel a pasted object covers in their image; a pasted
-    object loses the pixels of the objects pasted after it into the same image.
+    object loses the pixels of the objects pasted after it into the same image. One
+    ``[B, H, W]`` map of the top-most pasted object per pixel holds both.
     """
     m = pasted.shape[0]
     h, w = pasted.shape[1:]
-    counts = torch.zeros(batch, h, w, dtype=torch.int32, device=pasted.device)
-    counts.index_add_(0, dst, pasted.to(torch.int32))
-    kept = own & (counts[obj_to_img] == 0)
-    later = torch.zeros_like(pasted)
-    if m:
-        # the objects pasted after each one into its image: suffix sums over the pasted
-        # objects grouped by image (index order within), minus the sum from the next image on
-        order = torch.sort(dst, stable=True).indices
-        grouped = pasted[order].to(torch.int32)
-        suffix = torch.cat([grouped.flip(0).cumsum(0).flip(0), torch.zeros_like(grouped[:1])])
-        d = dst[order]
-        ends = torch.searchsorted(d, d, right=True)  # first position of the next image
-        later_counts = suffix[1 : m + 1] - suffix[ends]
-        later[order] = later_counts > 0
-    pasted_kept = pasted & ~later
-    masks_out = torch.cat([kept, pasted_kept])
-    visible = masks_out.sum((1, 2))
-    area = torch.cat([own.sum((1, 2)), pasted.sum((1, 2))])
+    top = torch.zeros(batch, h, w, dtype=torch.int32, device=pasted.device)  # 1 + index of the top object
+    for c0 in range(0, m, _OCCLUDE_CHUNK):
+        c1 = min(c0 + _OCCLUDE_CHUNK, m)
+        rank = torch.arange(c0 + 1, c1 + 1, dtype=torch.int32, device=pasted.device)
+        with warnings.catch_warnings():  # "index_reduce() is in beta": amax is all it is used for
+            warnings.simplefilter("ignore", UserWarning)
+            top.index_reduce_(0, dst[c0:c1], pasted[c0:c1] * rank[:, None, None], "amax")
+    n = own.shape[0]
+    masks_out = torch.empty(n + m, h, w, dtype=torch.bool, device=pasted.device)
+    torch.index_select(top == 0, 0, obj_to_img, out=masks_out[:n])
+    masks_out[:n] &= own
+    for c0 in range(0, m, _OCCLUDE_CHUNK):
+        c1 = min(c0 + _OCCLUDE_CHUNK, m)
+        rank = torch.arange(c0 + 1, c1 + 1, dtype=torch.int32, device=pasted.device)
+        masks_out[n + c0 : n + c1] = pasted[c0:c1] & (top.index_select(0, dst[c0:c1]) == rank[:, None, None])
+    visible = torch.count_nonzero(masks_out, dim=(1, 2))
+    area = torch.cat([torch.count_nonzero(own, dim=(1, 2)), torch.count_nonzero(pasted, dim=(1, 2))])
     return masks_out, visible, area
 
 
