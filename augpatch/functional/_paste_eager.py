@@ -78,13 +78,18 @@ class PastePlan(WarpPlan):
         return row["out"].index_select(0, ch.prow) + jj * self.out_strides[3]
 
 
-def _sample(ch: _Chunk, views: list[Tensor], dtype: torch.dtype, need_loc: bool):
-    """Sample every channel of ``views`` at the chunk's locations: ``(values, d/dx, d/dy)``."""
+def _sample(ch: _Chunk, views: list[Tensor], dtype: torch.dtype, need_loc: bool, shift: Tensor | None = None):
+    """Sample every channel of ``views`` at the chunk's locations: ``(values, d/dx, d/dy)``.
+
+    ``shift``: added to every tap's offset (the taps of another frame, see :func:`_alpha_shift`).
+    """
     p = ch.col.numel()
     acc = torch.zeros(len(views), p, dtype=dtype, device=ch.col.device)
     dvdx = torch.zeros_like(acc) if need_loc else None
     dvdy = torch.zeros_like(acc) if need_loc else None
     for off, w, wdx, wdy in ch.taps(need_loc):
+        if shift is not None:
+            off = off + shift
         for c, view in enumerate(views):
             vals = view.index_select(0, off).to(dtype)
             acc[c].addcmul_(w, vals)
@@ -92,6 +97,15 @@ def _sample(ch: _Chunk, views: list[Tensor], dtype: torch.dtype, need_loc: bool)
                 dvdx[c].addcmul_(wdx, vals)
                 dvdy[c].addcmul_(wdy, vals)
     return acc, dvdx, dvdy
+
+
+def _alpha_shift(plan: PastePlan, aplan: PastePlan | None, same_params: bool) -> Tensor | None:
+    """Per row, what turns the image's tap offsets into the alpha's, where the alpha is read
+    at the same locations in a frame of the same size and row / column strides (an alpha
+    in the sources' frame): then the alpha costs no location work of its own."""
+    if aplan is None or not same_params or aplan.strides[2:] != plan.strides[2:]:
+        return None
+    return aplan.row["frame"] - plan.row["frame"]
 
 
 def dense(t: Tensor) -> Tensor:
@@ -124,6 +138,7 @@ def paste_forward(
     src_views = _channel_views(_flat(sources), plan.channels, plan.strides[1])
     out_views = _channel_views(_flat(work), plan.channels, plan.out_strides[1])
     a_views = [_flat(alpha)] if alpha is not None else None
+    shift = _alpha_shift(plan, aplan, atables is tables)
     keep: dict[str, list[Tensor]] = {"a": [], "diff": [], "dv": [], "da": []}
     for level in plan.chunks:
         for bounds in level:
@@ -133,7 +148,10 @@ def paste_forward(
             if dvdx is not None and dvdy is not None:
                 keep["dv"].append(torch.stack([dvdx, dvdy]))
             if a_views is not None and aplan is not None and atables is not None:
-                a, dadx, dady = _sample(_Chunk(aplan, atables, bounds), a_views, dtype, need_loc)
+                if shift is not None:
+                    a, dadx, dady = _sample(ch, a_views, dtype, need_loc, shift.index_select(0, ch.prow))
+                else:
+                    a, dadx, dady = _sample(_Chunk(aplan, atables, bounds), a_views, dtype, need_loc)
                 keep["a"].append(a[0])  # as sampled: the backward redoes the clamp
                 a = a[0].clamp(0, 1)
                 below = torch.stack([v.index_select(0, out) for v in out_views]).to(dtype)
@@ -181,6 +199,7 @@ def paste_backward(
         grad_alpha = torch.empty_strided(alpha.shape, aplan.strides, dtype=dtype, device=dev).zero_()
     ga_view = _flat(grad_alpha) if grad_alpha is not None else None
     grads = [torch.zeros_like(t) for t in tables] if need_loc else None
+    shift = _alpha_shift(plan, aplan, aloc is loc)
     agrads = None
     if need_loc and aloc is not None:
         agrads = grads if aloc is loc else [torch.zeros_like(t) for t in aloc.tables]
@@ -216,12 +235,13 @@ def paste_backward(
             if grads is not None and dv is not None:
                 _location_grads(ch, g_new, dv[0, :, p0:p1], dv[1, :, p0:p1], grads)
             if g_a is not None and aplan is not None and aloc is not None:
-                ach = _Chunk(aplan, aloc.tables, bounds)
+                ach = ch if shift is not None else _Chunk(aplan, aloc.tables, bounds)
                 if agrads is not None and da is not None:
                     _location_grads(ach, g_a[None], da[0:1, p0:p1], da[1:2, p0:p1], agrads)
                 if ga_view is not None:
+                    pixel_shift = shift.index_select(0, ch.prow) if shift is not None else 0
                     for off, w, _, _ in ach.taps(derivatives=False):
-                        ga_view.index_add_(0, off, w * g_a)
+                        ga_view.index_add_(0, off + pixel_shift, w * g_a)
             del ch
     grad_params = loc.param_grads(grads) if grads is not None else None
     grad_aparams = None

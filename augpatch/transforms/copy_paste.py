@@ -430,9 +430,21 @@ def _occlude(own: Tensor, obj_to_img: Tensor, pasted: Tensor, dst: Tensor, batch
         c1 = min(c0 + _OCCLUDE_CHUNK, m)
         rank = torch.arange(c0 + 1, c1 + 1, dtype=torch.int32, device=pasted.device)
         masks_out[n + c0 : n + c1] = pasted[c0:c1] & (top.index_select(0, dst[c0:c1]) == rank[:, None, None])
-    visible = torch.count_nonzero(masks_out, dim=(1, 2))
-    area = torch.cat([torch.count_nonzero(own, dim=(1, 2)), torch.count_nonzero(pasted, dim=(1, 2))])
+    visible = _count(masks_out)
+    area = torch.cat([_count(own), _count(pasted)])
     return masks_out, visible, area
+
+
+def _count(masks: Tensor) -> Tensor:
+    """Pixels of each mask ``[K, H, W]`` bool, ``[K]`` int64, a chunk of masks at a time.
+
+    (A reduction over the whole tensor at once makes an integer copy of it.)
+    """
+    out = torch.empty(masks.shape[0], dtype=torch.int64, device=masks.device)
+    for c0 in range(0, masks.shape[0], _OCCLUDE_CHUNK):
+        chunk = masks[c0 : c0 + _OCCLUDE_CHUNK].view(torch.uint8).flatten(1)
+        out[c0 : c0 + chunk.shape[0]] = chunk.sum(1, dtype=torch.int32)
+    return out
 
 
 def _mask_boxes(masks: Tensor) -> Tensor:
