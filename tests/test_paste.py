@@ -229,3 +229,12 @@ def test_property_equals_the_loop(seed, mode, padding, align, alpha, n, float_bo
     opts = {"mode": mode, "padding_mode": padding, "align_corners": align}
     torch.testing.assert_close(_call(paste_objects, case, **opts), _call(reference_paste, case, **opts),
                                rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_equals_cpu():
+    case = _case(9, float_boxes=True, alpha="frame", n=5, other_sources=True)
+    cuda = {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in case.items()}
+    for mode in MODES:
+        torch.testing.assert_close(_call(paste_objects, cuda, mode=mode).cpu(), _call(paste_objects, case, mode=mode),
+                                   rtol=0, atol=1e-12)

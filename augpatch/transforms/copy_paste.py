@@ -303,7 +303,7 @@ class RandomCopyPaste(nn.Module):
         # the pasted objects' masks in their destination (nearest), or their boxes
         if bool_masks is not None:
             pasted = F.paste_objects(
-                torch.zeros(m, 1, height, width, dtype=torch.uint8, device=dev), sb, theta, src,
+                torch.zeros((), dtype=torch.uint8, device=dev).expand(m, 1, height, width), sb, theta, src,
                 dst_boxes, torch.arange(m, device=dev), sources=bool_masks.view(torch.uint8)[:, None],
                 mode="nearest",
             )[:, 0].view(torch.bool)  # 0 / 1 values: the same bytes
@@ -403,7 +403,7 @@ def _box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
-_OCCLUDE_CHUNK = 64  # pasted masks turned into index maps at a time (bounds the temporaries)
+_OCCLUDE_CHUNK = 16  # masks turned into integers at a time (bounds the temporaries)
 
 
 def _occlude(own: Tensor, obj_to_img: Tensor, pasted: Tensor, dst: Tensor, batch: int):
