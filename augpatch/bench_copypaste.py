@@ -13,6 +13,9 @@ drawn parameters:
 * ``torchvision``: torchvision's ``references/detection`` ``SimpleCopyPaste`` logic per
   pair of images with the same selection, *without* any per-object transform (it has
   none): union mask, composite, masks / boxes / labels updates.
+* ``paste_op`` / ``paste_loop``: the image paste alone (no mask bookkeeping): one
+  ``paste_objects`` call with the masks as alpha, against the loop's crop + ``grid_sample``
+  + masked composite per object.
 
 Reported (JSON): median seconds per method, ``loop / augpatch`` and ``augpatch /
 torchvision``, and augpatch's peak memory (a fresh subprocess, ``VmHWM - VmRSS`` after
@@ -38,7 +41,7 @@ from torch import Tensor
 
 from augpatch.transforms.copy_paste import RandomCopyPaste, _clip_to, _mask_boxes, _placement
 
-METHODS = ("augpatch", "loop", "torchvision")
+METHODS = ("augpatch", "loop", "torchvision", "paste_op", "paste_loop")
 TARGETS = {"loop_over_augpatch_min": 10.0, "augpatch_over_torchvision_max": 2.0, "memory_ratio_max": 2.0}
 
 
@@ -100,6 +103,40 @@ def _loop(x: dict[str, Tensor], params: dict[str, Tensor]):
                 pasted[i] &= ~new_masks[j][1]
     all_masks = torch.cat([kept, pasted])
     return out, all_masks, _mask_boxes(all_masks)
+
+
+def _paste_inputs(x: dict[str, Tensor], params: dict[str, Tensor]):
+    """The arguments of the image paste of the drawn parameters (untimed)."""
+    images, boxes, o2i = x["images"], x["boxes"], x["obj_to_img"]
+    batch, _, height, width = images.shape
+    src, dst = params["src_objects"], params["dst_images"]
+    sizes = torch.tensor([[height, width]]).expand(batch, 2)
+    sb = _clip_to(boxes[src].float(), sizes[o2i[src]])
+    dboxes, theta, _ = _placement(sb, (sb[:, :2] + sb[:, 2:]) / 2, params, dst, sizes, torch.float32)
+    return sb, theta, o2i[src], dboxes, dst, x["masks"][src]
+
+
+def _paste_op(x: dict[str, Tensor], args) -> Tensor:
+    from augpatch.functional import paste_objects
+
+    sb, theta, s_img, dboxes, dst, alpha = args
+    return paste_objects(x["images"], sb, theta, s_img, dboxes, dst, alpha=alpha)
+
+
+def _paste_loop(x: dict[str, Tensor], args) -> Tensor:
+    sb, theta, s_img, dboxes, dst, alpha = args
+    out = x["images"].clone()
+    for k in range(theta.shape[0]):
+        x0, y0, x1, y1 = (int(v) for v in sb[k].round())
+        u0, v0, u1, v1 = (int(v) for v in dboxes[k].round())
+        if x1 <= x0 or y1 <= y0 or u1 <= u0 or v1 <= v0:
+            continue
+        grid = TF.affine_grid(theta[k : k + 1], [1, 1, v1 - v0, u1 - u0], align_corners=False)
+        b, d = int(s_img[k]), int(dst[k])
+        patch = TF.grid_sample(x["images"][b : b + 1, :, y0:y1, x0:x1], grid, align_corners=False)
+        a = TF.grid_sample(alpha[k, y0:y1, x0:x1][None, None].float(), grid, align_corners=False)[0]
+        out[d, :, v0:v1, u0:u1] = a * patch[0] + (1 - a) * out[d, :, v0:v1, u0:u1]
+    return out
 
 
 def _torchvision(x: dict[str, Tensor], params: dict[str, Tensor]):
@@ -183,13 +220,15 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     x = make_inputs(cfg.batch, cfg.size, cfg.objects, cfg.seed)
     aug = _augmenter(cfg.seed)
     calls = {"augpatch": lambda p: _augpatch(aug, x, p), "loop": lambda p: _loop(x, p),
-             "torchvision": lambda p: _torchvision(x, p)}
+             "torchvision": lambda p: _torchvision(x, p), "paste_op": lambda p: _paste_op(x, p["paste"]),
+             "paste_loop": lambda p: _paste_loop(x, p["paste"])}
     methods = [m for m in METHODS if m in cfg.methods]
     times: dict[str, list[float]] = {m: [] for m in methods}
     pasted = []
     for r in range(cfg.warmup + cfg.repeats):
         params = _params(aug, x)
         pasted.append(int(params["src_objects"].numel()))
+        params["paste"] = _paste_inputs(x, params)  # untimed, like the draw
         for m in methods[r % len(methods):] + methods[: r % len(methods)]:
             t0 = time.perf_counter()
             calls[m](params)
@@ -209,6 +248,8 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
         report["ratios"]["loop_over_augpatch"] = med["loop"] / med["augpatch"]
     if "torchvision" in med:
         report["ratios"]["augpatch_over_torchvision"] = med["augpatch"] / med["torchvision"]
+    if "paste_op" in med and "paste_loop" in med:
+        report["ratios"]["paste_loop_over_paste_op"] = med["paste_loop"] / med["paste_op"]
     if not cfg.no_memory:
         report["memory"] = _measure_memory(cfg)
     return report

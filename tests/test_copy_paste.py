@@ -50,7 +50,9 @@ def test_equals_torchvision_reference(seed):
     g = torch.Generator().manual_seed(100 + seed)
     selections = [torch.unique(torch.randint(0, 3, (3,), generator=g)) for _ in range(3)]
     aug = RandomCopyPaste(drop_invalid=True)
+    before = [t.clone() for t in (images, boxes, o2i, masks)]
     res = aug(images, boxes, o2i, masks=masks, params=_forced(o2i, selections))
+    assert all(torch.equal(t, u) for t, u in zip(before, (images, boxes, o2i, masks)))  # inputs untouched
     targets = [{"masks": masks[o2i == b], "boxes": boxes[o2i == b], "labels": labels[o2i == b]} for b in range(3)]
     want_images, want_targets = reference_simple_copy_paste(list(images), targets, selections)
     torch.testing.assert_close(res.images, torch.stack(want_images), rtol=0, atol=1e-12)
