@@ -1,4 +1,4 @@
-"""Command line entry point: ``python -m augpatch {demo,bench} ...``.
+"""Command line entry point: ``python -m augpatch {demo,bench,build} ...``.
 
 Each subcommand forwards the rest of the command line to the ``main(argv)`` of its
 module, which does its own argument parsing (so ``python -m augpatch demo --help``
@@ -25,13 +25,13 @@ def _run_demo(argv: list[str]) -> int:
 
 
 def _run_bench(argv: list[str]) -> int:
-    """Run ``augpatch.bench.main(argv)`` (``bench policies ...``: ``augpatch.bench_policies``),
+    """Run ``augpatch.bench.warp.main(argv)`` (``bench policies ...``: ``augpatch.bench.policies``),
     imported only now."""
-    module = "augpatch.bench"
+    module = "augpatch.bench.warp"
     if argv and argv[0] == "policies":
-        module, argv = "augpatch.bench_policies", argv[1:]
-    elif argv and argv[0] == "copypaste":  # the paste lane's benchmark; moves into augpatch/bench/
-        module, argv = "augpatch.bench_copypaste", argv[1:]
+        module, argv = "augpatch.bench.policies", argv[1:]
+    elif argv and argv[0] == "copypaste":
+        module, argv = "augpatch.bench.copypaste", argv[1:]
     try:
         bench = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -42,6 +42,13 @@ def _run_bench(argv: list[str]) -> int:
         return 1
     rc = bench.main(argv)
     return 0 if rc is None else int(rc)
+
+
+def _run_build(argv: list[str]) -> int:
+    """Run ``augpatch.ops.backends.compiled.build.main(argv)``."""
+    from augpatch.ops.backends.compiled import build
+
+    return build.main(argv)
 
 
 _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
@@ -55,6 +62,11 @@ _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
         "benchmark augpatch against the per-object reference loop "
         "(see 'python -m augpatch bench --help'); 'bench policies' times the detection "
         "AutoAugment policies against a per-box loop port",
+    ),
+    "build": (
+        _run_build,
+        "build the compiled CPU kernel once for this environment and print where it is "
+        "(run it before starting DataLoader workers or a cluster job)",
     ),
 }
 

@@ -33,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -42,12 +44,28 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["BatchAugment", "collate_objects", "seed_worker", "to_detection_inputs"]
+from augpatch.functional import clip_boxes_to_images
+from augpatch.functional._checks import check_image_sizes, check_obj_to_img
+
+__all__ = [
+    "BatchAugment",
+    "collate_objects",
+    "is_references_batch",
+    "mix_seeds",
+    "register_reseed_hook",
+    "seed_worker",
+    "to_detection_inputs",
+]
 
 # Target keys that describe the whole image even when their leading size
 # happens to equal the number of objects.
 _IMAGE_LEVEL_KEYS = frozenset(
     {"image_id", "image_ids", "orig_size", "size", "image_size", "file_name"}
+)
+# Target keys that torchvision's detection targets hold one row per object: a sample
+# whose count differs from its boxes' is refused rather than collated as image-level.
+_OBJECT_KEYS = frozenset(
+    {"labels", "masks", "keypoints", "area", "iscrowd", "scores", "track_ids"}
 )
 # Batch entries that are never per-object fields (``keep`` and ``obj_to_img`` are
 # per-object but handled explicitly).
@@ -203,41 +221,16 @@ def collate_objects(
         target["boxes"] = _boxes_to_xyxy(target.get("boxes", torch.zeros(0, 4)), i)
         targets.append(target)
 
-    channels = {im.shape[0] for im in images}
-    if len(channels) > 1:
-        raise ValueError(
-            f"all images must have the same number of channels, got {sorted(channels)}"
-        )
-    dtypes = {im.dtype for im in images}
-    if len(dtypes) > 1:
-        raise TypeError(f"all images must have the same dtype, got {sorted(map(str, dtypes))}")
-    sizes = torch.tensor([im.shape[-2:] for im in images], dtype=torch.long).reshape(-1, 2)
-    height = int(sizes[:, 0].max())
-    width = int(sizes[:, 1].max())
-    height = -(-height // size_divisible) * size_divisible
-    width = -(-width // size_divisible) * size_divisible
-    batch_images = torch.stack([_pad_to(im, height, width, pad_value) for im in images])
-
+    batch_images, sizes = _pad_images(images, pad_value, size_divisible)
+    height, width = batch_images.shape[-2:]
     counts = [t["boxes"].shape[0] for t in targets]
     keys: list[str] = []
     for t in targets:
         keys.extend(k for k in t if k not in keys)
 
-    def is_object_field(key: str) -> bool:
-        if key == "boxes":
-            return True
-        if object_keys is not None:
-            return key in object_keys
-        if key in _IMAGE_LEVEL_KEYS or key in ("obj_to_img", "image_sizes", "images"):
-            return False
-        present = [(t[key], n) for t, n in zip(targets, counts) if key in t]
-        return bool(present) and all(
-            isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n for v, n in present
-        )
-
     out: dict[str, Any] = {"images": batch_images, "image_sizes": sizes}
     for key in keys:
-        if is_object_field(key):
+        if _is_object_field(key, targets, counts, object_keys):
             out[key] = _cat_object_field(key, targets, counts, sizes, height, width)
         else:
             values = [t.get(key) for t in targets]
@@ -249,6 +242,73 @@ def collate_objects(
         torch.arange(len(samples)), torch.tensor(counts, dtype=torch.long)
     )
     return out
+
+
+def _pad_images(
+    images: list[Tensor], pad_value: float, size_divisible: int
+) -> tuple[Tensor, Tensor]:
+    """Stack ``[C, H_i, W_i]`` images on one canvas (top-left, padded bottom and right):
+    ``[B, C, H, W]`` and the sizes ``[B, 2]`` int64."""
+    channels = {im.shape[0] for im in images}
+    if len(channels) > 1:
+        raise ValueError(
+            f"all images must have the same number of channels, got {sorted(channels)}"
+        )
+    dtypes = {im.dtype for im in images}
+    if len(dtypes) > 1:
+        raise TypeError(f"all images must have the same dtype, got {sorted(map(str, dtypes))}")
+    sizes = torch.tensor([im.shape[-2:] for im in images], dtype=torch.long).reshape(-1, 2)
+    height = -(-int(sizes[:, 0].max()) // size_divisible) * size_divisible
+    width = -(-int(sizes[:, 1].max()) // size_divisible) * size_divisible
+    return torch.stack([_pad_to(im, height, width, pad_value) for im in images]), sizes
+
+
+def _is_object_field(
+    key: str,
+    targets: list[dict[str, Any]],
+    counts: list[int],
+    object_keys: Sequence[str] | None,
+) -> bool:
+    """Whether ``key`` holds one row per object (see :func:`collate_objects`)."""
+    if key == "boxes":
+        return True
+    if object_keys is not None:
+        return key in object_keys
+    if key in _IMAGE_LEVEL_KEYS or key in ("obj_to_img", "image_sizes", "images"):
+        return False
+    present = [(t[key], n) for t, n in zip(targets, counts) if key in t]
+    if key in _OBJECT_KEYS:  # known per-object: a tensor or a sequence, one row per box
+        _refuse_misaligned(key, targets, counts)
+        return bool(present)
+    return bool(present) and all(
+        isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n for v, n in present
+    )
+
+
+def _rows(value: Any) -> int | None:
+    """The number of rows of a tensor (``None`` for a 0-d one) or a sequence."""
+    if isinstance(value, Tensor):
+        return value.shape[0] if value.dim() >= 1 else None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        return len(value)
+    return None
+
+
+def _refuse_misaligned(key: str, targets: list[dict[str, Any]], counts: list[int]) -> None:
+    """Raise for the first sample whose ``key`` does not hold one row per box."""
+    for i, (t, n) in enumerate(zip(targets, counts)):
+        v = t.get(key)
+        if v is None:  # missing: _cat_object_field says so if the sample has objects
+            continue
+        rows = _rows(v)
+        if rows != n:
+            got = f"{rows} rows" if rows is not None else f"no rows (a {type(v).__name__})"
+            raise ValueError(
+                f"sample {i}: {key!r} has {got} but the sample has {n} boxes; "
+                f"{key!r} is a per-object field (one row per box). Fix the target, or pass "
+                "collate_objects(..., object_keys=[...]) naming the per-object keys to "
+                f"collate {key!r} as an image-level field"
+            )
 
 
 def _cat_object_field(
@@ -307,7 +367,9 @@ class BatchAugment:
         pixel_index_keypoints: the batch's ``keypoints`` use the pixel-index
             convention of torchvision / Kornia / albumentations (pixel ``j`` has
             its centre at ``x = j``); they are shifted by half a pixel into
-            augpatch's convention (centre at ``j + 0.5``) and back.
+            augpatch's convention (centre at ``j + 0.5``) and back. Keypoints are
+            ``[N, K, 2]``, or torchvision's ``[N, K, 3]`` whose third column (the
+            visibility) is kept as it is.
         object_keys: the batch entries that hold one row per object, filtered with
             the objects when the transform drops some (``drop_invalid=True``). Default:
             as :func:`collate_objects` decides, every tensor whose leading size is the
@@ -325,7 +387,19 @@ class BatchAugment:
       asking for a CUDA device inside a worker raises a ``RuntimeError`` that
       says exactly this.
 
-    The call returns a new dict: ``images``, ``boxes``, ``masks`` and
+    A third: torchvision's detection references hold ``(images, targets)`` (lists);
+    ``images, targets = batch_augment((images, targets))`` returns that format
+    (:meth:`augment_references`), one line in ``engine.py``'s ``train_one_epoch``.
+
+    **Padded batches.** When the batch has ``image_sizes`` ``[B, 2]`` (images of
+    different sizes on one canvas, :func:`collate_objects`), the transform gets
+    ``image_sizes=`` as a keyword if its signature takes it (a parameter of that name
+    or ``**kwargs``; inspected once), so each image is transformed as its own region.
+    Whatever the transform, the returned boxes are then clipped to their own images
+    (:func:`augpatch.functional.clip_boxes_to_images`) and ``keep`` is False for an
+    object whose box is degenerate after that clip (it left its image).
+
+    The call on a dict returns a new dict: ``images``, ``boxes``, ``masks`` and
     ``keypoints`` replaced by their augmented versions, every other tensor
     moved to ``device``, and:
 
@@ -368,6 +442,7 @@ class BatchAugment:
         ):
             raise TypeError("object_keys must be a sequence of key names (str)")
         self.object_keys = None if object_keys is None else tuple(object_keys)
+        self._accepts_image_sizes: bool | None = None
 
     def _check_not_in_worker(self) -> None:
         if self.device is None or self.device.type in ("cpu", "meta"):
@@ -388,15 +463,107 @@ class BatchAugment:
         """The per-object entries of ``batch`` (besides ``boxes`` and ``obj_to_img``)."""
         return object_fields(batch, n, self.object_keys)
 
-    def __call__(self, batch: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
-        """Collate (if given samples), move to ``device`` and augment; returns a new dict."""
+    def __call__(self, batch: Any) -> Any:
+        """Augment a batch; returns a new batch in the format it came in.
+
+        * a dict (from :func:`collate_objects`): returns a new dict (see the class);
+        * ``(images, targets)`` as torchvision's detection references hold them (a
+          list of ``[C, H_i, W_i]`` images and a list of target dicts): returns
+          ``(images, targets)`` the same way (:meth:`augment_references`);
+        * a list of samples: collated with ``collate_fn`` first, returns a dict.
+        """
         self._check_not_in_worker()
+        if is_references_batch(batch):
+            return self.augment_references(*batch)
         if not isinstance(batch, Mapping):
             batch = self.collate_fn(batch)
+        return self._augment(batch, self.device)
+
+    def augment_references(
+        self, images: Sequence[Tensor], targets: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Tensor], list[dict[str, Any]]]:
+        """Augment a batch in the format of torchvision's ``references/detection``.
+
+        Args:
+            images: ``B`` image tensors ``[C, H_i, W_i]`` (sizes may differ).
+            targets: ``B`` dicts with ``boxes [N_i, 4]`` (``xyxy``, or any
+                ``BoundingBoxes`` format) and any other keys (``labels``, ``masks``,
+                ``image_id``, ...).
+
+        Returns:
+            ``(images, targets)``: image ``b`` augmented, at its own size and dtype;
+            target ``b`` with every key it had, the per-object ones (as
+            :func:`collate_objects` / ``object_keys`` decide) moved or filtered with the
+            kept objects, ``boxes`` clipped to the image (``xyxy``; a
+            ``tv_tensors.BoundingBoxes`` comes back as one, ``canvas_size`` the image's).
+            Objects that left their image are dropped (:func:`to_detection_inputs`).
+
+        Example:
+            >>> import torch
+            >>> from augpatch.data import BatchAugment
+            >>> from augpatch.transforms import RandomPatchAffine
+            >>> aug = BatchAugment(RandomPatchAffine(degrees=10.0, p=1.0), device=None)
+            >>> images = [torch.rand(3, 40, 50), torch.rand(3, 30, 20)]
+            >>> targets = [{"boxes": torch.tensor([[2.0, 2.0, 20.0, 30.0]]), "labels": torch.tensor([1]),
+            ...             "image_id": 7},
+            ...            {"boxes": torch.tensor([[1.0, 1.0, 15.0, 25.0]]), "labels": torch.tensor([2]),
+            ...             "image_id": 8}]
+            >>> images, targets = aug((images, targets))
+            >>> [tuple(im.shape) for im in images], [t["image_id"] for t in targets]
+            ([(3, 40, 50), (3, 30, 20)], [7, 8])
+        """
+        if len(images) != len(targets):
+            raise ValueError(
+                f"images and targets must have the same length, got {len(images)} and {len(targets)}"
+            )
+        collate = self.collate_fn
+        if collate is collate_objects and self.object_keys is not None:
+            collate = functools.partial(collate_objects, object_keys=("boxes", *self.object_keys))
+        # without a device, the batch stays where the images are (e.g. moved by the loop)
+        device = self.device if self.device is not None else images[0].device
+        batch = self._augment(collate(list(zip(images, targets))), device)
+        out_images, out_targets = to_detection_inputs(batch, dtype=None, object_keys=self.object_keys)
+        return out_images, [
+            _like_input(t, src, tuple(im.shape[-2:]))
+            for t, src, im in zip(out_targets, targets, out_images)
+        ]
+
+    def _transform_kwargs(self, out: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of the transform: masks, keypoints and ``image_sizes``."""
+        kwargs: dict[str, Any] = {}
+        if isinstance(out.get("masks"), Tensor):
+            kwargs["masks"] = out["masks"]
+        keypoints = out.get("keypoints")
+        if isinstance(keypoints, Tensor):
+            if keypoints.dim() == 3 and keypoints.shape[-1] > 2:  # [N, K, 3]: x, y, visibility
+                keypoints = keypoints[..., :2]
+            kwargs["keypoints"] = keypoints + 0.5 if self.pixel_index_keypoints else keypoints
+        if out.get("image_sizes") is not None and self._takes_image_sizes():
+            kwargs["image_sizes"] = out["image_sizes"]
+        return kwargs
+
+    def _takes_image_sizes(self) -> bool:
+        """Whether the transform accepts ``image_sizes=`` (its signature, inspected once)."""
+        if self._accepts_image_sizes is None:
+            try:
+                fn = self.transform
+                fn = fn.forward if isinstance(fn, torch.nn.Module) else fn  # not Module.__call__
+                params = inspect.signature(fn).parameters.values()
+            except (TypeError, ValueError):  # no signature (some builtins): do not guess
+                params = []
+            self._accepts_image_sizes = any(
+                p.name == "image_sizes" or p.kind == inspect.Parameter.VAR_KEYWORD for p in params
+            )
+        return self._accepts_image_sizes
+
+    def _augment(
+        self, batch: Mapping[str, Any], device: torch.device | None
+    ) -> dict[str, Any]:
+        """Move a collated batch to ``device``, run the transform, align the per-object fields."""
         out = {
             k: (
-                v.to(self.device, non_blocking=self.non_blocking)
-                if isinstance(v, Tensor) and self.device is not None
+                v.to(device, non_blocking=self.non_blocking)
+                if isinstance(v, Tensor) and device is not None
                 else v
             )
             for k, v in batch.items()
@@ -408,12 +575,9 @@ class BatchAugment:
                 )
         n = out["boxes"].shape[0]
         fields = self._object_fields(out, n)
-        kwargs: dict[str, Any] = {}
-        if isinstance(out.get("masks"), Tensor):
-            kwargs["masks"] = out["masks"]
-        keypoints = out.get("keypoints")
-        if isinstance(keypoints, Tensor):
-            kwargs["keypoints"] = keypoints + 0.5 if self.pixel_index_keypoints else keypoints
+        kwargs = self._transform_kwargs(out)
+        kp_in = out.get("keypoints")
+        kp_rest = kp_in[..., 2:] if "keypoints" in kwargs and kp_in.shape[-1] > 2 else None
         result = self.transform(out["images"], out["boxes"], out["obj_to_img"], **kwargs)
         images, boxes = result[0], result[1]
         out["images"], out["boxes"] = images, boxes
@@ -425,10 +589,10 @@ class BatchAugment:
                 if not (key in kwargs and getattr(result, key, None) is not None):
                     out[key] = out[key][index]
             out["obj_to_img"] = result.obj_to_img
+            kp_rest = None if kp_rest is None else kp_rest[index]
             keep = keep[keep] if isinstance(keep, Tensor) and keep.shape[0] != n_out else keep
             n = n_out
-        dropped = n_out != n
-        if dropped:
+        if n_out != n:
             if not isinstance(keep, Tensor) or keep.shape != (n,) or int(keep.sum()) != n_out:
                 raise RuntimeError(
                     f"the transform returned {n_out} boxes for {n} objects without a `keep` "
@@ -440,15 +604,36 @@ class BatchAugment:
                 out[key] = out[key][keep]
             obj_out = getattr(result, "obj_to_img", None)
             out["obj_to_img"] = obj_out if isinstance(obj_out, Tensor) else out["obj_to_img"][keep]
+            kp_rest = None if kp_rest is None else kp_rest[keep]
             keep = keep[keep]
-        if isinstance(keep, Tensor):
-            out["keep"] = keep
         if "masks" in kwargs and getattr(result, "masks", None) is not None:
             out["masks"] = result.masks
         if "keypoints" in kwargs and getattr(result, "keypoints", None) is not None:
             kp = result.keypoints
-            out["keypoints"] = kp - 0.5 if self.pixel_index_keypoints else kp
+            kp = kp - 0.5 if self.pixel_index_keypoints else kp
+            if kp_rest is not None:  # the visibility column (torchvision's [N, K, 3]) rides along
+                kp = torch.cat([kp, kp_rest.to(kp)], -1)
+            out["keypoints"] = kp
+        keep = self._clip_to_images(out, keep)
+        if isinstance(keep, Tensor):
+            out["keep"] = keep
         return out
+
+    @staticmethod
+    def _clip_to_images(out: dict[str, Any], keep: Tensor | None) -> Tensor | None:
+        """Clip ``out["boxes"]`` to their images of a padded batch and mark the objects
+        that left them (``keep`` False); a no-op without padding. This also covers
+        transforms that do not take ``image_sizes``."""
+        images, boxes = out["images"], out["boxes"]
+        if not isinstance(boxes, Tensor) or not isinstance(out.get("image_sizes"), Tensor):
+            return keep
+        sizes = check_image_sizes(out["image_sizes"], images.shape[0], tuple(images.shape[-2:]))
+        if sizes is None:
+            return keep
+        boxes = clip_boxes_to_images(boxes, out["obj_to_img"], sizes)
+        out["boxes"] = boxes
+        inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return inside if keep is None else keep & inside.to(keep.device)
 
     def __repr__(self) -> str:
         return f"BatchAugment({self.transform!r}, device={self.device})"
@@ -482,13 +667,58 @@ def object_fields(batch: Mapping[str, Any], n: int, object_keys: Sequence[str] |
     ]
 
 
+def is_references_batch(batch: Any) -> bool:
+    """Whether ``batch`` is ``(images, targets)`` as torchvision's detection references
+    hold it: a pair of a list / tuple of image tensors and a list / tuple of as many dicts.
+
+    Example:
+        >>> import torch
+        >>> is_references_batch(([torch.zeros(3, 4, 4)], [{"boxes": torch.zeros(0, 4)}]))
+        True
+        >>> is_references_batch([(torch.zeros(3, 4, 4), {"boxes": torch.zeros(0, 4)})])
+        False
+    """
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        return False
+    images, targets = batch
+    return (
+        isinstance(images, (tuple, list))
+        and isinstance(targets, (tuple, list))
+        and len(images) == len(targets)
+        and len(images) > 0
+        and all(isinstance(im, Tensor) for im in images)
+        and all(isinstance(t, Mapping) for t in targets)
+    )
+
+
+def _like_input(
+    target: dict[str, Any], source: Mapping[str, Any], size: tuple[int, int]
+) -> dict[str, Any]:
+    """``target`` in the key order and tensor types of ``source``: ``BoundingBoxes``
+    (``XYXY``, canvas ``size``), ``Mask``, ... come back as their own class."""
+    out: dict[str, Any] = {}
+    for key, original in source.items():
+        value = target.get(key, original)
+        cls = type(original)
+        if isinstance(value, Tensor) and isinstance(original, Tensor) and cls is not Tensor:
+            if hasattr(original, "canvas_size"):  # tv_tensors.BoundingBoxes / KeyPoints
+                kw = {"canvas_size": size}
+                if hasattr(original, "format"):
+                    kw["format"] = "XYXY"
+                value = cls(value, **kw)
+            else:
+                value = value.as_subclass(cls)
+        out[key] = value
+    return out
+
+
 # --------------------------------------------------------------------------- detector inputs
 
 
 def to_detection_inputs(
     batch: Mapping[str, Any],
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = torch.float32,
     drop_invalid: bool = True,
     object_keys: Sequence[str] | None = None,
 ) -> tuple[list[Tensor], list[dict[str, Any]]]:
@@ -501,26 +731,29 @@ def to_detection_inputs(
 
     Args:
         batch: a dict as returned by :func:`collate_objects` / :class:`BatchAugment`:
-            ``images [B, C, H, W]``, ``boxes [N, 4]``, ``obj_to_img [N]``, optional
-            ``image_sizes [B, 2]`` (default: the full canvas), ``keep [N]`` and
-            per-object fields.
+            ``images [B, C, H, W]``, ``boxes [N, 4]``, ``obj_to_img [N]`` (int64 in
+            ``[0, B)``), optional ``image_sizes [B, 2]`` (default: the full canvas),
+            ``keep [N]`` and per-object fields.
         dtype: floating dtype of the returned images (and boxes). uint8 images are
-            scaled to ``[0, 1]``; float images are only cast.
-        drop_invalid: drop objects whose ``keep`` is False (when the batch has
-            ``keep``) or whose box has no positive width and height: torchvision
-            detectors refuse such boxes in training ("All bounding boxes should have
-            positive height and width").
+            scaled to ``[0, 1]``; float images are only cast. ``None`` keeps the
+            images' and boxes' dtypes (no scaling).
+        drop_invalid: drop the objects that cannot train a detector: ``keep`` False
+            (when the batch has ``keep``), a box with no positive width and height
+            after the clip to its image (torchvision refuses those: "All bounding
+            boxes should have positive height and width"), or a ``masks [N, H, W]``
+            entry with no pixel inside its image. Every per-object field is dropped
+            with them.
         object_keys: the per-object entries (default: as :class:`BatchAugment` finds
             them: tensors with one row per object, except image-level entries).
 
     Returns:
         ``(images, targets)``: image ``b`` is ``batch["images"][b, :, :h, :w]`` with
-        ``(h, w) = image_sizes[b]``; ``targets[b]`` holds ``boxes`` (``dtype``) and every
-        per-object field restricted to the objects of image ``b`` (in their order),
-        spatial per-object fields (``masks [N, H, W]``) cropped like the images, and
-        every image-level entry (``image_id``, ...) indexed at ``b``. ``keep`` and
-        ``obj_to_img`` are not copied into the targets. Everything stays on the
-        batch's device.
+        ``(h, w) = image_sizes[b]``; ``targets[b]`` holds ``boxes`` clipped to
+        ``[0, w] x [0, h]`` and every per-object field restricted to the objects of
+        image ``b`` (in their order), spatial per-object fields (``masks [N, H, W]``)
+        cropped like the images, and every image-level entry (``image_id``, ...)
+        indexed at ``b``. ``keep``, ``obj_to_img`` and ``image_sizes`` are not copied
+        into the targets. Everything stays on the batch's device.
 
     Example:
         >>> import torch
@@ -529,75 +762,49 @@ def to_detection_inputs(
         ...     (torch.zeros(3, 20, 30, dtype=torch.uint8),
         ...      {"boxes": torch.tensor([[1.0, 2.0, 9.0, 12.0]]), "labels": torch.tensor([3])}),
         ...     (torch.zeros(3, 24, 16, dtype=torch.uint8),
-        ...      {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}),
+        ...      {"boxes": torch.tensor([[10.0, 20.0, 25.0, 26.0]]), "labels": torch.tensor([4])}),
         ... ])
         >>> images, targets = to_detection_inputs(batch)
         >>> [tuple(im.shape) for im in images], images[0].dtype
         ([(3, 20, 30), (3, 24, 16)], torch.float32)
-        >>> targets[0]["labels"].tolist(), targets[1]["boxes"].shape
-        ([3], torch.Size([0, 4]))
+        >>> targets[0]["labels"].tolist(), targets[1]["boxes"].tolist()  # clipped to 24 x 16
+        ([3], [[10.0, 20.0, 16.0, 24.0]])
     """
-    for required in ("images", "boxes", "obj_to_img"):
-        if required not in batch:
-            raise KeyError(f"the batch has no {required!r} entry (use augpatch.data.collate_objects)")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    images = batch["images"]
-    if not isinstance(images, Tensor) or images.dim() != 4:
-        raise ValueError(
-            f"batch['images'] must be a tensor [B, C, H, W], got "
-            f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}"
-        )
-    b, _, height, width = images.shape
-    boxes = batch["boxes"]
+    images, boxes, obj_to_img, sizes = _check_detection_batch(batch, dtype)
+    height, width = images.shape[-2:]
     n = boxes.shape[0]
-    obj_to_img = batch["obj_to_img"]
-    if not isinstance(obj_to_img, Tensor) or obj_to_img.shape != (n,):
-        raise ValueError(f"batch['obj_to_img'] must be a tensor [N] with N = {n} (one per box)")
-    sizes = batch.get("image_sizes")
-    if sizes is None:
-        sizes = torch.tensor([[height, width]] * b, dtype=torch.long)
-    sizes_list = [(int(h), int(w)) for h, w in torch.as_tensor(sizes).reshape(-1, 2).tolist()]
-    if len(sizes_list) != b:
-        raise ValueError(f"batch['image_sizes'] has {len(sizes_list)} rows for {b} images")
     fields = object_fields(batch, n, object_keys)
-
-    select = None
-    if drop_invalid:
-        good = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        keep = batch.get("keep")
-        if isinstance(keep, Tensor):
-            if keep.shape != (n,):
-                raise ValueError(f"batch['keep'] must be [N] with N = {n}, got {tuple(keep.shape)}")
-            good = good & keep.to(device=good.device, dtype=torch.bool)
-        if not bool(good.all()):
-            select = good
-    order_src = obj_to_img if select is None else obj_to_img[select]
-    order = torch.sort(order_src, stable=True).indices
-    if select is not None:
-        order = torch.nonzero(select).flatten()[order]
-    counts = torch.bincount(obj_to_img[order], minlength=b).tolist() if order.numel() else [0] * b
+    boxes = clip_boxes_to_images(boxes, obj_to_img, sizes)
+    order, counts = _detection_order(batch, boxes, obj_to_img, sizes, drop_invalid, fields)
 
     def split(t: Tensor) -> list[Tensor]:
         return list(torch.split(t.index_select(0, order.to(t.device)), counts, dim=0))
 
-    if images.dtype == torch.uint8:
-        float_images = images.to(dtype) / 255
-    elif images.is_floating_point():
-        float_images = images.to(dtype)
-    else:
-        raise TypeError(f"batch['images'] must be uint8 or floating point, got {images.dtype}")
+    float_images = _detection_images(images, dtype)
+    sizes_list = [(int(h), int(w)) for h, w in sizes.tolist()]
     out_images = [float_images[i, :, :h, :w] for i, (h, w) in enumerate(sizes_list)]
 
-    per_object = {"boxes": split(boxes.to(dtype))}
+    per_object = {"boxes": split(boxes if dtype is None else boxes.to(dtype))}
     for key in fields:
         per_object[key] = split(batch[key])
+    return out_images, _detection_targets(batch, per_object, sizes_list, (height, width))
+
+
+def _detection_targets(
+    batch: Mapping[str, Any],
+    per_object: dict[str, list[Tensor]],
+    sizes: list[tuple[int, int]],
+    canvas: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """One dict per image: its per-object fields (spatial ones cropped to the image) and
+    the image-level entries of ``batch`` indexed at the image."""
+    b = len(sizes)
     targets: list[dict[str, Any]] = []
-    for i, (h, w) in enumerate(sizes_list):
+    for i, (h, w) in enumerate(sizes):
         target: dict[str, Any] = {}
         for key, parts in per_object.items():
             v = parts[i]
-            if key != "boxes" and v.dim() >= 3 and tuple(v.shape[-2:]) == (height, width):
+            if key != "boxes" and v.dim() >= 3 and tuple(v.shape[-2:]) == canvas:
                 v = v[..., :h, :w]
             target[key] = v
         targets.append(target)
@@ -608,14 +815,99 @@ def to_detection_inputs(
         if stacked or (isinstance(value, (list, tuple)) and len(value) == b):
             for i in range(b):
                 targets[i][key] = value[i]
-    return out_images, targets
+    return targets
+
+
+def _check_detection_batch(
+    batch: Mapping[str, Any], dtype: torch.dtype | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validate a batch for :func:`to_detection_inputs`: ``(images, boxes, obj_to_img,
+    image_sizes)`` with ``image_sizes`` ``[B, 2]`` (the canvas for every image if absent)."""
+    for required in ("images", "boxes", "obj_to_img"):
+        if required not in batch:
+            raise KeyError(f"the batch has no {required!r} entry (use augpatch.data.collate_objects)")
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    images = batch["images"]
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ValueError(
+            f"batch['images'] must be a tensor [B, C, H, W], got "
+            f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}"
+        )
+    b, _, height, width = images.shape
+    boxes = batch["boxes"]
+    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[-1] != 4:
+        raise ValueError(
+            f"batch['boxes'] must be a tensor [N, 4], got "
+            f"{tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__}"
+        )
+    obj_to_img = check_obj_to_img(batch["obj_to_img"], boxes.shape[0], b, "batch['obj_to_img']")
+    sizes = check_image_sizes(batch.get("image_sizes"), b, (height, width), "batch['image_sizes']")
+    if sizes is None:
+        sizes = torch.tensor([[height, width]] * b, dtype=torch.long).reshape(b, 2)
+    return images, boxes, obj_to_img, sizes
+
+
+def _detection_order(
+    batch: Mapping[str, Any],
+    boxes: Tensor,
+    obj_to_img: Tensor,
+    sizes: Tensor,
+    drop_invalid: bool,
+    fields: list[str],
+) -> tuple[Tensor, list[int]]:
+    """The objects to return, grouped by image (stable), and how many each image gets."""
+    n, b = boxes.shape[0], sizes.shape[0]
+    select = None
+    if drop_invalid:
+        good = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        keep = batch.get("keep")
+        if isinstance(keep, Tensor):
+            if keep.shape != (n,):
+                raise ValueError(f"batch['keep'] must be [N] with N = {n}, got {tuple(keep.shape)}")
+            good = good & keep.to(device=good.device, dtype=torch.bool)
+        masks = batch.get("masks")
+        if "masks" in fields and masks.dim() == 3:
+            good = good & _mask_in_image(masks, obj_to_img, sizes).to(good.device)
+        if not bool(good.all()):
+            select = good
+    order_src = obj_to_img if select is None else obj_to_img[select]
+    order = torch.sort(order_src, stable=True).indices
+    if select is not None:
+        order = torch.nonzero(select).flatten()[order]
+    counts = torch.bincount(obj_to_img[order], minlength=b).tolist() if order.numel() else [0] * b
+    return order, counts
+
+
+def _mask_in_image(masks: Tensor, obj_to_img: Tensor, sizes: Tensor) -> Tensor:
+    """``[N]`` bool: mask ``n`` ``[N, H, W]`` has a pixel inside its own image's region."""
+    device = masks.device
+    per_obj = sizes.to(device).index_select(0, obj_to_img.to(device))  # [N, 2]
+    rows = torch.arange(masks.shape[-2], device=device)[None, :, None] < per_obj[:, 0, None, None]
+    cols = torch.arange(masks.shape[-1], device=device)[None, None, :] < per_obj[:, 1, None, None]
+    return ((masks != 0) & rows & cols).flatten(1).any(1)
+
+
+def _detection_images(images: Tensor, dtype: torch.dtype | None) -> Tensor:
+    if dtype is None:
+        return images
+    if images.dtype == torch.uint8:
+        return images.to(dtype) / 255
+    if images.is_floating_point():
+        return images.to(dtype)
+    raise TypeError(f"batch['images'] must be uint8 or floating point, got {images.dtype}")
 
 
 # --------------------------------------------------------------------------- workers
 
 
-def _mix(seed: int, salt: int) -> int:
-    """Deterministically combine two seeds into a 63-bit seed (splitmix64 finaliser)."""
+def mix_seeds(seed: int, salt: int) -> int:
+    """Deterministically combine two seeds into a 63-bit seed (splitmix64 finaliser).
+
+    Example:
+        >>> mix_seeds(0, 1) == mix_seeds(0, 1) != mix_seeds(0, 2)
+        True
+    """
     z = (seed * 0x9E3779B97F4A7C15 + salt + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
@@ -624,16 +916,50 @@ def _mix(seed: int, salt: int) -> int:
 
 _MAX_CONTAINER = 256
 
+#: Reseed hooks :func:`seed_worker` calls on every object reachable from a worker's dataset.
+_RESEED_HOOKS: list[Callable[[Any, int], int]] = []
+#: Third-party libraries whose augpatch integration registers a reseed hook: when the
+#: library is loaded in a worker, :func:`seed_worker` imports the integration first.
+_RESEED_INTEGRATIONS = {"albumentations": "augpatch.integrations.albumentations"}
+
+
+def register_reseed_hook(hook: Callable[[Any, int], int]) -> Callable[[Any, int], int]:
+    """Make :func:`seed_worker` call ``hook(obj, worker_seed)`` on every reachable object.
+
+    A hook reseeds the random state ``obj`` holds when it is of a kind the hook knows
+    (e.g. an albumentations transform) and returns how many states it reseeded (0
+    otherwise). Registering the same hook twice has no effect. Returns ``hook`` (so it
+    can decorate).
+
+    Example:
+        >>> def reseed_my_sampler(obj, worker_seed):
+        ...     return 0  # reseed obj's state here when obj is one of mine
+        >>> register_reseed_hook(reseed_my_sampler) is reseed_my_sampler
+        True
+    """
+    if hook not in _RESEED_HOOKS:
+        _RESEED_HOOKS.append(hook)
+    return hook
+
+
+def _load_reseed_integrations() -> None:
+    """Import the augpatch integrations of the libraries this process has loaded."""
+    import importlib
+
+    for library, module in _RESEED_INTEGRATIONS.items():
+        if library in sys.modules:
+            importlib.import_module(module)  # registers its hook
+
 
 def _reseed_reachable(root: Any, worker_seed: int, max_depth: int = 8) -> int:
-    """Reseed every ``torch.Generator`` and albumentations random state reachable from ``root``.
+    """Reseed every ``torch.Generator`` reachable from ``root`` and every random state a
+    registered reseed hook knows (:func:`register_reseed_hook`).
 
     Walks attributes, ``nn.Module`` children, lists, tuples and dicts. Returns
     how many random states were reseeded.
     """
     seen: set[int] = set()
     count = 0
-    np_mod = sys.modules.get("numpy")
 
     def visit(obj: Any, depth: int) -> None:
         nonlocal count
@@ -643,18 +969,11 @@ def _reseed_reachable(root: Any, worker_seed: int, max_depth: int = 8) -> int:
             return
         seen.add(id(obj))
         if isinstance(obj, torch.Generator):
-            obj.manual_seed(_mix(worker_seed, obj.initial_seed()))
+            obj.manual_seed(mix_seeds(worker_seed, obj.initial_seed()))
             count += 1
             return
-        if (
-            np_mod is not None
-            and isinstance(getattr(obj, "random_generator", None), np_mod.random.Generator)
-            and callable(getattr(obj, "set_random_seed", None))
-        ):
-            # albumentations Compose / transform: its numpy and python states were forked too.
-            base = obj.seed if isinstance(getattr(obj, "seed", None), int) else 0
-            obj.set_random_seed(_mix(worker_seed, base) % 2**32)
-            count += 1
+        for hook in _RESEED_HOOKS:
+            count += hook(obj, worker_seed)
         if isinstance(obj, Mapping):
             if len(obj) <= _MAX_CONTAINER:  # skip big annotation tables
                 for v in list(obj.values()):
@@ -688,9 +1007,12 @@ def seed_worker(worker_id: int) -> None:
     worker's torch seed:
 
     * Python's ``random`` and numpy's global RNG;
-    * every ``torch.Generator`` and albumentations random state reachable from
-      the worker's dataset (attributes, ``nn.Module`` children, lists, dicts),
-      each mixed with its own original seed so distinct generators stay distinct.
+    * every ``torch.Generator`` reachable from the worker's dataset (attributes,
+      ``nn.Module`` children, lists, dicts), and every random state a reseed hook
+      knows (:func:`register_reseed_hook`; augpatch's albumentations integration
+      registers one for ``A.Compose`` and its transforms, loaded automatically when
+      albumentations is), each mixed with its own original seed so distinct
+      generators stay distinct.
 
     Example:
         >>> from torch.utils.data import DataLoader
@@ -705,4 +1027,5 @@ def seed_worker(worker_id: int) -> None:
         np_mod.random.seed(worker_seed % 2**32)
     info = torch.utils.data.get_worker_info()
     if info is not None:
+        _load_reseed_integrations()
         _reseed_reachable(info.dataset, worker_seed)

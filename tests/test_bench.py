@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from augpatch import bench
+from augpatch.bench import methods as bench_methods
+from augpatch.bench import warp as bench_warp
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -139,7 +141,7 @@ def test_scenario_inputs_are_valid(name: str) -> None:
 def test_skip_and_extension_point(tmp_path: Path) -> None:
     """question_loop is skipped (with a reason) where its graph would be huge, and an extra
     method registered in METHODS is timed alongside."""
-    reason = bench._skip_question_loop(bench.SCENARIOS["many"], bench.BenchConfig())
+    reason = bench_methods._skip_question_loop(bench.SCENARIOS["many"], bench.BenchConfig())
     assert reason and "clones" in reason
 
     def double_clone(inputs: bench.BenchInputs) -> torch.Tensor:
@@ -175,14 +177,14 @@ def test_cuda_baselines_run_and_agree_on_the_cpu() -> None:
     assert not {"grid_sample_whole", "augpatch_eager"} & set(bench.default_methods("cpu"))
     inputs = bench.make_inputs(bench.QUICK_SCENARIOS["overlap"], seed=2)
     device = torch.device("cpu")
-    _, _, ref = bench._time_once(bench.METHODS["augpatch"], inputs, device, keep=True)
-    _, _, eager = bench._time_once(bench.METHODS["augpatch_eager"], inputs, device, keep=True)
+    _, _, ref = bench_methods._time_once(bench.METHODS["augpatch"], inputs, device, keep=True)
+    _, _, eager = bench_methods._time_once(bench.METHODS["augpatch_eager"], inputs, device, keep=True)
     for key in ("output", "images.grad", "theta.grad"):
         torch.testing.assert_close(eager[key], ref[key], rtol=1e-5, atol=1e-5)
     from augpatch.functional import cpu_kernel
 
     assert cpu_kernel() == "compiled"  # restored after the call
-    _, _, whole = bench._time_once(bench.METHODS["grid_sample_whole"], inputs, device, keep=True)
+    _, _, whole = bench_methods._time_once(bench.METHODS["grid_sample_whole"], inputs, device, keep=True)
     assert whole["output"].shape == inputs.images.shape
     assert whole["images.grad"].abs().sum() > 0 and not torch.equal(whole["output"], inputs.images)
 
@@ -197,7 +199,7 @@ def test_cuda_targets_are_evaluated_from_a_run() -> None:
         "many": {"methods": {"augpatch": {**entry(1.0), "memory": {"mem_ratio": 1.9}},
                              "crop_loop": entry(60.0)}},
     }
-    rows = {(t["scenario"], t["method"]): t for t in bench._evaluate_targets(results, False, "cuda")}
+    rows = {(t["scenario"], t["method"]): t for t in bench_warp._evaluate_targets(results, False, "cuda")}
     assert len(rows) == len(bench.CUDA_TARGETS)
     assert rows[("M", "grid_sample_whole")]["status"] == "PASS"  # 1/3 <= 0.5
     assert rows[("M", "crop_loop")]["status"] == "PASS"  # 30x >= 20x
@@ -214,3 +216,42 @@ def test_dataloader_throughput_runs() -> None:
     assert res["augpatch_vs_torchvision"] > 0
     assert "images/s" in bench.format_dataloader(res)
     assert bench.main(["--dataloader", "--quick"]) == 2  # the CLI runs it on CUDA only
+
+
+def test_progress_total_is_computed_once_up_front(monkeypatch, tmp_path: Path) -> None:
+    """The bar's total is fixed when it starts (one step per scenario and method, plus the
+    memory slots) and the run advances it by exactly that many steps."""
+    from augpatch.bench import harness
+
+    bars = []
+
+    class Recorder(harness.Progress):
+        def __init__(self, total: int, enabled: bool) -> None:
+            super().__init__(total, False)
+            self.steps = 0
+            bars.append(self)
+
+        def update(self, label: str, n: int = 1) -> None:
+            self.steps += n
+
+    monkeypatch.setattr(bench_warp, "Progress", Recorder)
+    rc = bench.main(["--quick", "--scenarios", "tiny", "S", "--methods", "augpatch", "clone",
+                     "--memory", "none", "--no-albumentations", "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    assert not hasattr(harness.Progress, "add_total")
+    assert [(b.total, b.steps) for b in bars] == [(4, 4)]
+
+
+def test_profile_reports_where_the_time_goes(tmp_path: Path) -> None:
+    import json
+
+    from augpatch.ops import profiling
+
+    assert profiling.region("plan") is profiling.region("kernel")  # off: one shared no-op
+    path = tmp_path / "r.json"
+    rc = bench.main(["--quick", "--scenarios", "S", "--methods", "augpatch", "--memory", "none",
+                     "--no-progress", "--no-albumentations", "--profile", "--json", str(path)])
+    assert rc == 0
+    rows = json.loads(path.read_text())["profile"]["S"]["rows"]
+    assert rows["augpatch::kernel"] > 0 and rows["augpatch::plan"] > 0 and rows["augpatch::checks"] > 0
+    assert rows["operator augpatch::warp_*"] >= rows["augpatch::kernel"] * 0.5

@@ -7,7 +7,7 @@ import json
 import torch
 
 from augpatch.__main__ import _run_bench
-from augpatch.bench_copypaste import (
+from augpatch.bench.copypaste import (
     _augmenter,
     _augpatch,
     _loop,

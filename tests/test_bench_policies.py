@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from augpatch import bench_policies
 from augpatch.__main__ import main as cli_main
+from augpatch.bench import policies as bench_policies
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ from reference import reference_warp
 from torch import nn
 
 from augpatch.functional import warp_patches
+from augpatch.ops import warp_op
+from augpatch.ops.warp import WARP_NAME
 from augpatch.transforms import PatchAffine, RandomPatchAffine
 
 BACKEND = "aot_eager"
@@ -154,7 +156,7 @@ def test_export_round_trip_with_dynamic_number_of_objects():
         dynamic_shapes={"images": None, "boxes": {0: n}, "obj_to_img": {0: n}},
     )
     targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
-    assert "augpatch.warp.default" in targets
+    assert f"augpatch.{WARP_NAME}.default" in targets
     for num, seed in ((4, 0), (7, 5)):
         images, boxes, _, obj = _batch(num, seed=seed)
         torch.testing.assert_close(program.module()(images, boxes, obj), module(images, boxes, obj),
@@ -205,7 +207,7 @@ def test_operator_passes_opcheck(case):
     theta = theta.requires_grad_(differentiable)
     images = images.requires_grad_(differentiable)
     args = (images, boxes, theta, obj, "bilinear", "zeros", False, "sequential", differentiable)
-    torch.library.opcheck(torch.ops.augpatch.warp.default, args)
+    torch.library.opcheck(warp_op.default, args)
 
 
 @pytest.mark.parametrize("case", ["float32", "uint8", "channels_last"])

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from augpatch.functional import _kernel, cpu_kernel, set_cpu_kernel, warp_patches
+from augpatch.functional import cpu_kernel, set_cpu_kernel, warp_patches
+from augpatch.ops import settings as _kernel
+from augpatch.ops.backends import get as _backend
+from augpatch.ops.backends.compiled import build
 
 
 def _batch():
@@ -22,10 +25,10 @@ def test_unknown_choice_is_rejected():
 
 
 def test_environment_variable_is_read_and_checked(monkeypatch):
-    monkeypatch.setitem(_kernel._state, "choice", None)
+    monkeypatch.setitem(_kernel._state, "cpu", None)
     monkeypatch.setenv("AUGPATCH_CPU_KERNEL", "Eager")
     assert cpu_kernel() == "eager"
-    monkeypatch.setitem(_kernel._state, "choice", None)
+    monkeypatch.setitem(_kernel._state, "cpu", None)
     monkeypatch.setenv("AUGPATCH_CPU_KERNEL", "turbo")
     with pytest.raises(ValueError, match="AUGPATCH_CPU_KERNEL"):
         cpu_kernel()
@@ -47,9 +50,9 @@ def test_failed_build_falls_back_to_eager_with_a_warning(monkeypatch):
     def broken_build():
         raise OSError("no C++ compiler found")
 
-    monkeypatch.setitem(_kernel._state, "ops", None)
-    monkeypatch.setitem(_kernel._state, "error", None)
-    monkeypatch.setattr(_kernel, "_build", broken_build)
+    monkeypatch.setattr(_backend("compiled"), "ops", None)
+    monkeypatch.setattr(_backend("compiled"), "error", None)
+    monkeypatch.setattr(build, "load", broken_build)
     images, boxes, theta, obj = _batch()
     set_cpu_kernel("auto")
     with pytest.warns(RuntimeWarning, match="no C.. compiler found"):

@@ -238,3 +238,27 @@ def test_cuda_equals_cpu():
     for mode in MODES:
         torch.testing.assert_close(_call(paste_objects, cuda, mode=mode).cpu(), _call(paste_objects, case, mode=mode),
                                    rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("setting", ["auto", "compiled", "eager"])
+def test_kernel_comes_from_the_registry(setting):
+    """The paste's kernel is the ``"paste"`` kernel the selector picks; a backend chosen by name
+    that has no paste kernel (the compiled one, today) runs the paste as ``"auto"`` does."""
+    from augpatch.ops import settings
+    from augpatch.ops.backends import get
+
+    set_cpu_kernel(setting)
+    try:
+        name, kernel = settings.kernel_for(torch.device("cpu"), op="paste")
+        assert get(name).offers("paste") and kernel is get("eager").kernel("paste", torch.device("cpu"), True)
+        case = _case(5, float_boxes=True, alpha="frame", n=5)
+        theta = case["theta"].clone().requires_grad_()
+        got = _call(paste_objects, dict(case, theta=theta))
+        got.square().sum().backward()
+        theta_ref = theta.detach().clone().requires_grad_()
+        want = _call(reference_paste, dict(case, theta=theta_ref))
+        want.square().sum().backward()
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        torch.testing.assert_close(theta.grad, theta_ref.grad, rtol=1e-9, atol=1e-9)
+    finally:
+        set_cpu_kernel("auto")

@@ -19,15 +19,15 @@ from augpatch.policies import (
     level_to_arg,
     scale_aware_box_prob,
 )
-from augpatch.policies._loop import loop_autoaugment
+from augpatch.policies._box_kernels import _compiled
 from augpatch.policies.functional import (
-    _compiled,
     box_pixel_rects,
     equalize_boxes,
     fill_rects,
     solarize_boxes,
     warp_in_boxes,
 )
+from augpatch.testing.policy_loop import loop_autoaugment
 from augpatch.transforms import params_from_json, params_to_json
 
 BOX_OPS = [name for name, spec in OPS.items() if spec.box_only]

@@ -8,6 +8,7 @@ import torch
 import augpatch.functional as F
 from augpatch.search import OPERATIONS, PatchPolicy
 from augpatch.transforms import params_from_json, params_to_json
+from augpatch.transforms.base import identity_rows
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -112,8 +113,13 @@ def test_eval_is_hard_reproducible_and_composes_the_chosen_operations():
     assert set(g.unique().tolist()) == {0.0, 1.0}
     ref = _reference_theta(policy, a.params, a.params["patches"])
     assert torch.allclose(a.params["theta"], ref, atol=1e-12)
-    # one resampling per object: exactly one warp_patches call with the fused matrices
-    once = F.warp_patches(img, boxes, a.params["theta"], o2i)
+    # one resampling per object: exactly one warp_patches call with the fused matrices,
+    # objects whose matrix is exactly the identity left out (returned bit for bit)
+    theta = a.params["theta"]
+    ident = identity_rows(theta)
+    assert bool(ident.any()) and not bool(ident.all())  # the scene has both kinds
+    moved = torch.where(ident[:, None], torch.zeros_like(boxes), boxes)
+    once = F.warp_patches(img, moved, theta, o2i)
     assert torch.equal(a.images, once)
 
 

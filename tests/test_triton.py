@@ -8,7 +8,7 @@ compiled kernels (marked ``cuda``). The interpreter is slow, so the problems are
 (2 images 2 x 12 x 14) and every test makes few calls.
 
 Expected values come from ``tests/reference.py`` (one ``affine_grid`` + ``grid_sample``
-per object); a spy on ``_triton.forward`` checks that every test ran the Triton kernel.
+per object); a spy on ``augpatch.ops.backends.triton.forward`` checks that every test ran the Triton kernel.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from dynamo_support import fullgraph_dynamic
 from reference import reference_warp
 
 from augpatch.functional import (
-    _kernel,
     active_kernel,
     set_cpu_kernel,
     set_cuda_kernel,
@@ -29,7 +28,9 @@ from augpatch.functional import (
 )
 
 pytest.importorskip("triton")
-from augpatch.functional import _triton  # noqa: E402  (needs triton)
+from augpatch.ops import settings as _kernel  # noqa: E402
+from augpatch.ops.backends import get as _backend  # noqa: E402
+from augpatch.ops.backends import triton as _triton  # noqa: E402  (needs triton)
 
 D64 = torch.float64
 MODES = ("bilinear", "nearest", "bicubic")
@@ -393,7 +394,7 @@ def test_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     """``auto``: a Triton failure (e.g. a kernel that does not compile) warns once and
     runs the eager kernel; ``triton``: it is an error."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setitem(_kernel._state, "triton_error", None)
+    monkeypatch.setattr(_backend("triton"), "error", None)
 
     def broken(*args, **kwargs):
         raise RuntimeError("PTX assembly failed")
@@ -403,13 +404,14 @@ def test_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     plan_args = (images, BOXES, theta, OBJ)
     with pytest.raises(RuntimeError, match="PTX assembly failed"):
         warp_patches(*plan_args)  # strict (set_cpu_kernel("triton"))
-    # what "auto" on CUDA selects: a lenient Triton backend until Triton has failed once
-    monkeypatch.setattr(_kernel, "triton_backend", lambda device: None if _kernel._state["triton_error"]
-                        else _triton.TritonBackend(strict=False))
+    # what "auto" on CUDA selects: a lenient Triton kernel until Triton has failed once
+    monkeypatch.setattr(_kernel, "strict", lambda name, device: False)
+    monkeypatch.setattr(_kernel, "backend_for", lambda device, op="warp": _backend(
+        "eager" if _backend("triton").error else "triton"))
     with pytest.warns(RuntimeWarning, match="PTX assembly failed"):
         out = warp_patches(*plan_args)
     torch.testing.assert_close(out, reference_warp(*plan_args), atol=1e-12, rtol=0)
-    assert isinstance(_kernel._state["triton_error"], RuntimeError)
+    assert isinstance(_backend("triton").error, RuntimeError)
     assert _kernel.active_kernel("cpu") == "eager"
 
 
@@ -419,7 +421,7 @@ def test_cuda_runs_triton_by_default_and_falls_back_to_eager(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.delenv("AUGPATCH_CUDA_KERNEL", raising=False)
     monkeypatch.setitem(_kernel._state, "cuda", None)
-    monkeypatch.setitem(_kernel._state, "triton_error", None)
+    monkeypatch.setattr(_backend("triton"), "error", None)
     assert _kernel.cuda_kernel() == "auto" and active_kernel("cuda") == "triton"
     images, theta = _inputs()
     args = _on("cuda", images, BOXES, theta, OBJ)
@@ -445,7 +447,7 @@ import triton
 from triton.backends import backends
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from augpatch.functional import _triton
+from augpatch.ops.backends import triton as _triton
 
 if "nvidia" not in backends:
     print(json.dumps(None))

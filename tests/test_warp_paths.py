@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from reference import reference_warp
 
-from augpatch.functional import _sampler, _warp, warp_patches
+from augpatch.functional import _warp, warp_patches
+from augpatch.ops import plan as _plan_module
+from augpatch.ops import schedule as _plan
 
 COMBOS = list(itertools.product(
     ["bilinear", "nearest", "bicubic"], ["zeros", "border", "reflection"], [False, True],
@@ -82,7 +84,7 @@ def test_many_chunks_per_level_equal_reference(monkeypatch, overlap, mode, paddi
     """Levels split into many row-aligned chunks (here 7 pixels) give the loop's values and
     gradients: a level reads everything before it writes, and its backward gathers every
     output gradient before scattering any."""
-    monkeypatch.setattr(_sampler, "_CHUNK", 7)
+    monkeypatch.setattr(_plan_module, "_CHUNK", 7)
     gen = torch.Generator().manual_seed(3)
     images = torch.rand(2, 2, 16, 18, dtype=torch.float64, generator=gen)
     boxes = torch.tensor([[1, 1, 12, 10], [5, 4, 17, 15], [0, 8, 9, 16], [2, 2, 16, 14], [3, 0, 10, 7]])
@@ -107,7 +109,6 @@ def test_many_chunks_per_level_equal_reference(monkeypatch, overlap, mode, paddi
 def test_overlap_edges_do_not_depend_on_pair_chunking(monkeypatch):
     """The pairwise overlap test runs in chunks of pairs (bounded memory); the edges found
     are the same whatever the chunk size."""
-    from augpatch.functional import _plan
 
     gen = torch.Generator().manual_seed(11)
     xy = torch.randint(0, 40, (60, 2), generator=gen)
@@ -145,7 +146,6 @@ def test_overlap_edges_equal_the_pairwise_definition(seed, with_read, layout):
     """Edges come only from pairs of one image (objects are grouped by image before the
     test); they are exactly those of the plain pairwise definition, whichever axis the
     sweep takes."""
-    from augpatch.functional import _plan
 
     gen = torch.Generator().manual_seed(seed)
     k = int(torch.randint(0, 40, (1,), generator=gen))
@@ -176,7 +176,6 @@ def test_overlap_sweep_takes_the_axis_with_fewer_candidate_pairs(monkeypatch, la
     """A column of boxes shares one x range and a stack of strips one y range: swept along
     that axis every pair would be a candidate (``K^2 / 2``); the sweep takes the other
     axis, so the pairs tested stay near the pairs that meet."""
-    from augpatch.functional import _plan
 
     k = 400
     step = torch.arange(k) * 3  # each box meets only its neighbours along the free axis
@@ -199,7 +198,6 @@ def test_overlap_sweep_takes_the_axis_with_fewer_candidate_pairs(monkeypatch, la
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_base_grid_table_equals_affine_grid(align_corners, dtype):
     # the cached table must give affine_grid's base coordinates bit for bit, for every size
-    from augpatch.functional import _plan
 
     sizes = torch.tensor([1, 2, 3, 7, 16, 17, 64, 255, 1024, 1500])
     size = torch.repeat_interleave(sizes, sizes)

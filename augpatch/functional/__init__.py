@@ -7,7 +7,6 @@ each object's normalised patch coordinates (it maps an output location to the
 location it is read from).
 """
 
-from augpatch.functional import _op  # noqa: F401  (registers the operator augpatch::warp)
 from augpatch.functional._boxes import (
     boxes_to_list,
     boxes_to_padded,
@@ -27,16 +26,16 @@ from augpatch.functional._geometry import (
     transform_boxes,
     transform_points,
 )
-from augpatch.functional._kernel import (
+from augpatch.functional._masks import warp_masks
+from augpatch.functional._warp import warp_patches
+from augpatch.functional.paste import paste_objects
+from augpatch.ops.settings import (
     active_kernel,
     cpu_kernel,
     cuda_kernel,
     set_cpu_kernel,
     set_cuda_kernel,
 )
-from augpatch.functional._masks import warp_masks
-from augpatch.functional._paste import paste_objects
-from augpatch.functional._warp import warp_patches
 
 __all__ = [
     "active_kernel",

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from augpatch.ops.values import check_image_index, compute_dtype  # noqa: F401  (re-exported)
+
 _IMAGE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8)
 
 MODES = ("bilinear", "nearest", "bicubic")
@@ -44,27 +46,6 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return value
-
-
-def compute_dtype(*inputs: object) -> torch.dtype:
-    """The floating dtype augpatch computes in: float64 if any input is float64, else
-    float32 (float16 / bfloat16 / uint8 / integer inputs are computed in float32).
-
-    Each input is a tensor or a ``torch.dtype`` (e.g. a warp computes in
-    ``compute_dtype(images.dtype)``; geometry in ``compute_dtype(boxes, theta)``); anything
-    else (``None``, numbers) is ignored.
-
-    Example:
-        >>> compute_dtype(torch.zeros(1, dtype=torch.uint8), torch.zeros(1, dtype=torch.float64))
-        torch.float64
-        >>> compute_dtype(torch.float16)
-        torch.float32
-    """
-    for x in inputs:
-        dtype = x.dtype if isinstance(x, Tensor) else x
-        if dtype == torch.float64:
-            return torch.float64
-    return torch.float32
 
 
 _DEFERRED = threading.local()
@@ -200,11 +181,7 @@ def check_obj_to_img(
 def check_index_range(name: str, index: Tensor, size: int) -> None:
     """Raise ``IndexError`` if ``index`` holds a value outside ``[0, size)`` (when visible)."""
     if index.numel() and values_visible(index):
-        lo, hi = int(index.min()), int(index.max())
-        if lo < 0:
-            raise IndexError(f"{name} holds a negative image index ({lo})")
-        if hi >= size:
-            raise IndexError(f"{name} holds image index {hi}, but the batch has {size} images")
+        check_image_index(name, index, size)
 
 
 def check_image_sizes(

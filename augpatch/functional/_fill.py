@@ -98,7 +98,10 @@ def warp_patches_fill(
         overlap=overlap,
     )
     alpha = warped[:, channels:]
-    out = warped[:, :channels] + (1 - alpha) * value[None, :, None, None]
+    # where alpha is exactly 1 (every pixel outside the boxes) the warped value itself:
+    # adding (1 - alpha) * fill = +0.0 would turn a -0.0 into +0.0
+    blended = warped[:, :channels] + (1 - alpha) * value[None, :, None, None]
+    out = torch.where(alpha == 1, warped[:, :channels], blended)
     if images.dtype == torch.uint8:
         out = out.round().clamp(0, 255)
     out = out.to(images.dtype)

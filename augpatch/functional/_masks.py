@@ -27,8 +27,23 @@ def _to_warpable(masks: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         raise TypeError(f"masks must be a bool, integer or real floating tensor, got {dtype}")
     if dtype.is_floating_point:  # e.g. float8: no arithmetic of its own
         return masks.to(torch.float32), lambda y: y.to(dtype)
-    # every other integer type: float64 holds each value up to 2**53 exactly
+    # every other integer type: float64 holds each value up to 2**53 exactly (warp_masks
+    # itself moves these by pixel index instead, exact at any magnitude: _warp_by_index)
     return masks.to(torch.float64), lambda y: y.round().to(dtype)
+
+
+def _warp_by_index(masks: Tensor, warp: Callable[[Tensor], Tensor]) -> Tensor:
+    """Integer masks ``[B, K, H, W]`` of any magnitude moved exactly: ``warp`` (nearest)
+    moves a float64 map of ``1 +`` each pixel's index (exact: ``H * W < 2**53``), and every
+    output pixel takes the values of the pixel it came from (``0`` where the warp read the
+    padding). Pixels outside every box keep their own index, so their values are copied."""
+    b, k, h, w = masks.shape
+    index = torch.arange(1, h * w + 1, dtype=torch.float64, device=masks.device)
+    moved = warp(index.view(1, 1, h, w).expand(b, 1, h, w)).reshape(b, 1, h * w)
+    source = (moved.long() - 1).clamp(min=0)
+    values = masks.reshape(b, k, h * w).gather(2, source.expand(b, k, h * w))
+    values = torch.where(moved > 0, values, torch.zeros((), dtype=masks.dtype, device=masks.device))
+    return torch.empty_like(masks).copy_(values.view(b, k, h, w))
 
 
 def warp_masks(
@@ -52,8 +67,8 @@ def warp_masks(
         masks: per-image masks ``[B, H, W]`` (e.g. a label map per image),
             ``[B, 1, H, W]`` or ``[B, K, H, W]`` (``K`` channels, e.g. one binary mask
             per class, all moved alike). Any real dtype: ``bool``, ``uint8``, the other
-            integer types (``int8`` ... ``int64``; computed in float64, exact for
-            values up to ``2**53`` in magnitude), ``float16``, ``bfloat16``, ``float32``,
+            integer types (``int8`` ... ``int64``: moved by pixel index, so every value,
+            also above ``2**53``, is copied exactly), ``float16``, ``bfloat16``, ``float32``,
             ``float64``. Per-OBJECT masks ``[N, H, W]`` (mask ``n`` moves with object
             ``n`` only) are the case ``B = N`` with ``obj_to_img = torch.arange(N)``.
         boxes: ``[N, 4]`` ``xyxy`` boxes, or a list of ``B`` tensors ``[N_i, 4]``, as in
@@ -94,16 +109,15 @@ def warp_masks(
         raise ValueError(
             f"masks must have shape [B, H, W] or [B, K, H, W], got {tuple(masks.shape)}"
         )
-    work, restore = _to_warpable(masks)
+    dtype = masks.dtype
+    by_index = not (dtype in _NATIVE or dtype == torch.bool or dtype.is_floating_point or dtype.is_complex)
+    work, restore = (masks, lambda y: y) if by_index else _to_warpable(masks)
     squeeze = work.dim() == 3
-    out = warp_patches(
-        work[:, None] if squeeze else work,
-        boxes,
-        theta,
-        obj_to_img,
-        mode="nearest",
-        padding_mode=padding_mode,
-        align_corners=align_corners,
-        overlap=overlap,
-    )
+    work = work[:, None] if squeeze else work
+
+    def warp(x: Tensor) -> Tensor:
+        return warp_patches(x, boxes, theta, obj_to_img, mode="nearest", padding_mode=padding_mode,
+                            align_corners=align_corners, overlap=overlap)
+
+    out = _warp_by_index(work, warp) if by_index else warp(work)
     return restore(out[:, 0] if squeeze else out)

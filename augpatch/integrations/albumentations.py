@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 
 import augpatch.functional as AF
+from augpatch.data import mix_seeds, register_reseed_hook
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -76,7 +77,7 @@ from albumentations.core.transforms_interface import (  # noqa: E402
 )
 from pydantic import Field, create_model  # noqa: E402
 
-__all__ = ["PatchDualTransform", "benchmark_against_affine"]  # + the generated classes
+__all__ = ["PatchDualTransform", "benchmark_against_affine", "reseed_albumentations"]  # + the generated classes
 
 # core options the adapters do not expose (see the module docstring)
 _HIDDEN = ("generator", "same_on_batch", "drop_invalid", "p")
@@ -98,6 +99,34 @@ def _to_tensor(array: np.ndarray) -> tuple[Tensor, Any]:
         return np.ascontiguousarray(arr)
 
     return t, back
+
+
+def reseed_albumentations(obj: Any, worker_seed: int) -> int:
+    """Reseed an albumentations ``Compose`` / transform copied into a DataLoader worker.
+
+    The reseed hook :func:`augpatch.data.seed_worker` calls on every object reachable
+    from a worker's dataset: an object with a numpy ``random_generator`` and a
+    ``set_random_seed`` method (albumentations' ``Compose`` and transforms) gets
+    ``set_random_seed(mix_seeds(worker_seed, obj.seed))``. Returns 1 if it reseeded
+    ``obj``, else 0.
+
+    Example:
+        >>> import albumentations as A
+        >>> compose = A.Compose([A.HorizontalFlip()], seed=3)
+        >>> reseed_albumentations(compose, 7), reseed_albumentations(object(), 7)
+        (1, 0)
+    """
+    if not (
+        isinstance(getattr(obj, "random_generator", None), np.random.Generator)
+        and callable(getattr(obj, "set_random_seed", None))
+    ):
+        return 0
+    base = obj.seed if isinstance(getattr(obj, "seed", None), int) else 0
+    obj.set_random_seed(mix_seeds(worker_seed, base) % 2**32)
+    return 1
+
+
+register_reseed_hook(reseed_albumentations)
 
 
 class PatchDualTransform(DualTransform):
@@ -143,6 +172,10 @@ class PatchDualTransform(DualTransform):
         theta = torch.from_numpy(augpatch["theta"])
         patches = torch.from_numpy(augpatch["patches"])
         applied = torch.from_numpy(augpatch["batch_prob"]).bool()
+        # an object whose theta is exactly the identity is left alone: bit-exact pixels,
+        # boxes, masks and keypoints (resampling at the identity still rounds in float32)
+        identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=theta.dtype)
+        applied = applied & ~(theta == identity).flatten(1).all(1)
         return theta, patches, applied
 
     # ------------------------------------------------------------------ targets

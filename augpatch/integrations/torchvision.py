@@ -27,6 +27,12 @@ transforms, on the samples torchvision's detection transforms take::
   ``j + 0.5``): converted exactly.
 * Objects are never dropped (labels stay aligned); put
   ``v2.SanitizeBoundingBoxes()`` after the transform to remove degenerate boxes.
+* Place: before ``v2.ToPureTensor()``. The objects are found through the sample's
+  ``BoundingBoxes``; a sample whose target has ``"boxes"`` as a plain tensor (as after
+  ``ToPureTensor``) is warned about once per transform. A sample without boxes (image
+  only) gets no per-object change, and :class:`DetectionAutoAugment` runs its
+  image-level ops on it (``N = 0`` objects).
+* Every ``Mask`` must have the image's size (refused otherwise).
 
 **Batches.** A batched ``Image [B, C, H, W]`` with flat boxes ``[N, 4]`` works too:
 give each object's image index in the target under ``"obj_to_img"`` (an ``[N]``
@@ -63,6 +69,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -199,6 +206,11 @@ class PatchTransform(v2.Transform):
         self.core = core
         self.rotated_format = rotated_format
         self.obj_to_img_key = obj_to_img_key
+        self._warned_no_boxes = False
+
+    #: Whether the transform acts on a sample without boxes (image-level ops); the
+    #: per-object transforms have nothing to do there.
+    acts_without_boxes = False
 
     @property
     def last_params(self) -> dict[str, Any] | None:
@@ -217,6 +229,8 @@ class PatchTransform(v2.Transform):
         self.check_inputs(flat_inputs)
         needs = self._needs_transform_list(flat_inputs)
         target = _find_target(sample)
+        if not any(isinstance(x, tv_tensors.BoundingBoxes) for x in flat_inputs):
+            self._warn_no_bounding_boxes(target)
         obj_to_img = None if target is None else target.get(self.obj_to_img_key)
         call = self.make_params(
             [x for x, need in zip(flat_inputs, needs) if need], obj_to_img=obj_to_img, replay=params
@@ -225,6 +239,36 @@ class PatchTransform(v2.Transform):
             self.transform(x, call) if need else x for x, need in zip(flat_inputs, needs)
         ]
         return tree_unflatten(flat_outputs, spec)
+
+    def _warn_no_bounding_boxes(self, target: Mapping[str, Any] | None) -> None:
+        """Warn (once per instance) when a detection sample holds its boxes as plain tensors.
+
+        A sample whose target dict has a ``"boxes"`` entry that is not
+        ``tv_tensors.BoundingBoxes`` (typically after ``v2.ToPureTensor()``) gets no
+        per-object transform: torchvision dispatches by type, so the boxes look like
+        any other tensor. An image-only sample (no ``"boxes"`` key) is not warned about.
+        """
+        if self._warned_no_boxes or target is None or "boxes" not in target:
+            return
+        found = target["boxes"]
+        what = (
+            f"a plain {type(found).__name__} of shape {tuple(found.shape)}"
+            if isinstance(found, Tensor)
+            else f"a {type(found).__name__}"
+        )
+        self._warned_no_boxes = True
+        action = "ran its image-level ops only" if self.acts_without_boxes else "did nothing"
+        warnings.warn(
+            f"{type(self).__name__} found no tv_tensors.BoundingBoxes in the sample: its "
+            f"target's 'boxes' is {what}, so it {action} (no object moved). torchvision "
+            "transforms dispatch by type: put this transform before v2.ToPureTensor() "
+            "(which turns every tv_tensor into a plain tensor), with the boxes as "
+            "tv_tensors.BoundingBoxes (wrap_dataset_for_transforms_v2 gives them, or "
+            "tv_tensors.BoundingBoxes(boxes, format='XYXY', canvas_size=(H, W))). "
+            "This warning is shown once per transform.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     # ------------------------------------------------------------------ v2 hooks
 
@@ -253,7 +297,7 @@ class PatchTransform(v2.Transform):
             raise ValueError(
                 f"{type(self).__name__} needs one BoundingBoxes per sample, got {len(boxes)}"
             )
-        if not boxes:
+        if not boxes and not self.acts_without_boxes:
             return {"augpatch": None}  # no objects: nothing moves
         shapes = {tuple(self._image_tensor(x, batched=True).shape[-4:]) for x in images}
         shapes = {(b, h, w) for b, _, h, w in shapes}
@@ -264,7 +308,10 @@ class PatchTransform(v2.Transform):
             )
         first = self._image_tensor(images[0], batched=True)
         batch = first.shape[0]
-        xyxy = _xyxy(boxes[0])
+        if boxes:
+            xyxy = _xyxy(boxes[0])
+        else:  # image-level ops on a sample without objects (N = 0)
+            xyxy, obj_to_img = torch.zeros(0, 4), None
         if obj_to_img is not None:
             obj_to_img = _plain(obj_to_img).long()
         xyxy, o2i, _ = parse_boxes(xyxy, obj_to_img, batch)
@@ -276,7 +323,13 @@ class PatchTransform(v2.Transform):
         else:
             patches = clip_boxes(fboxes, tuple(first.shape[-2:]))
             p = dict(self.core._replay_parameters(replay, patches), patches=patches, obj_to_img=o2i)
-        return {"augpatch": p, "boxes": xyxy, "obj_to_img": o2i, "batch_size": batch}
+        return {
+            "augpatch": p,
+            "boxes": xyxy,
+            "obj_to_img": o2i,
+            "batch_size": batch,
+            "canvas": tuple(first.shape[-2:]),
+        }
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         """Apply the call's parameters to one input, by type; other inputs pass through."""
@@ -309,7 +362,7 @@ class PatchTransform(v2.Transform):
         mask is per-image and moves with every object (nearest, dtype kept)."""
         p, xyxy = params["augpatch"], params["boxes"]
         n = xyxy.shape[0]
-        m = _plain(mask)
+        m = _check_mask_size(self, mask, params)
         if m.dim() == 3 and m.shape[0] == n and n > 0:
             own = torch.arange(n, device=m.device)
             out = self.core._warp(m, xyxy, p["theta"], own, p["batch_prob"], masks=True)
@@ -419,6 +472,21 @@ class PatchTransform(v2.Transform):
         if t.dim() not in (3, 4):
             raise ValueError(f"images must be [C, H, W] or [B, C, H, W], got {tuple(t.shape)}")
         return t[None] if batched and t.dim() == 3 else t
+
+
+def _check_mask_size(
+    transform: PatchTransform, mask: tv_tensors.Mask, params: dict[str, Any]
+) -> Tensor:
+    """The mask as a plain tensor; refused unless it has the image's size (the warp and the
+    boxes' clip are the image's: a mask of another size would be moved on its own canvas)."""
+    size, canvas = tuple(mask.shape[-2:]), params["canvas"]
+    if size != canvas:
+        raise ValueError(
+            f"{type(transform).__name__}: a Mask of size (H, W) = {size} does not match the "
+            f"image's size {canvas}; masks must cover the image pixel for pixel (resize or "
+            "pad the mask to the image before this transform)"
+        )
+    return _plain(mask)
 
 
 def _xyxy(bbox: tv_tensors.BoundingBoxes) -> Tensor:
@@ -542,6 +610,8 @@ class DetectionAutoAugment(PatchTransform):
 
         PatchTransform.__init__(self, Core(policy, **kwargs), obj_to_img_key=obj_to_img_key)
 
+    acts_without_boxes = True  # the image-level ops run on samples without objects
+
     def _targets(self, params: dict[str, Any], canvas: tuple[int, int], **kw: Any) -> Any:
         shape = (params["batch_size"], 1, *canvas)
         return self.core.apply_to_targets(
@@ -558,7 +628,7 @@ class DetectionAutoAugment(PatchTransform):
         return tv_tensors.wrap(_cast(data, dtype), like=bbox)
 
     def _transform_mask(self, mask: tv_tensors.Mask, params: dict[str, Any]) -> tv_tensors.Mask:
-        n, m = params["boxes"].shape[0], _plain(mask)
+        n, m = params["boxes"].shape[0], _check_mask_size(self, mask, params)
         canvas = tuple(m.shape[-2:])
         if m.dim() == 3 and m.shape[0] == n and n > 0:
             out = self._targets(params, canvas, masks=m).masks
@@ -578,7 +648,7 @@ class DetectionAutoAugment(PatchTransform):
         self, points: tv_tensors.KeyPoints, params: dict[str, Any]
     ) -> tv_tensors.KeyPoints:
         n, k = params["boxes"].shape[0], _plain(points)
-        if not (k.dim() == 3 and k.shape[0] == n and n > 0):
+        if not (k.dim() == 3 and k.shape[0] == n and k.shape[-1] == 2):
             raise ValueError(
                 f"DetectionAutoAugment moves KeyPoints [N, K, 2] with one group per box "
                 f"(N = {n}), got {tuple(points.shape)}"

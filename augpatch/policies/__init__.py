@@ -36,7 +36,13 @@ from augpatch.policies._table import (
     check_policy,
     level_to_arg,
 )
-from augpatch.policies.autoaugment import BoxProbability, DetectionAutoAugment, scale_aware_box_prob
+from augpatch.policies.autoaugment import (
+    BoxProbability,
+    DetectionAutoAugment,
+    ScaleAwareBoxProb,
+    colour_channels,
+    scale_aware_box_prob,
+)
 
 __all__ = [
     "BBOX_ONLY_PROB_DIVISOR",
@@ -46,7 +52,9 @@ __all__ = [
     "BoxProbability",
     "DetectionAutoAugment",
     "OpSpec",
+    "ScaleAwareBoxProb",
     "check_policy",
+    "colour_channels",
     "functional",
     "level_to_arg",
     "scale_aware_box_prob",

@@ -16,6 +16,14 @@ import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor
+
+import augpatch.functional as AF
+from augpatch.policies._box_kernels import equalize_boxes, solarize_add, solarize_boxes
 
 __all__ = [
     "BBOX_ONLY_PROB_DIVISOR",
@@ -58,6 +66,91 @@ def _none(level: float) -> float:
     return 0.0
 
 
+# ----------------------------------------------------------------- what each op does
+
+
+def _unit(x: Tensor) -> float:
+    """One reference unit (uint8 level) in the images' units."""
+    return 1.0 if x.dtype == torch.uint8 else 1.0 / 255
+
+
+def _colour(name: str, x: Tensor, value: float) -> Tensor:
+    """Image-level colour op on ``x [B, 1 or 3, H, W]`` (thresholds in uint8 levels)."""
+    if name == "Solarize":  # threshold 256 (level 10): no pixel is at or above it
+        return x if value > 255 else TF.solarize(x, value * _unit(x))
+    if name == "SolarizeAdd":
+        return solarize_add(x, value * _unit(x), 128 * _unit(x))
+    if name == "Posterize":
+        return TF.posterize(x, int(value))
+    if name in ("AutoContrast", "Equalize"):
+        return getattr(TF, name.lower())(x)
+    adjust = {"Color": TF.adjust_saturation, "Contrast": TF.adjust_contrast,
+              "Brightness": TF.adjust_brightness, "Sharpness": TF.adjust_sharpness}[name]
+    return adjust(x, value)
+
+
+def _affine(name: str, value: float) -> tuple[str, dict[str, Any]]:
+    """Image-level geometric op: the torchvision kernel (``"rotate"`` / ``"affine"``) and
+    its keyword arguments (content moves by ``-pixels``; shears about the centre of pixel
+    ``(0, 0)``, as the reference's projective transform in index coordinates)."""
+    if name == "Rotate_BBox":
+        return "rotate", {"angle": value}
+    deg = math.degrees(math.atan(value))
+    shear = {"ShearX_BBox": [deg, 0.0], "ShearY_BBox": [0.0, deg]}.get(name, [0.0, 0.0])
+    shift = {"TranslateX_BBox": [-value, 0.0], "TranslateY_BBox": [0.0, -value]}.get(
+        name, [0.0, 0.0])
+    return "affine", {"angle": 0.0, "translate": shift, "scale": 1.0, "shear": shear,
+                      "center": [0.5, 0.5]}
+
+
+def _box_theta(name: str, patches: Tensor, m: Tensor, align_corners: bool) -> Tensor:
+    """Box-only geometric op: ``theta [N, 2, 3]`` about each box's centre."""
+    zero = torch.zeros_like(m)
+    kw: dict[str, Any] = {"align_corners": align_corners}
+    if name == "Rotate_Only_BBoxes":
+        kw["angle"] = m
+    elif name.startswith("Shear"):
+        deg = torch.rad2deg(torch.atan(m))  # torchvision F.affine shear: x -> x - tan(shx) y
+        kw["shear"] = torch.stack((deg, zero) if name.startswith("ShearX") else (zero, deg), -1)
+    elif name.startswith("Translate"):
+        kw["translate"] = torch.stack((-m, zero) if name.startswith("TranslateX") else (zero, -m),
+                                      -1)
+    else:  # Flip_Only_BBoxes
+        scale = torch.tensor([-1.0, 1.0], dtype=patches.dtype, device=patches.device)
+        kw["scale"] = scale.expand(patches.shape[0], 2)
+    return AF.patch_affine_matrix(patches, **kw)
+
+
+def _box_photometric(name: str, images: Tensor, boxes: Tensor, value: Tensor, o2i: Tensor,
+                     overlap: str, inplace: bool) -> Tensor:
+    """Box-only photometric op on every given box at once (``value [M]``, uint8 levels)."""
+    if name == "Equalize_Only_BBoxes":
+        return equalize_boxes(images, boxes, o2i, overlap=overlap, inplace=inplace)
+    return solarize_boxes(images, boxes, value * _unit(images), o2i, overlap=overlap,
+                          inplace=inplace)
+
+
+def _crop(name: str, crop: Tensor, value: float, fill: list[float], mode: Any) -> Tensor:
+    """The reference's box-only op on one box crop ``[1, C, h, w]`` (the loop's baseline).
+
+    Geometric ops about the crop's centre, ``fill`` outside the crop."""
+    h, w = crop.shape[-2:]
+    if name == "Rotate_Only_BBoxes":
+        return TF.rotate(crop, value, interpolation=mode, fill=fill)
+    if name == "Flip_Only_BBoxes":
+        return TF.horizontal_flip(crop)
+    if name in ("Equalize_Only_BBoxes", "Solarize_Only_BBoxes"):
+        return _colour(name.split("_")[0], crop, value)
+    deg = math.degrees(math.atan(value))
+    kw = {"ShearX_Only_BBoxes": {"shear": [deg, 0.0], "center": [w / 2, h / 2]},
+          "ShearY_Only_BBoxes": {"shear": [0.0, deg], "center": [w / 2, h / 2]},
+          "TranslateX_Only_BBoxes": {"translate": [-value, 0.0]},
+          "TranslateY_Only_BBoxes": {"translate": [0.0, -value]}}[name]
+    base: dict[str, Any] = {"angle": 0.0, "translate": [0.0, 0.0], "scale": 1.0,
+                            "shear": [0.0, 0.0]}
+    return TF.affine(crop, interpolation=mode, fill=fill, **{**base, **kw})
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """One op of the policies.
@@ -73,6 +166,13 @@ class OpSpec:
         signed: the reference negates the argument with probability 1/2
             (``_randomly_negate_tensor``).
         arg: what the argument is, in the reference's units.
+
+    What the op does (the one place each op is defined; ``None`` where it does not apply):
+    :meth:`image` (colour ops), :meth:`affine` (image-level geometric ops),
+    :meth:`box_theta` (box-only geometric ops), :meth:`boxes_photometric` (box-only
+    photometric ops but ``Cutout_Only_BBoxes``), :meth:`crop` (the reference's per-box
+    op on one crop, the loop baseline of :mod:`augpatch.testing.policy_loop`). The
+    cutouts' squares are drawn and filled by ``DetectionAutoAugment`` itself.
     """
 
     name: str
@@ -84,6 +184,38 @@ class OpSpec:
     @property
     def box_only(self) -> bool:
         return self.kind.startswith("box_")
+
+    def image(self, x: Tensor, value: float) -> Tensor:
+        """Colour op on ``x [B, 1 or 3, H, W]`` with argument ``value`` (uint8 levels)."""
+        self._need("color")
+        return _colour(self.name, x, value)
+
+    def affine(self, value: float) -> tuple[str, dict[str, Any]]:
+        """Image-level geometric op: ``(torchvision kernel name, its keyword arguments)``."""
+        self._need("image_geometric")
+        return _affine(self.name, value)
+
+    def box_theta(self, patches: Tensor, magnitude: Tensor, align_corners: bool = False) -> Tensor:
+        """Box-only geometric op: ``theta [N, 2, 3]`` of ``patches [N, 4]``, ``magnitude [N]``."""
+        self._need("box_geometric")
+        return _box_theta(self.name, patches, magnitude.to(patches.dtype), align_corners)
+
+    def boxes_photometric(self, images: Tensor, boxes: Tensor, value: Tensor, o2i: Tensor,
+                          overlap: str, inplace: bool) -> Tensor:
+        """Box-only photometric op in every box (``value [M]`` in uint8 levels)."""
+        if self.kind != "box_photometric" or self.name == "Cutout_Only_BBoxes":
+            raise ValueError(f"{self.name!r} is not a box-only photometric op with a kernel")
+        return _box_photometric(self.name, images, boxes, value, o2i, overlap, inplace)
+
+    def crop(self, crop: Tensor, value: float, fill: list[float], mode: Any) -> Tensor:
+        """The reference's op on one box crop ``[1, C, h, w]`` (box-only ops but cutout)."""
+        if not self.box_only or self.name == "Cutout_Only_BBoxes":
+            raise ValueError(f"{self.name!r} has no per-crop reference")
+        return _crop(self.name, crop, value, fill, mode)
+
+    def _need(self, kind: str) -> None:
+        if self.kind != kind:
+            raise ValueError(f"{self.name!r} is a {self.kind!r} op, not {kind!r}")
 
 
 # One table for every op: (name, kind, level -> argument, random sign, meaning).
@@ -222,8 +354,22 @@ POLICIES: Mapping[str, tuple[tuple[tuple[str, float, float], ...], ...]] = {
 }
 
 
-def _is_real(x: object) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+def _as_number(x: object) -> float | None:
+    """``x`` as a float if it is a real number of any kind (Python, NumPy, a one-element
+    non-bool tensor or array), else ``None``."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, numbers.Real):
+        return float(x)
+    dtype = getattr(x, "dtype", None)
+    size = getattr(x, "numel", getattr(x, "size", None))
+    size = size() if callable(size) else size
+    if dtype is None or size != 1 or "bool" in str(dtype) or "complex" in str(dtype):
+        return None
+    try:
+        return float(x.item())  # type: ignore[attr-defined]
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def check_policy(policy: object) -> tuple[tuple[tuple[str, float, float], ...], ...]:
@@ -266,15 +412,22 @@ def check_policy(policy: object) -> tuple[tuple[tuple[str, float, float], ...], 
             where = f"policy[{i}][{j}]"
             if isinstance(item, str) or not isinstance(item, Sequence) or len(item) != 3:
                 raise TypeError(f"{where} must be a tuple (op_name, probability, level), got {item!r}")
-            name, prob, level = item
+            name, prob_in, level_in = item
             if not isinstance(name, str) or name not in OPS:
                 raise ValueError(
                     f"{where}: unknown op {name!r}; known ops: {', '.join(sorted(OPS))}"
                 )
-            if not _is_real(prob) or not math.isfinite(prob) or not 0.0 <= prob <= 1.0:
-                raise ValueError(f"{where} ({name}): probability must be in [0, 1], got {prob!r}")
-            if not _is_real(level) or not math.isfinite(level) or not 0.0 <= level <= MAX_LEVEL:
-                raise ValueError(f"{where} ({name}): level must be in [0, 10], got {level!r}")
-            ops.append((name, float(prob), float(level)))
+            prob, level = _as_number(prob_in), _as_number(level_in)
+            if prob is None or level is None:
+                what = "probability" if prob is None else "level"
+                raise TypeError(
+                    f"{where} ({name}): {what} must be a real number (a Python or NumPy "
+                    f"number or a one-element tensor), got {prob_in if prob is None else level_in!r}"
+                )
+            if not math.isfinite(prob) or not 0.0 <= prob <= 1.0:
+                raise ValueError(f"{where} ({name}): probability must be in [0, 1], got {prob_in!r}")
+            if not math.isfinite(level) or not 0.0 <= level <= MAX_LEVEL:
+                raise ValueError(f"{where} ({name}): level must be in [0, 10], got {level_in!r}")
+            ops.append((name, prob, level))
         out.append(tuple(ops))
     return tuple(out)

@@ -2,98 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor, nn
-from torchvision.transforms import InterpolationMode
-from torchvision.tv_tensors import BoundingBoxFormat
 
 import augpatch.functional as AF
 from augpatch.functional._checks import (
     OVERLAPS,
     check_choice,
+    check_image_sizes,
     check_images,
     compute_dtype,
     parse_boxes,
 )
 from augpatch.functional._fill import fill_tensor
-from augpatch.functional._masks import _to_warpable
-from augpatch.policies._table import BBOX_ONLY_PROB_DIVISOR, OPS, check_policy
-from augpatch.policies.functional import (
-    box_only_theta,
-    box_pixel_rects,
-    equalize_boxes,
-    fill_rects,
-    shear_degrees,
-    solarize_add,
-    solarize_boxes,
-    warp_in_boxes,
+from augpatch.policies._apply import (
+    _IMAGE_KEYS,
+    _KEEP_EPS,
+    _OBJECT_KEYS,
+    _check_value_range,
+    _never_inverted,
+    _PolicyOps,
+    _State,
+    check_targets,
+    colour_channels,
 )
-from augpatch.transforms._result import PatchResult
-from augpatch.transforms._sampling import uniform01
-from augpatch.transforms.base import PatchAugmentationBase
+from augpatch.policies._box_prob import (
+    BoxProbability,
+    ScaleAwareBoxProb,
+    scale_aware_box_prob,
+)
+from augpatch.policies._table import BBOX_ONLY_PROB_DIVISOR, OPS, check_policy
+from augpatch.transforms import PatchResult
 
-__all__ = ["BoxProbability", "DetectionAutoAugment", "scale_aware_box_prob"]
-
-#: ``box_prob(op_name, prob [M], boxes [M, 4]) -> [M]``: the coin probability of each box
-#: for a box-only op whose sub-policy probability is ``prob`` (per box).
-BoxProbability = Callable[[str, Tensor, Tensor], Tensor]
-
-# a box thinner than this (pixels) is degenerate (as PatchAugmentationBase's keep)
-_KEEP_EPS = 1e-3
 _PADDING = ("fill", "zeros", "border", "reflection", "image")
 _INTERPOLATIONS = ("nearest", "bilinear")
-_XYXY = BoundingBoxFormat.XYXY
 
-# the keys of the parameter dict (besides obj_to_img and keep) and their per-row shapes
-_IMAGE_KEYS = ("sub_policy", "apply", "magnitude", "cutout_center", "bbox_cutout_object")
-_OBJECT_KEYS = ("box_apply", "box_magnitude", "box_cutout_center")
+__all__ = [
+    "BoxProbability",
+    "DetectionAutoAugment",
+    "ScaleAwareBoxProb",
+    "check_targets",
+    "colour_channels",
+    "scale_aware_box_prob",
+]
 
 
-def scale_aware_box_prob(
-    weights: Sequence[float] = (1.0, 1.0, 1.0),
-    *,
-    area_thresholds: Sequence[float] = (32.0**2, 96.0**2),
-    divisor: float = BBOX_ONLY_PROB_DIVISOR,
-) -> BoxProbability:
-    """A ``box_prob`` hook that weights each box's probability by its area (SA-AutoAug).
-
-    Scale-aware AutoAugment (Chen et al., CVPR 2021) gives small, medium and large
-    objects different probabilities for the box-level ops. The returned hook gives a
-    box of area ``a`` (pixels, after earlier ops) the probability
-    ``clamp(prob / divisor * weights[bucket(a)], 0, 1)`` with COCO's buckets: small
-    ``a < 32**2``, medium ``a < 96**2``, large otherwise.
-
-    Args:
-        weights: ``(small, medium, large)`` multipliers, non-negative.
-        area_thresholds: the two bucket boundaries, in square pixels.
-        divisor: the reference's ``prob / 3``.
-
-    Example:
-        >>> hook = scale_aware_box_prob((1.5, 1.0, 0.5))
-        >>> hook("Rotate_Only_BBoxes", torch.tensor([0.6, 0.6]),
-        ...      torch.tensor([[0.0, 0, 10, 10], [0, 0, 200, 200]]))
-        tensor([0.3000, 0.1000])
-    """
-    w = [float(v) for v in weights]
-    t = [float(v) for v in area_thresholds]
-    if len(w) != 3 or any(v < 0 for v in w):
-        raise ValueError(f"weights must be 3 non-negative numbers (small, medium, large), got {w}")
-    if len(t) != 2 or not 0 <= t[0] <= t[1]:
-        raise ValueError(f"area_thresholds must be 2 increasing areas, got {t}")
-    if not divisor > 0:
-        raise ValueError(f"divisor must be positive, got {divisor}")
-
-    def hook(op: str, prob: Tensor, boxes: Tensor) -> Tensor:
-        area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-        bucket = (area >= t[0]).long() + (area >= t[1]).long()
-        weight = torch.tensor(w, dtype=prob.dtype, device=prob.device)[bucket]
-        return (prob / divisor * weight).clamp(0, 1)
-
-    return hook
+def uniform01(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """``U[0, 1)`` float32 draws on the generator's device (the global CPU RNG without
+    one, so a seed gives the same draws whatever the images' device), moved to ``device``."""
+    where = generator.device if generator is not None else torch.device("cpu")
+    return torch.rand(shape, generator=generator, device=where, dtype=torch.float32).to(device)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -109,7 +70,7 @@ def _mode(name: str, value: object, choices: Sequence[str]) -> str:
     return check_choice(name, value.lower() if isinstance(value, str) else value, choices)
 
 
-class DetectionAutoAugment(nn.Module):
+class DetectionAutoAugment(_PolicyOps, nn.Module):
     r"""The detection AutoAugment policies of Zoph et al. (2019) on a whole batch, any device.
 
     Each image draws one sub-policy uniformly; each op of the sub-policy fires with its
@@ -125,6 +86,13 @@ class DetectionAutoAugment(nn.Module):
     * colour, via torchvision: ``AutoContrast``, ``Equalize``, ``Posterize``,
       ``Solarize``, ``Color`` (saturation), ``Contrast``, ``Brightness``,
       ``Sharpness``; ``SolarizeAdd`` (no torchvision kernel; two tensor ops).
+      ``Solarize`` / ``Solarize_Only_BBoxes`` invert the pixels at or above the
+      threshold ``int(level / 10 * 256)``; at level 10 the threshold is 256 and no pixel
+      changes (the reference compares ``image < 256`` in uint8, where 256 wraps to 0,
+      and so inverts every pixel at level 10: augpatch keeps the mapping's intent).
+      The colour ops act on the leading colour channels (:func:`colour_channels`: the
+      first 3 when ``C >= 3``, else the first one); other channels (alpha, extra bands)
+      are left unchanged.
       ``Contrast`` blends with the mean grey level as PIL and torchvision do (the
       reference's TF port uses ``pixel count / 256`` for that mean, a known slip).
     * ``Cutout`` (a square of half-side ``pad`` at a uniform pixel of the image) and
@@ -134,7 +102,8 @@ class DetectionAutoAugment(nn.Module):
       ``*_bounding_boxes``; boxes become the clipped envelope of their moved corners):
       ``Rotate_BBox`` (about the image centre, counter-clockwise positive),
       ``ShearX_BBox`` / ``ShearY_BBox`` (``x -> x - s y`` / ``y -> y - s x`` about the
-      top-left corner, as the reference), ``TranslateX_BBox`` / ``TranslateY_BBox``
+      centre of pixel ``(0, 0)``, as the reference: equal to it except at exact ``.5``
+      nearest ties), ``TranslateX_BBox`` / ``TranslateY_BBox``
       (content moves by ``-pixels``, as the reference). Empty areas get ``fill``.
       Objects moved out of the image get zero-size boxes and ``keep=False``.
     * inside each box (per-object parameters, one vectorised pass per op):
@@ -145,7 +114,18 @@ class DetectionAutoAugment(nn.Module):
       ``Equalize_Only_BBoxes``, ``Solarize_Only_BBoxes``, ``Cutout_Only_BBoxes``. Each
       box draws its own sign where the reference negates the argument. As in the
       reference the boxes do not change (``move_boxes=True``: the geometric ones move
-      each box, mask and keypoints with its content).
+      each box too, to the envelope of its moved content).
+
+    Targets follow their pixels: in every geometric op an object's mask (nearest, via
+    :func:`augpatch.functional.warp_masks` for the box-only ops; torchvision's nearest
+    warp, the images' own call, for the image-level ones), the image masks and the
+    keypoints move exactly as the pixels, clipped where the pixels are (what leaves a
+    box or the image is cut off), whatever ``move_boxes`` says about boxes. Cutouts
+    (``Cutout``, ``BBox_Cutout``, ``Cutout_Only_BBoxes``) occlude: masks, keypoints and
+    boxes stay as they are. With ``padding_mode="image"`` a box-only warp may bring a
+    neighbour's pixels into a box; the neighbour's mask does not grow. An object whose
+    mask (when ``masks`` are given) was non-empty and is emptied by the ops gets
+    ``keep=False``, like an object whose box becomes degenerate.
 
     Args:
         policy: ``"v0"``, ``"v1"``, ``"v2"``, ``"v3"`` (:data:`POLICIES`) or a custom list
@@ -169,8 +149,8 @@ class DetectionAutoAugment(nn.Module):
             makes the SA-AutoAug area weighting a one-liner.
         bbox_prob_divisor: the reference's ``_scale_bbox_only_op_probability`` divisor (3).
         move_boxes: the box-only geometric ops also map each box (the envelope of its
-            moved content, clipped to the box), mask, keypoints and image masks. Default
-            False, as the reference.
+            moved content, clipped to the box). Default False: boxes stay, as in the
+            reference. Masks, image masks and keypoints move with the pixels either way.
         overlap: order of overlapping boxes for the box-only ops, ``"sequential"``
             (index order, each reads the image as the earlier ones left it) or
             ``"parallel"``.
@@ -181,17 +161,25 @@ class DetectionAutoAugment(nn.Module):
 
     Call:
         ``aug(images, boxes, obj_to_img=None, *, masks=None, image_masks=None,
-        keypoints=None, params=None) -> PatchResult`` with ``images [B, C, H, W]`` uint8
-        (0-255) or float (0-1), ``boxes [N, 4]`` ``xyxy`` pixels (or a list of ``B``
+        keypoints=None, params=None, image_sizes=None) -> PatchResult`` with
+        ``images [B, C, H, W]`` uint8 (0-255) or float with values in ``[0, 1]`` (checked:
+        one min / max per call; a ``ValueError`` names ``images`` and the range found,
+        for 0-255 floats or normalised tensors), any ``C``,
+        ``boxes [N, 4]`` ``xyxy`` pixels (inverted ones become zero-width and
+        ``keep=False``, as in the transforms; or a list of ``B``
         tensors), ``masks [N, H, W]``, ``image_masks [B, K, H, W]`` / ``[B, H, W]``,
         ``keypoints [N, K, 2]`` (augpatch's convention: pixel ``j`` centred at
         ``j + 0.5``). Returns images of the input dtype (float stays in ``[0, 1]``),
         float boxes, ``keep [N]`` and the rest as the other transforms.
 
-    Images in a batch are treated as their whole ``[H, W]`` canvas: pad a batch of
-    different sizes and the image-level ops see the padding (rotation about the canvas
-    centre, the padding in the histograms); batch images of one size for exact
-    per-image semantics. The box-only ops are unaffected.
+    Padded batches: with ``image_sizes [B, 2]`` (``(H_b, W_b)``, as
+    :func:`augpatch.data.collate_objects` records them) each image is only its own
+    region ``images[b, :, :H_b, :W_b]``: every op acts on it alone (rotation about its
+    centre, histograms of its pixels, shifts and cutout positions within it), nothing is
+    read from the padding and the padding is returned unchanged; boxes are clipped to
+    their image and objects that leave it get ``keep=False``. That path runs the images
+    one by one; without ``image_sizes`` (or when no image is padded) every image is the
+    whole canvas and the batched path runs.
 
     Parameters (``aug._params``, replay with ``params=``; ``K`` = most ops in a
     sub-policy): ``sub_policy [B]``, ``apply [B, K]`` (the op ran; box-only ops always
@@ -373,6 +361,8 @@ class DetectionAutoAugment(nn.Module):
         batch_shape: Sequence[int],
         boxes: Tensor | Sequence[Tensor],
         obj_to_img: Tensor | None = None,
+        *,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> dict[str, Tensor]:
         """Sample the parameters of a call without applying them (Kornia style).
 
@@ -395,7 +385,8 @@ class DetectionAutoAugment(nn.Module):
             >>> p["sub_policy"].shape, p["apply"].shape
             (torch.Size([4]), torch.Size([4, 2]))
         """
-        result = self._call(batch_shape, None, boxes, obj_to_img, None, None, None, None)
+        result = self._call(batch_shape, None, boxes, obj_to_img, None, None, None, None,
+                            image_sizes)
         return result.params
 
     def apply_to_targets(
@@ -408,6 +399,7 @@ class DetectionAutoAugment(nn.Module):
         masks: Tensor | None = None,
         image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
         """Apply a call's parameters to boxes, masks and keypoints only (no images).
 
@@ -426,7 +418,7 @@ class DetectionAutoAugment(nn.Module):
             25.0
         """
         return self._call(batch_shape, None, boxes, obj_to_img, masks, image_masks, keypoints,
-                          params)
+                          params, image_sizes)
 
     @staticmethod
     def _flatten(
@@ -456,11 +448,24 @@ class DetectionAutoAugment(nn.Module):
         image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
-        """Apply the policy to a batch; see the class docstring."""
-        images = check_images(images)
+        """Apply the policy to a batch; see the class docstring.
+
+        Example (a padded batch: image 1 is 20 x 24 on the 32 x 32 canvas):
+            >>> aug = DetectionAutoAugment([[("Rotate_BBox", 1.0, 10)]])
+            >>> images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+            >>> images[1, :, 20:] = images[1, :, :, 24:] = 255  # the padding
+            >>> out = aug(images, torch.tensor([[2.0, 2, 30, 30], [2, 2, 22, 18]]),
+            ...           torch.tensor([0, 1]), image_sizes=[(32, 32), (20, 24)])
+            >>> bool((out.images[1, :, 20:] == 255).all() and (out.images[1, :, :, 24:] == 255).all())
+            True
+            >>> bool((out.boxes[1, 2:] <= torch.tensor([24.0, 20.0])).all())
+            True
+        """
+        images = _check_value_range(check_images(images))
         return self._call(images.shape, images, boxes, obj_to_img, masks, image_masks, keypoints,
-                          params)
+                          params, image_sizes)
 
     def _call(
         self,
@@ -472,16 +477,16 @@ class DetectionAutoAugment(nn.Module):
         image_masks: Tensor | None,
         keypoints: Tensor | None,
         params: Mapping[str, Any] | None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
         """Sample (or replay) and apply: to ``images`` if given, else to the targets only."""
         batch, channels, height, width = (int(v) for v in batch_shape)
         boxes, o2i, as_list = self._flatten(boxes, obj_to_img, batch)
+        sizes = check_image_sizes(image_sizes, batch, (height, width))
         device = images.device if images is not None else boxes.device
-        boxes, o2i = boxes.to(device), o2i.to(device)
+        boxes, o2i = _never_inverted(boxes.to(device)), o2i.to(device)
         n = boxes.shape[0]
-        keypoints = PatchAugmentationBase._check_extras(
-            masks, image_masks, keypoints, n, batch, (height, width)
-        )
+        keypoints = check_targets(masks, image_masks, keypoints, n, batch, (height, width))
         squeeze_image_masks = image_masks is not None and image_masks.dim() == 3
         if squeeze_image_masks:
             image_masks = image_masks[:, None]
@@ -500,48 +505,41 @@ class DetectionAutoAugment(nn.Module):
 
         state = _State(
             images=None if images is None else images.clone(),
-            boxes=boxes.to(dtype),
+            boxes=boxes.to(dtype).clone(),
             o2i=o2i,
             masks=masks,
             image_masks=image_masks,
-            keypoints=None if keypoints is None else keypoints.to(dtype),
+            keypoints=None if keypoints is None else keypoints.to(dtype).clone(),
             fill=fill,
             size=(height, width),
             batch=batch,
         )
-        sub_cpu = rec["sub_policy"].cpu()
-        apply_cpu = rec["apply"].cpu()
-        mag_cpu = rec["magnitude"].cpu()
-        op_of = self._op_id[sub_cpu]  # [B, K]
-        for k in range(self.num_slots):
-            ran = apply_cpu[:, k] & (op_of[:, k] >= 0)
-            for op_id in torch.unique(op_of[ran, k]).tolist():
-                name = self._op_names[op_id]
-                chosen = ran & (op_of[:, k] == op_id)
-                spec = OPS[name]
-                if not replay:
-                    self._resolve(rec, name, k, chosen, state.boxes, o2i, (height, width))
-                if spec.box_only:
-                    self._box_op(state, name, k, chosen, rec)
-                elif spec.kind == "cutout":
-                    if state.images is not None:
-                        self._cutout(state, name, k, chosen, rec)
-                else:
-                    for value in torch.unique(mag_cpu[chosen, k]).tolist():
-                        idx = torch.nonzero(chosen & (mag_cpu[:, k] == value)).flatten()
-                        self._image_op(state, name, float(value), idx.to(device))
+        if sizes is None:
+            self._run(state, rec, replay)
+        else:
+            self._run_padded(state, rec, replay, sizes)
+            state.boxes = AF.clip_boxes_to_images(state.boxes, o2i, sizes)
 
         final = state.boxes
         keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
+        if masks is not None and n:  # an object whose mask was emptied is gone
+            keep &= ~(masks.flatten(1).ne(0).any(1) & ~state.masks.flatten(1).ne(0).any(1))
         stored = {key: rec[key] for key in (*_IMAGE_KEYS, *_OBJECT_KEYS)}
         stored.update(obj_to_img=o2i, keep=keep)
         if images is not None:
             self._params = stored
 
-        boxes_out, obj_out = final, o2i
+        return self._result(state, keep, stored, squeeze_image_masks, as_list)
+
+    def _result(
+        self, state: _State, keep: Tensor, stored: dict[str, Tensor], squeeze_image_masks: bool,
+        as_list: bool,
+    ) -> PatchResult:
+        """The call's :class:`PatchResult` (``drop_invalid`` applied, inputs' layouts kept)."""
+        boxes_out, obj_out = state.boxes, state.o2i
         masks_out, kps_out = state.masks, state.keypoints
         if self.drop_invalid:
-            boxes_out, obj_out = boxes_out[keep], o2i[keep]
+            boxes_out, obj_out = boxes_out[keep], obj_out[keep]
             masks_out = masks_out[keep] if masks_out is not None else None
             kps_out = kps_out[keep] if kps_out is not None else None
         image_masks_out = state.image_masks
@@ -549,260 +547,9 @@ class DetectionAutoAugment(nn.Module):
             image_masks_out = image_masks_out[:, 0]
         boxes_ret: Tensor | list[Tensor] = boxes_out
         if as_list:
-            boxes_ret = AF.boxes_to_list(boxes_out, obj_out, batch)
-        return PatchResult(
-            state.images,
-            boxes_ret,
-            masks=masks_out,
-            image_masks=image_masks_out,
-            keypoints=kps_out,
-            keep=keep,
-            obj_to_img=obj_out,
-            params=stored,
-        )
-
-    # ------------------------------------------------------------------ ops
-
-    def _fill_list(self, state: _State) -> list[float]:
-        return [float(v) for v in state.fill]
-
-    def _image_op(self, state: _State, name: str, value: float, idx: Tensor) -> None:
-        """One torchvision call on the images ``idx`` that share op ``name`` and ``value``."""
-        if OPS[name].kind == "image_geometric":
-            self._geometric(state, name, value, idx)
-            return
-        if state.images is None:
-            return
-        x = state.images.index_select(0, idx)
-        unit = 1.0 if x.dtype == torch.uint8 else 1.0 / 255
-        if name == "AutoContrast":
-            y = TF.autocontrast(x)
-        elif name == "Equalize":
-            y = TF.equalize(x)
-        elif name == "Posterize":
-            y = TF.posterize(x, int(value))
-        elif name == "Solarize":
-            if value > 255:  # nothing is at or above the threshold (the reference's level 10)
-                return
-            y = TF.solarize(x, value * unit)
-        elif name == "SolarizeAdd":
-            y = solarize_add(x, value * unit, 128 * unit)
-        elif name == "Color":
-            y = TF.adjust_saturation(x, value)
-        elif name == "Contrast":
-            y = TF.adjust_contrast(x, value)
-        elif name == "Brightness":
-            y = TF.adjust_brightness(x, value)
-        elif name == "Sharpness":
-            if x.device.type == "cpu":
-                # PyTorch's CPU depthwise convolution is several times faster on channels-last
-                # batches (same result): the blur of adjust_sharpness is one
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = TF.adjust_sharpness(x, value)
-        else:
-            raise ValueError(f"unknown image op {name!r}")
-        state.images.index_copy_(0, idx, y.to(state.images.dtype))
-
-    def _geometric(self, state: _State, name: str, value: float, idx: Tensor) -> None:
-        """Image-level geometric op: the images, their objects' boxes, masks and keypoints."""
-        height, width = state.size
-        interp = InterpolationMode.NEAREST if self.interpolation == "nearest" else (
-            InterpolationMode.BILINEAR
-        )
-        if name == "Rotate_BBox":
-            kw: dict[str, Any] = {"angle": value}
-        else:
-            shear = {
-                "ShearX_BBox": [shear_degrees(value), 0.0],
-                "ShearY_BBox": [0.0, shear_degrees(value)],
-            }.get(name, [0.0, 0.0])
-            translate = {
-                "TranslateX_BBox": [-value, 0.0],
-                "TranslateY_BBox": [0.0, -value],
-            }.get(name, [0.0, 0.0])
-            kw = {"angle": 0.0, "translate": translate, "scale": 1.0, "shear": shear,
-                  "center": [0.0, 0.0]}
-        rotate = name == "Rotate_BBox"
-
-        def image_fn(t: Tensor, fill: list[float], mode: InterpolationMode) -> Tensor:
-            if rotate:
-                return TF.rotate(t, interpolation=mode, fill=fill, **kw)
-            return TF.affine(t, interpolation=mode, fill=fill, **kw)
-
-        def boxes_fn(b: Tensor, clamping: str | None) -> Tensor:
-            if rotate:
-                return TF.rotate_bounding_boxes(
-                    b, _XYXY, (height, width), clamping_mode=clamping, **kw
-                )[0]
-            return TF.affine_bounding_boxes(
-                b, _XYXY, (height, width), clamping_mode=clamping, **kw
-            )
-
-        if state.images is not None:
-            y = image_fn(state.images.index_select(0, idx), self._fill_list(state), interp)
-            state.images.index_copy_(0, idx, y.to(state.images.dtype))
-        if state.image_masks is not None:
-            m = state.image_masks.index_select(0, idx)
-            state.image_masks = state.image_masks.index_copy(
-                0, idx, _warp_mask(m, lambda t: image_fn(t, [0.0], InterpolationMode.NEAREST))
-            )
-        in_group = torch.zeros(state.batch, dtype=torch.bool, device=idx.device)
-        in_group[idx] = True
-        objs = torch.nonzero(in_group[state.o2i]).flatten()
-        if objs.numel() == 0:
-            return
-        moved = boxes_fn(state.boxes[objs], "hard").to(state.boxes.dtype)
-        state.boxes = state.boxes.index_copy(0, objs, _never_inverted(moved))
-        if state.masks is not None:
-            m = state.masks.index_select(0, objs)[:, None]
-            warped = _warp_mask(m, lambda t: image_fn(t, [0.0], InterpolationMode.NEAREST))
-            state.masks = state.masks.index_copy(0, objs, warped[:, 0])
-        if state.keypoints is not None:
-            pts = state.keypoints.index_select(0, objs)
-            flat = pts.reshape(-1, 2)
-            as_boxes = torch.cat((flat, flat), -1)
-            moved_pts = boxes_fn(as_boxes, None)[:, :2].reshape(pts.shape).to(pts.dtype)
-            state.keypoints = state.keypoints.index_copy(0, objs, moved_pts)
-
-    def _resolve(
-        self, rec: dict[str, Tensor], name: str, k: int, chosen: Tensor, boxes: Tensor,
-        o2i: Tensor, size: tuple[int, int],
-    ) -> None:
-        """Decide, from the boxes as they are now, what op ``name`` of slot ``k`` draws.
-
-        Box coins (through ``box_prob``) and the centres of the cutouts depend on the
-        boxes when the op runs (an earlier op of the sub-policy may have moved them), so
-        they are resolved from the uniform draws here, once per (slot, op), and recorded.
-        """
-        device = boxes.device
-        if OPS[name].box_only:
-            objs = torch.nonzero(chosen.to(device)[o2i]).flatten()
-            if objs.numel() == 0:
-                return
-            sub = rec["sub_policy"][o2i[objs]]
-            prob = self._prob.to(device)[sub, k]
-            p = self._coin_probability(name, prob, boxes[objs])
-            rec["box_apply"][objs, k] = rec["_u_box"][objs, k].double() < p
-            if name == "Cutout_Only_BBoxes":
-                fired = objs[rec["box_apply"][objs, k]]
-                rect = box_pixel_rects(boxes[fired], size)
-                rec["box_cutout_center"][fired, k] = _uniform_pixel(
-                    rec["_u_box_center"][fired, k], rect
-                )
-            return
-        idx = torch.nonzero(chosen).flatten().to(device)
-        if name == "Cutout":  # a uniform pixel of the image
-            height, width = size
-            rect = torch.tensor([[0, 0, width, height]], device=device).expand(idx.numel(), 4)
-            rec["cutout_center"][idx, k] = _uniform_pixel(rec["_u_center"][idx, k], rect)
-        elif name == "BBox_Cutout":  # a uniform pixel of the chosen box
-            obj = rec["bbox_cutout_object"][idx, k]
-            idx, obj = idx[obj >= 0], obj[obj >= 0]
-            rect = box_pixel_rects(boxes[obj], size)
-            rec["cutout_center"][idx, k] = _uniform_pixel(rec["_u_center"][idx, k], rect)
-
-    def _cutout(self, state: _State, name: str, k: int, chosen: Tensor, rec: dict[str, Tensor]) -> None:
-        """``Cutout`` / ``BBox_Cutout`` of every chosen image at once."""
-        device = state.images.device
-        idx = torch.nonzero(chosen).flatten().to(device)
-        center = rec["cutout_center"][idx, k]
-        magnitude = rec["magnitude"][idx, k]
-        if name == "Cutout":
-            pad = magnitude.long()[:, None].expand(-1, 2)
-        else:  # BBox_Cutout: half-sides are the fraction of the chosen box's size
-            obj = rec["bbox_cutout_object"][idx, k].clamp(min=0)
-            rect = box_pixel_rects(state.boxes[obj], state.size)
-            pad = (magnitude[:, None] * (rect[:, 2:] - rect[:, :2]).double() / 2).long()
-        valid = (center >= 0).all(-1)
-        rects = torch.cat((center - pad, center + pad), -1)[valid]
-        state.images = fill_rects(state.images, rects, idx[valid], state.fill, inplace=True)
-
-    def _box_op(self, state: _State, name: str, k: int, chosen: Tensor, rec: dict[str, Tensor]) -> None:
-        """A box-only op on every box of the chosen images whose coin fired (one pass)."""
-        objs = torch.nonzero(chosen.to(state.o2i.device)[state.o2i]).flatten()
-        fired = objs[rec["box_apply"][objs, k]]
-        if fired.numel() == 0:
-            return
-        magnitude = rec["box_magnitude"][fired, k]
-        height, width = state.size
-        boxes, o2i = state.boxes[fired], state.o2i[fired]
-        if OPS[name].kind == "box_geometric":
-            self._box_warp(state, name, fired, magnitude)
-        elif state.images is None:
-            return
-        elif name == "Equalize_Only_BBoxes":
-            state.images = equalize_boxes(
-                state.images, boxes, o2i, overlap=self.overlap, inplace=True
-            )
-        elif name == "Solarize_Only_BBoxes":
-            unit = 1.0 if state.images.dtype == torch.uint8 else 1.0 / 255
-            state.images = solarize_boxes(
-                state.images, boxes, magnitude * unit, o2i, overlap=self.overlap, inplace=True
-            )
-        elif name == "Cutout_Only_BBoxes":  # a square about a pixel of the box, inside the box
-            rect = box_pixel_rects(boxes, (height, width))
-            center = rec["box_cutout_center"][fired, k]
-            valid = (center >= 0).all(-1)
-            pad = magnitude.long()[:, None]
-            cut = torch.cat(
-                (torch.maximum(center - pad, rect[:, :2]), torch.minimum(center + pad, rect[:, 2:])),
-                -1,
-            )[valid]
-            state.images = fill_rects(state.images, cut, o2i[valid], state.fill, inplace=True)
-
-    def _coin_probability(self, name: str, prob: Tensor, boxes: Tensor) -> Tensor:
-        if self.box_prob is None:
-            return prob / self.bbox_prob_divisor
-        p = self.box_prob(name, prob, boxes)
-        if not isinstance(p, Tensor) or tuple(p.shape) != (prob.shape[0],):
-            raise ValueError(
-                f"box_prob must return a tensor [M] = [{prob.shape[0]}] (one probability per "
-                f"box), got {tuple(p.shape) if isinstance(p, Tensor) else type(p).__name__}"
-            )
-        p = p.to(device=prob.device, dtype=torch.float64)
-        if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
-            raise ValueError(f"box_prob must return probabilities in [0, 1] (op {name})")
-        return p
-
-    def _box_warp(self, state: _State, name: str, fired: Tensor, magnitude: Tensor) -> None:
-        height, width = state.size
-        patches = AF.clip_boxes(state.boxes[fired], (height, width))
-        theta = box_only_theta(name, patches, magnitude, align_corners=self.align_corners)
-        o2i = state.o2i[fired]
-        common = {"mode": self.interpolation, "align_corners": self.align_corners,
-                  "overlap": self.overlap}
-        if state.images is None:
-            pass
-        elif self.padding_mode == "image":  # reads around the boxes: the whole-image warp
-            state.images = AF.warp_patches(
-                state.images, patches, theta, o2i, padding_mode="image", **common
-            )
-        else:  # only the boxes' pixels are read and written
-            fill = state.fill if self.padding_mode == "fill" else None
-            padding = "zeros" if self.padding_mode == "fill" else self.padding_mode
-            state.images = warp_in_boxes(
-                state.images, patches, theta, o2i, fill=fill, padding_mode=padding,
-                inplace=True, **common,
-            )
-        if not self.move_boxes:
-            return
-        moved = AF.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
-        lo = torch.minimum(moved[:, :2], patches[:, 2:])
-        moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
-        state.boxes = state.boxes.index_copy(0, fired, moved.to(state.boxes.dtype))
-        if state.masks is not None:  # mask n is image n of a batch of its own
-            own = torch.arange(fired.numel(), device=fired.device)
-            warped = AF.warp_masks(state.masks.index_select(0, fired), patches, theta, own,
-                                   align_corners=self.align_corners)
-            state.masks = state.masks.index_copy(0, fired, warped)
-        if state.image_masks is not None:
-            state.image_masks = AF.warp_masks(state.image_masks, patches, theta, o2i,
-                                              align_corners=self.align_corners,
-                                              overlap=self.overlap)
-        if state.keypoints is not None:
-            pts = state.keypoints.index_select(0, fired)
-            moved_pts = AF.transform_points(pts, patches, theta, align_corners=self.align_corners)
-            state.keypoints = state.keypoints.index_copy(0, fired, moved_pts.to(pts.dtype))
+            boxes_ret = AF.boxes_to_list(boxes_out, obj_out, state.batch)
+        return PatchResult(state.images, boxes_ret, masks=masks_out, image_masks=image_masks_out,
+                           keypoints=kps_out, keep=keep, obj_to_img=obj_out, params=stored)
 
     def extra_repr(self) -> str:
         policy = repr(self.policy_name) if self.policy_name else f"<{len(self.policy)} sub-policies>"
@@ -812,52 +559,3 @@ class DetectionAutoAugment(nn.Module):
             f"box_prob={'custom' if self.box_prob else None}, move_boxes={self.move_boxes}, "
             f"overlap={self.overlap!r}, drop_invalid={self.drop_invalid}"
         )
-
-
-class _State:
-    """What the ops of one call update: images (``None``: targets only), boxes, masks,
-    keypoints; and the canvas size."""
-
-    def __init__(
-        self,
-        *,
-        images: Tensor | None,
-        boxes: Tensor,
-        o2i: Tensor,
-        masks: Tensor | None,
-        image_masks: Tensor | None,
-        keypoints: Tensor | None,
-        fill: Tensor | None,
-        size: tuple[int, int],
-        batch: int,
-    ) -> None:
-        self.images = images
-        self.boxes = boxes
-        self.o2i = o2i
-        self.masks = masks
-        self.image_masks = image_masks
-        self.keypoints = keypoints
-        self.fill = fill
-        self.size = size
-        self.batch = batch
-
-
-def _warp_mask(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-    """Run a torchvision image warp (nearest) on a mask of any dtype, restoring its dtype."""
-    work, restore = _to_warpable(mask)
-    return restore(fn(work))
-
-
-def _never_inverted(boxes: Tensor) -> Tensor:
-    """``x2 >= x1`` and ``y2 >= y1`` (a degenerate box stays exactly degenerate)."""
-    return torch.cat((boxes[:, :2], torch.maximum(boxes[:, 2:], boxes[:, :2])), -1)
-
-
-def _uniform_pixel(u: Tensor, rect: Tensor) -> Tensor:
-    """``(x, y)`` pixel ``[M, 2]`` drawn by ``u [M, 2]`` uniformly in pixel rects ``[M, 4]``.
-
-    ``(-1, -1)`` where a rect holds no pixel.
-    """
-    size = rect[:, 2:] - rect[:, :2]
-    off = torch.minimum((u.double() * size).long(), (size - 1).clamp(min=0))
-    return torch.where((size > 0).all(-1, keepdim=True), rect[:, :2] + off, -1)

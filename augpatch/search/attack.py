@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from augpatch.search.policy import PatchPolicy
 from augpatch.transforms._result import PatchResult
-from augpatch.transforms.affine import PatchAffine, RandomPatchAffine, _PatchFlip
-from augpatch.transforms.base import Params, PatchAugmentationBase
+from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
 from augpatch.transforms.container import PatchSequential
 
 __all__ = ["attack", "attack_space"]
@@ -28,82 +25,27 @@ _INITS = ("random", "center")
 _DROP = ("theta", "patches", "obj_to_img", "keep")
 
 
-@dataclass
-class _Var:
-    """One attacked tensor: ``params[key] = expand(x)`` with ``lo <= x <= hi`` elementwise."""
-
-    key: str
-    x: Tensor
-    lo: Tensor
-    hi: Tensor
-    expand: Callable[[Tensor], Tensor]
+_Var = SearchVariable  # the attacked tensors (kept under their old name)
 
 
-def _same(x: Tensor) -> Tensor:
-    return x
-
-
-def _pair(x: Tensor) -> Tensor:
-    return torch.stack((x, x), -1)  # isotropic scale
-
-
-def _x_only(x: Tensor) -> Tensor:
-    return torch.stack((x, torch.zeros_like(x)), -1)  # x-shear only
-
-
-_FORMS = {"full": _same, "isotropic": _pair, "x_only": _x_only}
-
-
-def _affine_space(t: RandomPatchAffine, params: Params, prefix: str) -> list[_Var]:
-    """Variables of a :class:`RandomPatchAffine` (and its subclasses), within the ranges
-    of its :meth:`~augpatch.RandomPatchAffine.parameter_bounds`."""
-    ref = params[prefix + "angle"]
-    n = ref.shape[0]
-    out: list[_Var] = []
-    for name, (lo, hi, form) in t.parameter_bounds(ref.device, ref.dtype).items():
-        value = params[prefix + name]
-        lo, hi = lo.expand(n, lo.shape[0]), hi.expand(n, hi.shape[0])
-        if name == "angle" or form != "full":  # one value per object
-            out.append(_Var(prefix + name, value if name == "angle" else value[:, 0],
-                            lo[:, 0], hi[:, 0], _FORMS[form]))
-        else:
-            out.append(_Var(prefix + name, value, lo, hi, _same))
-    return out
-
-
-def _policy_space(t: PatchPolicy, params: Params, prefix: str) -> list[_Var]:
-    """A policy's operation values, within ``(-m, m)`` of the current magnitudes."""
-    value = params[prefix + "op_value"]
-    sub = params[prefix + "sub_policy"].to(value.device)
-    mag = t.human_magnitude().detach().to(device=value.device, dtype=value.dtype)[sub]
-    return [_Var(prefix + "op_value", value, -mag, mag, _same)]
-
-
-def attack_space(transform: PatchAugmentationBase, params: Params, prefix: str = "") -> list[_Var]:
+def attack_space(
+    transform: PatchAugmentationBase, params: Params, prefix: str = ""
+) -> list[SearchVariable]:
     """The attacked variables of ``transform`` for a parameter dict, with their bounds.
 
-    Supported: :class:`~augpatch.RandomPatchAffine` and its subclasses (each given
-    magnitude range bounds its parameter; an isotropic scale stays isotropic, an
-    x-only shear stays x-only), :class:`PatchPolicy` (operation values within
-    ``(-m, m)``), :class:`~augpatch.PatchSequential` of these (recursively), and
-    the parameter-free flips and :class:`~augpatch.PatchAffine` (nothing to attack).
-    Raises ``TypeError`` for any other transform.
+    Each transform says it itself (:meth:`~augpatch.PatchAugmentationBase.search_space`,
+    built from its :meth:`~augpatch.PatchAugmentationBase.parameter_bounds`):
+    :class:`~augpatch.RandomPatchAffine` and its subclasses (each given magnitude range
+    bounds its parameter; an isotropic scale stays isotropic, an x-only shear stays
+    x-only), :class:`PatchPolicy` (operation values within ``(-m, m)``),
+    :class:`~augpatch.PatchSequential` (its children, recursively), and the
+    parameter-free flips and :class:`~augpatch.PatchAffine` (nothing to attack). A new
+    transform takes part by defining ``parameter_bounds``.
+    Raises ``TypeError`` for anything that is not a patch transform.
     """
-    if isinstance(transform, PatchPolicy):
-        return _policy_space(transform, params, prefix)
-    if isinstance(transform, PatchSequential):
-        out: list[_Var] = []
-        for k, child in enumerate(transform.children_list()):
-            out += attack_space(child, params, f"{prefix}{k}.")
-        return out
-    if isinstance(transform, RandomPatchAffine):
-        return _affine_space(transform, params, prefix)
-    if isinstance(transform, (_PatchFlip, PatchAffine)):
-        return []
-    raise TypeError(
-        f"attack does not know the parameter bounds of {type(transform).__name__}; supported: "
-        "RandomPatchAffine and its subclasses, PatchPolicy, PatchSequential, flips, PatchAffine"
-    )
+    if not isinstance(transform, PatchAugmentationBase):
+        raise TypeError(f"transform must be a patch transform, got {type(transform).__name__}")
+    return transform.search_space(params, prefix)
 
 
 def _fix_coins(transform: PatchAugmentationBase, params: Params, prefix: str, on: bool) -> None:
@@ -139,8 +81,13 @@ def _check_args(steps: object, step_size: object, init: object) -> tuple[int, fl
 
 
 def _loss_value(loss: object, n: int) -> Tensor:
-    if not isinstance(loss, Tensor) or not loss.is_floating_point():
+    if not isinstance(loss, Tensor):
         raise TypeError(f"loss_fn must return a floating point tensor, got {type(loss).__name__}")
+    if not loss.is_floating_point():
+        raise TypeError(
+            f"loss_fn must return a floating point tensor, got a tensor of dtype {loss.dtype} "
+            "(an integer or bool loss has no gradient: compute it in float)"
+        )
     if loss.dim() == 0 or (loss.dim() == 1 and loss.shape[0] == n):
         return loss
     raise ValueError(

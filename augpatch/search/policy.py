@@ -23,7 +23,7 @@ from torch import Tensor, nn
 import augpatch.functional as F
 from augpatch.functional._geometry import to3x3
 from augpatch.transforms._sampling import relaxed_bernoulli, uniform01
-from augpatch.transforms.base import Params, PatchAugmentationBase
+from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
 
 __all__ = ["OPERATIONS", "OperationSpec", "PatchPolicy"]
 
@@ -302,6 +302,61 @@ class PatchPolicy(PatchAugmentationBase):
         self.probability.clamp_(0.0, 1.0)
         return self
 
+    def parameter_bounds(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict[str, tuple[Tensor, Tensor, str]]:
+        """``{"op_value": (-m, m, "sub_policy")}``: every operation's value lies within
+        ``(-m, m)`` of its current human magnitude ``m [S, K, O]`` (detached); an object
+        is bounded by the row of its ``sub_policy`` (see :meth:`search_space`).
+
+        Example:
+            >>> lo, hi, form = PatchPolicy(["rotate"], 1, 1).parameter_bounds()["op_value"]
+            >>> hi.tolist(), form
+            ([[[15.0]]], 'sub_policy')
+        """
+        mag = self.human_magnitude().detach().to(device=device, dtype=dtype)
+        return {"op_value": (-mag, mag, "sub_policy")}
+
+    def search_space(self, params: Params, prefix: str = "") -> list[SearchVariable]:
+        """The operation values ``op_value [N, K, O]``, each within ``(-m, m)`` of the
+        magnitudes of its object's sub-policy."""
+        value = params[prefix + "op_value"]
+        sub = params[prefix + "sub_policy"].to(value.device)
+        lo, hi, _ = self.parameter_bounds(value.device, value.dtype)["op_value"]
+        return [SearchVariable(prefix + "op_value", value, lo[sub], hi[sub], lambda x: x)]
+
+    def check_finite(self) -> None:
+        """Raise ``ValueError`` naming the first non-finite learnable entry (a diverged
+        training): which parameter (``weights``, ``magnitude``, ``probability``), its
+        sub-policy, stage and operation, and its value.
+
+        Example:
+            >>> policy = PatchPolicy(["rotate", "hflip"], 1, 1)
+            >>> with torch.no_grad():
+            ...     policy.weights[0, 0, 1] = float("nan")
+            >>> policy.check_finite()
+            Traceback (most recent call last):
+            ...
+            ValueError: PatchPolicy.weights[0, 0, 1] (sub-policy 0, stage 0, operation 'hflip') is nan: ...
+        """
+        if torch.compiler.is_compiling():
+            return
+        names = ("weights", "magnitude", "probability")
+        values = [getattr(self, name).detach() for name in names]
+        if bool(torch.stack([torch.isfinite(v).all() for v in values]).all()):
+            return  # one device sync in the usual case
+        for name in names:
+            value = getattr(self, name).detach()
+            bad = ~torch.isfinite(value)
+            if bool(bad.any()):
+                s, k, o = (int(i) for i in torch.nonzero(bad)[0])
+                raise ValueError(
+                    f"PatchPolicy.{name}[{s}, {k}, {o}] (sub-policy {s}, stage {k}, operation "
+                    f"{self.operations[o]!r}) is {float(value[s, k, o])}: the policy's "
+                    f"parameters must be finite ({int(bad.sum())} non-finite entries in "
+                    f"{name}; a diverged training? lower the learning rate or clip gradients)"
+                )
+
     # ------------------------------------------------------------------ hooks
 
     def generate_parameters(
@@ -311,6 +366,7 @@ class PatchPolicy(PatchAugmentationBase):
         batch_size: int,
         generator: torch.Generator | None,
     ) -> Params:
+        self.check_finite()
         g, device, dtype = patches.shape[0], patches.device, patches.dtype
         s, k, o = self.magnitude.shape
         # draw order: sub-policy [G], value noise, coin noise, selection noise [G, K, O]
@@ -393,7 +449,8 @@ class PatchPolicy(PatchAugmentationBase):
         theta = theta[:, :2, :]
         det = theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]
         singular = (det == 0).to(theta.dtype) * (4 * torch.finfo(theta.dtype).eps)
-        return theta + singular[:, None, None] * eye[0, 0, 0]
+        return theta + singular[:, None, None] * torch.eye(2, 3, dtype=theta.dtype,
+                                                           device=theta.device)
 
     # ------------------------------------------------------------------ reporting
 

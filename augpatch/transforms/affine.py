@@ -307,12 +307,37 @@ class RandomPatchAffine(PatchAugmentationBase):
         return out
 
 
+# the value of each human parameter that does nothing
+_NEUTRAL = {"angle": 0.0, "translate": 0.0, "scale": 1.0, "shear": 0.0}
+
+
+def _neutral_rows(params: Params, n: int, device: torch.device) -> Tensor:
+    """``[N]`` bool: True where every given human parameter has its neutral value."""
+    out = torch.ones(n, dtype=torch.bool, device=device)
+    if n == 0:
+        return out
+    for key, neutral in _NEUTRAL.items():
+        value = params.get(key)
+        if not isinstance(value, Tensor):
+            continue
+        same = value.detach().to(device) == neutral
+        if same.dim() and same.shape[0] == n:
+            out = out & same.reshape(n, -1).all(1)
+        else:
+            out = out & same.all()
+    return out
+
+
 def _affine_from_params(params: Params, patches: Tensor, align_corners: bool) -> Tensor:
-    """``theta`` from ``angle``/``translate`` (fraction)/``scale``/``shear`` (any may be absent)."""
+    """``theta`` from ``angle``/``translate`` (fraction)/``scale``/``shear`` (any may be absent).
+
+    Objects whose parameters are all neutral (angle 0, no shift, scale 1, no shear) get
+    EXACTLY the identity (the pixel-space conversion would leave rounding noise of 1e-16),
+    with the gradient of the matrix still flowing to the parameters."""
     translate = params.get("translate")
     if translate is not None:
         translate = translate.to(patches.dtype) * (patches[:, 2:] - patches[:, :2])
-    return F.patch_affine_matrix(
+    theta = F.patch_affine_matrix(
         patches,
         angle=params.get("angle"),
         translate=translate,
@@ -320,6 +345,9 @@ def _affine_from_params(params: Params, patches: Tensor, align_corners: bool) ->
         shear=params.get("shear"),
         align_corners=align_corners,
     )
+    neutral = _neutral_rows(params, theta.shape[0], theta.device)[:, None, None]
+    eye = torch.eye(2, 3, dtype=theta.dtype, device=theta.device)
+    return torch.where(neutral, eye, theta.detach()) + (theta - theta.detach())
 
 
 class RandomPatchRotation(RandomPatchAffine):

@@ -17,7 +17,8 @@ inverse.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from augpatch.functional._checks import (
     check_bool,
     check_boxes,
     check_choice,
+    check_image_sizes,
     check_images,
     check_points,
     check_theta,
@@ -42,7 +44,16 @@ from augpatch.functional._geometry import invert_theta
 from augpatch.transforms._result import PatchResult
 from augpatch.transforms._sampling import check_probability, register_tensor, sample_gate
 
-__all__ = ["PatchAugmentationBase"]
+__all__ = [
+    "BOUND_FORMS",
+    "PatchAugmentationBase",
+    "SearchVariable",
+    "PatchCall",
+    "identity_rows",
+    "image_regions",
+    "keep_mask",
+    "make_result",
+]
 
 Params = dict[str, Any]
 
@@ -94,6 +105,176 @@ def gate_theta(theta: Tensor, batch_prob: Tensor | None) -> Tensor:
 
 def _detach(params: Mapping[str, Any]) -> Params:
     return {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in params.items()}
+
+
+def _any(mask: Tensor) -> bool:
+    """``bool(mask.any())``, but True while ``torch.compile`` traces (no data-dependent
+    branch in a graph: the general path is always right, the skip is only a saving)."""
+    if torch.compiler.is_compiling():
+        return True
+    return bool(mask.any())
+
+
+def identity_rows(theta: Tensor) -> Tensor:
+    """``[N]`` bool: True where ``theta[n]`` is EXACTLY the identity ``[[1, 0, 0], [0, 1, 0]]``.
+
+    Example:
+        >>> identity_rows(torch.stack((torch.eye(2, 3), torch.eye(2, 3) * 2))).tolist()
+        [True, False]
+    """
+    eye = torch.eye(2, 3, dtype=theta.dtype, device=theta.device)
+    return (theta.detach() == eye).flatten(1).all(1)
+
+
+def keep_mask(boxes: Tensor) -> Tensor:
+    """``[N]`` bool: True where a box ``[N, 4]`` has width and height above 1e-3 px.
+
+    The rule every transform uses for ``keep`` (and ``drop_invalid``), applied to the
+    box of each object as it is visible after the call.
+
+    Example:
+        >>> keep_mask(torch.tensor([[0.0, 0.0, 4.0, 4.0], [2.0, 0.0, 2.0, 4.0]])).tolist()
+        [True, False]
+    """
+    return (boxes[:, 2] - boxes[:, 0] > _KEEP_EPS) & (boxes[:, 3] - boxes[:, 1] > _KEEP_EPS)
+
+
+def image_regions(
+    image_sizes: Tensor, size: tuple[int, int], index: Tensor | None, device: torch.device
+) -> Tensor:
+    """Bool ``[M, 1, H, W]``: True on each image's own region of a padded batch.
+
+    Args:
+        image_sizes: ``[B, 2]`` integer ``(H_b, W_b)`` (each image at the top-left).
+        size: the canvas ``(H, W)``.
+        index: ``[M]`` image of each row (``None``: the ``B`` images in order).
+        device: of the result.
+
+    Example:
+        >>> image_regions(torch.tensor([[1, 2]]), (2, 3), None, torch.device("cpu"))[0, 0].tolist()
+        [[True, True, False], [False, False, False]]
+    """
+    sizes = image_sizes.to(device=device, dtype=torch.long)
+    if index is not None:
+        sizes = sizes.index_select(0, index.to(device=device, dtype=torch.long))
+    rows = torch.arange(size[0], device=device)
+    cols = torch.arange(size[1], device=device)
+    inside = (rows[None, :, None] < sizes[:, 0, None, None]) & (
+        cols[None, None, :] < sizes[:, 1, None, None]
+    )
+    return inside[:, None]
+
+
+@dataclass(frozen=True)
+class PatchCall:
+    """What the per-target hooks of one call share (see ``apply_transform_*``).
+
+    Attributes:
+        theta: ``[N, 2, 3]`` applied matrices (identity where the coin said no).
+        applied: ``[N]`` bool coins (``batch_prob``).
+        moved: ``[N]`` bool: applied and ``theta`` not exactly the identity; only these
+            objects are resampled, the others come back bit for bit.
+        patches: ``[N, 4]`` float boxes clipped to the canvas (and to their image).
+        obj_to_img: ``[N]`` image of each object.
+        warp_boxes: ``[N, 4]`` the boxes given to the warp.
+        image_sizes: ``[B, 2]`` real image sizes of a padded batch, or ``None``.
+        reverse: warp the objects in reverse order (an inverse call).
+    """
+
+    theta: Tensor
+    applied: Tensor
+    moved: Tensor
+    patches: Tensor
+    obj_to_img: Tensor
+    warp_boxes: Tensor
+    image_sizes: Tensor | None = None
+    reverse: bool = False
+
+    @classmethod
+    def make(
+        cls,
+        theta: Tensor,
+        applied: Tensor,
+        patches: Tensor,
+        obj_to_img: Tensor,
+        image_sizes: Tensor | None,
+        warp_boxes: Tensor,
+        *,
+        reverse: bool = False,
+    ) -> PatchCall:
+        moved = applied & ~identity_rows(theta)
+        return cls(theta, applied, moved, patches, obj_to_img, warp_boxes, image_sizes, reverse)
+
+
+def _same(x: Tensor) -> Tensor:
+    return x
+
+
+def _pair(x: Tensor) -> Tensor:
+    return torch.stack((x, x), -1)  # isotropic: the same value in both columns
+
+
+def _x_only(x: Tensor) -> Tensor:
+    return torch.stack((x, torch.zeros_like(x)), -1)  # (value, 0)
+
+
+#: how the ``k`` values of a bound fill a parameter's columns (see ``parameter_bounds``)
+BOUND_FORMS = {"full": _same, "isotropic": _pair, "x_only": _x_only}
+
+
+@dataclass
+class SearchVariable:
+    """One searched (attacked) tensor: ``params[key] = expand(x)`` with ``lo <= x <= hi``
+    elementwise (``lo``/``hi`` broadcast to ``x``)."""
+
+    key: str
+    x: Tensor
+    lo: Tensor
+    hi: Tensor
+    expand: Callable[[Tensor], Tensor]
+
+
+def make_result(
+    images: Tensor | None,
+    boxes: Tensor,
+    obj_to_img: Tensor,
+    keep: Tensor,
+    *,
+    drop_invalid: bool = False,
+    list_batch: int | None = None,
+    masks: Tensor | None = None,
+    image_masks: Tensor | None = None,
+    keypoints: Tensor | None = None,
+    params: Params | None = None,
+) -> PatchResult:
+    """The :class:`PatchResult` of a call: drops the objects with ``keep`` False when
+    ``drop_invalid`` (boxes, per-object masks, keypoints, ``obj_to_img``; ``keep`` stays
+    over all objects), and returns the boxes as a list of ``list_batch`` tensors when
+    given (the input boxes were a list).
+
+    Example:
+        >>> res = make_result(torch.zeros(1, 1, 4, 4), torch.tensor([[0., 0, 2, 2], [1, 1, 1, 3]]),
+        ...                   torch.tensor([0, 0]), torch.tensor([True, False]), drop_invalid=True)
+        >>> res.boxes.tolist(), res.keep.tolist()
+        ([[0.0, 0.0, 2.0, 2.0]], [True, False])
+    """
+    if drop_invalid:
+        boxes, obj_to_img = boxes[keep], obj_to_img[keep]
+        masks = masks[keep] if masks is not None else None
+        keypoints = keypoints[keep] if keypoints is not None else None
+    boxes_ret: Tensor | list[Tensor] = boxes
+    if list_batch is not None:
+        boxes_ret = F.boxes_to_list(boxes, obj_to_img, list_batch)
+    return PatchResult(
+        images,
+        boxes_ret,
+        masks=masks,
+        image_masks=image_masks,
+        keypoints=keypoints,
+        keep=keep,
+        obj_to_img=obj_to_img,
+        params=params,
+    )
 
 
 # --------------------------------------------------------------------------- base class
@@ -230,10 +411,69 @@ class PatchAugmentationBase(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement compute_matrix")
 
+    def parameter_bounds(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> dict[str, tuple[Tensor, Tensor, str]]:
+        """The range each sampled human parameter is drawn from (searches, attacks).
+
+        Returns ``{name: (low [k], high [k], form)}`` in the units of the parameter
+        dict; ``form`` says how the ``k`` values fill the parameter's columns:
+        ``"full"`` (one range per column, or ``k = 1`` for a parameter ``[N]``),
+        ``"isotropic"`` (``k = 1``, the same value in both columns) or ``"x_only"``
+        (``k = 1``, ``(value, 0)``); see :data:`BOUND_FORMS`. Default: ``{}`` (nothing
+        bounded to search, e.g. flips and :class:`~augpatch.PatchAffine`). A transform
+        with magnitudes overrides this, and :meth:`search_space` (hence
+        :func:`augpatch.search.attack`) then handles it without further code.
+
+        Example:
+            >>> from augpatch import RandomPatchHorizontalFlip
+            >>> RandomPatchHorizontalFlip().parameter_bounds()
+            {}
+        """
+        return {}
+
+    def search_space(self, params: Params, prefix: str = "") -> list[SearchVariable]:
+        """The searched variables of a parameter dict, each within its bounds.
+
+        Default: one :class:`SearchVariable` per entry of :meth:`parameter_bounds`
+        (parameter ``params[prefix + name]``, ``[N]`` or ``[N, 2]``); an isotropic or
+        x-only parameter is searched as one value per object and expanded back.
+        Containers and transforms with per-object bounds override it.
+
+        Example:
+            >>> from augpatch import RandomPatchRotation
+            >>> t = RandomPatchRotation(30.0)
+            >>> space = t.search_space(t.forward_parameters((1, 1, 8, 8), torch.tensor([[0, 0, 4, 4]])))
+            >>> [(v.key, v.lo.tolist(), v.hi.tolist()) for v in space]
+            [('angle', [-30.0], [30.0])]
+        """
+        bounds = None
+        out: list[SearchVariable] = []
+        for name in list(self.parameter_bounds()):
+            value = params[prefix + name]
+            if bounds is None:
+                bounds = self.parameter_bounds(value.device, value.dtype)
+            lo, hi, form = bounds[name]
+            n = value.shape[0]
+            lo, hi = lo.expand(n, lo.shape[0]), hi.expand(n, hi.shape[0])
+            if form != "full":  # one value per object, expanded into both columns
+                out.append(SearchVariable(prefix + name, value[:, 0], lo[:, 0], hi[:, 0],
+                                          BOUND_FORMS[form]))
+            elif value.dim() == 1:
+                out.append(SearchVariable(prefix + name, value, lo[:, 0], hi[:, 0], _same))
+            else:
+                out.append(SearchVariable(prefix + name, value, lo, hi, _same))
+        return out
+
     # ------------------------------------------------------------------ parameters
 
     def forward_parameters(
-        self, batch_shape: Sequence[int], boxes: BoxesLike, obj_to_img: Tensor | None = None
+        self,
+        batch_shape: Sequence[int],
+        boxes: BoxesLike,
+        obj_to_img: Tensor | None = None,
+        *,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> Params:
         """Sample the parameters of a call without applying them (Kornia style).
 
@@ -241,6 +481,8 @@ class PatchAugmentationBase(nn.Module):
             batch_shape: the image shape ``(B, C, H, W)`` (``images.shape``).
             boxes: ``[N, 4]`` boxes or a list of ``B`` tensors ``[N_i, 4]``.
             obj_to_img: ``[N]`` image index of each box (omit for ``B == 1`` or lists).
+            image_sizes: a padded batch's ``[B, 2]`` image sizes (patches are then clipped
+                to their own image), or ``None``.
 
         Returns:
             The parameter dict (``theta``, ``batch_prob``, ``patches``,
@@ -248,7 +490,8 @@ class PatchAugmentationBase(nn.Module):
         """
         batch, _, height, width = (int(s) for s in batch_shape)
         boxes, obj_to_img, _ = self._flatten_boxes(boxes, obj_to_img, batch)
-        patches = F.clip_boxes(boxes.to(compute_dtype(boxes)), (height, width))
+        sizes = check_image_sizes(image_sizes, batch, (height, width))
+        patches = self._patches(boxes.to(compute_dtype(boxes)), obj_to_img, (height, width), sizes)
         params = self._forward_parameters(patches, obj_to_img, batch)
         return {**params, "patches": patches, "obj_to_img": obj_to_img}
 
@@ -320,7 +563,10 @@ class PatchAugmentationBase(nn.Module):
         else:
             batch_prob = self._sample_batch_prob(groups[1].shape[0], patches.device)[groups[0]]
         params = self._sample_params(patches, obj_to_img, batch_size, groups)
-        theta = gate_theta(self._matrix(params, patches), batch_prob)
+        if batch_prob.dtype == torch.bool and not _any(batch_prob):  # p = 0: no matrix needed
+            theta = _eye(n, patches.dtype, patches.device).contiguous()
+        else:
+            theta = gate_theta(self._matrix(params, patches), batch_prob)
         if batch_prob.dtype != torch.bool:  # relaxed gate: every object is resampled
             ones = torch.ones(n, dtype=torch.bool, device=patches.device)
             return {**params, "theta": theta, "batch_prob": ones, "gate": batch_prob}
@@ -386,6 +632,7 @@ class PatchAugmentationBase(nn.Module):
         *,
         masks: bool = False,
         reverse: bool = False,
+        region: Tensor | None = None,
     ) -> Tensor:
         """One warp over the objects where ``applied`` is True (in reverse order if asked).
 
@@ -393,9 +640,15 @@ class PatchAugmentationBase(nn.Module):
         with ``self.resample``; ``masks=True``: :func:`augpatch.functional.warp_masks`
         (nearest, dtype kept) of masks ``[B, H, W]`` / ``[B, K, H, W]``. Objects that are
         not applied get an empty box (no pixel: the image is unchanged there), so that no
-        data-dependent selection is needed (``torch.compile``).
+        data-dependent selection is needed (``torch.compile``). When no object is applied
+        the result is a clone (no warp). ``region`` (bool, broadcastable to ``images``):
+        the warp reads zeros outside it and the result is ``images`` there (the padding
+        of a padded batch with ``padding_mode="image"``).
         """
+        if not _any(applied):  # nothing moves: no warp at all
+            return images.clone()
         boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
+        source = images if region is None else images.masked_fill(~region, 0)
         if reverse:
             boxes, theta, obj_to_img = boxes.flip(0), theta.flip(0), obj_to_img.flip(0)
         options = {
@@ -403,16 +656,20 @@ class PatchAugmentationBase(nn.Module):
             "align_corners": self.align_corners,
             "overlap": self.overlap,
         }
-        args = (images, boxes, theta, obj_to_img)
+        args = (source, boxes, theta, obj_to_img)
         if masks:
-            return F.warp_masks(*args, **options)
-        return F.warp_patches(*args, mode=self.resample, **options)
+            out = F.warp_masks(*args, **options)
+        else:
+            out = F.warp_patches(*args, mode=self.resample, **options)
+        return out if region is None else torch.where(region, out, images)
 
     def _move_boxes(
         self, boxes: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
     ) -> Tensor:
         """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
         patch (:func:`augpatch.functional.transform_boxes`); other objects keep ``boxes``."""
+        if not _any(applied):  # nothing moves: the boxes as given
+            return boxes.to(torch.promote_types(patches.dtype, theta.dtype))
         moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
         # content that left its patch: an exactly zero-width/height box on the patch's edge
         # (detectors reject inverted boxes, and rounding can invert them by 1e-6)
@@ -459,16 +716,109 @@ class PatchAugmentationBase(nn.Module):
                 )
         return None if keypoints is None else check_points(keypoints, n, "keypoints", one_per_object=True)
 
+    # ------------------------------------------------------------------ per-target hooks
+
+    def apply_transform_image(self, images: Tensor, call: PatchCall) -> Tensor:
+        """Warp ``images [B, C, H, W]`` with the call's objects (``self.resample``).
+
+        Objects whose matrix is exactly the identity (or whose coin said no) are not
+        resampled: their pixels come back bit for bit. Where ``theta`` requires grad,
+        such objects still pass its gradient (a warp of the detached images whose
+        value is subtracted again), so a spatial transformer initialised at the
+        identity, or a policy with hard gates, keeps learning.
+        """
+        region = self._image_region(call, images.shape[-2:], None)
+        out = self._warp(images, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
+                         region=region, reverse=call.reverse)
+        still = call.applied & ~call.moved  # identity objects
+        if (
+            call.theta.requires_grad
+            and torch.is_grad_enabled()
+            and out.is_floating_point()
+            and _any(still)
+        ):
+            ghost = self._warp(images.detach(), call.warp_boxes, call.theta, call.obj_to_img,
+                               still, region=region, reverse=call.reverse)
+            out = out + (ghost - ghost.detach())
+        return out
+
+    def apply_transform_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
+        """New boxes ``[N, 4]`` (see :meth:`_move_boxes`), clipped to their own image in
+        a padded batch; boxes of objects that did not move are returned as given."""
+        out = self._move_boxes(boxes, call.patches, call.theta, call.moved)
+        if call.image_sizes is not None:
+            out = F.clip_boxes_to_images(out, call.obj_to_img, call.image_sizes)
+        return out
+
+    def apply_transform_mask(self, masks: Tensor, call: PatchCall, *, per_object: bool) -> Tensor:
+        """Warp masks with nearest resampling, dtype kept: per-object masks ``[N, H, W]``
+        (``per_object=True``: mask ``n`` moves with object ``n`` only) or per-image masks
+        ``[B, K, H, W]`` / ``[B, H, W]`` (like the images)."""
+        if per_object:  # mask n is image n of a batch of N, holding object n only
+            own = torch.arange(masks.shape[0], device=masks.device)
+            region = self._image_region(call, masks.shape[-2:], call.obj_to_img)
+            region = None if region is None else region[:, 0]
+            return self._warp(masks, call.warp_boxes, call.theta, own, call.moved, masks=True,
+                              region=region, reverse=call.reverse)
+        region = self._image_region(call, masks.shape[-2:], None)
+        if region is not None and masks.dim() == 3:
+            region = region[:, 0]
+        return self._warp(masks, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
+                          masks=True, region=region, reverse=call.reverse)
+
+    def apply_transform_keypoint(self, keypoints: Tensor, call: PatchCall) -> Tensor:
+        """Per-object points ``[N, K, 2]`` mapped exactly with their object."""
+        return self._move_points(keypoints, call.patches, call.theta, call.moved)
+
+    def inverse_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
+        """Boxes ``[N, 4]`` of the output frame mapped back through ``theta`` and
+        clipped to the patch (the object was its patch)."""
+        back = F.inverse_transform_boxes(boxes, call.patches, call.theta,
+                                         align_corners=self.align_corners)
+        back = torch.cat(
+            (torch.maximum(back[:, :2], call.patches[:, :2]),
+             torch.minimum(back[:, 2:], call.patches[:, 2:])),
+            -1,
+        )
+        return torch.where(call.moved[:, None], back, boxes)
+
+    def inverse_keypoint(self, keypoints: Tensor, call: PatchCall) -> Tensor:
+        """Points ``[N, K, 2]`` mapped back through ``theta`` (exact)."""
+        back = F.inverse_transform_points(keypoints, call.patches, call.theta,
+                                          align_corners=self.align_corners)
+        return torch.where(call.moved[:, None, None], back, keypoints)
+
+    def inverse_image(self, images: Tensor, call: PatchCall) -> Tensor:
+        """Re-warp ``images`` with the inverse call (``theta^-1``, objects in reverse order)."""
+        return self.apply_transform_image(images, call)
+
+    def inverse_mask(self, image_masks: Tensor, call: PatchCall) -> Tensor:
+        """Per-image masks re-warped with the inverse call (nearest, dtype kept)."""
+        return self.apply_transform_mask(image_masks, call, per_object=False)
+
+    def _image_region(
+        self, call: PatchCall, size: Sequence[int], index: Tensor | None
+    ) -> Tensor | None:
+        """Where ``padding_mode="image"`` must not read the padding of a padded batch: a bool
+        ``[M, 1, H, W]`` mask of each image's own region (``index``: the image of each of
+        the ``M`` rows; ``None``: every image), else ``None`` (nothing to hide)."""
+        if call.image_sizes is None or self.padding_mode != "image":
+            return None
+        return image_regions(call.image_sizes, tuple(size), index, call.obj_to_img.device)
+
+    # ------------------------------------------------------------------ call
+
     def forward(
         self,
         images: Tensor,
-        boxes: BoxesLike,
+        boxes: BoxesLike | None = None,
         obj_to_img: Tensor | None = None,
         *,
         masks: Tensor | None = None,
         image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
         """Transform every object's patch, and its boxes, masks and keypoints.
 
@@ -477,24 +827,26 @@ class PatchAugmentationBase(nn.Module):
             boxes: ``[N, 4]`` ``xyxy`` boxes in pixels (float or int), or a list of
                 ``B`` tensors ``[N_i, 4]`` (then returned as a list).
             obj_to_img: ``[N]`` int64 image of each box; may be omitted when ``B == 1``.
-            masks: ``[N, H, W]`` per-object masks (bool, integer or float; dtype kept);
-                mask ``n`` is warped with object ``n``'s patch and theta only, nearest
-                resampling (:func:`augpatch.functional.warp_masks`).
+            masks: ``[N, H, W]`` per-object masks (any dtype, kept); mask ``n`` moves with
+                object ``n`` only, nearest (:func:`augpatch.functional.warp_masks`).
             image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) per-image masks (e.g.
-                segmentation maps), warped exactly like the images, nearest resampling
-                (:func:`augpatch.functional.warp_masks`, dtype kept).
+                segmentation maps), warped like the images, nearest, dtype kept.
             keypoints: ``[N, K, 2]`` ``(x, y)`` points of each object, mapped exactly.
-            params: replay these parameters (e.g. ``aug._params``, possibly loaded with
-                ``torch.load`` or :func:`params_from_json`) instead of sampling. Uses
-                ``params['theta']`` when present (bit-identical replay), else
-                recomputes it from the human parameters and ``batch_prob``. Moved to
-                the device of the input.
+            params: replay these parameters (``aug._params``, possibly loaded with
+                ``torch.load`` or :func:`params_from_json`) instead of sampling: their
+                ``theta`` when present (bit-identical replay), else recomputed from the
+                human parameters and ``batch_prob``; moved to the input's device.
+            image_sizes: ``[B, 2]`` real ``(H_b, W_b)`` of a padded batch's images (at
+                the canvas's top-left, :func:`augpatch.data.collate_objects`), or
+                ``None``: boxes are clipped to their own image, the padding is neither
+                read (``padding_mode="image"`` sees zeros) nor changed, and ``keep`` is
+                False where a box is degenerate in its image.
 
         Returns:
             :class:`PatchResult` ``(images, boxes)`` with ``.masks``, ``.image_masks``,
-            ``.keypoints``, ``.keep``, ``.obj_to_img`` and ``.params``. Output boxes
-            are float (float64 if the images or boxes are float64, else float32);
-            objects not transformed keep their input box exactly.
+            ``.keypoints``, ``.keep``, ``.obj_to_img``, ``.params``; float boxes (float64
+            if the images or boxes are). Objects not transformed (coin said no, or a
+            matrix exactly the identity) keep their pixels and box exactly.
 
         Example:
             >>> from augpatch import RandomPatchRotation
@@ -506,59 +858,96 @@ class PatchAugmentationBase(nn.Module):
             >>> torch.equal(out, again.images)
             True
         """
-        images = check_images(images)
+        images, boxes = self._check_call_images(images, boxes)
         batch, _, height, width = images.shape
         boxes, obj_to_img, as_list = self._flatten_boxes(boxes, obj_to_img, batch)
         n = boxes.shape[0]
         keypoints = self._check_extras(masks, image_masks, keypoints, n, batch, (height, width))
-        dtype = compute_dtype(images, boxes)
-        fboxes = boxes.to(dtype)
-        patches = F.clip_boxes(fboxes, (height, width))
-
+        sizes = check_image_sizes(image_sizes, batch, (height, width))
+        fboxes = boxes.to(compute_dtype(images, boxes))
+        patches = self._patches(fboxes, obj_to_img, (height, width), sizes)
         if params is None:
             p = self._forward_parameters(patches, obj_to_img, batch)
         else:
             p = self._replay_parameters(params, patches)
-        theta, applied = p["theta"], p["batch_prob"]
-
-        out_images = self._warp(images, boxes, theta, obj_to_img, applied)
-        boxes_out = self._move_boxes(fboxes, patches, theta, applied)
+        call = PatchCall.make(p["theta"], p["batch_prob"], patches, obj_to_img, sizes,
+                              boxes if sizes is None else patches)
+        out_images = self.apply_transform_image(images, call)
+        boxes_out = self.apply_transform_box(fboxes, call)
         # the box as it is now visible in its patch
-        final = torch.where(applied[:, None], boxes_out, patches)
-        keep = (final[:, 2] - final[:, 0] > _KEEP_EPS) & (final[:, 3] - final[:, 1] > _KEEP_EPS)
-
-        masks_out = image_masks_out = kps_out = None
-        if masks is not None:
-            # mask n is image n of a batch of N, holding object n only
-            own = torch.arange(n, device=masks.device)
-            masks_out = self._warp(masks, boxes, theta, own, applied, masks=True)
-        if image_masks is not None:
-            image_masks_out = self._warp(image_masks, boxes, theta, obj_to_img, applied, masks=True)
-        if keypoints is not None:
-            kps_out = self._move_points(keypoints.to(dtype), patches, theta, applied)
-
+        keep = keep_mask(torch.where(call.moved[:, None], boxes_out, patches))
+        masks_out, image_masks_out, kps_out = self._apply_extras(
+            call, masks, image_masks, None if keypoints is None else keypoints.to(fboxes.dtype)
+        )
         stored = _detach(p)
         stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
         self._params = stored
-
-        obj_out = obj_to_img
-        if self.drop_invalid:
-            boxes_out, obj_out = boxes_out[keep], obj_to_img[keep]
-            masks_out = masks_out[keep] if masks_out is not None else None
-            kps_out = kps_out[keep] if kps_out is not None else None
-        boxes_ret: Tensor | list[Tensor] = boxes_out
-        if as_list:
-            boxes_ret = F.boxes_to_list(boxes_out, obj_out, batch)
-        return PatchResult(
-            out_images,
-            boxes_ret,
-            masks=masks_out,
-            image_masks=image_masks_out,
-            keypoints=kps_out,
-            keep=keep,
-            obj_to_img=obj_out,
-            params=stored,
+        return make_result(
+            out_images, boxes_out, obj_to_img, keep,
+            drop_invalid=self.drop_invalid, list_batch=batch if as_list else None,
+            masks=masks_out, image_masks=image_masks_out, keypoints=kps_out, params=stored,
         )
+
+    def _apply_extras(
+        self,
+        call: PatchCall,
+        masks: Tensor | None,
+        image_masks: Tensor | None,
+        keypoints: Tensor | None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The hooks of the optional targets: ``(masks, image_masks, keypoints)`` moved."""
+        return (
+            None if masks is None else self.apply_transform_mask(masks, call, per_object=True),
+            None
+            if image_masks is None
+            else self.apply_transform_mask(image_masks, call, per_object=False),
+            None if keypoints is None else self.apply_transform_keypoint(keypoints, call),
+        )
+
+    def _patches(
+        self, boxes: Tensor, obj_to_img: Tensor, size: tuple[int, int], sizes: Tensor | None
+    ) -> Tensor:
+        """Float boxes clipped to the canvas and, in a padded batch, to their own image."""
+        patches = F.clip_boxes(boxes, size)
+        if sizes is not None:
+            patches = F.clip_boxes_to_images(patches, obj_to_img, sizes)
+        return patches
+
+    def _integration_hint(self) -> str:
+        name = type(self).__name__
+        import augpatch.transforms as _public
+
+        adapter = (
+            f"augpatch.integrations.torchvision.{name}"
+            if name in _public.__all__
+            else f"augpatch.integrations.torchvision.PatchTransform({name}(...))"
+        )
+        return (
+            f"{name} transforms a BATCH (images [B, C, H, W], boxes, obj_to_img). For one "
+            f"sample inside torchvision.transforms.v2.Compose (PIL images, tv_tensors), "
+            f"use {adapter}: augpatch.integrations.torchvision holds the v2 transforms"
+        )
+
+    def _check_call_images(self, images: object, boxes: BoxesLike | None) -> tuple[Tensor, BoxesLike]:
+        """``check_images`` with a hint to the torchvision adapters for the usual mistake
+        (a PIL image or a single ``[C, H, W]`` sample, e.g. from ``v2.Compose``), and
+        the boxes present."""
+        if not isinstance(images, Tensor):
+            raise TypeError(
+                f"images must be a torch.Tensor, got {type(images).__name__}. "
+                + self._integration_hint()
+            )
+        if images.dim() != 4:
+            raise ValueError(
+                f"images must have shape [B, C, H, W], got {tuple(images.shape)}. "
+                + self._integration_hint()
+            )
+        if boxes is None:
+            raise TypeError(
+                f"{type(self).__name__} needs boxes: call it as (images [B, C, H, W], boxes "
+                "[N, 4], obj_to_img [N]); " + self._integration_hint()
+            )
+        return check_images(images), boxes
 
     # ------------------------------------------------------------------ inverse
 
@@ -571,6 +960,7 @@ class PatchAugmentationBase(nn.Module):
         image_masks: Tensor | None = None,
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
+        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
     ) -> PatchResult:
         """Map the outputs of a call back to the input frame.
 
@@ -598,6 +988,9 @@ class PatchAugmentationBase(nn.Module):
                 to warp back (nearest, dtype kept), or ``None``.
             keypoints: ``[N, K, 2]`` points in the output frame.
             params: the parameters of the forward call (default: the last call's).
+            image_sizes: the padded batch's ``[B, 2]`` image sizes given to the forward
+                call (``padding_mode="image"`` then reads no padding, which stays
+                unchanged), or ``None``.
 
         Returns:
             :class:`PatchResult` ``(images, boxes)`` with ``.image_masks`` and
@@ -612,6 +1005,34 @@ class PatchAugmentationBase(nn.Module):
             >>> torch.allclose(back.boxes, boxes.float(), atol=1e-4)
             True
         """
+        params = self._inverse_params(params)
+        if images is not None:
+            images = check_images(images)
+        batch = self._inverse_batch(images, image_masks, boxes, params.get("obj_to_img"))
+        if isinstance(boxes, (list, tuple)) or obj_to_img is not None:
+            boxes_f, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
+        else:  # obj_to_img defaults to the forward call's (below)
+            boxes_f, o2i, as_list = check_boxes(boxes), None, False
+        sizes = self._inverse_sizes(images, image_masks, image_sizes, boxes_f.shape[0], batch)
+        device = images.device if images is not None else boxes_f.device
+        dtype = compute_dtype(boxes_f, *([images] if images is not None else []))
+        full, call, o2i = self._inverse_calls(params, boxes_f.shape[0], o2i, device, dtype, sizes)
+
+        fb = boxes_f.to(dtype)
+        boxes_back = self.inverse_box(fb, call)
+        kps_back = None
+        if keypoints is not None:
+            kp = check_points(keypoints, fb.shape[0], "keypoints", one_per_object=True)
+            kps_back = self.inverse_keypoint(kp.to(dtype), call)
+        images_back = None if images is None else self.inverse_image(images, full)
+        image_masks_back = None if image_masks is None else self.inverse_mask(image_masks, full)
+        boxes_ret: Tensor | list[Tensor] = boxes_back
+        if as_list:
+            boxes_ret = F.boxes_to_list(boxes_back, o2i, batch)
+        return PatchResult(images_back, boxes_ret, image_masks=image_masks_back,
+                           keypoints=kps_back, obj_to_img=o2i, params=dict(params))
+
+    def _inverse_params(self, params: Mapping[str, Any] | None) -> Mapping[str, Any]:
         params = self._params if params is None else params
         if params is None:
             raise RuntimeError(
@@ -620,94 +1041,80 @@ class PatchAugmentationBase(nn.Module):
         for key in ("theta", "patches"):
             if key not in params:
                 raise ValueError(f"params lacks {key!r}: pass the parameters of a forward call")
-        if images is not None:
-            images = check_images(images)
-        stored_o2i = params.get("obj_to_img")
-        if images is not None:
-            batch = images.shape[0]
-        elif isinstance(image_masks, Tensor) and image_masks.dim() in (3, 4):
-            batch = image_masks.shape[0]
-        elif isinstance(boxes, (list, tuple)):
-            batch = len(boxes)
-        elif stored_o2i is not None and stored_o2i.numel():
-            batch = int(stored_o2i.max()) + 1
-        else:
-            batch = 1
-        if isinstance(boxes, (list, tuple)) or obj_to_img is not None:
-            boxes_f, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
-        else:  # obj_to_img defaults to the forward call's (below)
-            boxes_f, o2i, as_list = check_boxes(boxes), None, False
-        if image_masks is not None:
-            size = images.shape[-2:] if images is not None else image_masks.shape[-2:]
-            self._check_extras(None, image_masks, None, boxes_f.shape[0], batch, tuple(size))
-        device = images.device if images is not None else boxes_f.device
-        dtype = compute_dtype(boxes_f, *([images] if images is not None else []))
+        return params
 
-        # the parameters of all N objects of the forward call
-        theta_all = check_theta(params["theta"], params["patches"].shape[0], "params['theta']")
-        theta_all = theta_all.to(device=device, dtype=dtype)
+    def _inverse_sizes(
+        self,
+        images: Tensor | None,
+        image_masks: Tensor | None,
+        image_sizes: object,
+        n: int,
+        batch: int,
+    ) -> Tensor | None:
+        """Check the image masks of an inverse call; its parsed ``image_sizes``."""
+        if images is None and image_masks is None:
+            return None
+        size = tuple((images if images is not None else image_masks).shape[-2:])
+        if image_masks is not None:
+            self._check_extras(None, image_masks, None, n, batch, size)
+        return check_image_sizes(image_sizes, batch, size)
+
+    @staticmethod
+    def _inverse_batch(
+        images: Tensor | None, image_masks: object, boxes: object, stored_o2i: Tensor | None
+    ) -> int:
+        """``B`` of an inverse call: from the images, masks, a box list or the forward call."""
+        if images is not None:
+            return images.shape[0]
+        if isinstance(image_masks, Tensor) and image_masks.dim() in (3, 4):
+            return image_masks.shape[0]
+        if isinstance(boxes, (list, tuple)):
+            return len(boxes)
+        if stored_o2i is not None and stored_o2i.numel():
+            return int(stored_o2i.max()) + 1
+        return 1
+
+    def _inverse_calls(
+        self,
+        params: Mapping[str, Any],
+        n: int,
+        o2i: Tensor | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        sizes: Tensor | None,
+    ) -> tuple[PatchCall, PatchCall, Tensor]:
+        """``(full, rows, obj_to_img)``: the inverse call of all ``N`` forward objects (for
+        the images: ``theta^-1`` in reverse order), the forward call of the ``n`` given
+        boxes (all objects, or the kept ones after ``drop_invalid``), and their images."""
         patches_all = params["patches"].to(device=device, dtype=dtype)
         n_all = patches_all.shape[0]
+        theta_all = check_theta(params["theta"], n_all, "params['theta']")
+        theta_all = theta_all.to(device=device, dtype=dtype)
         applied_all = self._replay_batch_prob(dict(params), n_all, device)
-
-        # the rows the given boxes correspond to (all, or the kept ones)
-        n = boxes_f.shape[0]
         rows = None
         if n != n_all:
             keep = params.get("keep")
             if keep is None or int(keep.sum()) != n:
                 raise ValueError(f"boxes has {n} rows but the parameters are for {n_all} objects")
             rows = torch.nonzero(keep.to(device)).flatten()
-        theta, patches, applied = theta_all, patches_all, applied_all
-        if rows is not None:
-            theta, patches, applied = theta[rows], patches[rows], applied[rows]
-        if stored_o2i is not None:
-            o2i_all = stored_o2i.to(device=device, dtype=torch.long)
+        stored = params.get("obj_to_img")
+        if stored is not None:
+            o2i_all = stored.to(device=device, dtype=torch.long)
         elif o2i is not None and rows is None:
             o2i_all = o2i
         else:
             o2i_all = torch.zeros(n_all, dtype=torch.long, device=device)
         if o2i is None:
             o2i = o2i_all if rows is None else o2i_all[rows]
-
-        fb = boxes_f.to(dtype)
-        back = F.inverse_transform_boxes(fb, patches, theta, align_corners=self.align_corners)
-        # the object was its patch: the source region outside it is not the object
-        back = torch.cat(
-            (
-                torch.maximum(back[:, :2], patches[:, :2]),
-                torch.minimum(back[:, 2:], patches[:, 2:]),
-            ),
-            -1,
-        )
-        boxes_back = torch.where(applied[:, None], back, fb)
-
-        kps_back = None
-        if keypoints is not None:
-            kp = check_points(keypoints, n, "keypoints", one_per_object=True).to(dtype)
-            kb = F.inverse_transform_points(kp, patches, theta, align_corners=self.align_corners)
-            kps_back = torch.where(applied[:, None, None], kb, kp)
-
-        images_back = image_masks_back = None
-        if images is not None or image_masks is not None:
-            inv = invert_theta(gate_theta(theta_all, applied_all))
-            args = (patches_all, inv, o2i_all, applied_all)
-            if images is not None:
-                images_back = self._warp(images, *args, reverse=True)
-            if image_masks is not None:
-                image_masks_back = self._warp(image_masks, *args, masks=True, reverse=True)
-
-        boxes_ret: Tensor | list[Tensor] = boxes_back
-        if as_list:
-            boxes_ret = F.boxes_to_list(boxes_back, o2i, batch)
-        return PatchResult(
-            images_back,
-            boxes_ret,
-            image_masks=image_masks_back,
-            keypoints=kps_back,
-            obj_to_img=o2i,
-            params=dict(params),
-        )
+        inv = invert_theta(gate_theta(theta_all, applied_all))
+        full = PatchCall.make(inv, applied_all, patches_all, o2i_all, sizes, patches_all,
+                              reverse=True)
+        if rows is None:
+            call = PatchCall.make(theta_all, applied_all, patches_all, o2i, sizes, patches_all)
+        else:
+            call = PatchCall.make(theta_all[rows], applied_all[rows], patches_all[rows], o2i,
+                                  sizes, patches_all[rows])
+        return full, call, o2i
 
     # ------------------------------------------------------------------ repr
 

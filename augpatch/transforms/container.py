@@ -10,7 +10,7 @@ from torch import Tensor
 
 from augpatch.functional._checks import check_bool
 from augpatch.functional._geometry import to3x3
-from augpatch.transforms.base import Params, PatchAugmentationBase
+from augpatch.transforms.base import Params, PatchAugmentationBase, SearchVariable
 
 __all__ = ["PatchSequential"]
 
@@ -151,6 +151,21 @@ class PatchSequential(PatchAugmentationBase):
             theta_k = child._theta_from_params(sub, patches)
             fused = fused @ to3x3(theta_k)
         return fused[:, :2, :]
+
+    def search_space(self, params: Params, prefix: str = "") -> list[SearchVariable]:
+        """Every child's searched variables (keys ``"<prefix><k>.<name>"``), recursively.
+
+        Example:
+            >>> from augpatch import RandomPatchRotation, RandomPatchHorizontalFlip
+            >>> seq = PatchSequential(RandomPatchRotation(10.0), RandomPatchHorizontalFlip())
+            >>> params = seq.forward_parameters((1, 1, 8, 8), torch.tensor([[0, 0, 4, 4]]))
+            >>> [v.key for v in seq.search_space(params)]
+            ['0.angle']
+        """
+        out: list[SearchVariable] = []
+        for k, child in enumerate(self.children_list()):
+            out += child.search_space(params, f"{prefix}{k}.")
+        return out
 
     def extra_repr(self) -> str:
         return ", ".join(self._option_repr())

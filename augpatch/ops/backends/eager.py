@@ -1,11 +1,11 @@
-"""The fused kernel behind :func:`augpatch.functional.warp_patches`.
+"""The eager backend: the warp in vectorised PyTorch operations (any device).
 
 The eager kernel (:func:`eager_forward`, :func:`eager_backward`) computes, for every
 output pixel of every box, the location it
 reads (with the arithmetic of ``F.affine_grid`` + ``F.grid_sample``, operation
 for operation), samples it from its *frame* (the object's patch, or the whole
 image for ``padding_mode="image"``) and writes it into one working copy of the
-batch, level by level (see ``_plan.py``). Pixels are processed in row-aligned
+batch, level by level (see :mod:`augpatch.ops.schedule`). Pixels are processed in row-aligned
 chunks, so temporary memory is bounded whatever the total box area; the only
 Python loops are over levels, chunks, taps (1, 4 or 16) and channels.
 
@@ -17,122 +17,32 @@ those onto the ``[K, 14]`` per-object parameters; autograd takes it from there. 
 cost grows like the forward's: with the total box area plus one copy of the batch.
 
 The plan (:class:`WarpPlan`) is per object. On the CPU the compiled kernel
-(``csrc/warp_cpu.cpp``, see ``_kernel.py``) expands it into pixel rows and location
+(``backends/compiled/csrc/warp_cpu.cpp``) expands it into pixel rows and location
 tables itself and runs the same per-pixel arithmetic in place of the chunk loop; it
 keeps the derivatives only for levels that read earlier levels' output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
-
 import torch
 from torch import Tensor
 
-from augpatch.functional._plan import base_grid, fused_multiply_add
+from augpatch.ops.backends.base import Backend, PasteKernel, WarpKernel
+from augpatch.ops.layout import (
+    CX,
+    CY,
+    KX,
+    KY,
+    LOCATION_PARAMS,
+    T00,
+    T01,
+    T10,
+    T11,
+)
+from augpatch.ops.plan import PastePlan, WarpPlan
+from augpatch.ops.schedule import base_grid, fused_multiply_add
 
 _CUBIC_A = -0.75  # the constant F.grid_sample and F.interpolate use for bicubic
-
-
-# pixels per eager chunk: bounds the temporary memory of a call (about 300 bytes a pixel);
-# larger chunks mean fewer, bigger kernels (CPU threads start above 32k elements, and a
-# GPU wants far fewer launches)
-_CHUNK = 1 << 16
-_CHUNK_CUDA = 1 << 19
-
-
-@dataclass
-class WarpPlan:
-    """Integer addressing of one warp (built under ``no_grad``; see ``_warp.py``).
-
-    ``objects`` ``[K, 5]`` int64 (CPU): ``x0, y0, width, height, image`` of every
-    object's patch, in processing order (by level, then image, then index); the levels
-    are ``objects[level_objects[l]:level_objects[l + 1]]``. The compiled kernel expands
-    this into pixel rows itself; the eager kernel reads :attr:`row` and :attr:`chunks`,
-    built here on first use.
-    """
-
-    objects: Tensor
-    level_objects: list[int]
-    mode: str
-    padding_mode: str
-    align_corners: bool
-    strides: tuple[int, int, int, int]
-    channels: int
-    size: tuple[int, int]  # (height, width) of the images
-    parallel: bool
-    device: torch.device
-
-    @cached_property
-    def total(self) -> int:
-        """Pixels of every patch."""
-        return int((self.objects[:, 2] * self.objects[:, 3]).sum())
-
-    @cached_property
-    def row(self) -> dict[str, Tensor]:
-        """``[R]`` int64 row tables (on :attr:`device`) of the pixel rows of every patch.
-
-        Rows come in processing order and a row's pixels are consecutive. ``obj``
-        (position of the row's object), ``len`` (pixels), ``pix`` (first pixel), ``col``
-        (first entry of the object's columns), ``out`` (element offset of the row's first
-        output pixel), ``frame`` (offset of the frame's top-left pixel), ``fw``/``fh``
-        (frame size), ``img`` (image index), ``fx``/``fy`` (patch origin inside the
-        frame, ``padding_mode="image"`` only). Rows of a level are grouped by image.
-        """
-        return {key: val.to(self.device, non_blocking=True) for key, val in self._row_cpu.items()}
-
-    @cached_property
-    def _row_cpu(self) -> dict[str, Tensor]:
-        s_b, _, s_h, s_w = self.strides
-        x0, y0, w, h, b = self.objects.unbind(1)
-        row_obj = torch.repeat_interleave(torch.arange(w.numel()), h)
-        row_ii = torch.arange(row_obj.numel()) - (torch.cumsum(h, 0) - h)[row_obj]
-        row_len = w[row_obj]
-        row_pix = torch.cumsum(row_len, 0) - row_len
-        rb, rx0, ry0 = b[row_obj], x0[row_obj], y0[row_obj]
-        row = {
-            "obj": row_obj,
-            "len": row_len,
-            "pix": row_pix,
-            "col": (torch.cumsum(w, 0) - w)[row_obj],
-            "out": rb * s_b + (ry0 + row_ii) * s_h + rx0 * s_w,
-            "img": rb,
-        }
-        if self.padding_mode == "image":
-            row["frame"] = rb * s_b
-            row["fw"] = torch.full_like(row_len, self.size[1])
-            row["fh"] = torch.full_like(row_len, self.size[0])
-            row["fx"], row["fy"] = rx0, ry0
-        else:
-            row["frame"] = rb * s_b + ry0 * s_h + rx0 * s_w
-            row["fw"], row["fh"] = row_len, h[row_obj]
-        return row
-
-    @cached_property
-    def chunks(self) -> list[list[tuple[int, int, int, int]]]:
-        """Per level, row-aligned ``(row0, row1, pix0, pix1)`` ranges of about ``_CHUNK`` pixels."""
-        row = self._row_cpu
-        bounds = torch.tensor(self.level_objects)
-        level_of = torch.repeat_interleave(torch.arange(bounds.numel() - 1), bounds.diff())
-        row_level = level_of[row["obj"]]
-        row_end = row["pix"] + row["len"]
-        chunk = _CHUNK_CUDA if self.device.type == "cuda" else _CHUNK
-        # chunks never cross a level
-        chunk_key = row_level * (int(row_end[-1]) // chunk + 2) + row["pix"] // chunk
-        _, counts = torch.unique_consecutive(chunk_key, return_counts=True)
-        row_bounds = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
-        pix_bounds = torch.cat([row["pix"], row_end[-1:]])[row_bounds]
-        chunks: list[list[tuple[int, int, int, int]]] = []
-        previous = None
-        for r0, r1, p0, p1, lv in zip(row_bounds[:-1].tolist(), row_bounds[1:].tolist(),
-                                      pix_bounds[:-1].tolist(), pix_bounds[1:].tolist(),
-                                      row_level[row_bounds[:-1]].tolist(), strict=True):
-            if lv != previous:
-                chunks.append([])
-                previous = lv
-            chunks[-1].append((r0, r1, p0, p1))
-        return chunks
 
 
 def _taps_1d(coord: Tensor, mode: str) -> tuple[Tensor, list[Tensor], list[Tensor]]:
@@ -399,11 +309,11 @@ class _Locations:
         self.row_base = base_grid(row_idx, height[row_obj], plan.align_corners, dtype)
         q = params.detach()
         self.params = q
-        self.u = self.col_base * q[col_obj, _KX] + q[col_obj, _CX]
-        self.v = self.row_base * q[row_obj, _KY] + q[row_obj, _CY]
+        self.u = self.col_base * q[col_obj, KX] + q[col_obj, CX]
+        self.v = self.row_base * q[row_obj, KY] + q[row_obj, CY]
         self.tables = (
-            self.u * q[col_obj, _T00], self.u * q[col_obj, _T10], self.v * q[row_obj, _T01],
-            self.v * q[row_obj, _T11], q[:, _OBJECT_COLUMNS],
+            self.u * q[col_obj, T00], self.u * q[col_obj, T10], self.v * q[row_obj, T01],
+            self.v * q[row_obj, T11], q[:, LOCATION_PARAMS],
         )
 
     def param_grads(self, grads: list[Tensor]) -> Tensor:
@@ -411,25 +321,14 @@ class _Locations:
         g_col_x, g_col_y, g_row_x, g_row_y, g_obj = grads
         q = self.params
         out = torch.zeros_like(q)
-        gu = g_col_x * q[self.col_obj, _T00] + g_col_y * q[self.col_obj, _T10]
+        gu = g_col_x * q[self.col_obj, T00] + g_col_y * q[self.col_obj, T10]
         cols = torch.stack([g_col_x * self.u, g_col_y * self.u, gu * self.col_base, gu], 1)
-        out[:, [_T00, _T10, _KX, _CX]] = torch.zeros_like(q[:, :4]).index_add_(0, self.col_obj, cols)
-        gv = g_row_x * q[self.row_obj, _T01] + g_row_y * q[self.row_obj, _T11]
+        out[:, [T00, T10, KX, CX]] = torch.zeros_like(q[:, :4]).index_add_(0, self.col_obj, cols)
+        gv = g_row_x * q[self.row_obj, T01] + g_row_y * q[self.row_obj, T11]
         rows = torch.stack([g_row_x * self.v, g_row_y * self.v, gv * self.row_base, gv], 1)
-        out[:, [_T01, _T11, _KY, _CY]] = torch.zeros_like(q[:, :4]).index_add_(0, self.row_obj, rows)
-        out[:, _OBJECT_COLUMNS] = g_obj
+        out[:, [T01, T11, KY, CY]] = torch.zeros_like(q[:, :4]).index_add_(0, self.row_obj, rows)
+        out[:, LOCATION_PARAMS] = g_obj
         return out
-
-
-# The per-object parameter table [K, PARAM_COUNT], by name (the one definition; the compiled
-# kernel's `enum Param` in csrc/warp_cpu.cpp mirrors it): theta row by row, then per axis
-# (x, y) the base-coordinate map u = base * k + c, the unnormalize scale and the float-box
-# offset. Built by _warp.object_params.
-PARAM_COLUMNS = ("t00", "t01", "t02", "t10", "t11", "t12", "kx", "ky", "cx", "cy", "sx", "sy", "ox", "oy")
-PARAM_COUNT = len(PARAM_COLUMNS)
-_T00, _T01, _T02, _T10, _T11, _T12, _KX, _KY, _CX, _CY, _SX, _SY, _OX, _OY = range(PARAM_COUNT)
-# the per-object location table: theta[:, 2], the unnormalize scales, the offsets
-_OBJECT_COLUMNS = [_T02, _T12, _SX, _SY, _OX, _OY]
 
 
 def _write(views: list[Tensor], results: list[tuple[Tensor, Tensor]]) -> None:
@@ -481,52 +380,216 @@ def _location_grads(ch: _Chunk, g: Tensor, dvdx: Tensor, dvdy: Tensor, grads: li
     g_obj.index_add_(0, ch.ro, per_obj)
 
 
-# --------------------------------------------------------------------------- compiled
+# --- the paste's eager kernel (``augpatch.ops.paste``)
+#
+# A paste is the warp's sampling with the destination and the source decoupled: every
+# output pixel of a destination box computes the location it reads (the warp's
+# ``_Chunk``), samples the *source* frame there (the source box's pixels, or with
+# ``padding_mode="image"`` the whole source image), optionally samples the object's alpha
+# with the same map, and composites ``alpha * new + (1 - alpha) * below`` into one working
+# copy of the batch, level by level (objects whose destination boxes overlap in one image
+# are on successive levels). The plan is a :class:`~augpatch.ops.plan.PastePlan`.
 
-_MODE_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
-_PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
 
+def _sample(ch: _Chunk, views: list[Tensor], dtype: torch.dtype, need_loc: bool, shift: Tensor | None = None):
+    """Sample every channel of ``views`` at the chunk's locations: ``(values, d/dx, d/dy)``.
 
-def kernel_options(plan: WarpPlan) -> list[int]:
-    """The options of the compiled kernel, in the order of ``Params`` in ``csrc/warp_cpu.cpp``.
-
-    The operator fills in ``save_from``, ``need_loc`` and ``need_img`` itself (they depend on
-    the plan's levels and on which gradients a call needs).
+    ``shift``: added to every tap's offset (the taps of another frame, see :func:`_alpha_shift`).
     """
-    fields = {
-        "mode": _MODE_CODES[plan.mode], "padding": _PADDING_CODES[plan.padding_mode],
-        "align": int(plan.align_corners), "parallel": int(plan.parallel), "save_from": 0,
-        "s_b": plan.strides[0], "s_c": plan.strides[1], "s_h": plan.strides[2],
-        "s_w": plan.strides[3], "channels": plan.channels, "need_loc": 0, "need_img": 0,
-        "height": plan.size[0], "width": plan.size[1],
-    }
-    return list(fields.values())
+    p = ch.col.numel()
+    acc = torch.zeros(len(views), p, dtype=dtype, device=ch.col.device)
+    dvdx = torch.zeros_like(acc) if need_loc else None
+    dvdy = torch.zeros_like(acc) if need_loc else None
+    for off, w, wdx, wdy in ch.taps(need_loc):
+        if shift is not None:
+            off = off + shift
+        for c, view in enumerate(views):
+            vals = view.index_select(0, off).to(dtype)
+            acc[c].addcmul_(w, vals)
+            if dvdx is not None and dvdy is not None:
+                dvdx[c].addcmul_(wdx, vals)
+                dvdy[c].addcmul_(wdy, vals)
+    return acc, dvdx, dvdy
 
 
-def compiled_forward(
-    ops, images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool
+def _alpha_shift(plan: PastePlan, aplan: PastePlan | None, same_params: bool) -> Tensor | None:
+    """Per row, what turns the image's tap offsets into the alpha's, where the alpha is read
+    at the same locations in a frame of the same size and row / column strides (an alpha
+    in the sources' frame): then the alpha costs no location work of its own."""
+    if aplan is None or not same_params or aplan.strides[2:] != plan.strides[2:]:
+        return None
+    return aplan.row["frame"] - plan.row["frame"]
+
+
+def eager_paste_forward(
+    images: Tensor, sources: Tensor, params: Tensor, plan: PastePlan, alpha: Tensor | None,
+    aparams: Tensor | None, aplan: PastePlan | None, need_loc: bool, need_diff: bool,
 ) -> tuple[Tensor, list[Tensor]]:
-    """The forward of the compiled kernel (``csrc/warp_cpu.cpp``).
+    """The pasted batch and what the backward needs.
 
-    For the location gradient, only levels that read earlier levels' writes
-    (``sequential`` levels after the first) keep something: the values of the patches
-    they read (image dtype; the backward recomputes the derivatives from them), or with
-    ``padding_mode="image"``, where an object reads around its box, the two derivatives
-    of every sampled value. The other levels read the input batch, which the backward
-    reads again instead.
+    ``sources`` must be dense with ``plan.strides``; ``alpha`` (``[N, 1, h, w]``, dense with
+    ``aplan.strides``) is sampled with ``aplan``/``aparams``. Saved (compute dtype, flat,
+    empty where not needed): the alpha of every pasted pixel ``[P]``, ``new - below``
+    ``[C * P]`` (for the gradient of the alpha), the two derivatives of the sampled
+    values ``[2 * C * P]`` and of the alpha ``[2 * P]`` (for the location gradient).
     """
-    out, kept0, kept1 = ops.warp_forward(images, params, plan.objects, plan.level_objects,
-                                         kernel_options(plan), need_loc)
-    return out, [kept0, kept1]
+    dtype = params.dtype
+    dev = images.device
+    work = torch.empty_strided(images.shape, plan.out_strides, dtype=images.dtype, device=dev)
+    work.copy_(images)
+    tables = _Locations(plan, params).tables
+    atables = None
+    if alpha is not None and aplan is not None and aparams is not None:
+        atables = tables if aparams is params else _Locations(aplan, aparams).tables
+    src_views = _channel_views(_flat(sources), plan.channels, plan.strides[1])
+    out_views = _channel_views(_flat(work), plan.channels, plan.out_strides[1])
+    a_views = [_flat(alpha)] if alpha is not None else None
+    shift = _alpha_shift(plan, aplan, atables is tables)
+    keep: dict[str, list[Tensor]] = {"a": [], "diff": [], "dv": [], "da": []}
+    for level in plan.chunks:
+        for bounds in level:
+            ch = _Chunk(plan, tables, bounds)
+            out = plan.out_offsets(ch)
+            new, dvdx, dvdy = _sample(ch, src_views, dtype, need_loc)
+            if dvdx is not None and dvdy is not None:
+                keep["dv"].append(torch.stack([dvdx, dvdy]))
+            if a_views is not None and aplan is not None and atables is not None:
+                if shift is not None:
+                    a, dadx, dady = _sample(ch, a_views, dtype, need_loc, shift.index_select(0, ch.prow))
+                else:
+                    a, dadx, dady = _sample(_Chunk(aplan, atables, bounds), a_views, dtype, need_loc)
+                keep["a"].append(a[0])  # as sampled: the backward redoes the clamp
+                a = a[0].clamp(0, 1)
+                below = torch.stack([v.index_select(0, out) for v in out_views]).to(dtype)
+                if need_diff:
+                    keep["diff"].append(new - below)
+                if dadx is not None and dady is not None:
+                    keep["da"].append(torch.stack([dadx[0], dady[0]]))
+                new = a * new + (1 - a) * below
+            stored = _store(new, work.dtype)
+            for c, view in enumerate(out_views):
+                view.index_copy_(0, out, stored[c])
+            del ch
+    # per chunk [..., p] pieces, in pixel order: [P], [C, P], [2, C, P], [2, P]
+    saved = [torch.cat(keep[k], -1).reshape(-1) if keep[k] else params.new_empty(0)
+             for k in ("a", "diff", "dv", "da")]
+    return work, saved
 
 
-def compiled_backward(
-    ops, grad_out: Tensor, images: Tensor, params: Tensor, plan: WarpPlan, saved: list[Tensor],
-    need_img: bool, need_loc: bool,
-) -> tuple[Tensor | None, Tensor | None]:
-    """The backward of the compiled kernel: ``(grad_images, grad_params)``."""
-    grad_images, grad_params = ops.warp_backward(
-        grad_out, images, params, plan.objects, plan.level_objects, saved[0], saved[1],
-        kernel_options(plan), need_img, need_loc,
-    )
-    return (grad_images if need_img else None), (grad_params if need_loc else None)
+def eager_paste_backward(
+    grad_out: Tensor, sources: Tensor, params: Tensor, plan: PastePlan, alpha: Tensor | None,
+    aparams: Tensor | None, aplan: PastePlan | None, saved: list[Tensor], need_img: bool,
+    need_src: bool, need_loc: bool, need_alpha: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """``(grad_images, grad_sources, grad_alpha, grad_params, grad_aparams)`` (compute dtype).
+
+    Walks the levels in reverse over one gradient buffer: a level's pixels pass
+    ``(1 - alpha) * g`` to what was below them and ``alpha * g`` to what they sampled.
+    """
+    dtype = params.dtype
+    dev = grad_out.device
+    g_buf = torch.empty_strided(grad_out.shape, plan.out_strides, dtype=dtype, device=dev)
+    g_buf.copy_(grad_out)
+    g_views = _channel_views(_flat(g_buf), plan.channels, plan.out_strides[1])
+    loc = _Locations(plan, params)
+    tables = loc.tables
+    aloc = None
+    if alpha is not None and aplan is not None and aparams is not None:
+        aloc = loc if aparams is params else _Locations(aplan, aparams)
+    grad_src = None
+    if need_src:
+        grad_src = torch.empty_strided(sources.shape, plan.strides, dtype=dtype, device=dev).zero_()
+    s_views = _channel_views(_flat(grad_src), plan.channels, plan.strides[1]) if grad_src is not None else None
+    grad_alpha = None
+    if need_alpha and alpha is not None and aplan is not None:
+        grad_alpha = torch.empty_strided(alpha.shape, aplan.strides, dtype=dtype, device=dev).zero_()
+    ga_view = _flat(grad_alpha) if grad_alpha is not None else None
+    grads = [torch.zeros_like(t) for t in tables] if need_loc else None
+    shift = _alpha_shift(plan, aplan, aloc is loc)
+    agrads = None
+    if need_loc and aloc is not None:
+        agrads = grads if aloc is loc else [torch.zeros_like(t) for t in aloc.tables]
+    channels = plan.channels
+    a_raw = saved[0]
+    diff = saved[1].view(channels, -1) if saved[1].numel() else None
+    dv = saved[2].view(2, channels, -1) if saved[2].numel() else None
+    da = saved[3].view(2, -1) if saved[3].numel() else None
+    for lvl in range(len(plan.chunks) - 1, -1, -1):
+        for bounds in plan.chunks[lvl]:
+            p0, p1 = bounds[2], bounds[3]
+            ch = _Chunk(plan, tables, bounds)
+            out = plan.out_offsets(ch)
+            g = torch.stack([v.index_select(0, out) for v in g_views])
+            g_new = g
+            g_a = None
+            if aloc is not None and aplan is not None:
+                # the clamp to [0, 1] passes the gradient where the sample was inside
+                inside = (a_raw[p0:p1] >= 0) & (a_raw[p0:p1] <= 1)
+                a = a_raw[p0:p1].clamp(0, 1)
+                for c, v in enumerate(g_views):
+                    v.index_copy_(0, out, (1 - a) * g[c])
+                g_new = a * g
+                if diff is not None:
+                    g_a = (g * diff[:, p0:p1]).sum(0) * inside
+            else:
+                for v in g_views:
+                    v.index_fill_(0, out, 0)
+            if s_views is not None:
+                for off, w, _, _ in ch.taps(derivatives=False):
+                    for c, v in enumerate(s_views):
+                        v.index_add_(0, off, w * g_new[c])
+            if grads is not None and dv is not None:
+                _location_grads(ch, g_new, dv[0, :, p0:p1], dv[1, :, p0:p1], grads)
+            if g_a is not None and aplan is not None and aloc is not None:
+                ach = ch if shift is not None else _Chunk(aplan, aloc.tables, bounds)
+                if agrads is not None and da is not None:
+                    _location_grads(ach, g_a[None], da[0:1, p0:p1], da[1:2, p0:p1], agrads)
+                if ga_view is not None:
+                    pixel_shift = shift.index_select(0, ch.prow) if shift is not None else 0
+                    for off, w, _, _ in ach.taps(derivatives=False):
+                        ga_view.index_add_(0, off + pixel_shift, w * g_a)
+            del ch
+    grad_params = loc.param_grads(grads) if grads is not None else None
+    grad_aparams = None
+    if agrads is not None and aloc is not None and aloc is not loc:
+        grad_aparams = aloc.param_grads(agrads)
+    return g_buf, grad_src, grad_alpha, grad_params, grad_aparams
+
+
+class _EagerWarp(WarpKernel):
+    def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
+        return compute_dtype, compute_dtype
+
+    def forward(self, images, params, plan, need_loc):
+        return eager_forward(images, params, plan, need_loc)
+
+    def backward(self, grad, images, params, plan, saved, need_img, need_loc):
+        return eager_backward(grad, images, params, plan, saved, need_img, need_loc)
+
+
+class _EagerPaste(PasteKernel):
+    def forward(self, images, sources, params, plan, alpha, aparams, aplan, need_loc, need_diff):
+        return eager_paste_forward(images, sources, params, plan, alpha, aparams, aplan, need_loc, need_diff)
+
+    def backward(self, grad, sources, params, plan, alpha, aparams, aplan, saved, need_img, need_src,
+                 need_loc, need_alpha):
+        return eager_paste_backward(grad, sources, params, plan, alpha, aparams, aplan, saved, need_img,
+                                    need_src, need_loc, need_alpha)
+
+
+class EagerBackend(Backend):
+    """Vectorised PyTorch operations: any device, always available (the fall-back)."""
+
+    name = "eager"
+    auto = {"*": 100}
+    choosable = ("cpu", "cuda")
+    kernels = ("warp", "paste")
+    _warp = _EagerWarp()
+    _paste = _EagerPaste()
+
+    def kernel(self, op, device, strict):
+        if op == "warp":
+            return self._warp
+        if op == "paste":
+            return self._paste
+        return super().kernel(op, device, strict)

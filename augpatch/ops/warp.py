@@ -1,15 +1,22 @@
-"""The warp as one registered operator: ``torch.ops.augpatch.warp`` and its backward.
+"""The warp as one registered operator (:data:`warp_op`) and its backward.
 
 Like torchvision's ``roi_align``, the warp is a PyTorch operator with an implementation
-for real tensors (any device: it plans on the CPU and runs the backend that
-:func:`~augpatch.functional._kernel.backend_for` picks for the device), a fake (meta)
+for real tensors (any device: it plans on the CPU and runs the kernel that
+:func:`augpatch.ops.settings.kernel_for` picks for the device), a fake (meta)
 implementation for tracing, and autograd registered on the operator. So
 ``torch.compile`` (also ``fullgraph=True`` and ``dynamic=True``) and ``torch.export``
 see one opaque node with correct output metadata, and never run the planning or the
 value checks on fake tensors: they run inside the operator, on the real tensors, when
 the graph runs, and raise the same clear errors as in eager mode.
 
-``augpatch::warp(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners,
+Versioned names. The operators are registered as ``augpatch::warp_<hash>`` and
+``augpatch::warp_backward_<hash>``, where ``<hash>`` is a fingerprint of the operator's
+schema (:func:`augpatch.ops.library.versioned_name`): a graph that a warm Inductor / AOTAutograd cache (or an
+exported program) recorded against an older schema names an operator that no longer
+exists, so it is recompiled instead of replayed with arguments missing. Call the
+operator through :data:`warp_op` (``torch.ops.augpatch.<name>``), never by a literal name.
+
+``warp(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners,
 overlap, need_loc) -> (out, objects, levels, params, saved0, saved1)``: ``out`` is the
 warped batch; the other outputs are the plan and what the backward needs (not
 differentiable): ``objects`` ``[K, 6]`` int64 (CPU) the objects in processing order,
@@ -17,7 +24,7 @@ differentiable): ``objects`` ``[K, 6]`` int64 (CPU) the objects in processing or
 per-object parameters, and two flat tensors kept by the backend. Their sizes depend on
 the data (unbacked sizes under tracing).
 
-``augpatch::warp_backward(...) -> (grad_images, grad_boxes, grad_theta)``: an output that
+``warp_backward(...) -> (grad_images, grad_boxes, grad_theta)``: an output that
 is not needed is an empty tensor. The operator is differentiable once: differentiating
 its gradients raises an error (no double backward).
 """
@@ -27,48 +34,53 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from augpatch.functional._checks import compute_dtype
-from augpatch.functional._kernel import backend_for, backend_named
-from augpatch.functional._sampler import PARAM_COUNT
-from augpatch.functional._warp import make_plan, object_params_backward, prepare
+from augpatch.ops.layout import OBJECT_COLUMNS, PARAM_COUNT
+from augpatch.ops.library import register_versioned
+from augpatch.ops.plan import make_plan, object_params_backward, prepare
+from augpatch.ops.profiling import region
+from augpatch.ops.settings import kernel_for, kernel_named
+from augpatch.ops.values import compute_dtype
 
-_OBJECT_COLUMNS = 6
 
-
-@torch.library.custom_op("augpatch::warp", mutates_args=())
 def warp(
     images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str,
     padding_mode: str, align_corners: bool, overlap: str, need_loc: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The warp of ``warp_patches`` (validated arguments; ``obj_to_img`` always given)."""
     theta = theta.reshape(-1, 2, 3)
-    backend = backend_for(images.device)
-    prep = prepare(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
+    with region("dispatch"):
+        _, kernel = kernel_for(images.device)
+    with region("plan"):
+        prep = prepare(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
     compute = compute_dtype(images.dtype)
     if prep is None:  # no box has a pixel: the image is unchanged
-        dtypes = backend.saved_dtypes(images.dtype, compute, padding_mode)
+        dtypes = kernel.saved_dtypes(images.dtype, compute, padding_mode)
         return (
             images.clone(memory_format=torch.preserve_format),
-            torch.zeros(0, _OBJECT_COLUMNS, dtype=torch.long),
+            torch.zeros(0, len(OBJECT_COLUMNS), dtype=torch.long),
             torch.zeros(1, dtype=torch.long),
             torch.zeros(0, PARAM_COUNT, dtype=compute, device=images.device),
             torch.zeros(0, dtype=dtypes[0], device=images.device),
             torch.zeros(0, dtype=dtypes[1], device=images.device),
         )
-    out, saved = backend.forward(images, prep.params, prep.plan, need_loc)
+    with region("kernel"):
+        out, saved = kernel.forward(images, prep.params, prep.plan, need_loc)
     levels = torch.tensor(prep.plan.level_objects, dtype=torch.long)
     return out, prep.objects, levels, prep.params, saved[0], saved[1]
 
 
-@warp.register_fake
+WARP_NAME, warp_def = register_versioned("warp", warp)
+
+
+@warp_def.register_fake
 def _warp_fake(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc):
     ctx = torch.library.get_ctx()
     compute = compute_dtype(images.dtype)
-    dtypes = backend_for(images.device).saved_dtypes(images.dtype, compute, padding_mode)
+    dtypes = kernel_for(images.device)[1].saved_dtypes(images.dtype, compute, padding_mode)
     k = ctx.new_dynamic_size()
     return (
         torch.empty_like(images, memory_format=torch.preserve_format),
-        images.new_empty((k, _OBJECT_COLUMNS), dtype=torch.long, device="cpu"),
+        images.new_empty((k, len(OBJECT_COLUMNS)), dtype=torch.long, device="cpu"),
         images.new_empty((ctx.new_dynamic_size(min=1),), dtype=torch.long, device="cpu"),
         images.new_empty((k, PARAM_COUNT), dtype=compute),
         images.new_empty((ctx.new_dynamic_size(),), dtype=dtypes[0]),
@@ -76,7 +88,6 @@ def _warp_fake(images, boxes, theta, obj_to_img, mode, padding_mode, align_corne
     )
 
 
-@torch.library.custom_op("augpatch::warp_backward", mutates_args=())
 def warp_backward(
     grad: Tensor, images: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, levels: Tensor,
     params: Tensor, saved0: Tensor, saved1: Tensor, mode: str, padding_mode: str,
@@ -99,17 +110,21 @@ def warp_backward(
             torch.zeros_like(boxes) if need_boxes else empty(),
             torch.zeros_like(theta) if need_theta else empty(),
         )
-    plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
-    backend = backend_named(kernel, images.device)
-    grad_images, grad_params = backend.backward(
-        grad, images, params, plan, [saved0, saved1], need_img, need_loc
-    )
+    with region("plan"):
+        plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
+    with region("dispatch"):
+        backend = kernel_named(kernel, images.device)
+    with region("kernel"):
+        grad_images, grad_params = backend.backward(
+            grad, images, params, plan, [saved0, saved1], need_img, need_loc
+        )
     grad_boxes = grad_theta = None
     if need_loc and grad_params is not None:  # through the parameter table
-        grad_boxes, grad_theta = object_params_backward(
-            grad_params, boxes, theta, objects, align_corners, (images.shape[2], images.shape[3]),
-            need_boxes, need_theta,
-        )
+        with region("params_backward"):
+            grad_boxes, grad_theta = object_params_backward(
+                grad_params, boxes, theta, objects, align_corners, (images.shape[2], images.shape[3]),
+                need_boxes, need_theta,
+            )
     return (
         grad_images if need_img and grad_images is not None else empty(),
         grad_boxes if grad_boxes is not None else empty(),
@@ -117,7 +132,10 @@ def warp_backward(
     )
 
 
-@warp_backward.register_fake
+WARP_BACKWARD_NAME, warp_backward_def = register_versioned("warp_backward", warp_backward)
+
+
+@warp_backward_def.register_fake
 def _warp_backward_fake(grad, images, boxes, theta, objects, levels, params, saved0, saved1, mode,
                         padding_mode, align_corners, overlap, need_img, need_boxes, need_theta,
                         kernel):
@@ -135,14 +153,14 @@ def _setup_context(ctx, inputs, output) -> None:
     ctx.options = (mode, padding_mode, align_corners, overlap)
     # the backend the forward ran (setup_context follows the forward under the same
     # settings; a Triton forward that fell back to eager has switched them to eager)
-    ctx.kernel = backend_for(images.device).name
+    ctx.kernel = kernel_for(images.device)[0]
     ctx.mark_non_differentiable(objects, levels, params, saved0, saved1)
 
 
 def _backward(ctx, grad, *unused):
     images, boxes, theta, objects, levels, params, saved0, saved1 = ctx.saved_tensors
     need_img, need_boxes, need_theta = ctx.needs_input_grad[:3]
-    grad_images, grad_boxes, grad_theta = torch.ops.augpatch.warp_backward(
+    grad_images, grad_boxes, grad_theta = warp_backward_op(
         grad, images, boxes, theta, objects, levels, params, saved0, saved1, *ctx.options,
         need_img, need_boxes, need_theta, ctx.kernel,
     )
@@ -152,7 +170,7 @@ def _backward(ctx, grad, *unused):
     )
 
 
-torch.library.register_autograd("augpatch::warp", _backward, setup_context=_setup_context)
+warp_def.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _double_backward(ctx, *grads):
@@ -162,4 +180,8 @@ def _double_backward(ctx, *grads):
     )
 
 
-torch.library.register_autograd("augpatch::warp_backward", _double_backward)
+warp_backward_def.register_autograd(_double_backward)
+
+#: The registered operators (``torch.ops.augpatch.<versioned name>``): call these.
+warp_op = getattr(torch.ops.augpatch, WARP_NAME)
+warp_backward_op = getattr(torch.ops.augpatch, WARP_BACKWARD_NAME)

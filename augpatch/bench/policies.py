@@ -1,6 +1,6 @@
 """Benchmark of :class:`augpatch.policies.DetectionAutoAugment` against a per-box loop port.
 
-Run it with ``python -m augpatch bench policies`` (or ``python -m augpatch.bench_policies``);
+Run it with ``python -m augpatch bench policies`` (or ``python -m augpatch.bench.policies``);
 see ``--help``. For every scenario (a uint8 batch with random boxes) and policy, each
 round draws one set of parameters (``forward_parameters``, untimed) and times, on exactly
 those parameters, interleaved (the starting method rotates every round), after warm-up:
@@ -47,6 +47,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from augpatch.bench.harness import device_info
+from augpatch.bench.scenarios import Scenario, scenarios_for
+
 __all__ = ["POLICIES", "QUICK_SCENARIOS", "SCENARIOS", "TARGETS", "main", "run_benchmark"]
 
 TIMING_METHOD = (
@@ -57,35 +60,8 @@ TIMING_METHOD = (
 )
 
 
-@dataclass(frozen=True)
-class PolicyScenario:
-    """A uint8 batch ``[B, C, H, W]`` with ``N`` random boxes of ``min_side..max_side`` px."""
-
-    name: str
-    batch: int
-    channels: int
-    height: int
-    width: int
-    num_objects: int
-    min_side: int
-    max_side: int
-    description: str = ""
-
-
-SCENARIOS: dict[str, PolicyScenario] = {
-    s.name: s
-    for s in (
-        PolicyScenario("M", 16, 3, 512, 512, 256, 16, 96, "the issue's batch"),
-        PolicyScenario("many", 4, 3, 512, 512, 2000, 8, 24, "many small objects"),
-    )
-}
-QUICK_SCENARIOS: dict[str, PolicyScenario] = {
-    s.name: s
-    for s in (
-        PolicyScenario("M", 2, 3, 96, 96, 16, 8, 32, "quick M"),
-        PolicyScenario("many", 1, 3, 96, 96, 64, 4, 12, "quick many"),
-    )
-}
+SCENARIOS: dict[str, Scenario] = scenarios_for("policies")
+QUICK_SCENARIOS: dict[str, Scenario] = scenarios_for("policies", quick=True)
 
 
 def _box_only_policy() -> list[list[tuple[str, float, float]]]:
@@ -113,7 +89,7 @@ TARGETS = (
 )
 
 
-def make_inputs(s: PolicyScenario, seed: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+def make_inputs(s: Scenario, seed: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """``(images uint8 [B, C, H, W], boxes [N, 4] integer-valued float, obj_to_img [N])``."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (s.batch, s.channels, s.height, s.width), dtype=torch.uint8,
@@ -148,17 +124,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _device_info(device: torch.device, threads: int) -> dict[str, Any]:
-    from augpatch.bench import _device_info as info
-
-    return info(device, threads)
-
-
 def _time_scenario(
-    s: PolicyScenario, policy_name: str, cfg: argparse.Namespace, device: torch.device
+    s: Scenario, policy_name: str, cfg: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
     from augpatch.policies import DetectionAutoAugment
-    from augpatch.policies._loop import loop_autoaugment
+    from augpatch.testing.policy_loop import loop_autoaugment
 
     images, boxes, o2i = make_inputs(s, cfg.seed, device)
     aug = DetectionAutoAugment(POLICIES[policy_name](),
@@ -287,7 +257,7 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
-        "device": _device_info(device, torch.get_num_threads()),
+        "device": device_info(device, torch.get_num_threads()),
         "config": config,
         "timing_method": TIMING_METHOD,
         "results": results,

@@ -1,13 +1,13 @@
 """The Triton kernel of :func:`augpatch.functional.warp_patches` (CUDA; CPU when interpreted).
 
 :class:`TritonBackend` is the backend the operator ``augpatch::warp`` runs on CUDA
-(``_kernel.backend_for``). It runs the same plan as the eager kernel
-(``_sampler.eager_forward``) and the compiled CPU kernel (``csrc/warp_cpu.cpp``) with the
+(:mod:`augpatch.ops.settings`). It runs the same plan as the eager kernel
+(:mod:`augpatch.ops.backends.eager`) and the compiled CPU kernel (``csrc/warp_cpu.cpp``) with the
 same per-pixel arithmetic, fused: one program computes a tile of one object's patch
 (``BH x BW`` pixels, every channel) from the sampling location (``F.affine_grid``'s base
-coordinate, computed in the kernel as ``_plan.exact_base_grid`` does, times ``theta``;
+coordinate, computed in the kernel as ``schedule.exact_base_grid`` does, times ``theta``;
 ``grid_sample``'s unnormalize with its fused multiply-add emulated; padding) to the taps
-and the stored value. The device code is ``_triton_kernels.py``; this module plans the
+and the stored value. The device code is ``device_code.py``; this module plans the
 launches.
 
 Launches. Per level of the plan: one kernel that samples every pixel of the level
@@ -19,7 +19,7 @@ buffer: per level one kernel takes the output gradient of the level's pixels out
 it, one scatters ``weight * gradient`` onto every tap the level read (``atomic_add``)
 and computes the location gradient of every pixel, reduced per tile (per column, per
 row, per object) and added to the ``[K, 14]`` parameter gradient with atomics: the
-chain rule of ``_sampler._Locations.param_grads``. ``parallel`` takes every level's
+chain rule of ``eager._Locations.param_grads``. ``parallel`` takes every level's
 gradient before scattering any (every level read the input). Nothing is launched per
 object. Kernel variants are compiled per mode and dtype on first use (a few seconds
 each, then cached on disk by Triton); padding, ``align_corners`` and strides are
@@ -27,7 +27,7 @@ runtime arguments.
 
 Synchronisation. None in this module: the per-object tables (``[K, 6]`` patches and the
 ``[T, 3]`` tiles) are built on the host from the plan, which is already there
-(``WarpPlan.objects`` is a CPU tensor: ``warp_patches`` made its one small
+(``WarpPlan.objects`` is a CPU tensor: the planning made its one small
 device-to-host copy while planning), and go to the device in two copies from pinned
 memory that do not wait for the device. The images' gradient (scattered with atomics)
 and the parameter gradient (per-tile partial sums added with atomics) are summed in no
@@ -75,6 +75,7 @@ import importlib.util
 import os
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -82,15 +83,16 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
-from augpatch.functional._kernel import Backend, triton_failed
-from augpatch.functional._sampler import WarpPlan, eager_backward, eager_forward
+from augpatch.ops.backends.base import Backend, WarpKernel
+from augpatch.ops.backends.eager import eager_backward, eager_forward
+from augpatch.ops.layout import MODE_CODES as _MODE
+from augpatch.ops.layout import PADDING_CODES as _PAD
+from augpatch.ops.layout import TAPS_PER_AXIS as _TAPS
+from augpatch.ops.plan import WarpPlan
 
-_KERNELS = Path(__file__).with_name("_triton_kernels.py")
+_KERNELS = Path(__file__).with_name("device_code.py")  # not imported as a submodule: see kernels()
 _LOCK = threading.Lock()
 _MODULES: dict[bool, ModuleType] = {}
-_MODE = {"nearest": 0, "bilinear": 1, "bicubic": 2}
-_PAD = {"zeros": 0, "border": 1, "reflection": 2, "image": 3}
-_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4}
 
 # candidate tile shapes (rows, columns) and the fixed cost of a program, in pixel lanes:
 # the shape that covers the patches with the fewest lanes plus programs wins. CUDA: one
@@ -148,7 +150,7 @@ def kernels() -> ModuleType:
         with _LOCK:
             module = _MODULES.get(interp)
             if module is None:
-                name = "augpatch.functional._triton_kernels_" + ("interpreted" if interp else "compiled")
+                name = "augpatch.ops.backends.triton._kernels_" + ("interpreted" if interp else "compiled")
                 spec = importlib.util.spec_from_file_location(name, _KERNELS)
                 assert spec is not None and spec.loader is not None
                 module = importlib.util.module_from_spec(spec)
@@ -470,17 +472,16 @@ def _backward(
 # ----------------------------------------------------------------------------- backend
 
 
-class TritonBackend(Backend):
-    """The Triton kernel as a backend of the operator ``augpatch::warp`` (see ``_kernel.py``).
+class TritonWarp(WarpKernel):
+    """The warp's Triton kernel (:func:`forward`, :func:`backward`).
 
     ``strict=False`` (``AUGPATCH_CUDA_KERNEL=auto``): if a kernel fails (e.g. does not
-    compile on this GPU), warn once and compute this call with the eager kernel; later
-    calls then run eager (:func:`~augpatch.functional._kernel.backend_for`).
+    compile on this GPU), warn once and compute this call with the eager kernel; the
+    backend then reports itself not ready, and later calls run eager.
     """
 
-    name = "triton"
-
-    def __init__(self, strict: bool = True) -> None:
+    def __init__(self, backend: TritonBackend, strict: bool) -> None:
+        self.backend = backend
         self.strict = strict
 
     def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
@@ -505,4 +506,52 @@ class TritonBackend(Backend):
     def _failed(self, exc: Exception) -> None:
         if self.strict or isinstance(exc, torch.cuda.OutOfMemoryError):
             raise exc
-        triton_failed(exc)
+        self.backend.failed(exc)
+
+
+class TritonBackend(Backend):
+    """The Triton kernels: CUDA tensors (``"auto"``'s first choice there), or CPU tensors in
+    Triton's interpreter when chosen by name (``set_cpu_kernel("triton")``).
+
+    ``error``: the failure that made ``"auto"`` give up on Triton in this process (one
+    warning; later ``"auto"`` calls run eager).
+    """
+
+    name = "triton"
+    auto = {"cuda": 0}
+    choosable = ("cpu", "cuda")
+    kernels = ("warp",)
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def ready(self, device: torch.device, strict: bool) -> bool:
+        if strict:
+            check_available(device)
+            return True
+        if self.error is not None:
+            return False
+        try:
+            check_available(device)
+        except Exception as exc:
+            self.failed(exc)
+            return False
+        return True
+
+    def kernel(self, op, device, strict):
+        if op == "warp":
+            return TritonWarp(self, strict)
+        return super().kernel(op, device, strict)
+
+    def failed(self, exc: BaseException) -> None:
+        """``auto``: the Triton kernel failed; warn once, and run eager from now on."""
+        if self.error is None:
+            warnings.warn(
+                "augpatch: the Triton CUDA kernel is unavailable "
+                f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1][:300]}); "
+                "running the slower eager kernel. Set AUGPATCH_CUDA_KERNEL=eager to skip it, or "
+                "=triton to make this an error.",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+        self.error = exc

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from augpatch.functional import _paste_op  # noqa: F401  (registers augpatch::paste)
 from augpatch.functional._checks import (
     MODES,
     PADDING_MODES,
@@ -19,6 +18,7 @@ from augpatch.functional._checks import (
     check_theta,
     values_checked_later,
 )
+from augpatch.ops.paste import paste_op
 
 __all__ = ["paste_objects"]
 
@@ -94,9 +94,9 @@ def paste_objects(
     ``dst_boxes`` (through the sampling locations) and a float ``alpha``; the gradients
     equal those of the loop above. uint8 and half images are computed in float32 and
     rounded back after every paste. Runs as the registered operator
-    ``torch.ops.augpatch.paste`` (also inside ``torch.compile(fullgraph=True)`` and
-    ``torch.export``; value checks run inside it, on the real tensors), with the eager
-    kernel on every device.
+    ``augpatch.ops.paste_op`` (also inside ``torch.compile(fullgraph=True)`` and
+    ``torch.export``; value checks run inside it, on the real tensors), with the ``"paste"``
+    kernel of the backend the settings pick (``settings.kernel_for(device, op="paste")``).
 
     Example:
         >>> import torch
@@ -140,7 +140,7 @@ def paste_objects(
     grad = torch.is_grad_enabled()
     need_loc = grad and (theta.requires_grad or src_boxes.requires_grad or dst_boxes.requires_grad)
     need_diff = alpha is not None and (need_loc or (grad and alpha.requires_grad))
-    return torch.ops.augpatch.paste(
+    return paste_op(
         images, sources, src_boxes, theta, src_to_img, dst_boxes, dst_to_img,
         alpha[:, None] if alpha is not None else None, mode, padding_mode, align_corners, need_loc, need_diff,
     )[0]

@@ -1,7 +1,8 @@
 """``python -m augpatch bench copypaste``: time ``RandomCopyPaste`` against the per-object loop
 and torchvision's reference ``SimpleCopyPaste`` logic on the same batch, in the same run.
 
-Scenario (the issue's): ``B = 16`` images ``512 x 512``, 20 objects per image with masks;
+Scenario (the issue's; the row ``"paste"`` of :mod:`augpatch.bench.scenarios`): ``B = 16``
+images ``512 x 512``, 20 objects per image with masks;
 every destination image takes the objects of the previous image (the batch rolled by
 one), about half of them, each with its own scale and rotation. Methods, given the same
 drawn parameters:
@@ -19,7 +20,7 @@ drawn parameters:
 
 Reported (JSON): median seconds per method, ``loop / augpatch`` and ``augpatch /
 torchvision``, and augpatch's peak memory (a fresh subprocess, ``VmHWM - VmRSS`` after
-resetting the peak mark, as ``augpatch.bench``) as ``(inputs + peak_extra) / (inputs +
+resetting the peak mark, as :mod:`augpatch.bench.memory`) as ``(inputs + peak_extra) / (inputs +
 output)``.
 """
 
@@ -39,6 +40,9 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor
 
+from augpatch.bench.harness import device_info
+from augpatch.bench.memory import _rss_status
+from augpatch.bench.scenarios import Scenario, scenarios_for
 from augpatch.transforms.copy_paste import RandomCopyPaste, _clip_to, _mask_boxes, _placement
 
 METHODS = ("augpatch", "loop", "torchvision", "paste_op", "paste_loop")
@@ -182,8 +186,6 @@ def _nbytes(*tensors: Tensor) -> int:
 
 def _peak_child(cfg: argparse.Namespace) -> dict[str, Any]:
     """In this (fresh) process: one ``augpatch`` call's peak extra bytes."""
-    from augpatch.bench import _rss_status
-
     x = make_inputs(cfg.batch, cfg.size, cfg.objects, cfg.seed)
     aug = _augmenter(cfg.seed)
     params = _params(aug, x)
@@ -201,7 +203,7 @@ def _peak_child(cfg: argparse.Namespace) -> dict[str, Any]:
 def _measure_memory(cfg: argparse.Namespace) -> dict[str, Any] | None:
     if not os.path.exists("/proc/self/clear_refs"):
         return None
-    cmd = [sys.executable, "-m", "augpatch.bench_copypaste", "--_memory-child", "--batch", str(cfg.batch),
+    cmd = [sys.executable, "-m", "augpatch.bench.copypaste", "--_memory-child", "--batch", str(cfg.batch),
            "--size", str(cfg.size), "--objects", str(cfg.objects), "--seed", str(cfg.seed)]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -213,8 +215,6 @@ def _measure_memory(cfg: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
-    from augpatch.bench import _device_info
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     x = make_inputs(cfg.batch, cfg.size, cfg.objects, cfg.seed)
@@ -237,7 +237,7 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     med = {m: statistics.median(ts) for m, ts in times.items()}
     report: dict[str, Any] = {
         "benchmark": "copypaste",
-        "device": _device_info(torch.device("cpu"), torch.get_num_threads()),
+        "device": device_info(torch.device("cpu"), torch.get_num_threads()),
         "scenario": {"batch": cfg.batch, "size": cfg.size, "objects_per_image": cfg.objects,
                      "pasted_objects_per_round": pasted},
         "methods": {m: {"times_s": times[m], "median_s": med[m]} for m in methods},
@@ -269,9 +269,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m augpatch bench copypaste", description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--objects", type=int, default=20, help="objects per image")
+    p.add_argument("--batch", type=int, default=None, help="images (default: the scenario's)")
+    p.add_argument("--size", type=int, default=None, help="image side (default: the scenario's)")
+    p.add_argument("--objects", type=int, default=None, help="objects per image (default: the scenario's)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -287,8 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns an exit status."""
     cfg = build_parser().parse_args(argv)
+    scenario: Scenario = scenarios_for("copypaste", quick=cfg.quick)["paste"]
+    cfg.batch = scenario.batch if cfg.batch is None else cfg.batch
+    cfg.size = scenario.height if cfg.size is None else cfg.size
+    cfg.objects = scenario.num_objects // scenario.batch if cfg.objects is None else cfg.objects
     if cfg.quick:
-        cfg.batch, cfg.size, cfg.objects, cfg.repeats = 2, 64, 3, 1
+        cfg.repeats = 1
     if "augpatch" not in cfg.methods:
         cfg.methods = ["augpatch", *cfg.methods]
     if cfg.memory_child:

@@ -1,6 +1,6 @@
-"""The Triton kernels of ``warp_patches`` (device code only; the host side is ``_triton.py``).
+"""The Triton kernels of ``warp_patches`` (device code only; the host side is ``__init__.py``).
 
-This module is loaded by ``_triton.py`` as two separate module objects: one while
+This module is loaded by ``__init__.py`` as two separate module objects: one while
 Triton's interpreter is on (``TRITON_INTERPRET=1``: ``@triton.jit`` then makes
 interpreted functions, which run on CPU tensors) and one while it is off (compiled
 for the GPU), so that both can exist in one process. Do not import it directly.
@@ -10,11 +10,11 @@ Every kernel works on *tiles*: a ``BH x BW`` block of one object's patch (rows
 ``BC`` channels (an unrolled loop: one block for up to 4 channels; a loop with a
 runtime bound would not run in Triton 3.6's interpreter). A level of the plan is one
 launch over its tiles (``tile0 + program_id``).
-The per-pixel arithmetic is that of ``_sampler._Chunk`` / ``csrc/warp_cpu.cpp``,
+The per-pixel arithmetic is that of ``eager._Chunk`` / ``csrc/warp_cpu.cpp``,
 operation for operation (launched with ``enable_fp_fusion=False`` so that no
 multiply-add the reference rounds twice is fused).
 
-Tables (see ``_triton._Layout``): ``obj`` ``[K, 6]`` int64 (``x0, y0, w, h, image,
+Tables (see ``_Layout`` in ``__init__.py``): ``obj`` ``[K, 6]`` int64 (``x0, y0, w, h, image,
 first pixel``), ``tiles`` ``[T, 3]`` int32 (``k, i0, j0``), ``prm`` ``[K, 14]``
 (``_warp.object_params``). ``F.affine_grid``'s base coordinates are computed per tile
 row and column (``_base``), as ``_plan.exact_base_grid`` does.

@@ -1,0 +1,82 @@
+"""What every benchmark of ``augpatch.bench`` shares: the progress bar, device facts, sync."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+import torch
+
+
+class Progress:
+    """tqdm if importable (it is not a dependency of augpatch), else a small stderr line."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.n, self.enabled = max(total, 1), 0, enabled
+        self._bar: Any = None
+        self._last_pct = -1
+        self._tty = sys.stderr.isatty()
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self._bar = tqdm(total=self.total, file=sys.stderr, desc="bench", unit="step",
+                         dynamic_ncols=True)
+
+    def update(self, label: str, n: int = 1) -> None:
+        """Advance by ``n`` steps (``0``: only show ``label``) and show ``label``."""
+        if not self.enabled or n < 0:
+            return
+        self.n = min(self.total, self.n + n)
+        if self._bar is not None:
+            self._bar.set_postfix_str(label, refresh=False)
+            self._bar.update(n)
+            return
+        pct = int(100 * self.n / self.total)
+        if self._tty:
+            fill = int(30 * self.n / self.total)
+            sys.stderr.write(f"\rbench [{'#' * fill}{'.' * (30 - fill)}] {pct:3d}% {label:<28.28}")
+            sys.stderr.flush()
+        elif pct // 10 != self._last_pct // 10:
+            sys.stderr.write(f"bench {pct:3d}% {label}\n")
+            sys.stderr.flush()
+        self._last_pct = pct
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        elif self._tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_info(device: torch.device, threads: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": device.type, "threads": threads}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        info["name"] = name
+        info["cpu_count"] = os.cpu_count()
+    return info

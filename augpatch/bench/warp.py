@@ -1,0 +1,710 @@
+"""Benchmark harness for :func:`augpatch.functional.warp_patches`.
+
+Run it with ``python -m augpatch bench`` (or ``python -m augpatch.bench``); see
+``--help`` for the options. Each scenario builds one fixed random input (float32
+images and ``theta`` that require grad, integer boxes fully inside the image,
+random ``obj_to_img``) and times forward + backward of every method in the same
+process, interleaved round-robin (the starting method rotates every round), after
+warm-up, and reports the median. The methods are:
+
+``augpatch``
+    ``warp_patches(images, boxes, theta, obj_to_img)`` (``overlap="sequential"``).
+``question_loop``
+    The original StackOverflow-style loop made differentiable, exactly the
+    sequential loop of the SPEC: one full ``clone`` of the image batch per object.
+``crop_loop``
+    A competent loop: one ``affine_grid`` + ``grid_sample`` per sliced crop, then a
+    single out-of-place paste of every result with precomputed flat indices
+    (``parallel`` semantics, equal to ``sequential`` when no boxes overlap).
+``kornia_whole``
+    One ``kornia.geometry.transform.warp_affine`` of the whole batch: the cost of
+    warping whole images instead of patches.
+``clone``
+    ``images.clone()``: the floor every out-of-place method pays.
+``grid_sample_whole`` (CUDA runs)
+    One ``F.affine_grid`` + ``F.grid_sample`` of the whole batch: the fused reference
+    of the same sampling work on every pixel.
+``augpatch_eager`` (CUDA runs)
+    ``warp_patches`` with the eager kernel forced (what CUDA ran before the Triton
+    kernel), to measure what the Triton kernel gains.
+
+``--dataloader`` (CUDA only) also times a training-style input pipeline end to end:
+``BatchAugment`` on the GPU after a ``DataLoader`` whose workers collate on the CPU
+(``pin_memory``), against per-sample torchvision v2 ``RandomAffine`` in the workers,
+in images per second (:func:`dataloader_throughput`).
+
+Peak memory on CPU is measured in a fresh subprocess per (scenario, method), see
+:data:`MEMORY_METHOD_CPU`; on CUDA with ``torch.cuda.max_memory_allocated``.
+
+Extension point: :data:`METHODS` maps a name to a :class:`Method`; call
+:func:`register_method` at import time of a module and pass that module with
+``--plugin MODULE`` (it is imported in the parent and in every memory subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from augpatch.bench.dataloader import dataloader_throughput, format_dataloader
+from augpatch.bench.harness import Progress, device_info
+from augpatch.bench.inputs import BenchInputs, boxes_overlap, make_inputs
+from augpatch.bench.memory import (
+    MEMORY_METHOD_CPU,
+    MEMORY_METHOD_CUDA,
+    _finish_memory,
+    _memory_jobs,
+    _memory_slots,
+    _memory_subprocess,
+    _run_memory,
+)
+from augpatch.bench.methods import (
+    METHODS,
+    REFERENCE_METHOD,
+    BenchConfig,
+    Method,
+    _method_available,
+    _prepare_kernel,
+    _time_once,
+    default_methods,
+    register_method,
+)
+from augpatch.bench.scenarios import QUICK_SCENARIOS, SCENARIOS, Scenario
+
+__all__ = [
+    "METHODS",
+    "QUICK_SCENARIOS",
+    "SCENARIOS",
+    "TARGETS",
+    "BenchInputs",
+    "Method",
+    "Scenario",
+    "Target",
+    "CUDA_TARGETS",
+    "boxes_overlap",
+    "dataloader_throughput",
+    "default_methods",
+    "format_dataloader",
+    "main",
+    "make_inputs",
+    "register_method",
+    "run_benchmark",
+]
+
+TIMING_METHOD = (
+    "Per scenario one fixed input; every method runs forward (+ loss) + backward on it; "
+    "rounds are interleaved round-robin over the methods with the starting method rotated "
+    "every round; warm-up rounds first; reported: median over the timed rounds. 'fwd' is "
+    "the method call alone (graph recording included), 'total' adds the loss and backward. "
+    "Gradients are reset to None before each call. On CUDA, torch.cuda.synchronize() is "
+    "called around every timestamp."
+)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """A performance target evaluated on this run's numbers.
+
+    ``kind``: ``"speedup"`` (t(method)/t(augpatch) >= threshold), ``"max_slowdown"``
+    and ``"max_time_fraction"`` (t(augpatch)/t(method) <= threshold), ``"max_memory_ratio"``
+    (augpatch's mem_ratio < threshold).
+    """
+
+    scenario: str
+    method: str | None
+    kind: str
+    threshold: float
+    text: str
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("S", "question_loop", "speedup", 20.0, "augpatch >= 20x faster than question_loop (a)"),
+    Target("S", "crop_loop", "speedup", 3.0, "augpatch >= 3x faster than crop_loop (b)"),
+    Target("M", "crop_loop", "speedup", 5.0, "augpatch >= 5x faster than crop_loop (b)"),
+    Target("tiny", "crop_loop", "max_slowdown", 1.5,
+           "augpatch no more than 1.5x slower than crop_loop (b)"),
+    Target("M", "kornia_whole", "max_time_fraction", 0.5,
+           "augpatch <= 0.5x the time of kornia_whole (c)"),
+    Target("many", None, "max_memory_ratio", 2.0,
+           "augpatch peak memory < 2x (inputs + output)"),
+)
+
+# The targets of a run on CUDA (the Triton kernel).
+CUDA_TARGETS: tuple[Target, ...] = (
+    Target("M", "grid_sample_whole", "max_time_fraction", 0.5,
+           "augpatch <= 0.5x the time of grid_sample_whole (e)"),
+    Target("M", "crop_loop", "speedup", 20.0, "augpatch >= 20x faster than crop_loop (b)"),
+    Target("M", "augpatch_eager", "speedup", 5.0,
+           "augpatch >= 5x faster than its eager kernel (f)"),
+    Target("many", "crop_loop", "speedup", 50.0, "augpatch >= 50x faster than crop_loop (b)"),
+    Target("many", None, "max_memory_ratio", 2.0,
+           "augpatch peak memory < 2x (inputs + output)"),
+)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _compare(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Any]:
+    """Relative max-abs differences of output and gradients (scaled by max |b|)."""
+    res: dict[str, Any] = {}
+    ok = True
+    for key, tol in (("output", 1e-4), ("images.grad", 1e-3), ("theta.grad", 1e-3)):
+        x, y = a.get(key), b.get(key)
+        if x is None or y is None:
+            res[key] = None
+            continue
+        if x.shape != y.shape:
+            res[key] = f"shape {tuple(x.shape)} != {tuple(y.shape)}"
+            ok = False
+            continue
+        diff = (x.double() - y.double()).abs().max().item() if x.numel() else 0.0
+        scale = max(1.0, y.double().abs().max().item() if y.numel() else 0.0)
+        res[key] = diff / scale
+        ok = ok and diff / scale <= tol
+    res["match"] = ok
+    return res
+
+
+def _rotate(items: list[Method], k: int) -> list[Method]:
+    """``items`` rotated left by ``k`` (round-robin start that changes every round)."""
+    if not items:
+        return []
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
+def _repeats_wanted(active: list[Method], entries: dict[str, dict[str, Any]], slow: set[str],
+                    cfg: BenchConfig) -> dict[str, int]:
+    """Timed repeats per method: a fast method gets up to max_fast_repeats (about
+    fast_seconds in all), every method at most max_method_seconds of timed calls but at
+    least min_repeats (1 if slow)."""
+    wanted: dict[str, int] = {}
+    for m in active:
+        e = entries[m.name]
+        t = max(min(e["warmup_s"] or e["times_s"]), 1e-9)
+        n = cfg.repeats
+        if t * cfg.repeats < cfg.fast_seconds:
+            n = min(cfg.max_fast_repeats, max(cfg.repeats, int(cfg.fast_seconds / t)))
+        n = min(n, int(cfg.max_method_seconds / t))
+        wanted[m.name] = max(1 if m.name in slow else cfg.min_repeats, n)
+    return wanted
+
+
+def _summarise(entries: dict[str, dict[str, Any]]) -> None:
+    """Medians, minima and the ratios against augpatch, written into each method's entry."""
+    ref = entries.get(REFERENCE_METHOD, {})
+    ref_t = statistics.median(ref["times_s"]) if ref.get("times_s") else None
+    ref_f = statistics.median(ref["fwd_times_s"]) if ref.get("fwd_times_s") else None
+    for e in entries.values():
+        if e["status"] == "ok" and e["times_s"]:
+            e["repeats"] = len(e["times_s"])
+            e["median_s"] = statistics.median(e["times_s"])
+            e["min_s"] = min(e["times_s"])
+            e["fwd_median_s"] = statistics.median(e["fwd_times_s"])
+            e["ratio_vs_augpatch"] = e["median_s"] / ref_t if ref_t else None
+            e["fwd_ratio_vs_augpatch"] = e["fwd_median_s"] / ref_f if ref_f else None
+
+
+def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
+                   device: torch.device, progress: Progress) -> dict[str, Any]:
+    """Time every method on one scenario, interleaved; returns the scenario's JSON."""
+    inputs = make_inputs(scenario, cfg.seed, device, cfg.loss, getattr(torch, cfg.box_dtype))
+    overlap = boxes_overlap(inputs.boxes, inputs.obj_to_img)
+    res: dict[str, Any] = {
+        "spec": dataclasses.asdict(scenario),
+        "input_bytes": inputs.input_bytes(),
+        "output_bytes": inputs.output_bytes(),
+        "boxes_overlapping": int(overlap.sum()),
+        "methods": {},
+    }
+    entries: dict[str, dict[str, Any]] = {}
+    active: list[Method] = []
+    for m in methods:
+        reason = _method_available(m) or (m.skip(scenario, cfg) if m.skip else None)
+        entries[m.name] = {"description": m.description, "differentiable": m.differentiable}
+        if reason:
+            entries[m.name].update(status="skipped", reason=reason)
+        else:
+            entries[m.name].update(status="ok", times_s=[], fwd_times_s=[], warmup_s=[])
+            active.append(m)
+    kept: dict[str, dict[str, Tensor]] = {}
+    if device.type == "cuda":
+        # one untimed call each first: Triton compiles its kernels for these inputs' block
+        # shapes on first use (seconds), which would otherwise count as a slow first call
+        for m in active:
+            with contextlib.suppress(Exception):  # a failing method is reported below
+                _time_once(m, inputs, device)
+
+    def call(m: Method, timed: bool, keep: bool = False) -> float | None:
+        e = entries[m.name]
+        try:
+            fwd, tot, k = _time_once(m, inputs, device, keep=keep)
+        except Exception as exc:  # reported; the run goes on
+            e.update(status="error", reason=f"{type(exc).__name__}: {exc}")
+            progress.update(f"{scenario.name}/{m.name} failed", 0)
+            return None
+        if k is not None:
+            kept[m.name] = k
+        if timed:
+            e["fwd_times_s"].append(fwd)
+            e["times_s"].append(tot)
+        else:
+            e["warmup_s"].append(tot)
+            e["_last_fwd"] = fwd
+        progress.update(f"{scenario.name}/{m.name}", 0)
+        return tot
+
+    def ok(m: Method) -> bool:
+        return entries[m.name]["status"] == "ok"
+
+    # Warm-up. A method whose first call takes >= slow_seconds is not warmed up further and
+    # that first call counts as a timed repeat (one-time overheads are negligible there).
+    slow: set[str] = set()
+    for m in active:
+        t = call(m, timed=False, keep=m.semantics is not None)
+        if t is not None and t >= cfg.slow_seconds:
+            slow.add(m.name)
+            e = entries[m.name]
+            e["times_s"].append(e["warmup_s"].pop())
+            e["fwd_times_s"].append(e["_last_fwd"])
+            e["first_call_counted"] = True
+    for rnd in range(1, cfg.warmup):
+        for m in _rotate(active, rnd):
+            if ok(m) and m.name not in slow:
+                call(m, timed=False)
+    # Repeats: a fast method gets up to max_fast_repeats (about fast_seconds in all), every
+    # method at most max_method_seconds of timed calls but at least min_repeats (1 if slow).
+    wanted = _repeats_wanted([m for m in active if ok(m)], entries, slow, cfg)
+    rnd = 0
+    while True:
+        todo = [m for m in active if ok(m) and len(entries[m.name]["times_s"]) < wanted[m.name]]
+        if not todo:
+            break
+        for m in _rotate(todo, rnd):
+            call(m, timed=True)
+        rnd += 1
+    for e in entries.values():
+        e.pop("_last_fwd", None)
+    progress.update(f"{scenario.name} done", len(methods))  # one step per (scenario, method)
+    _summarise(entries)
+    res["methods"] = entries
+    checks: dict[str, Any] = {}
+    ref_loop = kept.get("question_loop")
+    for name, k in kept.items():
+        if name == "question_loop" or ref_loop is None:
+            continue
+        sem = METHODS[name].semantics
+        if sem == "sequential" or (sem == "parallel" and not bool(overlap.any())):
+            checks[f"{name} vs question_loop"] = _compare(k, ref_loop)
+    res["checks"] = checks
+    return res
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _evaluate_targets(results: dict[str, Any], quick: bool, device: str = "cpu") -> list[dict[str, Any]]:
+    out = []
+    for t in CUDA_TARGETS if torch.device(device).type == "cuda" else TARGETS:
+        row: dict[str, Any] = {"scenario": t.scenario, "method": t.method, "kind": t.kind,
+                               "threshold": t.threshold, "text": t.text, "value": None}
+        sres = results.get(t.scenario)
+        ref = sres["methods"].get(REFERENCE_METHOD) if sres else None
+        if sres is None or ref is None:
+            row.update(status="N/A", reason="scenario or augpatch not run")
+        elif ref["status"] != "ok":
+            row.update(status="N/A", reason=f"augpatch {ref['status']}: {ref.get('reason')}")
+        elif t.kind == "max_memory_ratio":
+            mem = ref.get("memory", {})
+            if "mem_ratio" not in mem:
+                row.update(status="N/A", reason=mem.get("error", "memory not measured"))
+            else:
+                row["value"] = mem["mem_ratio"]
+                row["status"] = "PASS" if mem["mem_ratio"] < t.threshold else "FAIL"
+                row["reason"] = (f"forward only: {mem['mem_ratio_fwd']:.2f}; a method whose "
+                                 f"image gradient takes a batch of its own needs at least "
+                                 f"{mem['mem_ratio_autograd_floor']:.2f}"
+                                 if "mem_ratio_fwd" in mem else None)
+        else:
+            other = sres["methods"].get(t.method or "")
+            if other is None or other["status"] != "ok" or "median_s" not in other:
+                why = other.get("reason") if other else "not run"
+                row.update(status="N/A", reason=f"{t.method}: {why}")
+            else:
+                r = other["median_s"] / ref["median_s"]
+                if t.kind == "speedup":
+                    row["value"], ok = r, r >= t.threshold
+                else:
+                    row["value"], ok = 1.0 / r, 1.0 / r <= t.threshold
+                row["status"] = "PASS" if ok else "FAIL"
+        if quick:
+            row["note"] = "quick sizes: not the real targets"
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _fmt_ms(sec: float | None) -> str:
+    return "-" if sec is None else f"{sec * 1e3:.2f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The human-readable table of a report (as written to JSON)."""
+    lines = []
+    cfg = report["config"]
+    lines.append(f"augpatch bench: device={report['device']['name']} threads="
+                 f"{report['device']['threads']} torch={report['torch']} loss={cfg['loss']}"
+                 f"{' (QUICK sizes)' if cfg['quick'] else ''}")
+    if report.get("load_average_before") is not None:
+        lines.append(f"1-min load average before/after: {report['load_average_before'][0]:.2f} / "
+                     f"{report['load_average_after'][0]:.2f} "
+                     f"(cpu_count={report['device'].get('cpu_count')}; >cpu_count means noisy)")
+        cores = report["device"].get("cpu_count") or 1
+        busy = max(report["load_average_before"][0], report["load_average_after"][0])
+        if report["device"]["type"] == "cpu" and report["device"]["threads"] > 1 and busy > cores:
+            lines.append("WARNING: the machine was busy while this ran with several intra-op "
+                         "threads: small calls are then dominated by thread scheduling and "
+                         "medians are unreliable; re-run on an idle machine or with --threads 1.")
+    if report.get("kernel"):
+        k = report["kernel"]
+        lines.append(f"warp_patches kernel: {k['name']} ({k.get('setting', 'AUGPATCH_CPU_KERNEL')}={k['choice']}; "
+                     f"built or loaded in {k['ready_s']:.1f} s before timing)")
+    lines.append("t/t_aug = time(method) / time(augpatch): 'augpatch is that many times faster'. "
+                 "mem_ratio = (inputs + peak_extra) / (inputs + output).")
+    head = (f"{'scenario':<9} {'method':<16} {'fwd+bwd ms':>11} {'min ms':>9} {'t/t_aug':>8} "
+            f"{'fwd ms':>9} "
+            f"{'f/f_aug':>8} {'reps':>4} {'peak+ MB':>9} {'mem_ratio':>9}  note")
+    lines.append(head)
+    lines.append("-" * len(head))
+    for sname, sres in report["scenarios"].items():
+        spec = sres["spec"]
+        lines.append(f"{sname}: B={spec['batch']} {spec['channels']}x{spec['height']}x"
+                     f"{spec['width']} N={spec['num_objects']} boxes {spec['min_side']}-"
+                     f"{spec['max_side']}px layout={spec['layout']} "
+                     f"({sres['boxes_overlapping']} boxes overlap another)")
+        for mname, e in sres["methods"].items():
+            if e["status"] != "ok" or "median_s" not in e:
+                lines.append(f"{'':<9} {mname:<16} {e['status'].upper():>11}  "
+                             f"{e.get('reason', '')}")
+                continue
+            mem = e.get("memory", {})
+            extra = mem.get("peak_extra_bytes")
+            ratio = e.get("ratio_vs_augpatch")
+            fratio = e.get("fwd_ratio_vs_augpatch")
+            note = mem.get("error", "") or mem.get("skipped", "")
+            if "mem_ratio_fwd" in mem:
+                note += f" forward-only mem_ratio {mem['mem_ratio_fwd']:.2f}"
+            if extra is not None and extra < sres["output_bytes"]:
+                note += " mem below RSS resolution"
+            if not e["differentiable"]:
+                note += " no backward"
+            if e.get("first_call_counted"):
+                note += " slow: first call timed, no warm-up"
+            lines.append(
+                f"{'':<9} {mname:<16} {_fmt_ms(e['median_s']):>11} {_fmt_ms(e['min_s']):>9} "
+                f"{'-' if ratio is None else f'{ratio:.2f}':>8} {_fmt_ms(e['fwd_median_s']):>9} "
+                f"{'-' if fratio is None else f'{fratio:.2f}':>8} {e['repeats']:>4} "
+                f"{'-' if extra is None else f'{extra / 2**20:.1f}':>9} "
+                f"{'-' if 'mem_ratio' not in mem else format(mem['mem_ratio'], '.2f'):>9}  "
+                f"{note.strip()}")
+        for name, chk in sres.get("checks", {}).items():
+            diffs = ", ".join(f"{k}={v:.1e}" for k, v in chk.items()
+                              if isinstance(v, float))
+            lines.append(f"{'':<9} check {name}: {'OK' if chk['match'] else 'MISMATCH'} "
+                         f"(rel. max diff {diffs})")
+    lines.append("")
+    lines.append("Targets (computed from this run):")
+    for t in report["targets"]:
+        val = "" if t["value"] is None else f"measured {t['value']:.2f}"
+        if t["kind"] == "speedup" and t["value"] is not None:
+            val += "x"
+        reason = f" ({t['reason']})" if t.get("reason") else ""
+        note = f" [{t['note']}]" if t.get("note") else ""
+        lines.append(f"  {t['status']:<4} {t['scenario']:<5} {t['text']}: {val}{reason}{note}")
+    return "\n".join(lines)
+
+
+def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
+    """Run the benchmark described by ``cfg`` and return the JSON-able report."""
+    for mod in cfg.plugins:
+        importlib.import_module(mod)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    scen_table = QUICK_SCENARIOS if cfg.quick else SCENARIOS
+    scenarios = [scen_table[s] for s in cfg.scenarios]
+    names = cfg.methods or default_methods(cfg.device)
+    methods = [METHODS[n] for n in names]
+    mem_slots = _memory_slots(cfg, scenarios, methods)
+    kernel = _prepare_kernel(device)  # build (or load) the compiled kernel before timing
+    # the total is fixed up front: one step per (scenario, method) timed and per memory slot
+    progress = Progress(len(scenarios) * len(methods) + mem_slots, cfg.progress)
+    started = time.perf_counter()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    results: dict[str, Any] = {}
+    scen_by_name = {s.name: s for s in scenarios}
+    early: list[tuple[str, str, Any]] = []
+    pool = None
+    if cfg.quick and device.type == "cpu" and cfg.memory != "none":
+        # Smoke test: overlap the memory subprocesses (mostly interpreter start-up) with the
+        # timings; quick timings are not meant to be accurate anyway.
+        pool = ThreadPoolExecutor(max_workers=max(1, cfg.memory_jobs))
+        for s in scenarios:
+            if cfg.memory == "many" and s.name != "many":
+                continue
+            for m in methods:
+                if cfg.memory_methods and m.name not in cfg.memory_methods:
+                    continue
+                if _method_available(m) or (m.skip and m.skip(s, cfg)):
+                    continue
+                early.append((s.name, m.name, pool.submit(_memory_subprocess, s, m.name, cfg)))
+    try:
+        for s in scenarios:
+            results[s.name] = _time_scenario(s, methods, cfg, device, progress)
+        if pool is not None:
+            progress.update("memory", mem_slots - len(early))  # slots with nothing to measure
+            for sname, mname, fut in early:
+                _finish_memory(results, sname, mname, fut.result(), progress)
+        else:
+            jobs = _memory_jobs(cfg, results)
+            progress.update("memory", mem_slots - len(jobs))  # slots with nothing to measure
+            _run_memory(cfg, scen_by_name, results, jobs, progress, device)
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    try:
+        import kornia
+
+        kornia_version: str | None = kornia.__version__
+    except ImportError:
+        kornia_version = None
+    from augpatch import __version__ as augpatch_version
+
+    report = {
+        "schema": 1,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": dataclasses.asdict(cfg),
+        "torch": torch.__version__,
+        "kornia": kornia_version,
+        "augpatch": augpatch_version,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device_info(device, torch.get_num_threads()),
+        "kernel": kernel,
+        "timing_method": TIMING_METHOD,
+        "memory_method": MEMORY_METHOD_CUDA if device.type == "cuda" else MEMORY_METHOD_CPU,
+        "wall_s": time.perf_counter() - started,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "scenarios": results,
+    }
+    report["targets"] = _evaluate_targets(results, cfg.quick, cfg.device)
+    return report
+
+
+def _parse_names(values: Sequence[str] | None, known: Sequence[str], what: str) -> tuple[str, ...]:
+    if not values:
+        return ()
+    names = [v for value in values for v in value.split(",") if v]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise SystemExit(f"unknown {what}: {', '.join(bad)} (known: {', '.join(known)})")
+    return tuple(dict.fromkeys(names))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``python -m augpatch bench``."""
+    p = argparse.ArgumentParser(
+        prog="python -m augpatch bench",
+        description="Time forward+backward of warp_patches against baseline loops, "
+                    "Kornia whole-image warping and a plain clone; write a table and JSON.")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--scenarios", nargs="+", metavar="NAME",
+                   help=f"subset of {', '.join(SCENARIOS)} (space or comma separated)")
+    p.add_argument("--methods", nargs="+", metavar="NAME",
+                   help=f"subset of {', '.join(METHODS)} (default: "
+                        f"{', '.join(default_methods())})")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed calls per method and scenario (default 10, --quick 3); fast "
+                        "methods get more (up to --max-fast-repeats, about --fast-seconds "
+                        "in all), slow ones fewer (--max-method-seconds)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="warm-up calls per method, >= 1 (default 2, quick 1)")
+    p.add_argument("--max-method-seconds", type=float, default=None,
+                   help="cap on one method's timed seconds per scenario; slower methods get "
+                        "fewer repeats, at least 3, or 1 if slow (default 15, quick 1)")
+    p.add_argument("--slow-seconds", type=float, default=None,
+                   help="a method whose first call takes this long is not warmed up again "
+                        "and that call is timed (default 5, quick 2)")
+    p.add_argument("--fast-seconds", type=float, default=None,
+                   help="fast methods repeat until about this many seconds (default 1, "
+                        "quick 0.1)")
+    p.add_argument("--max-fast-repeats", type=int, default=None,
+                   help="cap on the repeats of a fast method (default 50, quick 10)")
+    p.add_argument("--naive-max-gb", type=float, default=4.0,
+                   help="skip question_loop where its graph would hold more GiB (default 4)")
+    p.add_argument("--json", dest="json_path", default="bench_results.json", metavar="FILE")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes and repeats: a CI smoke test, not real numbers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", choices=("weighted", "sum"), default="weighted",
+                   help="dot with a fixed random weighting (default) or output.sum()")
+    p.add_argument("--box-dtype", choices=("int64", "float32"), default="int64")
+    p.add_argument("--memory", choices=("all", "many", "none"), default=None,
+                   help="which scenarios get a peak-memory measurement (default all; "
+                        "quick: many)")
+    p.add_argument("--memory-methods", nargs="+", metavar="NAME",
+                   help="methods that get a memory measurement (default all; quick: "
+                        "augpatch clone)")
+    p.add_argument("--memory-max-seconds", type=float, default=15.0,
+                   help="no memory run for a method (other than augpatch) whose call takes "
+                        "longer (default 15)")
+    p.add_argument("--memory-jobs", type=int, default=2,
+                   help="memory subprocesses run at once (CPU; after the timings)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE (e.g. one that calls register_method) here and in "
+                        "the memory subprocesses")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--profile", action="store_true",
+                   help="per scenario, where each millisecond of an augpatch forward+backward goes "
+                        "(torch.profiler ranges: checks, dispatch, plan, kernel, copies); printed "
+                        "as a table after the timings and written to the JSON ('profile')")
+    p.add_argument("--dataloader", action="store_true",
+                   help="CUDA only: also time BatchAugment on the GPU after a DataLoader against "
+                        "torchvision v2 RandomAffine in the workers (images/s)")
+    p.add_argument("--no-albumentations", dest="albumentations", action="store_false",
+                   help="skip the per-image comparison with albumentations' A.Affine")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark CLI; returns 0, or 1 if a method raised or a check mismatched."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    for mod in args.plugin:
+        importlib.import_module(mod)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: CUDA is not available", file=sys.stderr)
+        return 2
+    if args.dataloader and args.device != "cuda":
+        print("--dataloader needs --device cuda (the GPU augments after the CPU workers)", file=sys.stderr)
+        return 2
+    quick = args.quick
+    cfg = BenchConfig(
+        device=args.device,
+        scenarios=_parse_names(args.scenarios, list(SCENARIOS), "scenario") or tuple(SCENARIOS),
+        methods=_parse_names(args.methods, list(METHODS), "method"),
+        repeats=args.repeats if args.repeats is not None else (3 if quick else 10),
+        warmup=args.warmup if args.warmup is not None else (1 if quick else 2),
+        max_method_seconds=args.max_method_seconds or (1.0 if quick else 15.0),
+        slow_seconds=args.slow_seconds or (2.0 if quick else 5.0),
+        fast_seconds=(args.fast_seconds if args.fast_seconds is not None
+                      else (0.1 if quick else 1.0)),
+        max_fast_repeats=args.max_fast_repeats or (10 if quick else 50),
+        memory_max_seconds=args.memory_max_seconds,
+        naive_max_gb=args.naive_max_gb,
+        quick=quick,
+        seed=args.seed,
+        loss=args.loss,
+        box_dtype=args.box_dtype,
+        memory=args.memory or ("many" if quick else "all"),
+        memory_methods=_parse_names(args.memory_methods, list(METHODS), "method")
+        or ((REFERENCE_METHOD, "clone") if quick else ()),
+        memory_jobs=args.memory_jobs,
+        threads=args.threads,
+        plugins=tuple(args.plugin),
+        progress=not args.no_progress,
+        json_path=args.json_path,
+    )
+    if cfg.repeats < 1 or cfg.warmup < 1:
+        print("--repeats and --warmup must be >= 1", file=sys.stderr)
+        return 2
+    cfg.min_repeats = min(cfg.min_repeats, cfg.repeats)
+    report = run_benchmark(cfg)
+    print(format_table(report))
+    if args.profile:
+        report["profile"] = _profile(cfg)
+    if args.albumentations and cfg.device == "cpu":
+        report["albumentations"] = _albumentations_per_image(cfg.quick)
+    if args.dataloader:
+        report["dataloader"] = dataloader_throughput(cfg.device, seed=cfg.seed,
+                                                     batches=5 if cfg.quick else 20)
+        print("\n" + format_dataloader(report["dataloader"]))
+    with open(cfg.json_path, "w") as fh:
+        json.dump(report, fh, indent=1)
+    print(f"\nwrote {cfg.json_path}")
+    failed = any(e["status"] == "error" for s in report["scenarios"].values()
+                 for e in s["methods"].values())
+    failed = failed or any(not c["match"] for s in report["scenarios"].values()
+                           for c in s["checks"].values())
+    failed = failed or any("error" in e.get("memory", {}) for s in report["scenarios"].values()
+                           for e in s["methods"].values())
+    return 1 if failed else 0
+
+
+def _profile(cfg: BenchConfig) -> dict[str, Any]:
+    """``--profile``: :func:`augpatch.bench.profile.profile_call` of ``augpatch`` per scenario."""
+    from augpatch.bench.profile import format_profile, profile_call
+
+    device = torch.device(cfg.device)
+    table = QUICK_SCENARIOS if cfg.quick else SCENARIOS
+    profiles = {}
+    for name in cfg.scenarios:
+        inputs = make_inputs(table[name], cfg.seed, device, cfg.loss, getattr(torch, cfg.box_dtype))
+        profiles[name] = profile_call(lambda inputs=inputs: _time_once(METHODS[REFERENCE_METHOD], inputs, device),
+                                      calls=2 if cfg.quick else 5)
+    print("\n" + format_profile(profiles))
+    return profiles
+
+
+def _albumentations_per_image(quick: bool) -> dict[str, Any]:
+    """Cost per image of the albumentations adapter against ``A.Affine`` (same image, CPU).
+
+    Uses :func:`augpatch.integrations.albumentations.benchmark_against_affine` on a
+    512x512 uint8 image with 8 objects (64x64 and 2 objects with ``--quick``).
+    """
+    try:
+        from augpatch.integrations.albumentations import benchmark_against_affine
+    except ImportError as exc:  # the albumentations extra is not installed
+        print(f"\nalbumentations comparison skipped: {exc}")
+        return {"skipped": str(exc)}
+    size, objects, repeats = ((64, 64), 2, 3) if quick else ((512, 512), 8, 20)
+    res = benchmark_against_affine(size, objects, repeats=repeats, warmup=1 if quick else 3)
+    print(f"\nalbumentations, per image ({size[0]}x{size[1]} uint8, {objects} objects): "
+          f"augpatch RandomPatchAffine {res['augpatch_ms']:.2f} ms, A.Affine "
+          f"{res['albumentations_affine_ms']:.2f} ms (ratio {res['ratio']:.1f})")
+    return res
+
+
+if __name__ == "__main__":
+    # Run the canonical module's main so --plugin registrations (which import
+    # augpatch.bench.warp, not __main__) are seen.
+    from augpatch.bench.warp import main as _main
+
+    raise SystemExit(_main())

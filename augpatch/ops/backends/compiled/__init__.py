@@ -1,0 +1,130 @@
+"""The compiled backend: C++ CPU kernels (``csrc/*.cpp``, built by :mod:`.build`).
+
+Both CPU kernels run the same plan with the same per-pixel arithmetic; the compiled one
+fuses every tap and channel of a pixel into one pass, which is what makes a warp cost
+about as much as reading its pixels once. The glue to ``csrc/warp_cpu.cpp`` is
+:class:`CompiledWarp` (:func:`kernel_options` is the order of ``Params`` there).
+
+A second operator's C++ kernel joins this backend with a ``csrc/<op>_cpu.cpp`` file
+(compiled into the same extension, ``torch.ops.augpatch_cpu``), a kernel class like
+:class:`CompiledWarp`, and its name in :attr:`CompiledBackend.kernels` /
+:meth:`CompiledBackend.kernel`.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from augpatch.ops.backends.base import Backend, WarpKernel
+from augpatch.ops.backends.compiled import build
+from augpatch.ops.layout import MODE_CODES, PADDING_CODES
+from augpatch.ops.plan import WarpPlan
+
+
+def kernel_options(plan: WarpPlan) -> list[int]:
+    """The options of the compiled kernel, in the order of ``Params`` in ``csrc/warp_cpu.cpp``.
+
+    The kernel fills in ``save_from``, ``need_loc`` and ``need_img`` itself (they depend on
+    the plan's levels and on which gradients a call needs).
+    """
+    fields = {
+        "mode": MODE_CODES[plan.mode], "padding": PADDING_CODES[plan.padding_mode],
+        "align": int(plan.align_corners), "parallel": int(plan.parallel), "save_from": 0,
+        "s_b": plan.strides[0], "s_c": plan.strides[1], "s_h": plan.strides[2],
+        "s_w": plan.strides[3], "channels": plan.channels, "need_loc": 0, "need_img": 0,
+        "height": plan.size[0], "width": plan.size[1],
+    }
+    return list(fields.values())
+
+
+class CompiledWarp(WarpKernel):
+    """The warp's compiled kernel (``csrc/warp_cpu.cpp``).
+
+    For the location gradient, only levels that read earlier levels' writes
+    (``sequential`` levels after the first) keep something: the values of the patches
+    they read (image dtype; the backward recomputes the derivatives from them), or with
+    ``padding_mode="image"``, where an object reads around its box, the two derivatives
+    of every sampled value. The other levels read the input batch, which the backward
+    reads again instead.
+    """
+
+    def __init__(self, ops: Any) -> None:
+        self.ops = ops
+
+    def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
+        return (compute_dtype if padding_mode == "image" else image_dtype), compute_dtype
+
+    def forward(self, images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool):
+        out, kept0, kept1 = self.ops.warp_forward(images, params, plan.objects, plan.level_objects,
+                                                  kernel_options(plan), need_loc)
+        return out, [kept0, kept1]
+
+    def backward(self, grad, images, params, plan, saved, need_img, need_loc):
+        grad_images, grad_params = self.ops.warp_backward(
+            grad, images, params, plan.objects, plan.level_objects, saved[0], saved[1],
+            kernel_options(plan), need_img, need_loc,
+        )
+        return (grad_images if need_img else None), (grad_params if need_loc else None)
+
+
+class CompiledBackend(Backend):
+    """The compiled C++ kernels: CPU tensors; built (once per environment) on first use.
+
+    ``ops`` (the loaded ``torch.ops.augpatch_cpu``) and ``error`` (why the build failed)
+    are remembered for the process: a failed build is not retried.
+    """
+
+    name = "compiled"
+    auto = {"cpu": 0}
+    choosable = ("cpu",)
+    kernels = ("warp",)
+
+    def __init__(self) -> None:
+        self.ops: Any | None = None
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def load(self, strict: bool) -> Any | None:
+        """The loaded operators (building them if needed), or ``None`` after a failed build.
+
+        ``strict``: a failed build is an error; otherwise it warns once.
+        """
+        if self.ops is None and self.error is None:
+            with self._lock:
+                if self.ops is None and self.error is None:
+                    try:
+                        self.ops = build.load()
+                    except Exception as exc:  # no compiler, no ninja, no headers, ...
+                        self.error = exc
+                        if not strict:
+                            _warn_build_failed(exc)
+        if self.ops is None and strict:
+            raise RuntimeError("augpatch: the compiled CPU kernel could not be built") from self.error
+        return self.ops
+
+    def ready(self, device: torch.device, strict: bool) -> bool:
+        if device.type != "cpu":
+            if strict:
+                raise RuntimeError(f"augpatch: the compiled kernel runs on CPU tensors, not {device}")
+            return False
+        return self.load(strict) is not None
+
+    def kernel(self, op, device, strict):
+        if op == "warp" and self.ready(device, strict=True):
+            return CompiledWarp(self.ops)
+        return super().kernel(op, device, strict)
+
+
+def _warn_build_failed(exc: BaseException) -> None:
+    warnings.warn(
+        "augpatch: could not build the compiled CPU kernel "
+        f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[-1][:300]}); "
+        "running the slower eager kernel. Set AUGPATCH_CPU_KERNEL=eager to skip the build.",
+        RuntimeWarning,
+        stacklevel=6,
+    )

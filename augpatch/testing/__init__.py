@@ -1,0 +1,5 @@
+"""Reference implementations for tests and benchmarks (not used at runtime).
+
+* :mod:`augpatch.testing.policy_loop`: the per-image, per-box loop port of the detection
+  AutoAugment reference (the baseline of ``augpatch.policies``' tests and benchmark).
+"""

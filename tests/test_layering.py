@@ -1,0 +1,176 @@
+"""The package's structure: its static import graph has no circle, nothing in the runtime
+imports the benchmark, and the core (``augpatch.functional``, ``augpatch.ops``) imports no
+transform, adapter, loader or benchmark. Also: the operator's name follows its schema."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import torch
+
+import augpatch
+from augpatch.ops import warp as warp_module
+from augpatch.ops.library import versioned_name
+
+ROOT = Path(augpatch.__file__).parent
+CORE = ("augpatch.functional", "augpatch.ops")
+NOT_FOR_THE_CORE = ("augpatch.transforms", "augpatch.integrations", "augpatch.data",
+                    "augpatch.policies", "augpatch.search", "augpatch.bench", "augpatch.demo",
+                    "augpatch.recipes")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The augpatch modules ``name`` imports at any level (functions included), each with
+    its enclosing packages (importing ``a.b.c`` runs ``a.b``), except the root package and
+    ``name``'s own enclosing packages."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                targets.add(full if full in modules else base)
+    out = set()
+    for target in targets:
+        if not target.startswith("augpatch"):
+            continue
+        parts = target.split(".")
+        for k in range(2, len(parts) + 1):
+            mod = ".".join(parts[:k])
+            if mod in modules and not name.startswith(mod + ".") and mod != name:
+                out.add(mod)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One circle of ``graph`` (as a path), or ``None``."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_the_import_graph_has_no_circle():
+    assert _cycle(_graph()) is None, f"import circle: {' -> '.join(_cycle(_graph()) or [])}"
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_graph_sees_function_level_and_relative_imports():
+    graph = _graph()
+    assert "augpatch.ops" in graph["augpatch.functional._warp"]
+    assert "augpatch.ops.backends.eager" in graph["augpatch.ops.backends.triton"]
+    assert "augpatch.ops.backends.compiled.build" in graph["augpatch.ops.backends.compiled"]
+
+
+def test_the_core_imports_no_transform_adapter_loader_or_benchmark():
+    bad = {(name, dep) for name, deps in _graph().items() if _within(name, CORE)
+           for dep in deps if _within(dep, NOT_FOR_THE_CORE)}
+    assert not bad, sorted(bad)
+
+
+def test_ops_import_nothing_of_functional():
+    bad = {(name, dep) for name, deps in _graph().items() if _within(name, ("augpatch.ops",))
+           for dep in deps if _within(dep, ("augpatch.functional",))}
+    assert not bad, sorted(bad)
+
+
+def test_no_runtime_module_imports_the_benchmark():
+    runtime = {name: deps for name, deps in _graph().items()
+               if not _within(name, ("augpatch.bench", "augpatch.__main__"))}
+    bad = {(name, dep) for name, deps in runtime.items() for dep in deps
+           if _within(dep, ("augpatch.bench",))}
+    assert not bad, sorted(bad)
+
+
+def test_no_backend_imports_the_selector():
+    bad = {name for name, deps in _graph().items()
+           if _within(name, ("augpatch.ops.backends",)) and "augpatch.ops.settings" in deps}
+    assert not bad, sorted(bad)
+
+
+# ------------------------------------------------------------------ schema-versioned names
+
+
+def test_operator_name_follows_its_schema():
+    """A graph cached against an older schema names an operator that no longer exists."""
+    schema = torch.library.infer_schema(warp_module.warp, mutates_args=())
+    assert versioned_name("warp", schema) == warp_module.WARP_NAME
+    assert str(warp_module.warp_op.default._schema).startswith(f"augpatch::{warp_module.WARP_NAME}(")
+    changed = schema.replace("bool need_loc", "bool need_loc, str kernel")
+    assert changed != schema
+    assert versioned_name("warp", changed) != warp_module.WARP_NAME
+
+
+def test_backward_operator_name_follows_its_schema():
+    schema = torch.library.infer_schema(warp_module.warp_backward, mutates_args=())
+    assert versioned_name("warp_backward", schema) == warp_module.WARP_BACKWARD_NAME
+    assert "str kernel" in schema
+    without = schema.replace(", str kernel", "")
+    assert versioned_name("warp_backward", without) != warp_module.WARP_BACKWARD_NAME
+
+
+def test_inductor_graph_names_the_versioned_operator():
+    """What a compiled graph records (and so what Inductor's FX-graph cache key hashes) is
+    the versioned name, never a bare ``augpatch.warp``."""
+    from augpatch.functional import warp_patches
+
+    seen = []
+
+    def backend(gm, example_inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm
+
+    images = torch.rand(1, 1, 8, 8)
+    boxes = torch.tensor([[0, 0, 4, 4], [4, 4, 8, 8], [2, 2, 6, 6]])
+    theta = torch.eye(2, 3).repeat(3, 1, 1)
+    torch.compile(warp_patches, backend=backend, fullgraph=True)(images, boxes, theta, torch.zeros(3, dtype=torch.long))
+    assert any(warp_module.WARP_NAME in t for t in seen), seen
