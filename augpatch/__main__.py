@@ -30,6 +30,8 @@ def _run_bench(argv: list[str]) -> int:
     module = "augpatch.bench.warp"
     if argv and argv[0] == "policies":
         module, argv = "augpatch.bench.policies", argv[1:]
+    elif argv and argv[0] == "copypaste":
+        module, argv = "augpatch.bench.copypaste", argv[1:]
     try:
         bench = importlib.import_module(module)
     except ModuleNotFoundError as exc:

@@ -602,6 +602,15 @@ class BatchAugment:
         out["images"], out["boxes"] = images, boxes
         keep = getattr(result, "keep", None)
         n_out = boxes.shape[0] if isinstance(boxes, Tensor) else n
+        index = getattr(result, "object_index", None)
+        if isinstance(index, Tensor):  # objects added (RandomCopyPaste): row i comes from object index[i]
+            for key in fields:
+                if not (key in kwargs and getattr(result, key, None) is not None):
+                    out[key] = out[key][index]
+            out["obj_to_img"] = result.obj_to_img
+            kp_rest = None if kp_rest is None else kp_rest[index]
+            keep = keep[keep] if isinstance(keep, Tensor) and keep.shape[0] != n_out else keep
+            n = n_out
         if n_out != n:
             if not isinstance(keep, Tensor) or keep.shape != (n,) or int(keep.sum()) != n_out:
                 raise RuntimeError(

@@ -21,8 +21,14 @@ def _pixel_range(lo: float, hi: float, size: int) -> tuple[int, int]:
     return start, max(stop, start)
 
 
-def _float_grid(theta: Tensor, box: Tensor, x0: int, y0: int, nw: int, nh: int, ac: bool) -> Tensor:
-    """Grid (normalised to the [nh, nw] pixel crop) for a float box, from the continuous formulas."""
+def _float_grid(
+    theta: Tensor, box: Tensor, x0: int, y0: int, nw: int, nh: int, ac: bool, src: tuple | None = None
+) -> Tensor:
+    """Grid (normalised to the [nh, nw] pixel crop) for a float box, from the continuous formulas.
+
+    ``src``: ``(box, x0, y0, nw, nh)`` of the crop that is read, where it is not the box
+    written (a paste); the grid is then normalised to that crop.
+    """
     x1, y1, x2, y2 = box
     dt = theta.dtype
     xs = torch.arange(nw, dtype=dt) + x0 + 0.5
@@ -37,7 +43,10 @@ def _float_grid(theta: Tensor, box: Tensor, x0: int, y0: int, nw: int, nh: int, 
     vv, uu = torch.meshgrid(v, u, indexing="ij")
     src_u = theta[0, 0] * uu + theta[0, 1] * vv + theta[0, 2]
     src_v = theta[1, 0] * uu + theta[1, 1] * vv + theta[1, 2]
+    if src is not None:
+        (x1, y1, x2, y2), x0, y0, nw, nh = src
     if ac:
+        ex, ey = (x2 - x1 - 1).clamp(min=0), (y2 - y1 - 1).clamp(min=0)
         sx = x1 + 0.5 + (src_u + 1) / 2 * ex  # continuous source location
         sy = y1 + 0.5 + (src_v + 1) / 2 * ey
         gx = 2 * (sx - 0.5 - x0) / max(nw - 1, 1) - 1 if nw > 1 else torch.zeros_like(sx)
@@ -48,6 +57,29 @@ def _float_grid(theta: Tensor, box: Tensor, x0: int, y0: int, nw: int, nh: int, 
         gx = 2 * (sx - x0) / nw - 1
         gy = 2 * (sy - y0) / nh - 1
     return torch.stack([gx, gy], -1)[None]
+
+
+def sample_crop(
+    image: Tensor, grid: Tensor, x0: int, y0: int, nw: int, nh: int, *, mode: str, padding_mode: str,
+    align_corners: bool,
+) -> Tensor:
+    """``grid_sample`` of the crop ``[y0:y0+nh, x0:x0+nw]`` of ``image`` ``[1, C, H, W]`` at ``grid``
+    (normalised to the crop); ``padding_mode="image"`` reads the whole image (zeros outside)."""
+    H, W = image.shape[2:]
+    if padding_mode != "image":
+        patch = image[:, :, y0 : y0 + nh, x0 : x0 + nw]
+        return F.grid_sample(patch, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+    # grid is normalised to the crop; move it to the whole image
+    if align_corners:
+        px = (grid[..., 0] + 1) / 2 * (nw - 1) + x0
+        py = (grid[..., 1] + 1) / 2 * (nh - 1) + y0
+        g = torch.stack([2 * px / (W - 1) - 1 if W > 1 else px * 0,
+                         2 * py / (H - 1) - 1 if H > 1 else py * 0], -1)
+    else:
+        px = ((grid[..., 0] + 1) * nw - 1) / 2 + x0
+        py = ((grid[..., 1] + 1) * nh - 1) / 2 + y0
+        g = torch.stack([(2 * px + 1) / W - 1, (2 * py + 1) / H - 1], -1)
+    return F.grid_sample(image, g, mode=mode, padding_mode="zeros", align_corners=align_corners)
 
 
 def reference_warp(
@@ -87,23 +119,8 @@ def reference_warp(
             grid = F.affine_grid(th[None], [1, C, nh, nw], align_corners=align_corners)
         else:
             grid = _float_grid(th, cbox, x0, y0, nw, nh, align_corners)
-        if padding_mode == "image":
-            # grid is normalised to the crop; move it to the whole image
-            if align_corners:
-                px = (grid[..., 0] + 1) / 2 * (nw - 1) + x0
-                py = (grid[..., 1] + 1) / 2 * (nh - 1) + y0
-                g = torch.stack([2 * px / (W - 1) - 1 if W > 1 else px * 0,
-                                 2 * py / (H - 1) - 1 if H > 1 else py * 0], -1)
-            else:
-                px = ((grid[..., 0] + 1) * nw - 1) / 2 + x0
-                py = ((grid[..., 1] + 1) * nh - 1) / 2 + y0
-                g = torch.stack([(2 * px + 1) / W - 1, (2 * py + 1) / H - 1], -1)
-            new = F.grid_sample(src[b : b + 1].to(compute), g, mode=mode, padding_mode="zeros",
-                                align_corners=align_corners)
-        else:
-            patch = src[b : b + 1, :, y0:y1, x0:x1].to(compute)
-            new = F.grid_sample(patch, grid, mode=mode, padding_mode=padding_mode,
-                                align_corners=align_corners)
+        new = sample_crop(src[b : b + 1].to(compute), grid, x0, y0, nw, nh, mode=mode,
+                          padding_mode=padding_mode, align_corners=align_corners)
         if native == torch.uint8:
             new = new.round().clamp(0, 255)
         out = out.clone()

@@ -60,11 +60,14 @@ TABLE = (
          benchmarks=("warp", "policies")),
     _row("overlap", (8, 3, 256, 256, 64, 16, 64), (2, 3, 64, 64, 8, 8, 24),
          "S, every box overlaps others", layout="clustered"),
+    _row("paste", (16, 3, 512, 512, 320, 20, 102), (2, 3, 64, 64, 6, 2, 12),
+         "copy-paste: 20 elliptic objects with masks per image, the batch rolled by one",
+         benchmarks=("copypaste",)),
 )
 
 
 def scenarios_for(benchmark: str, quick: bool = False) -> dict[str, Scenario]:
-    """The scenarios (by name) that ``benchmark`` (``"warp"``, ``"policies"``) runs."""
+    """The scenarios (by name) that ``benchmark`` (``"warp"``, ``"policies"``, ``"copypaste"``) runs."""
     return {(q if quick else f).name: (q if quick else f) for f, q, b in TABLE if benchmark in b}
 
 

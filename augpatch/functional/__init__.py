@@ -28,6 +28,7 @@ from augpatch.functional.geometry import (
     transform_boxes,
     transform_points,
 )
+from augpatch.functional.paste import paste_objects
 from augpatch.ops.settings import (
     active_kernel,
     cpu_kernel,
@@ -49,6 +50,7 @@ __all__ = [
     "inverse_transform_points",
     "list_to_boxes",
     "padded_to_boxes",
+    "paste_objects",
     "patch_affine_matrix",
     "pixel_matrix_to_theta",
     "set_cpu_kernel",

@@ -2,6 +2,8 @@
 
 - :mod:`augpatch.ops.warp`: the operator behind ``warp_patches`` (:data:`warp_op`), with
   its fake and autograd implementations; registered under a schema-versioned name.
+- :mod:`augpatch.ops.paste`: the operator behind ``paste_objects`` (:data:`paste_op`),
+  built the same way, with a ``"paste"`` kernel per backend that offers one.
 - :mod:`augpatch.ops.plan` / :mod:`augpatch.ops.schedule`: the planning (clip, pixel
   rects, levels, per-object parameters).
 - :mod:`augpatch.ops.backends`: one module per backend (compiled C++, eager, Triton)
@@ -13,6 +15,7 @@ The public API stays in :mod:`augpatch.functional`; this package imports nothing
 rest of augpatch.
 """
 
+from augpatch.ops.paste import paste_backward_op, paste_op
 from augpatch.ops.settings import (
     active_kernel,
     compiled_ops,
@@ -28,6 +31,8 @@ __all__ = [
     "compiled_ops",
     "cpu_kernel",
     "cuda_kernel",
+    "paste_backward_op",
+    "paste_op",
     "set_cpu_kernel",
     "set_cuda_kernel",
     "warp_backward_op",

@@ -91,14 +91,7 @@ class WarpPlan:
             "out": rb * s_b + (ry0 + row_ii) * s_h + rx0 * s_w,
             "img": rb,
         }
-        if self.padding_mode == "image":
-            row["frame"] = rb * s_b
-            row["fw"] = torch.full_like(row_len, self.size[1])
-            row["fh"] = torch.full_like(row_len, self.size[0])
-            row["fx"], row["fy"] = rx0, ry0
-        else:
-            row["frame"] = rb * s_b + ry0 * s_h + rx0 * s_w
-            row["fw"], row["fh"] = row_len, h[row_obj]
+        _frame_rows(row, self.padding_mode == "image", self.strides, self.size, rx0, ry0, row_len, h[row_obj], rb)
         return row
 
     @cached_property
@@ -125,6 +118,25 @@ class WarpPlan:
                 previous = lv
             chunks[-1].append((r0, r1, p0, p1))
         return chunks
+
+
+def _frame_rows(
+    row: dict[str, Tensor], whole_image: bool, strides: tuple[int, int, int, int], size: tuple[int, int],
+    x0: Tensor, y0: Tensor, w: Tensor, h: Tensor, b: Tensor,
+) -> None:
+    """Fill the frame entries of ``row`` (``frame``, ``fw``, ``fh``; ``fx``, ``fy`` with
+    ``whole_image``) for rows reading the rect ``x0, y0, w, h`` of frame ``b`` of a buffer
+    with ``strides`` and ``size`` (``whole_image``: ``padding_mode="image"`` reads the whole
+    frame, the rect's origin inside it)."""
+    s_b, _, s_h, s_w = strides
+    if whole_image:
+        row["frame"] = b * s_b
+        row["fw"] = torch.full_like(w, size[1])
+        row["fh"] = torch.full_like(h, size[0])
+        row["fx"], row["fy"] = x0, y0
+    else:
+        row["frame"] = b * s_b + y0 * s_h + x0 * s_w
+        row["fw"], row["fh"] = w, h
 
 
 class Prepared(NamedTuple):
@@ -370,3 +382,202 @@ def metadata(
     if num:
         check_image_index("obj_to_img", meta[:, 4], batch)
     return meta, (flat[5 * num + 2 :].view(num, 2, 3) if with_theta else None)
+
+
+# --- the paste's planning (``augpatch.ops.paste``): the warp's, destination and source decoupled
+
+#: Columns of the paste's object table ``[K, 11]`` int64 (CPU): the destination rect and
+#: image, the object's index in the call, the source rect and image.
+PASTE_OBJECT_COLUMNS = ("x0", "y0", "width", "height", "image", "index",
+                        "src_x0", "src_y0", "src_width", "src_height", "src_image")
+# columns of the parameter table that come from the destination box (theta and the map of
+# the output pixels onto the box) and from the source box (unnormalisation, offset)
+PASTE_DST_PARAMS = [i for i, name in enumerate(PARAM_COLUMNS) if name[0] in "tkc"]
+PASTE_SRC_PARAMS = [i for i, name in enumerate(PARAM_COLUMNS) if name[0] in "so"]
+
+
+@dataclass
+class PastePlan(WarpPlan):
+    """A :class:`WarpPlan` whose taps read other frames than the rows they write.
+
+    ``objects`` ``[K, 5]``: the destination rects (``x0, y0, width, height, image``), in
+    processing order; ``frames`` ``[K, 5]``: the rect each object reads (``x0, y0,
+    width, height, index of the frame`` in the read buffer); ``read_size`` the read
+    buffer's ``(height, width)``; ``strides`` the read buffer's strides, ``out_strides``
+    the output's.
+    """
+
+    frames: Tensor = None  # type: ignore[assignment]
+    read_size: tuple[int, int] = (0, 0)
+    out_strides: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @cached_property
+    def _row_cpu(self) -> dict[str, Tensor]:
+        row = WarpPlan._row_cpu.func(self)  # type: ignore[attr-defined]
+        o_b, _, o_h, o_w = self.out_strides
+        x0, y0, _, h, b = self.objects.unbind(1)
+        obj = row["obj"]
+        row_ii = torch.arange(obj.numel()) - (torch.cumsum(h, 0) - h)[obj]
+        row["out"] = b[obj] * o_b + (y0[obj] + row_ii) * o_h + x0[obj] * o_w
+        fx0, fy0, fw, fh, fb = (col[obj] for col in self.frames.unbind(1))
+        _frame_rows(row, self.padding_mode == "image", self.strides, self.read_size, fx0, fy0, fw, fh, fb)
+        return row
+
+    def out_offsets(self, ch) -> Tensor:  # noqa: ANN001  (the eager backend's chunk)
+        """Output element offsets of a chunk's pixels (``ch.out`` uses the read strides)."""
+        row = self.row
+        jj = ch.col - row["col"].index_select(0, ch.prow)
+        return row["out"].index_select(0, ch.prow) + jj * self.out_strides[3]
+
+
+def dense(t: Tensor) -> Tensor:
+    """``t`` itself if its storage is dense in its own layout, else a contiguous copy."""
+    if tuple(t.stride()) == tuple(torch.empty_like(t, device="meta").stride()):
+        return t
+    return t.contiguous()
+
+
+def paste_metadata(
+    src_boxes: Tensor, dst_boxes: Tensor, theta: Tensor, src_to_img: Tensor, dst_to_img: Tensor,
+    src_batch: int, dst_batch: int,
+) -> tuple[Tensor, Tensor]:
+    """The paste's value checks and its boxes / image indices on the CPU, in one transfer.
+
+    Returns ``[N, 5]`` float64 ``(x1, y1, x2, y2, image)`` of the sources and of the
+    destinations (the paste's :func:`metadata`).
+    """
+    n = src_boxes.shape[0]
+    flags = torch.stack([torch.isfinite(src_boxes.detach()).all(), torch.isfinite(dst_boxes.detach()).all(),
+                         torch.isfinite(theta.detach()).all()])
+    flat = torch.cat([src_boxes.detach().double().reshape(-1), dst_boxes.detach().double().reshape(-1),
+                      src_to_img.double(), dst_to_img.double(), flags.double()]).cpu()
+    ok_src, ok_dst, ok_theta = flat[10 * n:].tolist()
+    for ok, name in ((ok_src, "src_boxes"), (ok_dst, "dst_boxes"), (ok_theta, "theta")):
+        if not ok:
+            raise ValueError(f"{name} contains NaN or Inf values")
+    src = torch.cat([flat[: 4 * n].view(n, 4), flat[8 * n : 9 * n, None]], 1)
+    dst = torch.cat([flat[4 * n : 8 * n].view(n, 4), flat[9 * n : 10 * n, None]], 1)
+    check_image_index("src_to_img", src[:, 4], src_batch)
+    check_image_index("dst_to_img", dst[:, 4], dst_batch)
+    return src, dst
+
+
+def paste_schedule(
+    src_meta: Tensor, dst_meta: Tensor, size: tuple[int, int], src_size: tuple[int, int], batch: int,
+) -> tuple[Tensor, list[int]] | None:
+    """The pasted objects in processing order ``[K, 11]`` (:data:`PASTE_OBJECT_COLUMNS`) and
+    the levels' bounds; ``None`` when no object has a pixel in both its boxes.
+
+    Objects whose destination rects overlap in one image go to successive levels
+    (:func:`~augpatch.ops.schedule.schedule_levels`), so later objects land on top.
+    """
+    dst_pix = pixel_rects(dst_meta[:, :4], *size)
+    src_pix = pixel_rects(src_meta[:, :4], *src_size)
+    area = lambda pix: (pix[:, 2] - pix[:, 0]) * (pix[:, 3] - pix[:, 1])  # noqa: E731
+    alive = ((area(dst_pix) > 0) & (area(src_pix) > 0)).nonzero().flatten()
+    if alive.numel() == 0:
+        return None
+    dst_img = dst_meta[alive, 4].long()
+    src, dst, strict = overlap_edges(dst_pix[alive], None, dst_img)
+    level = schedule_levels(alive.numel(), src, dst, strict)
+    order = torch.sort(level * batch + dst_img, stable=True).indices
+    obj = alive[order]
+    dp, sp = dst_pix[obj], src_pix[obj]
+    objects = torch.stack([
+        dp[:, 0], dp[:, 1], dp[:, 2] - dp[:, 0], dp[:, 3] - dp[:, 1], dst_img[order], obj,
+        sp[:, 0], sp[:, 1], sp[:, 2] - sp[:, 0], sp[:, 3] - sp[:, 1], src_meta[obj, 4].long(),
+    ], 1)
+    counts = torch.bincount(level[order], minlength=int(level.max()) + 1)
+    return objects, [0, *torch.cumsum(counts, 0).tolist()]
+
+
+def frame_alpha(alpha: Tensor, sources: Tensor) -> bool:
+    """Whether ``alpha`` ``[N, 1, h, w]`` is in the sources' frame (else it covers the source box)."""
+    return tuple(alpha.shape[2:]) == tuple(sources.shape[2:])
+
+
+def _alpha_boxes(alpha: Tensor, dtype: torch.dtype) -> Tensor:
+    """The box a box-shaped alpha covers in its own frame: ``[0, 0, w, h]`` per object."""
+    box = torch.tensor([0, 0, alpha.shape[3], alpha.shape[2]], dtype=dtype, device=alpha.device)
+    return box.expand(alpha.shape[0], 4)
+
+
+def _alpha_objects(objects: Tensor, alpha: Tensor) -> Tensor:
+    """A box-shaped alpha's rects in the layout of ``object_params`` (the whole alpha)."""
+    k = objects.shape[0]
+    zeros = torch.zeros(k, dtype=torch.long)
+    return torch.stack([zeros, zeros, torch.full((k,), alpha.shape[3]), torch.full((k,), alpha.shape[2]),
+                        zeros, objects[:, 5]], 1)
+
+
+def paste_src_objects(objects: Tensor) -> Tensor:
+    """The source rects in the layout of ``object_params`` (``x0, y0, w, h, image, index``)."""
+    return objects[:, [6, 7, 8, 9, 10, 5]]
+
+
+def paste_plans(
+    objects: Tensor, level_objects: list[int], images: Tensor, sources: Tensor,
+    alpha: Tensor | None, mode: str, padding_mode: str, align_corners: bool,
+) -> tuple[PastePlan, PastePlan | None]:
+    """The image's plan and the alpha's (``None`` without alpha) from the paste's objects."""
+    common = {"objects": objects[:, :5].contiguous(), "level_objects": level_objects, "mode": mode,
+              "padding_mode": padding_mode, "align_corners": align_corners, "size": tuple(images.shape[2:]),
+              "parallel": False, "device": images.device, "out_strides": work_strides(images)}
+    plan = PastePlan(strides=tuple(sources.stride()), channels=images.shape[1],
+                     frames=objects[:, 6:11].contiguous(), read_size=tuple(sources.shape[2:]),
+                     **common)
+    if alpha is None:
+        return plan, None
+    if frame_alpha(alpha, sources):
+        frames = objects[:, [6, 7, 8, 9, 5]]
+    else:
+        frames = _alpha_objects(objects, alpha)[:, [0, 1, 2, 3, 5]]
+    aplan = PastePlan(strides=tuple(alpha.stride()), channels=1, frames=frames.contiguous(),
+                      read_size=tuple(alpha.shape[2:]), **common)
+    return plan, aplan
+
+
+def paste_params(
+    images: Tensor, sources: Tensor, src_boxes: Tensor, theta: Tensor, dst_boxes: Tensor,
+    alpha: Tensor | None, objects: Tensor, align_corners: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """The per-object parameters ``[K, 14]`` of the image and of the alpha (:func:`object_params`'
+    table: theta and the output map from the destination box, the unnormalisation from the
+    source box). An alpha in the sources' frame shares the image's table (the same tensor)."""
+    dtype = compute_dtype(images.dtype)
+    dst = object_params(dst_boxes, theta, objects[:, :6], align_corners, dtype, tuple(images.shape[2:]))
+    src = object_params(src_boxes, theta, paste_src_objects(objects), align_corners, dtype,
+                        tuple(sources.shape[2:]))
+    params = dst.clone()
+    params[:, PASTE_SRC_PARAMS] = src[:, PASTE_SRC_PARAMS]
+    if alpha is None:
+        return params, None
+    if frame_alpha(alpha, sources):
+        return params, params
+    box = object_params(_alpha_boxes(alpha, dtype), theta, _alpha_objects(objects, alpha), align_corners,
+                        dtype, tuple(alpha.shape[2:]))
+    aparams = dst.clone()
+    aparams[:, PASTE_SRC_PARAMS] = box[:, PASTE_SRC_PARAMS]
+    return params, aparams
+
+
+def paste_params_backward(
+    g_params: Tensor, g_aparams: Tensor | None, src_boxes: Tensor, theta: Tensor, dst_boxes: Tensor,
+    objects: Tensor, align_corners: bool, size: tuple[int, int], src_size: tuple[int, int],
+    need_sbox: bool, need_theta: bool, need_dbox: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(grad_src_boxes, grad_theta, grad_dst_boxes)`` from the gradients of :func:`paste_params`."""
+    if g_aparams is not None:  # the alpha's theta and destination columns move with the image's
+        g_params = g_params.clone()
+        g_params[:, PASTE_DST_PARAMS] += g_aparams[:, PASTE_DST_PARAMS]
+    g_dst = g_params.clone()
+    g_dst[:, PASTE_SRC_PARAMS] = 0
+    g_dbox, g_theta = object_params_backward(g_dst, dst_boxes, theta, objects[:, :6], align_corners, size,
+                                             need_dbox, need_theta)
+    g_sbox = None
+    if need_sbox:
+        g_src_cols = torch.zeros_like(g_params)
+        g_src_cols[:, PASTE_SRC_PARAMS] = g_params[:, PASTE_SRC_PARAMS]
+        g_sbox, _ = object_params_backward(g_src_cols, src_boxes, theta, paste_src_objects(objects),
+                                           align_corners, src_size, True, False)
+    return g_sbox, g_theta, g_dbox

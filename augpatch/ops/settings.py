@@ -115,10 +115,12 @@ def backend_for(device: torch.device, op: str = "warp") -> Backend:
 
     A backend chosen by name must be ready (else its clear error); ``"auto"`` tries the
     backends that take part in it on this device type, by preference, and takes the first
-    that is ready (a backend that cannot run warns once and is skipped from then on).
+    that is ready (a backend that cannot run warns once and is skipped from then on). An
+    operator the chosen backend does not offer (e.g. ``"paste"`` under ``"triton"``) runs
+    as under ``"auto"``.
     """
     choice = _setting(device)
-    if choice != "auto":
+    if choice != "auto" and get(choice).offers(op):  # a backend without this operator: "auto"
         backend = get(choice)
         backend.ready(device, strict=True)
         return backend

@@ -22,12 +22,14 @@ from augpatch.transforms.affine import (
 )
 from augpatch.transforms.base import PatchAugmentationBase
 from augpatch.transforms.container import PatchSequential
+from augpatch.transforms.copy_paste import RandomCopyPaste
 
 __all__ = [
     "PatchAffine",
     "PatchAugmentationBase",
     "PatchResult",
     "PatchSequential",
+    "RandomCopyPaste",
     "RandomPatchAffine",
     "RandomPatchHorizontalFlip",
     "RandomPatchRotation",

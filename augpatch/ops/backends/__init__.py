@@ -4,7 +4,7 @@ See :mod:`augpatch.ops.backends.base` for the interface. Registration order is t
 of :func:`registered` (and of the names a setting accepts).
 """
 
-from augpatch.ops.backends.base import Backend, WarpKernel, get, register, registered
+from augpatch.ops.backends.base import Backend, PasteKernel, WarpKernel, get, register, registered
 from augpatch.ops.backends.compiled import CompiledBackend
 from augpatch.ops.backends.eager import EagerBackend
 from augpatch.ops.backends.triton import TritonBackend
@@ -13,4 +13,4 @@ register(CompiledBackend())
 register(EagerBackend())
 register(TritonBackend())
 
-__all__ = ["Backend", "WarpKernel", "get", "register", "registered"]
+__all__ = ["Backend", "PasteKernel", "WarpKernel", "get", "register", "registered"]

@@ -52,6 +52,31 @@ class WarpKernel:
         raise NotImplementedError
 
 
+class PasteKernel:
+    """The interface of the kernel of ``augpatch::paste`` (what :mod:`augpatch.ops.paste` calls).
+
+    A kernel runs a :class:`~augpatch.ops.plan.PastePlan` of the image (and one of the
+    alpha, or ``None``) with the per-object parameters ``params`` / ``aparams`` ``[K, 14]``
+    (compute dtype; ``aparams is params`` where the alpha shares the image's locations).
+    """
+
+    def forward(
+        self, images: Tensor, sources: Tensor, params: Tensor, plan: Any, alpha: Tensor | None,
+        aparams: Tensor | None, aplan: Any, need_loc: bool, need_diff: bool,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """``(out, [alpha, diff, dv, da])``: the pasted batch (``plan.out_strides``) and four
+        flat compute-dtype tensors for the backward (empty where not needed)."""
+        raise NotImplementedError
+
+    def backward(
+        self, grad: Tensor, sources: Tensor, params: Tensor, plan: Any, alpha: Tensor | None,
+        aparams: Tensor | None, aplan: Any, saved: list[Tensor], need_img: bool, need_src: bool,
+        need_loc: bool, need_alpha: bool,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+        """``(grad_images, grad_sources, grad_alpha, grad_params, grad_aparams)`` (compute dtype)."""
+        raise NotImplementedError
+
+
 class Backend:
     """A family of kernels (one per operator name) and where it runs.
 

@@ -1,0 +1,190 @@
+"""``RandomCopyPaste`` against torchvision's reference ``SimpleCopyPaste`` logic, and its contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from augpatch import RandomCopyPaste, params_from_json, params_to_json
+from augpatch.data import BatchAugment, collate_objects, to_detection_inputs
+from tests.copy_paste_reference import reference_simple_copy_paste
+
+
+def _scene(seed: int, batch: int = 3, height: int = 24, width: int = 28, per_image: int = 3):
+    """Images whose objects are blobs in disjoint cells of a grid; tight boxes; labels."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, height, width, generator=g, dtype=torch.float64)
+    masks, boxes, labels, o2i = [], [], [], []
+    cells = [(r, c) for r in range(2) for c in range(2)]
+    for b in range(batch):
+        for k in range(per_image):
+            r, c = cells[k]
+            y0, x0 = r * height // 2 + 1, c * width // 2 + 1
+            m = torch.zeros(height, width, dtype=torch.bool)
+            block = torch.rand(height // 2 - 3, width // 2 - 3, generator=g) > 0.35
+            block[block.shape[0] // 2, :] = True  # connected enough, at least 2 x 2 wide
+            block[:, block.shape[1] // 2] = True
+            m[y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = block
+            ys, xs = m.nonzero(as_tuple=True)
+            masks.append(m)
+            boxes.append(torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float64))
+            labels.append(10 * b + k + 1)
+            o2i.append(b)
+    return images, torch.stack(boxes), torch.tensor(o2i), torch.stack(masks), torch.tensor(labels)
+
+
+def _forced(o2i: torch.Tensor, selections: list[torch.Tensor]) -> dict:
+    """Params pasting ``selections[b]`` (indices within image ``b - 1``) into image ``b``."""
+    batch = len(selections)
+    src, dst = [], []
+    for b, sel in enumerate(selections):
+        objects = (o2i == (b - 1) % batch).nonzero().flatten()
+        src.append(objects[sel])
+        dst.append(torch.full((sel.numel(),), b))
+    return {"src_objects": torch.cat(src), "dst_images": torch.cat(dst)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_equals_torchvision_reference(seed):
+    images, boxes, o2i, masks, labels = _scene(seed)
+    g = torch.Generator().manual_seed(100 + seed)
+    selections = [torch.unique(torch.randint(0, 3, (3,), generator=g)) for _ in range(3)]
+    aug = RandomCopyPaste(drop_invalid=True)
+    before = [t.clone() for t in (images, boxes, o2i, masks)]
+    res = aug(images, boxes, o2i, masks=masks, params=_forced(o2i, selections))
+    assert all(torch.equal(t, u) for t, u in zip(before, (images, boxes, o2i, masks)))  # inputs untouched
+    targets = [{"masks": masks[o2i == b], "boxes": boxes[o2i == b], "labels": labels[o2i == b]} for b in range(3)]
+    want_images, want_targets = reference_simple_copy_paste(list(images), targets, selections)
+    torch.testing.assert_close(res.images, torch.stack(want_images), rtol=0, atol=1e-12)
+    got_labels = labels[res.object_index]
+    for b, want in enumerate(want_targets):
+        rows = res.obj_to_img == b
+        assert torch.equal(res.masks[rows], want["masks"])
+        torch.testing.assert_close(res.boxes[rows], want["boxes"].to(res.boxes.dtype), rtol=0, atol=0)
+        assert torch.equal(got_labels[rows], want["labels"])
+
+
+def test_blending_equals_the_reference_with_a_soft_edge():
+    images, boxes, o2i, masks, labels = _scene(4)
+    selections = [torch.tensor([1]), torch.tensor([0]), torch.tensor([2])]
+    aug = RandomCopyPaste(sigma=2.0, kernel_size=5)
+    res = aug(images, boxes, o2i, masks=masks, params=_forced(o2i, selections))
+    targets = [{"masks": masks[o2i == b], "boxes": boxes[o2i == b], "labels": labels[o2i == b]} for b in range(3)]
+    want_images, _ = reference_simple_copy_paste(list(images), targets, selections, blending=True)
+    torch.testing.assert_close(res.images, torch.stack(want_images), rtol=0, atol=1e-12)
+
+
+def test_pixels_and_masks_move_together_with_transforms():
+    """Images drawn as the union of their masks: after pasting with scale, rotation and flip
+    (nearest), the image equals the union of the kept output masks."""
+    _, boxes, o2i, masks, _ = _scene(5, per_image=3)
+    images = torch.zeros(3, 1, 24, 28)
+    images.index_put_((o2i,), masks[:, None].float(), accumulate=True)
+    images = images.clamp(max=1)
+    aug = RandomCopyPaste(p=1.0, object_p=1.0, scale=(0.6, 1.4), angle=30, hflip=0.5, mode="nearest",
+                          generator=torch.Generator().manual_seed(0))
+    res = aug(images, boxes, o2i, masks=masks)
+    assert res.object_index.numel() > boxes.shape[0]
+    union = torch.zeros(3, 24, 28, dtype=torch.bool)
+    for m, b in zip(res.masks, res.obj_to_img):
+        union[b] |= m
+    assert torch.equal(res.images[:, 0] > 0.5, union)
+    # boxes are the masks' tight boxes wherever a mask changed or was pasted
+    n = boxes.shape[0]
+    for row in range(n, res.boxes.shape[0]):
+        ys, xs = res.masks[row].nonzero(as_tuple=True)
+        if ys.numel():
+            assert res.boxes[row].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        else:
+            assert not res.keep[row]
+
+
+def test_keypoints_and_placement_follow_the_matrix():
+    images = torch.zeros(2, 1, 32, 32)
+    boxes = torch.tensor([[4.0, 6.0, 12.0, 10.0]])
+    masks = torch.zeros(1, 32, 32, dtype=torch.bool)
+    masks[0, 6:10, 4:12] = True
+    kps = torch.tensor([[[4.0, 6.0], [12.0, 10.0]]])  # the box's corners
+    params = {"src_objects": torch.tensor([0]), "dst_images": torch.tensor([1]), "scale": torch.tensor([2.0]),
+              "angle": torch.tensor([90.0]), "centre": torch.tensor([[20.0, 16.0]])}
+    res = RandomCopyPaste()(images, boxes, torch.tensor([0]), masks=masks, keypoints=kps, params=params)
+    # a quarter turn counter-clockwise of an 8 x 4 box scaled twice: 8 wide, 16 high, about (20, 16)
+    assert res.boxes[1].tolist() == [16.0, 8.0, 24.0, 24.0]
+    torch.testing.assert_close(res.keypoints[1], torch.tensor([[16.0, 24.0], [24.0, 8.0]]), rtol=0, atol=1e-5)
+    assert res.obj_to_img.tolist() == [0, 1] and res.masks[1].sum() == 128
+
+
+def test_occlusion_keep_and_min_visible_fraction():
+    images = torch.rand(2, 3, 16, 16)
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [2.0, 2.0, 6.0, 6.0]])
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, 0:8, 0:8] = True
+    masks[1, 2:6, 2:6] = True
+    o2i = torch.tensor([0, 1])
+    params = {"src_objects": torch.tensor([0]), "dst_images": torch.tensor([1])}  # covers object 1 entirely
+    res = RandomCopyPaste()(images, boxes, o2i, masks=masks, params=params)
+    assert res.keep.tolist() == [True, False, True]
+    params = {"src_objects": torch.tensor([1]), "dst_images": torch.tensor([0]), "centre": torch.tensor([[6.0, 6.0]])}
+    res = RandomCopyPaste(min_visible_fraction=0.8)(images, boxes, o2i, masks=masks, params=params)
+    assert res.keep.tolist() == [False, True, True]  # 48 of 64 pixels visible: 0.75 < 0.8
+    res = RandomCopyPaste(min_visible_fraction=0.8, drop_invalid=True)(images, boxes, o2i, masks=masks, params=params)
+    assert res.obj_to_img.tolist() == [1, 0] and res.object_index.tolist() == [1, 1]
+
+
+def test_without_masks_objects_are_pasted_as_boxes():
+    images = torch.zeros(2, 1, 12, 12)
+    images[1, :, 2:6, 2:6] = 1
+    boxes = torch.tensor([[2, 2, 6, 6], [1, 1, 5, 5]])
+    params = {"src_objects": torch.tensor([0]), "dst_images": torch.tensor([0])}
+    res = RandomCopyPaste()(images, boxes, torch.tensor([1, 0]), params=params)
+    assert res.images[0, 0].sum() == 16 and res.images[0, 0, 2:6, 2:6].eq(1).all()
+    # object 1 (in image 0) is covered but for its first row and column: its box shrinks to them
+    assert res.boxes.tolist() == [[2, 2, 6, 6], [1, 1, 5, 5], [2, 2, 6, 6]]
+    assert res.keep.tolist() == [True, True, True]
+
+
+def test_replay_json_and_generator():
+    images, boxes, o2i, masks, _ = _scene(6)
+    aug = RandomCopyPaste(p=1.0, angle=20, generator=torch.Generator().manual_seed(3))
+    first = aug(images, boxes, o2i, masks=masks)
+    params = params_from_json(params_to_json(aug._params))
+    again = aug(images, boxes, o2i, masks=masks, params=params)
+    assert torch.equal(first.images, again.images) and torch.equal(first.boxes, again.boxes)
+    twin = RandomCopyPaste(p=1.0, angle=20, generator=torch.Generator().manual_seed(3))
+    other = twin(images, boxes, o2i, masks=masks)
+    assert torch.equal(first.images, other.images)
+
+
+def test_batch_augment_keeps_labels_aligned():
+    images, boxes, o2i, masks, labels = _scene(7)
+    samples = [(images[b].float(), {"boxes": boxes[o2i == b].float(), "labels": labels[o2i == b],
+                                    "masks": masks[o2i == b]}) for b in range(3)]
+    batch = collate_objects(samples)
+    n = batch["boxes"].shape[0]
+    for drop in (False, True):
+        aug = RandomCopyPaste(p=1.0, object_p=1.0, scale=(0.2, 1.5), drop_invalid=drop,
+                              generator=torch.Generator().manual_seed(1))
+        out = BatchAugment(aug, device=None)(batch)
+        rows = torch.cat([torch.arange(n), aug._params["src_objects"]])
+        if drop:
+            rows = rows[aug(batch["images"], batch["boxes"], batch["obj_to_img"], masks=batch["masks"],
+                            params=aug._params).keep]
+        else:
+            assert out["keep"].shape == rows.shape and rows.numel() > n
+        total = rows.numel()
+        assert torch.equal(out["labels"], batch["labels"][rows])
+        assert out["masks"].shape[0] == total and out["obj_to_img"].shape == (total,)
+        imgs, targets = to_detection_inputs(out)
+        assert len(imgs) == 3 and sum(t["labels"].numel() for t in targets) == int(out["keep"].sum())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="scale"):
+        RandomCopyPaste(scale=(0.0, 1.0))
+    with pytest.raises(ValueError, match="position"):
+        RandomCopyPaste(position="centre")
+    with pytest.raises(ValueError, match="masks"):
+        RandomCopyPaste()(torch.zeros(1, 3, 8, 8), torch.tensor([[0, 0, 4, 4]]), masks=torch.zeros(1, 4, 4))
+    with pytest.raises(IndexError, match="src_objects"):
+        RandomCopyPaste()(torch.zeros(1, 3, 8, 8), torch.tensor([[0, 0, 4, 4]]),
+                          params={"src_objects": [3], "dst_images": [0]})
