@@ -43,7 +43,12 @@ from torch import Tensor
 from augpatch.bench.harness import device_info
 from augpatch.bench.memory import _rss_status
 from augpatch.bench.scenarios import Scenario, scenarios_for
-from augpatch.transforms.copy_paste import RandomCopyPaste, _clip_to, _mask_boxes, _placement
+from augpatch.transforms.copy_paste import (
+    RandomCopyPaste,
+    clip_to_sizes,
+    mask_boxes,
+    paste_placement,
+)
 
 METHODS = ("augpatch", "loop", "torchvision", "paste_op", "paste_loop")
 TARGETS = {"loop_over_augpatch_min": 10.0, "augpatch_over_torchvision_max": 2.0, "memory_ratio_max": 2.0}
@@ -60,7 +65,7 @@ def make_inputs(batch: int, size: int, per_image: int, seed: int) -> dict[str, T
     inside_x = ((ys[None] - centre[:, :1]) / radius[:, :1]) ** 2  # [N, W]
     inside_y = ((ys[None] - centre[:, 1:]) / radius[:, 1:]) ** 2  # [N, H]
     masks = (inside_y[:, :, None] + inside_x[:, None, :]) <= 1
-    boxes = _mask_boxes(masks)
+    boxes = mask_boxes(masks)
     return {"images": images, "boxes": boxes, "obj_to_img": torch.arange(batch).repeat_interleave(per_image),
             "masks": masks, "labels": torch.arange(n) + 1}
 
@@ -76,8 +81,8 @@ def _loop(x: dict[str, Tensor], params: dict[str, Tensor]):
     batch, channels, height, width = images.shape
     src, dst = params["src_objects"], params["dst_images"]
     sizes = torch.tensor([[height, width]]).expand(batch, 2)
-    sb = _clip_to(boxes[src].double(), sizes[o2i[src]])
-    dboxes, theta, _ = _placement(sb, (sb[:, :2] + sb[:, 2:]) / 2, params, dst, sizes, torch.float64)
+    sb = clip_to_sizes(boxes[src].double(), sizes[o2i[src]])
+    dboxes, theta, _ = paste_placement(sb, (sb[:, :2] + sb[:, 2:]) / 2, params, dst, sizes, torch.float64)
     out = images.clone()
     new_masks = []
     for k in range(src.numel()):
@@ -106,7 +111,7 @@ def _loop(x: dict[str, Tensor], params: dict[str, Tensor]):
             if new_masks[j][0] == d:
                 pasted[i] &= ~new_masks[j][1]
     all_masks = torch.cat([kept, pasted])
-    return out, all_masks, _mask_boxes(all_masks)
+    return out, all_masks, mask_boxes(all_masks)
 
 
 def _paste_inputs(x: dict[str, Tensor], params: dict[str, Tensor]):
@@ -115,8 +120,8 @@ def _paste_inputs(x: dict[str, Tensor], params: dict[str, Tensor]):
     batch, _, height, width = images.shape
     src, dst = params["src_objects"], params["dst_images"]
     sizes = torch.tensor([[height, width]]).expand(batch, 2)
-    sb = _clip_to(boxes[src].float(), sizes[o2i[src]])
-    dboxes, theta, _ = _placement(sb, (sb[:, :2] + sb[:, 2:]) / 2, params, dst, sizes, torch.float32)
+    sb = clip_to_sizes(boxes[src].float(), sizes[o2i[src]])
+    dboxes, theta, _ = paste_placement(sb, (sb[:, :2] + sb[:, 2:]) / 2, params, dst, sizes, torch.float32)
     return sb, theta, o2i[src], dboxes, dst, x["masks"][src]
 
 

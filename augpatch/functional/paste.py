@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     MODES,
     PADDING_MODES,
     check_bool,

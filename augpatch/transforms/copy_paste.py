@@ -23,7 +23,7 @@ import torch.nn.functional as TF
 from torch import Tensor, nn
 
 from augpatch import functional as F
-from augpatch.functional._checks import (
+from augpatch.functional.checks import (
     MODES,
     BoxesLike,
     check_bool,
@@ -290,8 +290,8 @@ class RandomCopyPaste(nn.Module):
         if self.sigma > 0 and masks is not None:  # the blurred mask reaches beyond the box
             radius = (self.kernel_size or 2 * math.ceil(3 * self.sigma) + 1) // 2
             grown = torch.cat([sb[:, :2] - radius, sb[:, 2:] + radius], 1)
-            sb = _clip_to(grown, sizes_dev[obj_to_img[src]])
-        dst_boxes, theta, forward = _placement(sb, anchor, p, dst, sizes_dev, dtype)
+            sb = clip_to_sizes(grown, sizes_dev[obj_to_img[src]])
+        dst_boxes, theta, forward = paste_placement(sb, anchor, p, dst, sizes_dev, dtype)
         bool_masks = masks.bool() if masks is not None and masks.dtype != torch.bool else masks
         alpha = None
         if bool_masks is not None:
@@ -314,11 +314,11 @@ class RandomCopyPaste(nn.Module):
         masks_out, visible, area = _occlude(own, obj_to_img, pasted, dst, batch)
 
         # boxes: occluded objects shrink to what is left, pasted ones are their mask's box
-        tight = _mask_boxes(masks_out).to(dtype)
+        tight = mask_boxes(masks_out).to(dtype)
         occluded = visible[:n] < area[:n]
         boxes_in = boxes.to(dtype)
         old = torch.where(occluded[:, None], tight[:n], boxes_in)
-        new = tight[n:] if bool_masks is not None else _clip_to(dst_boxes, sizes_dev[dst])
+        new = tight[n:] if bool_masks is not None else clip_to_sizes(dst_boxes, sizes_dev[dst])
         boxes_out = torch.cat([old, new])
         keep = visible >= self.min_visible_pixels
         keep &= visible >= self.min_visible_fraction * area.clamp(min=1)
@@ -349,7 +349,9 @@ class RandomCopyPaste(nn.Module):
                 f"min_visible_fraction={self.min_visible_fraction}, drop_invalid={self.drop_invalid}")
 
 
-def _placement(sb: Tensor, anchor: Tensor, p: Mapping[str, Tensor], dst: Tensor, sizes: Tensor, dtype: torch.dtype):
+def paste_placement(
+    sb: Tensor, anchor: Tensor, p: Mapping[str, Tensor], dst: Tensor, sizes: Tensor, dtype: torch.dtype
+):
     """Destination boxes, ``theta`` and the forward point map of the pasted objects.
 
     Each object's content moves by ``x' = centre + A (x - anchor)`` with ``A = R(angle)
@@ -371,7 +373,7 @@ def _placement(sb: Tensor, anchor: Tensor, p: Mapping[str, Tensor], dst: Tensor,
     corners = torch.stack([sb[:, [0, 1]], sb[:, [2, 1]], sb[:, [0, 3]], sb[:, [2, 3]]], 1) - anchor[:, None]
     moved = centre[:, None] + corners @ a.transpose(1, 2)
     box = torch.cat([moved.min(1).values, moved.max(1).values], 1)
-    box = _clip_to(box, sizes[dst])
+    box = clip_to_sizes(box, sizes[dst])
     c_dst = (box[:, :2] + box[:, 2:]) / 2
     h_dst = (box[:, 2:] - box[:, :2]) / 2
     valid = (h_src > 0).all(1) & (h_dst > 0).all(1)
@@ -388,7 +390,7 @@ def _placement(sb: Tensor, anchor: Tensor, p: Mapping[str, Tensor], dst: Tensor,
     return box, theta, forward
 
 
-def _clip_to(box: Tensor, sizes: Tensor) -> Tensor:
+def clip_to_sizes(box: Tensor, sizes: Tensor) -> Tensor:
     """Boxes clipped to ``[0, W_b] x [0, H_b]`` of their image (``sizes [M, 2]`` ``(H, W)``)."""
     limit = sizes.flip(1).repeat(1, 2).to(box.dtype)
     return torch.minimum(box.clamp(min=0), limit)
@@ -447,7 +449,7 @@ def _count(masks: Tensor) -> Tensor:
     return out
 
 
-def _mask_boxes(masks: Tensor) -> Tensor:
+def mask_boxes(masks: Tensor) -> Tensor:
     """Tight ``xyxy`` boxes (half-open: ``x2`` is one past the last column) of masks; 0 for empty ones."""
     if masks.shape[0] == 0:
         return torch.zeros(0, 4, device=masks.device)

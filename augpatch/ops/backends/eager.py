@@ -584,12 +584,12 @@ class EagerBackend(Backend):
     auto = {"*": 100}
     choosable = ("cpu", "cuda")
     kernels = ("warp", "paste")
-    _warp = _EagerWarp()
-    _paste = _EagerPaste()
+    warp_kernel = _EagerWarp()
+    paste_kernel = _EagerPaste()
 
     def kernel(self, op, device, strict):
         if op == "warp":
-            return self._warp
+            return self.warp_kernel
         if op == "paste":
-            return self._paste
+            return self.paste_kernel
         return super().kernel(op, device, strict)
