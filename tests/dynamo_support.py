@@ -18,7 +18,7 @@ def fullgraph_traces_dynamic_shapes() -> bool:
     """Whether ``torch.compile(fullgraph=True)`` traces operators whose output size depends
     on data (the warp's plan) by itself. PyTorch turned that on in pytorch/pytorch#163123
     (September 2025); older releases (torch 2.8) need ``capture_dynamic_output_shape_ops``
-    (the README)."""
+    (the docs' guide compile-export.md, "Older torch")."""
     import torch._dynamo
 
     def probe(x: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,7 @@ def fullgraph_traces_dynamic_shapes() -> bool:
     try:
         torch.compile(probe, fullgraph=True, backend="eager")(torch.ones(3))
         return True
-    except Exception as exc:  # torch._dynamo.exc.Unsupported, with the hint the README gives
+    except Exception as exc:  # torch._dynamo.exc.Unsupported, with the hint the compile-export guide gives
         if "capture_dynamic_output_shape_ops" not in str(exc):
             raise
         return False
@@ -38,8 +38,8 @@ def fullgraph_traces_dynamic_shapes() -> bool:
 
 @contextlib.contextmanager
 def fullgraph_dynamic() -> Iterator[None]:
-    """Fullgraph graphs may hold the warp on every supported PyTorch (the README's advice
-    for older releases: ``capture_dynamic_output_shape_ops = True``)."""
+    """Fullgraph graphs may hold the warp on every supported PyTorch (the compile-export guide's
+    advice for older releases: ``capture_dynamic_output_shape_ops = True``)."""
     if fullgraph_traces_dynamic_shapes():
         yield
     else:

@@ -30,7 +30,8 @@ def _fresh_dynamo():
 
 
 def test_fullgraph_on_older_torch_says_which_flag_to_set():
-    """What the README says: a recent torch's fullgraph graph holds the warp as it is; an
+    """What the compile-export guide says (docs/guides/compile-export.md, "Older torch"):
+    a recent torch's fullgraph graph holds the warp as it is; an
     older one (torch 2.8) refuses it with a hint naming ``capture_dynamic_output_shape_ops``
     (which the other tests here set there), and without fullgraph breaks the graph."""
     fn = torch.compile(lambda *a: warp_patches(*a) + 1, fullgraph=True, backend=BACKEND)

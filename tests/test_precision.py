@@ -1,4 +1,4 @@
-"""What "equal to the loop" means in each precision (the README's contract, as tested).
+"""What "equal to the loop" means in each precision (the contract of docs/guides/backends-precision.md, as tested).
 
 float64: values and gradients equal the reference loop to about 1e-12. float32: to float
 rounding. In both, a nearest-neighbour location within rounding of a tie (x.5) may pick

@@ -1,10 +1,10 @@
 """Pure, stateless, differentiable kernels of augpatch.
 
-The exact semantics are those of the project's SPEC (see the README): pixel
-``(i, j)`` has its centre at ``(j + 0.5, i + 0.5)``, boxes are ``xyxy`` in those
-continuous coordinates, and ``theta`` follows the ``F.affine_grid`` convention in
-each object's normalised patch coordinates (it maps an output location to the
-location it is read from).
+The exact semantics are those of the project's SPEC (see the documentation's guide
+"Conventions", ``docs/guides/conventions.md``): pixel ``(i, j)`` has its centre at
+``(j + 0.5, i + 0.5)``, boxes are ``xyxy`` in those continuous coordinates, and
+``theta`` follows the ``F.affine_grid`` convention in each object's normalised patch
+coordinates (it maps an output location to the location it is read from).
 """
 
 from augpatch.functional._boxes import (

@@ -93,7 +93,7 @@ def warp_patches(
     differentiable: gradients taken with ``create_graph=True`` are right, but
     differentiating them again raises a ``RuntimeError`` (no double backward).
 
-    Execution: the warp is the registered operator ``torch.ops.augpatch.warp`` (it also
+    Execution: the warp is the registered operator ``augpatch.ops.warp_op`` (``torch.ops.augpatch.warp_<hash>``; it also
     runs inside ``torch.compile`` / ``torch.export``; value checks run inside it, on the
     real tensors). It schedules objects into levels (boxes of one image that overlap go
     to successive levels) and runs every level as one pass: on the CPU by a compiled C++

@@ -8,8 +8,9 @@
 * :func:`relaxed_bernoulli`: the relaxed gate behind a learnable ``p`` in every
   transform.
 
-See the README section "Differentiable and adversarial search" for the estimators,
-their bias and the seeding under ``DistributedDataParallel``.
+See the documentation's guide "Differentiable and adversarial search"
+(``docs/guides/search.md``) for the estimators, their bias and the seeding under
+``DistributedDataParallel``.
 """
 
 from augpatch.search.attack import attack, attack_space

@@ -508,6 +508,42 @@ def _skip_member(app: Sphinx, what: str, name: str, obj: Any, skip: bool, option
     return None
 
 
+def _real_module_ids(app: Sphinx, doctree: Any) -> None:
+    """Give every documented object a second id under the module that defines it.
+
+    ``sphinx.ext.viewcode`` links a source page back to ``#<refname>.<name>`` with one
+    ``refname`` per source module (the module of the first page that documented any of
+    its names), while a name's id uses its page's module (``augpatch.transforms.base.
+    PatchCall``, but ``augpatch.transforms.PatchAugmentationBase``). With an id under
+    the defining module on every page, and :func:`_viewcode_real_refnames` making that
+    the ``refname``, every backlink resolves."""
+    from sphinx import addnodes
+    from sphinx.ext.viewcode import _get_full_modname
+
+    for objnode in doctree.findall(addnodes.desc):
+        if objnode.get("domain") != "py":
+            continue
+        for sig in objnode.findall(addnodes.desc_signature):
+            modname, fullname = sig.get("module"), sig.get("fullname")
+            if not modname or not fullname:
+                continue
+            real = _get_full_modname(modname, fullname)
+            extra = f"{real}.{fullname}"
+            if real and real != modname and extra not in sig["ids"]:
+                sig["ids"].append(extra)
+
+
+def _viewcode_real_refnames(app: Sphinx) -> list[Any]:
+    """Before viewcode writes its pages: each source module's backlinks use its own
+    name (the ids :func:`_real_module_ids` added)."""
+    modules = getattr(app.env, "_viewcode_modules", {})
+    for modname, entry in list(modules.items()):
+        if entry:
+            code, tags, used, _refname = entry
+            modules[modname] = (code, tags, used, modname)
+    return []
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_config_value("augpatch_api_modules", API_MODULES, "env")
     app.add_config_value("augpatch_pictures", True, "env")
@@ -517,4 +553,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-skip-member", _skip_member)
     app.connect("autodoc-process-docstring", _drop_type_docstring)
     app.connect("autodoc-process-docstring", _drop_foreign_docstring)
+    app.connect("doctree-read", _real_module_ids)
+    app.connect("html-collect-pages", _viewcode_real_refnames, priority=400)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

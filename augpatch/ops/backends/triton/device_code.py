@@ -89,7 +89,7 @@ def _div(a, b, F64: tl.constexpr):
 @triton.jit
 def _pad_location(coord, size_f, align, reflect, F64: tl.constexpr):
     """``grid_sample``'s border / reflection transform of a location and its derivative
-    (``_sampler._pad_location``)."""
+    (``augpatch.ops.backends.eager._pad_location``)."""
     grad = tl.full(coord.shape, 1.0, coord.dtype)
     if reflect:
         low = tl.where(align != 0, 0.0, -0.5).to(coord.dtype)

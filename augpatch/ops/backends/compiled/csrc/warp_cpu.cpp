@@ -1,6 +1,6 @@
-// augpatch's compiled CPU kernel for warp_patches (see augpatch/functional/_kernel.py).
+// augpatch's compiled CPU kernel for warp_patches (glue in augpatch/ops/backends/compiled/__init__.py).
 //
-// It runs the same plan as the eager kernel in _sampler.py, with the same
+// It runs the same plan as the eager kernel in augpatch/ops/backends/eager.py, with the same
 // arithmetic per pixel (the sampling location of F.affine_grid + F.grid_sample,
 // operation for operation, then the taps), but fused: one pass over the pixels of
 // a level, no temporaries per tap. Compiled with -ffp-contract=off so that the
