@@ -41,6 +41,7 @@ API_MODULES = [
     "augpatch.functional",
     "augpatch.transforms",
     "augpatch.transforms.base",  # the base class and the hooks of a new transform
+    "augpatch.transforms.sampling",  # the parameter samplers a new transform draws with
     "augpatch.policies",
     "augpatch.policies.functional",
     "augpatch.search",
