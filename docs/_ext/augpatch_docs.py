@@ -263,7 +263,10 @@ def _name_page(modname: str, name: str, obj: Any, picture: str | None, extra: st
     kind = _kind(obj)
     out = [f".. _api-{modname}.{name}:", "", _title(name), f".. currentmodule:: {modname}", ""]
     if kind == "class":
-        out += [f".. autoclass:: {name}", "   :members:", "   :special-members: __call__", ""]
+        out += [f".. autoclass:: {name}", "   :members:", "   :special-members: __call__"]
+        if _has_private_parts(obj):  # its methods live in mixins of private modules
+            out += ["   :inherited-members: Module"]
+        out += [""]
     elif kind == "function":
         out += [f".. autofunction:: {name}", ""]
     else:
@@ -283,6 +286,15 @@ def _name_page(modname: str, name: str, obj: Any, picture: str | None, extra: st
     if extra:
         out += [extra]
     return "\n".join(out)
+
+
+def _has_private_parts(cls: type) -> bool:
+    """Whether ``cls`` is made of ``...Mixin`` classes of private augpatch modules (e.g.
+    ``PatchAugmentationBase``: ``transforms/_params.py``'s ``ParameterMixin``, ...): its
+    page then lists the mixins' public methods as its own (up to ``nn.Module``)."""
+    return any(base.__module__.startswith("augpatch.") and base.__name__.endswith("Mixin")
+               and base.__module__.rpartition(".")[2].startswith("_")
+               for base in cls.__bases__)
 
 
 def api_modules(app: Sphinx) -> list[str]:
