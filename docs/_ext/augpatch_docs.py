@@ -292,9 +292,18 @@ def _has_private_parts(cls: type) -> bool:
     """Whether ``cls`` is made of ``...Mixin`` classes of private augpatch modules (e.g.
     ``PatchAugmentationBase``: ``transforms/_params.py``'s ``ParameterMixin``, ...): its
     page then lists the mixins' public methods as its own (up to ``nn.Module``)."""
-    return any(base.__module__.startswith("augpatch.") and base.__name__.endswith("Mixin")
-               and base.__module__.rpartition(".")[2].startswith("_")
-               for base in cls.__bases__)
+    return any(_is_private_mixin(base) for base in cls.__bases__)
+
+
+def _is_private_mixin(cls: type) -> bool:
+    return (cls.__module__.startswith("augpatch.") and cls.__name__.endswith("Mixin")
+            and cls.__module__.rpartition(".")[2].startswith("_"))
+
+
+def _hide_mixins(app: Sphinx, name: str, obj: Any, options: Any, bases: list[type]) -> None:
+    """"Bases:" without the private mixins a class is made of (their methods are on its
+    page, :func:`_has_private_parts`)."""
+    bases[:] = [b for b in bases if not (isinstance(b, type) and _is_private_mixin(b))]
 
 
 def api_modules(app: Sphinx) -> list[str]:
@@ -564,6 +573,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", _collect_aliases)
     app.connect("missing-reference", _resolve_alias)
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-bases", _hide_mixins)
     app.connect("autodoc-process-docstring", _drop_type_docstring)
     app.connect("autodoc-process-docstring", _drop_foreign_docstring)
     app.connect("doctree-read", _real_module_ids)
