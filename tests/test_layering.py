@@ -395,3 +395,24 @@ def test_the_size_checks_measure_code_not_prose():
               f"def g():\n{body}\n    def h():\n        pass\n    return x0\n")
     sizes = _function_sizes(ast.parse(source))
     assert sizes == {"A.f": 81, "g": 84, "g.<locals>.h": 2}
+
+
+def test_split_transform_modules_keep_their_old_paths():
+    """``transforms/base.py`` and ``affine.py`` were split by job (issue 23): every name
+    keeps its old import path, and the base class still has every method (inherited from
+    its mixins, the same function objects)."""
+    from augpatch.transforms import _inverse, _params, _targets, affine, base, fixed, flip
+
+    for module in (fixed, flip):
+        assert module.__all__ and all(getattr(affine, k) is getattr(module, k)
+                                      for k in module.__all__)
+    assert affine._PatchFlip is flip._PatchFlip
+    assert affine._affine_from_params is fixed._affine_from_params
+    assert set(affine.__all__) >= set(fixed.__all__) | set(flip.__all__)
+    assert all(hasattr(base, k) for k in base.__all__)
+    cls = base.PatchAugmentationBase
+    for mixin in (_params.ParameterMixin, _targets.TargetMixin, _inverse.InverseMixin):
+        names = [k for k, v in vars(mixin).items() if callable(v) and not k.startswith("__")]
+        assert names and all(getattr(cls, k) is getattr(mixin, k) for k in names), mixin
+    assert cls._warp is cls.warp_objects and cls._replay_parameters is cls.replay_parameters
+    assert cls.gate_temperature == 0.1 and cls.gate_hard is False
