@@ -308,3 +308,64 @@ def test_collate_takes_per_object_lists_and_refuses_a_scalar() -> None:
     assert torch.equal(batch["labels"], torch.tensor([3, 4]))
     with pytest.raises(ValueError, match=r"'labels' has no rows \(a int\) but the sample has 2 boxes"):
         collate_objects([(image, {"boxes": boxes, "labels": 3})])
+
+
+def _same_size_references(seed: int = 5) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(3, 3, 48, 64, generator=g)
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [20.0, 2.0, 60.0, 24.0]]),
+         "labels": torch.tensor([1, 2]), "image_id": 0},
+        {"boxes": torch.tensor([[10.0, 10.0, 40.0, 44.0]]), "labels": torch.tensor([3]), "image_id": 1},
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "image_id": 2},
+    ]
+    return images, targets
+
+
+def _seeded_affine(seed: int = 0) -> BatchAugment:
+    return BatchAugment(
+        RandomPatchAffine(degrees=25.0, translate=0.1, p=1.0,
+                          generator=torch.Generator().manual_seed(seed)),
+        device=None,
+    )
+
+
+def test_references_format_with_stacked_images_comes_back_stacked() -> None:
+    """A stacking collate_fn gives (images [B, C, H, W], targets): the same augmentation
+    as the list of its images, returned stacked."""
+    images, targets = _same_size_references()
+    before = images.clone()
+    out_images, out_targets = _seeded_affine()((images, targets))
+    want_images, want_targets = _seeded_affine()((list(images.unbind(0)), targets))
+    assert isinstance(out_images, torch.Tensor) and out_images.shape == images.shape
+    assert torch.equal(out_images, torch.stack(want_images))
+    assert not torch.equal(out_images, images)  # it did augment
+    assert torch.equal(images, before)  # the input is not modified
+    assert len(out_targets) == len(targets)
+    for got, want in zip(out_targets, want_targets):
+        assert list(got) == list(want) and got["image_id"] == want["image_id"]
+        assert torch.equal(got["boxes"], want["boxes"]) and torch.equal(got["labels"], want["labels"])
+
+
+def test_references_format_with_stacked_tv_tensor_images_keeps_their_class() -> None:
+    from torchvision import tv_tensors
+
+    images, targets = _same_size_references()
+    out_images, _ = _seeded_affine()((tv_tensors.Image(images), targets))
+    assert type(out_images) is tv_tensors.Image and out_images.shape == images.shape
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.rand(3, 48, 64), r"stacked batch \[B, C, H, W\], got shape \(3, 48, 64\)"),
+        (torch.rand(2, 3, 48, 64), r"images has 2 images .* targets has 3 dicts"),
+        (torch.rand(1, 1, 3, 48, 64), r"stacked batch \[B, C, H, W\]"),
+    ],
+)
+def test_references_format_with_an_ambiguous_images_tensor_is_refused(images, message) -> None:
+    """A 3-D tensor (one image? B grey images?) or a batch size that does not match the
+    targets is an error naming ``images`` and ``targets``, not a guess."""
+    _, targets = _same_size_references()
+    with pytest.raises(ValueError, match=message):
+        _seeded_affine()((images, targets))

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor
 
-from augpatch.bench.harness import device_info
+from augpatch.bench.harness import device_info, write_report
 from augpatch.bench.memory import _rss_status
 from augpatch.bench.scenarios import Scenario, scenarios_for
 from augpatch.transforms.copy_paste import (
@@ -304,10 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(_peak_child(cfg)))
         return 0
     report = run_benchmark(cfg)
-    print(format_table(report))
-    with open(cfg.json_path, "w") as fh:
-        json.dump(report, fh, indent=1)
-    print(f"\nwrote {cfg.json_path}")
+    write_report(report, cfg.json_path, format_table(report))
     return 0
 
 

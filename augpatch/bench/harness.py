@@ -1,7 +1,9 @@
-"""What every benchmark of ``augpatch.bench`` shares: the progress bar, device facts, sync."""
+"""What every benchmark of ``augpatch.bench`` shares: the progress bar, device facts, sync,
+the report's tail (table printed, JSON written)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -80,3 +82,24 @@ def device_info(device: torch.device, threads: int) -> dict[str, Any]:
         info["name"] = name
         info["cpu_count"] = os.cpu_count()
     return info
+
+
+def write_report(report: dict[str, Any], path: str, table: str | None = None) -> None:
+    """A benchmark's last step: print its ``table`` (if any), write ``report`` as JSON to
+    ``path`` and say so.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = str(pathlib.Path(tempfile.mkdtemp()) / "bench.json")
+        >>> write_report({"scenarios": {}}, path, "a table")  # doctest: +ELLIPSIS
+        a table
+        <BLANKLINE>
+        wrote .../bench.json
+        >>> json.loads(pathlib.Path(path).read_text())
+        {'scenarios': {}}
+    """
+    if table is not None:
+        print(table)
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=1)
+    print(f"\nwrote {path}")

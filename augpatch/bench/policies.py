@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import statistics
 import sys
@@ -47,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.bench.harness import device_info
+from augpatch.bench.harness import device_info, write_report
 from augpatch.bench.scenarios import Scenario, scenarios_for
 
 __all__ = ["POLICIES", "QUICK_SCENARIOS", "SCENARIOS", "TARGETS", "main", "run_benchmark"]
@@ -298,10 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench policies: --device cuda but CUDA is not available", file=sys.stderr)
         return 1
     report = run_benchmark(cfg)
-    print(format_table(report))
-    with open(cfg.json_path, "w") as fh:
-        json.dump(report, fh, indent=1)
-    print(f"\nwrote {cfg.json_path}")
+    write_report(report, cfg.json_path, format_table(report))
     return 0
 
 

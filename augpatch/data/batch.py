@@ -134,8 +134,9 @@ class BatchAugment:
 
         * a dict (from :func:`collate_objects`): returns a new dict (see the class);
         * ``(images, targets)`` as torchvision's detection references hold them (a
-          list of ``[C, H_i, W_i]`` images and a list of target dicts): returns
-          ``(images, targets)`` the same way (:meth:`augment_references`);
+          list of ``[C, H_i, W_i]`` images, or one stacked ``[B, C, H, W]`` tensor, and
+          a list of target dicts): returns ``(images, targets)`` the same way
+          (:meth:`augment_references`);
         * a list of samples: collated with ``collate_fn`` first, returns a dict.
         """
         self._check_not_in_worker()
@@ -146,12 +147,14 @@ class BatchAugment:
         return self._augment(batch, self.device)
 
     def augment_references(
-        self, images: Sequence[Tensor], targets: Sequence[Mapping[str, Any]]
-    ) -> tuple[list[Tensor], list[dict[str, Any]]]:
+        self, images: Sequence[Tensor] | Tensor, targets: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[Tensor] | Tensor, list[dict[str, Any]]]:
         """Augment a batch in the format of torchvision's ``references/detection``.
 
         Args:
-            images: ``B`` image tensors ``[C, H_i, W_i]`` (sizes may differ).
+            images: ``B`` image tensors ``[C, H_i, W_i]`` (sizes may differ), or one
+                stacked ``[B, C, H, W]`` tensor (a stacking ``collate_fn``), returned
+                stacked.
             targets: ``B`` dicts with ``boxes [N_i, 4]`` (``xyxy``, or any
                 ``BoundingBoxes`` format) and any other keys (``labels``, ``masks``,
                 ``image_id``, ...).
@@ -178,6 +181,9 @@ class BatchAugment:
             >>> [tuple(im.shape) for im in images], [t["image_id"] for t in targets]
             ([(3, 40, 50), (3, 30, 20)], [7, 8])
         """
+        stacked = images if isinstance(images, Tensor) else None
+        if stacked is not None:
+            images = _unstack(stacked, len(targets))
         if len(images) != len(targets):
             raise ValueError(
                 f"images and targets must have the same length, got {len(images)} and {len(targets)}"
@@ -189,10 +195,13 @@ class BatchAugment:
         device = self.device if self.device is not None else images[0].device
         batch = self._augment(collate(list(zip(images, targets))), device)
         out_images, out_targets = to_detection_inputs(batch, dtype=None, object_keys=self.object_keys)
-        return out_images, [
+        out_targets = [
             _like_input(t, src, tuple(im.shape[-2:]))
             for t, src, im in zip(out_targets, targets, out_images)
         ]
+        if stacked is not None:  # the format it came in: one [B, C, H, W] tensor
+            return torch.stack(out_images).as_subclass(type(stacked)), out_targets
+        return out_images, out_targets
 
     def _transform_kwargs(self, out: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword arguments of the transform: masks, keypoints and ``image_sizes``."""
@@ -307,11 +316,16 @@ class BatchAugment:
 
 def is_references_batch(batch: Any) -> bool:
     """Whether ``batch`` is ``(images, targets)`` as torchvision's detection references
-    hold it: a pair of a list / tuple of image tensors and a list / tuple of as many dicts.
+    hold it: a pair of a list / tuple of image tensors and a list / tuple of as many dicts,
+    or of one image tensor (a stacked ``[B, C, H, W]`` batch) and a non-empty list / tuple
+    of dicts (:meth:`BatchAugment.augment_references` then checks that the tensor is
+    ``[B, C, H, W]`` with one target per image: anything else is an error, not a guess).
 
     Example:
         >>> import torch
         >>> is_references_batch(([torch.zeros(3, 4, 4)], [{"boxes": torch.zeros(0, 4)}]))
+        True
+        >>> is_references_batch((torch.zeros(1, 3, 4, 4), [{"boxes": torch.zeros(0, 4)}]))
         True
         >>> is_references_batch([(torch.zeros(3, 4, 4), {"boxes": torch.zeros(0, 4)})])
         False
@@ -319,14 +333,33 @@ def is_references_batch(batch: Any) -> bool:
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         return False
     images, targets = batch
+    if not (isinstance(targets, (tuple, list)) and len(targets) > 0
+            and all(isinstance(t, Mapping) for t in targets)):
+        return False
+    if isinstance(images, Tensor):  # stacked: checked by augment_references
+        return True
     return (
         isinstance(images, (tuple, list))
-        and isinstance(targets, (tuple, list))
         and len(images) == len(targets)
-        and len(images) > 0
         and all(isinstance(im, Tensor) for im in images)
-        and all(isinstance(t, Mapping) for t in targets)
     )
+
+
+def _unstack(images: Tensor, count: int) -> list[Tensor]:
+    """The ``B`` images ``[C, H, W]`` of a stacked ``[B, C, H, W]`` batch with ``count``
+    targets; a clear error for any other shape (no guess at what a 3-D tensor means)."""
+    if images.dim() != 4:
+        raise ValueError(
+            f"images as one tensor must be a stacked batch [B, C, H, W], got shape "
+            f"{tuple(images.shape)}; pass a list of [C, H, W] tensors for images of their "
+            "own sizes (a single image is a list of one)"
+        )
+    if images.shape[0] != count:
+        raise ValueError(
+            f"images has {images.shape[0]} images (shape {tuple(images.shape)}) but targets "
+            f"has {count} dicts: one target per image"
+        )
+    return list(images.as_subclass(Tensor).unbind(0))
 
 
 def _like_input(

@@ -8,11 +8,19 @@ A transform is a *parameter sampler* plus a *matrix*:
   ``theta [N, 2, 3]`` (``F.affine_grid`` convention in each patch's normalised
   coordinates, see the SPEC).
 
-Everything else lives here, once: the per-object probability ``p``, sharing of
-draws (``same_on_batch`` / ``same_on_image``), the single
+Everything else lives in the base class, once: the per-object probability ``p``,
+sharing of draws (``same_on_batch`` / ``same_on_image``), the single
 :func:`augpatch.functional.warp_patches` call, the mapping of boxes, masks and
 keypoints, ``keep`` / ``drop_invalid``, replay from saved parameters and the
-inverse.
+inverse. One module per job, the class inherits them:
+
+* ``base.py``: the class, its options, the subclass hooks, the search interface and
+  ``forward``;
+* ``_params.py`` (``ParameterMixin``): sampling and replay of the parameters;
+* ``_targets.py`` (``TargetMixin``): the per-target apply / inverse hooks and the warp
+  they share;
+* ``_inverse.py`` (``InverseMixin``): ``inverse`` and its steps;
+* ``pipeline.py``: the call's helpers shared with other packages (``make_result``, ...).
 """
 
 from __future__ import annotations
@@ -31,17 +39,16 @@ from augpatch.functional.checks import (
     PADDING_MODES,
     BoxesLike,
     check_bool,
-    check_boxes,
     check_image_sizes,
     check_images,
-    check_points,
     check_targets,
-    check_theta,
     compute_dtype,
     parse_boxes,
 )
-from augpatch.functional.geometry import invert_theta
+from augpatch.transforms._inverse import InverseMixin
+from augpatch.transforms._params import ParameterMixin
 from augpatch.transforms._result import PatchResult
+from augpatch.transforms._targets import TargetMixin
 from augpatch.transforms.pipeline import (  # noqa: F401  (re-exported: base.py was their home)
     _CALL_KEYS,
     _KEEP_EPS,
@@ -59,7 +66,7 @@ from augpatch.transforms.pipeline import (  # noqa: F401  (re-exported: base.py 
     make_result,
     never_inverted,
 )
-from augpatch.transforms.sampling import register_tensor, sample_gate
+from augpatch.transforms.sampling import register_tensor
 
 __all__ = [
     "BOUND_FORMS",
@@ -105,7 +112,7 @@ class SearchVariable:
 # --------------------------------------------------------------------------- base class
 
 
-class PatchAugmentationBase(nn.Module):
+class PatchAugmentationBase(ParameterMixin, TargetMixin, InverseMixin, nn.Module):
     r"""Base class of per-object affine augmentations (Kornia's ``AugmentationBase2D`` style).
 
     Subclasses implement only :meth:`generate_parameters` and :meth:`compute_matrix`.
@@ -290,151 +297,6 @@ class PatchAugmentationBase(nn.Module):
                 out.append(SearchVariable(prefix + name, value, lo, hi, _same))
         return out
 
-    # ------------------------------------------------------------------ parameters
-
-    def forward_parameters(
-        self,
-        batch_shape: Sequence[int],
-        boxes: BoxesLike,
-        obj_to_img: Tensor | None = None,
-        *,
-        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
-    ) -> Params:
-        """Sample the parameters of a call without applying them (Kornia style).
-
-        Args:
-            batch_shape: the image shape ``(B, C, H, W)`` (``images.shape``).
-            boxes: ``[N, 4]`` boxes or a list of ``B`` tensors ``[N_i, 4]``.
-            obj_to_img: ``[N]`` image index of each box (omit for ``B == 1`` or lists).
-            image_sizes: a padded batch's ``[B, 2]`` image sizes (patches are then clipped
-                to their own image), or ``None``.
-
-        Returns:
-            The parameter dict (``theta``, ``batch_prob``, ``patches``,
-            ``obj_to_img`` and the human parameters), ready for ``params=``.
-        """
-        batch, _, height, width = (int(s) for s in batch_shape)
-        boxes, obj_to_img, _ = self._flatten_boxes(boxes, obj_to_img, batch)
-        sizes = check_image_sizes(image_sizes, batch, (height, width))
-        patches = self._patches(boxes.to(compute_dtype(boxes)), obj_to_img, (height, width), sizes)
-        params = self._forward_parameters(patches, obj_to_img, batch)
-        return {**params, "patches": patches, "obj_to_img": obj_to_img}
-
-    def _groups(self, obj_to_img: Tensor) -> tuple[Tensor, Tensor] | None:
-        """``(group [N], representative [G])`` of the sharing groups, or None (no sharing)."""
-        n = obj_to_img.shape[0]
-        device = obj_to_img.device
-        if self.same_on_batch:
-            group = torch.zeros(n, dtype=torch.long, device=device)
-            reps = torch.zeros(min(n, 1), dtype=torch.long, device=device)
-            return group, reps
-        if self.same_on_image:
-            _, group = torch.unique(obj_to_img, sorted=True, return_inverse=True)
-            num = int(group.max()) + 1 if n else 0
-            reps = torch.full((num,), n, dtype=torch.long, device=device)
-            reps = reps.scatter_reduce(0, group, torch.arange(n, device=device), "amin")
-            return group, reps
-        return None
-
-    # the relaxed gate of a learnable ``p`` in train(): temperature, straight-through
-    gate_temperature: float = 0.1
-    gate_hard: bool = False
-
-    def _sample_batch_prob(self, count: int, device: torch.device) -> Tensor:
-        """Bool coins ``[count]``, or float relaxed gates for a learnable ``p`` in train()."""
-        return sample_gate(
-            self.p,
-            count,
-            self.generator,
-            device,
-            training=self.training,
-            temperature=self.gate_temperature,
-            hard=self.gate_hard,
-        )
-
-    def _sample_params(
-        self,
-        patches: Tensor,
-        obj_to_img: Tensor,
-        batch_size: int,
-        groups: tuple[Tensor, Tensor] | None,
-    ) -> Params:
-        if groups is None:
-            return dict(self.generate_parameters(patches, obj_to_img, batch_size, self.generator))
-        group, reps = groups
-        sub = self.generate_parameters(patches[reps], obj_to_img[reps], batch_size, self.generator)
-        out: Params = {}
-        for k, v in sub.items():
-            if not isinstance(v, Tensor) or v.dim() == 0 or v.shape[0] != reps.shape[0]:
-                raise ValueError(
-                    f"{type(self).__name__}.generate_parameters must return tensors with one "
-                    f"row per object; {k!r} has shape {getattr(v, 'shape', None)}"
-                )
-            out[k] = v[group]
-        return out
-
-    def _matrix(self, params: Params, patches: Tensor) -> Tensor:
-        theta = self.compute_matrix(params, patches)
-        return check_theta(theta, patches.shape[0], f"{type(self).__name__}.compute_matrix()").to(
-            patches.dtype
-        )
-
-    def _forward_parameters(self, patches: Tensor, obj_to_img: Tensor, batch_size: int) -> Params:
-        """Sample ``p`` coins and human parameters; return them with the gated ``theta``."""
-        groups = self._groups(obj_to_img)
-        n = patches.shape[0]
-        if groups is None:
-            batch_prob = self._sample_batch_prob(n, patches.device)
-        else:
-            batch_prob = self._sample_batch_prob(groups[1].shape[0], patches.device)[groups[0]]
-        params = self._sample_params(patches, obj_to_img, batch_size, groups)
-        if batch_prob.dtype == torch.bool and not _any(batch_prob):  # p = 0: no matrix needed
-            theta = _eye(n, patches.dtype, patches.device).contiguous()
-        else:
-            theta = gate_theta(self._matrix(params, patches), batch_prob)
-        if batch_prob.dtype != torch.bool:  # relaxed gate: every object is resampled
-            ones = torch.ones(n, dtype=torch.bool, device=patches.device)
-            return {**params, "theta": theta, "batch_prob": ones, "gate": batch_prob}
-        return {**params, "theta": theta, "batch_prob": batch_prob}
-
-    def _theta_from_params(self, params: Params, patches: Tensor) -> Tensor:
-        """The applied ``theta`` of (possibly hand-made) parameters: ``params['theta']``
-        when present, else ``compute_matrix`` gated by ``params['batch_prob']``."""
-        n = patches.shape[0]
-        if params.get("theta") is not None:
-            return check_theta(params["theta"], n, "params['theta']").to(patches.dtype)
-        batch_prob = self._replay_batch_prob(params, n, patches.device)
-        gate = params.get("gate")  # a relaxed gate's values, if any
-        if gate is not None:
-            batch_prob = gate.to(device=patches.device, dtype=patches.dtype)
-        return gate_theta(self._matrix(params, patches), batch_prob)
-
-    @staticmethod
-    def _replay_batch_prob(params: Params, n: int, device: torch.device) -> Tensor:
-        bp = params.get("batch_prob")
-        if bp is None:
-            return torch.ones(n, dtype=torch.bool, device=device)
-        if not isinstance(bp, Tensor) or bp.shape != (n,):
-            raise ValueError(
-                f"params['batch_prob'] must be a bool tensor [N] with N = {n} (the number of "
-                f"objects of this call), got {tuple(getattr(bp, 'shape', ()))}"
-            )
-        return bp.to(device=device, dtype=torch.bool)
-
-    def replay_parameters(self, params: Mapping[str, Any], patches: Tensor) -> Params:
-        if not isinstance(params, Mapping):
-            raise TypeError(f"params must be a dict of tensors, got {type(params).__name__}")
-        device = patches.device
-        p = {
-            k: (v.to(device) if isinstance(v, Tensor) else v)
-            for k, v in params.items()
-            if k not in _CALL_KEYS
-        }
-        n = patches.shape[0]
-        p["batch_prob"] = self._replay_batch_prob(p, n, device)
-        p["theta"] = self._theta_from_params(p, patches)
-        return p
-
     # ------------------------------------------------------------------ call
 
     @staticmethod
@@ -447,167 +309,13 @@ class PatchAugmentationBase(nn.Module):
             o2i = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
         return boxes, o2i, as_list
 
-    def warp_objects(
-        self,
-        images: Tensor,
-        boxes: Tensor,
-        theta: Tensor,
-        obj_to_img: Tensor,
-        applied: Tensor,
-        *,
-        masks: bool = False,
-        reverse: bool = False,
-        region: Tensor | None = None,
-    ) -> Tensor:
-        """One warp over the objects where ``applied`` is True (in reverse order if asked).
-
-        ``masks=False``: :func:`augpatch.functional.warp_patches` of ``images [B, C, H, W]``
-        with ``self.resample``; ``masks=True``: :func:`augpatch.functional.warp_masks`
-        (nearest, dtype kept) of masks ``[B, H, W]`` / ``[B, K, H, W]``. Objects that are
-        not applied get an empty box (no pixel: the image is unchanged there), so that no
-        data-dependent selection is needed (``torch.compile``). When no object is applied
-        the result is a clone (no warp). ``region`` (bool, broadcastable to ``images``):
-        the warp reads zeros outside it and the result is ``images`` there (the padding
-        of a padded batch with ``padding_mode="image"``).
-        """
-        if not _any(applied):  # nothing moves: no warp at all
-            return images.clone()
-        boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
-        source = images if region is None else images.masked_fill(~region, 0)
-        if reverse:
-            boxes, theta, obj_to_img = boxes.flip(0), theta.flip(0), obj_to_img.flip(0)
-        options = {
-            "padding_mode": self.padding_mode,
-            "align_corners": self.align_corners,
-            "overlap": self.overlap,
-        }
-        args = (source, boxes, theta, obj_to_img)
-        if masks:
-            out = F.warp_masks(*args, **options)
-        else:
-            out = F.warp_patches(*args, mode=self.resample, **options)
-        return out if region is None else torch.where(region, out, images)
-
-    def move_object_boxes(
-        self, boxes: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
-    ) -> Tensor:
-        """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
-        patch (:func:`augpatch.functional.transform_boxes`); other objects keep ``boxes``."""
-        if not _any(applied):  # nothing moves: the boxes as given
-            return boxes.to(torch.promote_types(patches.dtype, theta.dtype))
-        moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
-        # content that left its patch: an exactly zero-width/height box on the patch's edge
-        # (detectors reject inverted boxes, and rounding can invert them by 1e-6)
-        lo = torch.minimum(moved[:, :2], patches[:, 2:])
-        moved = torch.cat((lo, torch.maximum(moved[:, 2:], lo)), -1)
-        return torch.where(applied[:, None], moved, boxes.to(moved.dtype))
-
-    def move_object_points(
-        self, points: Tensor, patches: Tensor, theta: Tensor, applied: Tensor
-    ) -> Tensor:
-        """Per-object points ``[N, K, 2]`` moved with their object where ``applied``."""
-        moved = F.transform_points(points, patches, theta, align_corners=self.align_corners)
-        return torch.where(applied[:, None, None], moved, points.to(moved.dtype))
-
     # The names these hooks had before they were made public (issue 23), kept for code
     # written against them in parallel; new code calls the public names.
-    _replay_parameters = replay_parameters
-    _warp = warp_objects
-    _move_boxes = move_object_boxes
-    _move_points = move_object_points
+    _replay_parameters = ParameterMixin.replay_parameters
+    _warp = TargetMixin.warp_objects
+    _move_boxes = TargetMixin.move_object_boxes
+    _move_points = TargetMixin.move_object_points
     _check_extras = staticmethod(check_targets)
-
-    # ------------------------------------------------------------------ per-target hooks
-
-    def apply_transform_image(self, images: Tensor, call: PatchCall) -> Tensor:
-        """Warp ``images [B, C, H, W]`` with the call's objects (``self.resample``).
-
-        Objects whose matrix is exactly the identity (or whose coin said no) are not
-        resampled: their pixels come back bit for bit. Where ``theta`` requires grad,
-        such objects still pass its gradient (a warp of the detached images whose
-        value is subtracted again), so a spatial transformer initialised at the
-        identity, or a policy with hard gates, keeps learning.
-        """
-        region = self._image_region(call, images.shape[-2:], None)
-        out = self.warp_objects(images, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
-                         region=region, reverse=call.reverse)
-        still = call.applied & ~call.moved  # identity objects
-        if (
-            call.theta.requires_grad
-            and torch.is_grad_enabled()
-            and out.is_floating_point()
-            and _any(still)
-        ):
-            ghost = self.warp_objects(images.detach(), call.warp_boxes, call.theta, call.obj_to_img,
-                               still, region=region, reverse=call.reverse)
-            out = out + (ghost - ghost.detach())
-        return out
-
-    def apply_transform_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
-        """New boxes ``[N, 4]`` (see :meth:`move_object_boxes`), clipped to their own image in
-        a padded batch; an object that did not move keeps its box clipped to the canvas
-        (its patch, never inverted): exactly the box as given wherever that lies inside."""
-        out = self.move_object_boxes(boxes, call.patches, call.theta, call.moved)
-        out = torch.where(call.moved[:, None], out, never_inverted(call.patches).to(out.dtype))
-        if call.image_sizes is not None:
-            out = F.clip_boxes_to_images(out, call.obj_to_img, call.image_sizes)
-        return out
-
-    def apply_transform_mask(self, masks: Tensor, call: PatchCall, *, per_object: bool) -> Tensor:
-        """Warp masks with nearest resampling, dtype kept: per-object masks ``[N, H, W]``
-        (``per_object=True``: mask ``n`` moves with object ``n`` only) or per-image masks
-        ``[B, K, H, W]`` / ``[B, H, W]`` (like the images)."""
-        if per_object:  # mask n is image n of a batch of N, holding object n only
-            own = torch.arange(masks.shape[0], device=masks.device)
-            region = self._image_region(call, masks.shape[-2:], call.obj_to_img)
-            region = None if region is None else region[:, 0]
-            return self.warp_objects(masks, call.warp_boxes, call.theta, own, call.moved, masks=True,
-                              region=region, reverse=call.reverse)
-        region = self._image_region(call, masks.shape[-2:], None)
-        if region is not None and masks.dim() == 3:
-            region = region[:, 0]
-        return self.warp_objects(masks, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
-                          masks=True, region=region, reverse=call.reverse)
-
-    def apply_transform_keypoint(self, keypoints: Tensor, call: PatchCall) -> Tensor:
-        """Per-object points ``[N, K, 2]`` mapped exactly with their object."""
-        return self.move_object_points(keypoints, call.patches, call.theta, call.moved)
-
-    def inverse_box(self, boxes: Tensor, call: PatchCall) -> Tensor:
-        """Boxes ``[N, 4]`` of the output frame mapped back through ``theta`` and
-        clipped to the patch (the object was its patch)."""
-        back = F.inverse_transform_boxes(boxes, call.patches, call.theta,
-                                         align_corners=self.align_corners)
-        back = torch.cat(
-            (torch.maximum(back[:, :2], call.patches[:, :2]),
-             torch.minimum(back[:, 2:], call.patches[:, 2:])),
-            -1,
-        )
-        return torch.where(call.moved[:, None], back, boxes)
-
-    def inverse_keypoint(self, keypoints: Tensor, call: PatchCall) -> Tensor:
-        """Points ``[N, K, 2]`` mapped back through ``theta`` (exact)."""
-        back = F.inverse_transform_points(keypoints, call.patches, call.theta,
-                                          align_corners=self.align_corners)
-        return torch.where(call.moved[:, None, None], back, keypoints)
-
-    def inverse_image(self, images: Tensor, call: PatchCall) -> Tensor:
-        """Re-warp ``images`` with the inverse call (``theta^-1``, objects in reverse order)."""
-        return self.apply_transform_image(images, call)
-
-    def inverse_mask(self, image_masks: Tensor, call: PatchCall) -> Tensor:
-        """Per-image masks re-warped with the inverse call (nearest, dtype kept)."""
-        return self.apply_transform_mask(image_masks, call, per_object=False)
-
-    def _image_region(
-        self, call: PatchCall, size: Sequence[int], index: Tensor | None
-    ) -> Tensor | None:
-        """Where ``padding_mode="image"`` must not read the padding of a padded batch: a bool
-        ``[M, 1, H, W]`` mask of each image's own region (``index``: the image of each of
-        the ``M`` rows; ``None``: every image), else ``None`` (nothing to hide)."""
-        if call.image_sizes is None or self.padding_mode != "image":
-            return None
-        return image_regions(call.image_sizes, tuple(size), index, call.obj_to_img.device)
 
     # ------------------------------------------------------------------ call
 
@@ -691,22 +399,6 @@ class PatchAugmentationBase(nn.Module):
             masks=masks_out, image_masks=image_masks_out, keypoints=kps_out, params=stored,
         )
 
-    def _apply_extras(
-        self,
-        call: PatchCall,
-        masks: Tensor | None,
-        image_masks: Tensor | None,
-        keypoints: Tensor | None,
-    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        """The hooks of the optional targets: ``(masks, image_masks, keypoints)`` moved."""
-        return (
-            None if masks is None else self.apply_transform_mask(masks, call, per_object=True),
-            None
-            if image_masks is None
-            else self.apply_transform_mask(image_masks, call, per_object=False),
-            None if keypoints is None else self.apply_transform_keypoint(keypoints, call),
-        )
-
     def _patches(
         self, boxes: Tensor, obj_to_img: Tensor, size: tuple[int, int], sizes: Tensor | None
     ) -> Tensor:
@@ -751,173 +443,6 @@ class PatchAugmentationBase(nn.Module):
                 "[N, 4], obj_to_img [N]); " + self._integration_hint()
             )
         return check_images(images), boxes
-
-    # ------------------------------------------------------------------ inverse
-
-    def inverse(
-        self,
-        images: Tensor | None,
-        boxes: BoxesLike,
-        obj_to_img: Tensor | None = None,
-        *,
-        image_masks: Tensor | None = None,
-        keypoints: Tensor | None = None,
-        params: Mapping[str, Any] | None = None,
-        image_sizes: Tensor | Sequence[Sequence[int]] | None = None,
-    ) -> PatchResult:
-        """Map the outputs of a call back to the input frame.
-
-        Boxes and keypoints go back through each object's ``theta`` itself
-        (:func:`augpatch.functional.inverse_transform_boxes` / ``..._points``): exact
-        for points, and for boxes wherever nothing was cut off (for rotations and
-        shears the result is the bounding box of the source region, clipped to the
-        patch, which is the original box when no content left the patch).
-
-        The image inverse re-warps each transformed patch with ``theta^-1`` (objects in
-        reverse order), and ``image_masks`` the same way with nearest resampling. It is
-        LOSSY: content that the forward pass cut off at the patch border, or replaced by
-        padding, or overwrote with an overlapping box, cannot come back, and every
-        resampling blurs a little.
-
-        Args:
-            images: ``[B, C, H, W]`` augmented images, or ``None`` to map only boxes
-                and keypoints.
-            boxes: ``[N, 4]`` boxes in the output frame (a list of ``B`` tensors is
-                accepted and returned as a list). With ``drop_invalid=True`` the kept
-                boxes (``keep.sum()`` rows) are accepted too.
-            obj_to_img: ``[N]`` image indices; default: implied by a list, else
-                ``params['obj_to_img']``.
-            image_masks: ``[B, K, H, W]`` (or ``[B, H, W]``) augmented per-image masks
-                to warp back (nearest, dtype kept), or ``None``.
-            keypoints: ``[N, K, 2]`` points in the output frame.
-            params: the parameters of the forward call (default: the last call's).
-            image_sizes: the padded batch's ``[B, 2]`` image sizes given to the forward
-                call (``padding_mode="image"`` then reads no padding, which stays
-                unchanged), or ``None``.
-
-        Returns:
-            :class:`PatchResult` ``(images, boxes)`` with ``.image_masks`` and
-            ``.keypoints``.
-
-        Example:
-            >>> from augpatch import RandomPatchScale
-            >>> aug = RandomPatchScale((0.5, 0.9), p=1.0)
-            >>> images, boxes = torch.rand(1, 3, 32, 32), torch.tensor([[4, 4, 28, 20]])
-            >>> out = aug(images, boxes)
-            >>> back = aug.inverse(out.images, out.boxes)
-            >>> torch.allclose(back.boxes, boxes.float(), atol=1e-4)
-            True
-        """
-        params = self._inverse_params(params)
-        if images is not None:
-            images = check_images(images)
-        batch = self._inverse_batch(images, image_masks, boxes, params.get("obj_to_img"))
-        if isinstance(boxes, (list, tuple)) or obj_to_img is not None:
-            boxes_f, o2i, as_list = parse_boxes(boxes, obj_to_img, batch)
-        else:  # obj_to_img defaults to the forward call's (below)
-            boxes_f, o2i, as_list = check_boxes(boxes), None, False
-        sizes = self._inverse_sizes(images, image_masks, image_sizes, boxes_f.shape[0], batch)
-        device = images.device if images is not None else boxes_f.device
-        dtype = compute_dtype(boxes_f, *([images] if images is not None else []))
-        full, call, o2i = self._inverse_calls(params, boxes_f.shape[0], o2i, device, dtype, sizes)
-
-        fb = boxes_f.to(dtype)
-        boxes_back = self.inverse_box(fb, call)
-        kps_back = None
-        if keypoints is not None:
-            kp = check_points(keypoints, fb.shape[0], "keypoints", one_per_object=True)
-            kps_back = self.inverse_keypoint(kp.to(dtype), call)
-        images_back = None if images is None else self.inverse_image(images, full)
-        image_masks_back = None if image_masks is None else self.inverse_mask(image_masks, full)
-        boxes_ret: Tensor | list[Tensor] = boxes_back
-        if as_list:
-            boxes_ret = F.boxes_to_list(boxes_back, o2i, batch)
-        return PatchResult(images_back, boxes_ret, image_masks=image_masks_back,
-                           keypoints=kps_back, obj_to_img=o2i, params=dict(params))
-
-    def _inverse_params(self, params: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        params = self._params if params is None else params
-        if params is None:
-            raise RuntimeError(
-                "inverse() needs parameters: call the transform first or pass params="
-            )
-        for key in ("theta", "patches"):
-            if key not in params:
-                raise ValueError(f"params lacks {key!r}: pass the parameters of a forward call")
-        return params
-
-    def _inverse_sizes(
-        self,
-        images: Tensor | None,
-        image_masks: Tensor | None,
-        image_sizes: object,
-        n: int,
-        batch: int,
-    ) -> Tensor | None:
-        """Check the image masks of an inverse call; its parsed ``image_sizes``."""
-        if images is None and image_masks is None:
-            return None
-        size = tuple((images if images is not None else image_masks).shape[-2:])
-        if image_masks is not None:
-            check_targets(None, image_masks, None, n, batch, size)
-        return check_image_sizes(image_sizes, batch, size)
-
-    @staticmethod
-    def _inverse_batch(
-        images: Tensor | None, image_masks: object, boxes: object, stored_o2i: Tensor | None
-    ) -> int:
-        """``B`` of an inverse call: from the images, masks, a box list or the forward call."""
-        if images is not None:
-            return images.shape[0]
-        if isinstance(image_masks, Tensor) and image_masks.dim() in (3, 4):
-            return image_masks.shape[0]
-        if isinstance(boxes, (list, tuple)):
-            return len(boxes)
-        if stored_o2i is not None and stored_o2i.numel():
-            return int(stored_o2i.max()) + 1
-        return 1
-
-    def _inverse_calls(
-        self,
-        params: Mapping[str, Any],
-        n: int,
-        o2i: Tensor | None,
-        device: torch.device,
-        dtype: torch.dtype,
-        sizes: Tensor | None,
-    ) -> tuple[PatchCall, PatchCall, Tensor]:
-        """``(full, rows, obj_to_img)``: the inverse call of all ``N`` forward objects (for
-        the images: ``theta^-1`` in reverse order), the forward call of the ``n`` given
-        boxes (all objects, or the kept ones after ``drop_invalid``), and their images."""
-        patches_all = params["patches"].to(device=device, dtype=dtype)
-        n_all = patches_all.shape[0]
-        theta_all = check_theta(params["theta"], n_all, "params['theta']")
-        theta_all = theta_all.to(device=device, dtype=dtype)
-        applied_all = self._replay_batch_prob(dict(params), n_all, device)
-        rows = None
-        if n != n_all:
-            keep = params.get("keep")
-            if keep is None or int(keep.sum()) != n:
-                raise ValueError(f"boxes has {n} rows but the parameters are for {n_all} objects")
-            rows = torch.nonzero(keep.to(device)).flatten()
-        stored = params.get("obj_to_img")
-        if stored is not None:
-            o2i_all = stored.to(device=device, dtype=torch.long)
-        elif o2i is not None and rows is None:
-            o2i_all = o2i
-        else:
-            o2i_all = torch.zeros(n_all, dtype=torch.long, device=device)
-        if o2i is None:
-            o2i = o2i_all if rows is None else o2i_all[rows]
-        inv = invert_theta(gate_theta(theta_all, applied_all))
-        full = PatchCall.make(inv, applied_all, patches_all, o2i_all, sizes, patches_all,
-                              reverse=True)
-        if rows is None:
-            call = PatchCall.make(theta_all, applied_all, patches_all, o2i, sizes, patches_all)
-        else:
-            call = PatchCall.make(theta_all[rows], applied_all[rows], patches_all[rows], o2i,
-                                  sizes, patches_all[rows])
-        return full, call, o2i
 
     # ------------------------------------------------------------------ repr
 

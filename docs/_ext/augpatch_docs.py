@@ -263,7 +263,10 @@ def _name_page(modname: str, name: str, obj: Any, picture: str | None, extra: st
     kind = _kind(obj)
     out = [f".. _api-{modname}.{name}:", "", _title(name), f".. currentmodule:: {modname}", ""]
     if kind == "class":
-        out += [f".. autoclass:: {name}", "   :members:", "   :special-members: __call__", ""]
+        out += [f".. autoclass:: {name}", "   :members:", "   :special-members: __call__"]
+        if _has_private_parts(obj):  # its methods live in mixins of private modules
+            out += ["   :inherited-members: Module"]
+        out += [""]
     elif kind == "function":
         out += [f".. autofunction:: {name}", ""]
     else:
@@ -283,6 +286,24 @@ def _name_page(modname: str, name: str, obj: Any, picture: str | None, extra: st
     if extra:
         out += [extra]
     return "\n".join(out)
+
+
+def _has_private_parts(cls: type) -> bool:
+    """Whether ``cls`` is made of ``...Mixin`` classes of private augpatch modules (e.g.
+    ``PatchAugmentationBase``: ``transforms/_params.py``'s ``ParameterMixin``, ...): its
+    page then lists the mixins' public methods as its own (up to ``nn.Module``)."""
+    return any(_is_private_mixin(base) for base in cls.__bases__)
+
+
+def _is_private_mixin(cls: type) -> bool:
+    return (cls.__module__.startswith("augpatch.") and cls.__name__.endswith("Mixin")
+            and cls.__module__.rpartition(".")[2].startswith("_"))
+
+
+def _hide_mixins(app: Sphinx, name: str, obj: Any, options: Any, bases: list[type]) -> None:
+    """"Bases:" without the private mixins a class is made of (their methods are on its
+    page, :func:`_has_private_parts`)."""
+    bases[:] = [b for b in bases if not (isinstance(b, type) and _is_private_mixin(b))]
 
 
 def api_modules(app: Sphinx) -> list[str]:
@@ -552,6 +573,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("builder-inited", _collect_aliases)
     app.connect("missing-reference", _resolve_alias)
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-bases", _hide_mixins)
     app.connect("autodoc-process-docstring", _drop_type_docstring)
     app.connect("autodoc-process-docstring", _drop_foreign_docstring)
     app.connect("doctree-read", _real_module_ids)
