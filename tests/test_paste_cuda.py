@@ -142,3 +142,21 @@ def test_mixed_devices_raise(on_cpu):
         call(paste_objects, case)
     assert on_cpu in str(info.value)
     call(paste_objects, to("cuda", case))  # the same call on one device runs (the spy sees it)
+
+
+def test_cuda_copypaste_benchmark_quick(tmp_path):
+    """``python -m augpatch bench copypaste --device cuda``: synchronised timings of every method
+    (the eager paste kernel too), the CUDA allocator's peaks, a complete report."""
+    import json
+
+    from augpatch.__main__ import _run_bench
+
+    path = tmp_path / "cp.json"
+    assert _run_bench(["copypaste", "--device", "cuda", "--quick", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["device"]["type"] == "cuda"
+    assert set(report["methods"]) == {"augpatch", "loop", "torchvision", "paste_op", "paste_loop", "paste_op_eager"}
+    assert all(r["median_s"] > 0 for r in report["methods"].values())
+    assert report["ratios"]["paste_op_eager_over_paste_op"] > 0
+    assert set(report["cuda_peak_extra_bytes"]) == set(report["methods"])
+    assert report["memory"]["ratio"] > 0

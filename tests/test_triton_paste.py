@@ -346,3 +346,14 @@ def test_kernels_compile_for_an_nvidia_gpu_without_fused_multiply_adds():
         assert "div.rn.f32" in v["ptx"] or "div.rn.ftz.f32" in v["ptx"]
         assert "div.full." not in v["ptx"] and "div.approx." not in v["ptx"]
         assert v["cubin"] > 0
+
+
+def test_copypaste_benchmark_on_cuda_needs_a_gpu(capsys):
+    """``bench copypaste --device cuda`` without a visible GPU: a clear message, exit status 2
+    (what ``benchmarks/gpu_check.sh`` records as a failed step on a machine without one)."""
+    from augpatch.__main__ import _run_bench
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: tests/test_paste_cuda.py runs this benchmark")
+    assert _run_bench(["copypaste", "--device", "cuda", "--quick", "--no-memory"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
