@@ -21,6 +21,7 @@ import pytest
 import torch
 from dynamo_support import fullgraph_dynamic
 from paste_cases import ALPHAS, call, grads, paste_case
+from triton_build import assert_no_fma_and_ieee_division, compile_for_sm80
 
 from augpatch.functional import paste_objects, set_cpu_kernel, set_cuda_kernel
 from tests.paste_reference import reference_paste
@@ -287,65 +288,23 @@ def test_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     assert isinstance(_backend("triton").error, RuntimeError)
 
 
-_COMPILE_FOR_SM80 = """
-import json
-import triton
-from triton.backends import backends
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from augpatch.ops.backends import triton as _triton
-
-if "nvidia" not in backends:
-    print(json.dumps(None))
-    raise SystemExit(0)
-mod = _triton.paste_kernels()
-blocks = {"BC": 4, "NCB": 1, "BH": 16, "BW": 16}
-pointers = {"obj_ptr": "*i64", "frm_ptr": "*i64", "tile_ptr": "*i32", "src_ptr": "*u8", "out_ptr": "*u8",
-            "alpha_ptr": "*u8"}
-flags = {"NEED_SRC": True, "NEED_LOC": True, "ALPHA_LOC": True, "NEED_ALPHA": True, "HAS_DIFF": True,
-         "PARAMS": True}
-out = []
-for fn, consts in [
-    (mod.paste_forward, {"MODE": 1, "ALPHA": True, "SHARED": False, "NEED_LOC": True, "NEED_DIFF": True,
-                         "F64": False, "NT": 2, **blocks}),
-    (mod.paste_forward, {"MODE": 2, "ALPHA": True, "SHARED": True, "NEED_LOC": True, "NEED_DIFF": True,
-                         "F64": False, "NT": 4, **blocks}),
-    (mod.paste_backward, {"MODE": 1, "ALPHA": True, "SHARED": False, **flags, "F64": False, "NT": 2, **blocks}),
-    (mod.paste_backward, {"MODE": 0, "ALPHA": True, "SHARED": True, **flags, "F64": False, "NT": 1, **blocks}),
-]:
-    signature = {
-        name: "constexpr" if name in consts
-        else pointers.get(name, "*fp32" if name.endswith("_ptr") else "i32")
-        for name in fn.arg_names
-    }
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
-                              target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False})
-    out.append({"ptx": compiled.asm["ptx"], "cubin": len(compiled.asm["cubin"])})
-print(json.dumps(out))
-"""
-
-
 def test_kernels_compile_for_an_nvidia_gpu_without_fused_multiply_adds():
     """The compiled paste kernels (not the interpreter's) build for an NVIDIA GPU here, without
-    one, in a fresh process (as the warp's test): no fused multiply-add, IEEE float32 division."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM80], env=env, capture_output=True,
-                         text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, run.stderr[-3000:]
-    variants = json.loads(run.stdout.strip().splitlines()[-1])
-    if variants is None:
-        pytest.skip("this Triton build has no NVIDIA backend")
-    assert len(variants) == 4
-    for v in variants:
-        assert "fma." not in v["ptx"]
-        assert "div.rn.f32" in v["ptx"] or "div.rn.ftz.f32" in v["ptx"]
-        assert "div.full." not in v["ptx"] and "div.approx." not in v["ptx"]
-        assert v["cubin"] > 0
+    one (``tests/triton_build.py``): no fused multiply-add, IEEE float32 division."""
+    blocks = {"BC": 4, "NCB": 1, "BH": 16, "BW": 16}
+    pointers = {"obj_ptr": "*i64", "frm_ptr": "*i64", "tile_ptr": "*i32", "src_ptr": "*u8", "out_ptr": "*u8",
+                "alpha_ptr": "*u8"}
+    flags = {"NEED_SRC": True, "NEED_LOC": True, "ALPHA_LOC": True, "NEED_ALPHA": True, "HAS_DIFF": True,
+             "PARAMS": True}
+    built = compile_for_sm80("paste_kernels", pointers, [
+        ("paste_forward", {"MODE": 1, "ALPHA": True, "SHARED": False, "NEED_LOC": True, "NEED_DIFF": True,
+                           "F64": False, "NT": 2, **blocks}),
+        ("paste_forward", {"MODE": 2, "ALPHA": True, "SHARED": True, "NEED_LOC": True, "NEED_DIFF": True,
+                           "F64": False, "NT": 4, **blocks}),
+        ("paste_backward", {"MODE": 1, "ALPHA": True, "SHARED": False, **flags, "F64": False, "NT": 2, **blocks}),
+        ("paste_backward", {"MODE": 0, "ALPHA": True, "SHARED": True, **flags, "F64": False, "NT": 1, **blocks}),
+    ])
+    assert_no_fma_and_ieee_division(built)
 
 
 def test_copypaste_benchmark_on_cuda_needs_a_gpu(capsys):
