@@ -257,6 +257,20 @@ def _base(index, size, align, F64: tl.constexpr):
 
 
 @triton.jit
+def _box_coordinates(q, w, h, ii, jj, align, F64: tl.constexpr):
+    """``F.affine_grid``'s base coordinates of the tile's columns ``cb`` ``[1, BW]`` and rows ``rb``
+    ``[BH, 1]``, and the same mapped onto the continuous box: ``u = cb * kx + cx``, ``v = rb * ky
+    + cy`` (``q``: the object's ``[14]`` parameters)."""
+    kx = tl.load(q + 6)
+    ky = tl.load(q + 7)
+    cx = tl.load(q + 8)
+    cy = tl.load(q + 9)
+    cb = _base(jj, w, align, F64)  # [1, BW]
+    rb = _base(ii, h, align, F64)  # [BH, 1]
+    return cb, rb, cb * kx + cx, rb * ky + cy
+
+
+@triton.jit
 def _locate(prm_ptr, k, w, h, ii, jj, align, F64: tl.constexpr):
     """Sampling location of every pixel of the tile, before padding (``_Chunk``): the
     bmm's ``(u * t00 + v * t01) + t02``, then ``grid_sample``'s unnormalize."""
@@ -267,18 +281,11 @@ def _locate(prm_ptr, k, w, h, ii, jj, align, F64: tl.constexpr):
     t10 = tl.load(q + 3)
     t11 = tl.load(q + 4)
     t12 = tl.load(q + 5)
-    kx = tl.load(q + 6)
-    ky = tl.load(q + 7)
-    cx = tl.load(q + 8)
-    cy = tl.load(q + 9)
     sx = tl.load(q + 10)
     sy = tl.load(q + 11)
     ox = tl.load(q + 12)
     oy = tl.load(q + 13)
-    cb = _base(jj, w, align, F64)  # [1, BW]
-    rb = _base(ii, h, align, F64)  # [BH, 1]
-    u = cb * kx + cx
-    v = rb * ky + cy
+    cb, rb, u, v = _box_coordinates(q, w, h, ii, jj, align, F64)
     gx1 = ((u * t00 + v * t01) + t02) + 1.0
     gy1 = ((u * t10 + v * t11) + t12) + 1.0
     if align != 0:
@@ -348,14 +355,7 @@ def _param_grads(gprm_ptr, prm_ptr, k, w, h, ii, jj, pm, gix, giy, dpx, dpy, gx1
     t01 = tl.load(q + 1)
     t10 = tl.load(q + 3)
     t11 = tl.load(q + 4)
-    kx = tl.load(q + 6)
-    ky = tl.load(q + 7)
-    cx = tl.load(q + 8)
-    cy = tl.load(q + 9)
-    cb = _base(jj, w, align, F64)  # [1, BW]
-    rb = _base(ii, h, align, F64)  # [BH, 1]
-    u = cb * kx + cx
-    v = rb * ky + cy
+    cb, rb, u, v = _box_coordinates(q, w, h, ii, jj, align, F64)
     # per column (x) and per row (y) of the tile, then onto the parameters
     col_x = _sum(dgx, 0)[None, :]
     col_y = _sum(dgy, 0)[None, :]

@@ -39,6 +39,10 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -72,26 +76,44 @@ def _frames(plan: PastePlan, aplan: PastePlan | None, device: torch.device) -> T
     return cache[key]
 
 
-def _common(plan: PastePlan, dtype: torch.dtype, alpha: Tensor | None, shared: bool) -> dict:
-    """The constexpr arguments both kernels take (besides their flags)."""
-    return {"MODE": _MODE[plan.mode], "ALPHA": alpha is not None, "SHARED": shared,
-            "F64": dtype == torch.float64, "NT": _TAPS[plan.mode]}
+@dataclass
+class _Launch:
+    """What both kernels of a paste take: the kernel module, the plan's layout and frames, the
+    alpha (``None`` without; a bool alpha read as its bytes), whether it shares the image's
+    parameters, the parameter tables (``aprm``: the alpha's, or the image's), the runtime
+    arguments after ``tile0, P`` (strides, sizes, options), the constexprs common to both and
+    the launch options."""
+
+    mod: ModuleType
+    lay: Any
+    frames: Tensor
+    alpha: Tensor | None
+    shared: bool
+    params: Tensor
+    aprm: Tensor
+    args: tuple[int, ...]
+    consts: dict[str, Any]
+    opts: dict[str, Any]
 
 
-def _strides(plan: PastePlan, alpha: Tensor | None, aplan: PastePlan | None) -> tuple[int, ...]:
-    """Sources', output's and alpha's strides, then ``C``, the sources' and the alpha's sizes."""
-    a_sb, _, a_sh, a_sw = aplan.strides if aplan is not None else (0, 0, 0, 0)
-    ah, aw = aplan.read_size if aplan is not None else (1, 1)
-    return (*plan.strides, *plan.out_strides, a_sb, a_sh, a_sw, plan.channels, *plan.read_size, ah, aw)
-
-
-def _flags(plan: PastePlan) -> tuple[int, int, int]:
-    return int(plan.align_corners), _PAD[plan.padding_mode], _tap_padding(plan)
-
-
-def _alpha_view(alpha: Tensor | None) -> Tensor | None:
-    """A bool alpha read as its bytes (0 / 1): the same storage, no copy."""
-    return alpha.view(torch.uint8) if alpha is not None and alpha.dtype == torch.bool else alpha
+def _launch(plan: PastePlan, aplan: PastePlan | None, params: Tensor, aparams: Tensor | None,
+            alpha: Tensor | None, device: torch.device) -> _Launch:
+    lay = _layout(plan, device)
+    has_alpha = alpha is not None and aplan is not None and aparams is not None
+    shared = has_alpha and aparams is params
+    if has_alpha and alpha.dtype == torch.bool:
+        alpha = alpha.view(torch.uint8)  # 0 / 1 bytes: the same storage, no copy
+    params = params.contiguous()
+    a_sb, _, a_sh, a_sw = aplan.strides if has_alpha else (0, 0, 0, 0)
+    ah, aw = aplan.read_size if has_alpha else (1, 1)
+    args = (*plan.strides, *plan.out_strides, a_sb, a_sh, a_sw, plan.channels, *plan.read_size, ah, aw,
+            int(plan.align_corners), _PAD[plan.padding_mode], _tap_padding(plan))
+    consts = {"MODE": _MODE[plan.mode], "ALPHA": has_alpha, "SHARED": shared,
+              "F64": params.dtype == torch.float64, "NT": _TAPS[plan.mode], **_blocks(lay)}
+    return _Launch(mod=paste_kernels(), lay=lay, frames=_frames(plan, aplan, device),
+                   alpha=alpha if has_alpha else None, shared=shared, params=params,
+                   aprm=aparams.contiguous() if has_alpha and not shared else params, args=args, consts=consts,
+                   opts=_launch_options(lay))
 
 
 def forward(
@@ -110,16 +132,9 @@ def forward(
 
 
 def _forward(images, sources, params, plan, alpha, aparams, aplan, need_loc, need_diff):
-    mod = paste_kernels()
     dev = images.device
-    dtype = params.dtype
-    lay = _layout(plan, dev)
-    frames = _frames(plan, aplan, dev)
-    has_alpha = alpha is not None and aplan is not None and aparams is not None
-    shared = has_alpha and aparams is params
-    alpha = _alpha_view(alpha) if has_alpha else None
-    params = params.contiguous()
-    aprm = aparams.contiguous() if has_alpha and not shared else params
+    run = _launch(plan, aplan, params, aparams, alpha, dev)
+    lay, has_alpha = run.lay, run.alpha is not None
     work = torch.empty_strided(images.shape, plan.out_strides, dtype=images.dtype, device=dev)
     work.copy_(images)
     total = lay.level_pix[-1]
@@ -129,16 +144,13 @@ def _forward(images, sources, params, plan, alpha, aparams, aplan, need_loc, nee
     sdiff = params.new_empty(channels * total if has_alpha and need_diff else 0)
     sdv = params.new_empty(2 * channels * total if need_loc else 0)
     sda = params.new_empty(2 * total if has_alpha and need_loc else 0)
-    opts = _launch_options(lay)
-    consts = {**_common(plan, dtype, alpha, shared), **_blocks(lay), "NEED_LOC": need_loc,
-              "NEED_DIFF": bool(has_alpha and need_diff)}
-    args = (*_strides(plan, alpha, aplan), *_flags(plan))
-    a_ptr = alpha if alpha is not None else sources
+    flags = {"NEED_LOC": need_loc, "NEED_DIFF": bool(has_alpha and need_diff)}
+    a_ptr = run.alpha if has_alpha else sources
     for level in range(len(lay.level_pix) - 1):
         tile0, n_tiles = lay.tiles_of(level)
-        mod.paste_forward[(n_tiles,)](
-            sources, work, a_ptr, params, aprm, lay.obj, frames, lay.tiles, sa, sdiff, sdv, sda,
-            tile0, total, *args, **consts, **opts,
+        run.mod.paste_forward[(n_tiles,)](
+            sources, work, a_ptr, run.params, run.aprm, lay.obj, run.frames, lay.tiles, sa, sdiff, sdv, sda,
+            tile0, total, *run.args, **run.consts, **flags, **run.opts,
         )
     return work, [sa, sdiff, sdv, sda]
 
@@ -157,15 +169,10 @@ def backward(
 
 
 def _backward(grad, sources, params, plan, alpha, aparams, aplan, saved, need_src, need_loc, need_alpha):
-    mod = paste_kernels()
     dev = grad.device
     dtype = params.dtype
-    lay = _layout(plan, dev)
-    frames = _frames(plan, aplan, dev)
-    has_alpha = alpha is not None and aplan is not None and aparams is not None
-    shared = has_alpha and aparams is params
-    params = params.contiguous()
-    aprm = aparams.contiguous() if has_alpha and not shared else params
+    run = _launch(plan, aplan, params, aparams, alpha, dev)
+    lay, has_alpha, shared = run.lay, run.alpha is not None, run.shared
     sa, sdiff, sdv, sda = (t.contiguous() for t in saved)
     g = torch.empty_strided(grad.shape, plan.out_strides, dtype=dtype, device=dev)
     g.copy_(grad)
@@ -176,20 +183,18 @@ def _backward(grad, sources, params, plan, alpha, aparams, aplan, saved, need_sr
     loc = need_loc and sdv.numel() > 0
     has_diff = has_alpha and sdiff.numel() > 0
     alpha_loc = need_loc and has_diff and sda.numel() > 0
-    gprm = torch.zeros_like(params) if need_loc else None
-    gaprm = torch.zeros_like(aprm) if need_loc and has_alpha and not shared else None
-    consts = {**_common(plan, dtype, alpha, shared), **_blocks(lay), "NEED_SRC": need_src, "NEED_LOC": loc,
-              "ALPHA_LOC": alpha_loc, "NEED_ALPHA": grad_alpha is not None, "HAS_DIFF": has_diff,
-              "PARAMS": loc or (shared and alpha_loc)}
-    args = (*_strides(plan, alpha, aplan), *_flags(plan))
-    opts = _launch_options(lay)
+    gprm = torch.zeros_like(run.params) if need_loc else None
+    gaprm = torch.zeros_like(run.aprm) if need_loc and has_alpha and not shared else None
+    flags = {"NEED_SRC": need_src, "NEED_LOC": loc, "ALPHA_LOC": alpha_loc, "NEED_ALPHA": grad_alpha is not None,
+             "HAS_DIFF": has_diff, "PARAMS": loc or (shared and alpha_loc)}
     total = lay.level_pix[-1]
     for level in range(len(lay.level_pix) - 2, -1, -1):
         tile0, n_tiles = lay.tiles_of(level)
-        mod.paste_backward[(n_tiles,)](
+        run.mod.paste_backward[(n_tiles,)](
             g, grad_src if grad_src is not None else g, grad_alpha if grad_alpha is not None else g,
-            gprm if gprm is not None else params, gaprm if gaprm is not None else params, params, aprm,
-            lay.obj, frames, lay.tiles, sa, sdiff, sdv, sda, tile0, total, *args, **consts, **opts,
+            gprm if gprm is not None else run.params, gaprm if gaprm is not None else run.params, run.params,
+            run.aprm, lay.obj, run.frames, lay.tiles, sa, sdiff, sdv, sda, tile0, total, *run.args,
+            **run.consts, **flags, **run.opts,
         )
     return g, grad_src, grad_alpha, gprm, gaprm
 
