@@ -29,6 +29,9 @@ already) through pinned memory. Kernel variants are compiled per mode, dtype and
 alpha / gradient flags on first use (cached on disk by Triton).
 
 Example:
+    >>> from augpatch.ops.backends import get
+    >>> get("triton").offers("paste")  # "auto" picks it for CUDA tensors
+    True
     >>> import os, torch
     >>> from augpatch.functional import paste_objects, set_cpu_kernel
     >>> os.environ["TRITON_INTERPRET"] = "1"  # doctest: +SKIP
