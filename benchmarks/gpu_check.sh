@@ -12,14 +12,21 @@
 #      package builds and installs, without touching the environment (no network: no build
 #      isolation, no dependencies); the tests and the benchmark run the checkout itself
 #      (from the repository root, first on PYTHONPATH);
-#   3. the CUDA tests: tests/test_warp_cuda.py (Triton and eager kernels against the CPU) and
-#      the CUDA half of tests/test_triton.py (against the reference loop), `-m cuda`,
-#      `--noconftest` (the suite's conftest builds the C++ CPU kernel first, which these
-#      tests do not need; their modules choose the kernels themselves);
-#   4. the GPU benchmark at M and many (forward + backward, synchronised timings, CUDA peak
+#   3. the CUDA tests: tests/test_warp_cuda.py and tests/test_paste_cuda.py (the warp's and the
+#      paste's Triton and eager kernels against the CPU) and the CUDA half of tests/test_triton.py
+#      (against the reference loop), `-m cuda`, `--noconftest` (the suite's conftest builds the
+#      C++ CPU kernel first, which these tests do not need; their modules choose the kernels
+#      themselves);
+#   4. the copy-paste GPU row: `python -m augpatch bench copypaste --device cuda` (the issue's
+#      scenario, B=16 512x512, ~160 pasted objects; RandomCopyPaste, the per-object loop,
+#      torchvision's logic, the paste alone with the Triton and the eager kernel; synchronised
+#      timings, CUDA peak memory);
+#   5. the GPU benchmark at M and many (forward + backward, synchronised timings, CUDA peak
 #      memory, the targets), and the DataLoader throughput comparison (--dataloader).
-# Output: $OUT/gpu_check.json (summary), $OUT/bench_cuda.json (the benchmark's report), one
-# log per step. The exit status is 0 only if every step passed.
+# Output: $OUT/gpu_check.json (summary), $OUT/bench_cuda.json (the warp benchmark's report),
+# $OUT/bench_copypaste_cuda.json (the copy-paste row's), one log per step. The exit status is
+# 0 only if every step passed (without a GPU: the environment step fails at once, the CUDA
+# tests are all skipped, the benchmarks exit 2 with "no CUDA device"; exit 1).
 set -u
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,12 +77,15 @@ rm -rf "$OUT/src" "$OUT/site" && mkdir -p "$OUT/src"  # build from a copy: no bu
 cp -r pyproject.toml README.md LICENSE augpatch "$OUT/src/" 2>/dev/null
 step install 45 "$PY" -m pip install --no-deps --no-build-isolation --no-input --target "$OUT/site" "$OUT/src"
 
-step cuda_tests 140 "$PY" -m pytest -q -m cuda --noconftest -p no:cacheprovider -rfEs \
-  tests/test_warp_cuda.py tests/test_triton.py
+step cuda_tests 170 "$PY" -m pytest -q -m cuda --noconftest -p no:cacheprovider -rfEs \
+  tests/test_warp_cuda.py tests/test_paste_cuda.py tests/test_triton.py
 
-# the benchmark gets what is left of 4 min 45 s (at least a minute)
+step bench_copypaste 50 "$PY" -m augpatch bench copypaste --device cuda --repeats 3 --warmup 1 \
+  --json "$OUT/bench_copypaste_cuda.json"
+
+# the warp benchmark gets what is left of 4 min 45 s (at least 45 s)
 LEFT=$((285 - ($(date +%s) - START)))
-[ $LEFT -lt 60 ] && LEFT=60
+[ $LEFT -lt 45 ] && LEFT=45
 step bench $LEFT "$PY" -m augpatch bench --device cuda --scenarios M many --dataloader \
   --max-method-seconds 4 --no-progress --json "$OUT/bench_cuda.json"
 
@@ -96,6 +106,12 @@ except OSError:
     pass
 summary = {"gpu": gpu or None, "wall_s": wall, "steps": steps, "cuda_tests": tests,
            "bench_json": "bench_cuda.json" if os.path.exists(os.path.join(out, "bench_cuda.json")) else None}
+copypaste = os.path.join(out, "bench_copypaste_cuda.json")
+if os.path.exists(copypaste):
+    report = json.load(open(copypaste))
+    summary["copypaste"] = {"medians_ms": {m: round(e["median_s"] * 1e3, 3) for m, e in report["methods"].items()},
+                            "ratios": report["ratios"], "memory_ratio": (report.get("memory") or {}).get("ratio"),
+                            "cuda_peak_extra_bytes": report.get("cuda_peak_extra_bytes")}
 bench = os.path.join(out, "bench_cuda.json")
 if os.path.exists(bench):
     report = json.load(open(bench))

@@ -19,6 +19,7 @@ import pytest
 import torch
 from dynamo_support import fullgraph_dynamic
 from reference import reference_warp
+from triton_build import assert_no_fma_and_ieee_division, compile_for_sm80
 
 from augpatch.functional import (
     active_kernel,
@@ -441,62 +442,12 @@ def test_cuda_runs_triton_by_default_and_falls_back_to_eager(monkeypatch):
     torch.testing.assert_close(fallback, out, atol=1e-12, rtol=0)
 
 
-_COMPILE_FOR_SM80 = """
-import json
-import triton
-from triton.backends import backends
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from augpatch.ops.backends import triton as _triton
-
-if "nvidia" not in backends:
-    print(json.dumps(None))
-    raise SystemExit(0)
-mod = _triton.kernels()
-blocks = {"BC": 4, "NCB": 1, "BH": 8, "BW": 32}
-pointers = {"obj_ptr": "*i64", "tile_ptr": "*i32", "src_ptr": "*u8", "dst_ptr": "*u8"}
-out = []
-for fn, consts in [
-    (mod.warp_forward, {"MODE": 1, "DERIV": True, "F64": False, "NT": 2, **blocks}),
-    (mod.warp_backward, {"MODE": 0, "NEED_LOC": True, "SAVED_D": False, "F64": False, "NT": 1,
-                         **blocks}),
-]:
-    signature = {
-        name: "constexpr" if name in consts
-        else pointers.get(name, "*fp32" if name.endswith("_ptr") else "i32")
-        for name in fn.arg_names
-    }
-    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
-                              target=GPUTarget("cuda", 80, 32), options={"enable_fp_fusion": False})
-    out.append({"ptx": compiled.asm["ptx"], "cubin": len(compiled.asm["cubin"])})
-print(json.dumps(out))
-"""
-
-
 def test_kernels_compile_for_an_nvidia_gpu_without_fused_multiply_adds():
-    """The compiled kernels (not the interpreter's) build for an NVIDIA GPU here, without one:
-    Triton compiles to PTX and assembles it with the ``ptxas`` it ships. No multiply-add is
-    fused (the reference rounds twice) and float32 division is IEEE (``div.rn``). In a fresh
-    process: the interpreter of older Triton releases (3.4) leaves ``triton.language``
-    patched, so a compilation after interpreted launches in one process fails."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM80], env=env, capture_output=True,
-                         text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert run.returncode == 0, run.stderr[-3000:]
-    variants = json.loads(run.stdout.strip().splitlines()[-1])
-    if variants is None:
-        pytest.skip("this Triton build has no NVIDIA backend")
-    assert len(variants) == 2
-    for v in variants:
-        assert "fma." not in v["ptx"]
-        # reflection padding divides: round-to-nearest, never the approximate division;
-        # Triton 3.4 (torch 2.8) flushes subnormal operands to zero there (div.rn.ftz),
-        # which no image coordinate is
-        assert "div.rn.f32" in v["ptx"] or "div.rn.ftz.f32" in v["ptx"]
-        assert "div.full." not in v["ptx"] and "div.approx." not in v["ptx"]
-        assert v["cubin"] > 0
+    """The compiled kernels (not the interpreter's) build for an NVIDIA GPU here, without one
+    (``tests/triton_build.py``): no fused multiply-add, IEEE float32 division."""
+    blocks = {"BC": 4, "NCB": 1, "BH": 8, "BW": 32}
+    built = compile_for_sm80("kernels", {"obj_ptr": "*i64", "tile_ptr": "*i32", "src_ptr": "*u8", "dst_ptr": "*u8"}, [
+        ("warp_forward", {"MODE": 1, "DERIV": True, "F64": False, "NT": 2, **blocks}),
+        ("warp_backward", {"MODE": 0, "NEED_LOC": True, "SAVED_D": False, "F64": False, "NT": 1, **blocks}),
+    ])
+    assert_no_fma_and_ieee_division(built)

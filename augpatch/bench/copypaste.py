@@ -18,10 +18,15 @@ drawn parameters:
   ``paste_objects`` call with the masks as alpha, against the loop's crop + ``grid_sample``
   + masked composite per object.
 
+* ``paste_op_eager`` (``--device cuda`` only, by default): ``paste_op`` with the eager kernel
+  forced (what CUDA ran before the Triton kernel of the paste).
+
 Reported (JSON): median seconds per method, ``loop / augpatch`` and ``augpatch /
-torchvision``, and augpatch's peak memory (a fresh subprocess, ``VmHWM - VmRSS`` after
-resetting the peak mark, as :mod:`augpatch.bench.memory`) as ``(inputs + peak_extra) / (inputs +
-output)``.
+torchvision``, and augpatch's peak memory as ``(inputs + peak_extra) / (inputs + output)``:
+on the CPU a fresh subprocess, ``VmHWM - VmRSS`` after resetting the peak mark (as
+:mod:`augpatch.bench.memory`); on CUDA (``--device cuda``: inputs on the GPU, every timing
+between two ``torch.cuda.synchronize``) the allocator's peak over one more untimed call of
+each method (``cuda_peak_extra_bytes`` per method).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import torch
 import torch.nn.functional as TF
 from torch import Tensor
 
-from augpatch.bench.harness import device_info, write_report
+from augpatch.bench.harness import device_info, sync, write_report
 from augpatch.bench.memory import _rss_status
 from augpatch.bench.scenarios import Scenario, scenarios_for
 from augpatch.transforms.copy_paste import (
@@ -50,7 +55,8 @@ from augpatch.transforms.copy_paste import (
     paste_placement,
 )
 
-METHODS = ("augpatch", "loop", "torchvision", "paste_op", "paste_loop")
+METHODS = ("augpatch", "loop", "torchvision", "paste_op", "paste_loop", "paste_op_eager")
+CUDA_ONLY = ("paste_op_eager",)  # in the default methods of --device cuda runs only
 TARGETS = {"loop_over_augpatch_min": 10.0, "augpatch_over_torchvision_max": 2.0, "memory_ratio_max": 2.0}
 
 
@@ -79,21 +85,22 @@ def _loop(x: dict[str, Tensor], params: dict[str, Tensor]):
     """Per pasted object: crop, affine (image bilinear, mask nearest), masked paste; then occlusion."""
     images, masks, boxes, o2i = x["images"], x["masks"], x["boxes"], x["obj_to_img"]
     batch, channels, height, width = images.shape
-    src, dst = params["src_objects"], params["dst_images"]
-    sizes = torch.tensor([[height, width]]).expand(batch, 2)
+    dev = images.device
+    src, dst = params["src_objects"].to(dev), params["dst_images"].to(dev)
+    sizes = torch.tensor([[height, width]], device=dev).expand(batch, 2)
     sb = clip_to_sizes(boxes[src].double(), sizes[o2i[src]])
     dboxes, theta, _ = paste_placement(sb, (sb[:, :2] + sb[:, 2:]) / 2, params, dst, sizes, torch.float64)
     out = images.clone()
     new_masks = []
-    for k in range(src.numel()):
-        s, d = int(src[k]), int(dst[k])
-        x0, y0, x1, y1 = (int(v) for v in sb[k].round())
-        u0, v0, u1, v1 = (int(v) for v in dboxes[k].round())
-        mask = torch.zeros(height, width, dtype=torch.bool)
+    pixels = torch.cat([sb.round(), dboxes.round()], 1).long().tolist()  # one transfer
+    owners = o2i[src].tolist()
+    for k, (s, d) in enumerate(zip(src.tolist(), dst.tolist(), strict=True)):
+        x0, y0, x1, y1, u0, v0, u1, v1 = pixels[k]
+        mask = torch.zeros(height, width, dtype=torch.bool, device=dev)
         if x1 > x0 and y1 > y0 and u1 > u0 and v1 > v0:
             th = theta[k : k + 1].float()
             grid = TF.affine_grid(th, [1, 1, v1 - v0, u1 - u0], align_corners=False)
-            b = int(o2i[s])
+            b = owners[k]
             patch = TF.grid_sample(images[b : b + 1, :, y0:y1, x0:x1], grid, align_corners=False)
             alpha = TF.grid_sample(masks[s, y0:y1, x0:x1][None, None].float(), grid, align_corners=False)
             m = TF.grid_sample(masks[s, y0:y1, x0:x1][None, None].float(), grid, mode="nearest",
@@ -118,8 +125,9 @@ def _paste_inputs(x: dict[str, Tensor], params: dict[str, Tensor]):
     """The arguments of the image paste of the drawn parameters (untimed)."""
     images, boxes, o2i = x["images"], x["boxes"], x["obj_to_img"]
     batch, _, height, width = images.shape
-    src, dst = params["src_objects"], params["dst_images"]
-    sizes = torch.tensor([[height, width]]).expand(batch, 2)
+    dev = images.device
+    src, dst = params["src_objects"].to(dev), params["dst_images"].to(dev)
+    sizes = torch.tensor([[height, width]], device=dev).expand(batch, 2)
     sb = clip_to_sizes(boxes[src].float(), sizes[o2i[src]])
     dboxes, theta, _ = paste_placement(sb, (sb[:, :2] + sb[:, 2:]) / 2, params, dst, sizes, torch.float32)
     return sb, theta, o2i[src], dboxes, dst, x["masks"][src]
@@ -132,16 +140,29 @@ def _paste_op(x: dict[str, Tensor], args) -> Tensor:
     return paste_objects(x["images"], sb, theta, s_img, dboxes, dst, alpha=alpha)
 
 
+def _paste_op_eager(x: dict[str, Tensor], args) -> Tensor:
+    """``paste_op`` with the eager kernel forced on the inputs' device."""
+    from augpatch.functional import set_cpu_kernel, set_cuda_kernel
+    from augpatch.ops import settings
+
+    cuda = x["images"].device.type == "cuda"
+    before = settings.cuda_kernel() if cuda else settings.cpu_kernel()
+    (set_cuda_kernel if cuda else set_cpu_kernel)("eager")
+    try:
+        return _paste_op(x, args)
+    finally:
+        (set_cuda_kernel if cuda else set_cpu_kernel)(before)
+
+
 def _paste_loop(x: dict[str, Tensor], args) -> Tensor:
     sb, theta, s_img, dboxes, dst, alpha = args
     out = x["images"].clone()
-    for k in range(theta.shape[0]):
-        x0, y0, x1, y1 = (int(v) for v in sb[k].round())
-        u0, v0, u1, v1 = (int(v) for v in dboxes[k].round())
+    pixels = torch.cat([sb.round(), dboxes.round()], 1).long().tolist()  # one transfer
+    for k, (b, d) in enumerate(zip(s_img.tolist(), dst.tolist(), strict=True)):
+        x0, y0, x1, y1, u0, v0, u1, v1 = pixels[k]
         if x1 <= x0 or y1 <= y0 or u1 <= u0 or v1 <= v0:
             continue
         grid = TF.affine_grid(theta[k : k + 1], [1, 1, v1 - v0, u1 - u0], align_corners=False)
-        b, d = int(s_img[k]), int(dst[k])
         patch = TF.grid_sample(x["images"][b : b + 1, :, y0:y1, x0:x1], grid, align_corners=False)
         a = TF.grid_sample(alpha[k, y0:y1, x0:x1][None, None].float(), grid, align_corners=False)[0]
         out[d, :, v0:v1, u0:u1] = a * patch[0] + (1 - a) * out[d, :, v0:v1, u0:u1]
@@ -219,30 +240,47 @@ def _measure_memory(cfg: argparse.Namespace) -> dict[str, Any] | None:
     return mem
 
 
+def _cuda_peak(call, params: dict[str, Any], device: torch.device) -> int:
+    """The CUDA allocator's peak above what was allocated before, over one call."""
+    sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    result = call(params)
+    sync(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del result
+    return int(peak)
+
+
 def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    x = make_inputs(cfg.batch, cfg.size, cfg.objects, cfg.seed)
+    device = torch.device(cfg.device)
+    host = make_inputs(cfg.batch, cfg.size, cfg.objects, cfg.seed)  # parameters are drawn from these
+    x = {k: v.to(device) for k, v in host.items()}
     aug = _augmenter(cfg.seed)
     calls = {"augpatch": lambda p: _augpatch(aug, x, p), "loop": lambda p: _loop(x, p),
              "torchvision": lambda p: _torchvision(x, p), "paste_op": lambda p: _paste_op(x, p["paste"]),
-             "paste_loop": lambda p: _paste_loop(x, p["paste"])}
+             "paste_loop": lambda p: _paste_loop(x, p["paste"]),
+             "paste_op_eager": lambda p: _paste_op_eager(x, p["paste"])}
     methods = [m for m in METHODS if m in cfg.methods]
     times: dict[str, list[float]] = {m: [] for m in methods}
     pasted = []
     for r in range(cfg.warmup + cfg.repeats):
-        params = _params(aug, x)
+        params = _params(aug, host)
         pasted.append(int(params["src_objects"].numel()))
         params["paste"] = _paste_inputs(x, params)  # untimed, like the draw
         for m in methods[r % len(methods):] + methods[: r % len(methods)]:
+            sync(device)
             t0 = time.perf_counter()
             calls[m](params)
+            sync(device)
             if r >= cfg.warmup:
                 times[m].append(time.perf_counter() - t0)
     med = {m: statistics.median(ts) for m, ts in times.items()}
     report: dict[str, Any] = {
         "benchmark": "copypaste",
-        "device": device_info(torch.device("cpu"), torch.get_num_threads()),
+        "device": device_info(device, torch.get_num_threads()),
         "scenario": {"batch": cfg.batch, "size": cfg.size, "objects_per_image": cfg.objects,
                      "pasted_objects_per_round": pasted},
         "methods": {m: {"times_s": times[m], "median_s": med[m]} for m in methods},
@@ -255,7 +293,19 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
         report["ratios"]["augpatch_over_torchvision"] = med["augpatch"] / med["torchvision"]
     if "paste_op" in med and "paste_loop" in med:
         report["ratios"]["paste_loop_over_paste_op"] = med["paste_loop"] / med["paste_op"]
-    if not cfg.no_memory:
+    if "paste_op" in med and "paste_op_eager" in med:
+        report["ratios"]["paste_op_eager_over_paste_op"] = med["paste_op_eager"] / med["paste_op"]
+    if cfg.no_memory:
+        return report
+    if device.type == "cuda":
+        peaks = {m: _cuda_peak(calls[m], params, device) for m in methods}
+        report["cuda_peak_extra_bytes"] = peaks
+        mem = {"peak_extra_bytes": peaks["augpatch"],
+               "input_bytes": _nbytes(x["images"], x["boxes"], x["masks"], x["obj_to_img"]),
+               "output_bytes": _nbytes(*_augpatch(aug, x, params))}
+        mem["ratio"] = (mem["input_bytes"] + mem["peak_extra_bytes"]) / (mem["input_bytes"] + mem["output_bytes"])
+        report["memory"] = mem
+    else:
         report["memory"] = _measure_memory(cfg)
     return report
 
@@ -277,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="images (default: the scenario's)")
     p.add_argument("--size", type=int, default=None, help="image side (default: the scenario's)")
     p.add_argument("--objects", type=int, default=None, help="objects per image (default: the scenario's)")
-    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the inputs live and the methods run (cuda: synchronised timings, CUDA peak memory)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                   help="default: all (paste_op_eager on --device cuda only)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
@@ -298,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.objects = scenario.num_objects // scenario.batch if cfg.objects is None else cfg.objects
     if cfg.quick:
         cfg.repeats = 1
+    if cfg.methods is None:
+        cfg.methods = [m for m in METHODS if cfg.device == "cuda" or m not in CUDA_ONLY]
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        print("copypaste: --device cuda, but no CUDA device is visible to torch", file=sys.stderr)
+        return 2
     if "augpatch" not in cfg.methods:
         cfg.methods = ["augpatch", *cfg.methods]
     if cfg.memory_child:

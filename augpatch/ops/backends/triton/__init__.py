@@ -91,8 +91,9 @@ from augpatch.ops.layout import TAPS_PER_AXIS as _TAPS
 from augpatch.ops.plan import WarpPlan
 
 _KERNELS = Path(__file__).with_name("device_code.py")  # not imported as a submodule: see kernels()
+_PASTE_KERNELS = Path(__file__).with_name("paste_code.py")
 _LOCK = threading.Lock()
-_MODULES: dict[bool, ModuleType] = {}
+_MODULES: dict[tuple[str, bool], ModuleType] = {}
 
 # candidate tile shapes (rows, columns) and the fixed cost of a program, in pixel lanes:
 # the shape that covers the patches with the fewest lanes plus programs wins. CUDA: one
@@ -143,17 +144,32 @@ def check_available(device: torch.device) -> None:
 
 
 def kernels() -> ModuleType:
-    """The kernel module for the current interpreter setting (loaded on first use)."""
+    """The warp's kernel module for the current interpreter setting (loaded on first use)."""
+    return _variant(_KERNELS, "_kernels_")
+
+
+def paste_kernels() -> ModuleType:
+    """The paste's kernel module (``paste_code.py``) for the current interpreter setting; it
+    samples with the warp's device code of the same variant (:func:`kernels`)."""
+    return _variant(_PASTE_KERNELS, "_paste_kernels_", kernels())
+
+
+def _variant(path: Path, prefix: str, warp_code: ModuleType | None = None) -> ModuleType:
+    """The module of the device code ``path`` for the current interpreter setting, loaded once
+    per variant under its own name (``warp_code``: handed to it as ``_warp_code``)."""
     interp = interpreting()
-    module = _MODULES.get(interp)
+    key = (prefix, interp)
+    module = _MODULES.get(key)
     if module is None:
         with _LOCK:
-            module = _MODULES.get(interp)
+            module = _MODULES.get(key)
             if module is None:
-                name = "augpatch.ops.backends.triton._kernels_" + ("interpreted" if interp else "compiled")
-                spec = importlib.util.spec_from_file_location(name, _KERNELS)
+                name = "augpatch.ops.backends.triton." + prefix + ("interpreted" if interp else "compiled")
+                spec = importlib.util.spec_from_file_location(name, path)
                 assert spec is not None and spec.loader is not None
                 module = importlib.util.module_from_spec(spec)
+                if warp_code is not None:
+                    module._warp_code = warp_code  # type: ignore[attr-defined]
                 sys.modules[name] = module
                 try:
                     spec.loader.exec_module(module)
@@ -162,7 +178,7 @@ def kernels() -> ModuleType:
                     raise
                 if interp:
                     _direct_helpers(module)
-                _MODULES[interp] = module
+                _MODULES[key] = module
     return module
 
 
@@ -472,17 +488,24 @@ def _backward(
 # ----------------------------------------------------------------------------- backend
 
 
-class TritonWarp(WarpKernel):
-    """The warp's Triton kernel (:func:`forward`, :func:`backward`).
-
-    ``strict=False`` (``AUGPATCH_CUDA_KERNEL=auto``): if a kernel fails (e.g. does not
-    compile on this GPU), warn once and compute this call with the eager kernel; the
-    backend then reports itself not ready, and later calls run eager.
-    """
+class _Lenient:
+    """A kernel of the Triton backend that, with ``strict=False`` (``AUGPATCH_CUDA_KERNEL=auto``),
+    computes a call whose Triton kernel failed (e.g. does not compile on this GPU) with the
+    eager kernel: it warns once, and the backend then reports itself not ready (later calls
+    run eager)."""
 
     def __init__(self, backend: TritonBackend, strict: bool) -> None:
         self.backend = backend
         self.strict = strict
+
+    def _failed(self, exc: Exception) -> None:
+        if self.strict or isinstance(exc, torch.cuda.OutOfMemoryError):
+            raise exc
+        self.backend.failed(exc)
+
+
+class TritonWarp(_Lenient, WarpKernel):
+    """The warp's Triton kernel (:func:`forward`, :func:`backward`); lenient as :class:`_Lenient`."""
 
     def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
         return (compute_dtype if padding_mode == "image" else image_dtype), compute_dtype
@@ -503,11 +526,6 @@ class TritonWarp(WarpKernel):
         _, eager_saved = eager_forward(images, params, plan, need_loc)
         return eager_backward(grad, images, params, plan, eager_saved, need_img, need_loc)
 
-    def _failed(self, exc: Exception) -> None:
-        if self.strict or isinstance(exc, torch.cuda.OutOfMemoryError):
-            raise exc
-        self.backend.failed(exc)
-
 
 class TritonBackend(Backend):
     """The Triton kernels: CUDA tensors (``"auto"``'s first choice there), or CPU tensors in
@@ -520,7 +538,7 @@ class TritonBackend(Backend):
     name = "triton"
     auto = {"cuda": 0}
     choosable = ("cpu", "cuda")
-    kernels = ("warp",)
+    kernels = ("warp", "paste")
 
     def __init__(self) -> None:
         self.error: BaseException | None = None
@@ -541,6 +559,10 @@ class TritonBackend(Backend):
     def kernel(self, op, device, strict):
         if op == "warp":
             return TritonWarp(self, strict)
+        if op == "paste":
+            from augpatch.ops.backends.triton.paste import TritonPaste  # imports this module
+
+            return TritonPaste(self, strict)
         return super().kernel(op, device, strict)
 
     def failed(self, exc: BaseException) -> None:

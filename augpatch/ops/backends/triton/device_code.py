@@ -257,6 +257,20 @@ def _base(index, size, align, F64: tl.constexpr):
 
 
 @triton.jit
+def _box_coordinates(q, w, h, ii, jj, align, F64: tl.constexpr):
+    """``F.affine_grid``'s base coordinates of the tile's columns ``cb`` ``[1, BW]`` and rows ``rb``
+    ``[BH, 1]``, and the same mapped onto the continuous box: ``u = cb * kx + cx``, ``v = rb * ky
+    + cy`` (``q``: the object's ``[14]`` parameters)."""
+    kx = tl.load(q + 6)
+    ky = tl.load(q + 7)
+    cx = tl.load(q + 8)
+    cy = tl.load(q + 9)
+    cb = _base(jj, w, align, F64)  # [1, BW]
+    rb = _base(ii, h, align, F64)  # [BH, 1]
+    return cb, rb, cb * kx + cx, rb * ky + cy
+
+
+@triton.jit
 def _locate(prm_ptr, k, w, h, ii, jj, align, F64: tl.constexpr):
     """Sampling location of every pixel of the tile, before padding (``_Chunk``): the
     bmm's ``(u * t00 + v * t01) + t02``, then ``grid_sample``'s unnormalize."""
@@ -267,18 +281,11 @@ def _locate(prm_ptr, k, w, h, ii, jj, align, F64: tl.constexpr):
     t10 = tl.load(q + 3)
     t11 = tl.load(q + 4)
     t12 = tl.load(q + 5)
-    kx = tl.load(q + 6)
-    ky = tl.load(q + 7)
-    cx = tl.load(q + 8)
-    cy = tl.load(q + 9)
     sx = tl.load(q + 10)
     sy = tl.load(q + 11)
     ox = tl.load(q + 12)
     oy = tl.load(q + 13)
-    cb = _base(jj, w, align, F64)  # [1, BW]
-    rb = _base(ii, h, align, F64)  # [BH, 1]
-    u = cb * kx + cx
-    v = rb * ky + cy
+    cb, rb, u, v = _box_coordinates(q, w, h, ii, jj, align, F64)
     gx1 = ((u * t00 + v * t01) + t02) + 1.0
     gy1 = ((u * t10 + v * t11) + t12) + 1.0
     if align != 0:
@@ -329,6 +336,48 @@ def _store_value(ptr, acc, mask):
         tl.store(ptr, half.to(tl.bfloat16, bitcast=True), mask=mask)
     else:
         tl.store(ptr, acc.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _param_grads(gprm_ptr, prm_ptr, k, w, h, ii, jj, pm, gix, giy, dpx, dpy, gx1, gy1, sx, sy, align,
+                 F64: tl.constexpr):
+    """Add the gradient of object ``k``'s ``[14]`` parameters (at ``gprm_ptr``) from the gradient
+    of the tile's sampling locations ``gix``, ``giy`` (before padding's derivatives ``dpx``,
+    ``dpy``): reduced per column, per row, per tile, added with atomics (the chain rule of
+    ``_Locations.param_grads``)."""
+    gix = tl.where(pm, gix * dpx, 0.0)
+    giy = tl.where(pm, giy * dpy, 0.0)
+    # ix = (gx + 1) * scale + offset (- 0.5); gx = u * t00 + v * t01 + t02
+    dgx = gix * sx
+    dgy = giy * sy
+    q = prm_ptr + 14 * k
+    t00 = tl.load(q)
+    t01 = tl.load(q + 1)
+    t10 = tl.load(q + 3)
+    t11 = tl.load(q + 4)
+    cb, rb, u, v = _box_coordinates(q, w, h, ii, jj, align, F64)
+    # per column (x) and per row (y) of the tile, then onto the parameters
+    col_x = _sum(dgx, 0)[None, :]
+    col_y = _sum(dgy, 0)[None, :]
+    gu = col_x * t00 + col_y * t10
+    row_x = _sum(dgx, 1)[:, None]
+    row_y = _sum(dgy, 1)[:, None]
+    gv = row_x * t01 + row_y * t11
+    o = gprm_ptr + 14 * k
+    tl.atomic_add(o, _sum(_sum(col_x * u, 1), 0), sem="relaxed")  # t00
+    tl.atomic_add(o + 1, _sum(_sum(row_x * v, 1), 0), sem="relaxed")  # t01
+    tl.atomic_add(o + 2, _sum(_sum(dgx, 1), 0), sem="relaxed")  # t02
+    tl.atomic_add(o + 3, _sum(_sum(col_y * u, 1), 0), sem="relaxed")  # t10
+    tl.atomic_add(o + 4, _sum(_sum(row_y * v, 1), 0), sem="relaxed")  # t11
+    tl.atomic_add(o + 5, _sum(_sum(dgy, 1), 0), sem="relaxed")  # t12
+    tl.atomic_add(o + 6, _sum(_sum(gu * cb, 1), 0), sem="relaxed")  # kx
+    tl.atomic_add(o + 7, _sum(_sum(gv * rb, 1), 0), sem="relaxed")  # ky
+    tl.atomic_add(o + 8, _sum(_sum(gu, 1), 0), sem="relaxed")  # cx
+    tl.atomic_add(o + 9, _sum(_sum(gv, 1), 0), sem="relaxed")  # cy
+    tl.atomic_add(o + 10, _sum(_sum(gix * gx1, 1), 0), sem="relaxed")  # sx
+    tl.atomic_add(o + 11, _sum(_sum(giy * gy1, 1), 0), sem="relaxed")  # sy
+    tl.atomic_add(o + 12, _sum(_sum(gix, 1), 0), sem="relaxed")  # ox
+    tl.atomic_add(o + 13, _sum(_sum(giy, 1), 0), sem="relaxed")  # oy
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -515,43 +564,4 @@ def warp_backward(
             gix += _sum(g * ax, 0)
             giy += _sum(g * ay, 0)
     if NEED_LOC:
-        gix = tl.where(pm, gix * dpx, 0.0)
-        giy = tl.where(pm, giy * dpy, 0.0)
-        # ix = (gx + 1) * scale + offset (- 0.5); gx = u * t00 + v * t01 + t02
-        dgx = gix * sx
-        dgy = giy * sy
-        q = prm_ptr + 14 * k
-        t00 = tl.load(q)
-        t01 = tl.load(q + 1)
-        t10 = tl.load(q + 3)
-        t11 = tl.load(q + 4)
-        kx = tl.load(q + 6)
-        ky = tl.load(q + 7)
-        cx = tl.load(q + 8)
-        cy = tl.load(q + 9)
-        cb = _base(jj, w, align, F64)  # [1, BW]
-        rb = _base(ii, h, align, F64)  # [BH, 1]
-        u = cb * kx + cx
-        v = rb * ky + cy
-        # per column (x) and per row (y) of the tile, then onto the parameters
-        col_x = _sum(dgx, 0)[None, :]
-        col_y = _sum(dgy, 0)[None, :]
-        gu = col_x * t00 + col_y * t10
-        row_x = _sum(dgx, 1)[:, None]
-        row_y = _sum(dgy, 1)[:, None]
-        gv = row_x * t01 + row_y * t11
-        o = gprm_ptr + 14 * k
-        tl.atomic_add(o, _sum(_sum(col_x * u, 1), 0), sem="relaxed")  # t00
-        tl.atomic_add(o + 1, _sum(_sum(row_x * v, 1), 0), sem="relaxed")  # t01
-        tl.atomic_add(o + 2, _sum(_sum(dgx, 1), 0), sem="relaxed")  # t02
-        tl.atomic_add(o + 3, _sum(_sum(col_y * u, 1), 0), sem="relaxed")  # t10
-        tl.atomic_add(o + 4, _sum(_sum(row_y * v, 1), 0), sem="relaxed")  # t11
-        tl.atomic_add(o + 5, _sum(_sum(dgy, 1), 0), sem="relaxed")  # t12
-        tl.atomic_add(o + 6, _sum(_sum(gu * cb, 1), 0), sem="relaxed")  # kx
-        tl.atomic_add(o + 7, _sum(_sum(gv * rb, 1), 0), sem="relaxed")  # ky
-        tl.atomic_add(o + 8, _sum(_sum(gu, 1), 0), sem="relaxed")  # cx
-        tl.atomic_add(o + 9, _sum(_sum(gv, 1), 0), sem="relaxed")  # cy
-        tl.atomic_add(o + 10, _sum(_sum(gix * gx1, 1), 0), sem="relaxed")  # sx
-        tl.atomic_add(o + 11, _sum(_sum(giy * gy1, 1), 0), sem="relaxed")  # sy
-        tl.atomic_add(o + 12, _sum(_sum(gix, 1), 0), sem="relaxed")  # ox
-        tl.atomic_add(o + 13, _sum(_sum(giy, 1), 0), sem="relaxed")  # oy
+        _param_grads(gprm_ptr, prm_ptr, k, w, h, ii, jj, pm, gix, giy, dpx, dpy, gx1, gy1, sx, sy, align, F64)
