@@ -32,6 +32,8 @@ def _run_bench(argv: list[str]) -> int:
         module, argv = "augpatch.bench.policies", argv[1:]
     elif argv and argv[0] == "copypaste":
         module, argv = "augpatch.bench.copypaste", argv[1:]
+    elif argv and argv[0] == "adapters":
+        module, argv = "augpatch.bench.adapters", argv[1:]
     try:
         bench = importlib.import_module(module)
     except ModuleNotFoundError as exc:
