@@ -87,6 +87,8 @@ from augpatch.integrations._common import (
     lazy_import,
     map_image_points,
 )
+from augpatch.transforms import PatchAugmentationBase
+from augpatch.transforms.pipeline import identity_rows
 
 torchvision = lazy_import("torchvision", "torchvision")
 check_version(torchvision, "torchvision")
@@ -192,6 +194,7 @@ class PatchTransform(v2.Transform):
         call = self.make_params(
             [x for x, need in zip(flat_inputs, needs) if need], obj_to_img=obj_to_img, replay=params
         )
+        call["results"] = {}  # this call's core results, per image (see _core_result)
         flat_outputs = [
             self.transform(x, call) if need else x for x, need in zip(flat_inputs, needs)
         ]
@@ -256,14 +259,14 @@ class PatchTransform(v2.Transform):
             )
         if not boxes and not self.acts_without_boxes:
             return {"augpatch": None}  # no objects: nothing moves
-        shapes = {tuple(self._image_tensor(x, batched=True).shape[-4:]) for x in images}
-        shapes = {(b, h, w) for b, _, h, w in shapes}
+        tensors = [self._image_tensor(x, batched=True) for x in images]  # PIL: converted once
+        shapes = {(t.shape[0], *t.shape[-2:]) for t in tensors}
         if len(shapes) > 1:
             raise ValueError(
                 f"{type(self).__name__}: the images of a sample must have the same batch size "
                 f"and size to share the per-object transform, got (B, H, W) in {sorted(shapes)}"
             )
-        first = self._image_tensor(images[0], batched=True)
+        first = tensors[0]
         batch = first.shape[0]
         if boxes:
             xyxy = _xyxy(boxes[0])
@@ -286,6 +289,7 @@ class PatchTransform(v2.Transform):
             "obj_to_img": o2i,
             "batch_size": batch,
             "canvas": tuple(first.shape[-2:]),
+            "images": [(x, t) for x, t in zip(images, tensors)],
         }
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -306,9 +310,7 @@ class PatchTransform(v2.Transform):
 
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
-        p = params["augpatch"]
-        batch = self._image_tensor(image, batched=True)
-        out = self.core(batch, params["boxes"], params["obj_to_img"], params=p).images
+        out = self._core_result(image, params).images
         if isinstance(image, PIL.Image.Image):
             return TF.to_pil_image(out[0], mode=image.mode)
         out = out.reshape(image.shape)
@@ -374,7 +376,7 @@ class PatchTransform(v2.Transform):
         elif self.rotated_format:
             corners = _xyxy_corners(params["boxes"].float())
         else:  # axis-aligned in, axis-aligned out: the core's envelope
-            moved = self.core.move_object_boxes(params["boxes"], patches, theta, applied)
+            moved = self._moved_boxes(params)
             data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
             return tv_tensors.wrap(_cast(data, dtype), like=bbox)
         align = self.core.align_corners
@@ -408,10 +410,63 @@ class PatchTransform(v2.Transform):
             clamping_mode=getattr(bbox, "clamping_mode", "soft"),
         )
 
+    # ------------------------------------------------------------------ one core call per image
+
+    def _core_result(self, image: Any, params: dict[str, Any]) -> Any:
+        """The core's result (``PatchResult``) on ``image`` with the call's parameters.
+
+        Within :meth:`forward` it runs once per image and is kept in the call's
+        ``params["results"]`` (the images' tensors come from :meth:`make_params`, a PIL
+        image is converted once), so that the boxes can reuse what the core computed for
+        the first image (:meth:`_moved_boxes`); a direct ``transform`` call runs the core.
+        """
+        results = params.get("results")
+        known = None if results is None else results.get(id(image))
+        if known is not None and known[0] is image:
+            return known[1]
+        batch = next((t for x, t in params.get("images", ()) if x is image), None)
+        if batch is None:
+            batch = self._image_tensor(image, batched=True)
+        result = self.core(batch, params["boxes"], params["obj_to_img"], params=params["augpatch"])
+        if results is not None:
+            results[id(image)] = (image, result)
+        return result
+
+    def _moved_boxes(self, params: dict[str, Any]) -> Tensor:
+        """``move_object_boxes`` of the call's boxes (``[N, 4]`` xyxy, the compute dtype).
+
+        Within :meth:`forward`, and for a core whose ``forward`` and box hooks are
+        :class:`~augpatch.transforms.PatchAugmentationBase`'s, the core's own boxes of the
+        first image are reused (the same envelope where an object moved); otherwise, or
+        when an applied object's ``theta`` is exactly the identity (the core keeps its
+        patch there, this method the moved envelope), they are computed here.
+        """
+        p, xyxy = params["augpatch"], params["boxes"]
+        theta, patches, applied = p["theta"], p["patches"], p["batch_prob"]
+        images = params.get("images")
+        if params.get("results") is None or not images or not _box_hooks_are_the_base(self.core):
+            return self.core.move_object_boxes(xyxy, patches, theta, applied)
+        if applied.dtype != torch.bool or bool((applied & identity_rows(theta)).any()):
+            return self.core.move_object_boxes(xyxy, patches, theta, applied)
+        boxes = self._core_result(images[0][0], params).boxes
+        if isinstance(boxes, Tensor) and boxes.shape == xyxy.shape:
+            return torch.where(applied[:, None], boxes, xyxy.to(boxes.dtype))
+        return self.core.move_object_boxes(xyxy, patches, theta, applied)
+
     # ------------------------------------------------------------------ helpers
 
     _is_image = staticmethod(_is_image)
     _image_tensor = staticmethod(_image_tensor)
+
+
+def _box_hooks_are_the_base(core: Any) -> bool:
+    """Whether ``core``'s call and box hooks are :class:`PatchAugmentationBase`'s own: its
+    result's boxes are then the moved envelope where an object moved (see ``_moved_boxes``)."""
+    kind = type(core)
+    return isinstance(core, PatchAugmentationBase) and all(
+        getattr(kind, name) is getattr(PatchAugmentationBase, name)
+        for name in ("forward", "apply_transform_box", "move_object_boxes", "replay_parameters")
+    )
 
 
 _EXAMPLE = """
