@@ -1,9 +1,10 @@
 """The torchvision adapter's input-type helpers: box formats, images (tensor / PIL), targets.
 
 Split out of :mod:`augpatch.integrations.torchvision` (which re-exports what it offers):
-finding a sample's target dict, reading ``BoundingBoxes`` of any format as ``xyxy`` or
-corners, an image (plain tensor, ``tv_tensors.Image``, PIL) as a ``[B, C, H, W]`` tensor
-and back, mask size checks, dtype rules of the outputs.
+finding a sample's target dict (and the warning when its boxes are plain tensors),
+reading ``BoundingBoxes`` of any format as ``xyxy`` or corners and moving rotated ones
+exactly, an image (plain tensor, ``tv_tensors.Image``, PIL) as a ``[B, C, H, W]``
+tensor, mask size checks, dtype rules of the outputs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2._utils import is_pure_tensor
+
+from augpatch.functional import theta_to_pixel_matrix, transform_points
 
 __all__ = ["labels_getter"]
 
@@ -138,3 +141,57 @@ def _float(dtype: torch.dtype) -> torch.dtype:
 
 def _cast(data: Tensor, dtype: torch.dtype) -> Tensor:
     return data.to(dtype) if dtype.is_floating_point else data.round().to(dtype)
+
+
+def _rotated_box_data(
+    bbox: tv_tensors.BoundingBoxes,
+    corners: Tensor,
+    patches: Tensor,
+    theta: Tensor,
+    applied: Tensor,
+    align_corners: bool,
+) -> Tensor:
+    """``[N, 8]`` ``XYXYXYXY`` of boxes given by their ``[N, 4, 2]`` corners, each moved
+    exactly by its object's affine where ``applied`` (the corner order kept after a
+    mirror), clamped as torchvision clamps rotated boxes where they stay rectangles."""
+    moved = transform_points(corners.to(theta.dtype), patches, theta, align_corners=align_corners)
+    if applied.any():
+        pixel = theta_to_pixel_matrix(theta, patches, align_corners=align_corners)
+        mirrored = applied & (torch.linalg.det(pixel[:, :2, :2]) < 0)
+        moved = torch.where(mirrored[:, None, None], moved[:, _FLIP_ORDER], moved)
+    moved = torch.where(applied[:, None, None], moved, corners.to(moved.dtype))
+    data = moved.reshape(-1, 8)
+    if getattr(bbox, "clamping_mode", None) is not None:
+        # torchvision's clamping assumes rectangles: a sheared parallelogram stays exact
+        e1, e2 = moved[:, 1] - moved[:, 0], moved[:, 2] - moved[:, 1]
+        scale = (e1.norm(dim=-1) * e2.norm(dim=-1)).clamp_min(1e-12)
+        rect = (e1 * e2).sum(-1).abs() / scale < 1e-4
+        if bool(rect.any()):
+            clamped = TF.clamp_bounding_boxes(
+                data[rect],
+                format="XYXYXYXY",
+                canvas_size=bbox.canvas_size,
+                clamping_mode=bbox.clamping_mode,
+            )
+            data = data.clone()
+            data[rect] = clamped.to(data.dtype)
+    return data
+
+
+def _no_bounding_boxes_message(name: str, found: Any, action: str) -> str:
+    """The warning of a transform ``name`` whose sample's target holds ``found`` as its
+    ``"boxes"`` (not ``tv_tensors.BoundingBoxes``), so that it ``action``."""
+    what = (
+        f"a plain {type(found).__name__} of shape {tuple(found.shape)}"
+        if isinstance(found, Tensor)
+        else f"a {type(found).__name__}"
+    )
+    return (
+        f"{name} found no tv_tensors.BoundingBoxes in the sample: its "
+        f"target's 'boxes' is {what}, so it {action} (no object moved). torchvision "
+        "transforms dispatch by type: put this transform before v2.ToPureTensor() "
+        "(which turns every tv_tensor into a plain tensor), with the boxes as "
+        "tv_tensors.BoundingBoxes (wrap_dataset_for_transforms_v2 gives them, or "
+        "tv_tensors.BoundingBoxes(boxes, format='XYXY', canvas_size=(H, W))). "
+        "This warning is shown once per transform."
+    )

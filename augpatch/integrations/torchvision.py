@@ -77,7 +77,7 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from augpatch.functional import clip_boxes, theta_to_pixel_matrix, transform_points
+from augpatch.functional import clip_boxes
 from augpatch.functional.checks import check_points, compute_dtype, parse_boxes
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
@@ -99,7 +99,6 @@ from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
 from augpatch.integrations._torchvision_inputs import (  # noqa: E402
-    _FLIP_ORDER,
     _ROTATED,
     _cast,
     _check_mask_size,
@@ -109,7 +108,9 @@ from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _fmt,
     _image_tensor,
     _is_image,
+    _no_bounding_boxes_message,
     _plain,
+    _rotated_box_data,
     _xyxy,
     _xyxy_corners,
     labels_getter,
@@ -210,22 +211,10 @@ class PatchTransform(v2.Transform):
         """
         if self._warned_no_boxes or target is None or "boxes" not in target:
             return
-        found = target["boxes"]
-        what = (
-            f"a plain {type(found).__name__} of shape {tuple(found.shape)}"
-            if isinstance(found, Tensor)
-            else f"a {type(found).__name__}"
-        )
         self._warned_no_boxes = True
         action = "ran its image-level ops only" if self.acts_without_boxes else "did nothing"
         warnings.warn(
-            f"{type(self).__name__} found no tv_tensors.BoundingBoxes in the sample: its "
-            f"target's 'boxes' is {what}, so it {action} (no object moved). torchvision "
-            "transforms dispatch by type: put this transform before v2.ToPureTensor() "
-            "(which turns every tv_tensor into a plain tensor), with the boxes as "
-            "tv_tensors.BoundingBoxes (wrap_dataset_for_transforms_v2 gives them, or "
-            "tv_tensors.BoundingBoxes(boxes, format='XYXY', canvas_size=(H, W))). "
-            "This warning is shown once per transform.",
+            _no_bounding_boxes_message(type(self).__name__, target["boxes"], action),
             UserWarning,
             stacklevel=3,
         )
@@ -379,28 +368,7 @@ class PatchTransform(v2.Transform):
             moved = self._moved_boxes(params)
             data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
             return tv_tensors.wrap(_cast(data, dtype), like=bbox)
-        align = self.core.align_corners
-        moved = transform_points(corners.to(theta.dtype), patches, theta, align_corners=align)
-        if applied.any():
-            pixel = theta_to_pixel_matrix(theta, patches, align_corners=align)
-            mirrored = applied & (torch.linalg.det(pixel[:, :2, :2]) < 0)
-            moved = torch.where(mirrored[:, None, None], moved[:, _FLIP_ORDER], moved)
-        moved = torch.where(applied[:, None, None], moved, corners.to(moved.dtype))
-        data = moved.reshape(-1, 8)
-        if getattr(bbox, "clamping_mode", None) is not None:
-            # torchvision's clamping assumes rectangles: a sheared parallelogram stays exact
-            e1, e2 = moved[:, 1] - moved[:, 0], moved[:, 2] - moved[:, 1]
-            scale = (e1.norm(dim=-1) * e2.norm(dim=-1)).clamp_min(1e-12)
-            rect = (e1 * e2).sum(-1).abs() / scale < 1e-4
-            if bool(rect.any()):
-                clamped = TF.clamp_bounding_boxes(
-                    data[rect],
-                    format="XYXYXYXY",
-                    canvas_size=bbox.canvas_size,
-                    clamping_mode=bbox.clamping_mode,
-                )
-                data = data.clone()
-                data[rect] = clamped.to(data.dtype)
+        data = _rotated_box_data(bbox, corners, patches, theta, applied, self.core.align_corners)
         if out_fmt != "XYXYXYXY":
             data = TF.convert_bounding_box_format(data, old_format="XYXYXYXY", new_format=out_fmt)
         return tv_tensors.BoundingBoxes(
