@@ -42,6 +42,8 @@ def test_quick_run_reports_every_case_side_by_side(tmp_path: Path) -> None:
         ms = {m: r["median_s"] for m, r in res["methods"].items()}
         assert res["adapter_over_library"] == pytest.approx(ms["adapter"] / ms["library"])
         assert res["warp_over_library"] == pytest.approx(ms["warp"] / ms["library"])
+        assert res["adapter_over_library_min"] == pytest.approx(
+            res["methods"]["adapter"]["min_s"] / res["methods"]["library"]["min_s"])
         assert res["target_max"] == bench_adapters.TARGETS[case]
         assert res["status"] == "quick run (not evaluated)"
     assert report["results"]["tv_pil"]["scenario"]["name"] == "sample640"

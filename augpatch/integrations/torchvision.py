@@ -232,9 +232,12 @@ class PatchTransform(v2.Transform):
 
         The objects are the sample's ``BoundingBoxes`` (at most one); the images give the
         batch shape. Returns ``{"augpatch": p, "boxes": [N, 4] xyxy, "obj_to_img": [N] or
-        None, "batch_size": B}`` where ``p`` holds ``theta``, ``batch_prob``, ``patches``,
-        ``obj_to_img`` and the core's human parameters, or ``{"augpatch": None}`` when the
-        sample has no boxes (nothing moves).
+        None, "batch_size": B, "canvas": (H, W), "images": [(image, tensor), ...]}`` where
+        ``p`` holds ``theta``, ``batch_prob``, ``patches``, ``obj_to_img`` and the core's
+        human parameters and ``images`` pairs each image input with its ``[B, C, H, W]``
+        tensor (a PIL image is converted here, once per call), or ``{"augpatch": None}``
+        when the sample has no boxes (nothing moves). :meth:`forward` adds ``"results"``:
+        the core's result per image, filled as the inputs are transformed.
         """
         images = [x for x in flat_inputs if self._is_image(x)]
         boxes = [x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
