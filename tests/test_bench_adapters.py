@@ -23,7 +23,7 @@ def _quick_run(path: Path) -> tuple[int, str]:
     try:
         with contextlib.redirect_stdout(buf):
             rc = cli_main(["bench", "adapters", "--quick", "--repeats", "1", "--warmup", "0",
-                           "--threads", "1", "--json", str(path)])
+                           "--threads", "1", "--clock", "thread", "--json", str(path)])
     finally:
         torch.set_num_threads(threads)
     return rc, buf.getvalue()
@@ -50,6 +50,7 @@ def test_quick_run_reports_every_case_side_by_side(tmp_path: Path) -> None:
     assert report["results"]["albumentations"]["scenario"]["name"] == "sample512"
     for key in ("torch", "torchvision", "albumentations", "device", "config", "timing_method"):
         assert key in report
+    assert report["config"]["clock"] == "thread"
 
 
 def test_full_size_scenarios_are_the_issues() -> None:
@@ -65,5 +66,6 @@ def test_full_size_scenarios_are_the_issues() -> None:
 def test_bad_arguments() -> None:
     with contextlib.redirect_stderr(io.StringIO()):
         assert bench_adapters.main(["--repeats", "0"]) == 2
+        assert bench_adapters.main(["--clock", "thread", "--threads", "2"]) == 2
         with pytest.raises(SystemExit):
             bench_adapters.main(["--cases", "nope"])

@@ -64,7 +64,8 @@ TIMING_METHOD = (
     "one rotated every round; warm-up rounds first; reported: the median over the timed "
     "rounds. The adapters and the libraries draw their own parameters inside the timed "
     "call; 'warp' times augpatch.functional.warp_patches alone, with parameters drawn "
-    "before the round; 'params' the core's forward_parameters alone."
+    "before the round; 'params' the core's forward_parameters alone. Clock: "
+    "time.perf_counter (--clock wall) or the thread's CPU time (--clock thread, 1 thread)."
 )
 
 
@@ -136,12 +137,13 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     pairs = [(c, m) for c in cfg.cases for m in cfg.methods]
     calls = {c: _calls(c, scenarios[CASES[c][0]], cfg.seed) for c in cfg.cases}
     times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
     for r in range(cfg.warmup + cfg.repeats):
         for case, method in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
-            t0 = time.perf_counter()
+            t0 = clock()
             calls[case][method]()
             if r >= cfg.warmup:
-                times[case, method].append(time.perf_counter() - t0)
+                times[case, method].append(clock() - t0)
     results: dict[str, Any] = {}
     for case in cfg.cases:
         med = {m: statistics.median(times[case, m]) for m in cfg.methods}
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 30, quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 3, quick 1)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
+                        "(time.thread_time, needs --threads 1: robust on a loaded machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     p.add_argument("--json", dest="json_path", default="bench_adapters.json", metavar="FILE")
@@ -224,6 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.warmup = cfg.warmup if cfg.warmup is not None else (1 if cfg.quick else 3)
     if cfg.repeats < 1 or cfg.warmup < 0:
         print("bench adapters: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    if cfg.clock == "thread" and cfg.threads != 1:
+        print("bench adapters: --clock thread counts the calling thread only: give --threads 1",
+              file=sys.stderr)
         return 2
     report = run_benchmark(cfg)
     print(format_table(report))
