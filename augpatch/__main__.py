@@ -63,7 +63,8 @@ _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
         _run_bench,
         "benchmark augpatch against the per-object reference loop "
         "(see 'python -m augpatch bench --help'); 'bench policies' times the detection "
-        "AutoAugment policies against a per-box loop port",
+        "AutoAugment policies against a per-box loop port; 'bench adapters' the per-sample "
+        "torchvision / albumentations adapters against v2.RandomAffine / A.Affine",
     ),
     "build": (
         _run_build,
