@@ -124,3 +124,15 @@ def test_albumentations_image_equals_the_core_call(dtype, channels, p_object) ->
     assert got.dtype == image.dtype and got.shape == image.shape
     assert np.array_equal(got, want)
     assert applied.any() and not np.array_equal(got, image)
+
+
+def test_an_image_given_twice_gets_two_outputs_that_share_no_memory() -> None:
+    image = _image("uint8", torch.Generator().manual_seed(1))
+    boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(H, W))
+    t = AT.RandomPatchAffine(degrees=25.0, p=1.0)
+    first, second, out_boxes = t(image, image, boxes)
+    assert torch.equal(first, second) and not torch.equal(first, image)
+    assert first.data_ptr() != second.data_ptr()
+    p = t.last_params
+    want = t.core.move_object_boxes(BOXES, p["patches"], p["theta"], p["batch_prob"])
+    assert torch.equal(out_boxes.as_subclass(torch.Tensor), want)

@@ -302,7 +302,7 @@ class PatchTransform(v2.Transform):
 
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
-        out = self._core_result(image, params).images
+        out = self._core_result(image, params, output=True).images
         if isinstance(image, PIL.Image.Image):
             return TF.to_pil_image(out[0], mode=image.mode)
         out = out.reshape(image.shape)
@@ -383,24 +383,27 @@ class PatchTransform(v2.Transform):
 
     # ------------------------------------------------------------------ one core call per image
 
-    def _core_result(self, image: Any, params: dict[str, Any]) -> Any:
+    def _core_result(self, image: Any, params: dict[str, Any], output: bool = False) -> Any:
         """The core's result (``PatchResult``) on ``image`` with the call's parameters.
 
         Within :meth:`forward` it runs once per image and is kept in the call's
         ``params["results"]`` (the images' tensors come from :meth:`make_params`, a PIL
         image is converted once), so that the boxes can reuse what the core computed for
         the first image (:meth:`_moved_boxes`); a direct ``transform`` call runs the core.
+        ``output``: the result's images become an output; an image given twice in a
+        sample gets a result of its own each time (outputs never share memory).
         """
         results = params.get("results")
         known = None if results is None else results.get(id(image))
-        if known is not None and known[0] is image:
+        if known is not None and known[0] is image and not (output and known[2]):
+            known[2] = known[2] or output
             return known[1]
         batch = next((t for x, t in params.get("images", ()) if x is image), None)
         if batch is None:
             batch = self._image_tensor(image, batched=True)
         result = self.core(batch, params["boxes"], params["obj_to_img"], params=params["augpatch"])
-        if results is not None:
-            results[id(image)] = (image, result)
+        if results is not None and known is None:
+            results[id(image)] = [image, result, output]
         return result
 
     def _moved_boxes(self, params: dict[str, Any]) -> Tensor:
