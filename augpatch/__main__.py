@@ -32,6 +32,8 @@ def _run_bench(argv: list[str]) -> int:
         module, argv = "augpatch.bench.policies", argv[1:]
     elif argv and argv[0] == "copypaste":
         module, argv = "augpatch.bench.copypaste", argv[1:]
+    elif argv and argv[0] == "adapters":
+        module, argv = "augpatch.bench.adapters", argv[1:]
     try:
         bench = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -61,7 +63,8 @@ _COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
         _run_bench,
         "benchmark augpatch against the per-object reference loop "
         "(see 'python -m augpatch bench --help'); 'bench policies' times the detection "
-        "AutoAugment policies against a per-box loop port",
+        "AutoAugment policies against a per-box loop port; 'bench adapters' the per-sample "
+        "torchvision / albumentations adapters against v2.RandomAffine / A.Affine",
     ),
     "build": (
         _run_build,

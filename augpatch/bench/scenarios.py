@@ -63,11 +63,16 @@ TABLE = (
     _row("paste", (16, 3, 512, 512, 320, 20, 102), (2, 3, 64, 64, 6, 2, 12),
          "copy-paste: 20 elliptic objects with masks per image, the batch rolled by one",
          benchmarks=("copypaste",)),
+    _row("sample640", (1, 3, 480, 640, 7, 32, 160), (1, 3, 48, 64, 3, 6, 16),
+         "one 640x480 detection sample, 7 boxes (per-sample adapters)", benchmarks=("adapters",)),
+    _row("sample512", (1, 3, 512, 512, 8, 51, 154), (1, 3, 64, 64, 3, 6, 19),
+         "one 512x512 image, 8 boxes (albumentations adapter)", benchmarks=("adapters",)),
 )
 
 
 def scenarios_for(benchmark: str, quick: bool = False) -> dict[str, Scenario]:
-    """The scenarios (by name) that ``benchmark`` (``"warp"``, ``"policies"``, ``"copypaste"``) runs."""
+    """The scenarios (by name) that ``benchmark`` (``"warp"``, ``"policies"``, ``"copypaste"``,
+    ``"adapters"``) runs."""
     return {(q if quick else f).name: (q if quick else f) for f, q, b in TABLE if benchmark in b}
 
 

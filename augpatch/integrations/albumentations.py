@@ -57,6 +57,7 @@ from torch import Tensor
 
 import augpatch.functional as AF
 from augpatch.data import mix_seeds, register_reseed_hook
+from augpatch.functional.checks import compute_dtype
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -186,8 +187,11 @@ class PatchDualTransform(DualTransform):
         if not bool(applied.any()):
             return img
         t, back = _to_tensor(img)
-        res = self._core(t, patches, params={"theta": theta, "batch_prob": applied})
-        return back(res.images)
+        # the core's own image hook without its call's bookkeeping (the boxes move in
+        # apply_to_bboxes): identity objects are already off in ``applied``
+        theta = theta.to(compute_dtype(t, patches))
+        o2i = torch.zeros(patches.shape[0], dtype=torch.long)
+        return back(self._core.warp_objects(t, patches, theta, o2i, applied))
 
     def apply_to_mask(
         self, mask: np.ndarray, augpatch: dict[str, np.ndarray], **params: Any

@@ -70,14 +70,14 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from augpatch.functional import clip_boxes, theta_to_pixel_matrix, transform_points
+from augpatch.functional import clip_boxes
 from augpatch.functional.checks import check_points, compute_dtype, parse_boxes
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
@@ -87,6 +87,8 @@ from augpatch.integrations._common import (
     lazy_import,
     map_image_points,
 )
+from augpatch.transforms import PatchAugmentationBase
+from augpatch.transforms.pipeline import identity_rows
 
 torchvision = lazy_import("torchvision", "torchvision")
 check_version(torchvision, "torchvision")
@@ -95,68 +97,26 @@ import PIL.Image  # noqa: E402
 from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
-from torchvision.transforms.v2._utils import is_pure_tensor  # noqa: E402
+
+from augpatch.integrations._torchvision_inputs import (  # noqa: E402
+    _ROTATED,
+    _cast,
+    _check_mask_size,
+    _corners,
+    _find_target,
+    _float,
+    _fmt,
+    _image_tensor,
+    _is_image,
+    _no_bounding_boxes_message,
+    _plain,
+    _rotated_box_data,
+    _xyxy,
+    _xyxy_corners,
+    labels_getter,
+)
 
 __all__ = ["PatchTransform", "labels_getter"]  # extended with the generated classes below
-
-_ROTATED = ("XYWHR", "CXCYWHR", "XYXYXYXY")
-_FLIP_ORDER = [1, 0, 3, 2]  # TL, TR, BR, BL -> TR, TL, BL, BR (keeps the winding after a mirror)
-
-
-def labels_getter(*keys: str) -> Callable[[Any], tuple[Tensor, ...]]:
-    """A ``labels_getter`` for ``v2.SanitizeBoundingBoxes`` that returns several target entries.
-
-    Finds the target dict of the sample (the sample itself, or the first dict in a
-    tuple / list sample) and returns ``(target[k] for k in keys if k in target)``,
-    so the sanitizer filters all of them with the boxes. Typical use keeps a
-    batched sample's ``obj_to_img`` aligned with its boxes.
-
-    Example:
-        >>> import torch
-        >>> get = labels_getter("labels", "obj_to_img")
-        >>> sample = (None, {"labels": torch.tensor([1, 2]), "obj_to_img": torch.tensor([0, 1])})
-        >>> [t.tolist() for t in get(sample)]
-        [[1, 2], [0, 1]]
-    """
-    if not keys:
-        raise ValueError("labels_getter needs at least one key")
-
-    def getter(sample: Any) -> tuple[Tensor, ...]:
-        target = _find_target(sample)
-        if target is None:
-            raise ValueError(f"labels_getter{keys}: the sample holds no target dict")
-        return tuple(target[k] for k in keys if k in target)
-
-    return getter
-
-
-def _find_target(sample: Any) -> Mapping[str, Any] | None:
-    """The first dict of a sample: the sample itself or one of its (nested) items."""
-    if isinstance(sample, Mapping):
-        return sample
-    if isinstance(sample, (tuple, list)):
-        for item in sample:
-            found = _find_target(item)
-            if found is not None:
-                return found
-    return None
-
-
-def _fmt(boxes: tv_tensors.BoundingBoxes) -> str:
-    fmt = boxes.format
-    return fmt.name if hasattr(fmt, "name") else str(fmt).upper()
-
-
-def _xyxy_corners(xyxy: Tensor) -> Tensor:
-    """``[N, 4]`` xyxy -> ``[N, 4, 2]`` corners TL, TR, BR, BL."""
-    x1, y1, x2, y2 = xyxy.unbind(-1)
-    return torch.stack(
-        [torch.stack(c, -1) for c in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], dim=-2
-    )
-
-
-def _plain(t: Tensor) -> Tensor:
-    return t.as_subclass(Tensor)
 
 
 class PatchTransform(v2.Transform):
@@ -235,6 +195,7 @@ class PatchTransform(v2.Transform):
         call = self.make_params(
             [x for x, need in zip(flat_inputs, needs) if need], obj_to_img=obj_to_img, replay=params
         )
+        call["results"] = {}  # this call's core results, per image (see _core_result)
         flat_outputs = [
             self.transform(x, call) if need else x for x, need in zip(flat_inputs, needs)
         ]
@@ -250,22 +211,10 @@ class PatchTransform(v2.Transform):
         """
         if self._warned_no_boxes or target is None or "boxes" not in target:
             return
-        found = target["boxes"]
-        what = (
-            f"a plain {type(found).__name__} of shape {tuple(found.shape)}"
-            if isinstance(found, Tensor)
-            else f"a {type(found).__name__}"
-        )
         self._warned_no_boxes = True
         action = "ran its image-level ops only" if self.acts_without_boxes else "did nothing"
         warnings.warn(
-            f"{type(self).__name__} found no tv_tensors.BoundingBoxes in the sample: its "
-            f"target's 'boxes' is {what}, so it {action} (no object moved). torchvision "
-            "transforms dispatch by type: put this transform before v2.ToPureTensor() "
-            "(which turns every tv_tensor into a plain tensor), with the boxes as "
-            "tv_tensors.BoundingBoxes (wrap_dataset_for_transforms_v2 gives them, or "
-            "tv_tensors.BoundingBoxes(boxes, format='XYXY', canvas_size=(H, W))). "
-            "This warning is shown once per transform.",
+            _no_bounding_boxes_message(type(self).__name__, target["boxes"], action),
             UserWarning,
             stacklevel=3,
         )
@@ -283,9 +232,12 @@ class PatchTransform(v2.Transform):
 
         The objects are the sample's ``BoundingBoxes`` (at most one); the images give the
         batch shape. Returns ``{"augpatch": p, "boxes": [N, 4] xyxy, "obj_to_img": [N] or
-        None, "batch_size": B}`` where ``p`` holds ``theta``, ``batch_prob``, ``patches``,
-        ``obj_to_img`` and the core's human parameters, or ``{"augpatch": None}`` when the
-        sample has no boxes (nothing moves).
+        None, "batch_size": B, "canvas": (H, W), "images": [(image, tensor), ...]}`` where
+        ``p`` holds ``theta``, ``batch_prob``, ``patches``, ``obj_to_img`` and the core's
+        human parameters and ``images`` pairs each image input with its ``[B, C, H, W]``
+        tensor (a PIL image is converted here, once per call), or ``{"augpatch": None}``
+        when the sample has no boxes (nothing moves). :meth:`forward` adds ``"results"``:
+        the core's result per image, filled as the inputs are transformed.
         """
         images = [x for x in flat_inputs if self._is_image(x)]
         boxes = [x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
@@ -299,14 +251,14 @@ class PatchTransform(v2.Transform):
             )
         if not boxes and not self.acts_without_boxes:
             return {"augpatch": None}  # no objects: nothing moves
-        shapes = {tuple(self._image_tensor(x, batched=True).shape[-4:]) for x in images}
-        shapes = {(b, h, w) for b, _, h, w in shapes}
+        tensors = [self._image_tensor(x, batched=True) for x in images]  # PIL: converted once
+        shapes = {(t.shape[0], *t.shape[-2:]) for t in tensors}
         if len(shapes) > 1:
             raise ValueError(
                 f"{type(self).__name__}: the images of a sample must have the same batch size "
                 f"and size to share the per-object transform, got (B, H, W) in {sorted(shapes)}"
             )
-        first = self._image_tensor(images[0], batched=True)
+        first = tensors[0]
         batch = first.shape[0]
         if boxes:
             xyxy = _xyxy(boxes[0])
@@ -329,6 +281,7 @@ class PatchTransform(v2.Transform):
             "obj_to_img": o2i,
             "batch_size": batch,
             "canvas": tuple(first.shape[-2:]),
+            "images": [(x, t) for x, t in zip(images, tensors)],
         }
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -349,9 +302,7 @@ class PatchTransform(v2.Transform):
 
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
-        p = params["augpatch"]
-        batch = self._image_tensor(image, batched=True)
-        out = self.core(batch, params["boxes"], params["obj_to_img"], params=p).images
+        out = self._core_result(image, params, output=True).images
         if isinstance(image, PIL.Image.Image):
             return TF.to_pil_image(out[0], mode=image.mode)
         out = out.reshape(image.shape)
@@ -417,31 +368,10 @@ class PatchTransform(v2.Transform):
         elif self.rotated_format:
             corners = _xyxy_corners(params["boxes"].float())
         else:  # axis-aligned in, axis-aligned out: the core's envelope
-            moved = self.core.move_object_boxes(params["boxes"], patches, theta, applied)
+            moved = self._moved_boxes(params)
             data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
             return tv_tensors.wrap(_cast(data, dtype), like=bbox)
-        align = self.core.align_corners
-        moved = transform_points(corners.to(theta.dtype), patches, theta, align_corners=align)
-        if applied.any():
-            pixel = theta_to_pixel_matrix(theta, patches, align_corners=align)
-            mirrored = applied & (torch.linalg.det(pixel[:, :2, :2]) < 0)
-            moved = torch.where(mirrored[:, None, None], moved[:, _FLIP_ORDER], moved)
-        moved = torch.where(applied[:, None, None], moved, corners.to(moved.dtype))
-        data = moved.reshape(-1, 8)
-        if getattr(bbox, "clamping_mode", None) is not None:
-            # torchvision's clamping assumes rectangles: a sheared parallelogram stays exact
-            e1, e2 = moved[:, 1] - moved[:, 0], moved[:, 2] - moved[:, 1]
-            scale = (e1.norm(dim=-1) * e2.norm(dim=-1)).clamp_min(1e-12)
-            rect = (e1 * e2).sum(-1).abs() / scale < 1e-4
-            if bool(rect.any()):
-                clamped = TF.clamp_bounding_boxes(
-                    data[rect],
-                    format="XYXYXYXY",
-                    canvas_size=bbox.canvas_size,
-                    clamping_mode=bbox.clamping_mode,
-                )
-                data = data.clone()
-                data[rect] = clamped.to(data.dtype)
+        data = _rotated_box_data(bbox, corners, patches, theta, applied, self.core.align_corners)
         if out_fmt != "XYXYXYXY":
             data = TF.convert_bounding_box_format(data, old_format="XYXYXYXY", new_format=out_fmt)
         return tv_tensors.BoundingBoxes(
@@ -451,65 +381,66 @@ class PatchTransform(v2.Transform):
             clamping_mode=getattr(bbox, "clamping_mode", "soft"),
         )
 
+    # ------------------------------------------------------------------ one core call per image
+
+    def _core_result(self, image: Any, params: dict[str, Any], output: bool = False) -> Any:
+        """The core's result (``PatchResult``) on ``image`` with the call's parameters.
+
+        Within :meth:`forward` it runs once per image and is kept in the call's
+        ``params["results"]`` (the images' tensors come from :meth:`make_params`, a PIL
+        image is converted once), so that the boxes can reuse what the core computed for
+        the first image (:meth:`_moved_boxes`); a direct ``transform`` call runs the core.
+        ``output``: the result's images become an output; an image given twice in a
+        sample gets a result of its own each time (outputs never share memory).
+        """
+        results = params.get("results")
+        known = None if results is None else results.get(id(image))
+        if known is not None and known[0] is image and not (output and known[2]):
+            known[2] = known[2] or output
+            return known[1]
+        batch = next((t for x, t in params.get("images", ()) if x is image), None)
+        if batch is None:
+            batch = self._image_tensor(image, batched=True)
+        result = self.core(batch, params["boxes"], params["obj_to_img"], params=params["augpatch"])
+        if results is not None and known is None:
+            results[id(image)] = [image, result, output]
+        return result
+
+    def _moved_boxes(self, params: dict[str, Any]) -> Tensor:
+        """``move_object_boxes`` of the call's boxes (``[N, 4]`` xyxy, the compute dtype).
+
+        Within :meth:`forward`, and for a core whose ``forward`` and box hooks are
+        :class:`~augpatch.transforms.PatchAugmentationBase`'s, the core's own boxes of the
+        first image are reused (the same envelope where an object moved); otherwise, or
+        when an applied object's ``theta`` is exactly the identity (the core keeps its
+        patch there, this method the moved envelope), they are computed here.
+        """
+        p, xyxy = params["augpatch"], params["boxes"]
+        theta, patches, applied = p["theta"], p["patches"], p["batch_prob"]
+        images = params.get("images")
+        if params.get("results") is None or not images or not _box_hooks_are_the_base(self.core):
+            return self.core.move_object_boxes(xyxy, patches, theta, applied)
+        if applied.dtype != torch.bool or bool((applied & identity_rows(theta)).any()):
+            return self.core.move_object_boxes(xyxy, patches, theta, applied)
+        boxes = self._core_result(images[0][0], params).boxes
+        if isinstance(boxes, Tensor) and boxes.shape == xyxy.shape:
+            return torch.where(applied[:, None], boxes, xyxy.to(boxes.dtype))
+        return self.core.move_object_boxes(xyxy, patches, theta, applied)
+
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _is_image(x: Any) -> bool:
-        return isinstance(x, (tv_tensors.Image, PIL.Image.Image)) or (
-            isinstance(x, Tensor) and is_pure_tensor(x)
-        )
-
-    @staticmethod
-    def _image_tensor(x: Any, batched: bool = False) -> Tensor:
-        """An image as a plain ``[C, H, W]`` / ``[B, C, H, W]`` tensor (``[B, C, H, W]`` if
-        ``batched``)."""
-        if isinstance(x, PIL.Image.Image):
-            t = TF.pil_to_tensor(x)
-        else:
-            t = _plain(x)
-            if t.dim() == 2:
-                t = t[None]
-        if t.dim() not in (3, 4):
-            raise ValueError(f"images must be [C, H, W] or [B, C, H, W], got {tuple(t.shape)}")
-        return t[None] if batched and t.dim() == 3 else t
+    _is_image = staticmethod(_is_image)
+    _image_tensor = staticmethod(_image_tensor)
 
 
-def _check_mask_size(
-    transform: PatchTransform, mask: tv_tensors.Mask, params: dict[str, Any]
-) -> Tensor:
-    """The mask as a plain tensor; refused unless it has the image's size (the warp and the
-    boxes' clip are the image's: a mask of another size would be moved on its own canvas)."""
-    size, canvas = tuple(mask.shape[-2:]), params["canvas"]
-    if size != canvas:
-        raise ValueError(
-            f"{type(transform).__name__}: a Mask of size (H, W) = {size} does not match the "
-            f"image's size {canvas}; masks must cover the image pixel for pixel (resize or "
-            "pad the mask to the image before this transform)"
-        )
-    return _plain(mask)
-
-
-def _xyxy(bbox: tv_tensors.BoundingBoxes) -> Tensor:
-    """``[N, 4]`` axis-aligned ``xyxy`` of the boxes (the envelope of rotated ones)."""
-    fmt = _fmt(bbox)
-    if fmt in _ROTATED:
-        corners = _corners(bbox)
-        return torch.cat([corners.amin(1), corners.amax(1)], -1)
-    return TF.convert_bounding_box_format(_plain(bbox), old_format=fmt, new_format="XYXY")
-
-
-def _corners(bbox: tv_tensors.BoundingBoxes) -> Tensor:
-    """``[N, 4, 2]`` corners of rotated boxes, in ``XYXYXYXY`` order."""
-    data = TF.convert_bounding_box_format(_plain(bbox), old_format=_fmt(bbox), new_format="XYXYXYXY")
-    return data.reshape(-1, 4, 2)
-
-
-def _float(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype.is_floating_point else torch.float32
-
-
-def _cast(data: Tensor, dtype: torch.dtype) -> Tensor:
-    return data.to(dtype) if dtype.is_floating_point else data.round().to(dtype)
+def _box_hooks_are_the_base(core: Any) -> bool:
+    """Whether ``core``'s call and box hooks are :class:`PatchAugmentationBase`'s own: its
+    result's boxes are then the moved envelope where an object moved (see ``_moved_boxes``)."""
+    kind = type(core)
+    return isinstance(core, PatchAugmentationBase) and all(
+        getattr(kind, name) is getattr(PatchAugmentationBase, name)
+        for name in ("forward", "apply_transform_box", "move_object_boxes", "replay_parameters")
+    )
 
 
 _EXAMPLE = """

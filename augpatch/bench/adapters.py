@@ -1,0 +1,246 @@
+"""``python -m augpatch bench adapters``: the per-sample adapters against the libraries' own affine.
+
+One sample at a time, as a dataset's ``__getitem__`` runs them, interleaved in one run
+(every round runs every case's methods, the starting one rotated every round; warm-up
+rounds first; reported: the median over the timed rounds):
+
+``tv_tensor`` (scenario ``"sample640"``: one ``640 x 480`` uint8 image, 7 boxes)
+    ``adapter``: :class:`augpatch.integrations.torchvision.RandomPatchAffine` on
+    ``(tv_tensors.Image, {"boxes": BoundingBoxes, "labels": ...})``; ``library``:
+    ``v2.RandomAffine`` on the same sample (the same rotation and scale ranges);
+    ``warp``: the augpatch warp alone (:func:`augpatch.functional.warp_patches` of the
+    image tensor with parameters drawn beforehand): the bound of any adapter;
+    ``params``: the core transform's parameter draw alone (``forward_parameters``: the
+    per-object sampling and matrices every adapter call makes). ``adapter - warp -
+    params`` is what the adapter itself adds (conversions, box formats, checks).
+``tv_pil``
+    the same sample with the image as a PIL image (torchvision's detection references'
+    default input).
+``albumentations`` (scenario ``"sample512"``: one ``512 x 512`` uint8 HWC array, 8 boxes)
+    ``adapter``: :class:`augpatch.integrations.albumentations.RandomPatchAffine` in
+    ``A.Compose`` with ``BboxParams(format="pascal_voc")``; ``library``: ``A.Affine``
+    in the same ``A.Compose``; ``warp`` and ``params``: as above.
+
+Reported: per case the median milliseconds of each method, ``adapter / library`` (the
+target: at most 1.5x for torchvision, 2x for albumentations; also as the ratio of the
+fastest rounds, less exposed to a loaded machine), ``warp / library`` (the
+ratio an adapter with no cost around the warp would have) and ``(warp + params) /
+library`` (the ratio of an adapter that adds nothing to the core's draw and warp).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from augpatch.bench.harness import device_info
+from augpatch.bench.policies import make_inputs
+from augpatch.bench.scenarios import Scenario, scenarios_for
+
+__all__ = ["CASES", "METHODS", "TARGETS", "main", "run_benchmark"]
+
+METHODS = ("adapter", "library", "warp", "params")
+#: case -> (scenario, target: the most ``adapter / library`` may be)
+CASES: dict[str, tuple[str, float]] = {
+    "tv_tensor": ("sample640", 1.5),
+    "tv_pil": ("sample640", 1.5),
+    "albumentations": ("sample512", 2.0),
+}
+TARGETS = {case: limit for case, (_, limit) in CASES.items()}
+DEGREES, SCALE = 15.0, (0.9, 1.1)
+
+TIMING_METHOD = (
+    "One fixed sample per case; every round runs every (case, method) once, the starting "
+    "one rotated every round; warm-up rounds first; reported: the median over the timed "
+    "rounds. The adapters and the libraries draw their own parameters inside the timed "
+    "call; 'warp' times augpatch.functional.warp_patches alone, with parameters drawn "
+    "before the round; 'params' the core's forward_parameters alone. Clock: "
+    "time.perf_counter (--clock wall) or the thread's CPU time (--clock thread, 1 thread)."
+)
+
+
+def _torchvision_calls(s: Scenario, seed: int, pil: bool) -> dict[str, Callable[[], Any]]:
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from augpatch.functional import warp_patches
+    from augpatch.integrations.torchvision import RandomPatchAffine
+
+    images, boxes, o2i = make_inputs(s, seed, torch.device("cpu"))
+    height, width = images.shape[-2:]
+    image: Any = v2.functional.to_pil_image(images[0]) if pil else tv_tensors.Image(images[0])
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
+        "labels": torch.arange(boxes.shape[0]),
+    }
+    ours = RandomPatchAffine(degrees=DEGREES, scale=SCALE, p=1.0)
+    theirs = v2.RandomAffine(degrees=DEGREES, scale=SCALE)
+    ours(image, target)
+    p = ours.last_params
+    return {
+        "adapter": lambda: ours(image, target),
+        "library": lambda: theirs(image, target),
+        "warp": lambda: warp_patches(images, p["patches"], p["theta"], o2i),
+        "params": lambda: ours.core.forward_parameters(images.shape, boxes, o2i),
+    }
+
+
+def _albumentations_calls(s: Scenario, seed: int) -> dict[str, Callable[[], Any]]:
+    import albumentations as A
+
+    from augpatch.functional import warp_patches
+    from augpatch.integrations.albumentations import RandomPatchAffine
+    from augpatch.transforms import RandomPatchAffine as Core
+
+    images, boxes, o2i = make_inputs(s, seed, torch.device("cpu"))
+    image = images[0].permute(1, 2, 0).contiguous().numpy()
+    bboxes, labels = boxes.numpy().astype("float64"), list(range(boxes.shape[0]))
+    bbox_params = A.BboxParams(format="pascal_voc", label_fields=["labels"])
+    ours = A.Compose([RandomPatchAffine(degrees=DEGREES, scale=SCALE, p=1.0, p_object=1.0)],
+                     bbox_params=bbox_params, seed=seed)
+    theirs = A.Compose([A.Affine(rotate=(-DEGREES, DEGREES), scale=SCALE, p=1.0)],
+                       bbox_params=bbox_params, seed=seed)
+    core = Core(degrees=DEGREES, scale=SCALE, p=1.0, generator=torch.Generator().manual_seed(seed))
+    p = core.forward_parameters(images.shape, boxes, o2i)
+    return {
+        "adapter": lambda: ours(image=image, bboxes=bboxes, labels=labels),
+        "library": lambda: theirs(image=image, bboxes=bboxes, labels=labels),
+        "warp": lambda: warp_patches(images, p["patches"], p["theta"], o2i),
+        "params": lambda: core.forward_parameters(images.shape, boxes, o2i),
+    }
+
+
+def _calls(case: str, s: Scenario, seed: int) -> dict[str, Callable[[], Any]]:
+    if case == "albumentations":
+        return _albumentations_calls(s, seed)
+    return _torchvision_calls(s, seed, pil=case == "tv_pil")
+
+
+def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
+    """Time the configured cases side by side; return the report (also the JSON)."""
+    import albumentations
+    import torchvision
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    scenarios = scenarios_for("adapters", quick=cfg.quick)
+    pairs = [(c, m) for c in cfg.cases for m in cfg.methods]
+    calls = {c: _calls(c, scenarios[CASES[c][0]], cfg.seed) for c in cfg.cases}
+    times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
+    for r in range(cfg.warmup + cfg.repeats):
+        for case, method in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
+            t0 = clock()
+            calls[case][method]()
+            if r >= cfg.warmup:
+                times[case, method].append(clock() - t0)
+    results: dict[str, Any] = {}
+    for case in cfg.cases:
+        med = {m: statistics.median(times[case, m]) for m in cfg.methods}
+        entry: dict[str, Any] = {
+            "scenario": asdict(scenarios[CASES[case][0]]),
+            "methods": {m: {"times_s": times[case, m], "median_s": med[m],
+                            "min_s": min(times[case, m])} for m in cfg.methods},
+            "target_max": TARGETS[case],
+        }
+        if "library" in med:
+            entry["adapter_over_library"] = med["adapter"] / med["library"]
+            # the fastest rounds: less exposed to a loaded machine's preemptions
+            entry["adapter_over_library_min"] = (
+                min(times[case, "adapter"]) / min(times[case, "library"]))
+            if "warp" in med:
+                entry["warp_over_library"] = med["warp"] / med["library"]
+                if "params" in med:
+                    entry["warp_and_params_over_library"] = (
+                        (med["warp"] + med["params"]) / med["library"])
+            status = "met" if entry["adapter_over_library"] <= TARGETS[case] else "not met"
+            entry["status"] = "quick run (not evaluated)" if cfg.quick else status
+        results[case] = entry
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
+    return {
+        "benchmark": "per-sample adapters vs the libraries' own affine transforms",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "albumentations": albumentations.__version__,
+        "device": device_info(torch.device("cpu"), torch.get_num_threads()),
+        "config": config,
+        "timing_method": TIMING_METHOD,
+        "results": results,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Median ms per method and case, ``adapter / library`` against its target."""
+    methods = report["config"]["methods"]
+    head = ["case", *(f"{m} ms" for m in methods), "adapter/library", "(by min)", "warp/library",
+            "(warp+params)/library", "target"]
+    rows = [head]
+    for case, res in report["results"].items():
+        ms = res["methods"]
+        row = [case, *(f"{ms[m]['median_s'] * 1e3:.2f}" for m in methods)]
+        for key in ("adapter_over_library", "adapter_over_library_min", "warp_over_library",
+                    "warp_and_params_over_library"):
+            row.append(f"{res[key]:.2f}x" if key in res else "-")
+        row.append(f"<= {res['target_max']:.1f}x ({res.get('status', 'not run')})")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m augpatch bench adapters",
+        description="Time the per-sample torchvision / albumentations adapters against "
+                    "v2.RandomAffine / A.Affine (same sample, same run) and write a JSON report.",
+    )
+    p.add_argument("--cases", nargs="+", choices=tuple(CASES), default=list(CASES))
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 30, quick 2)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 3, quick 1)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
+                        "(time.thread_time, needs --threads 1: robust on a loaded machine)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
+    p.add_argument("--json", dest="json_path", default="bench_adapters.json", metavar="FILE")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns an exit status."""
+    cfg = build_parser().parse_args(argv)
+    cfg.methods = ["adapter", *(m for m in METHODS if m in cfg.methods and m != "adapter")]
+    cfg.repeats = cfg.repeats if cfg.repeats is not None else (2 if cfg.quick else 30)
+    cfg.warmup = cfg.warmup if cfg.warmup is not None else (1 if cfg.quick else 3)
+    if cfg.repeats < 1 or cfg.warmup < 0:
+        print("bench adapters: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    if cfg.clock == "thread" and cfg.threads != 1:
+        print("bench adapters: --clock thread counts the calling thread only: give --threads 1",
+              file=sys.stderr)
+        return 2
+    report = run_benchmark(cfg)
+    print(format_table(report))
+    with open(cfg.json_path, "w") as fh:
+        json.dump(report, fh, indent=1)
+    print(f"\nwrote {cfg.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

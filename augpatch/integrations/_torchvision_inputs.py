@@ -1,0 +1,197 @@
+"""The torchvision adapter's input-type helpers: box formats, images (tensor / PIL), targets.
+
+Split out of :mod:`augpatch.integrations.torchvision` (which re-exports what it offers):
+finding a sample's target dict (and the warning when its boxes are plain tensors),
+reading ``BoundingBoxes`` of any format as ``xyxy`` or corners and moving rotated ones
+exactly, an image (plain tensor, ``tv_tensors.Image``, PIL) as a ``[B, C, H, W]``
+tensor, mask size checks, dtype rules of the outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import PIL.Image
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms.v2._utils import is_pure_tensor
+
+from augpatch.functional import theta_to_pixel_matrix, transform_points
+
+__all__ = ["labels_getter"]
+
+
+_ROTATED = ("XYWHR", "CXCYWHR", "XYXYXYXY")
+_FLIP_ORDER = [1, 0, 3, 2]  # TL, TR, BR, BL -> TR, TL, BL, BR (keeps the winding after a mirror)
+
+
+def labels_getter(*keys: str) -> Callable[[Any], tuple[Tensor, ...]]:
+    """A ``labels_getter`` for ``v2.SanitizeBoundingBoxes`` that returns several target entries.
+
+    Finds the target dict of the sample (the sample itself, or the first dict in a
+    tuple / list sample) and returns ``(target[k] for k in keys if k in target)``,
+    so the sanitizer filters all of them with the boxes. Typical use keeps a
+    batched sample's ``obj_to_img`` aligned with its boxes.
+
+    Example:
+        >>> import torch
+        >>> get = labels_getter("labels", "obj_to_img")
+        >>> sample = (None, {"labels": torch.tensor([1, 2]), "obj_to_img": torch.tensor([0, 1])})
+        >>> [t.tolist() for t in get(sample)]
+        [[1, 2], [0, 1]]
+    """
+    if not keys:
+        raise ValueError("labels_getter needs at least one key")
+
+    def getter(sample: Any) -> tuple[Tensor, ...]:
+        target = _find_target(sample)
+        if target is None:
+            raise ValueError(f"labels_getter{keys}: the sample holds no target dict")
+        return tuple(target[k] for k in keys if k in target)
+
+    return getter
+
+
+def _find_target(sample: Any) -> Mapping[str, Any] | None:
+    """The first dict of a sample: the sample itself or one of its (nested) items."""
+    if isinstance(sample, Mapping):
+        return sample
+    if isinstance(sample, (tuple, list)):
+        for item in sample:
+            found = _find_target(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _fmt(boxes: tv_tensors.BoundingBoxes) -> str:
+    fmt = boxes.format
+    return fmt.name if hasattr(fmt, "name") else str(fmt).upper()
+
+
+def _xyxy_corners(xyxy: Tensor) -> Tensor:
+    """``[N, 4]`` xyxy -> ``[N, 4, 2]`` corners TL, TR, BR, BL."""
+    x1, y1, x2, y2 = xyxy.unbind(-1)
+    return torch.stack(
+        [torch.stack(c, -1) for c in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], dim=-2
+    )
+
+
+def _plain(t: Tensor) -> Tensor:
+    return t.as_subclass(Tensor)
+
+
+def _is_image(x: Any) -> bool:
+    """Whether ``x`` is an image input: ``tv_tensors.Image``, PIL, or a pure tensor."""
+    return isinstance(x, (tv_tensors.Image, PIL.Image.Image)) or (
+        isinstance(x, Tensor) and is_pure_tensor(x)
+    )
+
+
+def _image_tensor(x: Any, batched: bool = False) -> Tensor:
+    """An image as a plain ``[C, H, W]`` / ``[B, C, H, W]`` tensor (``[B, C, H, W]`` if
+    ``batched``)."""
+    if isinstance(x, PIL.Image.Image):
+        t = TF.pil_to_tensor(x)
+    else:
+        t = _plain(x)
+        if t.dim() == 2:
+            t = t[None]
+    if t.dim() not in (3, 4):
+        raise ValueError(f"images must be [C, H, W] or [B, C, H, W], got {tuple(t.shape)}")
+    return t[None] if batched and t.dim() == 3 else t
+
+
+def _check_mask_size(
+    transform: Any, mask: tv_tensors.Mask, params: dict[str, Any]
+) -> Tensor:
+    """The mask as a plain tensor; refused unless it has the image's size (the warp and the
+    boxes' clip are the image's: a mask of another size would be moved on its own canvas)."""
+    size, canvas = tuple(mask.shape[-2:]), params["canvas"]
+    if size != canvas:
+        raise ValueError(
+            f"{type(transform).__name__}: a Mask of size (H, W) = {size} does not match the "
+            f"image's size {canvas}; masks must cover the image pixel for pixel (resize or "
+            "pad the mask to the image before this transform)"
+        )
+    return _plain(mask)
+
+
+def _xyxy(bbox: tv_tensors.BoundingBoxes) -> Tensor:
+    """``[N, 4]`` axis-aligned ``xyxy`` of the boxes (the envelope of rotated ones)."""
+    fmt = _fmt(bbox)
+    if fmt in _ROTATED:
+        corners = _corners(bbox)
+        return torch.cat([corners.amin(1), corners.amax(1)], -1)
+    return TF.convert_bounding_box_format(_plain(bbox), old_format=fmt, new_format="XYXY")
+
+
+def _corners(bbox: tv_tensors.BoundingBoxes) -> Tensor:
+    """``[N, 4, 2]`` corners of rotated boxes, in ``XYXYXYXY`` order."""
+    data = TF.convert_bounding_box_format(_plain(bbox), old_format=_fmt(bbox), new_format="XYXYXYXY")
+    return data.reshape(-1, 4, 2)
+
+
+def _float(dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype.is_floating_point else torch.float32
+
+
+def _cast(data: Tensor, dtype: torch.dtype) -> Tensor:
+    return data.to(dtype) if dtype.is_floating_point else data.round().to(dtype)
+
+
+def _rotated_box_data(
+    bbox: tv_tensors.BoundingBoxes,
+    corners: Tensor,
+    patches: Tensor,
+    theta: Tensor,
+    applied: Tensor,
+    align_corners: bool,
+) -> Tensor:
+    """``[N, 8]`` ``XYXYXYXY`` of boxes given by their ``[N, 4, 2]`` corners, each moved
+    exactly by its object's affine where ``applied`` (the corner order kept after a
+    mirror), clamped as torchvision clamps rotated boxes where they stay rectangles."""
+    moved = transform_points(corners.to(theta.dtype), patches, theta, align_corners=align_corners)
+    if applied.any():
+        pixel = theta_to_pixel_matrix(theta, patches, align_corners=align_corners)
+        mirrored = applied & (torch.linalg.det(pixel[:, :2, :2]) < 0)
+        moved = torch.where(mirrored[:, None, None], moved[:, _FLIP_ORDER], moved)
+    moved = torch.where(applied[:, None, None], moved, corners.to(moved.dtype))
+    data = moved.reshape(-1, 8)
+    if getattr(bbox, "clamping_mode", None) is not None:
+        # torchvision's clamping assumes rectangles: a sheared parallelogram stays exact
+        e1, e2 = moved[:, 1] - moved[:, 0], moved[:, 2] - moved[:, 1]
+        scale = (e1.norm(dim=-1) * e2.norm(dim=-1)).clamp_min(1e-12)
+        rect = (e1 * e2).sum(-1).abs() / scale < 1e-4
+        if bool(rect.any()):
+            clamped = TF.clamp_bounding_boxes(
+                data[rect],
+                format="XYXYXYXY",
+                canvas_size=bbox.canvas_size,
+                clamping_mode=bbox.clamping_mode,
+            )
+            data = data.clone()
+            data[rect] = clamped.to(data.dtype)
+    return data
+
+
+def _no_bounding_boxes_message(name: str, found: Any, action: str) -> str:
+    """The warning of a transform ``name`` whose sample's target holds ``found`` as its
+    ``"boxes"`` (not ``tv_tensors.BoundingBoxes``), so that it ``action``."""
+    what = (
+        f"a plain {type(found).__name__} of shape {tuple(found.shape)}"
+        if isinstance(found, Tensor)
+        else f"a {type(found).__name__}"
+    )
+    return (
+        f"{name} found no tv_tensors.BoundingBoxes in the sample: its "
+        f"target's 'boxes' is {what}, so it {action} (no object moved). torchvision "
+        "transforms dispatch by type: put this transform before v2.ToPureTensor() "
+        "(which turns every tv_tensor into a plain tensor), with the boxes as "
+        "tv_tensors.BoundingBoxes (wrap_dataset_for_transforms_v2 gives them, or "
+        "tv_tensors.BoundingBoxes(boxes, format='XYXY', canvas_size=(H, W))). "
+        "This warning is shown once per transform."
+    )

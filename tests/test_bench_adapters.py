@@ -1,0 +1,71 @@
+"""``python -m augpatch bench adapters``: a quick run, its table and its JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("torchvision")
+pytest.importorskip("albumentations")
+
+from augpatch.__main__ import main as cli_main  # noqa: E402
+from augpatch.bench import adapters as bench_adapters  # noqa: E402
+
+
+def _quick_run(path: Path) -> tuple[int, str]:
+    """A quick CLI run on one thread (the thread count is restored: it is process-wide)."""
+    threads, buf = torch.get_num_threads(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = cli_main(["bench", "adapters", "--quick", "--repeats", "1", "--warmup", "0",
+                           "--threads", "1", "--clock", "thread", "--json", str(path)])
+    finally:
+        torch.set_num_threads(threads)
+    return rc, buf.getvalue()
+
+
+def test_quick_run_reports_every_case_side_by_side(tmp_path: Path) -> None:
+    path = tmp_path / "ba.json"
+    rc, out = _quick_run(path)
+    assert rc == 0
+    assert "adapter/library" in out and "warp/library" in out and "tv_pil" in out
+    report = json.loads(path.read_text())
+    assert set(report["results"]) == set(bench_adapters.CASES)
+    for case, res in report["results"].items():
+        assert set(res["methods"]) == set(bench_adapters.METHODS)
+        assert all(m["median_s"] > 0 and len(m["times_s"]) == 1 for m in res["methods"].values())
+        ms = {m: r["median_s"] for m, r in res["methods"].items()}
+        assert res["adapter_over_library"] == pytest.approx(ms["adapter"] / ms["library"])
+        assert res["warp_over_library"] == pytest.approx(ms["warp"] / ms["library"])
+        assert res["adapter_over_library_min"] == pytest.approx(
+            res["methods"]["adapter"]["min_s"] / res["methods"]["library"]["min_s"])
+        assert res["target_max"] == bench_adapters.TARGETS[case]
+        assert res["status"] == "quick run (not evaluated)"
+    assert report["results"]["tv_pil"]["scenario"]["name"] == "sample640"
+    assert report["results"]["albumentations"]["scenario"]["name"] == "sample512"
+    for key in ("torch", "torchvision", "albumentations", "device", "config", "timing_method"):
+        assert key in report
+    assert report["config"]["clock"] == "thread"
+
+
+def test_full_size_scenarios_are_the_issues() -> None:
+    from augpatch.bench.scenarios import scenarios_for
+
+    full = scenarios_for("adapters")
+    assert (full["sample640"].height, full["sample640"].width, full["sample640"].num_objects) == (
+        480, 640, 7)
+    assert (full["sample512"].height, full["sample512"].width, full["sample512"].num_objects) == (
+        512, 512, 8)
+
+
+def test_bad_arguments() -> None:
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert bench_adapters.main(["--repeats", "0"]) == 2
+        assert bench_adapters.main(["--clock", "thread", "--threads", "2"]) == 2
+        with pytest.raises(SystemExit):
+            bench_adapters.main(["--cases", "nope"])
