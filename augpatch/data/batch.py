@@ -250,11 +250,15 @@ class BatchAugment:
         keep = getattr(result, "keep", None)
         n_out = boxes.shape[0] if isinstance(boxes, Tensor) else n
         index = getattr(result, "object_index", None)
-        if isinstance(index, Tensor):  # objects added (RandomCopyPaste): row i comes from object index[i]
+        if isinstance(index, Tensor):  # row i of the result comes from input object index[i]
+            area = getattr(result, "area", None)
             for key in fields:
                 if not (key in kwargs and getattr(result, key, None) is not None):
                     out[key] = out[key][index]
-            out["obj_to_img"] = result.obj_to_img
+            if isinstance(area, Tensor) and isinstance(out.get("area"), Tensor):  # recomputed rows
+                out["area"] = torch.where(area.isnan(), out["area"], area.to(out["area"]))
+            obj_out = getattr(result, "obj_to_img", None)
+            out["obj_to_img"] = obj_out if isinstance(obj_out, Tensor) else out["obj_to_img"][index]
             kp_rest = None if kp_rest is None else kp_rest[index]
             keep = keep[keep] if isinstance(keep, Tensor) and keep.shape[0] != n_out else keep
             n = n_out
