@@ -188,3 +188,94 @@ def test_bad_arguments():
     with pytest.raises(IndexError, match="src_objects"):
         RandomCopyPaste()(torch.zeros(1, 3, 8, 8), torch.tensor([[0, 0, 4, 4]]),
                           params={"src_objects": [3], "dst_images": [0]})
+
+
+# ------------------------------------------------------------------ torchvision v2 batch form
+
+
+def _write_coco(root, sizes):
+    """COCO with masks: image ``b`` of ``sizes[b]``, two rectangles per image, each filled
+    with the grey level ``40 * label`` on a black background (so pixels name their object)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from pycocotools import mask as coco_mask
+
+    (root / "images").mkdir(parents=True)
+    images, anns = [], []
+    for b, (h, w) in enumerate(sizes):
+        pixels = np.zeros((h, w, 3), dtype=np.uint8)
+        for k, (y0, x0, y1, x1) in enumerate([(2, 3, h // 2, w // 2), (h // 2 + 1, w // 2 + 2, h - 2, w - 3)]):
+            label = 2 * b + k + 1
+            mask = np.zeros((h, w), dtype=np.uint8)
+            mask[y0:y1, x0:x1] = 1
+            pixels[mask.astype(bool)] = 40 * label
+            rle = coco_mask.encode(np.asfortranarray(mask))
+            rle["counts"] = rle["counts"].decode("ascii")
+            anns.append({"id": len(anns) + 1, "image_id": b + 1, "category_id": label, "iscrowd": 0,
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float(mask.sum()), "segmentation": rle})
+        Image.fromarray(pixels).save(root / "images" / f"{b}.png")
+        images.append({"id": b + 1, "file_name": f"{b}.png", "height": h, "width": w})
+    cats = [{"id": c, "name": str(c)} for c in range(1, 2 * len(sizes) + 1)]
+    ann_file = root / "ann.json"
+    ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return ann_file
+
+
+def test_copy_paste_batch_in_a_references_collate(tmp_path):
+    """torchvision's references wire copy-paste into the collate function: CocoDetection +
+    wrap_dataset_for_transforms_v2, ``copy_paste(*collate_fn(batch))``; images of different
+    sizes; every kept object's pixels carry its label's grey level, nothing else is lit."""
+    from torch.utils.data import DataLoader
+    from torchvision import tv_tensors
+    from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+    from torchvision.transforms import v2
+
+    from augpatch.integrations.torchvision import CopyPasteBatch as exported
+    from augpatch.integrations.torchvision_batch import CopyPasteBatch
+
+    assert exported is CopyPasteBatch
+    sizes = [(40, 48), (36, 52), (44, 44)]
+    ann_file = _write_coco(tmp_path, sizes)
+    dataset = wrap_dataset_for_transforms_v2(
+        CocoDetection(tmp_path / "images", ann_file, transforms=v2.ToImage()),
+        target_keys={"boxes", "labels", "masks", "image_id", "area"})
+    copy_paste = CopyPasteBatch(p=1.0, object_p=1.0, scale=(0.7, 1.2), angle=25.0, mode="nearest",
+                                generator=torch.Generator().manual_seed(0))
+
+    def copypaste_collate_fn(batch):  # as torchvision's references/detection/train.py
+        return copy_paste(*tuple(zip(*batch)))
+
+    loader = DataLoader(dataset, batch_size=3, collate_fn=copypaste_collate_fn)
+    images, targets = next(iter(loader))
+    assert [tuple(im.shape[-2:]) for im in images] == sizes
+    assert all(isinstance(im, tv_tensors.Image) and im.dtype == torch.uint8 for im in images)
+    assert sum(t["labels"].numel() for t in targets) > 6  # objects were added
+    for image, t, size in zip(images, targets, sizes):
+        assert isinstance(t["boxes"], tv_tensors.BoundingBoxes) and tuple(t["boxes"].canvas_size) == size
+        assert isinstance(t["masks"], tv_tensors.Mask) and t["masks"].shape[1:] == size
+        union = torch.zeros(size, dtype=torch.bool)
+        for mask, label, box, area in zip(t["masks"].bool(), t["labels"], t["boxes"], t["area"]):
+            assert mask.any() and bool((image[:, mask] == 40 * label).all())
+            ys, xs = mask.nonzero(as_tuple=True)
+            assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert float(area) == mask.sum()  # recomputed where the mask changed, COCO's otherwise
+            union |= mask
+        assert torch.equal(image.amax(0) > 0, union)
+    # replay gives the same batch
+    again, _ = copy_paste(*tuple(zip(*[dataset[i] for i in range(3)])), params=copy_paste.last_params)
+    assert all(torch.equal(a, b) for a, b in zip(again, images))
+
+
+def test_copy_paste_batch_refuses_what_it_cannot_take():
+    from PIL import Image
+
+    from augpatch.integrations.torchvision_batch import CopyPasteBatch
+
+    with pytest.raises(TypeError, match="images, targets"):
+        CopyPasteBatch()([torch.zeros(3, 4, 4)])
+    with pytest.raises(TypeError, match="PIL"):
+        CopyPasteBatch()([Image.new("RGB", (4, 4))], [{"boxes": torch.zeros(0, 4)}])
+    with pytest.raises(TypeError, match="drop_invalid"):
+        CopyPasteBatch(drop_invalid=False)
