@@ -279,3 +279,83 @@ def test_copy_paste_batch_refuses_what_it_cannot_take():
         CopyPasteBatch()([Image.new("RGB", (4, 4))], [{"boxes": torch.zeros(0, 4)}])
     with pytest.raises(TypeError, match="drop_invalid"):
         CopyPasteBatch(drop_invalid=False)
+
+
+# ------------------------------------------------------------------ composition
+
+
+def _labelled(seed: int, batch: int = 3, height: int = 24, width: int = 28, unit: float = 1.0):
+    """The scene with one channel whose pixels are their object's label times ``unit`` (0: background)."""
+    _, boxes, o2i, masks, labels = _scene(seed, batch, height, width)
+    images = torch.zeros(batch, 1, height, width, dtype=torch.float64)
+    for m, b, lab in zip(masks, o2i, labels):
+        images[b, 0][m] = float(lab) * unit
+    return images, boxes, o2i, masks, labels
+
+
+def _assert_targets_follow_pixels(images, masks, obj_to_img, labels, keep, unit=1.0):
+    """Every kept object's pixels carry its label; the lit pixels are the union of the masks."""
+    union = torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool)
+    for m, b, lab, k in zip(masks.bool(), obj_to_img, labels, keep):
+        if k:
+            assert bool((images[b, 0][m] == float(lab) * unit).all())
+        union[b] |= m
+    assert torch.equal(images[:, 0] != 0, union)
+
+
+def test_patch_sequential_runs_copy_paste_as_a_stage():
+    from augpatch import PatchSequential, RandomPatchHorizontalFlip, RandomPatchRotation
+
+    images, boxes, o2i, masks, labels = _labelled(8)
+    g = torch.Generator().manual_seed(2)
+    rot, flip = RandomPatchRotation(20.0, p=1.0, resample="nearest"), RandomPatchHorizontalFlip(p=0.5)
+    paste = RandomCopyPaste(p=1.0, object_p=1.0, scale=(0.7, 1.2), angle=20, mode="nearest", generator=g)
+    # targets follow pixels (a per-object warp *after* the paste would also move the pixels
+    # of pasted objects overlapping its box: the warp's own overlap rule, not checked here)
+    res = PatchSequential(rot, paste, resample="nearest")(images, boxes, o2i, masks=masks)
+    n = boxes.shape[0]
+    assert res.object_index.numel() == res.boxes.shape[0] == res.keep.numel() > n
+    assert torch.equal(res.object_index[:n], torch.arange(n))
+    _assert_targets_follow_pixels(res.images, res.masks, res.obj_to_img, labels[res.object_index], res.keep)
+    seq = PatchSequential(rot, paste, flip, resample="nearest")
+    res = seq(images, boxes, o2i, masks=masks)
+    # the parts in order by hand, with the parameters the sequence stored
+    first = PatchSequential(rot, resample="nearest")(images, boxes, o2i, masks=masks, params=seq._params["part0"])
+    second = paste(first.images, first.boxes, first.obj_to_img, masks=first.masks, params=seq._params["part1"])
+    third = PatchSequential(flip, resample="nearest")(second.images, second.boxes, second.obj_to_img,
+                                                      masks=second.masks, params=seq._params["part2"])
+    assert torch.equal(res.images, third.images) and torch.equal(res.boxes, third.boxes)
+    assert torch.equal(res.keep, second.keep & third.keep)
+    # replay, drop_invalid at the end, the refusals
+    again = seq(images, boxes, o2i, masks=masks, params=seq._params)
+    assert torch.equal(again.images, res.images) and torch.equal(again.masks, res.masks)
+    dropped = PatchSequential(rot, paste, flip, resample="nearest", drop_invalid=True)(
+        images, boxes, o2i, masks=masks, params=seq._params)
+    assert torch.equal(dropped.object_index, res.object_index[res.keep])
+    assert torch.equal(dropped.boxes, res.boxes[res.keep])
+    with pytest.raises(NotImplementedError, match="member 1 is a RandomCopyPaste"):
+        seq.inverse(res.images, res.boxes)
+    with pytest.raises(ValueError, match="p must be 1.0"):
+        PatchSequential(rot, paste, p=0.5)
+
+
+@pytest.mark.parametrize("paste_first", [True, False])
+def test_copy_paste_chains_with_detection_autoaugment_through_batch_augment(paste_first):
+    from augpatch.policies import DetectionAutoAugment
+
+    images, boxes, o2i, masks, labels = _labelled(9, height=40, width=44, unit=1 / 32)
+    samples = [(images[b], {"boxes": boxes[o2i == b], "labels": labels[o2i == b], "masks": masks[o2i == b],
+                            "area": masks[o2i == b].flatten(1).sum(1).double()}) for b in range(3)]
+    batch = collate_objects(samples)
+    paste = BatchAugment(RandomCopyPaste(p=1.0, object_p=1.0, scale=(0.8, 1.2), angle=15, mode="nearest",
+                                         generator=torch.Generator().manual_seed(4)), device=None)
+    policy = [[("TranslateX_BBox", 1.0, 0.4), ("Rotate_BBox", 1.0, 3.0)]]  # image-level geometry
+    auto = BatchAugment(DetectionAutoAugment(policy, fill=0.0, generator=torch.Generator().manual_seed(5)),
+                        device=None)
+    out = auto(paste(batch)) if paste_first else paste(auto(batch))
+    assert out["labels"].numel() > batch["labels"].numel()
+    _assert_targets_follow_pixels(out["images"], out["masks"], out["obj_to_img"], out["labels"], out["keep"],
+                                  unit=1 / 32)
+    if not paste_first:  # the paste came last: the pasted rows' areas are their masks' pixel counts
+        n = batch["labels"].numel()
+        assert torch.equal(out["area"][n:], out["masks"][n:].flatten(1).sum(1).double())
