@@ -359,3 +359,94 @@ def test_copy_paste_chains_with_detection_autoaugment_through_batch_augment(past
     if not paste_first:  # the paste came last: the pasted rows' areas are their masks' pixel counts
         n = batch["labels"].numel()
         assert torch.equal(out["area"][n:], out["masks"][n:].flatten(1).sum(1).double())
+
+
+# ------------------------------------------------------------------ occlusion bookkeeping, area, object_index
+
+
+def _dense_occlusion(own, o2i, pasted, dst, batch):
+    """The bookkeeping over the whole ``[N + M, H, W]`` masks, object by object (the definition)."""
+    n, m = own.shape[0], pasted.shape[0]
+    top = torch.zeros(batch, *own.shape[1:], dtype=torch.long)
+    for k in range(m):
+        top[dst[k]][pasted[k]] = k + 1
+    rows = [own[i] & (top[o2i[i]] == 0) for i in range(n)]
+    rows += [pasted[k] & (top[dst[k]] == k + 1) for k in range(m)]
+    masks = torch.stack(rows) if rows else own[:0]
+    visible = masks.flatten(1).sum(1)
+    area = torch.cat([own, pasted]).flatten(1).sum(1)
+    tight = torch.zeros(n + m, 4, dtype=torch.long)
+    for r, mask in enumerate(masks):
+        ys, xs = mask.nonzero(as_tuple=True)
+        if ys.numel():
+            tight[r] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    changed = visible < area
+    changed[n:] = True
+    return masks, visible, area, tight, changed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_occlusion_restricted_to_the_pasted_rects_equals_the_dense_definition(seed):
+    from augpatch.transforms.copy_paste import _occlude
+
+    g = torch.Generator().manual_seed(seed)
+    batch, h, w, n, m = 3, 30, 34, 7, 9
+    own = torch.rand(n, h, w, generator=g) > 0.6
+    own[0] = False  # an empty mask
+    own[1] = True  # the whole image (the largest crop)
+    own[2, :, :3] = own[2, -1:, :] = True  # pixels on the border
+    o2i = torch.randint(0, batch, (n,), generator=g)
+    dst = torch.randint(0, batch, (m,), generator=g)
+    x0 = torch.randint(0, w - 2, (m,), generator=g)
+    y0 = torch.randint(0, h - 2, (m,), generator=g)
+    x1 = torch.minimum(x0 + torch.randint(1, w, (m,), generator=g), torch.tensor(w))
+    y1 = torch.minimum(y0 + torch.randint(1, h, (m,), generator=g), torch.tensor(h))
+    rects = torch.stack([x0, y0, x1, y1], 1)
+    ys, xs = torch.arange(h), torch.arange(w)
+    in_y = (ys >= y0[:, None]) & (ys < y1[:, None])
+    inside = in_y[:, :, None] & ((xs >= x0[:, None]) & (xs < x1[:, None]))[:, None]
+    pasted = inside & (torch.rand(m, h, w, generator=g) > 0.3)
+    pasted[3] = False  # pasted, but nothing of it lands
+    occ = _occlude(own, o2i, pasted, dst, rects, batch)
+    want = _dense_occlusion(own, o2i, pasted, dst, batch)
+    for got, expected in zip((occ.masks, occ.visible, occ.area, occ.changed), (want[0], want[1], want[2], want[4])):
+        assert torch.equal(got, expected)
+    assert torch.equal(occ.tight[occ.changed], want[3][want[4]])
+    assert not own[0].any() and own[1].all()  # inputs untouched
+    # nothing pasted, and no existing objects
+    occ = _occlude(own, o2i, pasted[:0], dst[:0], rects[:0], batch)
+    assert torch.equal(occ.masks, own) and not occ.changed.any()
+    occ = _occlude(own[:0], o2i[:0], pasted, dst, rects, batch)
+    assert torch.equal(occ.masks, _dense_occlusion(own[:0], o2i[:0], pasted, dst, batch)[0])
+
+
+def test_area_is_recomputed_for_changed_objects_only():
+    images, boxes, o2i, masks, _ = _scene(10)
+    aug = RandomCopyPaste(p=1.0, object_p=1.0, scale=(0.8, 1.5), generator=torch.Generator().manual_seed(0))
+    res = aug(images, boxes, o2i, masks=masks)
+    n = boxes.shape[0]
+    counts = res.masks.flatten(1).sum(1).to(res.area.dtype)
+    occluded = counts[:n] < masks.flatten(1).sum(1)
+    assert occluded.any() and not occluded.all()
+    changed = torch.cat([occluded, torch.ones(res.area.numel() - n, dtype=torch.bool)])
+    assert torch.equal(res.area[changed], counts[changed]) and res.area[~changed].isnan().all()
+    # without masks: the box's area
+    res = aug(images, boxes, o2i, params=aug._params)
+    box_area = (res.boxes[:, 2] - res.boxes[:, 0]) * (res.boxes[:, 3] - res.boxes[:, 1])
+    assert torch.equal(res.area[n:], box_area[n:])
+
+
+def test_object_index_of_every_result():
+    import pickle
+
+    from augpatch import RandomPatchRotation
+
+    images, boxes, o2i = torch.rand(2, 3, 16, 16), torch.tensor([[2, 2, 8, 8], [0, 0, 16, 16.0]]), torch.tensor([0, 1])
+    res = RandomPatchRotation(30.0, p=1.0)(images, boxes, o2i)
+    assert res.object_index.tolist() == [0, 1] and res.area is None
+    keep = torch.tensor([False, True])
+    dropped = type(res)(res.images, res.boxes[keep], keep=keep, obj_to_img=o2i[keep])
+    assert dropped.object_index.tolist() == [1]
+    pasted = RandomCopyPaste(p=1.0, object_p=1.0)(images, boxes, o2i)
+    again = pickle.loads(pickle.dumps(pasted))
+    assert torch.equal(again.object_index, pasted.object_index) and again.area.shape == pasted.area.shape

@@ -137,7 +137,7 @@ class _Replay:
         self.core, self.params = core, params
 
     def __call__(self, images: Tensor, boxes: Tensor, obj_to_img: Tensor, **kwargs: Any) -> Any:
-        return self.core.run(images, boxes, obj_to_img, params=self.params, drop_invalid=True, **kwargs)
+        return self.core(images, boxes, obj_to_img, params=self.params, drop_invalid=True, **kwargs)
 
 
 def _plain(image: Any) -> Tensor:

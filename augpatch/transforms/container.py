@@ -166,23 +166,17 @@ class PatchSequential(PatchAugmentationBase):
 
     # ----------------------------------------------------------------- stages
 
-    def forward(
-        self,
-        images: Tensor,
-        boxes: BoxesLike | None = None,
-        obj_to_img: Tensor | None = None,
-        *,
-        masks: Tensor | None = None,
-        image_masks: Tensor | None = None,
-        keypoints: Tensor | None = None,
-        params: Mapping[str, Any] | None = None,
-        image_sizes: Any = None,
-    ) -> PatchResult:
-        """As :meth:`PatchAugmentationBase.forward`; with stage members, the parts in order
-        (see the class)."""
+    def forward(self, images: Tensor, boxes: BoxesLike | None = None, obj_to_img: Tensor | None = None,
+                **kwargs: Any) -> PatchResult:
+        """As :meth:`PatchAugmentationBase.forward` (same arguments); with stage members,
+        the parts in order (see the class)."""
         if self._parts is None:
-            return super().forward(images, boxes, obj_to_img, masks=masks, image_masks=image_masks,
-                                   keypoints=keypoints, params=params, image_sizes=image_sizes)
+            return super().forward(images, boxes, obj_to_img, **kwargs)
+        return self._staged(images, boxes, obj_to_img, **kwargs)
+
+    def _staged(self, images: Tensor, boxes: BoxesLike | None, obj_to_img: Tensor | None, *,
+                masks: Tensor | None = None, keypoints: Tensor | None = None, image_masks: Tensor | None = None,
+                params: Mapping[str, Any] | None = None, image_sizes: Any = None) -> PatchResult:
         if image_masks is not None:
             raise ValueError("PatchSequential with a RandomCopyPaste member takes no image_masks "
                              "(a paste has no per-image mask rule)")
@@ -193,9 +187,8 @@ class PatchSequential(PatchAugmentationBase):
         index = keep = area = None
         for j, (kind, part) in enumerate(self._parts):
             sub = None if params is None else params[f"part{j}"]
-            call = part.run if kind == "stage" else part
-            kwargs = {"drop_invalid": False} if kind == "stage" else {}
-            res = call(images, boxes, obj_to_img, masks=masks, keypoints=keypoints, params=sub,
+            kwargs = {"drop_invalid": False} if kind == "stage" else {}  # the sequence drops, at the end
+            res = part(images, boxes, obj_to_img, masks=masks, keypoints=keypoints, params=sub,
                        image_sizes=image_sizes, **kwargs)
             stored[f"part{j}"] = res.params
             rows = res.object_index

@@ -140,7 +140,7 @@ class RandomCopyPaste(nn.Module):
         generator: a ``torch.Generator`` for the sampling (CPU).
 
     Call: ``aug(images, boxes, obj_to_img=None, *, masks=None, keypoints=None,
-    params=None, image_sizes=None)`` with ``images [B, C, H, W]``, ``boxes [N, 4]``
+    params=None, image_sizes=None, drop_invalid=None)`` with ``images [B, C, H, W]``, ``boxes [N, 4]``
     ``xyxy`` (or a list of ``B`` tensors), ``masks [N, H, W]`` per-object masks (bool /
     uint8 / float 0-1; without masks every object is pasted as its box), ``keypoints
     [N, K, 2]``. Returns a :class:`PatchResult` whose rows are the ``N`` input objects
@@ -303,25 +303,12 @@ class RandomCopyPaste(nn.Module):
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
         image_sizes: Tensor | None = None,
+        drop_invalid: bool | None = None,
     ) -> PatchResult:
-        return self.run(images, boxes, obj_to_img, masks=masks, keypoints=keypoints, params=params,
-                        image_sizes=image_sizes, drop_invalid=self.drop_invalid)
-
-    def run(
-        self,
-        images: Tensor,
-        boxes: BoxesLike,
-        obj_to_img: Tensor | None = None,
-        *,
-        masks: Tensor | None = None,
-        keypoints: Tensor | None = None,
-        params: Mapping[str, Any] | None = None,
-        image_sizes: Tensor | None = None,
-        drop_invalid: bool = False,
-    ) -> PatchResult:
-        """The call with ``drop_invalid`` given (what :class:`PatchSequential` runs: the
-        sequence, not its members, drops objects). The steps: check, sample, paste,
-        occlusion, result."""
+        """Paste (see the class); ``drop_invalid`` overrides the module's for this call
+        (:class:`PatchSequential` runs its members with ``False``: the sequence drops).
+        The steps: check, sample, paste, occlusion, result."""
+        drop_invalid = self.drop_invalid if drop_invalid is None else check_bool("drop_invalid", drop_invalid)
         batch = self._check(images, boxes, obj_to_img, masks, keypoints, image_sizes)
         p = self._sample(batch, params)
         paste = self._paste(batch, p)
