@@ -337,6 +337,9 @@ def test_patch_sequential_runs_copy_paste_as_a_stage():
         seq.inverse(res.images, res.boxes)
     with pytest.raises(ValueError, match="p must be 1.0"):
         PatchSequential(rot, paste, p=0.5)
+    with pytest.raises(NotImplementedError, match="RandomCopyPaste stage"):
+        seq.search_space(seq._params)
+    assert len(seq) == 3 and seq[1] is paste and list(seq) == [rot, paste, flip]
 
 
 @pytest.mark.parametrize("paste_first", [True, False])

@@ -158,11 +158,16 @@ class PatchSequential(PatchAugmentationBase):
     def __len__(self) -> int:
         return len(self._modules)
 
-    def __iter__(self) -> Iterator[PatchAugmentationBase]:
-        return iter(self.children_list())
+    def __iter__(self) -> Iterator[PatchAugmentationBase | RandomCopyPaste]:
+        return iter(self._modules.values())  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> PatchAugmentationBase:
-        return self.children_list()[index]
+    def __getitem__(self, index: int) -> PatchAugmentationBase | RandomCopyPaste:
+        return list(self._modules.values())[index]  # type: ignore[return-value]
+
+    def _matrix_only(self, what: str) -> None:
+        if self._parts is not None:
+            raise NotImplementedError(f"PatchSequential.{what}: this sequence has a RandomCopyPaste stage, "
+                                      "which has no matrix (its matrix segments have one each)")
 
     # ----------------------------------------------------------------- stages
 
@@ -227,6 +232,7 @@ class PatchSequential(PatchAugmentationBase):
         groups: tuple[Tensor, Tensor] | None,
     ) -> Params:
         """Every child samples for all objects (its own sharing); keys get ``"<k>."``."""
+        self._matrix_only("forward_parameters")
         out: Params = {}
         for k, child in enumerate(self.children_list()):
             sub = child._forward_parameters(patches, obj_to_img, batch_size)
@@ -235,6 +241,7 @@ class PatchSequential(PatchAugmentationBase):
 
     def compute_matrix(self, params: Params, patches: Tensor) -> Tensor:
         """Fused ``theta_1 @ ... @ theta_K`` of the children's applied matrices."""
+        self._matrix_only("compute_matrix")
         n = patches.shape[0]
         fused = torch.eye(3, dtype=patches.dtype, device=patches.device).expand(n, 3, 3)
         for k, child in enumerate(self.children_list()):
@@ -254,6 +261,7 @@ class PatchSequential(PatchAugmentationBase):
             >>> [v.key for v in seq.search_space(params)]
             ['0.angle']
         """
+        self._matrix_only("search_space")
         out: list[SearchVariable] = []
         for k, child in enumerate(self.children_list()):
             out += child.search_space(params, f"{prefix}{k}.")
