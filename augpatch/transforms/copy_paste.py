@@ -489,21 +489,18 @@ _CROP_BUDGET = 1 << 22  # pixels of the crops gathered at a time (bounds the tem
 
 
 def _chunks(rects: Tensor, budget: int = _CROP_BUDGET):
-    """Groups of rect indices (sorted by height, then width) whose padded crops hold at most
-    ``budget`` pixels, with each group's crop size ``(h, w)``: a loop over chunks, not objects."""
-    size = (rects[:, 2:] - rects[:, :2]).clamp(min=0)  # [K, 2] (w, h)
-    order = torch.argsort(size[:, 1] * (1 << 20) + size[:, 0], stable=True).cpu()
-    sizes = size.cpu()[order].tolist()
-    start = 0
-    while start < len(sizes):
-        stop, w, h = start, 0, 0
-        while stop < len(sizes):  # the group's crop is the largest (w, h) so far
-            w2, h2 = max(w, sizes[stop][0]), max(h, sizes[stop][1])
-            if stop > start and (stop - start + 1) * w2 * h2 > budget:
-                break
-            w, h, stop = w2, h2, stop + 1
-        yield order[start:stop].to(rects.device), h, w
-        start = stop
+    """Groups of rect indices with each group's crop size ``(h, w)``: rects of one size class
+    (the same power of two above their width and height, so a crop pads at most 2x per
+    axis), at most ``budget`` crop pixels a group. A loop over size classes, not objects."""
+    size = (rects[:, 2:] - rects[:, :2]).clamp(min=0).cpu()  # [K, 2] (w, h)
+    level = torch.ceil(torch.log2(size.clamp(min=1).double())).long()
+    key = level[:, 1] * 64 + level[:, 0]
+    for k in torch.unique(key).tolist():
+        idx = (key == k).nonzero().flatten()
+        w, h = size[idx].amax(0).tolist()
+        step = max(1, budget // max(1, w * h))
+        for s in range(0, idx.numel(), step):
+            yield idx[s : s + step].to(rects.device), h, w
 
 
 def _crops(frames: Tensor, which: Tensor, rects: Tensor, h: int, w: int):
