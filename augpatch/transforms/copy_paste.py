@@ -601,6 +601,7 @@ def mask_boxes(masks: Tensor) -> Tensor:
     """Tight ``xyxy`` boxes (half-open: ``x2`` is one past the last column) of masks; 0 for empty ones."""
     if masks.shape[0] == 0:
         return torch.zeros(0, 4, device=masks.device)
+    masks = masks if masks.dtype == torch.bool else masks != 0
     rows = masks.view(torch.uint8).amax(2) > 0  # (byte maxima: a vectorised pass each)
     cols = masks.view(torch.uint8).amax(1) > 0
     h, w = masks.shape[1:]
