@@ -333,13 +333,21 @@ def test_patch_sequential_runs_copy_paste_as_a_stage():
         images, boxes, o2i, masks=masks, params=seq._params)
     assert torch.equal(dropped.object_index, res.object_index[res.keep])
     assert torch.equal(dropped.boxes, res.boxes[res.keep])
-    with pytest.raises(NotImplementedError, match="member 1 is a RandomCopyPaste"):
+    with pytest.raises(NotImplementedError, match="member 1 is \\(or holds\\) a RandomCopyPaste"):
         seq.inverse(res.images, res.boxes)
     with pytest.raises(ValueError, match="p must be 1.0"):
         PatchSequential(rot, paste, p=0.5)
     with pytest.raises(NotImplementedError, match="RandomCopyPaste stage"):
         seq.search_space(seq._params)
     assert len(seq) == 3 and seq[1] is paste and list(seq) == [rot, paste, flip]
+    # a sequence holding a stage is a stage of an enclosing sequence
+    nested = PatchSequential(PatchSequential(rot, paste, resample="nearest"), flip, resample="nearest")
+    res_nested = nested(images, boxes, o2i, masks=masks, params={"part0": {"part0": seq._params["part0"],
+                                                                           "part1": seq._params["part1"]},
+                                                                 "part1": seq._params["part2"]})
+    assert torch.equal(res_nested.images, res.images) and torch.equal(res_nested.object_index, res.object_index)
+    with pytest.raises(NotImplementedError, match="member 0 is \\(or holds\\) a RandomCopyPaste"):
+        nested.inverse(res.images, res.boxes)
 
 
 @pytest.mark.parametrize("paste_first", [True, False])

@@ -63,7 +63,8 @@ class PatchSequential(PatchAugmentationBase):
     members' own are ignored). Such a sequence needs ``p=1.0`` (its coin could not
     cover the stages), takes no ``image_masks``, and has no ``inverse`` (a paste
     overwrites pixels: it raises); its ``_params`` holds each part's parameters under
-    ``"part<j>"`` and replays them with ``params=``.
+    ``"part<j>"`` and replays them with ``params=``. A sequence holding such a member is
+    itself a stage of an enclosing sequence.
 
     Example:
         >>> from augpatch import RandomPatchRotation, RandomPatchScale
@@ -97,7 +98,7 @@ class PatchSequential(PatchAugmentationBase):
                     f"got {type(t).__name__} at {k}"
                 )
         all_members = transforms
-        transforms = tuple(t for t in transforms if isinstance(t, PatchAugmentationBase))
+        transforms = tuple(t for t in transforms if not _is_stage(t))
         if len(transforms) < len(all_members) and p != 1.0:
             raise ValueError(f"PatchSequential(p={p}) with a RandomCopyPaste member: p must be 1.0 (the "
                              "sequence's coin cannot cover a stage that adds objects; give the members p)")
@@ -142,7 +143,7 @@ class PatchSequential(PatchAugmentationBase):
         options = {"resample": self.resample, "padding_mode": self.padding_mode,
                    "align_corners": self.align_corners, "overlap": self.overlap, "generator": self.generator}
         for t in (*members, None):
-            if isinstance(t, PatchAugmentationBase):
+            if t is not None and not _is_stage(t):
                 run.append(t)
                 continue
             if run:
@@ -153,7 +154,7 @@ class PatchSequential(PatchAugmentationBase):
         return parts
 
     def children_list(self) -> list[PatchAugmentationBase]:
-        return [m for m in self.children() if isinstance(m, PatchAugmentationBase)]
+        return [m for m in self.children() if isinstance(m, PatchAugmentationBase) and not _is_stage(m)]
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -181,7 +182,8 @@ class PatchSequential(PatchAugmentationBase):
 
     def _staged(self, images: Tensor, boxes: BoxesLike | None, obj_to_img: Tensor | None, *,
                 masks: Tensor | None = None, keypoints: Tensor | None = None, image_masks: Tensor | None = None,
-                params: Mapping[str, Any] | None = None, image_sizes: Any = None) -> PatchResult:
+                params: Mapping[str, Any] | None = None, image_sizes: Any = None,
+                drop_invalid: bool | None = None) -> PatchResult:
         if image_masks is not None:
             raise ValueError("PatchSequential with a RandomCopyPaste member takes no image_masks "
                              "(a paste has no per-image mask rule)")
@@ -203,7 +205,7 @@ class PatchSequential(PatchAugmentationBase):
             images, boxes, obj_to_img = res.images, res.boxes, res.obj_to_img
             masks, keypoints = res.masks, res.keypoints
         self._params = stored
-        if self.drop_invalid:
+        if self.drop_invalid if drop_invalid is None else drop_invalid:
             boxes, obj_to_img, index = boxes[keep], obj_to_img[keep], index[keep]
             masks = None if masks is None else masks[keep]
             keypoints = None if keypoints is None else keypoints[keep]
@@ -216,9 +218,9 @@ class PatchSequential(PatchAugmentationBase):
         """Invert the fused matrix (see :meth:`PatchAugmentationBase.inverse`); refused for a
         sequence with a stage member."""
         if self._parts is not None:
-            stage = next(k for k, t in enumerate(self._modules.values()) if isinstance(t, RandomCopyPaste))
+            stage = next(k for k, t in enumerate(self._modules.values()) if _is_stage(t))
             raise NotImplementedError(
-                f"PatchSequential.inverse: member {stage} is a RandomCopyPaste, which adds objects and "
+                f"PatchSequential.inverse: member {stage} is (or holds) a RandomCopyPaste, which adds objects and "
                 "overwrites pixels; no matrix undoes it, so this sequence has no inverse")
         return super().inverse(*args, **kwargs)
 
@@ -279,3 +281,8 @@ def _carry_area(area: Tensor | None, rows: Tensor, new: Tensor | None) -> Tensor
     if new is None:
         return area
     return new if area is None else torch.where(new.isnan(), area, new)
+
+
+def _is_stage(member: Any) -> bool:
+    """A member run as a stage: a ``RandomCopyPaste``, or a sequence holding one."""
+    return isinstance(member, RandomCopyPaste) or (isinstance(member, PatchSequential) and member._parts is not None)
