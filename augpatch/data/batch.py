@@ -77,6 +77,11 @@ class BatchAugment:
       entry (``labels``, ``masks``, ``keypoints``, ``obj_to_img``, ``area``, ... see
       ``object_keys``) is filtered with the same ``keep``, so that all of them stay
       aligned with ``boxes``; ``keep`` is then filtered too (all True).
+    * when the transform adds objects (:class:`augpatch.RandomCopyPaste`, also inside
+      ``PatchSequential``), row ``i`` takes every per-object entry of input object
+      ``result.object_index[i]`` (the result of every augpatch transform has one), and
+      ``area`` is replaced where the transform recomputed it (``result.area`` not NaN:
+      the mask's pixel count of an occluded or pasted object, its box's area without masks).
 
     Example:
         >>> import torch
@@ -259,11 +264,15 @@ class BatchAugment:
         keep = getattr(result, "keep", None)
         n_out = boxes.shape[0] if isinstance(boxes, Tensor) else n
         index = getattr(result, "object_index", None)
-        if isinstance(index, Tensor):  # objects added (RandomCopyPaste): row i comes from object index[i]
+        if isinstance(index, Tensor):  # row i of the result comes from input object index[i]
+            area = getattr(result, "area", None)
             for key in fields:
                 if not (key in kwargs and getattr(result, key, None) is not None):
                     out[key] = out[key][index]
-            out["obj_to_img"] = result.obj_to_img
+            if isinstance(area, Tensor) and "area" in fields:  # the rows whose area was recomputed
+                out["area"] = torch.where(area.isnan(), out["area"], area.to(out["area"]))
+            obj_out = getattr(result, "obj_to_img", None)
+            out["obj_to_img"] = obj_out if isinstance(obj_out, Tensor) else out["obj_to_img"][index]
             kp_rest = None if kp_rest is None else kp_rest[index]
             keep = keep[keep] if isinstance(keep, Tensor) and keep.shape[0] != n_out else keep
             n = n_out

@@ -591,3 +591,5 @@ class DetectionAutoAugment(PatchTransform):
 
 
 __all__.append("DetectionAutoAugment")
+
+from augpatch.integrations.torchvision_batch import CopyPasteBatch  # noqa: E402, F401  (the batch form)

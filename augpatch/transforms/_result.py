@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 __all__ = ["PatchResult"]
@@ -28,6 +29,17 @@ class PatchResult(tuple):
         obj_to_img: ``[N]`` (or ``[keep.sum()]`` with ``drop_invalid=True``) image
             index of each returned box.
         params: the parameters of this call (the same dict as ``aug._params``).
+        object_index: ``[rows]`` int64, the input object each returned row comes from, so
+            that any other per-object field follows with ``field[res.object_index]``
+            (``labels``, ``iscrowd``, ...). Transforms that add objects
+            (:class:`~augpatch.RandomCopyPaste`) give it; for every other transform it is
+            derived from ``keep`` when read: ``arange(N)``, or the indices of the kept
+            objects with ``drop_invalid=True`` (``None`` without ``keep``).
+        area: ``[rows]`` float or ``None``: the new area of the rows whose extent the
+            transform recomputed (:class:`~augpatch.RandomCopyPaste`: the mask's pixel
+            count, COCO's convention, or the box's area without masks, for occluded and
+            pasted objects), NaN where the input's area still holds; ``None`` for
+            transforms that do not recompute it.
 
     Example:
         >>> import torch
@@ -36,8 +48,8 @@ class PatchResult(tuple):
         >>> kps = torch.tensor([[[8.0, 8.0], [10.0, 6.0]]])
         >>> res = aug(torch.rand(1, 3, 16, 16), torch.tensor([[2, 2, 14, 14]]), keypoints=kps)
         >>> images_out, boxes_out = res
-        >>> res.keypoints.shape, res.keep.tolist()
-        (torch.Size([1, 2, 2]), [True])
+        >>> res.keypoints.shape, res.keep.tolist(), res.object_index.tolist()
+        (torch.Size([1, 2, 2]), [True], [0])
     """
 
     images: Tensor
@@ -54,6 +66,8 @@ class PatchResult(tuple):
         keep: Tensor | None = None,
         obj_to_img: Tensor | None = None,
         params: dict[str, Any] | None = None,
+        object_index: Tensor | None = None,
+        area: Tensor | None = None,
     ) -> PatchResult:
         self = super().__new__(cls, (images, boxes))
         self.masks = masks
@@ -62,7 +76,22 @@ class PatchResult(tuple):
         self.keep = keep
         self.obj_to_img = obj_to_img
         self.params = params
+        self._object_index = object_index
+        self.area = area
         return self
+
+    @property
+    def object_index(self) -> Tensor | None:
+        if self._object_index is not None or not isinstance(self.keep, Tensor):
+            return self._object_index
+        rows = self.obj_to_img.shape[0] if isinstance(self.obj_to_img, Tensor) else None
+        if rows is None or rows == self.keep.shape[0]:
+            return torch.arange(self.keep.shape[0], device=self.keep.device)
+        return self.keep.nonzero().flatten()  # drop_invalid: the kept objects
+
+    @object_index.setter
+    def object_index(self, value: Tensor | None) -> None:
+        self._object_index = value
 
     @property  # type: ignore[no-redef]
     def images(self) -> Tensor:
@@ -75,8 +104,8 @@ class PatchResult(tuple):
     def _extras(self) -> dict[str, Any]:
         return {
             k: getattr(self, k)
-            for k in ("masks", "image_masks", "keypoints", "keep", "obj_to_img", "params")
-        }
+            for k in ("masks", "image_masks", "keypoints", "keep", "obj_to_img", "params", "area")
+        } | {"object_index": self._object_index}
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self[0], self[1], self._extras()))

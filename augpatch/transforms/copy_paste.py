@@ -14,8 +14,8 @@ that labels and any other per-object field follow with ``field[object_index]``).
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,6 +41,54 @@ __all__ = ["RandomCopyPaste"]
 _PAIRINGS = ("roll", "random")
 _POSITIONS = ("uniform", "keep")
 _KEYS = ("src_objects", "dst_images", "scale", "angle", "flip", "centre")
+
+
+@dataclass
+class _Batch:
+    """The checked inputs of a call (boxes in the compute dtype, ``src_boxes`` clipped to their image)."""
+
+    images: Tensor
+    boxes: Tensor
+    obj_to_img: Tensor
+    masks: Tensor | None
+    keypoints: Tensor | None
+    sizes: Tensor  # [B, 2] (H, W), CPU
+    sizes_dev: Tensor
+    src_boxes: Tensor
+    dtype: torch.dtype
+    as_list: bool
+
+    @property
+    def batch(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class _Paste:
+    """The pasted images and what the occlusion needs: the pasted objects (input rows
+    ``src``, images ``dst``, boxes, point map), the existing and pasted masks ``[N | M, H, W]``
+    bool and the pasted masks' pixel rects ``[M, 4]`` (int64, half-open)."""
+
+    images: Tensor
+    src: Tensor
+    dst: Tensor
+    dst_boxes: Tensor
+    forward: Callable[[Tensor], Tensor]
+    own: Tensor
+    pasted: Tensor
+    rects: Tensor
+
+
+@dataclass
+class _Occlusion:
+    """Masks after the paste ``[N + M, H, W]``, visible and original pixel counts ``[N + M]``,
+    tight boxes ``[N + M, 4]`` (int64; valid where ``changed``), ``changed [N + M]``."""
+
+    masks: Tensor
+    visible: Tensor
+    area: Tensor
+    tight: Tensor
+    changed: Tensor
 
 
 def _range(name: str, value: object, default_low: float | None = None) -> tuple[float, float]:
@@ -92,7 +140,7 @@ class RandomCopyPaste(nn.Module):
         generator: a ``torch.Generator`` for the sampling (CPU).
 
     Call: ``aug(images, boxes, obj_to_img=None, *, masks=None, keypoints=None,
-    params=None, image_sizes=None)`` with ``images [B, C, H, W]``, ``boxes [N, 4]``
+    params=None, image_sizes=None, drop_invalid=None)`` with ``images [B, C, H, W]``, ``boxes [N, 4]``
     ``xyxy`` (or a list of ``B`` tensors), ``masks [N, H, W]`` per-object masks (bool /
     uint8 / float 0-1; without masks every object is pasted as its box), ``keypoints
     [N, K, 2]``. Returns a :class:`PatchResult` whose rows are the ``N`` input objects
@@ -255,15 +303,28 @@ class RandomCopyPaste(nn.Module):
         keypoints: Tensor | None = None,
         params: Mapping[str, Any] | None = None,
         image_sizes: Tensor | None = None,
+        drop_invalid: bool | None = None,
     ) -> PatchResult:
+        """Paste (see the class); ``drop_invalid`` overrides the module's for this call
+        (:class:`PatchSequential` runs its members with ``False``: the sequence drops).
+        The steps: check, sample, paste, occlusion, result."""
+        drop_invalid = self.drop_invalid if drop_invalid is None else check_bool("drop_invalid", drop_invalid)
+        batch = self._check(images, boxes, obj_to_img, masks, keypoints, image_sizes)
+        p = self._sample(batch, params)
+        paste = self._paste(batch, p)
+        occ = _occlude(paste.own, batch.obj_to_img, paste.pasted, paste.dst, paste.rects, batch.batch)
+        return self._result(batch, p, paste, occ, drop_invalid)
+
+    def _check(self, images: Tensor, boxes: BoxesLike, obj_to_img: Tensor | None, masks: Tensor | None,
+               keypoints: Tensor | None, image_sizes: Tensor | None) -> _Batch:
+        """The checked inputs, the sizes of every image and the source boxes (clipped to their image)."""
         images = check_images(images)
         batch, _, height, width = images.shape
         as_list = isinstance(boxes, (list, tuple))
         boxes, obj_to_img, _ = parse_boxes(boxes, obj_to_img, batch)
         n = boxes.shape[0]
-        dev = images.device
         if obj_to_img is None:
-            obj_to_img = torch.zeros(n, dtype=torch.long, device=dev)
+            obj_to_img = torch.zeros(n, dtype=torch.long, device=images.device)
         if masks is not None and (not isinstance(masks, Tensor) or masks.shape != (n, height, width)):
             raise ValueError(f"masks must be a tensor [N, H, W] = [{n}, {height}, {width}], got "
                              f"{tuple(getattr(masks, 'shape', ()))}")
@@ -273,34 +334,43 @@ class RandomCopyPaste(nn.Module):
         if sizes is None:
             sizes = torch.tensor([[height, width]], dtype=torch.long).expand(batch, 2)
         dtype = compute_dtype(images, boxes)
-        sizes_dev = sizes.to(dev)
-        limit = sizes_dev[obj_to_img].flip(1).repeat(1, 2).to(dtype)  # (W, H, W, H) of each object's image
-        src_boxes = torch.minimum(boxes.to(dtype).clamp(min=0), limit)
+        sizes_dev = sizes.to(images.device)
+        src_boxes = clip_to_sizes(boxes.to(dtype), sizes_dev[obj_to_img])
+        return _Batch(images, boxes.to(dtype), obj_to_img, masks, keypoints, sizes, sizes_dev, src_boxes,
+                      dtype, as_list)
+
+    def _sample(self, batch: _Batch, params: Mapping[str, Any] | None) -> dict[str, Tensor]:
+        """The parameters of the call: drawn, or a replayed / forced dict completed."""
         if params is None:
-            p = self.generate_parameters(src_boxes, obj_to_img, sizes)
+            p = self.generate_parameters(batch.src_boxes, batch.obj_to_img, batch.sizes)
         else:
-            p = self._complete(params, src_boxes)
+            p = self._complete(params, batch.src_boxes)
         self._params = p
+        return p
+
+    def _paste(self, batch: _Batch, p: Mapping[str, Tensor]) -> _Paste:
+        """Paste the images (alpha: the object's mask, blurred with ``sigma``) and the masks
+        (nearest) in one call each; without masks the pasted and existing "masks" are boxes."""
+        images = batch.images
+        dev, (height, width), dtype = images.device, images.shape[2:], batch.dtype
         src, dst = p["src_objects"].to(dev), p["dst_images"].to(dev)
         m = src.numel()
-
-        # the pasted objects: their boxes and matrices
-        sb = src_boxes[src]
+        sb = batch.src_boxes[src]
         anchor = (sb[:, :2] + sb[:, 2:]) / 2  # the point that lands on params["centre"]
-        if self.sigma > 0 and masks is not None:  # the blurred mask reaches beyond the box
+        if self.sigma > 0 and batch.masks is not None:  # the blurred mask reaches beyond the box
             radius = (self.kernel_size or 2 * math.ceil(3 * self.sigma) + 1) // 2
             grown = torch.cat([sb[:, :2] - radius, sb[:, 2:] + radius], 1)
-            sb = clip_to_sizes(grown, sizes_dev[obj_to_img[src]])
-        dst_boxes, theta, forward = paste_placement(sb, anchor, p, dst, sizes_dev, dtype)
+            sb = clip_to_sizes(grown, batch.sizes_dev[batch.obj_to_img[src]])
+        dst_boxes, theta, forward = paste_placement(sb, anchor, p, dst, batch.sizes_dev, dtype)
+        masks = batch.masks
         bool_masks = masks.bool() if masks is not None and masks.dtype != torch.bool else masks
         alpha = None
         if bool_masks is not None:
             alpha = bool_masks[src]
             if self.sigma > 0:
                 alpha = _blur(alpha.to(compute_dtype(images)), self.sigma, self.kernel_size)
-        out = F.paste_objects(images, sb, theta, obj_to_img[src], dst_boxes, dst, alpha=alpha, mode=self.mode)
-
-        # the pasted objects' masks in their destination (nearest), or their boxes
+        out = F.paste_objects(images, sb, theta, batch.obj_to_img[src], dst_boxes, dst, alpha=alpha,
+                              mode=self.mode)
         if bool_masks is not None:
             pasted = F.paste_objects(
                 torch.zeros((), dtype=torch.uint8, device=dev).expand(m, 1, height, width), sb, theta, src,
@@ -310,37 +380,47 @@ class RandomCopyPaste(nn.Module):
             own = bool_masks
         else:
             pasted = _box_masks(dst_boxes, height, width)
-            own = _box_masks(boxes.to(dtype), height, width)
-        masks_out, visible, area = _occlude(own, obj_to_img, pasted, dst, batch)
+            own = _box_masks(batch.boxes, height, width)
+        # a pasted mask is empty outside its destination's pixel rect (one pixel of margin)
+        # (pixel j is inside iff x1 <= j + .5 < x2, the kernels' rule: ceil(x1 - .5) <= j < ceil(x2 - .5))
+        rects = torch.ceil(dst_boxes.detach().double() - 0.5).long()
+        rects = torch.cat([rects[:, :2] - 1, rects[:, 2:] + 1], 1).clamp(min=0)
+        rects = torch.minimum(rects, torch.tensor([width, height] * 2, device=dev))
+        return _Paste(out, src, dst, dst_boxes, forward, own, pasted, rects)
 
-        # boxes: occluded objects shrink to what is left, pasted ones are their mask's box
-        tight = mask_boxes(masks_out).to(dtype)
-        occluded = visible[:n] < area[:n]
-        boxes_in = boxes.to(dtype)
-        old = torch.where(occluded[:, None], tight[:n], boxes_in)
-        new = tight[n:] if bool_masks is not None else clip_to_sizes(dst_boxes, sizes_dev[dst])
+    def _result(self, batch: _Batch, p: dict[str, Tensor], paste: _Paste, occ: _Occlusion,
+                drop_invalid: bool) -> PatchResult:
+        """Boxes (occluded objects shrink to what is left, pasted ones are their mask's box),
+        ``keep``, the appended rows, ``area`` of the changed rows, optional dropping."""
+        n, dtype, src, dst = batch.boxes.shape[0], batch.dtype, paste.src, paste.dst
+        tight = occ.tight.to(dtype)
+        old = torch.where(occ.changed[:n, None], tight[:n], batch.boxes)
+        new = tight[n:] if batch.masks is not None else clip_to_sizes(paste.dst_boxes, batch.sizes_dev[dst])
         boxes_out = torch.cat([old, new])
-        keep = visible >= self.min_visible_pixels
-        keep &= visible >= self.min_visible_fraction * area.clamp(min=1)
+        keep = occ.visible >= self.min_visible_pixels
+        keep &= occ.visible >= self.min_visible_fraction * occ.area.clamp(min=1)
         keep &= (boxes_out[:, 2] > boxes_out[:, 0]) & (boxes_out[:, 3] > boxes_out[:, 1])
-        obj_out = torch.cat([obj_to_img, dst])
-        index = torch.cat([torch.arange(n, device=dev), src])
+        obj_out = torch.cat([batch.obj_to_img, dst])
+        index = torch.cat([torch.arange(n, device=dst.device), src])
+        if batch.masks is not None:  # COCO's area: the mask's pixels; without masks, the box's
+            area = occ.visible.to(dtype)
+        else:
+            area = (boxes_out[:, 2] - boxes_out[:, 0]) * (boxes_out[:, 3] - boxes_out[:, 1])
+        area = torch.where(occ.changed, area, torch.nan)
         kps_out = None
-        if keypoints is not None:
-            moved = keypoints.to(dtype)[src]
-            kps_out = torch.cat([keypoints.to(dtype), forward(moved)])
-        result_masks = None
-        if masks is not None:
-            result_masks = masks_out if masks.dtype == torch.bool else masks_out.to(masks.dtype)
-        if self.drop_invalid:
-            boxes_out, obj_out, index = boxes_out[keep], obj_out[keep], index[keep]
-            result_masks = result_masks[keep] if result_masks is not None else None
+        if batch.keypoints is not None:
+            kps = batch.keypoints.to(dtype)
+            kps_out = torch.cat([kps, paste.forward(kps[src])])
+        masks_out = None
+        if batch.masks is not None:
+            masks_out = occ.masks if batch.masks.dtype == torch.bool else occ.masks.to(batch.masks.dtype)
+        if drop_invalid:
+            boxes_out, obj_out, index, area = boxes_out[keep], obj_out[keep], index[keep], area[keep]
+            masks_out = masks_out[keep] if masks_out is not None else None
             kps_out = kps_out[keep] if kps_out is not None else None
-        boxes_ret: Any = F.boxes_to_list(boxes_out, obj_out, batch) if as_list else boxes_out
-        res = PatchResult(out, boxes_ret, masks=result_masks, keypoints=kps_out, keep=keep, obj_to_img=obj_out,
-                          params=p)
-        res.object_index = index
-        return res
+        boxes_ret: Any = F.boxes_to_list(boxes_out, obj_out, batch.batch) if batch.as_list else boxes_out
+        return PatchResult(paste.images, boxes_ret, masks=masks_out, keypoints=kps_out, keep=keep,
+                           obj_to_img=obj_out, params=p, object_index=index, area=area)
 
     def extra_repr(self) -> str:
         return (f"p={self.p}, object_p={self.object_p}, max_objects={self.max_objects}, scale={self.scale}, "
@@ -405,55 +485,125 @@ def _box_masks(boxes: Tensor, height: int, width: int) -> Tensor:
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
-_OCCLUDE_CHUNK = 16  # masks turned into integers at a time (bounds the temporaries)
+_CROP_BUDGET = 1 << 22  # pixels of the crops gathered at a time (bounds the temporaries)
 
 
-def _occlude(own: Tensor, obj_to_img: Tensor, pasted: Tensor, dst: Tensor, batch: int):
-    """Masks after the paste (``[N + M, H, W]`` bool), their visible and original pixel counts.
+def _chunks(rects: Tensor, budget: int = _CROP_BUDGET):
+    """Groups of rect indices with each group's crop size ``(h, w)``: rects of one size class
+    (the same power of two above their width and height, so a crop pads at most 2x per
+    axis), at most ``budget`` crop pixels a group. A loop over size classes, not objects."""
+    size = (rects[:, 2:] - rects[:, :2]).clamp(min=0).cpu()  # [K, 2] (w, h)
+    level = torch.ceil(torch.log2(size.clamp(min=1).double())).long()
+    key = level[:, 1] * 64 + level[:, 0]
+    for k in torch.unique(key).tolist():
+        idx = (key == k).nonzero().flatten()
+        w, h = size[idx].amax(0).tolist()
+        step = max(1, budget // max(1, w * h))
+        for s in range(0, idx.numel(), step):
+            yield idx[s : s + step].to(rects.device), h, w
+
+
+def _crops(frames: Tensor, which: Tensor, rects: Tensor, h: int, w: int):
+    """``[K, h, w]`` bool crops of ``frames[which[k]]`` at ``rects[k]`` (``x0, y0`` the origin;
+    pixels past the rect or the frame are False) and their rows / columns ``[K, h]``, ``[K, w]``."""
+    height, width = frames.shape[1:]
+    ys = rects[:, 1:2] + torch.arange(h, device=rects.device)
+    xs = rects[:, 0:1] + torch.arange(w, device=rects.device)
+    inside = (ys < rects[:, 3:4])[:, :, None] & (xs < rects[:, 2:3])[:, None, :]
+    rows = (which * height)[:, None] + ys.clamp(max=height - 1)  # whole rows first: contiguous copies
+    crop = frames.reshape(-1, width).index_select(0, rows.flatten()).view(which.shape[0], h, width)
+    crop = crop.gather(2, xs.clamp(max=width - 1)[:, None, :].expand(-1, h, -1))
+    return crop & inside, ys, xs
+
+
+def _occlude(own: Tensor, obj_to_img: Tensor, pasted: Tensor, dst: Tensor, dst_rects: Tensor, batch: int):
+    """Masks after the paste (``[N + M, H, W]`` bool), their visible and original pixel counts,
+    and the tight boxes of the rows whose mask changed (``[N + M, 4]``, ``changed [N + M]``).
 
     Existing objects lose every pixel a pasted object covers in their image; a pasted
-    object loses the pixels of the objects pasted after it into the same image. One
-    ``[B, H, W]`` map of the top-most pasted object per pixel holds both.
+    object loses the pixels of the objects pasted after it into the same image. Only the
+    pasted rects (``dst_rects [M, 4]`` pixel rects: a pasted mask is empty outside its
+    rect) and each existing mask's own tight rect are read: the pasted pixels are listed
+    once, the top-most pasted object per pixel is a scatter of that list into a ``[B, H, W]``
+    map, and the existing objects' losses are counted in the crops of their tight rects.
     """
-    m = pasted.shape[0]
-    h, w = pasted.shape[1:]
-    top = torch.zeros(batch, h, w, dtype=torch.int32, device=pasted.device)  # 1 + index of the top object
-    for c0 in range(0, m, _OCCLUDE_CHUNK):
-        c1 = min(c0 + _OCCLUDE_CHUNK, m)
-        rank = torch.arange(c0 + 1, c1 + 1, dtype=torch.int32, device=pasted.device)
-        with warnings.catch_warnings():  # "index_reduce() is in beta": amax is all it is used for
-            warnings.simplefilter("ignore", UserWarning)
-            top.index_reduce_(0, dst[c0:c1], pasted[c0:c1] * rank[:, None, None], "amax")
-    n = own.shape[0]
-    masks_out = torch.empty(n + m, h, w, dtype=torch.bool, device=pasted.device)
-    torch.index_select(top == 0, 0, obj_to_img, out=masks_out[:n])
-    masks_out[:n] &= own
-    for c0 in range(0, m, _OCCLUDE_CHUNK):
-        c1 = min(c0 + _OCCLUDE_CHUNK, m)
-        rank = torch.arange(c0 + 1, c1 + 1, dtype=torch.int32, device=pasted.device)
-        masks_out[n + c0 : n + c1] = pasted[c0:c1] & (top.index_select(0, dst[c0:c1]) == rank[:, None, None])
-    visible = _count(masks_out)
-    area = torch.cat([_count(own), _count(pasted)])
-    return masks_out, visible, area
+    n, m = own.shape[0], pasted.shape[0]
+    h, w = own.shape[1:]
+    dev = own.device
+    masks_out = torch.cat([own, pasted])
+    # the pasted pixels: object k, row, column (from the crops of their rects)
+    ks, ys, xs = [], [], []
+    for idx, ch, cw in _chunks(dst_rects):
+        crop, rows, cols = _crops(pasted, idx, dst_rects[idx], ch, cw)
+        k, i, j = crop.nonzero(as_tuple=True)
+        ks.append(idx[k]), ys.append(rows[k, i]), xs.append(cols[k, j])
+    empty = torch.zeros(0, dtype=torch.long, device=dev)
+    k, y, x = (torch.cat(t) if t else empty for t in (ks, ys, xs))
+    flat = dst[k] * (h * w) + y * w + x
+    rank = (k + 1).int()
+    top = torch.zeros(batch * h * w, dtype=torch.int32, device=dev)  # 1 + index of the top-most object
+    top.scatter_reduce_(0, flat, rank, "amax")
+    shown = top[flat] == rank
+    masks_out[n + k[~shown], y[~shown], x[~shown]] = False
+    vis_k, vis_y, vis_x = k[shown], y[shown], x[shown]
+    visible = torch.zeros(n + m, dtype=torch.long, device=dev)
+    area = torch.zeros(n + m, dtype=torch.long, device=dev)
+    visible[n:] = torch.bincount(vis_k, minlength=m)
+    area[n:] = torch.bincount(k, minlength=m)
+    tight = torch.zeros(n + m, 4, dtype=torch.long, device=dev)
+    tight[n:] = _scatter_boxes(vis_k, vis_x, vis_y, m, h, w)
+    # the existing objects: their losses inside their own tight rects
+    covered = (top > 0).view(batch, h, w)
+    rects = mask_boxes(own).long()
+    for idx, ch, cw in _chunks(rects):
+        crop, rows, cols = _crops(own, idx, rects[idx], ch, cw)
+        hit = crop & _crops(covered, obj_to_img[idx], rects[idx], ch, cw)[0]
+        c, i, j = hit.nonzero(as_tuple=True)
+        masks_out[idx[c], rows[c, i], cols[c, j]] = False
+        area[idx] = _count(crop)
+        visible[idx] = area[idx] - _count(hit)
+        rest = crop & ~hit
+        tight[idx] = _crop_boxes(rest, rows, cols)
+    changed = visible < area
+    changed[n:] = True
+    return _Occlusion(masks_out, visible, area, tight, changed)
+
+
+def _scatter_boxes(k: Tensor, x: Tensor, y: Tensor, m: int, h: int, w: int) -> Tensor:
+    """Tight half-open boxes ``[m, 4]`` int64 of the pixel lists ``(k, x, y)``; 0 where empty."""
+    dev = k.device
+    x1 = torch.full((m,), w, dtype=torch.long, device=dev).scatter_reduce_(0, k, x, "amin")
+    y1 = torch.full((m,), h, dtype=torch.long, device=dev).scatter_reduce_(0, k, y, "amin")
+    x2 = torch.zeros(m, dtype=torch.long, device=dev).scatter_reduce_(0, k, x + 1, "amax")
+    y2 = torch.zeros(m, dtype=torch.long, device=dev).scatter_reduce_(0, k, y + 1, "amax")
+    box = torch.stack([x1, y1, x2, y2], 1)
+    return torch.where((x2 > 0)[:, None], box, 0)
 
 
 def _count(masks: Tensor) -> Tensor:
-    """Pixels of each mask ``[K, H, W]`` bool, ``[K]`` int64, a chunk of masks at a time.
+    """Pixels of each mask ``[K, h, w]`` bool, int64 (bytes summed in int32: no int64 copy)."""
+    return masks.reshape(masks.shape[0], -1).view(torch.uint8).sum(1, dtype=torch.int32).long()
 
-    (A reduction over the whole tensor at once makes an integer copy of it.)
-    """
-    out = torch.empty(masks.shape[0], dtype=torch.int64, device=masks.device)
-    for c0 in range(0, masks.shape[0], _OCCLUDE_CHUNK):
-        chunk = masks[c0 : c0 + _OCCLUDE_CHUNK].view(torch.uint8).flatten(1)
-        out[c0 : c0 + chunk.shape[0]] = chunk.sum(1, dtype=torch.int32)
-    return out
+
+def _crop_boxes(crop: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Tight half-open boxes ``[K, 4]`` int64 of crops in frame coordinates; 0 where empty."""
+    if crop.numel() == 0:  # a chunk of empty rects
+        return torch.zeros(crop.shape[0], 4, dtype=torch.long, device=crop.device)
+    r, c = crop.view(torch.uint8).amax(2) > 0, crop.view(torch.uint8).amax(1) > 0  # (faster than any())
+    big = torch.iinfo(torch.long).max
+    y1, y2 = torch.where(r, rows, big).amin(1), torch.where(r, rows + 1, 0).amax(1)
+    x1, x2 = torch.where(c, cols, big).amin(1), torch.where(c, cols + 1, 0).amax(1)
+    box = torch.stack([x1, y1, x2, y2], 1)
+    return torch.where(r.any(1)[:, None], box, 0)
 
 
 def mask_boxes(masks: Tensor) -> Tensor:
     """Tight ``xyxy`` boxes (half-open: ``x2`` is one past the last column) of masks; 0 for empty ones."""
     if masks.shape[0] == 0:
         return torch.zeros(0, 4, device=masks.device)
-    rows, cols = masks.any(2), masks.any(1)
+    masks = masks if masks.dtype == torch.bool else masks != 0
+    rows = masks.view(torch.uint8).amax(2) > 0  # (byte maxima: a vectorised pass each)
+    cols = masks.view(torch.uint8).amax(1) > 0
     h, w = masks.shape[1:]
     ar_h = torch.arange(h, device=masks.device)
     ar_w = torch.arange(w, device=masks.device)
