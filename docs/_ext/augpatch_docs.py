@@ -49,6 +49,7 @@ API_MODULES = [
     "augpatch.integrations",
     "augpatch.integrations.kornia",
     "augpatch.integrations.torchvision",
+    "augpatch.integrations.torchvision_batch",
     "augpatch.integrations.albumentations",
     "augpatch",
 ]
