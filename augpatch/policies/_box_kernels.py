@@ -25,8 +25,10 @@ from augpatch.functional.checks import (
     fill_tensor,
 )
 from augpatch.ops import compiled_ops
-from augpatch.ops.plan import pixel_rects
+from augpatch.ops.plan import make_plan, object_params, pixel_rects
 from augpatch.ops.schedule import overlap_edges, schedule_levels
+from augpatch.ops.settings import kernel_for
+from augpatch.ops.values import compute_dtype
 
 __all__ = [
     "box_pixel_rects",
@@ -444,6 +446,9 @@ def warp_in_boxes(
     def warp(canvas: Tensor, sel: Tensor, r: Tensor, left: Tensor) -> Tensor:
         shift = torch.stack((left - r[:, 0], 1 - r[:, 1]), 1).to(patches.dtype)
         cboxes = patches[sel] + shift.repeat(1, 2)
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in (canvas, cboxes, theta))):
+            return _warp_canvas(canvas, patches[sel], theta[sel], r, left, (images.shape[2],
+                                images.shape[3]), fill, mode, padding_mode, align_corners)
         kw = {"mode": mode, "align_corners": align_corners, "overlap": "parallel"}
         if fill is None:
             return AF.warp_patches(canvas, cboxes, theta[sel], padding_mode=padding_mode, **kw)
@@ -463,6 +468,57 @@ def warp_in_boxes(
         return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
 
     return _warp_in_boxes_compiled(ops, images, rects, o2i, layout, warp, overlap, inplace)
+
+
+def _warp_canvas(
+    canvas: Tensor, patches: Tensor, theta: Tensor, rects: Tensor, left: Tensor,
+    size: tuple[int, int], fill: float | Sequence[float] | Tensor | None, mode: str,
+    padding_mode: str, align_corners: bool,
+) -> Tensor:
+    """``warp_patches`` (``fill``: ``warp_patches_fill``) of the patches packed in a canvas.
+
+    ``patches [K, 4]`` (clipped to the images' ``size``), their pixel ``rects [K, 4]``
+    and ``theta [K, 2, 3]`` are those of the images; patch ``k``'s pixels sit in the
+    canvas at row 1, column ``left[k]`` (the layout of :func:`warp_in_boxes`: apart, so
+    one level). What the warp operator runs, without what a general call needs and
+    this one does not (value checks, overlap scheduling, autograd, a blend over the
+    whole batch): the operator's parameter table of the patches *in the images*, so the
+    result does not depend on where a patch sits in the canvas, and a plan of one level
+    for the kernel that :func:`augpatch.ops.settings.kernel_for` selects. No gradient.
+    With ``fill``, as ``warp_patches_fill``: a channel of ones warped along says how much
+    of each sample came from inside its patch; uint8 ``nearest`` stays in uint8 (a pixel
+    is its source or exactly the fill).
+    """
+    r = rects.cpu()
+    wh = r[:, 2:] - r[:, :2]
+    index = torch.arange(r.shape[0])
+    params_objects = torch.cat((r[:, :2], wh, torch.zeros_like(index)[:, None], index[:, None]), 1)
+    plan_objects = torch.cat((left.cpu()[:, None], torch.ones_like(index)[:, None],
+                              params_objects[:, 2:]), 1)
+    channels = canvas.shape[1]
+    nearest_uint8 = mode == "nearest" and canvas.dtype == torch.uint8
+    if fill is None:
+        work = canvas
+    else:
+        keep = canvas.dtype in (torch.float32, torch.float64) or nearest_uint8
+        work = canvas if keep else canvas.to(torch.float32)
+        work = torch.cat((work, torch.ones_like(work[:, :1])), 1)
+    params = object_params(patches, theta.reshape(-1, 2, 3), params_objects, align_corners,
+                           compute_dtype(work.dtype), size)
+    plan = make_plan(plan_objects, [0, r.shape[0]], work, mode,
+                     padding_mode if fill is None else "zeros", align_corners, "parallel")
+    out, _ = kernel_for(work.device)[1].forward(work, params, plan, False)
+    if fill is None:
+        return out
+    warped, alpha = out[:, :channels], out[:, channels:]
+    value = fill_tensor(fill, channels).to(device=canvas.device, dtype=torch.float32 if (
+        nearest_uint8) else work.dtype)[None, :, None, None]
+    if nearest_uint8:  # warped is its source (alpha 1) or 0 (alpha 0: the fill, rounded)
+        return torch.where(alpha == 1, warped, value.round().clamp(0, 255).to(torch.uint8))
+    blended = torch.where(alpha == 1, warped, warped + (1 - alpha) * value)
+    if canvas.dtype == torch.uint8:
+        blended = blended.round().clamp(0, 255)
+    return blended.to(canvas.dtype)
 
 
 def _warp_in_boxes_compiled(
