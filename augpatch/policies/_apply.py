@@ -17,12 +17,9 @@ from torchvision.transforms import InterpolationMode
 from torchvision.tv_tensors import BoundingBoxFormat
 
 import augpatch.functional as AF
+from augpatch.policies._box_kernels import warp_rects
 from augpatch.policies._table import OPS, OpSpec, box_theta_of_ops
-from augpatch.policies.functional import (
-    box_pixel_rects,
-    fill_rects,
-    warp_in_boxes,
-)
+from augpatch.policies.functional import box_pixel_rects, fill_rects
 from augpatch.transforms.base import never_inverted as _never_inverted
 
 _PADDING = ("fill", "zeros", "border", "reflection", "image")
@@ -337,10 +334,9 @@ class _PolicyOps:
         else:  # only the boxes' pixels are read and written
             fill = state.fill if self.padding_mode == "fill" else None
             padding = "zeros" if self.padding_mode == "fill" else self.padding_mode
-            state.images = warp_in_boxes(
-                state.images, patches, theta, o2i, fill=fill, padding_mode=padding,
-                inplace=True, **common,
-            )
+            rects = box_pixel_rects(patches, state.size).to(patches.device)
+            state.images = warp_rects(state.images, rects, patches, theta, o2i, fill=fill,
+                                      padding_mode=padding, inplace=True, **common)
         self._box_warp_targets(state, fired, patches, theta)
         if self.move_boxes:
             moved = AF.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
