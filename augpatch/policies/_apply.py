@@ -130,10 +130,6 @@ class _PolicyOps:
         if state.images is None:
             return
         x = state.images.index_select(0, idx)
-        if name == "Sharpness" and x.device.type == "cpu":
-            # PyTorch's CPU depthwise convolution is several times faster on channels-last
-            # batches (same result): the blur of adjust_sharpness is one
-            x = x.contiguous(memory_format=torch.channels_last)
         y = _on_colour_channels(x, lambda t: OPS[name].image(t, value))
         state.images.index_copy_(0, idx, y.to(state.images.dtype))
 
