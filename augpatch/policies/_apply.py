@@ -17,6 +17,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.tv_tensors import BoundingBoxFormat
 
 import augpatch.functional as AF
+from augpatch.functional.checks import values_checked_later
 from augpatch.policies._box_kernels import warp_rects
 from augpatch.policies._table import OPS, OpSpec, box_theta_of_ops
 from augpatch.policies.functional import box_pixel_rects, fill_rects
@@ -224,8 +225,16 @@ class _PolicyOps:
 
         The ops act on different images, so they run side by side: one draw of the box
         coins, one warp of the boxes of every geometric op (one ``theta`` computation, one
-        plan), one kernel call per photometric op.
+        plan), one kernel call per photometric op. The value checks of the functions it
+        calls are skipped (:func:`~augpatch.functional.checks.values_checked_later`): the
+        call's boxes were checked on entry, the rest is the module's own.
         """
+        with values_checked_later():
+            self._box_ops_checked(state, k, img_op, rec, replay)
+
+    def _box_ops_checked(
+        self, state: _State, k: int, img_op: Tensor, rec: dict[str, Tensor], replay: bool
+    ) -> None:
         dev = state.o2i.device
         box_only = self._box_only_ids.to(dev)
         obj_op = img_op.to(dev)[state.o2i]  # [N] the op of each object's image
