@@ -514,7 +514,8 @@ def _warp_canvas(
     :func:`augpatch.ops.settings.kernel_for` selects. No gradient. With ``fill``, as
     ``warp_patches_fill``: a channel of ones warped along says how much of each sample
     came from inside its patch (uint8 ``nearest``, where a pixel is its source or exactly
-    the fill: the values less the fill are warped, then the fill added).
+    the fill: the values less the fill, modulo 256, are warped, then the fill added).
+    ``canvas`` is the caller's scratch: it may be modified.
     """
     r = rects.cpu()
     objects = torch.cat((left.cpu()[:, None], torch.ones_like(r[:, :1]), r[:, 2:] - r[:, :2],
@@ -531,13 +532,12 @@ def _warp_canvas(
         return run(canvas, padding_mode)
     value = fill_tensor(fill, channels).to(device=canvas.device, dtype=torch.float32)
     if mode == "nearest" and canvas.dtype == torch.uint8:
-        # a pixel is its source or the (rounded) fill: warp the values less the fill, so
-        # that the zero read outside the patch is the fill once it is added back (exact:
-        # integers in float32; no extra channel, no mask)
-        shift = value.round().clamp(0, 255)[None, :, None, None]
-        out = run(canvas.to(torch.float32).sub_(shift), "zeros").add_(shift)
-        # (integers in [0, 255]: through int16, several times faster than float -> uint8)
-        return out.to(torch.int16).to(torch.uint8)
+        # a pixel is its source or the (rounded) fill: warp the values less the fill
+        # (modulo 256: uint8 arithmetic wraps), so that the zero read outside the patch
+        # is the fill once it is added back; nearest copies a value exactly (no extra
+        # channel, no mask, no float copy of the canvas)
+        shift = value.round().clamp(0, 255).to(torch.uint8)[None, :, None, None]
+        return run(canvas.sub_(shift), "zeros").add_(shift)
     work = canvas if canvas.dtype in (torch.float32, torch.float64) else canvas.to(torch.float32)
     out = run(torch.cat((work, torch.ones_like(work[:, :1])), 1), "zeros")
     warped, alpha = out[:, :channels], out[:, channels:]
