@@ -704,3 +704,95 @@ def test_channels_last_images_give_the_same_result() -> None:
     out = aug(images, boxes, o2i)
     cl = aug(images.contiguous(memory_format=torch.channels_last), boxes, o2i, params=aug._params)
     assert torch.equal(cl.images, out.images) and torch.equal(cl.boxes, out.boxes)
+
+
+# --------------------------------------------------------------------------- issue 21 / 23
+
+
+def test_box_theta_of_several_ops_equals_each_ops_own_theta() -> None:
+    """One ``theta`` computation for every box-only geometric op of a slot: bit for bit."""
+    from augpatch.policies._table import box_theta_of_ops
+
+    g = _gen(40)
+    for dtype in (torch.float32, torch.float64):
+        for align_corners in (False, True):
+            counts = torch.randint(0, 9, (len(GEOMETRIC_BOX_OPS),), generator=g).tolist()
+            n = sum(counts)
+            xy = torch.rand(n, 2, generator=g, dtype=dtype) * 300
+            patches = torch.cat((xy, xy + 1 + torch.rand(n, 2, generator=g, dtype=dtype) * 90), 1)
+            magnitude = (torch.rand(n, generator=g, dtype=torch.float64) - 0.5) * 60
+            theta = box_theta_of_ops(GEOMETRIC_BOX_OPS, counts, patches, magnitude, align_corners)
+            start = 0
+            for name, count in zip(GEOMETRIC_BOX_OPS, counts):
+                rows = slice(start, start + count)
+                own = OPS[name].box_theta(patches[rows], magnitude[rows], align_corners)
+                assert torch.equal(theta[rows], own), (name, dtype)
+                start += count
+
+
+def test_cutouts_are_described_by_their_op_objects() -> None:
+    """Issue 23: the cutouts' behaviour lives on ``OpSpec`` (no op names in ``_apply.py``)."""
+    import inspect
+
+    import augpatch.policies._apply as apply_module
+
+    assert {name: spec.cutout for name, spec in OPS.items() if spec.cutout} == {
+        "Cutout": "image", "BBox_Cutout": "chosen_box", "Cutout_Only_BBoxes": "box"}
+    source = inspect.getsource(apply_module)
+    named = [name for name in OPS if f'"{name}"' in source or f"'{name}'" in source]
+    assert named == []
+    center = torch.tensor([[10, 20], [3, 4]])
+    region = torch.tensor([[0, 0, 100, 100], [2, 2, 12, 6]])
+    assert OPS["Cutout"].cutout_rects(center, torch.tensor([5.0, 5.0]), region).tolist() == [
+        [5, 15, 15, 25], [-2, -1, 8, 9]]
+    # BBox_Cutout: half-sides are the fraction of the region (the chosen box)
+    assert OPS["BBox_Cutout"].cutout_rects(center, torch.tensor([0.5, 0.5]), region).tolist() == [
+        [-15, -5, 35, 45], [1, 3, 5, 5]]
+    # Cutout_Only_BBoxes: inside its box
+    assert OPS["Cutout_Only_BBoxes"].cutout_rects(center, torch.tensor([5.0, 5.0]),
+                                                  region).tolist() == [[5, 15, 15, 25],
+                                                                       [2, 2, 8, 6]]
+    with pytest.raises(ValueError, match="not a cutout"):
+        OPS["Equalize"].cutout_rects(center, torch.ones(2), region)
+    assert OPS["Equalize"].cutout is None
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_box_only_ops_of_a_slot_run_together_as_each_image_alone(dtype: torch.dtype) -> None:
+    """Every box-only op of a slot runs in one pass; each image gets what it gets alone."""
+    policy = [[(name, 1.0, 7), ("Rotate_Only_BBoxes", 1.0, 4)] for name in BOX_OPS]
+    batch = len(policy)
+    images = _images(batch, 40, dtype, seed=41)
+    g = _gen(42)
+    xy = torch.randint(0, 30, (6 * batch, 2), generator=g).float()
+    boxes = torch.cat((xy, xy + torch.randint(4, 16, (6 * batch, 2), generator=g)), 1)  # overlap
+    o2i = torch.arange(6 * batch) % batch
+    aug = DetectionAutoAugment(policy, bbox_prob_divisor=1.5, generator=_gen(43))
+    params = aug.forward_parameters(images.shape, boxes, o2i)
+    params["sub_policy"] = torch.arange(batch)  # every op in the batch at once
+    out = aug(images, boxes, o2i, params=params)
+    assert len({OPS[name].kind for name in BOX_OPS}) == 2 and params["box_apply"][:, 0].any()
+    for b in range(batch):
+        objs = torch.nonzero(o2i == b).flatten()
+        one = {key: (v[b : b + 1] if v.shape[0] == batch and key not in ("box_apply",
+                     "box_magnitude", "box_cutout_center") else v[objs])
+               for key, v in params.items()}
+        alone = aug(images[b : b + 1], boxes[objs], torch.zeros_like(objs), params=one)
+        assert torch.equal(out.images[b : b + 1], alone.images), OPS[policy[b][0][0]].name
+
+
+def test_warp_in_boxes_does_not_depend_on_where_a_box_sits_in_the_canvas() -> None:
+    """Fractional float32 boxes: equal to warp_patches to float rounding (the parameters are
+    those of the boxes in the images, not of their shifted copies in the canvas)."""
+    g = _gen(44)
+    images = torch.rand(4, 3, 120, 300, generator=g)
+    xy = torch.rand(60, 2, generator=g) * torch.tensor([280.0, 100.0])
+    boxes = torch.cat((xy, xy + 3 + torch.rand(60, 2, generator=g) * 40), 1)
+    o2i = torch.randint(0, 4, (60,), generator=g)
+    patches = F.clip_boxes(boxes, (120, 300))
+    theta = F.patch_affine_matrix(patches, angle=torch.rand(60, generator=g) * 60 - 30)
+    got = warp_in_boxes(images, patches, theta, o2i)
+    torch.testing.assert_close(got, F.warp_patches(images, patches, theta, o2i), atol=1e-6, rtol=0)
+    got = warp_in_boxes(images, patches, theta, o2i, fill=0.5)
+    want = F.warp_patches_fill(images, patches, theta, o2i, fill=0.5)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)

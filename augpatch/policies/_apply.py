@@ -17,12 +17,10 @@ from torchvision.transforms import InterpolationMode
 from torchvision.tv_tensors import BoundingBoxFormat
 
 import augpatch.functional as AF
-from augpatch.policies._table import OPS
-from augpatch.policies.functional import (
-    box_pixel_rects,
-    fill_rects,
-    warp_in_boxes,
-)
+from augpatch.functional.checks import values_checked_later
+from augpatch.policies._box_kernels import warp_rects
+from augpatch.policies._table import OPS, OpSpec, box_theta_of_ops
+from augpatch.policies.functional import box_pixel_rects, fill_rects
 from augpatch.transforms.base import never_inverted as _never_inverted
 
 _PADDING = ("fill", "zeros", "border", "reflection", "image")
@@ -42,7 +40,12 @@ class _PolicyOps:
     """The op methods of :class:`~augpatch.policies.DetectionAutoAugment` (a mixin)."""
 
     def _run(self, state: _State, rec: dict[str, Tensor], replay: bool) -> None:
-        """Apply the ops of every image's sub-policy, slot by slot, to ``state``."""
+        """Apply the ops of every image's sub-policy, slot by slot, to ``state``.
+
+        In a slot each image runs one op, so the ops of a slot act on different images:
+        the image-level ones run grouped by (op, magnitude), the box-only ones all
+        together (:meth:`_box_ops`).
+        """
         device = state.boxes.device
         sub_cpu = rec["sub_policy"].cpu()
         apply_cpu = rec["apply"].cpu()
@@ -50,15 +53,18 @@ class _PolicyOps:
         op_of = self._op_id[sub_cpu]  # [B, K]
         for k in range(self.num_slots):
             ran = apply_cpu[:, k] & (op_of[:, k] >= 0)
-            for op_id in torch.unique(op_of[ran, k]).tolist():
+            op_ids = torch.unique(op_of[ran, k]).tolist()
+            if any(OPS[self._op_names[i]].box_only for i in op_ids):
+                self._box_ops(state, k, torch.where(ran, op_of[:, k], -1), rec, replay)
+            for op_id in op_ids:
                 name = self._op_names[op_id]
-                chosen = ran & (op_of[:, k] == op_id)
                 spec = OPS[name]
-                if not replay:
-                    self._resolve(rec, name, k, chosen, state.boxes, state.o2i, state.size)
                 if spec.box_only:
-                    self._box_op(state, name, k, chosen, rec)
-                elif spec.kind == "cutout":
+                    continue
+                chosen = ran & (op_of[:, k] == op_id)
+                if spec.cutout is not None:
+                    if not replay:
+                        self._resolve_cutout(rec, name, k, chosen, state.boxes, state.size)
                     if state.images is not None:
                         self._cutout(state, name, k, chosen, rec)
                 else:
@@ -125,10 +131,6 @@ class _PolicyOps:
         if state.images is None:
             return
         x = state.images.index_select(0, idx)
-        if name == "Sharpness" and x.device.type == "cpu":
-            # PyTorch's CPU depthwise convolution is several times faster on channels-last
-            # batches (same result): the blur of adjust_sharpness is one
-            x = x.contiguous(memory_format=torch.channels_last)
         y = _on_colour_channels(x, lambda t: OPS[name].image(t, value))
         state.images.index_copy_(0, idx, y.to(state.images.dtype))
 
@@ -181,88 +183,126 @@ class _PolicyOps:
             moved_pts = boxes_fn(as_boxes, None)[:, :2].reshape(pts.shape).to(pts.dtype)
             state.keypoints = state.keypoints.index_copy(0, objs, moved_pts)
 
-    def _resolve(
+    def _resolve_cutout(
         self, rec: dict[str, Tensor], name: str, k: int, chosen: Tensor, boxes: Tensor,
-        o2i: Tensor, size: tuple[int, int],
+        size: tuple[int, int],
     ) -> None:
-        """Decide, from the boxes as they are now, what op ``name`` of slot ``k`` draws.
+        """Draw the centre of image-level cutout ``name`` of slot ``k`` (the images ``chosen``).
 
-        Box coins (through ``box_prob``) and the centres of the cutouts depend on the
-        boxes when the op runs (an earlier op of the sub-policy may have moved them), so
-        they are resolved from the uniform draws here, once per (slot, op), and recorded.
+        A uniform pixel of the op's region (:attr:`OpSpec.cutout`), from the boxes as
+        they are when the op runs (an earlier op may have moved them), recorded in ``rec``.
         """
-        device = boxes.device
-        if OPS[name].box_only:
-            objs = torch.nonzero(chosen.to(device)[o2i]).flatten()
-            if objs.numel() == 0:
-                return
-            sub = rec["sub_policy"][o2i[objs]]
-            prob = self._prob.to(device)[sub, k]
-            p = self._coin_probability(name, prob, boxes[objs])
-            rec["box_apply"][objs, k] = rec["_u_box"][objs, k].double() < p
-            if name == "Cutout_Only_BBoxes":
-                fired = objs[rec["box_apply"][objs, k]]
-                rect = box_pixel_rects(boxes[fired], size)
-                rec["box_cutout_center"][fired, k] = _uniform_pixel(
-                    rec["_u_box_center"][fired, k], rect
-                )
-            return
-        idx = torch.nonzero(chosen).flatten().to(device)
-        if name == "Cutout":  # a uniform pixel of the image
+        idx, region = self._cutout_region(rec, name, k, chosen, boxes, size)
+        rec["cutout_center"][idx, k] = _uniform_pixel(rec["_u_center"][idx, k], region)
+
+    def _cutout_region(
+        self, rec: dict[str, Tensor], name: str, k: int, chosen: Tensor, boxes: Tensor,
+        size: tuple[int, int],
+    ) -> tuple[Tensor, Tensor]:
+        """The images of ``chosen`` that cutout ``name`` acts on and the pixel rects ``[M, 4]``
+        its centres are drawn in: the image, or the image's chosen box (an image without
+        boxes has none: it is left out)."""
+        idx = torch.nonzero(chosen).flatten().to(boxes.device)
+        if OPS[name].cutout == "image":
             height, width = size
-            rect = torch.tensor([[0, 0, width, height]], device=device).expand(idx.numel(), 4)
-            rec["cutout_center"][idx, k] = _uniform_pixel(rec["_u_center"][idx, k], rect)
-        elif name == "BBox_Cutout":  # a uniform pixel of the chosen box
-            obj = rec["bbox_cutout_object"][idx, k]
-            idx, obj = idx[obj >= 0], obj[obj >= 0]
-            rect = box_pixel_rects(boxes[obj], size)
-            rec["cutout_center"][idx, k] = _uniform_pixel(rec["_u_center"][idx, k], rect)
+            rect = torch.tensor([[0, 0, width, height]], device=boxes.device)
+            return idx, rect.expand(idx.numel(), 4)
+        obj = rec["bbox_cutout_object"][idx, k]
+        return idx[obj >= 0], box_pixel_rects(boxes[obj[obj >= 0]], size)
 
     def _cutout(self, state: _State, name: str, k: int, chosen: Tensor, rec: dict[str, Tensor]) -> None:
-        """``Cutout`` / ``BBox_Cutout`` of every chosen image at once."""
-        device = state.images.device
-        idx = torch.nonzero(chosen).flatten().to(device)
+        """An image-level cutout on every chosen image at once."""
+        idx, region = self._cutout_region(rec, name, k, chosen, state.boxes, state.size)
         center = rec["cutout_center"][idx, k]
-        magnitude = rec["magnitude"][idx, k]
-        if name == "Cutout":
-            pad = magnitude.long()[:, None].expand(-1, 2)
-        else:  # BBox_Cutout: half-sides are the fraction of the chosen box's size
-            obj = rec["bbox_cutout_object"][idx, k]
-            # an image without boxes has no object to cut (-1): it is left unchanged
-            idx, center, magnitude, obj = idx[obj >= 0], center[obj >= 0], magnitude[obj >= 0], obj[obj >= 0]
-            rect = box_pixel_rects(state.boxes[obj], state.size)
-            pad = (magnitude[:, None] * (rect[:, 2:] - rect[:, :2]).double() / 2).long()
         valid = (center >= 0).all(-1)
-        rects = torch.cat((center - pad, center + pad), -1)[valid]
+        rects = OPS[name].cutout_rects(center, rec["magnitude"][idx, k], region)[valid]
         state.images = fill_rects(state.images, rects, idx[valid], state.fill, inplace=True)
 
-    def _box_op(self, state: _State, name: str, k: int, chosen: Tensor, rec: dict[str, Tensor]) -> None:
-        """A box-only op on every box of the chosen images whose coin fired (one pass)."""
-        objs = torch.nonzero(chosen.to(state.o2i.device)[state.o2i]).flatten()
+    def _box_ops(
+        self, state: _State, k: int, img_op: Tensor, rec: dict[str, Tensor], replay: bool
+    ) -> None:
+        """Every box-only op of slot ``k`` at once (``img_op [B]``: each image's op id, -1: none).
+
+        The ops act on different images, so they run side by side: one draw of the box
+        coins, one warp of the boxes of every geometric op (one ``theta`` computation, one
+        plan), one kernel call per photometric op. The value checks of the functions it
+        calls are skipped (:func:`~augpatch.functional.checks.values_checked_later`): the
+        call's boxes were checked on entry, the rest is the module's own.
+        """
+        with values_checked_later():
+            self._box_ops_checked(state, k, img_op, rec, replay)
+
+    def _box_ops_checked(
+        self, state: _State, k: int, img_op: Tensor, rec: dict[str, Tensor], replay: bool
+    ) -> None:
+        dev = state.o2i.device
+        box_only = self._box_only_ids.to(dev)
+        obj_op = img_op.to(dev)[state.o2i]  # [N] the op of each object's image
+        objs = torch.nonzero(box_only[obj_op.clamp(min=0)] & (obj_op >= 0)).flatten()
+        if objs.numel() == 0:
+            return
+        if not replay:
+            self._resolve_boxes(rec, k, objs, obj_op[objs], state)
         fired = objs[rec["box_apply"][objs, k]]
         if fired.numel() == 0:
             return
-        magnitude = rec["box_magnitude"][fired, k]
-        height, width = state.size
-        boxes, o2i = state.boxes[fired], state.o2i[fired]
-        if OPS[name].kind == "box_geometric":
-            self._box_warp(state, name, fired, magnitude)
-        elif state.images is None:
+        fired_op = obj_op[fired]
+        fired = fired[torch.sort(fired_op, stable=True).indices]  # by op, each in index order
+        ids, counts = torch.unique_consecutive(obj_op[fired], return_counts=True)
+        groups = [(OPS[self._op_names[i]], g) for i, g in zip(
+            ids.tolist(), torch.split(fired, counts.tolist()), strict=True)]
+        geometric = [(spec, g) for spec, g in groups if spec.kind == "box_geometric"]
+        if geometric:
+            self._box_warp(state, k, geometric, rec)
+        if state.images is None:
             return
-        elif name != "Cutout_Only_BBoxes":  # Equalize_ / Solarize_Only_BBoxes
-            state.images = _on_colour_channels(state.images, lambda t: OPS[name].boxes_photometric(
-                t, boxes, magnitude, o2i, self.overlap, inplace=t is state.images
-            ))
-        elif name == "Cutout_Only_BBoxes":  # a square about a pixel of the box, inside the box
-            rect = box_pixel_rects(boxes, (height, width))
-            center = rec["box_cutout_center"][fired, k]
-            valid = (center >= 0).all(-1)
-            pad = magnitude.long()[:, None]
-            cut = torch.cat(
-                (torch.maximum(center - pad, rect[:, :2]), torch.minimum(center + pad, rect[:, 2:])),
-                -1,
-            )[valid]
-            state.images = fill_rects(state.images, cut, o2i[valid], state.fill, inplace=True)
+        for spec, g in groups:
+            if spec.cutout is not None:
+                self._box_cutout(state, spec, g, k, rec)
+            elif spec.kind == "box_photometric":
+                self._box_photometric(state, spec, g, rec["box_magnitude"][g, k])
+
+    def _box_photometric(self, state: _State, spec: OpSpec, fired: Tensor, value: Tensor) -> None:
+        """Equalize_ / Solarize_Only_BBoxes on the boxes ``fired`` (one kernel call)."""
+        boxes, o2i = state.boxes[fired], state.o2i[fired]
+        state.images = _on_colour_channels(state.images, lambda t: spec.boxes_photometric(
+            t, boxes, value, o2i, self.overlap, inplace=t is state.images))
+
+    def _resolve_boxes(
+        self, rec: dict[str, Tensor], k: int, objs: Tensor, obj_op: Tensor, state: _State
+    ) -> None:
+        """Draw the coins of the boxes ``objs`` (box-only ops of slot ``k``; ``obj_op``: their
+        op ids) and the centres of ``Cutout_Only_BBoxes``, from the boxes as they are now.
+
+        Box coins (through ``box_prob``) and the cutouts' centres depend on the boxes when
+        the op runs (an earlier op of the sub-policy may have moved them), so they are
+        resolved from the uniform draws here and recorded.
+        """
+        boxes = state.boxes
+        prob = self._prob.to(boxes.device)[rec["sub_policy"][state.o2i[objs]], k]
+        if self.box_prob is None:
+            p = prob / self.bbox_prob_divisor
+        else:  # the hook sees one op at a time
+            p = torch.empty_like(prob)
+            for op_id in torch.unique(obj_op).tolist():
+                rows = torch.nonzero(obj_op == op_id).flatten()
+                p[rows] = self._coin_probability(self._op_names[op_id], prob[rows], boxes[objs[rows]])
+        rec["box_apply"][objs, k] = rec["_u_box"][objs, k].double() < p
+        cut = self._box_cutout_ids.to(boxes.device)[obj_op]
+        fired = objs[cut & rec["box_apply"][objs, k]]
+        if fired.numel():
+            rect = box_pixel_rects(boxes[fired], state.size)
+            rec["box_cutout_center"][fired, k] = _uniform_pixel(rec["_u_box_center"][fired, k], rect)
+
+    def _box_cutout(self, state: _State, spec: OpSpec, fired: Tensor, k: int,
+                    rec: dict[str, Tensor]) -> None:
+        """``Cutout_Only_BBoxes``: a square about a drawn pixel of each box, inside the box."""
+        region = box_pixel_rects(state.boxes[fired], state.size)
+        center = rec["box_cutout_center"][fired, k]
+        valid = (center >= 0).all(-1)
+        cut = spec.cutout_rects(center, rec["box_magnitude"][fired, k], region)[valid]
+        state.images = fill_rects(state.images, cut, state.o2i[fired][valid], state.fill,
+                                  inplace=True)
 
     def _coin_probability(self, name: str, prob: Tensor, boxes: Tensor) -> Tensor:
         if self.box_prob is None:
@@ -278,10 +318,15 @@ class _PolicyOps:
             raise ValueError(f"box_prob must return probabilities in [0, 1] (op {name})")
         return p
 
-    def _box_warp(self, state: _State, name: str, fired: Tensor, magnitude: Tensor) -> None:
+    def _box_warp(self, state: _State, k: int, groups: list[tuple[OpSpec, Tensor]],
+                  rec: dict[str, Tensor]) -> None:
+        """The box-only geometric ops of a slot: one ``theta`` for every box, one warp."""
         height, width = state.size
+        fired = torch.cat([g for _, g in groups])
         patches = AF.clip_boxes(state.boxes[fired], (height, width))
-        theta = OPS[name].box_theta(patches, magnitude, align_corners=self.align_corners)
+        theta = box_theta_of_ops([spec.name for spec, _ in groups], [g.numel() for _, g in groups],
+                                 patches, rec["box_magnitude"][fired, k],
+                                 align_corners=self.align_corners)
         o2i = state.o2i[fired]
         common = {"mode": self.interpolation, "align_corners": self.align_corners,
                   "overlap": self.overlap}
@@ -294,10 +339,9 @@ class _PolicyOps:
         else:  # only the boxes' pixels are read and written
             fill = state.fill if self.padding_mode == "fill" else None
             padding = "zeros" if self.padding_mode == "fill" else self.padding_mode
-            state.images = warp_in_boxes(
-                state.images, patches, theta, o2i, fill=fill, padding_mode=padding,
-                inplace=True, **common,
-            )
+            rects = box_pixel_rects(patches, state.size).to(patches.device)
+            state.images = warp_rects(state.images, rects, patches, theta, o2i, fill=fill,
+                                      padding_mode=padding, inplace=True, **common)
         self._box_warp_targets(state, fired, patches, theta)
         if self.move_boxes:
             moved = AF.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)

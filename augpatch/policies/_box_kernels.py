@@ -25,8 +25,10 @@ from augpatch.functional.checks import (
     fill_tensor,
 )
 from augpatch.ops import compiled_ops
-from augpatch.ops.plan import pixel_rects
+from augpatch.ops.plan import make_plan, object_params, pixel_rects
 from augpatch.ops.schedule import overlap_edges, schedule_levels
+from augpatch.ops.settings import kernel_for
+from augpatch.ops.values import compute_dtype
 
 __all__ = [
     "box_pixel_rects",
@@ -431,8 +433,35 @@ def warp_in_boxes(
     images, rects, o2i = _prepare(images, boxes, obj_to_img)
     patches = AF.clip_boxes(boxes.to(theta.dtype if theta.is_floating_point() else torch.float32),
                             (images.shape[2], images.shape[3])).to(images.device)
-    theta = theta.to(images.device).reshape(-1, 2, 3)
+    return warp_rects(images, rects, patches, theta.to(images.device).reshape(-1, 2, 3), o2i,
+                      fill=fill, mode=mode, padding_mode=padding_mode,
+                      align_corners=align_corners, overlap=overlap, inplace=inplace)
+
+
+def warp_rects(
+    images: Tensor, rects: Tensor, patches: Tensor, theta: Tensor, obj_to_img: Tensor, *,
+    fill: float | Sequence[float] | Tensor | None, mode: str, padding_mode: str,
+    align_corners: bool, overlap: str, inplace: bool,
+) -> Tensor:
+    """:func:`warp_in_boxes` of checked arguments (``DetectionAutoAugment``'s call).
+
+    ``rects [N, 4]``: the boxes' pixel rects (:func:`box_pixel_rects`), ``patches [N, 4]``
+    the boxes clipped to the canvas, ``theta [N, 2, 3]``, ``obj_to_img [N]``, all on the
+    images' device; ``padding_mode`` patch-relative.
+    """
     channels = images.shape[1]
+    size = (images.shape[2], images.shape[3])
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (images, patches, theta))
+    params = None
+    if not grad:  # the operator's parameter table of every patch in the images, once
+        work_dtype = torch.float32 if images.dtype in (torch.uint8, torch.float16,
+                                                       torch.bfloat16) else images.dtype
+        r = rects.cpu()
+        index = torch.arange(r.shape[0])
+        objects = torch.cat((r[:, :2], r[:, 2:] - r[:, :2], torch.zeros_like(index)[:, None],
+                             index[:, None]), 1)
+        params = object_params(patches, theta, objects, align_corners,
+                               compute_dtype(work_dtype), size)
 
     def layout(sel: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
         """The rects ``sel``, each one's first canvas column, and the canvas size."""
@@ -442,6 +471,9 @@ def warp_in_boxes(
         return r, left, (int(heights.max()) + 2, int(left[-1] + widths[-1]) + 1)
 
     def warp(canvas: Tensor, sel: Tensor, r: Tensor, left: Tensor) -> Tensor:
+        if params is not None:
+            return _warp_canvas(canvas, params[sel], r, left, fill, mode, padding_mode,
+                                align_corners)
         shift = torch.stack((left - r[:, 0], 1 - r[:, 1]), 1).to(patches.dtype)
         cboxes = patches[sel] + shift.repeat(1, 2)
         kw = {"mode": mode, "align_corners": align_corners, "overlap": "parallel"}
@@ -449,7 +481,7 @@ def warp_in_boxes(
             return AF.warp_patches(canvas, cboxes, theta[sel], padding_mode=padding_mode, **kw)
         return AF.warp_patches_fill(canvas, cboxes, theta[sel], fill=fill, **kw)
 
-    ops = _compiled(images, boxes, theta, any_dtype=True)
+    ops = _compiled(images, patches, theta, any_dtype=True)
     if ops is None:  # gather the pixels into the canvas and back with index tensors
 
         def fn(values: Tensor, lvl: _Level) -> Tensor:
@@ -460,9 +492,60 @@ def warp_in_boxes(
             at.write(canvas, values)
             return at.read(warp(canvas, lvl.sel, r, left))
 
-        return _apply_in_boxes(images, rects, o2i, fn, overlap, inplace)
+        return _apply_in_boxes(images, rects, obj_to_img, fn, overlap, inplace)
 
-    return _warp_in_boxes_compiled(ops, images, rects, o2i, layout, warp, overlap, inplace)
+    return _warp_in_boxes_compiled(ops, images, rects, obj_to_img, layout, warp, overlap, inplace)
+
+
+def _warp_canvas(
+    canvas: Tensor, params: Tensor, rects: Tensor, left: Tensor,
+    fill: float | Sequence[float] | Tensor | None, mode: str, padding_mode: str,
+    align_corners: bool,
+) -> Tensor:
+    """``warp_patches`` (``fill``: ``warp_patches_fill``) of the patches packed in a canvas.
+
+    Patch ``k`` (pixel rect ``rects[k]`` of the images, parameters ``params[k]``: the
+    warp operator's table, :func:`augpatch.ops.plan.object_params`, of the patch *in the
+    images*, so the result does not depend on where it sits in the canvas) has its pixels
+    in the canvas at row 1, column ``left[k]`` (the layout of :func:`warp_in_boxes`:
+    apart, so one level). What the warp operator runs, without what a general call needs
+    and this one does not (value checks, overlap scheduling, autograd, a blend over the
+    whole batch): a plan of one level for the kernel that
+    :func:`augpatch.ops.settings.kernel_for` selects. No gradient. With ``fill``, as
+    ``warp_patches_fill``: a channel of ones warped along says how much of each sample
+    came from inside its patch (uint8 ``nearest``, where a pixel is its source or exactly
+    the fill: the values less the fill, modulo 256, are warped, then the fill added).
+    ``canvas`` is the caller's scratch: it may be modified.
+    """
+    r = rects.cpu()
+    objects = torch.cat((left.cpu()[:, None], torch.ones_like(r[:, :1]), r[:, 2:] - r[:, :2],
+                         torch.zeros_like(r[:, :1])), 1)
+    channels = canvas.shape[1]
+
+    def run(work: Tensor, padding: str) -> Tensor:
+        plan = make_plan(objects, [0, r.shape[0]], work, mode, padding, align_corners,
+                         "parallel")
+        return kernel_for(work.device)[1].forward(work, params.to(compute_dtype(work.dtype)),
+                                                  plan, False)[0]
+
+    if fill is None:
+        return run(canvas, padding_mode)
+    value = fill_tensor(fill, channels).to(device=canvas.device, dtype=torch.float32)
+    if mode == "nearest" and canvas.dtype == torch.uint8:
+        # a pixel is its source or the (rounded) fill: warp the values less the fill
+        # (modulo 256: uint8 arithmetic wraps), so that the zero read outside the patch
+        # is the fill once it is added back; nearest copies a value exactly (no extra
+        # channel, no mask, no float copy of the canvas)
+        shift = value.round().clamp(0, 255).to(torch.uint8)[None, :, None, None]
+        return run(canvas.sub_(shift), "zeros").add_(shift)
+    work = canvas if canvas.dtype in (torch.float32, torch.float64) else canvas.to(torch.float32)
+    out = run(torch.cat((work, torch.ones_like(work[:, :1])), 1), "zeros")
+    warped, alpha = out[:, :channels], out[:, channels:]
+    value = value.to(work.dtype)[None, :, None, None]
+    blended = torch.where(alpha == 1, warped, warped + (1 - alpha) * value)
+    if canvas.dtype == torch.uint8:
+        blended = blended.round().clamp(0, 255)
+    return blended.to(canvas.dtype)
 
 
 def _warp_in_boxes_compiled(

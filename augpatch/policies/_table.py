@@ -27,6 +27,7 @@ from augpatch.policies._box_kernels import equalize_boxes, solarize_add, solariz
 
 __all__ = [
     "BBOX_ONLY_PROB_DIVISOR",
+    "box_theta_of_ops",
     "MAX_LEVEL",
     "OPS",
     "POLICIES",
@@ -84,6 +85,10 @@ def _colour(name: str, x: Tensor, value: float) -> Tensor:
         return TF.posterize(x, int(value))
     if name in ("AutoContrast", "Equalize"):
         return getattr(TF, name.lower())(x)
+    if name == "Sharpness" and x.device.type == "cpu":
+        # PyTorch's CPU depthwise convolution is several times faster on channels-last
+        # batches (same result): the blur of adjust_sharpness is one
+        x = x.contiguous(memory_format=torch.channels_last)
     adjust = {"Color": TF.adjust_saturation, "Contrast": TF.adjust_contrast,
               "Brightness": TF.adjust_brightness, "Sharpness": TF.adjust_sharpness}[name]
     return adjust(x, value)
@@ -103,21 +108,56 @@ def _affine(name: str, value: float) -> tuple[str, dict[str, Any]]:
                       "center": [0.5, 0.5]}
 
 
-def _box_theta(name: str, patches: Tensor, m: Tensor, align_corners: bool) -> Tensor:
-    """Box-only geometric op: ``theta [N, 2, 3]`` about each box's centre."""
+def _box_affine(name: str, m: Tensor) -> dict[str, Tensor]:
+    """Box-only geometric op: its ``patch_affine_matrix`` arguments for magnitudes ``m [N]``."""
     zero = torch.zeros_like(m)
-    kw: dict[str, Any] = {"align_corners": align_corners}
     if name == "Rotate_Only_BBoxes":
-        kw["angle"] = m
-    elif name.startswith("Shear"):
+        return {"angle": m}
+    if name.startswith("Shear"):
         deg = torch.rad2deg(torch.atan(m))  # torchvision F.affine shear: x -> x - tan(shx) y
-        kw["shear"] = torch.stack((deg, zero) if name.startswith("ShearX") else (zero, deg), -1)
-    elif name.startswith("Translate"):
-        kw["translate"] = torch.stack((-m, zero) if name.startswith("TranslateX") else (zero, -m),
-                                      -1)
-    else:  # Flip_Only_BBoxes
-        scale = torch.tensor([-1.0, 1.0], dtype=patches.dtype, device=patches.device)
-        kw["scale"] = scale.expand(patches.shape[0], 2)
+        return {"shear": torch.stack((deg, zero) if name.startswith("ShearX") else (zero, deg), -1)}
+    if name.startswith("Translate"):
+        return {"translate": torch.stack((-m, zero) if name.startswith("TranslateX") else (zero, -m),
+                                         -1)}
+    # Flip_Only_BBoxes
+    return {"scale": torch.stack((torch.full_like(m, -1.0), torch.ones_like(m)), -1)}
+
+
+# patch_affine_matrix's arguments and their identity values (rows of ops that lack one)
+_IDENTITY = {"angle": (0.0,), "shear": (0.0, 0.0), "translate": (0.0, 0.0), "scale": (1.0, 1.0)}
+
+
+def box_theta_of_ops(
+    names: Sequence[str], counts: Sequence[int], patches: Tensor, magnitude: Tensor,
+    align_corners: bool = False,
+) -> Tensor:
+    """``theta [N, 2, 3]`` of several box-only geometric ops in one ``patch_affine_matrix`` call.
+
+    The first ``counts[0]`` rows of ``patches [N, 4]`` / ``magnitude [N]`` are op
+    ``names[0]``'s boxes, the next ``counts[1]`` op ``names[1]``'s, and so on. Each op
+    gives its arguments (:meth:`OpSpec.box_affine`); the rows of the others get the
+    identity value of that argument (angle 0, shear 0, no shift, scale 1), which changes
+    no bit of a row's ``theta``: equal to each op's own :meth:`OpSpec.box_theta` (tested).
+
+    Example:
+        >>> patches = torch.tensor([[0.0, 0.0, 8.0, 8.0], [2.0, 2.0, 6.0, 10.0]])
+        >>> both = box_theta_of_ops(["Rotate_Only_BBoxes", "Flip_Only_BBoxes"], [1, 1], patches,
+        ...                         torch.tensor([30.0, 0.0]))
+        >>> torch.equal(both[1:], OPS["Flip_Only_BBoxes"].box_theta(patches[1:], torch.zeros(1)))
+        True
+    """
+    m = magnitude.to(patches.dtype)
+    parts = [OPS[name].box_affine(chunk)
+             for name, chunk in zip(names, torch.split(m, list(counts)), strict=True)]
+    used = {key for part in parts for key in part}
+    kw: dict[str, Any] = {"align_corners": align_corners}
+    for key in _IDENTITY:
+        if key in used:
+            identity = torch.tensor(_IDENTITY[key], dtype=m.dtype, device=m.device)
+            if key == "angle":
+                identity = identity[0]
+            kw[key] = torch.cat([part[key] if key in part else identity.expand(n, *identity.shape)
+                                 for part, n in zip(parts, counts, strict=True)])
     return AF.patch_affine_matrix(patches, **kw)
 
 
@@ -151,6 +191,26 @@ def _crop(name: str, crop: Tensor, value: float, fill: list[float], mode: Any) -
     return TF.affine(crop, interpolation=mode, fill=fill, **{**base, **kw})
 
 
+def _cutout_rects(name: str, center: Tensor, magnitude: Tensor, region: Tensor) -> Tensor:
+    """A cutout's filled pixel rects ``[M, 4]``: squares about ``center [M, 2]`` (``(x, y)``).
+
+    ``magnitude [M]``: the op's argument; ``region [M, 4]``: the pixel rect the centre
+    was drawn in (the image, the chosen box, or the box itself)."""
+    if name == "BBox_Cutout":  # half-sides are the fraction of the chosen box's size
+        pad = (magnitude[:, None] * (region[:, 2:] - region[:, :2]).double() / 2).long()
+    else:
+        pad = magnitude.long()[:, None].expand(-1, 2)
+    lo, hi = center - pad, center + pad
+    if name == "Cutout_Only_BBoxes":  # a square about a pixel of the box, inside the box
+        lo, hi = torch.maximum(lo, region[:, :2]), torch.minimum(hi, region[:, 2:])
+    return torch.cat((lo, hi), -1)
+
+
+#: Where each cutout draws its centre (``OpSpec.cutout``): a uniform pixel of the image,
+#: of one box of the image drawn uniformly, or of each box whose coin fired.
+_CUTOUT_REGIONS = {"Cutout": "image", "BBox_Cutout": "chosen_box", "Cutout_Only_BBoxes": "box"}
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """One op of the policies.
@@ -169,10 +229,11 @@ class OpSpec:
 
     What the op does (the one place each op is defined; ``None`` where it does not apply):
     :meth:`image` (colour ops), :meth:`affine` (image-level geometric ops),
-    :meth:`box_theta` (box-only geometric ops), :meth:`boxes_photometric` (box-only
-    photometric ops but ``Cutout_Only_BBoxes``), :meth:`crop` (the reference's per-box
-    op on one crop, the loop baseline of :mod:`augpatch.testing.policy_loop`). The
-    cutouts' squares are drawn and filled by ``DetectionAutoAugment`` itself.
+    :meth:`box_affine` / :meth:`box_theta` (box-only geometric ops),
+    :meth:`boxes_photometric` (box-only photometric ops with a kernel: equalize,
+    solarize), :attr:`cutout` / :meth:`cutout_rects` (the three cutouts: where the
+    centre is drawn, which pixels are filled), :meth:`crop` (the reference's per-box op
+    on one crop, the loop baseline of :mod:`augpatch.testing.policy_loop`).
     """
 
     name: str
@@ -185,6 +246,13 @@ class OpSpec:
     def box_only(self) -> bool:
         return self.kind.startswith("box_")
 
+    @property
+    def cutout(self) -> str | None:
+        """Where a cutout draws its centre: ``"image"`` (``Cutout``), ``"chosen_box"`` (one
+        box of the image drawn uniformly: ``BBox_Cutout``) or ``"box"`` (each box whose coin
+        fired: ``Cutout_Only_BBoxes``); ``None`` for the other ops."""
+        return _CUTOUT_REGIONS.get(self.name)
+
     def image(self, x: Tensor, value: float) -> Tensor:
         """Colour op on ``x [B, 1 or 3, H, W]`` with argument ``value`` (uint8 levels)."""
         self._need("color")
@@ -195,21 +263,38 @@ class OpSpec:
         self._need("image_geometric")
         return _affine(self.name, value)
 
-    def box_theta(self, patches: Tensor, magnitude: Tensor, align_corners: bool = False) -> Tensor:
-        """Box-only geometric op: ``theta [N, 2, 3]`` of ``patches [N, 4]``, ``magnitude [N]``."""
+    def box_affine(self, magnitude: Tensor) -> dict[str, Tensor]:
+        """Box-only geometric op: its :func:`augpatch.functional.patch_affine_matrix`
+        arguments (``angle`` / ``shear`` / ``translate`` / ``scale``) for ``magnitude [N]``."""
         self._need("box_geometric")
-        return _box_theta(self.name, patches, magnitude.to(patches.dtype), align_corners)
+        return _box_affine(self.name, magnitude)
+
+    def box_theta(self, patches: Tensor, magnitude: Tensor, align_corners: bool = False) -> Tensor:
+        """Box-only geometric op: ``theta [N, 2, 3]`` of ``patches [N, 4]``, ``magnitude [N]``
+        (about each box's centre)."""
+        return AF.patch_affine_matrix(patches, **self.box_affine(magnitude.to(patches.dtype)),
+                                      align_corners=align_corners)
 
     def boxes_photometric(self, images: Tensor, boxes: Tensor, value: Tensor, o2i: Tensor,
                           overlap: str, inplace: bool) -> Tensor:
         """Box-only photometric op in every box (``value [M]`` in uint8 levels)."""
-        if self.kind != "box_photometric" or self.name == "Cutout_Only_BBoxes":
+        if self.kind != "box_photometric" or self.cutout is not None:
             raise ValueError(f"{self.name!r} is not a box-only photometric op with a kernel")
         return _box_photometric(self.name, images, boxes, value, o2i, overlap, inplace)
 
+    def cutout_rects(self, center: Tensor, magnitude: Tensor, region: Tensor) -> Tensor:
+        """A cutout's filled pixel rects ``[M, 4]`` (``j0, i0, j1, i1``; clipped later).
+
+        ``center [M, 2]``: the drawn ``(x, y)`` pixels; ``magnitude [M]``: the argument;
+        ``region [M, 4]``: the pixel rect each centre was drawn in (:attr:`cutout`).
+        """
+        if self.cutout is None:
+            raise ValueError(f"{self.name!r} is not a cutout")
+        return _cutout_rects(self.name, center, magnitude, region)
+
     def crop(self, crop: Tensor, value: float, fill: list[float], mode: Any) -> Tensor:
         """The reference's op on one box crop ``[1, C, h, w]`` (box-only ops but cutout)."""
-        if not self.box_only or self.name == "Cutout_Only_BBoxes":
+        if not self.box_only or self.cutout is not None:
             raise ValueError(f"{self.name!r} has no per-crop reference")
         return _crop(self.name, crop, value, fill, mode)
 

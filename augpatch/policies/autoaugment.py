@@ -251,6 +251,11 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
         self._arg = torch.zeros(s, k, dtype=torch.float64)
         self._signed = torch.zeros(s, k, dtype=torch.bool)
         self._box_only = torch.zeros(s, k, dtype=torch.bool)
+        # BBox_Cutout-like ops draw one box of the image (OpSpec.cutout == "chosen_box")
+        self._picks_box = torch.zeros(s, k, dtype=torch.bool)
+        # by op id: box-only, and cutout inside each box (Cutout_Only_BBoxes)
+        self._box_only_ids = torch.tensor([OPS[op].box_only for op in names])
+        self._box_cutout_ids = torch.tensor([OPS[op].cutout == "box" for op in names])
         for i, sub in enumerate(self.policy):
             for j, (op, prob, level) in enumerate(sub):
                 spec = OPS[op]
@@ -259,6 +264,7 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
                 self._arg[i, j] = spec.level_to_arg(level)
                 self._signed[i, j] = spec.signed
                 self._box_only[i, j] = spec.box_only
+                self._picks_box[i, j] = spec.cutout == "chosen_box"
 
     @property
     def num_slots(self) -> int:
@@ -294,7 +300,7 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
         box_sign = torch.where(self._signed[box_sub] & (u_box_sign < 0.5), -1.0, 1.0).double()
         box_has = self._box_only[box_sub]
         box_magnitude = torch.where(box_has, self._arg[box_sub] * box_sign, 0.0)
-        # BBox_Cutout: a uniform object of the image
+        # BBox_Cutout (OpSpec.cutout "chosen_box"): a uniform object of the image
         counts = torch.bincount(o2i, minlength=batch)
         order = torch.sort(o2i, stable=True).indices
         starts = torch.cumsum(counts, 0) - counts
@@ -304,11 +310,7 @@ class DetectionAutoAugment(_PolicyOps, nn.Module):
         if n:
             pick = order[(starts[:, None] + rank).clamp(max=n - 1)]
             chosen = torch.where(counts[:, None] > 0, pick, chosen)
-        names = self._op_names
-        is_bbox_cutout = torch.zeros_like(has)
-        if "BBox_Cutout" in names:
-            is_bbox_cutout = self._op_id[sub] == names.index("BBox_Cutout")
-        chosen = torch.where(is_bbox_cutout & apply, chosen, -1)
+        chosen = torch.where(self._picks_box[sub] & apply, chosen, -1)
         out = {
             "sub_policy": sub,
             "apply": apply,
