@@ -376,8 +376,9 @@ struct Row {
 
 // The sampling location of pixel jj of a row and its taps (see _Chunk): the bmm's
 // (u * t0 + v * t1) + t2, then grid_sample's unnormalize and padding.
-template <typename T, int64_t M>
-AUGPATCH_INLINE void locate(const Params& p, const Row<T>& row, int64_t jj, Taps<T, M>& tp) {
+// P: anything with `padding` and `align` (Params); R: a Row<T>.
+template <typename T, int64_t M, typename P, typename R>
+AUGPATCH_INLINE void locate(const P& p, const R& row, int64_t jj, Taps<T, M>& tp) {
   const T gx = (row.col_x[jj] + row.rx) + row.t02;
   const T gy = (row.col_y[jj] + row.ry) + row.t12;
   tp.gx1 = gx + T(1);
@@ -442,8 +443,9 @@ struct Grid {
 };
 
 // Value (and, with dx/dy, its location derivatives) of one pixel, every channel.
-template <typename S, typename T, int64_t M, int64_t NC>
-AUGPATCH_INLINE void sample(const Params& p, const Grid<T, M>& gd, const S* src, T* acc, T* dx,
+// P: anything with `channels` and the channel stride `s_c` of `src` (Params).
+template <typename S, typename T, int64_t M, int64_t NC, typename P>
+AUGPATCH_INLINE void sample(const P& p, const Grid<T, M>& gd, const S* src, T* acc, T* dx,
                             T* dy) {
   constexpr int K = Grid<T, M>::K;
   const int64_t C = NC > 0 ? NC : p.channels;
@@ -468,8 +470,8 @@ AUGPATCH_INLINE void sample(const Params& p, const Grid<T, M>& gd, const S* src,
 }
 
 // Only the location derivatives of one pixel's value, every channel.
-template <typename S, typename T, int64_t M, int64_t NC>
-AUGPATCH_INLINE void derivatives(const Params& p, const Grid<T, M>& gd, const S* src, int64_t s_c, T* dx,
+template <typename S, typename T, int64_t M, int64_t NC, typename P>
+AUGPATCH_INLINE void derivatives(const P& p, const Grid<T, M>& gd, const S* src, int64_t s_c, T* dx,
                                  T* dy) {
   const int64_t C = NC > 0 ? NC : p.channels;
   for (int64_t c = 0; c < C; ++c) {
