@@ -97,6 +97,27 @@ def test_gradients_equal_the_loop(mode, alpha, padding_mode):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("alpha", ["frame", "box"])
+def test_gradients_of_many_objects_without_the_sources(alpha):
+    """No gradient for the sources: the kernels may run a level's objects in parallel."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    case = _case(21, float_boxes=True, alpha=alpha, n=14, other_sources=True)
+    leaves = ["images", "theta", "src_boxes", "dst_boxes", "alpha"]
+    grads = []
+    try:
+        for fn in (paste_objects, reference_paste):
+            c = {k: (v.detach().clone().requires_grad_(k in leaves) if torch.is_tensor(v) else v)
+                 for k, v in case.items()}
+            out = _call(fn, c, mode="bicubic", padding_mode="border")
+            weight = torch.linspace(-1, 2, out.numel(), dtype=out.dtype).reshape(out.shape)
+            grads.append(torch.autograd.grad((out * weight).sum(), [c[k] for k in leaves]))
+    finally:
+        torch.set_num_threads(threads)
+    for name, got, want in zip(leaves, *grads):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
+
+
 def test_gradcheck():
     case = _case(3, float_boxes=True, alpha="box", n=3)
     case["images"] = case["images"][:, :1, :8, :9].clone()

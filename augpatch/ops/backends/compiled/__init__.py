@@ -24,7 +24,6 @@ from torch import Tensor
 
 from augpatch.ops.backends.base import Backend, PasteKernel, WarpKernel
 from augpatch.ops.backends.compiled import build
-from augpatch.ops.backends.eager import eager_paste_backward
 from augpatch.ops.layout import MODE_CODES, PADDING_CODES
 from augpatch.ops.plan import PastePlan, WarpPlan
 
@@ -76,32 +75,41 @@ class CompiledWarp(WarpKernel):
 
 
 class CompiledPaste(PasteKernel):
-    """The paste's compiled kernel (``csrc/paste_cpu.cpp``): the forward in C++.
+    """The paste's compiled kernel (``csrc/paste_cpu.cpp``): forward and backward in C++.
 
-    The forward keeps the eager kernel's four saved tensors in its layout (pixel order of
-    the plan's rows), so the backward is the eager kernel's
+    It keeps the eager kernel's four saved tensors in its layout (pixel order of the plan's
+    rows), and its backward walks the levels in reverse as the eager one does
     (:func:`~augpatch.ops.backends.eager.eager_paste_backward`), with the same gradients.
     """
 
     def __init__(self, ops: Any) -> None:
         self.ops = ops
 
-    def forward(self, images, sources, params, plan: PastePlan, alpha, aparams, aplan, need_loc, need_diff):
+    @staticmethod
+    def _common(plan: PastePlan, alpha, aparams, aplan) -> tuple[list, list[int], bool]:
+        """The plan and alpha arguments of both C++ functions, the options, and whether the
+        alpha shares the image's locations (``aparams is params``)."""
         with_alpha = alpha is not None and aplan is not None and aparams is not None
+        args = [plan.objects, plan.frames, plan.level_objects, alpha if with_alpha else None,
+                aparams if with_alpha else None, aplan.frames if with_alpha else None]
         options = [MODE_CODES[plan.mode], PADDING_CODES[plan.padding_mode], int(plan.align_corners),
                    *plan.out_strides]
-        out, *saved = self.ops.paste_forward(
-            images, sources, params, plan.objects, plan.frames, plan.level_objects,
-            alpha if with_alpha else None, aparams if with_alpha else None,
-            aplan.frames if with_alpha else None, options, need_loc, need_diff,
-            with_alpha and aparams is params,
-        )
+        return args, options, with_alpha
+
+    def forward(self, images, sources, params, plan: PastePlan, alpha, aparams, aplan, need_loc, need_diff):
+        args, options, with_alpha = self._common(plan, alpha, aparams, aplan)
+        out, *saved = self.ops.paste_forward(images, sources, params, *args, options, need_loc, need_diff,
+                                             with_alpha and aparams is params)
         return out, saved
 
     def backward(self, grad, sources, params, plan, alpha, aparams, aplan, saved, need_img, need_src,
                  need_loc, need_alpha):
-        return eager_paste_backward(grad, sources, params, plan, alpha, aparams, aplan, saved, need_img,
-                                    need_src, need_loc, need_alpha)
+        args, options, with_alpha = self._common(plan, alpha, aparams, aplan)
+        shared = with_alpha and aparams is params
+        g_img, g_src, g_alpha, g_params, g_aparams = self.ops.paste_backward(
+            grad, sources, params, *args, *saved, options, need_src, need_loc, need_alpha and with_alpha, shared)
+        return (g_img, g_src if need_src else None, g_alpha if g_alpha.numel() else None,
+                g_params if need_loc else None, g_aparams if g_aparams.numel() else None)
 
 
 class CompiledBackend(Backend):
