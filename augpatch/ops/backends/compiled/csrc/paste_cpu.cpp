@@ -10,7 +10,9 @@
 // a * new + (1 - a) * below into the output and rounds to the image dtype. Cost: the
 // pasted pixels plus one copy of the batch. It keeps, in the eager kernel's layout (pixel
 // order = the plan's rows), what the backward needs: the sampled alpha [P], new - below
-// [C, P], the derivatives of the sampled values [2, C, P] and of the alpha [2, P].
+// [C, P], the derivatives of the sampled values [2, C, P] and of the alpha [2, P]. The
+// backward (eager_paste_backward's walk) reads only those, never the sources' or the
+// alpha's values; either kernel's backward can follow either kernel's forward.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
