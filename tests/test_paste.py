@@ -178,6 +178,18 @@ def test_half_rounds_after_every_paste():
     torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=1e-3)
 
 
+def test_alpha_of_another_dtype_and_layout():
+    """A float64 alpha stored transposed (dense, not contiguous) with float32 images: read in
+    the compute dtype at its own strides."""
+    case = _case(17, float_boxes=True, alpha="frame", n=5, other_sources=True)
+    case.update(images=case["images"].float(), sources=case["sources"].float(), theta=case["theta"].float(),
+                alpha=case["alpha"].transpose(1, 2).contiguous().transpose(1, 2))
+    assert not case["alpha"].is_contiguous()
+    got = _call(paste_objects, case, mode="bicubic")
+    want = _call(reference_paste, dict(case, alpha=case["alpha"].float()), mode="bicubic")
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
 def test_channels_last_is_kept():
     case = _case(2, float_boxes=False, alpha="bool")
     case["images"] = case["images"].contiguous(memory_format=torch.channels_last)

@@ -284,11 +284,14 @@ void paste_backward_impl(T* g, const Tables<T>& tb, const Tables<T>* atb, const 
 }
 
 // The alpha as the kernel reads it: bool and uint8 as bytes, other dtypes in the compute dtype
-// (what the eager kernel converts every sample to).
+// (what the eager kernel converts every sample to), always with the alpha's own strides (the
+// alpha's Frames were made from them).
 at::Tensor readable_alpha(const at::Tensor& alpha, at::ScalarType compute) {
   if (alpha.scalar_type() == at::kBool) return alpha.view(at::kByte);
   if (alpha.scalar_type() == at::kByte || alpha.scalar_type() == compute) return alpha;
-  return alpha.to(compute);
+  at::Tensor converted = at::empty_strided(alpha.sizes(), alpha.strides(), alpha.options().dtype(compute));
+  converted.copy_(alpha);
+  return converted;
 }
 
 // The plan of a call and its tables (what the forward and the backward share). `like`: the
