@@ -66,3 +66,21 @@ def test_build_command_loads_an_existing_build(capsys):
     assert main(["build"]) == 0
     out = capsys.readouterr().out
     assert "compiled CPU kernel ready" in out and build.extension_name() in out
+
+
+def test_a_changed_header_means_a_rebuild(tmp_path, monkeypatch):
+    """The library is up to date only if newer than every ``csrc/*.cpp`` and ``csrc/*.h``
+    (the kernels share ``sampling.h``)."""
+    csrc = tmp_path / "csrc"
+    csrc.mkdir()
+    for name in ("a_cpu.cpp", "sampling.h"):
+        (csrc / name).write_text("")
+    library = tmp_path / "lib.so"
+    library.write_text("")
+    monkeypatch.setattr(build, "CSRC", csrc)
+    os.utime(csrc / "a_cpu.cpp", (1000, 1000))
+    os.utime(csrc / "sampling.h", (1500, 1500))
+    os.utime(library, (2000, 2000))
+    assert build._up_to_date(library)
+    os.utime(csrc / "sampling.h", (3000, 3000))
+    assert not build._up_to_date(library)

@@ -1,4 +1,8 @@
-"""``paste_objects`` against the per-object loop (``tests/paste_reference.py``): values, gradients, errors."""
+"""``paste_objects`` against the per-object loop (``tests/paste_reference.py``): values, gradients, errors.
+
+Every test runs once per CPU kernel of the paste (the compiled C++ one and the eager one),
+through the ``cpu_kernel`` fixture of ``conftest.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from hypothesis import strategies as st
 
 from augpatch.functional import paste_objects, set_cpu_kernel, warp_patches
 from tests.paste_reference import reference_paste
+
+pytestmark = pytest.mark.parametrize("cpu_kernel", ["compiled", "eager"], indirect=True)
 
 MODES = ("bilinear", "nearest", "bicubic")
 PADDINGS = ("zeros", "border", "reflection", "image")
@@ -91,6 +97,27 @@ def test_gradients_equal_the_loop(mode, alpha, padding_mode):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
 
 
+@pytest.mark.parametrize("alpha", ["frame", "box"])
+def test_gradients_of_many_objects_without_the_sources(alpha):
+    """No gradient for the sources: the kernels may run a level's objects in parallel."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    case = _case(21, float_boxes=True, alpha=alpha, n=14, other_sources=True)
+    leaves = ["images", "theta", "src_boxes", "dst_boxes", "alpha"]
+    grads = []
+    try:
+        for fn in (paste_objects, reference_paste):
+            c = {k: (v.detach().clone().requires_grad_(k in leaves) if torch.is_tensor(v) else v)
+                 for k, v in case.items()}
+            out = _call(fn, c, mode="bicubic", padding_mode="border")
+            weight = torch.linspace(-1, 2, out.numel(), dtype=out.dtype).reshape(out.shape)
+            grads.append(torch.autograd.grad((out * weight).sum(), [c[k] for k in leaves]))
+    finally:
+        torch.set_num_threads(threads)
+    for name, got, want in zip(leaves, *grads):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
+
+
 def test_gradcheck():
     case = _case(3, float_boxes=True, alpha="box", n=3)
     case["images"] = case["images"][:, :1, :8, :9].clone()
@@ -109,8 +136,8 @@ def test_gradcheck():
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("padding_mode", PADDINGS)
-def test_same_box_is_the_parallel_warp_bit_for_bit(mode, padding_mode):
-    set_cpu_kernel("eager")  # the warp's eager kernel: the paste's kernel, operation for operation
+def test_same_box_is_the_parallel_warp_bit_for_bit(mode, padding_mode, cpu_kernel):
+    # the warp's kernel of the same backend: the paste's, operation for operation
     for dtype in (torch.float32, torch.float64, torch.uint8):
         case = _case(11, float_boxes=True, alpha=None, n=6)
         images = (case["images"] * 255).to(dtype) if dtype == torch.uint8 else case["images"].to(dtype)
@@ -140,6 +167,27 @@ def test_uint8_and_soft_alpha():
     want = _call(reference_paste, case)
     assert got.dtype == torch.uint8
     assert (got.int() - want.int()).abs().max() <= 1
+
+
+def test_half_rounds_after_every_paste():
+    case = _case(8, float_boxes=True, alpha="frame", n=6, other_sources=True)
+    case.update(images=case["images"].half(), sources=case["sources"].half(), theta=case["theta"].float())
+    got = _call(paste_objects, case, mode="bicubic")
+    want = _call(reference_paste, case, mode="bicubic")  # float32, rounded to half after every paste
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=1e-3)
+
+
+def test_alpha_of_another_dtype_and_layout():
+    """A float64 alpha stored transposed (dense, not contiguous) with float32 images: read in
+    the compute dtype at its own strides."""
+    case = _case(17, float_boxes=True, alpha="frame", n=5, other_sources=True)
+    case.update(images=case["images"].float(), sources=case["sources"].float(), theta=case["theta"].float(),
+                alpha=case["alpha"].transpose(1, 2).contiguous().transpose(1, 2))
+    assert not case["alpha"].is_contiguous()
+    got = _call(paste_objects, case, mode="bicubic")
+    want = _call(reference_paste, dict(case, alpha=case["alpha"].float()), mode="bicubic")
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
 def test_channels_last_is_kept():
@@ -251,15 +299,16 @@ def test_cuda_equals_cpu():
 
 @pytest.mark.parametrize("setting", ["auto", "compiled", "eager"])
 def test_kernel_comes_from_the_registry(setting):
-    """The paste's kernel is the ``"paste"`` kernel the selector picks; a backend chosen by name
-    that has no paste kernel (the compiled one, today) runs the paste as ``"auto"`` does."""
+    """The paste's kernel is the ``"paste"`` kernel the selector picks: the compiled one on CPU
+    under ``"auto"`` and ``"compiled"``, the eager one when chosen by name."""
     from augpatch.ops import settings
     from augpatch.ops.backends import get
 
     set_cpu_kernel(setting)
     try:
         name, kernel = settings.kernel_for(torch.device("cpu"), op="paste")
-        assert get(name).offers("paste") and kernel is get("eager").kernel("paste", torch.device("cpu"), True)
+        assert name == ("eager" if setting == "eager" else "compiled")
+        assert get(name).offers("paste") and type(kernel) is type(get(name).kernel("paste", torch.device("cpu"), True))
         case = _case(5, float_boxes=True, alpha="frame", n=5)
         theta = case["theta"].clone().requires_grad_()
         got = _call(paste_objects, dict(case, theta=theta))
@@ -271,3 +320,22 @@ def test_kernel_comes_from_the_registry(setting):
         torch.testing.assert_close(theta.grad, theta_ref.grad, rtol=1e-9, atol=1e-9)
     finally:
         set_cpu_kernel("auto")
+
+
+def test_compiled_and_eager_kernels_agree():
+    """The two CPU kernels run the same plan with the same per-pixel arithmetic: values to
+    float rounding (float32, uint8 within one step), and the same saved tensors' gradients."""
+    for dtype in (torch.float32, torch.uint8, torch.float16):
+        for alpha in (None, "frame", "box", "bool"):
+            case = _case(13, float_boxes=True, alpha=alpha, n=7, other_sources=alpha == "frame")
+            scale = 255 if dtype == torch.uint8 else 1
+            case.update(images=(case["images"] * scale).to(dtype), theta=case["theta"].float())
+            if case["sources"] is not None:
+                case["sources"] = (case["sources"] * scale).to(dtype)
+            outs = []
+            for kernel in ("compiled", "eager"):
+                set_cpu_kernel(kernel)
+                outs.append(_call(paste_objects, case, mode="bilinear", padding_mode="reflection").double())
+            set_cpu_kernel("auto")
+            atol = {torch.float32: 1e-5, torch.uint8: 1.0, torch.float16: 1e-3}[dtype]
+            torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=atol)

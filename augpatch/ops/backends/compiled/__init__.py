@@ -3,7 +3,9 @@
 Both CPU kernels run the same plan with the same per-pixel arithmetic; the compiled one
 fuses every tap and channel of a pixel into one pass, which is what makes a warp cost
 about as much as reading its pixels once. The glue to ``csrc/warp_cpu.cpp`` is
-:class:`CompiledWarp` (:func:`kernel_options` is the order of ``Params`` there).
+:class:`CompiledWarp` (:func:`kernel_options` is the order of ``Params`` there), the glue
+to ``csrc/paste_cpu.cpp`` :class:`CompiledPaste`; both include ``csrc/sampling.h`` (the
+plan rows, location tables, taps and padding they share).
 
 A second operator's C++ kernel joins this backend with a ``csrc/<op>_cpu.cpp`` file
 (compiled into the same extension, ``torch.ops.augpatch_cpu``), a kernel class like
@@ -20,10 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.ops.backends.base import Backend, WarpKernel
+from augpatch.ops.backends.base import Backend, PasteKernel, WarpKernel
 from augpatch.ops.backends.compiled import build
 from augpatch.ops.layout import MODE_CODES, PADDING_CODES
-from augpatch.ops.plan import WarpPlan
+from augpatch.ops.plan import PastePlan, WarpPlan
 
 
 def kernel_options(plan: WarpPlan) -> list[int]:
@@ -72,6 +74,44 @@ class CompiledWarp(WarpKernel):
         return (grad_images if need_img else None), (grad_params if need_loc else None)
 
 
+class CompiledPaste(PasteKernel):
+    """The paste's compiled kernel (``csrc/paste_cpu.cpp``): forward and backward in C++.
+
+    It keeps the eager kernel's four saved tensors in its layout (pixel order of the plan's
+    rows), and its backward walks the levels in reverse as the eager one does
+    (:func:`~augpatch.ops.backends.eager.eager_paste_backward`), with the same gradients.
+    """
+
+    def __init__(self, ops: Any) -> None:
+        self.ops = ops
+
+    @staticmethod
+    def _common(plan: PastePlan, alpha, aparams, aplan) -> tuple[list, list[int], bool]:
+        """The plan and alpha arguments of both C++ functions, the options, and whether the
+        alpha shares the image's locations (``aparams is params``)."""
+        with_alpha = alpha is not None and aplan is not None and aparams is not None
+        args = [plan.objects, plan.frames, plan.level_objects, alpha if with_alpha else None,
+                aparams if with_alpha else None, aplan.frames if with_alpha else None]
+        options = [MODE_CODES[plan.mode], PADDING_CODES[plan.padding_mode], int(plan.align_corners),
+                   *plan.out_strides]
+        return args, options, with_alpha
+
+    def forward(self, images, sources, params, plan: PastePlan, alpha, aparams, aplan, need_loc, need_diff):
+        args, options, with_alpha = self._common(plan, alpha, aparams, aplan)
+        out, *saved = self.ops.paste_forward(images, sources, params, *args, options, need_loc, need_diff,
+                                             with_alpha and aparams is params)
+        return out, saved
+
+    def backward(self, grad, sources, params, plan, alpha, aparams, aplan, saved, need_img, need_src,
+                 need_loc, need_alpha):
+        args, options, with_alpha = self._common(plan, alpha, aparams, aplan)
+        shared = with_alpha and aparams is params
+        g_img, g_src, g_alpha, g_params, g_aparams = self.ops.paste_backward(
+            grad, sources, params, *args, *saved, options, need_src, need_loc, need_alpha and with_alpha, shared)
+        return (g_img, g_src if need_src else None, g_alpha if g_alpha.numel() else None,
+                g_params if need_loc else None, g_aparams if g_aparams.numel() else None)
+
+
 class CompiledBackend(Backend):
     """The compiled C++ kernels: CPU tensors; built (once per environment) on first use.
 
@@ -82,7 +122,7 @@ class CompiledBackend(Backend):
     name = "compiled"
     auto = {"cpu": 0}
     choosable = ("cpu",)
-    kernels = ("warp",)
+    kernels = ("warp", "paste")
 
     def __init__(self) -> None:
         self.ops: Any | None = None
@@ -117,6 +157,8 @@ class CompiledBackend(Backend):
     def kernel(self, op, device, strict):
         if op == "warp" and self.ready(device, strict=True):
             return CompiledWarp(self.ops)
+        if op == "paste" and self.ready(device, strict=True):
+            return CompiledPaste(self.ops)
         return super().kernel(op, device, strict)
 
 

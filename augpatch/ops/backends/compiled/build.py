@@ -44,6 +44,11 @@ def sources() -> list[Path]:
     return sorted(CSRC.glob("*.cpp"))
 
 
+def inputs() -> list[Path]:
+    """What the built library depends on: the sources and the headers they share (``csrc/*.h``)."""
+    return sources() + sorted(CSRC.glob("*.h"))
+
+
 def _native_tag() -> str | None:
     """A short fingerprint of this CPU's instruction sets when the build may target them.
 
@@ -111,11 +116,11 @@ def needs_build() -> bool:
 
 
 def _up_to_date(library: Path | None) -> bool:
-    """Whether ``library`` exists and is newer than every source (then it is simply loaded)."""
+    """Whether ``library`` exists and is newer than every input (then it is simply loaded)."""
     if library is None or not library.exists():
         return False
     built = library.stat().st_mtime
-    return all(src.stat().st_mtime <= built for src in sources())
+    return all(src.stat().st_mtime <= built for src in inputs())
 
 
 @contextlib.contextmanager
