@@ -796,3 +796,35 @@ def test_warp_in_boxes_does_not_depend_on_where_a_box_sits_in_the_canvas() -> No
     got = warp_in_boxes(images, patches, theta, o2i, fill=0.5)
     want = F.warp_patches_fill(images, patches, theta, o2i, fill=0.5)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kernel", ["eager", "triton"])
+def test_box_only_uint8_fill_pass_is_the_same_on_every_warp_kernel(
+        kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uint8 nearest box-only pass warps the canvas less the fill (mod 256) with zero
+    padding and adds the fill back: it relies on the kernel copying a uint8 value exactly
+    and padding with exact zeros. Every warp kernel must give the compiled kernel's
+    images, bit for bit (Triton in its interpreter on the CPU, as the GPU would run it)."""
+    pytest.importorskip("triton")
+    policy = [[("Rotate_Only_BBoxes", 1.0, 8), ("ShearX_Only_BBoxes", 1.0, 6)],
+              [("TranslateY_Only_BBoxes", 1.0, 9), ("Flip_Only_BBoxes", 1.0, 5)]]
+    images = _images(2, 24, torch.uint8, seed=51)
+    g = _gen(52)
+    xy = torch.randint(0, 14, (6, 2), generator=g).float()
+    boxes = torch.cat((xy, xy + torch.randint(4, 10, (6, 2), generator=g)), 1)
+    o2i = torch.arange(6) % 2
+    aug = DetectionAutoAugment(policy, bbox_prob_divisor=1, fill=128, generator=_gen(53))
+    params = aug.forward_parameters(images.shape, boxes, o2i)
+    params["sub_policy"] = torch.arange(2)
+    try:
+        F.set_cpu_kernel("compiled")
+        want = aug(images, boxes, o2i, params=params)
+        if kernel == "triton":
+            monkeypatch.setenv("TRITON_INTERPRET", "1")
+        F.set_cpu_kernel(kernel)
+        got = aug(images, boxes, o2i, params=params)
+    finally:
+        F.set_cpu_kernel("auto")
+    assert params["box_apply"].any() and not torch.equal(want.images, images)
+    assert torch.equal(got.images, want.images)
+    assert torch.equal(got.boxes, want.boxes)

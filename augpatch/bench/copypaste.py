@@ -18,11 +18,13 @@ drawn parameters:
   ``paste_objects`` call with the masks as alpha, against the loop's crop + ``grid_sample``
   + masked composite per object.
 
+* ``floor``: the outputs written once and nothing else (a copy of the images, the result's
+  ``[N + M, H, W]`` masks): ``loop / floor`` is the most ``loop / augpatch`` can be.
 * ``paste_op_eager`` (``--device cuda`` only, by default): ``paste_op`` with the eager kernel
   forced (what CUDA ran before the Triton kernel of the paste).
 
-Reported (JSON): median seconds per method, ``loop / augpatch`` and ``augpatch /
-torchvision``, and augpatch's peak memory as ``(inputs + peak_extra) / (inputs + output)``:
+Reported (JSON): median seconds per method, ``loop / augpatch``, its bound ``loop /
+floor``, ``augpatch / torchvision``, and augpatch's peak memory as ``(inputs + peak_extra) / (inputs + output)``:
 on the CPU a fresh subprocess, ``VmHWM - VmRSS`` after resetting the peak mark (as
 :mod:`augpatch.bench.memory`); on CUDA (``--device cuda``: inputs on the GPU, every timing
 between two ``torch.cuda.synchronize``) the allocator's peak over one more untimed call of
@@ -55,7 +57,7 @@ from augpatch.transforms.copy_paste import (
     paste_placement,
 )
 
-METHODS = ("augpatch", "loop", "torchvision", "paste_op", "paste_loop", "paste_op_eager")
+METHODS = ("augpatch", "loop", "torchvision", "paste_op", "paste_loop", "paste_op_eager", "floor")
 CUDA_ONLY = ("paste_op_eager",)  # in the default methods of --device cuda runs only
 TARGETS = {"loop_over_augpatch_min": 10.0, "augpatch_over_torchvision_max": 2.0, "memory_ratio_max": 2.0}
 
@@ -119,6 +121,15 @@ def _loop(x: dict[str, Tensor], params: dict[str, Tensor]):
                 pasted[i] &= ~new_masks[j][1]
     all_masks = torch.cat([kept, pasted])
     return out, all_masks, mask_boxes(all_masks)
+
+
+def _floor(x: dict[str, Tensor], params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """The outputs written once and nothing else: a copy of the images and the result's
+    ``[N + M, H, W]`` masks (the input masks, then the pasted objects' source masks). Every
+    method, augpatch and the loop included, writes at least this much, so
+    ``loop / floor`` bounds the ratio ``loop / augpatch`` that any implementation can reach."""
+    src = params["src_objects"].to(x["masks"].device)
+    return x["images"].clone(), torch.cat([x["masks"], x["masks"][src]])
 
 
 def _paste_inputs(x: dict[str, Tensor], params: dict[str, Tensor]):
@@ -262,7 +273,8 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     calls = {"augpatch": lambda p: _augpatch(aug, x, p), "loop": lambda p: _loop(x, p),
              "torchvision": lambda p: _torchvision(x, p), "paste_op": lambda p: _paste_op(x, p["paste"]),
              "paste_loop": lambda p: _paste_loop(x, p["paste"]),
-             "paste_op_eager": lambda p: _paste_op_eager(x, p["paste"])}
+             "paste_op_eager": lambda p: _paste_op_eager(x, p["paste"]),
+             "floor": lambda p: _floor(x, p)}
     methods = [m for m in METHODS if m in cfg.methods]
     times: dict[str, list[float]] = {m: [] for m in methods}
     pasted = []
@@ -291,6 +303,8 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
         report["ratios"]["loop_over_augpatch"] = med["loop"] / med["augpatch"]
     if "torchvision" in med:
         report["ratios"]["augpatch_over_torchvision"] = med["augpatch"] / med["torchvision"]
+    if "loop" in med and "floor" in med:  # the bound of loop_over_augpatch
+        report["ratios"]["loop_over_floor"] = med["loop"] / med["floor"]
     if "paste_op" in med and "paste_loop" in med:
         report["ratios"]["paste_loop_over_paste_op"] = med["paste_loop"] / med["paste_op"]
     if "paste_op" in med and "paste_op_eager" in med:
