@@ -10,6 +10,7 @@ from augpatch.__main__ import _run_bench
 from augpatch.bench.copypaste import (
     _augmenter,
     _augpatch,
+    _floor,
     _loop,
     _paste_inputs,
     _paste_loop,
@@ -22,10 +23,21 @@ def test_quick_report(tmp_path):
     path = tmp_path / "cp.json"
     assert _run_bench(["copypaste", "--quick", "--no-memory", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
-    assert set(report["methods"]) == {"augpatch", "loop", "torchvision", "paste_op", "paste_loop"}
+    assert set(report["methods"]) == {"augpatch", "loop", "torchvision", "paste_op", "paste_loop", "floor"}
     assert all(r["median_s"] > 0 for r in report["methods"].values())
     assert report["ratios"]["loop_over_augpatch"] > 0 and report["ratios"]["augpatch_over_torchvision"] > 0
     assert report["ratios"]["paste_loop_over_paste_op"] > 0
+    assert report["ratios"]["loop_over_floor"] > 0
+
+
+def test_floor_writes_the_outputs_once():
+    """The floor row's outputs have the shapes of augpatch's: the images and N + M masks."""
+    x = make_inputs(2, 64, 3, 0)
+    params = {"src_objects": torch.tensor([0, 4]), "dst_images": torch.tensor([1, 0])}
+    images, masks = _floor(x, params)
+    got = _augpatch(_augmenter(0), x, params)
+    assert images.shape == got[0].shape and masks.shape == got[1].shape
+    assert images.data_ptr() != x["images"].data_ptr()
 
 
 def test_loop_and_augpatch_agree():
