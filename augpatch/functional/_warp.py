@@ -25,6 +25,7 @@ from augpatch.ops import warp_op
 from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects
 from augpatch.ops.profiling import region
 from augpatch.ops.values import check_image_index
+from augpatch.ops.warp import cpp_autograd_applies, warp_autograd
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -133,9 +134,10 @@ def warp_patches(
         if few is not None:
             return few
     need_loc = torch.is_grad_enabled() and (theta.requires_grad or boxes.requires_grad)
-    return warp_op(
-        images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc
-    )[0]
+    args = (images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc)
+    if cpp_autograd_applies(images, boxes, theta, obj_to_img):  # eager CPU, with gradients
+        return warp_autograd(*args)
+    return warp_op(*args)[0]
 
 
 def _checked(

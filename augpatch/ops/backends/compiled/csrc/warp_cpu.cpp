@@ -973,6 +973,33 @@ std::tuple<at::Tensor, at::Tensor> warp_backward_op(const at::Tensor& grad, cons
   return {grad_images, grad_params};
 }
 
+// warp_backward_into(grad, images, params, objects, level_objects, kept0, kept1, options,
+// need_loc) -> grad_params: warp_backward_op writing the images' gradient into `grad`
+// itself (compute dtype = image dtype, the plan's strides) instead of a copy of it. Called
+// only where nobody else can see `grad` (warp_autograd.cpp: the output gradient is the
+// backward's alone), so that the images' gradient needs no batch-sized memory of its own.
+at::Tensor warp_backward_into_op(at::Tensor& grad, const at::Tensor& images, const at::Tensor& params,
+                                 const at::Tensor& objects, c10::IntArrayRef level_objects,
+                                 const at::Tensor& kept0, const at::Tensor& kept1, c10::IntArrayRef options,
+                                 bool need_loc) {
+  const auto opt = with_needs(options, level_objects, need_loc, true);
+  const Params p(opt);
+  TORCH_CHECK(grad.scalar_type() == params.scalar_type() && grad.scalar_type() == images.scalar_type() &&
+                  grad.device().is_cpu() && grad.strides() == c10::IntArrayRef(strides_of(p)) &&
+                  grad.sizes() == images.sizes(),
+              "augpatch: warp_backward_into needs a gradient in the images' dtype and the plan's layout");
+  at::Tensor source = at::empty({0}, images.options());
+  if (need_loc) {
+    source = images.strides() == c10::IntArrayRef(strides_of(p)) ? images : plan_copy(images, p);
+  }
+  std::vector<at::Tensor> kept;
+  const int64_t rows = kept0.numel() > 0 ? p.channels : 0;
+  kept.push_back(kept0.reshape({rows, rows > 0 ? -1 : 0}));
+  if (p.padding == kImage) kept.push_back(kept1.reshape({rows, rows > 0 ? -1 : 0}));
+  auto g = warp_backward(grad, source, params.contiguous(), objects, level_objects, kept, opt);
+  return need_loc ? g[0] : at::empty({0}, params.options());
+}
+
 }  // namespace
 
 TORCH_LIBRARY(augpatch_cpu, m) {
@@ -983,9 +1010,13 @@ TORCH_LIBRARY(augpatch_cpu, m) {
       "warp_backward(Tensor grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
       "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc) "
       "-> (Tensor, Tensor)");
+  m.def(
+      "warp_backward_into(Tensor(a!) grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
+      "Tensor kept0, Tensor kept1, int[] options, bool need_loc) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
   m.impl("warp_forward", &warp_forward_op);
   m.impl("warp_backward", &warp_backward_op);
+  m.impl("warp_backward_into", &warp_backward_into_op);
 }
