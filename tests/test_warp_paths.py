@@ -153,6 +153,7 @@ def test_overlap_edges_do_not_depend_on_pair_chunking(monkeypatch):
         src, dst, strict = _plan.overlap_edges(write, read, image)
         return sorted(zip(src.tolist(), dst.tolist(), strict.tolist()))
 
+    monkeypatch.setattr(_plan, "_DENSE_MAX", 0)  # the sweep (60 objects would be tested densely)
     whole = edges()
     monkeypatch.setattr(_plan, "_PAIR_CHUNK", 7)
     assert edges() == whole
@@ -174,10 +175,12 @@ def _layout(kind: str, k: int, gen: torch.Generator) -> torch.Tensor:
 @pytest.mark.parametrize("layout", ["random", "column", "strips"])
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("with_read", [False, True])
-def test_overlap_edges_equal_the_pairwise_definition(seed, with_read, layout):
+@pytest.mark.parametrize("search", ["sweep", "dense"])
+def test_overlap_edges_equal_the_pairwise_definition(monkeypatch, seed, with_read, layout, search):
     """Edges come only from pairs of one image (objects are grouped by image before the
     test); they are exactly those of the plain pairwise definition, whichever axis the
-    sweep takes."""
+    sweep takes, and when every pair is tested at once (few objects)."""
+    monkeypatch.setattr(_plan, "_DENSE_MAX", 0 if search == "sweep" else 1000)
 
     gen = torch.Generator().manual_seed(seed)
     k = int(torch.randint(0, 40, (1,), generator=gen))
