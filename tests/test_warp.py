@@ -725,6 +725,25 @@ def test_gradient_written_in_place_or_copied_gives_the_operators_gradients(case,
     torch.testing.assert_close(grads[1], expected[1], rtol=1e-10, atol=1e-10)
 
 
+def test_saved_tensor_hooks_see_the_saved_tensors_and_gradients_stay():
+    """Saved-tensor hooks (offloading, checkpointing) see the tensors the eager C++ autograd
+    saves, and the gradients equal those of the plain call."""
+    images, theta = _images(seed=56), _theta(seed=57)
+    weight = torch.rand(SHAPE, generator=_gen(58), dtype=D64)
+
+    def loss(x, t):
+        return (warp_patches(x, BOXES, t, OBJ_TO_IMG) * weight).sum()
+
+    x, t = images.clone().requires_grad_(True), theta.clone().requires_grad_(True)
+    expected = torch.autograd.grad(loss(x, t), [x, t])
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda v: packed.append(1) or v.clone(), lambda v: v):
+        hooked = torch.autograd.grad(loss(x, t), [x, t])
+    assert packed  # the hooks saw the saved tensors
+    for got, want in zip(hooked, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_unshared_output_gradient_holds_the_image_gradient(cpu_kernel):
     """No batch-sized buffer of its own: with an output gradient nobody else can see (a
     view of the stacked loss gradient), ``images.grad`` lives in that gradient's memory;
