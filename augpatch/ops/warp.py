@@ -250,8 +250,8 @@ def cpp_autograd_applies(images: Tensor, boxes: Tensor, theta: Tensor, obj_to_im
         and all(type(t) is Tensor for t in tensors)
         and not torch.compiler.is_compiling()
         and not torch._C._are_functorch_transforms_active()
-        and torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.PROXY) is None
         and not torch._C._len_torch_dispatch_stack()
+        and all(torch._C._get_dispatch_mode(key) is None for key in torch._C._TorchDispatchModeKey.__members__.values())
         and kernel_for(images.device)[0] == "compiled"
     )
 
