@@ -673,6 +673,104 @@ def test_repeated_backward_through_one_graph_accumulates_equal_gradients():
     torch.testing.assert_close(theta.grad, 2 * first[1], rtol=1e-12, atol=1e-12)
 
 
+def _operator_grads(images, theta, loss_of, kw):
+    """Gradients through the registered operator's own (Python) autograd, which always copies."""
+    from augpatch.ops import warp_op
+
+    x, t = images.detach().clone().requires_grad_(True), theta.detach().clone().requires_grad_(True)
+    args = (kw.get("mode", "bilinear"), "zeros", False, kw.get("overlap", "sequential"), True)
+    out = warp_op(x, BOXES, t, OBJ_TO_IMG, *args)[0]
+    return torch.autograd.grad(loss_of(out), [x, t])
+
+
+@pytest.mark.parametrize("case", ["stack", "two_uses", "retain_graph_held", "create_graph"])
+@pytest.mark.parametrize("overlap", OVERLAPS)
+def test_gradient_written_in_place_or_copied_gives_the_operators_gradients(case, overlap):
+    """Eager CPU calls write the images' gradient into an unshared output gradient (C++
+    autograd); wherever the gradient is shared or recorded, they copy. Either way the
+    gradients equal those of the operator's Python autograd, and a held gradient is intact."""
+    kw = {"mode": "bilinear", "overlap": overlap}
+    weight = torch.rand(SHAPE, generator=_gen(50), dtype=D64)
+    images = _images(seed=51).requires_grad_(True)
+    theta = _theta(seed=52).requires_grad_(True)
+    out = warp_patches(images, BOXES, theta, OBJ_TO_IMG, **kw)
+    if case == "stack":  # out's gradient is a view of the stacked one, which nobody else holds
+        def loss_of(o):
+            return torch.dot(torch.stack([o, weight]).reshape(-1), torch.cat([weight, weight]).reshape(-1))
+        loss_of(out).backward()
+        grads = images.grad, theta.grad
+    elif case == "two_uses":  # the output feeds two terms: the engine sums their gradients
+        def loss_of(o):
+            return (o * weight).sum() + (o * o).sum()
+        loss_of(out).backward()
+        grads = images.grad, theta.grad
+    elif case == "retain_graph_held":  # the caller's gradient, twice through one graph
+        held = weight.clone()
+        out.backward(held, retain_graph=True)
+        out.backward(held)
+        assert torch.equal(held, weight)
+        grads = images.grad / 2, theta.grad / 2
+
+        def loss_of(o):
+            return (o * weight).sum()
+    else:  # create_graph: the backward is recorded (and differentiable once)
+        def loss_of(o):
+            return (o * weight).sum()
+        grads = torch.autograd.grad(loss_of(out), [images, theta], create_graph=True)
+        assert grads[0].requires_grad
+        with pytest.raises(RuntimeError, match="differentiable once"):
+            torch.autograd.grad(grads[1].sum(), [theta])
+    expected = _operator_grads(images, theta, loss_of, kw)
+    torch.testing.assert_close(grads[0], expected[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads[1], expected[1], rtol=1e-10, atol=1e-10)
+
+
+def test_saved_tensor_hooks_see_the_saved_tensors_and_gradients_stay():
+    """Saved-tensor hooks (offloading, checkpointing) see the tensors the eager C++ autograd
+    saves, and the gradients equal those of the plain call."""
+    images, theta = _images(seed=56), _theta(seed=57)
+    weight = torch.rand(SHAPE, generator=_gen(58), dtype=D64)
+
+    def loss(x, t):
+        return (warp_patches(x, BOXES, t, OBJ_TO_IMG) * weight).sum()
+
+    x, t = images.clone().requires_grad_(True), theta.clone().requires_grad_(True)
+    expected = torch.autograd.grad(loss(x, t), [x, t])
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda v: packed.append(1) or v.clone(), lambda v: v):
+        hooked = torch.autograd.grad(loss(x, t), [x, t])
+    assert packed  # the hooks saw the saved tensors
+    for got, want in zip(hooked, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_unshared_output_gradient_holds_the_image_gradient(cpu_kernel):
+    """No batch-sized buffer of its own: with an output gradient nobody else can see (a
+    view of the stacked loss gradient), ``images.grad`` lives in that gradient's memory;
+    where a hook keeps the output gradient, it gets memory of its own. Same values."""
+    images = _images(seed=53)
+    theta = _theta(seed=54)
+    weight = torch.rand(2, *SHAPE, generator=_gen(55), dtype=D64)
+
+    def image_grad(hold: bool) -> torch.Tensor:
+        x = images.clone().requires_grad_(True)
+        out = warp_patches(x, BOXES, theta, OBJ_TO_IMG)
+        seen = []
+        if hold:
+            out.register_hook(seen.append)
+        torch.dot(torch.stack([out, images]).reshape(-1), weight.reshape(-1)).backward()
+        if hold:
+            torch.testing.assert_close(seen[0], weight[0], rtol=0, atol=0)  # never written to
+        return x.grad
+
+    stolen, copied = image_grad(hold=False), image_grad(hold=True)
+    batch_bytes = images.numel() * images.element_size()
+    if cpu_kernel == "compiled":  # the eager kernel always copies
+        assert stolen.untyped_storage().nbytes() == 2 * batch_bytes
+    assert copied.untyped_storage().nbytes() == batch_bytes
+    torch.testing.assert_close(stolen, copied, rtol=0, atol=0)
+
+
 # --------------------------------------------------------------------------- 7. exact sampling points
 
 # non-overlapping boxes of odd and even sizes in a 2-image batch 2 x 16 x 18

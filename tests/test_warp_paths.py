@@ -54,6 +54,38 @@ def test_few_objects_path_equals_plan_path(monkeypatch, mode, padding_mode, alig
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("boxes", [
+    [[1, 2, 12, 14], [4, 0, 17, 9]],
+    [[-5, -3, 30, 40], [10, 10, 10, 12]],  # beyond the canvas; an empty box
+    [[3.0, 1.0, 9.0, 20.0], [20.0, 0.0, 25.0, 4.0]],  # integral floats; one box outside
+    [[1.5, 2.0, 12.0, 14.0], [0.0, 0.0, 2.0, 2.0]],  # a fractional coordinate: no rects
+    [[-2.5, 1.0, 3.0, 20.0], [16.0, 14.0, 18.2, 15.0]],  # fractional, but integral once clipped
+])
+def test_few_rects_cpu_equal_the_tensor_path(boxes):
+    """The Python-number planning of the few-objects path gives the operator's pixel rects."""
+    dtype = torch.float64 if isinstance(boxes[0][0], float) else torch.long
+    box = torch.tensor(boxes, dtype=dtype)
+    theta = torch.eye(2, 3).expand(2, 2, 3)
+    obj_to_img = torch.tensor([1, 0])
+    fast = _warp._few_rects_cpu(box, theta, obj_to_img, 2, 15, 17)
+    slow = _warp._few_rects(box, theta, obj_to_img, 2, 15, 17)
+    assert fast == slow
+    assert (fast is None) == (boxes[0][0] == 1.5)
+
+
+@pytest.mark.parametrize(("boxes", "theta", "obj_to_img", "error", "match"), [
+    ([[0, 0, float("nan"), 4]], torch.eye(2, 3)[None], [0], ValueError, "boxes contains NaN"),
+    ([[0, 0, 4, 4]], torch.full((1, 2, 3), float("inf")), [0], ValueError, "theta contains NaN"),
+    ([[0, 0, 4, 4]], torch.eye(2, 3)[None], [2], IndexError, "holds image index 2, but the batch has 2"),
+    ([[0, 0, 4, 4]], torch.eye(2, 3)[None], [-1], IndexError, "negative image index"),
+])
+def test_few_rects_cpu_raise_the_operators_errors(boxes, theta, obj_to_img, error, match):
+    box, index = torch.tensor(boxes, dtype=torch.float64), torch.tensor(obj_to_img)
+    for rects in (_warp._few_rects_cpu, _warp._few_rects):
+        with pytest.raises(error, match=match):
+            rects(box, theta, index, 2, 8, 8)
+
+
 def test_few_objects_path_is_taken_only_when_exact(monkeypatch):
     """Float (non-integer) boxes, image padding and uint8 always use the plan."""
     calls = []
@@ -121,6 +153,7 @@ def test_overlap_edges_do_not_depend_on_pair_chunking(monkeypatch):
         src, dst, strict = _plan.overlap_edges(write, read, image)
         return sorted(zip(src.tolist(), dst.tolist(), strict.tolist()))
 
+    monkeypatch.setattr(_plan, "_DENSE_MAX", 0)  # the sweep (60 objects would be tested densely)
     whole = edges()
     monkeypatch.setattr(_plan, "_PAIR_CHUNK", 7)
     assert edges() == whole
@@ -142,10 +175,12 @@ def _layout(kind: str, k: int, gen: torch.Generator) -> torch.Tensor:
 @pytest.mark.parametrize("layout", ["random", "column", "strips"])
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("with_read", [False, True])
-def test_overlap_edges_equal_the_pairwise_definition(seed, with_read, layout):
+@pytest.mark.parametrize("search", ["sweep", "dense"])
+def test_overlap_edges_equal_the_pairwise_definition(monkeypatch, seed, with_read, layout, search):
     """Edges come only from pairs of one image (objects are grouped by image before the
     test); they are exactly those of the plain pairwise definition, whichever axis the
-    sweep takes."""
+    sweep takes, and when every pair is tested at once (few objects)."""
+    monkeypatch.setattr(_plan, "_DENSE_MAX", 0 if search == "sweep" else 1000)
 
     gen = torch.Generator().manual_seed(seed)
     k = int(torch.randint(0, 40, (1,), generator=gen))

@@ -25,7 +25,9 @@ _ROWS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("operator augpatch::warp_*", lambda key: key.startswith("augpatch::warp_")
      and not key.startswith("augpatch::warp_backward_")),
     ("operator augpatch::warp_backward_*", lambda key: key.startswith("augpatch::warp_backward_")),
-    ("compiled kernel augpatch_cpu::*", lambda key: key.startswith("augpatch_cpu::")),
+    ("eager autograd augpatch_cpu::warp_autograd", lambda key: key == "augpatch_cpu::warp_autograd"),
+    ("compiled kernel augpatch_cpu::*", lambda key: key.startswith("augpatch_cpu::")
+     and key != "augpatch_cpu::warp_autograd"),
     ("copies aten::copy_ / clone", lambda key: key in ("aten::copy_", "aten::clone")),
 )
 

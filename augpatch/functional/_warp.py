@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -22,6 +24,8 @@ from augpatch.functional.checks import (
 from augpatch.ops import warp_op
 from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects
 from augpatch.ops.profiling import region
+from augpatch.ops.values import check_image_index
+from augpatch.ops.warp import cpp_autograd_applies, warp_autograd
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -130,9 +134,10 @@ def warp_patches(
         if few is not None:
             return few
     need_loc = torch.is_grad_enabled() and (theta.requires_grad or boxes.requires_grad)
-    return warp_op(
-        images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc
-    )[0]
+    args = (images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc)
+    if cpp_autograd_applies(images, boxes, theta, obj_to_img):  # eager CPU, with gradients
+        return warp_autograd(*args)
+    return warp_op(*args)[0]
 
 
 def _checked(
@@ -171,22 +176,65 @@ def _warp_few(
     ):
         return None
     height, width = images.shape[2:]
-    meta, _ = metadata(boxes, theta, obj_to_img, images.shape[0], False)
-    clipped = clip_to_canvas(meta[:, :4], height, width)
-    if not bool((clipped == clipped.round()).all()):
+    if images.device.type == "cpu":  # plain Python numbers: no tensor op before the loop
+        rects = _few_rects_cpu(boxes, theta, obj_to_img, images.shape[0], height, width)
+    else:
+        rects = _few_rects(boxes, theta, obj_to_img, images.shape[0], height, width)
+    if rects is None:
         return None
-    pix = pixel_rects(meta[:, :4], height, width)
     out = images
     channels = images.shape[1]
-    for n, (x0, y0, x1, y1) in enumerate(pix.tolist()):
+    for n, (b, x0, y0, x1, y1) in enumerate(rects):
         if x1 <= x0 or y1 <= y0:
             continue
-        b = int(meta[n, 4])
         src = out if overlap == "sequential" else images
         patch = src[b : b + 1, :, y0:y1, x0:x1]
         grid = F.affine_grid(theta[n : n + 1].to(images.dtype), [1, channels, y1 - y0, x1 - x0],
                              align_corners=align_corners)
         new = F.grid_sample(patch, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
         out = out.clone(memory_format=torch.preserve_format)
-        out[b, :, y0:y1, x0:x1] = new[0]
+        out[b : b + 1, :, y0:y1, x0:x1] = new
     return out if out is not images else images.clone(memory_format=torch.preserve_format)
+
+
+Rects = list[tuple[int, int, int, int, int]]
+
+
+def _few_rects(boxes: Tensor, theta: Tensor, obj_to_img: Tensor, batch: int, height: int,
+               width: int) -> Rects | None:
+    """``(image, x0, y0, x1, y1)`` pixel rects of integer boxes (any device: one transfer), or
+    ``None`` when a clipped box has a fractional coordinate. Runs the operator's value checks."""
+    meta, _ = metadata(boxes, theta, obj_to_img, batch, False)
+    clipped = clip_to_canvas(meta[:, :4], height, width)
+    if not bool((clipped == clipped.round()).all()):
+        return None
+    pix = pixel_rects(meta[:, :4], height, width)
+    return [(int(b), *rect) for b, rect in zip(meta[:, 4].long().tolist(), pix.tolist(), strict=True)]
+
+
+def _few_rects_cpu(boxes: Tensor, theta: Tensor, obj_to_img: Tensor, batch: int, height: int,
+                   width: int) -> Rects | None:
+    """:func:`_few_rects` on plain Python numbers (CPU tensors; a few microseconds).
+
+    The same checks, in the same order and with the same messages, as the operator's
+    :func:`~augpatch.ops.plan.metadata`, and the same rects as
+    :func:`~augpatch.ops.plan.pixel_rects` (for integral clipped boxes, pixel ``j`` is inside
+    ``[x1, x2)`` iff ``x1 <= j < x2``).
+    """
+    rows = [[float(v) for v in row] for row in boxes.detach().tolist()]
+    if not all(math.isfinite(v) for row in rows for v in row):
+        raise ValueError("boxes contains NaN or Inf values")
+    if not all(math.isfinite(v) for v in theta.detach().reshape(-1).tolist()):
+        raise ValueError("theta contains NaN or Inf values")
+    images = obj_to_img.tolist()
+    if images and (min(images) < 0 or max(images) >= batch):
+        check_image_index("obj_to_img", obj_to_img, batch)  # raises, with the operator's message
+    rects = []
+    w, h = float(width), float(height)
+    for (x1, y1, x2, y2), b in zip(rows, images, strict=True):
+        x1, x2 = min(max(x1, 0.0), w), min(max(x2, 0.0), w)
+        y1, y2 = min(max(y1, 0.0), h), min(max(y2, 0.0), h)
+        if not (x1.is_integer() and y1.is_integer() and x2.is_integer() and y2.is_integer()):
+            return None
+        rects.append((int(b), int(x1), int(y1), int(max(x2, x1)), int(max(y2, y1))))
+    return rects

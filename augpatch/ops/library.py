@@ -29,12 +29,13 @@ def versioned_name(base: str, schema: str) -> str:
     return f"{base}_{hashlib.sha1(schema.encode()).hexdigest()[:8]}"
 
 
-def register_versioned(base: str, fn: Callable[..., Any]) -> tuple[str, Any]:
+def register_versioned(base: str, fn: Callable[..., Any], mutates_args: tuple[str, ...] = ()) -> tuple[str, Any]:
     """``(name, op)``: ``fn`` registered with ``torch.library.custom_op`` as ``augpatch::<name>``,
     ``name = versioned_name(base, schema)`` with the schema inferred from ``fn``'s signature.
 
     Every augpatch operator registers through this (a second operator too), so that no
     cached graph of an older schema can be replayed. Register fake / autograd
-    implementations on the returned op, and call it as ``getattr(torch.ops.augpatch, name)``."""
-    name = versioned_name(base, torch.library.infer_schema(fn, mutates_args=()))
-    return name, torch.library.custom_op(f"{_NAMESPACE}::{name}", fn, mutates_args=())
+    implementations on the returned op, and call it as ``getattr(torch.ops.augpatch, name)``.
+    ``mutates_args``: the arguments it writes into (declared in the schema, ``Tensor(a!)``)."""
+    name = versioned_name(base, torch.library.infer_schema(fn, mutates_args=mutates_args))
+    return name, torch.library.custom_op(f"{_NAMESPACE}::{name}", fn, mutates_args=mutates_args)

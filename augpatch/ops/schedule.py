@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 _PAIR_CHUNK = 1 << 18  # pairs tested at once when looking for overlaps (a few MB of temporaries)
+_DENSE_MAX = 96  # up to this many objects every pair is tested at once (fewer ops than a sweep)
 
 
 def _rects_intersect(a: Tensor, b: Tensor) -> Tensor:
@@ -75,6 +76,8 @@ def overlap_edges(
     empty = torch.zeros(0, dtype=torch.long)
     if k < 2:
         return empty, empty, empty
+    if k <= _DENSE_MAX:
+        return _dense_edges(write, read, image)
     touch = write if read is None else torch.cat([
         torch.minimum(write[:, :2], read[:, :2]), torch.maximum(write[:, 2:], read[:, 2:])
     ], 1)
@@ -106,6 +109,20 @@ def overlap_edges(
         stricts.append(torch.ones_like(m[strict]))
         start = stop_at
     return torch.cat(srcs), torch.cat(dsts), torch.cat(stricts)
+
+
+def _dense_edges(write: Tensor, read: Tensor | None, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`overlap_edges` testing every pair ``m < n`` of one image at once (few objects)."""
+    m, n = torch.triu_indices(write.shape[0], write.shape[0], 1)
+    same = image[m] == image[n]
+    m, n = m[same], n[same]
+    strict = _rects_intersect(write[m], write[n])
+    if read is None:
+        return m[strict], n[strict], torch.ones_like(m[strict])
+    strict |= _rects_intersect(write[m], read[n])
+    loose = _rects_intersect(read[m], write[n]) & ~strict
+    keep = strict | loose
+    return m[keep], n[keep], strict[keep].long()
 
 
 def schedule_levels(num: int, src: Tensor, dst: Tensor, strict: Tensor) -> Tensor:

@@ -110,26 +110,42 @@ def warp_backward(
             torch.zeros_like(boxes) if need_boxes else empty(),
             torch.zeros_like(theta) if need_theta else empty(),
         )
-    with region("plan"):
-        plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
-    with region("dispatch"):
-        backend = kernel_named(kernel, images.device)
+    plan, backend = _backward_plan(objects, levels, images, mode, padding_mode, align_corners, overlap, kernel)
     with region("kernel"):
         grad_images, grad_params = backend.backward(
             grad, images, params, plan, [saved0, saved1], need_img, need_loc
         )
-    grad_boxes = grad_theta = None
-    if need_loc and grad_params is not None:  # through the parameter table
-        with region("params_backward"):
-            grad_boxes, grad_theta = object_params_backward(
-                grad_params, boxes, theta, objects, align_corners, (images.shape[2], images.shape[3]),
-                need_boxes, need_theta,
-            )
+    grad_boxes, grad_theta = _location_grads(grad_params, boxes, theta, objects, align_corners, images,
+                                             need_boxes, need_theta)
     return (
         grad_images if need_img and grad_images is not None else empty(),
         grad_boxes if grad_boxes is not None else empty(),
         grad_theta if grad_theta is not None else empty(),
     )
+
+
+def _backward_plan(objects: Tensor, levels: Tensor, images: Tensor, mode: str, padding_mode: str,
+                   align_corners: bool, overlap: str, kernel: str):  # noqa: ANN202
+    """``(plan, kernel)`` of a backward: the forward's plan rebuilt, the backend that ran it."""
+    with region("plan"):
+        plan = make_plan(objects, levels.tolist(), images, mode, padding_mode, align_corners, overlap)
+    with region("dispatch"):
+        backend = kernel_named(kernel, images.device)
+    return plan, backend
+
+
+def _location_grads(
+    grad_params: Tensor | None, boxes: Tensor, theta: Tensor, objects: Tensor, align_corners: bool,
+    images: Tensor, need_boxes: bool, need_theta: bool,
+) -> tuple[Tensor | None, Tensor | None]:
+    """``(grad_boxes, grad_theta)`` through the parameter table (``None`` where not needed)."""
+    if not (need_boxes or need_theta) or grad_params is None:
+        return None, None
+    with region("params_backward"):
+        return object_params_backward(
+            grad_params, boxes, theta, objects, align_corners, (images.shape[2], images.shape[3]),
+            need_boxes, need_theta,
+        )
 
 
 WARP_BACKWARD_NAME, warp_backward_def = register_versioned("warp_backward", warp_backward)
@@ -182,6 +198,84 @@ def _double_backward(ctx, *grads):
 
 warp_backward_def.register_autograd(_double_backward)
 
+
+def warp_backward_into(
+    grad: Tensor, images: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, levels: Tensor,
+    params: Tensor, saved0: Tensor, saved1: Tensor, mode: str, padding_mode: str,
+    align_corners: bool, overlap: str, need_boxes: bool, need_theta: bool, kernel: str,
+) -> tuple[Tensor, Tensor]:
+    """:func:`warp_backward` writing the gradient w.r.t. ``images`` into ``grad`` itself.
+
+    ``grad``: the output gradient, in the images' dtype (float32 / float64) and the
+    warp's layout (``torch.empty_like(images)``), held by nobody else; at least one object
+    was warped. Returns ``(grad_boxes, grad_theta)`` (empty where not needed). Called
+    only by the C++ autograd of eager CPU calls (:func:`warp_autograd`), which checks that
+    nobody else can see ``grad``: the images' gradient then costs no memory of its own.
+    """
+    plan, backend = _backward_plan(objects, levels, images, mode, padding_mode, align_corners, overlap, kernel)
+    with region("kernel"):
+        grad_params = backend.backward_into(grad, images, params, plan, [saved0, saved1],
+                                            need_boxes or need_theta)
+    grad_boxes, grad_theta = _location_grads(grad_params, boxes, theta, objects, align_corners, images,
+                                             need_boxes, need_theta)
+    return (
+        grad_boxes if grad_boxes is not None else grad.new_empty(0),
+        grad_theta if grad_theta is not None else grad.new_empty(0),
+    )
+
+
+WARP_BACKWARD_INTO_NAME, warp_backward_into_def = register_versioned(
+    "warp_backward_into", warp_backward_into, mutates_args=("grad",)
+)
+
+
+@warp_backward_into_def.register_fake
+def _warp_backward_into_fake(grad, images, boxes, theta, objects, levels, params, saved0, saved1, mode,
+                             padding_mode, align_corners, overlap, need_boxes, need_theta, kernel):
+    return (
+        torch.empty_like(boxes) if need_boxes else grad.new_empty(0),
+        torch.empty_like(theta) if need_theta else grad.new_empty(0),
+    )
+
+
+def cpp_autograd_applies(images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor) -> bool:
+    """Whether an eager call may run :func:`warp_autograd`: plain CPU tensors, some
+    gradient needed, no tracing (``torch.compile`` / ``torch.export``, a dispatch mode, a
+    ``torch.func`` transform) and the compiled kernel active."""
+    tensors = (images, boxes, theta, obj_to_img)
+    return (
+        images.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and any(t.requires_grad for t in tensors)
+        and all(type(t) is Tensor for t in tensors)
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+        and not torch._C._len_torch_dispatch_stack()
+        and all(torch._C._get_dispatch_mode(key) is None for key in torch._C._TorchDispatchModeKey.__members__.values())
+        and kernel_for(images.device)[0] == "compiled"
+    )
+
+
+def warp_autograd(
+    images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str, padding_mode: str,
+    align_corners: bool, overlap: str, need_loc: bool,
+) -> Tensor:
+    """:data:`warp_op`'s output, differentiable through a C++ autograd function.
+
+    Eager CPU calls only (:func:`cpp_autograd_applies`). The same operators run (forward:
+    :data:`warp_op`; backward: :data:`warp_backward_op`), but the backward receives the
+    output gradient by reference: where nobody else holds it (no hook keeps it, the caller
+    did not pass it, no second node receives it, no graph of the backward is recorded), it
+    runs :data:`warp_backward_into_op`, which writes the images' gradient into it, so that
+    gradient costs no batch-sized memory of its own (the test ``AccumulateGrad`` makes
+    before it steals a gradient). A Python backward cannot make that test.
+    """
+    ops = kernel_named("compiled", images.device).ops
+    names = [WARP_NAME, WARP_BACKWARD_NAME, WARP_BACKWARD_INTO_NAME, "compiled"]
+    return ops.warp_autograd(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap,
+                             need_loc, names)
+
 #: The registered operators (``torch.ops.augpatch.<versioned name>``): call these.
 warp_op = getattr(torch.ops.augpatch, WARP_NAME)
 warp_backward_op = getattr(torch.ops.augpatch, WARP_BACKWARD_NAME)
+warp_backward_into_op = getattr(torch.ops.augpatch, WARP_BACKWARD_INTO_NAME)

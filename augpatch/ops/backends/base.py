@@ -51,6 +51,16 @@ class WarpKernel:
         """``(grad_images, grad_params)``, ``None`` where not needed."""
         raise NotImplementedError
 
+    def backward_into(
+        self, grad: Tensor, images: Tensor, params: Tensor, plan: Any, saved: list[Tensor], need_loc: bool,
+    ) -> Tensor | None:
+        """:meth:`backward` writing the images' gradient into ``grad`` (the images' dtype and
+        the plan's strides; nobody else holds it); returns ``grad_params`` (``None`` where not
+        needed). This default copies; a kernel that can write in place overrides it."""
+        grad_images, grad_params = self.backward(grad, images, params, plan, saved, True, need_loc)
+        grad.copy_(grad_images)
+        return grad_params
+
 
 class PasteKernel:
     """The interface of the kernel of ``augpatch::paste`` (what :mod:`augpatch.ops.paste` calls).

@@ -73,6 +73,13 @@ class CompiledWarp(WarpKernel):
         )
         return (grad_images if need_img else None), (grad_params if need_loc else None)
 
+    def backward_into(self, grad, images, params, plan, saved, need_loc):
+        grad_params = self.ops.warp_backward_into(
+            grad, images, params, plan.objects, plan.level_objects, saved[0], saved[1], kernel_options(plan),
+            need_loc,
+        )
+        return grad_params if need_loc else None
+
 
 class CompiledPaste(PasteKernel):
     """The paste's compiled kernel (``csrc/paste_cpu.cpp``): forward and backward in C++.

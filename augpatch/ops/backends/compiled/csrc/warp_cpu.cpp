@@ -409,6 +409,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_op(const at::Tensor&
   return {work, first, second};
 }
 
+// warp_backward on the operators' arguments: `g_buf` becomes the images' gradient in place;
+// `images` is read again (in the plan's layout) only for the location gradient; kept0 /
+// kept1 are what warp_forward_op returned.
+std::vector<at::Tensor> backward_into_buffer(at::Tensor& g_buf, const at::Tensor& images, const at::Tensor& params,
+                                             const at::Tensor& objects, c10::IntArrayRef level_objects,
+                                             const at::Tensor& kept0, const at::Tensor& kept1,
+                                             const std::vector<int64_t>& opt) {
+  const Params p(opt);
+  const bool need_loc = p.need_loc;
+  at::Tensor source = at::empty({0}, images.options());
+  if (need_loc) {
+    source = images.strides() == c10::IntArrayRef(strides_of(p)) ? images : plan_copy(images, p);
+  }
+  std::vector<at::Tensor> kept;
+  const int64_t rows = kept0.numel() > 0 ? p.channels : 0;
+  kept.push_back(kept0.reshape({rows, rows > 0 ? -1 : 0}));
+  if (p.padding == kImage) kept.push_back(kept1.reshape({rows, rows > 0 ? -1 : 0}));
+  return warp_backward(g_buf, source, params.contiguous(), objects, level_objects, kept, opt);
+}
+
 // warp_backward(grad, images, params, objects, level_objects, kept0, kept1, options,
 // need_img, need_loc) -> (grad_images, grad_params); an output that is not
 // needed is an empty tensor. `images` is the input batch of the forward (read again where
@@ -421,18 +441,29 @@ std::tuple<at::Tensor, at::Tensor> warp_backward_op(const at::Tensor& grad, cons
   const auto opt = with_needs(options, level_objects, need_loc, need_img);
   const Params p(opt);
   at::Tensor g_buf = gradient_buffer(grad, p, params.scalar_type());
-  at::Tensor source = at::empty({0}, images.options());
-  if (need_loc) {
-    source = images.strides() == c10::IntArrayRef(strides_of(p)) ? images : plan_copy(images, p);
-  }
-  std::vector<at::Tensor> kept;
-  const int64_t rows = kept0.numel() > 0 ? p.channels : 0;
-  kept.push_back(kept0.reshape({rows, rows > 0 ? -1 : 0}));
-  if (p.padding == kImage) kept.push_back(kept1.reshape({rows, rows > 0 ? -1 : 0}));
-  auto g = warp_backward(g_buf, source, params.contiguous(), objects, level_objects, kept, opt);
+  auto g = backward_into_buffer(g_buf, images, params, objects, level_objects, kept0, kept1, opt);
   at::Tensor grad_images = need_img ? g_buf.to(images.scalar_type()) : at::empty({0}, images.options());
   at::Tensor grad_params = need_loc ? g[0] : at::empty({0}, params.options());
   return {grad_images, grad_params};
+}
+
+// warp_backward_into(grad, images, params, objects, level_objects, kept0, kept1, options,
+// need_loc) -> grad_params: warp_backward_op writing the images' gradient into `grad`
+// itself (compute dtype = image dtype, the plan's strides) instead of a copy of it. Called
+// only where nobody else can see `grad` (warp_autograd.cpp: the output gradient is the
+// backward's alone), so that the images' gradient needs no batch-sized memory of its own.
+at::Tensor warp_backward_into_op(at::Tensor& grad, const at::Tensor& images, const at::Tensor& params,
+                                 const at::Tensor& objects, c10::IntArrayRef level_objects,
+                                 const at::Tensor& kept0, const at::Tensor& kept1, c10::IntArrayRef options,
+                                 bool need_loc) {
+  const auto opt = with_needs(options, level_objects, need_loc, true);
+  const Params p(opt);
+  TORCH_CHECK(grad.scalar_type() == params.scalar_type() && grad.scalar_type() == images.scalar_type() &&
+                  grad.device().is_cpu() && grad.strides() == c10::IntArrayRef(strides_of(p)) &&
+                  grad.sizes() == images.sizes(),
+              "augpatch: warp_backward_into needs a gradient in the images' dtype and the plan's layout");
+  auto g = backward_into_buffer(grad, images, params, objects, level_objects, kept0, kept1, opt);
+  return need_loc ? g[0] : at::empty({0}, params.options());
 }
 
 }  // namespace
@@ -445,9 +476,13 @@ TORCH_LIBRARY(augpatch_cpu, m) {
       "warp_backward(Tensor grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
       "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc) "
       "-> (Tensor, Tensor)");
+  m.def(
+      "warp_backward_into(Tensor(a!) grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
+      "Tensor kept0, Tensor kept1, int[] options, bool need_loc) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
   m.impl("warp_forward", &warp_forward_op);
   m.impl("warp_backward", &warp_backward_op);
+  m.impl("warp_backward_into", &warp_backward_into_op);
 }
