@@ -147,6 +147,17 @@ def test_same_box_is_the_parallel_warp_bit_for_bit(mode, padding_mode, cpu_kerne
         assert torch.equal(got, want)
 
 
+def test_double_backward_raises_a_clear_error():
+    """Differentiable once: create_graph=True through the paste's backward says so."""
+    case = _case(4, float_boxes=True, alpha="frame", n=3)
+    theta = case["theta"].clone().requires_grad_()
+    case["theta"] = theta
+    out = _call(paste_objects, case)
+    (grad,) = torch.autograd.grad(out.square().sum(), theta, create_graph=True)
+    with pytest.raises(RuntimeError, match="paste_objects is differentiable once"):
+        grad.sum().backward()
+
+
 def test_later_objects_land_on_top_and_inputs_are_untouched():
     images = torch.zeros(1, 1, 6, 6)
     sources = torch.arange(3.0).reshape(3, 1, 1, 1).expand(3, 1, 6, 6).contiguous()

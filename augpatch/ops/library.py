@@ -39,3 +39,18 @@ def register_versioned(base: str, fn: Callable[..., Any], mutates_args: tuple[st
     ``mutates_args``: the arguments it writes into (declared in the schema, ``Tensor(a!)``)."""
     name = versioned_name(base, torch.library.infer_schema(fn, mutates_args=mutates_args))
     return name, torch.library.custom_op(f"{_NAMESPACE}::{name}", fn, mutates_args=mutates_args)
+
+
+def refuse_double_backward(backward_op: Any, public_name: str) -> None:
+    """Register on ``backward_op`` (an operator's backward operator) an autograd that
+    refuses to be differentiated: ``public_name`` (e.g. ``"warp_patches"``) is
+    differentiable once, and ``create_graph=True`` through it raises a clear error instead
+    of a silently wrong second derivative."""
+
+    def _double_backward(ctx: Any, *grads: Any) -> None:
+        raise RuntimeError(
+            f"augpatch: {public_name} is differentiable once; differentiating its backward "
+            "(double backward, create_graph=True) is not supported"
+        )
+
+    backward_op.register_autograd(_double_backward)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from augpatch.ops.layout import PARAM_COUNT
-from augpatch.ops.library import register_versioned
+from augpatch.ops.library import refuse_double_backward, register_versioned
 from augpatch.ops.plan import (
     PASTE_OBJECT_COLUMNS,
     dense,
@@ -197,14 +197,7 @@ def _backward(ctx, grad, *unused):
 paste_def.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _double_backward(ctx, *grads):
-    raise RuntimeError(
-        "augpatch: paste_objects is differentiable once; differentiating its backward (double "
-        "backward, create_graph=True) is not supported"
-    )
-
-
-paste_backward_def.register_autograd(_double_backward)
+refuse_double_backward(paste_backward_def, "paste_objects")
 
 #: The registered operators (``torch.ops.augpatch.<versioned name>``): call these.
 paste_op = getattr(torch.ops.augpatch, PASTE_NAME)

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from augpatch.ops.layout import OBJECT_COLUMNS, PARAM_COUNT
-from augpatch.ops.library import register_versioned
+from augpatch.ops.library import refuse_double_backward, register_versioned
 from augpatch.ops.plan import make_plan, object_params_backward, prepare
 from augpatch.ops.profiling import region
 from augpatch.ops.settings import kernel_for, kernel_named
@@ -189,14 +189,7 @@ def _backward(ctx, grad, *unused):
 warp_def.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _double_backward(ctx, *grads):
-    raise RuntimeError(
-        "augpatch: warp_patches is differentiable once; differentiating its backward (double "
-        "backward, create_graph=True) is not supported"
-    )
-
-
-warp_backward_def.register_autograd(_double_backward)
+refuse_double_backward(warp_backward_def, "warp_patches")
 
 
 def warp_backward_into(
