@@ -216,9 +216,7 @@ class _PatchSequentialOps(AugmentationSequentialOps):
             return super().transform(
                 *arg, module=module, param=param, extra_args=extra_args, data_keys=data_keys
             )
-        keys = self.preproc_datakeys(data_keys)
-        outputs = self._run(module, list(arg), keys, param, inverse=False)
-        return outputs[0] if len(outputs) == 1 else outputs
+        return self._run_patch_module(module, arg, data_keys, param, inverse=False)
 
     def inverse(  # type: ignore[override]
         self,
@@ -232,8 +230,13 @@ class _PatchSequentialOps(AugmentationSequentialOps):
             return super().inverse(
                 *arg, module=module, param=param, extra_args=extra_args, data_keys=data_keys
             )
-        keys = self.preproc_datakeys(data_keys)
-        outputs = self._run(module, list(arg), keys, param, inverse=True)
+        return self._run_patch_module(module, arg, data_keys, param, inverse=True)
+
+    def _run_patch_module(self, module: nn.Module, arg: tuple[Any, ...], data_keys: Sequence[Any] | None,
+                          param: ParamItem, *, inverse: bool) -> Any:
+        """Run an augpatch module on Kornia's inputs (the shared body of ``transform`` and
+        ``inverse``): one output, or a list of them."""
+        outputs = self._run(module, list(arg), self.preproc_datakeys(data_keys), param, inverse=inverse)
         return outputs[0] if len(outputs) == 1 else outputs
 
     # ----------------------------------------------------------------- joint path
