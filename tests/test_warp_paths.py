@@ -320,3 +320,18 @@ def test_patch_grid_cache_is_bounded_and_works_after_inference_mode(monkeypatch)
     for size in range(1, 6):
         _warp._patch_grid(theta.detach(), 1, size, 4, False)
     assert len(_warp._GRIDS) == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_patch_grid_equals_affine_grid_bit_for_bit(dtype, align_corners):
+    """The cached base grid + ``bmm`` gives ``F.affine_grid``'s grid and theta gradient exactly."""
+    gen = torch.Generator().manual_seed(5)
+    for h, w in itertools.product([1, 2, 3, 7, 64, 100], [1, 2, 5, 129]):
+        theta = (2 * torch.randn(1, 2, 3, dtype=dtype, generator=gen)).requires_grad_()
+        weight = torch.randn(1, h, w, 2, dtype=dtype, generator=gen)
+        got = _warp._patch_grid(theta, 3, h, w, align_corners)
+        want = F.affine_grid(theta, [1, 3, h, w], align_corners=align_corners)
+        assert torch.equal(got, want), (h, w)
+        assert torch.equal(torch.autograd.grad((got * weight).sum(), theta)[0],
+                           torch.autograd.grad((want * weight).sum(), theta)[0]), (h, w)

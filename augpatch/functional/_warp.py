@@ -264,28 +264,38 @@ def _patch_grid(theta: Tensor, channels: int, height: int, width: int, align_cor
     is ``base^T.bmm(grad)``, which is autograd's gradient of that ``bmm``. Here the base grid is
     built once per patch shape (it depends on nothing else), so a call is one ``bmm`` (~40 us
     less per object at 29x23 pixels, forward and backward together). Plain eager calls only
-    (no tracing, transform or dispatch mode: :func:`~augpatch.ops.warp.plain_eager`), grids up
-    to ``_GRID_CACHE_PIXELS``, and not the unit-size case with ``align_corners`` (which warns):
-    otherwise ``F.affine_grid`` itself runs.
+    (no tracing, transform or dispatch mode: :func:`~augpatch.ops.warp.plain_eager`) on the
+    CPU, patches of at most ``_GRID_CACHE_PIXELS`` pixels and at least 2 each way (a unit
+    size is ATen's special case, and warns with ``align_corners``): otherwise
+    ``F.affine_grid`` itself runs.
     """
     pixels = height * width
     if (
-        pixels > _GRID_CACHE_PIXELS or channels < 1 or pixels < 1
-        or (align_corners and min(height, width) == 1) or not plain_eager()
+        pixels > _GRID_CACHE_PIXELS or channels < 1 or min(height, width) < 2
+        or theta.device.type != "cpu" or not plain_eager()
     ):
         return F.affine_grid(theta, [1, channels, height, width], align_corners=align_corners)
     key = (height, width, theta.dtype, align_corners, theta.device)
     base = _GRIDS.get(key)
     if base is None:
         with torch.inference_mode(False), torch.no_grad():  # a normal tensor, even if made in inference mode
-            eye = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=theta.dtype, device=theta.device)
-            grid = torch.affine_grid_generator(eye, [1, 1, height, width], align_corners)  # exact: x*1 + y*0 + 0
-            base = torch.cat([grid, torch.ones_like(grid[..., :1])], -1).reshape(1, pixels, 3)
+            base = torch.empty(1, height, width, 3, dtype=theta.dtype, device=theta.device)
+            base[..., 0] = _linspace_from_neg_one(width, align_corners, theta)
+            base[..., 1] = _linspace_from_neg_one(height, align_corners, theta).unsqueeze(-1)
+            base[..., 2] = 1
+            base = base.reshape(1, pixels, 3)
         with _GRID_LOCK:
             if len(_GRIDS) >= _GRID_CACHE_SIZE:
                 _GRIDS.pop(next(iter(_GRIDS)))
             _GRIDS[key] = base
     return base.bmm(theta.transpose(1, 2)).view(1, height, width, 2)
+
+
+def _linspace_from_neg_one(steps: int, align_corners: bool, like: Tensor) -> Tensor:
+    """ATen's ``linspace_from_neg_one`` (``AffineGridGenerator.cpp``): the normalised pixel
+    centres of ``steps`` pixels, computed with the same operations (so the same bits)."""
+    grid = torch.linspace(-1, 1, steps, dtype=like.dtype, device=like.device)
+    return grid if align_corners else grid * (steps - 1) / steps
 
 
 Rects = list[tuple[int, int, int, int, int]]
