@@ -244,3 +244,94 @@ def test_base_grid_table_equals_affine_grid(align_corners, dtype):
         for n in sizes
     ])
     assert torch.equal(got, expected)
+
+
+def _literal_loop(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap):
+    """The few-objects path as it was before its fast path (the SPEC's loop on integer boxes,
+    every crop through ``F.affine_grid``): the bit-for-bit baseline of the next test."""
+    out = images
+    h, w = images.shape[2:]
+    index = [0] * boxes.shape[0] if obj_to_img is None else obj_to_img.tolist()
+    for n, ((x0, y0, x1, y1), b) in enumerate(zip(boxes.tolist(), index, strict=True)):
+        x0, x1 = min(max(x0, 0), w), min(max(x1, 0), w)
+        y0, y1 = min(max(y0, 0), h), min(max(y1, 0), h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        src = out if overlap == "sequential" else images
+        grid = F.affine_grid(theta.reshape(-1, 2, 3)[n : n + 1].to(images.dtype),
+                             [1, images.shape[1], y1 - y0, x1 - x0], align_corners=align_corners)
+        new = F.grid_sample(src[b : b + 1, :, y0:y1, x0:x1], grid, mode=mode,
+                            padding_mode=padding_mode, align_corners=align_corners)
+        out = out.clone()
+        out[b : b + 1, :, y0:y1, x0:x1] = new
+    return out if out is not images else images.clone()
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_few_objects_fast_path_is_bit_identical_to_the_loop(monkeypatch, cached):
+    """One or two boxes (the fast checks, the cached base grid, no theta slice for one box):
+    values and gradients equal the literal loop bit for bit, on random cases (shapes, dtypes,
+    modes, theta [N, 6] or float64 with float32 images, obj_to_img omitted or not)."""
+    monkeypatch.setattr(_warp, "_GRIDS", {})
+    if not cached:
+        monkeypatch.setattr(_warp, "_GRID_CACHE_PIXELS", 0)  # F.affine_grid itself
+    gen = torch.Generator().manual_seed(21)
+    rint = lambda lo, hi: int(torch.randint(lo, hi + 1, (), generator=gen))  # noqa: E731
+    for case in range(60):
+        batch, channels, h, w = rint(1, 2), rint(1, 3), rint(1, 20), rint(1, 20)
+        num = rint(1, 2)
+        dtype = (torch.float32, torch.float64)[case % 2]
+        images = torch.rand(batch, channels, h, w, dtype=dtype, generator=gen)
+        x = torch.randint(-3, w + 3, (num, 2), generator=gen).sort(1).values
+        y = torch.randint(-3, h + 3, (num, 2), generator=gen).sort(1).values
+        boxes = torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1)
+        theta_dtype = torch.float64 if case % 5 == 0 else dtype
+        theta = (torch.eye(2, 3, dtype=theta_dtype) + 0.3 * torch.randn(num, 2, 3, dtype=theta_dtype,
+                                                                          generator=gen))
+        if case % 3 == 0:
+            theta = theta.reshape(num, 6)
+        obj_to_img = torch.randint(0, batch, (num,), generator=gen) if batch > 1 or case % 4 else None
+        mode, padding_mode, align_corners, overlap = COMBOS[case % len(COMBOS)]
+        weight = torch.randn(batch, channels, h, w, dtype=dtype, generator=gen)
+        results = []
+        for fn in (warp_patches, _literal_loop):
+            img, th = images.clone().requires_grad_(), theta.clone().requires_grad_()
+            out = fn(img, boxes, th, obj_to_img, mode=mode, padding_mode=padding_mode,
+                     align_corners=align_corners, overlap=overlap)
+            grads = torch.autograd.grad((out * weight).sum(), [img, th], allow_unused=True)
+            results.append([out.detach(), *[torch.zeros(()) if g is None else g for g in grads]])
+        for got, want in zip(*results, strict=True):
+            assert got.dtype == want.dtype and torch.equal(got, want), (case, mode, padding_mode)
+    assert bool(_warp._GRIDS) == cached
+
+
+def test_patch_grid_cache_is_bounded_and_works_after_inference_mode(monkeypatch):
+    """A base grid first built in inference mode serves later calls with gradients; the cache
+    keeps at most ``_GRID_CACHE_SIZE`` grids."""
+    monkeypatch.setattr(_warp, "_GRIDS", {})
+    monkeypatch.setattr(_warp, "_GRID_CACHE_SIZE", 3)
+    theta = (torch.eye(2, 3) + 0.1).unsqueeze(0).requires_grad_()
+    with torch.inference_mode():
+        _warp._patch_grid(theta.detach(), 3, 7, 9, False)
+    grid = _warp._patch_grid(theta, 3, 7, 9, False)
+    (grad,) = torch.autograd.grad(grid.sum(), theta)
+    (want,) = torch.autograd.grad(F.affine_grid(theta, [1, 3, 7, 9], align_corners=False).sum(), theta)
+    assert torch.equal(grad, want)
+    for size in range(1, 6):
+        _warp._patch_grid(theta.detach(), 1, size, 4, False)
+    assert len(_warp._GRIDS) == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_patch_grid_equals_affine_grid_bit_for_bit(dtype, align_corners):
+    """The cached base grid + ``bmm`` gives ``F.affine_grid``'s grid and theta gradient exactly."""
+    gen = torch.Generator().manual_seed(5)
+    for h, w in itertools.product([1, 2, 3, 7, 64, 100], [1, 2, 5, 129]):
+        theta = (2 * torch.randn(1, 2, 3, dtype=dtype, generator=gen)).requires_grad_()
+        weight = torch.randn(1, h, w, 2, dtype=dtype, generator=gen)
+        got = _warp._patch_grid(theta, 3, h, w, align_corners)
+        want = F.affine_grid(theta, [1, 3, h, w], align_corners=align_corners)
+        assert torch.equal(got, want), (h, w)
+        assert torch.equal(torch.autograd.grad((got * weight).sum(), theta)[0],
+                           torch.autograd.grad((want * weight).sum(), theta)[0]), (h, w)

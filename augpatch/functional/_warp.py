@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from augpatch.ops import warp_op
 from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects
 from augpatch.ops.profiling import region
 from augpatch.ops.values import check_image_index
-from augpatch.ops.warp import cpp_autograd_applies, warp_autograd
+from augpatch.ops.warp import cpp_autograd_applies, plain_eager, warp_autograd
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -122,17 +123,21 @@ def warp_patches(
         True
     """
     with region("checks"):
-        images, boxes, theta, obj_to_img = _checked(images, boxes, theta, obj_to_img, mode,
-                                                    padding_mode, align_corners, overlap)
+        few_theta = _few_checked(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
+        if few_theta is None:
+            images, boxes, theta, obj_to_img = _checked(images, boxes, theta, obj_to_img, mode,
+                                                        padding_mode, align_corners, overlap)
+        else:
+            theta = few_theta
     num = boxes.shape[0]
     if num == 0:
         return images.clone(memory_format=torch.preserve_format)
-    if obj_to_img is None:
-        obj_to_img = torch.zeros(num, dtype=torch.long, device=boxes.device)
     if not torch.compiler.is_compiling():
         few = _warp_few(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
         if few is not None:
             return few
+    if obj_to_img is None:
+        obj_to_img = torch.zeros(num, dtype=torch.long, device=boxes.device)
     need_loc = torch.is_grad_enabled() and (theta.requires_grad or boxes.requires_grad)
     args = (images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc)
     if cpp_autograd_applies(images, boxes, theta, obj_to_img):  # eager CPU, with gradients
@@ -159,8 +164,51 @@ def _checked(
     return images, boxes, theta, obj_to_img
 
 
+_FEW_DTYPES = (torch.float32, torch.float64)
+_FEW_PADDING = ("zeros", "border", "reflection")
+
+
+def _few_checked(
+    images: object, boxes: object, theta: object, obj_to_img: object, mode: object,
+    padding_mode: object, align_corners: object, overlap: object,
+) -> Tensor | None:
+    """``theta`` as ``[N, 2, 3]`` where :func:`_checked` is known to pass from Python attributes
+    alone and :func:`_warp_few` applies (plain CPU float images, one to ``_FEW_OBJECTS`` boxes,
+    a flat box tensor); ``None`` otherwise, and :func:`_checked` then runs (its errors).
+
+    A few microseconds: no tensor op, no context manager (the full checks take ~10 us, a
+    noticeable part of a call with one box). ``obj_to_img`` stays as given (``None`` for one
+    image; :func:`_warp_few` reads it as image 0).
+    """
+    if not (
+        type(boxes) is Tensor and boxes.dim() == 2 and 0 < boxes.shape[0] <= _FEW_OBJECTS
+        and boxes.shape[1] == 4 and not boxes.requires_grad and boxes.is_cpu
+        and boxes.dtype is not torch.bool and not boxes.is_complex()
+        and type(images) is Tensor and images.dim() == 4 and images.dtype in _FEW_DTYPES and images.is_cpu
+        and type(theta) is Tensor and theta.is_floating_point() and theta.is_cpu
+        and type(mode) is str and mode in MODES and type(padding_mode) is str and padding_mode in _FEW_PADDING
+        and type(overlap) is str and overlap in OVERLAPS and type(align_corners) is bool
+    ):
+        return None
+    num = boxes.shape[0]
+    if obj_to_img is None:
+        if images.shape[0] != 1:
+            return None
+    elif not (
+        type(obj_to_img) is Tensor and obj_to_img.is_cpu and obj_to_img.dim() == 1
+        and obj_to_img.shape[0] == num and obj_to_img.dtype is not torch.bool
+        and not obj_to_img.is_floating_point() and not obj_to_img.is_complex()
+    ):
+        return None
+    if theta.dim() == 2 and theta.shape[1] == 6:
+        theta = theta.reshape(-1, 2, 3)
+    elif not (theta.dim() == 3 and theta.shape[1] == 2 and theta.shape[2] == 3):
+        return None
+    return theta if theta.shape[0] == num else None
+
+
 def _warp_few(
-    images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str,
+    images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor | None, mode: str,
     padding_mode: str, align_corners: bool, overlap: str,
 ) -> Tensor | None:
     """The SPEC's loop itself for at most ``_FEW_OBJECTS`` integer boxes (exact by definition).
@@ -189,21 +237,77 @@ def _warp_few(
             continue
         src = out if overlap == "sequential" else images
         patch = src[b : b + 1, :, y0:y1, x0:x1]
-        grid = F.affine_grid(theta[n : n + 1].to(images.dtype), [1, channels, y1 - y0, x1 - x0],
-                             align_corners=align_corners)
+        mat = theta if len(rects) == 1 else theta[n : n + 1]  # the same matrix, one node fewer
+        if mat.dtype != images.dtype:
+            mat = mat.to(images.dtype)
+        grid = _patch_grid(mat, channels, y1 - y0, x1 - x0, align_corners)
         new = F.grid_sample(patch, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
         out = out.clone(memory_format=torch.preserve_format)
         out[b : b + 1, :, y0:y1, x0:x1] = new
     return out if out is not images else images.clone(memory_format=torch.preserve_format)
 
 
+#: Base grids of :func:`_patch_grid` by (height, width, dtype, align_corners, device); at most
+#: ``_GRID_CACHE_SIZE`` of at most ``_GRID_CACHE_PIXELS`` pixels each (384 KB in float64).
+_GRIDS: dict[tuple[int, int, torch.dtype, bool, torch.device], Tensor] = {}
+_GRID_CACHE_SIZE = 32
+_GRID_CACHE_PIXELS = 1 << 14
+_GRID_LOCK = threading.Lock()
+
+
+def _patch_grid(theta: Tensor, channels: int, height: int, width: int, align_corners: bool) -> Tensor:
+    """``F.affine_grid(theta, [1, channels, height, width], align_corners=align_corners)``,
+    bit for bit, values and gradient, for one matrix ``theta`` ``[1, 2, 3]``.
+
+    ``affine_grid_generator`` builds a base grid ``[1, h*w, 3]`` of the patch's normalised pixel
+    centres on every call (forward and backward) and returns ``base.bmm(theta^T)``; its backward
+    is ``base^T.bmm(grad)``, which is autograd's gradient of that ``bmm``. Here the base grid is
+    built once per patch shape (it depends on nothing else), so a call is one ``bmm`` (forward
+    ~45 -> ~18 us at 29x23 pixels, 1 thread; the backward no longer rebuilds the grid). Plain eager calls only
+    (no tracing, transform or dispatch mode: :func:`~augpatch.ops.warp.plain_eager`) on the
+    CPU, patches of at most ``_GRID_CACHE_PIXELS`` pixels and at least 2 each way (a unit
+    size is ATen's special case, and warns with ``align_corners``): otherwise
+    ``F.affine_grid`` itself runs.
+    """
+    pixels = height * width
+    if (
+        pixels > _GRID_CACHE_PIXELS or channels < 1 or min(height, width) < 2
+        or theta.device.type != "cpu" or not plain_eager()
+    ):
+        return F.affine_grid(theta, [1, channels, height, width], align_corners=align_corners)
+    key = (height, width, theta.dtype, align_corners, theta.device)
+    base = _GRIDS.get(key)
+    if base is None:
+        with torch.inference_mode(False), torch.no_grad():  # a normal tensor, even if made in inference mode
+            base = torch.empty(1, height, width, 3, dtype=theta.dtype, device=theta.device)
+            base[..., 0] = _linspace_from_neg_one(width, align_corners, theta)
+            base[..., 1] = _linspace_from_neg_one(height, align_corners, theta).unsqueeze(-1)
+            base[..., 2] = 1
+            base = base.reshape(1, pixels, 3)
+        with _GRID_LOCK:
+            if len(_GRIDS) >= _GRID_CACHE_SIZE:
+                _GRIDS.pop(next(iter(_GRIDS)))
+            _GRIDS[key] = base
+    return base.bmm(theta.transpose(1, 2)).view(1, height, width, 2)
+
+
+def _linspace_from_neg_one(steps: int, align_corners: bool, like: Tensor) -> Tensor:
+    """ATen's ``linspace_from_neg_one`` (``AffineGridGenerator.cpp``): the normalised pixel
+    centres of ``steps`` pixels, computed with the same operations (so the same bits)."""
+    grid = torch.linspace(-1, 1, steps, dtype=like.dtype, device=like.device)
+    return grid if align_corners else grid * (steps - 1) / steps
+
+
 Rects = list[tuple[int, int, int, int, int]]
 
 
-def _few_rects(boxes: Tensor, theta: Tensor, obj_to_img: Tensor, batch: int, height: int,
+def _few_rects(boxes: Tensor, theta: Tensor, obj_to_img: Tensor | None, batch: int, height: int,
                width: int) -> Rects | None:
     """``(image, x0, y0, x1, y1)`` pixel rects of integer boxes (any device: one transfer), or
-    ``None`` when a clipped box has a fractional coordinate. Runs the operator's value checks."""
+    ``None`` when a clipped box has a fractional coordinate. Runs the operator's value checks.
+    ``obj_to_img=None``: every box in image 0."""
+    if obj_to_img is None:
+        obj_to_img = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
     meta, _ = metadata(boxes, theta, obj_to_img, batch, False)
     clipped = clip_to_canvas(meta[:, :4], height, width)
     if not bool((clipped == clipped.round()).all()):
@@ -212,7 +316,7 @@ def _few_rects(boxes: Tensor, theta: Tensor, obj_to_img: Tensor, batch: int, hei
     return [(int(b), *rect) for b, rect in zip(meta[:, 4].long().tolist(), pix.tolist(), strict=True)]
 
 
-def _few_rects_cpu(boxes: Tensor, theta: Tensor, obj_to_img: Tensor, batch: int, height: int,
+def _few_rects_cpu(boxes: Tensor, theta: Tensor, obj_to_img: Tensor | None, batch: int, height: int,
                    width: int) -> Rects | None:
     """:func:`_few_rects` on plain Python numbers (CPU tensors; a few microseconds).
 
@@ -221,12 +325,12 @@ def _few_rects_cpu(boxes: Tensor, theta: Tensor, obj_to_img: Tensor, batch: int,
     :func:`~augpatch.ops.plan.pixel_rects` (for integral clipped boxes, pixel ``j`` is inside
     ``[x1, x2)`` iff ``x1 <= j < x2``).
     """
-    rows = [[float(v) for v in row] for row in boxes.detach().tolist()]
+    rows = [[float(v) for v in row] for row in boxes.tolist()]
     if not all(math.isfinite(v) for row in rows for v in row):
         raise ValueError("boxes contains NaN or Inf values")
-    if not all(math.isfinite(v) for v in theta.detach().reshape(-1).tolist()):
+    if not all(math.isfinite(v) for mat in theta.tolist() for row in mat for v in row):
         raise ValueError("theta contains NaN or Inf values")
-    images = obj_to_img.tolist()
+    images = [0] * len(rows) if obj_to_img is None else obj_to_img.tolist()
     if images and (min(images) < 0 or max(images) >= batch):
         check_image_index("obj_to_img", obj_to_img, batch)  # raises, with the operator's message
     rects = []

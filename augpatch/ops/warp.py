@@ -241,11 +241,22 @@ def cpp_autograd_applies(images: Tensor, boxes: Tensor, theta: Tensor, obj_to_im
         and torch.is_grad_enabled()
         and any(t.requires_grad for t in tensors)
         and all(type(t) is Tensor for t in tensors)
-        and not torch.compiler.is_compiling()
-        and not torch._C._are_functorch_transforms_active()
-        and not torch._C._len_torch_dispatch_stack()
-        and all(torch._C._get_dispatch_mode(key) is None for key in torch._C._TorchDispatchModeKey.__members__.values())
+        and plain_eager()
         and kernel_for(images.device)[0] == "compiled"
+    )
+
+
+_MODE_KEYS = tuple(torch._C._TorchDispatchModeKey.__members__.values())
+
+
+def plain_eager() -> bool:
+    """Whether this is a plain eager call: no tracing (``torch.compile`` / ``torch.export``),
+    no ``torch.func`` transform, no dispatch mode (a fake-tensor or user mode)."""
+    return not (
+        torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+        or torch._C._len_torch_dispatch_stack()
+        or any(torch._C._get_dispatch_mode(key) is not None for key in _MODE_KEYS)
     )
 
 
