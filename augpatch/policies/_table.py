@@ -248,9 +248,9 @@ class OpSpec:
 
     @property
     def cutout(self) -> str | None:
-        """Where a cutout draws its centre: ``"image"`` (``Cutout``), ``"chosen_box"`` (one
-        box of the image drawn uniformly: ``BBox_Cutout``) or ``"box"`` (each box whose coin
-        fired: ``Cutout_Only_BBoxes``); ``None`` for the other ops."""
+        """The region a cutout draws its centre in, ``"image"`` (``Cutout``), ``"chosen_box"``
+        (one box of the image drawn uniformly, ``BBox_Cutout``) or ``"box"`` (each box whose
+        coin fired, ``Cutout_Only_BBoxes``); ``None`` for the other ops."""
         return _CUTOUT_REGIONS.get(self.name)
 
     def image(self, x: Tensor, value: float) -> Tensor:
