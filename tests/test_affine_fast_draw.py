@@ -1,0 +1,109 @@
+"""``RandomPatchAffine``'s few-objects draw (NumPy, no gradient) equals the base's tensor
+path bit for bit: the same uniforms, human parameters, ``theta`` and coins, in the same
+order; and ``_patch_affine_theta_arrays`` equals ``patch_affine_matrix`` bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from augpatch.functional import patch_affine_matrix
+from augpatch.transforms import RandomPatchAffine, RandomPatchRotation
+from augpatch.transforms._fast_affine import _patch_affine_theta_arrays
+from augpatch.transforms.base import PatchAugmentationBase
+
+CONFIGS = [
+    {"degrees": 15, "scale": (0.9, 1.1)},
+    {"degrees": (-30, 10), "translate": (0.1, 0.2), "scale": (0.5, 1.5, 0.7, 1.2),
+     "shear": (-10, 10, -5, 5)},
+    {"translate": ((-0.2, 0.1), (0.0, 0.3)), "shear": 12.0},
+    {"scale": 0.2},
+    {"degrees": 0.0},
+    {},
+]
+
+
+def _boxes(seed: int, dtype: torch.dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(100 + seed)
+    n = int(torch.randint(1, 12, (1,), generator=g))
+    xy = torch.rand(n, 2, generator=g) * 60
+    boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 40], 1).to(dtype)
+    if seed % 4 == 0:
+        boxes[0, 2] = boxes[0, 0]  # a degenerate (zero-width) patch
+    if seed % 5 == 0:
+        boxes = boxes.round()
+    return boxes
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("p", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fast_draw_equals_the_base_path_bit_for_bit(config, p, align_corners, dtype) -> None:
+    for seed in range(6):
+        t = RandomPatchAffine(**config, p=p, align_corners=align_corners,
+                              generator=torch.Generator().manual_seed(seed))
+        boxes = _boxes(seed, dtype)
+        o2i = torch.zeros(boxes.shape[0], dtype=torch.long)
+        patches = t.forward_parameters((1, 3, 64, 80), boxes, o2i)["patches"]
+        assert t._fast_ranges(patches) is not None  # the fast path ran
+        t.generator.manual_seed(seed)
+        fast = t._forward_parameters(patches, o2i, 1)
+        t.generator.manual_seed(seed)
+        base = PatchAugmentationBase._forward_parameters(t, patches, o2i, 1)
+        assert list(fast) == list(base)
+        for key, value in base.items():
+            assert fast[key].dtype == value.dtype, key
+            assert torch.equal(fast[key], value), (key, fast[key], value)
+
+
+def test_fast_draw_is_not_taken_where_gradients_or_a_subclass_draw_are_involved() -> None:
+    patches = torch.tensor([[0.0, 0.0, 10.0, 20.0]])
+    learnable = RandomPatchAffine(degrees=torch.tensor(10.0, requires_grad=True), p=1.0)
+    assert learnable._fast_ranges(patches) is None
+    assert RandomPatchAffine(degrees=10.0, same_on_image=True)._fast_ranges(patches) is None
+    assert RandomPatchAffine(degrees=10.0)._fast_ranges(patches.requires_grad_()) is None
+    assert RandomPatchRotation(10.0)._fast_ranges(torch.zeros(0, 4)) is None
+
+    class Own(RandomPatchAffine):
+        def compute_matrix(self, params, patches):
+            return super().compute_matrix(params, patches)
+
+    assert Own(degrees=10.0)._fast_ranges(patches) is None
+    # a learnable magnitude still gets its gradient (the tensor path)
+    out = learnable(torch.rand(1, 1, 16, 16), torch.tensor([[2, 2, 12, 12]]))
+    out.images.sum().backward()
+    assert learnable.degrees.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_theta_arrays_equal_patch_affine_matrix_bit_for_bit(dtype, align_corners) -> None:
+    g = torch.Generator().manual_seed(1)
+    for trial in range(40):
+        n = 50
+        xy = torch.rand(n, 2, generator=g, dtype=dtype) * 600
+        wh = torch.rand(n, 2, generator=g, dtype=dtype) * 200
+        wh[:5] = torch.tensor([0.0, 1.0], dtype=dtype)[torch.randint(0, 2, (5, 2), generator=g)]
+        boxes = torch.cat([xy, xy + wh], 1)
+        if trial % 3 == 0:
+            boxes = boxes.round()
+        angle = (torch.rand(n, generator=g, dtype=dtype) - 0.5) * 60
+        angle[:3] = torch.tensor([0.0, 90.0, 180.0], dtype=dtype)
+        shear = (torch.rand(n, 2, generator=g, dtype=dtype) - 0.5) * 40
+        shear[::2, 1] = 0
+        scale = 0.5 + torch.rand(n, 2, generator=g, dtype=dtype)
+        scale[::3, 1] = scale[::3, 0]
+        scale[1] = -scale[1]  # a flip
+        translate = (torch.rand(n, 2, generator=g, dtype=dtype) - 0.5) * (boxes[:, 2:] - boxes[:, :2])
+        expected = patch_affine_matrix(boxes, angle=angle, translate=translate, scale=scale,
+                                       shear=shear, align_corners=align_corners)
+        radians = torch.deg2rad(angle)
+        got = _patch_affine_theta_arrays(
+            boxes.numpy(), torch.cos(radians).numpy(), torch.sin(radians).numpy(),
+            torch.tan(torch.deg2rad(shear)).numpy(), scale.numpy(), translate.numpy(),
+            align_corners,
+        )
+        assert got.dtype == np.dtype(str(dtype).split(".")[1])
+        assert torch.equal(torch.from_numpy(got), expected)
