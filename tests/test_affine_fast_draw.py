@@ -1,6 +1,6 @@
 """``RandomPatchAffine``'s few-objects draw (NumPy, no gradient) equals the base's tensor
 path bit for bit: the same uniforms, human parameters, ``theta`` and coins, in the same
-order; and ``_patch_affine_theta_arrays`` equals ``patch_affine_matrix`` bit for bit."""
+order; and ``patch_affine_theta`` equals ``patch_affine_matrix`` bit for bit."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from augpatch.functional import patch_affine_matrix
+from augpatch.functional import patch_affine_matrix, transform_boxes
+from augpatch.functional.host import patch_affine_theta
 from augpatch.transforms import RandomPatchAffine, RandomPatchRotation
-from augpatch.transforms._fast_affine import _patch_affine_theta_arrays
 from augpatch.transforms.base import PatchAugmentationBase
 
 CONFIGS = [
@@ -100,10 +100,38 @@ def test_theta_arrays_equal_patch_affine_matrix_bit_for_bit(dtype, align_corners
         expected = patch_affine_matrix(boxes, angle=angle, translate=translate, scale=scale,
                                        shear=shear, align_corners=align_corners)
         radians = torch.deg2rad(angle)
-        got = _patch_affine_theta_arrays(
+        got = patch_affine_theta(
             boxes.numpy(), torch.cos(radians).numpy(), torch.sin(radians).numpy(),
             torch.tan(torch.deg2rad(shear)).numpy(), scale.numpy(), translate.numpy(),
             align_corners,
         )
         assert got.dtype == np.dtype(str(dtype).split(".")[1])
         assert torch.equal(torch.from_numpy(got), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("clip", [True, False])
+def test_transform_boxes_on_the_host_equals_the_tensor_path_bit_for_bit(dtype, align_corners, clip):
+    """``transform_boxes`` of a few CPU boxes without gradient runs its arithmetic in NumPy;
+    the tensor path (taken when ``theta`` requires grad) gives the same values bit for bit."""
+    g = torch.Generator().manual_seed(2)
+    for trial in range(30):
+        n = 1 + trial % 17
+        xy = torch.rand(n, 2, generator=g, dtype=dtype) * 80 - 10
+        wh = torch.rand(n, 2, generator=g, dtype=dtype) * 50
+        wh[: n // 4] = torch.tensor([0.0, 1.0], dtype=dtype)[torch.randint(0, 2, (n // 4, 2), generator=g)]
+        boxes = torch.cat([xy, xy + wh], 1)
+        if trial % 3 == 0:
+            boxes = boxes.round()
+        theta = torch.eye(2, 3, dtype=dtype) + 0.3 * (torch.rand(n, 2, 3, generator=g, dtype=dtype) - 0.5)
+        canvas = (64, 72) if trial % 2 else None
+        kw = {"clip": clip, "canvas_size": canvas, "align_corners": align_corners}
+        host = transform_boxes(boxes, theta, **kw)
+        tensor_path = transform_boxes(boxes, theta.clone().requires_grad_(), **kw).detach()
+        assert host.dtype == tensor_path.dtype and not host.requires_grad
+        assert torch.equal(host, tensor_path)
+    singular = torch.zeros(2, 2, 3, dtype=dtype)
+    singular[0] = torch.eye(2, 3)
+    with pytest.raises(ValueError, match=r"theta is singular \(not invertible\) for object\(s\) \[1\]"):
+        transform_boxes(torch.tensor([[0.0, 0, 4, 4], [1, 1, 5, 5]], dtype=dtype), singular)

@@ -55,7 +55,7 @@ from augpatch.transforms.sampling import (
 try:  # the few-objects draw (RandomPatchAffine._fast_forward_parameters) runs in NumPy
     import numpy as _np
 
-    from augpatch.transforms._fast_affine import _patch_affine_theta_arrays
+    from augpatch.functional.host import patch_affine_theta
 except ImportError:  # pragma: no cover - torch without NumPy: the tensor path
     _np = None
 
@@ -274,7 +274,7 @@ class RandomPatchAffine(PatchAugmentationBase):
         small tensor operations and checks on tensors built here cost about a millisecond,
         this one tens of microseconds, with the same results bit for bit (the same
         uniforms from the same generator, the same elementary operations in the same
-        order: :func:`augpatch.transforms._fast_affine._patch_affine_theta_arrays`).
+        order: :func:`augpatch.functional.host.patch_affine_theta`).
         """
         fast = self._fast_ranges(patches)
         if fast is None:
@@ -353,7 +353,7 @@ class RandomPatchAffine(PatchAugmentationBase):
             return {**params, "theta": theta, "batch_prob": batch_prob}
         box = patches.numpy()
         radians = torch.deg2rad(params["angle"])
-        theta_np = _patch_affine_theta_arrays(
+        theta_np = patch_affine_theta(
             box,
             torch.cos(radians).numpy(),
             torch.sin(radians).numpy(),
