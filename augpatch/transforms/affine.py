@@ -348,16 +348,27 @@ class RandomPatchAffine(PatchAugmentationBase):
             "scale": torch.from_numpy(scale),
             "shear": torch.from_numpy(shear),
         }
-        if not bool(batch_prob.any()):  # p = 0 (or no coin): no matrix needed
+        coins = batch_prob.numpy()
+        if not coins.any():  # p = 0 (or no coin): no matrix needed
             theta = _eye(n, dtype, device).contiguous()
             return {**params, "theta": theta, "batch_prob": batch_prob}
         box = patches.numpy()
-        radians = torch.deg2rad(params["angle"])
+        # torch's own cos / sin / tan (bit for bit the tensor path); a range not given is
+        # all zeros, whose cos / sin / tan are exactly 1 / 0 / 0
+        if degrees is None:
+            cos, sin = np.ones(n, ftype), zeros
+        else:
+            radians = torch.deg2rad(params["angle"])
+            cos, sin = torch.cos(radians).numpy(), torch.sin(radians).numpy()
+        if shear_r is None:
+            tan_shear = shear
+        else:
+            tan_shear = torch.tan(torch.deg2rad(params["shear"])).numpy()
         theta_np = patch_affine_theta(
             box,
-            torch.cos(radians).numpy(),
-            torch.sin(radians).numpy(),
-            torch.tan(torch.deg2rad(params["shear"])).numpy(),
+            cos,
+            sin,
+            tan_shear,
             scale,
             translate * (box[:, 2:] - box[:, :2]),
             self.align_corners,
@@ -370,7 +381,7 @@ class RandomPatchAffine(PatchAugmentationBase):
             & (scale == 1).all(1)
             & (shear == 0).all(1)
         )
-        keep = batch_prob.numpy() & ~neutral
+        keep = coins & ~neutral
         eye = np.array([[1, 0, 0], [0, 1, 0]], ftype)
         theta = torch.from_numpy(np.where(keep[:, None, None], theta_np, eye))
         return {**params, "theta": theta, "batch_prob": batch_prob}
