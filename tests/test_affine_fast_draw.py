@@ -155,3 +155,17 @@ def test_albumentations_box_move_on_the_host_equals_the_core_hook_bit_for_bit(al
                                p["batch_prob"].numpy(), align_corners)
         assert got.dtype == np.float64
         assert torch.equal(torch.from_numpy(got), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_host_clip_equals_clip_boxes_bit_for_bit(dtype):
+    from augpatch.functional import clip_boxes
+    from augpatch.transforms.base import _clip_on_the_host
+
+    g = torch.Generator().manual_seed(3)
+    boxes = (torch.rand(200, 4, generator=g, dtype=dtype) * 140 - 30).round(decimals=1)
+    boxes[:3] = torch.tensor([[-0.0, 0.0, 80.0, 64.0], [80.0, 64.0, 90.0, 70.0], [-5, -5, -1, -1]])
+    got = _clip_on_the_host(boxes, (64, 80))
+    assert got is not None and got.dtype == dtype
+    assert torch.equal(got, clip_boxes(boxes, (64, 80)))
+    assert _clip_on_the_host(boxes.clone().requires_grad_(), (64, 80)) is None
