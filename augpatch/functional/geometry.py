@@ -483,7 +483,7 @@ def _few_values_on_the_host(*tensors: Tensor) -> bool:
             or type(t) is not Tensor
         ):
             return False
-    if not values_visible(tensors[0]):
+    if not values_visible(tensors[0]) or torch._C._are_functorch_transforms_active():
         return False
     try:
         import numpy  # noqa: F401

@@ -297,6 +297,7 @@ class RandomPatchAffine(PatchAugmentationBase):
             or patches.requires_grad
             or patches.shape[0] == 0
             or torch.compiler.is_compiling()
+            or torch._C._are_functorch_transforms_active()
             or _np is None
         ):
             return None

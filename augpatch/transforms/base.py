@@ -99,6 +99,7 @@ def _clip_on_the_host(boxes: Tensor, size: tuple[int, int]) -> Tensor | None:
         or boxes.requires_grad
         or type(boxes) is not Tensor
         or not values_visible(boxes)
+        or torch._C._are_functorch_transforms_active()
     ):
         return None
     height, width = size
