@@ -35,8 +35,15 @@ def test_quick_run_reports_every_case_side_by_side(tmp_path: Path) -> None:
     assert rc == 0
     assert "adapter/library" in out and "warp/library" in out and "tv_pil" in out
     report = json.loads(path.read_text())
-    assert set(report["results"]) == set(bench_adapters.CASES)
-    for case, res in report["results"].items():
+    assert set(report["results"]) == {
+        f"{case}/{i}" for case in bench_adapters.CASES for i in bench_adapters.INTERPOLATIONS}
+    for row, res in report["results"].items():
+        case = res["case"]
+        assert row == f"{case}/{res['interpolation']}"
+        assert res["judged"] == (res["interpolation"] == bench_adapters.JUDGED_ON)
+        assert res["adapter_own_s"] == pytest.approx(
+            res["methods"]["adapter"]["median_s"] - res["methods"]["warp"]["median_s"]
+            - res["methods"]["params"]["median_s"])
         assert set(res["methods"]) == set(bench_adapters.METHODS)
         assert all(m["median_s"] > 0 and len(m["times_s"]) == 1 for m in res["methods"].values())
         ms = {m: r["median_s"] for m, r in res["methods"].items()}
@@ -46,11 +53,38 @@ def test_quick_run_reports_every_case_side_by_side(tmp_path: Path) -> None:
             res["methods"]["adapter"]["min_s"] / res["methods"]["library"]["min_s"])
         assert res["target_max"] == bench_adapters.TARGETS[case]
         assert res["status"] == "quick run (not evaluated)"
-    assert report["results"]["tv_pil"]["scenario"]["name"] == "sample640"
-    assert report["results"]["albumentations"]["scenario"]["name"] == "sample512"
+    assert report["results"]["tv_pil/bilinear"]["scenario"]["name"] == "sample640"
+    assert report["results"]["albumentations/nearest"]["scenario"]["name"] == "sample512"
     for key in ("torch", "torchvision", "albumentations", "device", "config", "timing_method"):
         assert key in report
     assert report["config"]["clock"] == "thread"
+    assert report["config"]["interpolation"] == list(bench_adapters.INTERPOLATIONS)
+
+
+def test_both_sides_run_at_the_same_interpolation() -> None:
+    """Like for like: the adapter's resample, the library's interpolation and the warp row's
+    mode are the row's interpolation (the libraries' defaults differ: v2.RandomAffine's is
+    NEAREST, the adapters' and A.Affine's bilinear)."""
+    from torchvision.transforms import v2
+
+    from augpatch.bench.scenarios import scenarios_for
+
+    sc = scenarios_for("adapters", quick=True)
+    for interpolation, mode, flag in (("nearest", v2.InterpolationMode.NEAREST, 0),
+                                      ("bilinear", v2.InterpolationMode.BILINEAR, 1)):
+        tv = bench_adapters._calls("tv_pil", sc["sample640"], 0, interpolation)
+        adapter, library = (tv[k].__closure__ for k in ("adapter", "library"))
+        ours = next(c.cell_contents for c in adapter if hasattr(c.cell_contents, "core"))
+        theirs = next(c.cell_contents for c in library
+                      if isinstance(c.cell_contents, v2.RandomAffine))
+        assert ours.core.resample == interpolation and theirs.interpolation == mode
+        alb = bench_adapters._calls("albumentations", sc["sample512"], 0, interpolation)
+        ours_a = next(c.cell_contents for c in alb["adapter"].__closure__
+                      if hasattr(c.cell_contents, "transforms"))
+        theirs_a = next(c.cell_contents for c in alb["library"].__closure__
+                        if hasattr(c.cell_contents, "transforms"))
+        assert ours_a.transforms[0]._core.resample == interpolation
+        assert theirs_a.transforms[0].interpolation == flag
 
 
 def test_full_size_scenarios_are_the_issues() -> None:

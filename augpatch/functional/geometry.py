@@ -460,6 +460,8 @@ def transform_boxes(
     align_corners = check_bool("align_corners", align_corners)
     dtype = compute_dtype(boxes, theta)
     patches = _patches(boxes.to(dtype), canvas_size)
+    if _few_values_on_the_host(patches, theta):
+        return _transform_boxes_host(patches, theta.to(dtype), clip, align_corners)
     read = _read_matrix(to3x3(theta.to(dtype)), patches, align_corners)
     forward = affine_inverse(read, "theta", " (its forward map is undefined)")
     out = _aabb(_apply(forward, _corners(patches)))
@@ -468,6 +470,35 @@ def transform_boxes(
         hi = torch.minimum(out[:, 2:], patches[:, 2:])
         out = torch.cat((lo, hi), -1)
     return out
+
+
+def _few_values_on_the_host(*tensors: Tensor) -> bool:
+    """Whether the arithmetic of a box mapping may run in NumPy: CPU tensors of float32 or
+    float64 whose values are visible (no tracing), none needing a gradient, NumPy present."""
+    for t in tensors:
+        if (
+            t.device.type != "cpu"
+            or t.dtype not in (torch.float32, torch.float64)
+            or t.requires_grad
+            or type(t) is not Tensor
+        ):
+            return False
+    if not values_visible(tensors[0]) or torch._C._are_functorch_transforms_active():
+        return False
+    try:
+        import numpy  # noqa: F401
+    except ImportError:  # pragma: no cover - torch without NumPy
+        return False
+    return True
+
+
+def _transform_boxes_host(patches: Tensor, theta: Tensor, clip: bool, align_corners: bool) -> Tensor:
+    """:func:`transform_boxes`'s arithmetic in NumPy, bit for bit
+    (:func:`augpatch.functional.host.transform_boxes_arrays`)."""
+    from augpatch.functional.host import transform_boxes_arrays
+
+    t = theta.reshape(-1, 2, 3)
+    return torch.from_numpy(transform_boxes_arrays(patches.numpy(), t.numpy(), clip, align_corners))
 
 
 def inverse_transform_boxes(

@@ -58,6 +58,7 @@ from torch import Tensor
 import augpatch.functional as AF
 from augpatch.data import mix_seeds, register_reseed_hook
 from augpatch.functional.checks import compute_dtype
+from augpatch.functional.host import transform_boxes_arrays
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -83,6 +84,7 @@ __all__ = ["PatchDualTransform", "benchmark_against_affine", "reseed_albumentati
 # core options the adapters do not expose (see the module docstring)
 _HIDDEN = ("generator", "same_on_batch", "drop_invalid", "p")
 _TORCH_IMAGE_DTYPES = (np.uint8, np.float32, np.float64)
+_IDENTITY_ROW = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])  # theta [2, 3] of the identity, flat
 
 
 def _to_tensor(array: np.ndarray) -> tuple[Tensor, Any]:
@@ -100,6 +102,26 @@ def _to_tensor(array: np.ndarray) -> tuple[Tensor, Any]:
         return np.ascontiguousarray(arr)
 
     return t, back
+
+
+def _move_boxes_host(
+    pixels: np.ndarray, patches: np.ndarray, theta: np.ndarray, applied: np.ndarray,
+    align_corners: bool,
+) -> np.ndarray:
+    """The core's ``move_object_boxes`` in float64 on NumPy arrays, bit for bit (a few boxes
+    per call: microseconds instead of the tensor path's checks and small operations).
+
+    ``transform_boxes`` of the patches (clipped to the patch), content that left its patch
+    as an exactly zero-width/height box on the patch's edge, the given boxes where not
+    ``applied``; :func:`augpatch.functional.host.transform_boxes_arrays` is the arithmetic.
+    """
+    if not applied.any():
+        return pixels
+    patches, theta = patches.astype(np.float64), theta.astype(np.float64).reshape(-1, 2, 3)
+    moved = transform_boxes_arrays(patches, theta, True, align_corners)
+    lo = np.minimum(moved[:, :2], patches[:, 2:])
+    moved = np.concatenate((lo, np.maximum(moved[:, 2:], lo)), -1)
+    return np.where(applied[:, None], moved, pixels)
 
 
 def reseed_albumentations(obj: Any, worker_seed: int) -> int:
@@ -170,21 +192,21 @@ class PatchDualTransform(DualTransform):
 
     @staticmethod
     def _params(augpatch: dict[str, np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
-        theta = torch.from_numpy(augpatch["theta"])
-        patches = torch.from_numpy(augpatch["patches"])
-        applied = torch.from_numpy(augpatch["batch_prob"]).bool()
+        theta = np.asarray(augpatch["theta"])
         # an object whose theta is exactly the identity is left alone: bit-exact pixels,
-        # boxes, masks and keypoints (resampling at the identity still rounds in float32)
-        identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=theta.dtype)
-        applied = applied & ~(theta == identity).flatten(1).all(1)
-        return theta, patches, applied
+        # boxes, masks and keypoints (resampling at the identity still rounds in float32);
+        # in NumPy: a few objects' parameters cost microseconds here, not tensor operations
+        identity = (theta.reshape(theta.shape[0], 6) == _IDENTITY_ROW).all(1)
+        applied = np.asarray(augpatch["batch_prob"]).astype(bool) & ~identity
+        return (torch.from_numpy(theta), torch.from_numpy(np.asarray(augpatch["patches"])),
+                torch.from_numpy(applied))
 
     # ------------------------------------------------------------------ targets
 
     def apply(self, img: np.ndarray, augpatch: dict[str, np.ndarray], **params: Any) -> np.ndarray:
         """Warp every object of an ``HW`` / ``HWC`` image."""
         theta, patches, applied = self._params(augpatch)
-        if not bool(applied.any()):
+        if not applied.numpy().any():
             return img
         t, back = _to_tensor(img)
         # the core's own image hook without its call's bookkeeping (the boxes move in
@@ -252,8 +274,14 @@ class PatchDualTransform(DualTransform):
             )
         height, width = shape[:2]
         scale = np.array([width, height, width, height], dtype=np.float64)
-        pixels = torch.from_numpy(np.asarray(bboxes)[:, :4].astype(np.float64) * scale)
-        new = self._core.move_object_boxes(pixels, patches.double(), theta.double(), applied).numpy()
+        pixels = np.asarray(bboxes)[:, :4].astype(np.float64) * scale
+        if type(self._core).move_object_boxes is PatchAugmentationBase.move_object_boxes:
+            new = _move_boxes_host(pixels, patches.numpy(), theta.numpy(), applied.numpy(),
+                                   self._core.align_corners)
+        else:  # a core with its own box hook
+            new = self._core.move_object_boxes(
+                torch.from_numpy(pixels), patches.double(), theta.double(), applied
+            ).numpy()
         out = np.array(bboxes, dtype=np.float64, copy=True)
         out[:, :4] = new / scale
         return out.astype(np.asarray(bboxes).dtype, copy=False)

@@ -44,6 +44,7 @@ from augpatch.functional.checks import (
     check_targets,
     compute_dtype,
     parse_boxes,
+    values_visible,
 )
 from augpatch.transforms._inverse import InverseMixin
 from augpatch.transforms._params import ParameterMixin
@@ -68,6 +69,11 @@ from augpatch.transforms.pipeline import (  # noqa: F401  (re-exported: base.py 
 )
 from augpatch.transforms.sampling import register_tensor
 
+try:  # the few-boxes clip (_clip_on_the_host) runs in NumPy
+    import numpy as _np
+except ImportError:  # pragma: no cover - torch without NumPy: the tensor path
+    _np = None
+
 __all__ = [
     "BOUND_FORMS",
     "PatchAugmentationBase",
@@ -79,6 +85,27 @@ __all__ = [
     "make_result",
     "never_inverted",
 ]
+
+
+def _clip_on_the_host(boxes: Tensor, size: tuple[int, int]) -> Tensor | None:
+    """:func:`augpatch.functional.clip_boxes` of checked CPU boxes without gradient, in NumPy
+    (the same ``min(max(x, 0), (W, H, W, H))``, bit for bit; a few boxes cost microseconds
+    instead of the tensor path's checks and small operations), or ``None`` where the tensor
+    path is needed (another device or dtype, a gradient, a tensor subclass, tracing)."""
+    if (
+        _np is None
+        or boxes.device.type != "cpu"
+        or boxes.dtype not in (torch.float32, torch.float64)
+        or boxes.requires_grad
+        or type(boxes) is not Tensor
+        or not values_visible(boxes)
+        or torch._C._are_functorch_transforms_active()
+    ):
+        return None
+    height, width = size
+    b = boxes.numpy()
+    hi = _np.array([width, height, width, height], b.dtype)
+    return torch.from_numpy(_np.minimum(_np.maximum(b, b.dtype.type(0)), hi))
 
 
 def _same(x: Tensor) -> Tensor:
@@ -403,6 +430,10 @@ class PatchAugmentationBase(ParameterMixin, TargetMixin, InverseMixin, nn.Module
         self, boxes: Tensor, obj_to_img: Tensor, size: tuple[int, int], sizes: Tensor | None
     ) -> Tensor:
         """Float boxes clipped to the canvas and, in a padded batch, to their own image."""
+        if sizes is None:
+            host = _clip_on_the_host(boxes, size)
+            if host is not None:
+                return host
         patches = F.clip_boxes(boxes, size)
         if sizes is not None:
             patches = F.clip_boxes_to_images(patches, obj_to_img, sizes)

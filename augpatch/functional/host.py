@@ -1,0 +1,149 @@
+"""NumPy arithmetic of the few-objects paths: bit for bit the tensor path's (internal).
+
+A per-sample adapter moves a handful of objects per call; on tensors every small
+operation costs microseconds, so :func:`augpatch.functional.patch_affine_matrix` (as
+``RandomPatchAffine`` uses it) and :func:`augpatch.functional.transform_boxes` cost
+about a millisecond for 7 objects, mostly in 40-60 operations on ``[N, 3, 3]`` tensors.
+These functions repeat those paths' elementary operations in the same order on NumPy
+arrays of the same dtype, so their results are the same bit for bit: the 3x3 products
+of the tensor path add their terms one by one from zero (the small-matrix kernel of
+``torch.bmm``), and a ``+ 0 * x`` term is left out here, which changes at most the sign
+of a zero (``tests/test_affine_fast_draw.py``). No checks: the callers pass checked
+values. NumPy is imported here only (``augpatch`` does not require it: the callers fall
+back to the tensor path without it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["patch_affine_theta", "patch_frames", "transform_boxes_arrays"]
+
+
+def patch_frames(patches: Any, align_corners: bool) -> tuple[Any, ...]:
+    """The patch frames of ``geometry._frames``: ``(cx, cy, sd0, sd1, inv0, inv1, deg_x,
+    deg_y)`` (``[N]`` each): the centre, the normalised -> pixel scales (0 on a degenerate
+    axis), the pixel -> normalised scales (0 there) and the degenerate axes."""
+    x1, y1, x2, y2 = patches[:, 0], patches[:, 1], patches[:, 2], patches[:, 3]
+    off = 1.0 if align_corners else 0.0
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half_w, half_h = (x2 - x1 - off) / 2, (y2 - y1 - off) / 2
+    deg_x, deg_y = half_w <= 0, half_h <= 0
+    zero, one = patches.dtype.type(0), patches.dtype.type(1)
+    sd0, sd1 = np.where(deg_x, zero, half_w), np.where(deg_y, zero, half_h)
+    inv0 = np.where(deg_x, zero, one / np.where(deg_x, one, half_w))
+    inv1 = np.where(deg_y, zero, one / np.where(deg_y, one, half_h))
+    return cx, cy, sd0, sd1, inv0, inv1, deg_x, deg_y
+
+
+def transform_boxes_arrays(patches: Any, theta: Any, clip: bool, align_corners: bool) -> Any:
+    """:func:`augpatch.functional.transform_boxes`'s arithmetic on ``patches [N, 4]`` and
+    ``theta [N, 2, 3]`` (one dtype): the read map ``(D @ theta) @ D^-1`` (identity rows on
+    degenerate axes), its inverse, the envelope of the 4 corners moved forward, the clip
+    to the patch. Raises ``ValueError`` as ``affine_inverse`` does for a singular map.
+
+    Example:
+        >>> box = np.array([[0.0, 0.0, 20.0, 40.0]], np.float32)
+        >>> half = np.array([[[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]]], np.float32)  # zoom in x2
+        >>> transform_boxes_arrays(box, half, True, False).tolist()
+        [[0.0, 0.0, 20.0, 40.0]]
+    """
+    t = theta
+    x1, y1, x2, y2 = patches[:, 0], patches[:, 1], patches[:, 2], patches[:, 3]
+    cx, cy, sd0, sd1, inv0, inv1, deg_x, deg_y = patch_frames(patches, align_corners)
+    zero, one = patches.dtype.type(0), patches.dtype.type(1)
+    # _read_matrix: (D @ theta) @ D^-1, identity rows on degenerate axes
+    m00, m01, m02 = sd0 * t[:, 0, 0], sd0 * t[:, 0, 1], sd0 * t[:, 0, 2] + cx
+    m10, m11, m12 = sd1 * t[:, 1, 0], sd1 * t[:, 1, 1], sd1 * t[:, 1, 2] + cy
+    p02, p12 = (-cx) * inv0, (-cy) * inv1
+    a = np.where(deg_x, one, m00 * inv0)
+    b = np.where(deg_x, zero, m01 * inv1)
+    tx = np.where(deg_x, zero, (m00 * p02 + m01 * p12) + m02)
+    c = np.where(deg_y, zero, m10 * inv0)
+    d = np.where(deg_y, one, m11 * inv1)
+    ty = np.where(deg_y, zero, (m10 * p02 + m11 * p12) + m12)
+    # affine_inverse
+    det = a * d - b * c
+    if bool((det == 0).any()):
+        idx = np.flatnonzero(det == 0)[:10].tolist()
+        raise ValueError(
+            f"theta is singular (not invertible) for object(s) {idx} (its forward map is undefined)"
+        )
+    ia, ib, ic, id_ = d / det, (-b) / det, (-c) / det, a / det
+    itx, ity = -(ia * tx + ib * ty), -(ic * tx + id_ * ty)
+    # the 4 corners moved forward and their envelope
+    xs = np.stack((x1, x2, x2, x1), -1)
+    ys = np.stack((y1, y1, y2, y2), -1)
+    px = (xs * ia[:, None] + ys * ib[:, None]) + itx[:, None]
+    py = (xs * ic[:, None] + ys * id_[:, None]) + ity[:, None]
+    out = np.stack((px.min(1), py.min(1), px.max(1), py.max(1)), -1)
+    if clip:
+        out = np.concatenate(
+            (np.maximum(out[:, :2], patches[:, :2]), np.minimum(out[:, 2:], patches[:, 2:])), -1
+        )
+    return out
+
+
+def patch_affine_theta(
+    patches: Any,
+    cos: Any,
+    sin: Any,
+    tan_shear: Any,
+    scale: Any,
+    translate: Any,
+    align_corners: bool,
+) -> Any:
+    """:func:`augpatch.functional.patch_affine_matrix`'s arithmetic, bit for bit (no checks).
+
+    For a handful of objects drawn inside the library (a transform's own, checked
+    parameters, no gradient), where the 60-odd small tensor operations and the argument
+    checks of :func:`patch_affine_matrix` cost a millisecond: the same elementary
+    operations in the same order (a ``+ 0 * x`` term of its 3x3 products is left out,
+    which changes at most the sign of a zero), in the arrays' dtype.
+
+    Args:
+        patches: ``[N, 4]`` ``xyxy`` patches (already clipped), float32 or float64.
+        cos, sin: ``[N]`` ``torch.cos`` / ``torch.sin`` of ``torch.deg2rad(angle)``.
+        tan_shear: ``[N, 2]`` ``torch.tan(torch.deg2rad(shear))``.
+        scale: ``[N, 2]`` ``(sx, sy)``.
+        translate: ``[N, 2]`` pixels.
+        align_corners: normalisation convention of the result.
+
+    Returns:
+        ``theta`` ``[N, 2, 3]`` as an array of the patches' dtype.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from augpatch.functional import patch_affine_matrix
+        >>> boxes = torch.tensor([[0.0, 0.0, 20.0, 40.0]])
+        >>> r = torch.deg2rad(torch.tensor([90.0]))
+        >>> zeros = np.zeros((1, 2), np.float32)
+        >>> fast = patch_affine_theta(boxes.numpy(), torch.cos(r).numpy(),
+        ...     torch.sin(r).numpy(), zeros, np.ones((1, 2), np.float32), zeros, False)
+        >>> torch.equal(torch.from_numpy(fast), patch_affine_matrix(boxes, angle=90.0))
+        True
+    """
+    cx, cy, sd0, sd1, inv0, inv1, deg_x, deg_y = patch_frames(patches, align_corners)
+    sx, sy = scale[:, 0], scale[:, 1]
+    tx, ty = tan_shear[:, 0], tan_shear[:, 1]
+    # lin = R(angle) @ Shear @ diag(sx, sy)
+    s00, s01, s10, s11 = sx, (-tx) * sy, (-ty) * sx, (1 + tx * ty) * sy
+    a, b = cos * s00 + sin * s10, cos * s01 + sin * s11
+    c, d = (-sin) * s00 + cos * s10, (-sin) * s01 + cos * s11
+    t0 = (cx + translate[:, 0]) - (a * cx + b * cy)
+    t1 = (cy + translate[:, 1]) - (c * cx + d * cy)
+    # affine_inverse of the forward map: the read map
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, (-b) / det, (-c) / det, a / det
+    itx, ity = -(ia * t0 + ib * t1), -(ic * t0 + id_ * t1)
+    # _theta_from_read: D^-1 @ read @ D with the patch frames
+    zero, one = patches.dtype.type(0), patches.dtype.type(1)
+    m00, m01, m02 = inv0 * ia, inv0 * ib, inv0 * itx + (-cx) * inv0
+    m10, m11, m12 = inv1 * ic, inv1 * id_, inv1 * ity + (-cy) * inv1
+    row0 = np.stack((m00 * sd0, m01 * sd1, (m00 * cx + m01 * cy) + m02), -1)
+    row1 = np.stack((m10 * sd0, m11 * sd1, (m10 * cx + m11 * cy) + m12), -1)
+    row0 = np.where(deg_x[:, None], np.array([one, zero, zero]), row0)
+    row1 = np.where(deg_y[:, None], np.array([zero, one, zero]), row1)
+    return np.stack((row0, row1), 1)
