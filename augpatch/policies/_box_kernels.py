@@ -440,18 +440,30 @@ def warp_in_boxes(
 
 
 def warp_rects(
-    images: Tensor, rects: Tensor, patches: Tensor, theta: Tensor, obj_to_img: Tensor, *,
+    images: Tensor, rects: Tensor | None, patches: Tensor, theta: Tensor, obj_to_img: Tensor, *,
     fill: float | Sequence[float] | Tensor | None, mode: str, padding_mode: str,
     align_corners: bool, overlap: str, inplace: bool,
 ) -> Tensor:
     """:func:`warp_in_boxes` of checked arguments (``DetectionAutoAugment``'s call).
 
-    ``rects [N, 4]``: the boxes' pixel rects (:func:`box_pixel_rects`), ``patches [N, 4]``
-    the boxes clipped to the canvas, ``theta [N, 2, 3]``, ``obj_to_img [N]``, all on the
-    images' device; ``padding_mode`` patch-relative.
+    ``rects [N, 4]``: the boxes' pixel rects (:func:`box_pixel_rects`; ``None``: computed
+    here where needed), ``patches [N, 4]`` the boxes clipped to the canvas, ``theta
+    [N, 2, 3]``, ``obj_to_img [N]``, all on the images' device; ``padding_mode``
+    patch-relative.
     """
     channels = images.shape[1]
     size = (images.shape[2], images.shape[3])
+    ops = _compiled(images, patches, theta, any_dtype=True)
+    if ops is not None and (fill is None or (mode == "nearest" and images.dtype == torch.uint8
+                                             and overlap == "sequential")):
+        out = images if inplace else images.clone(memory_format=torch.preserve_format)
+        if out.stride() == work_strides(out):
+            return _warp_in_place(ops, out, patches, theta, obj_to_img, fill, mode, padding_mode,
+                                  align_corners, overlap)
+        images = out  # a strided view: the canvas path below, on the copy made already
+        inplace = True
+    if rects is None:
+        rects = box_pixel_rects(patches, size).to(images.device)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (images, patches, theta))
     params = None
     if not grad:  # the operator's parameter table of every patch in the images, once
@@ -482,13 +494,6 @@ def warp_rects(
             return AF.warp_patches(canvas, cboxes, theta[sel], padding_mode=padding_mode, **kw)
         return AF.warp_patches_fill(canvas, cboxes, theta[sel], fill=fill, **kw)
 
-    ops = _compiled(images, patches, theta, any_dtype=True)
-    if ops is not None and (fill is None or (mode == "nearest" and images.dtype == torch.uint8
-                                             and overlap == "sequential")):
-        out = images if inplace else images.clone(memory_format=torch.preserve_format)
-        if out.stride() == work_strides(out):
-            return _warp_in_place(ops, out, patches, theta, obj_to_img, fill, mode, padding_mode,
-                                  align_corners, overlap)
     if ops is None:  # gather the pixels into the canvas and back with index tensors
 
         def fn(values: Tensor, lvl: _Level) -> Tensor:
