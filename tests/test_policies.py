@@ -867,3 +867,26 @@ def test_warp_in_boxes_in_place_equals_the_operator_over_levels_and_chunks(overl
         want = F.warp_patches(floats, patches, theta, o2i, padding_mode=padding, overlap=overlap)
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     assert torch.equal(images, before)  # the input is never written
+
+
+def test_box_warp_kernel_refuses_malformed_arguments() -> None:
+    """The in-place box warp (``augpatch_cpu::box_warp_``) says which argument is wrong."""
+    work = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    ops = _compiled(work)
+    assert ops is not None
+    params, options = torch.zeros(1, 14), [0] * 14
+    fill = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    inside = torch.tensor([[0, 0, 4, 4, 1]])
+    with pytest.raises(RuntimeError, match="a rect outside the images"):
+        ops.box_warp_(work, params, torch.tensor([[6, 0, 4, 4, 0]]), [0, 1], options, fill)
+    with pytest.raises(RuntimeError, match="a rect outside the images"):
+        ops.box_warp_(work, params, torch.tensor([[0, 0, 4, 4, 2]]), [0, 1], options, fill)
+    with pytest.raises(RuntimeError, match="params must be"):
+        ops.box_warp_(work, torch.zeros(2, 14), inside, [0, 1], options, fill)
+    with pytest.raises(RuntimeError, match="level_objects must run from 0 to K"):
+        ops.box_warp_(work, params, inside, [0, 2], options, fill)
+    with pytest.raises(RuntimeError, match="fill must be"):
+        ops.box_warp_(work, params, inside, [0, 1], options, fill[:2])
+    with pytest.raises(RuntimeError, match="fill must be"):
+        ops.box_warp_(work.float(), params, inside, [0, 1], options, fill)
+    assert not work.any()  # nothing was written
