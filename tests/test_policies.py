@@ -849,9 +849,10 @@ def test_warp_in_boxes_in_place_equals_the_operator_over_levels_and_chunks(overl
     level0 = (rects[:, 2:] - rects[:, :2]).prod(1).sum() * 3
     assert level0 > 2 * 65536  # levels of several chunks (and overlaps: several levels)
     before = images.clone()
-    for fill in ((0, 64, 255), 128.0):
+    last = images.contiguous(memory_format=torch.channels_last)  # strided rows (s_w = C)
+    for fill, batch in (((0, 64, 255), images), (128.0, images), ((0, 64, 255), last)):
         if overlap == "sequential":
-            got = warp_in_boxes(images, patches, theta, o2i, fill=fill, mode="nearest",
+            got = warp_in_boxes(batch, patches, theta, o2i, fill=fill, mode="nearest",
                                 overlap=overlap)
             want = F.warp_patches_fill(images, patches, theta, o2i, fill=torch.tensor(fill),
                                        mode="nearest", overlap=overlap)
