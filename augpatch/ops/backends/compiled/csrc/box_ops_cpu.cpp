@@ -83,11 +83,14 @@ void for_each_rect_channel(const Canvas& cv, const Rects& rs, const F& f) {
 }
 
 // apply a 256-entry table to the rect's pixels of one channel (read src, write dst)
+// (the bounds are locals: a uint8 store may alias any object, so a bound read through a
+// pointer would be read again after every store and the loop not vectorised)
 void apply_table(const Canvas& cv, const int64_t* q, int64_t off, const uint8_t* table) {
-  for (int64_t i = 0; i < q[3] - q[1]; ++i) {
+  const int64_t rows = q[3] - q[1], cols = q[2] - q[0], s_w = cv.s_w;
+  for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* s = cv.src + off + i * cv.s_h;
     uint8_t* d = cv.dst + off + i * cv.s_h;
-    for (int64_t j = 0; j < q[2] - q[0]; ++j) d[j * cv.s_w] = table[s[j * cv.s_w]];
+    for (int64_t j = 0; j < cols; ++j) d[j * s_w] = table[s[j * s_w]];
   }
 }
 
@@ -99,9 +102,10 @@ void box_equalize(at::Tensor dst, const at::Tensor& src, const at::Tensor& rects
   Rects rs = rects_of(rects, rect_to_img, dst.size(0), cv.height, cv.width);
   for_each_rect_channel(cv, rs, [&](int64_t, const int64_t* q, int64_t, int64_t off) {
     std::array<int64_t, 256> hist{};
-    for (int64_t i = 0; i < q[3] - q[1]; ++i) {
+    const int64_t rows = q[3] - q[1], cols = q[2] - q[0], s_w = cv.s_w;
+    for (int64_t i = 0; i < rows; ++i) {
       const uint8_t* s = cv.src + off + i * cv.s_h;
-      for (int64_t j = 0; j < q[2] - q[0]; ++j) ++hist[s[j * cv.s_w]];
+      for (int64_t j = 0; j < cols; ++j) ++hist[s[j * s_w]];
     }
     int64_t total = 0, top = 0;
     for (int v = 0; v < 256; ++v) {
@@ -152,9 +156,11 @@ void fill_rects(at::Tensor dst, const at::Tensor& rects, const at::Tensor& rect_
               "augpatch box ops: value must be [C] uint8");
   const uint8_t* v = value.contiguous().data_ptr<uint8_t>();
   for_each_rect_channel(cv, rs, [&](int64_t, const int64_t* q, int64_t c, int64_t off) {
-    for (int64_t i = 0; i < q[3] - q[1]; ++i) {
+    const int64_t rows = q[3] - q[1], cols = q[2] - q[0], s_w = cv.s_w;
+    const uint8_t value = v[c];
+    for (int64_t i = 0; i < rows; ++i) {
       uint8_t* d = cv.dst + off + i * cv.s_h;
-      for (int64_t j = 0; j < q[2] - q[0]; ++j) d[j * cv.s_w] = v[c];
+      for (int64_t j = 0; j < cols; ++j) d[j * s_w] = value;
     }
   });
 }
@@ -202,11 +208,13 @@ void copy_rects(const at::Tensor& images, const at::Tensor& canvas, const Packin
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t k : pk.rs.by_image[b]) {
           const int64_t* q = pk.rs.r + 4 * k;
+          const int64_t rows = q[3] - q[1], cols = q[2] - q[0], x0 = q[0], y0 = q[1];
+          const int64_t left = pk.left[k];
           for (int64_t c = 0; c < channels; ++c) {
-            for (int64_t i = 0; i < q[3] - q[1]; ++i) {
-              scalar_t* a = im + b * s_b + c * s_c + (q[1] + i) * s_h + q[0] * s_w;
-              scalar_t* z = cv + c * c_c + (1 + i) * c_h + pk.left[k];
-              for (int64_t j = 0; j < q[2] - q[0]; ++j) {
+            for (int64_t i = 0; i < rows; ++i) {
+              scalar_t* a = im + b * s_b + c * s_c + (y0 + i) * s_h + x0 * s_w;
+              scalar_t* z = cv + c * c_c + (1 + i) * c_h + left;
+              for (int64_t j = 0; j < cols; ++j) {
                 if constexpr (kPack) {
                   z[j] = a[j * s_w];
                 } else {
@@ -242,18 +250,21 @@ void add_rows(at::Tensor& images, const int64_t* o, int64_t cols, int64_t k0, in
               const uint8_t* v) {
   uint8_t* im = images.data_ptr<uint8_t>();
   const int64_t s_b = images.stride(0), s_c = images.stride(1), s_h = images.stride(2),
-                s_w = images.stride(3);
+                s_w = images.stride(3), channels = images.size(1);
   for (int64_t k = k0; k < k1; ++k) {
     const int64_t* q = o + k * cols;
-    for (int64_t c = 0; c < images.size(1); ++c) {
-      const uint8_t add = v[c];  // a local: the compiler may not reread it (uint8 aliases)
+    // locals: a uint8 store may alias anything, so values read through pointers would be
+    // read again after every store (and the loop not vectorised)
+    const int64_t x0 = q[0], y0 = q[1], cols = q[2], rows = q[3], b = q[4];
+    for (int64_t c = 0; c < channels; ++c) {
+      const uint8_t add = v[c];
       if (add == 0) continue;
-      for (int64_t i = 0; i < q[3]; ++i) {
-        uint8_t* d = im + q[4] * s_b + c * s_c + (q[1] + i) * s_h + q[0] * s_w;
+      for (int64_t i = 0; i < rows; ++i) {
+        uint8_t* d = im + b * s_b + c * s_c + (y0 + i) * s_h + x0 * s_w;
         if (s_w == 1) {  // a row of one channel is contiguous: vectorised
-          for (int64_t j = 0; j < q[2]; ++j) d[j] = static_cast<uint8_t>(d[j] + add);
+          for (int64_t j = 0; j < cols; ++j) d[j] = static_cast<uint8_t>(d[j] + add);
         } else {
-          for (int64_t j = 0; j < q[2]; ++j) d[j * s_w] = static_cast<uint8_t>(d[j * s_w] + add);
+          for (int64_t j = 0; j < cols; ++j) d[j * s_w] = static_cast<uint8_t>(d[j * s_w] + add);
         }
       }
     }
