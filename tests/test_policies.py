@@ -828,3 +828,66 @@ def test_box_only_uint8_fill_pass_is_the_same_on_every_warp_kernel(
     assert params["box_apply"].any() and not torch.equal(want.images, images)
     assert torch.equal(got.images, want.images)
     assert torch.equal(got.boxes, want.boxes)
+
+
+@pytest.mark.parametrize("overlap", ["sequential", "parallel"])
+def test_warp_in_boxes_in_place_equals_the_operator_over_levels_and_chunks(overlap: str) -> None:
+    """The compiled path warps the boxes in the batch itself (no canvas): level by level,
+    a level in cache-sized chunks of boxes (``box_warp_``), the uint8 nearest fill by the
+    values less the fill. Overlapping boxes (several levels) and levels of more than one
+    chunk (over 65 536 values) give the operator's images exactly, uint8 and float."""
+    g = _gen(61)
+    images = torch.randint(0, 256, (3, 3, 160, 200), dtype=torch.uint8, generator=g)
+    xy = torch.rand(90, 2, generator=g) * torch.tensor([170.0, 130.0])
+    boxes = torch.cat((xy, xy + 8 + torch.rand(90, 2, generator=g) * 40), 1).round()
+    o2i = torch.randint(0, 3, (90,), generator=g)
+    patches = F.clip_boxes(boxes, (160, 200))
+    theta = F.patch_affine_matrix(patches, angle=torch.rand(90, generator=g) * 80 - 40,
+                                  scale=0.9)
+    assert _compiled(images) is not None  # the compiled kernel serves this call
+    rects = box_pixel_rects(patches, (160, 200))
+    level0 = (rects[:, 2:] - rects[:, :2]).prod(1).sum() * 3
+    assert level0 > 2 * 65536  # levels of several chunks (and overlaps: several levels)
+    before = images.clone()
+    last = images.contiguous(memory_format=torch.channels_last)  # strided rows (s_w = C)
+    for fill, batch in (((0, 64, 255), images), (128.0, images), ((0, 64, 255), last)):
+        if overlap == "sequential":
+            got = warp_in_boxes(batch, patches, theta, o2i, fill=fill, mode="nearest",
+                                overlap=overlap)
+            want = F.warp_patches_fill(images, patches, theta, o2i, fill=torch.tensor(fill),
+                                       mode="nearest", overlap=overlap)
+            assert torch.equal(got, want) and not torch.equal(got, images)
+    for padding in ("zeros", "border", "reflection"):
+        got = warp_in_boxes(images, patches, theta, o2i, padding_mode=padding, mode="nearest",
+                            overlap=overlap)
+        want = F.warp_patches(images, patches, theta, o2i, padding_mode=padding, mode="nearest",
+                              overlap=overlap)
+        assert torch.equal(got, want)
+        floats = images.float() / 255
+        got = warp_in_boxes(floats, patches, theta, o2i, padding_mode=padding, overlap=overlap)
+        want = F.warp_patches(floats, patches, theta, o2i, padding_mode=padding, overlap=overlap)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert torch.equal(images, before)  # the input is never written
+
+
+def test_box_warp_kernel_refuses_malformed_arguments() -> None:
+    """The in-place box warp (``augpatch_cpu::box_warp_``) says which argument is wrong."""
+    work = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    ops = _compiled(work)
+    assert ops is not None
+    params, options = torch.zeros(1, 14), [0] * 14
+    fill = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    inside = torch.tensor([[0, 0, 4, 4, 1]])
+    with pytest.raises(RuntimeError, match="a rect outside the images"):
+        ops.box_warp_(work, params, torch.tensor([[6, 0, 4, 4, 0]]), [0, 1], options, fill)
+    with pytest.raises(RuntimeError, match="a rect outside the images"):
+        ops.box_warp_(work, params, torch.tensor([[0, 0, 4, 4, 2]]), [0, 1], options, fill)
+    with pytest.raises(RuntimeError, match="params must be"):
+        ops.box_warp_(work, torch.zeros(2, 14), inside, [0, 1], options, fill)
+    with pytest.raises(RuntimeError, match="level_objects must run from 0 to K"):
+        ops.box_warp_(work, params, inside, [0, 2], options, fill)
+    with pytest.raises(RuntimeError, match="fill must be"):
+        ops.box_warp_(work, params, inside, [0, 1], options, fill[:2])
+    with pytest.raises(RuntimeError, match="fill must be"):
+        ops.box_warp_(work.float(), params, inside, [0, 1], options, fill)
+    assert not work.any()  # nothing was written

@@ -339,8 +339,7 @@ class _PolicyOps:
         else:  # only the boxes' pixels are read and written
             fill = state.fill if self.padding_mode == "fill" else None
             padding = "zeros" if self.padding_mode == "fill" else self.padding_mode
-            rects = box_pixel_rects(patches, state.size).to(patches.device)
-            state.images = warp_rects(state.images, rects, patches, theta, o2i, fill=fill,
+            state.images = warp_rects(state.images, None, patches, theta, o2i, fill=fill,
                                       padding_mode=padding, inplace=True, **common)
         self._box_warp_targets(state, fired, patches, theta)
         if self.move_boxes:

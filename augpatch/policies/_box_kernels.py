@@ -25,7 +25,8 @@ from augpatch.functional.checks import (
     fill_tensor,
 )
 from augpatch.ops import compiled_ops
-from augpatch.ops.plan import make_plan, object_params, pixel_rects
+from augpatch.ops.backends.compiled import kernel_options
+from augpatch.ops.plan import make_plan, object_params, pixel_rects, prepare, work_strides
 from augpatch.ops.schedule import overlap_edges, schedule_levels
 from augpatch.ops.settings import kernel_for
 from augpatch.ops.values import compute_dtype
@@ -439,18 +440,30 @@ def warp_in_boxes(
 
 
 def warp_rects(
-    images: Tensor, rects: Tensor, patches: Tensor, theta: Tensor, obj_to_img: Tensor, *,
+    images: Tensor, rects: Tensor | None, patches: Tensor, theta: Tensor, obj_to_img: Tensor, *,
     fill: float | Sequence[float] | Tensor | None, mode: str, padding_mode: str,
     align_corners: bool, overlap: str, inplace: bool,
 ) -> Tensor:
     """:func:`warp_in_boxes` of checked arguments (``DetectionAutoAugment``'s call).
 
-    ``rects [N, 4]``: the boxes' pixel rects (:func:`box_pixel_rects`), ``patches [N, 4]``
-    the boxes clipped to the canvas, ``theta [N, 2, 3]``, ``obj_to_img [N]``, all on the
-    images' device; ``padding_mode`` patch-relative.
+    ``rects [N, 4]``: the boxes' pixel rects (:func:`box_pixel_rects`; ``None``: computed
+    here where needed), ``patches [N, 4]`` the boxes clipped to the canvas, ``theta
+    [N, 2, 3]``, ``obj_to_img [N]``, all on the images' device; ``padding_mode``
+    patch-relative.
     """
     channels = images.shape[1]
     size = (images.shape[2], images.shape[3])
+    ops = _compiled(images, patches, theta, any_dtype=True)
+    if ops is not None and (fill is None or (mode == "nearest" and images.dtype == torch.uint8
+                                             and overlap == "sequential")):
+        out = images if inplace else images.clone(memory_format=torch.preserve_format)
+        if out.stride() == work_strides(out):
+            return _warp_in_place(ops, out, patches, theta, obj_to_img, fill, mode, padding_mode,
+                                  align_corners, overlap)
+        images = out  # a strided view: the canvas path below, on the copy made already
+        inplace = True
+    if rects is None:
+        rects = box_pixel_rects(patches, size).to(images.device)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (images, patches, theta))
     params = None
     if not grad:  # the operator's parameter table of every patch in the images, once
@@ -481,7 +494,6 @@ def warp_rects(
             return AF.warp_patches(canvas, cboxes, theta[sel], padding_mode=padding_mode, **kw)
         return AF.warp_patches_fill(canvas, cboxes, theta[sel], fill=fill, **kw)
 
-    ops = _compiled(images, patches, theta, any_dtype=True)
     if ops is None:  # gather the pixels into the canvas and back with index tensors
 
         def fn(values: Tensor, lvl: _Level) -> Tensor:
@@ -495,6 +507,37 @@ def warp_rects(
         return _apply_in_boxes(images, rects, obj_to_img, fn, overlap, inplace)
 
     return _warp_in_boxes_compiled(ops, images, rects, obj_to_img, layout, warp, overlap, inplace)
+
+
+def _warp_in_place(
+    ops: Any, out: Tensor, patches: Tensor, theta: Tensor, obj_to_img: Tensor,
+    fill: float | Sequence[float] | Tensor | None, mode: str, padding_mode: str,
+    align_corners: bool, overlap: str,
+) -> Tensor:
+    """:func:`warp_rects` by the compiled warp kernel in place on ``out`` (the batch the
+    caller owns, in the warp's layout): no canvas, no copy of the batch.
+
+    The operator's own planning (:func:`augpatch.ops.plan.prepare`: levels, processing
+    order, parameter table), then the kernel on ``out`` itself: ``"parallel"`` in one
+    call (every level reads the batch as given), ``"sequential"`` level by level in
+    cache-sized chunks of boxes (``box_warp_``, ``csrc/box_ops_cpu.cpp``). With ``fill``
+    (uint8, ``nearest``, ``"sequential"``: a pixel is its source or exactly the rounded
+    fill) a chunk's rects get the fill subtracted (modulo 256), are warped with zero
+    padding and get the fill added back.
+    """
+    prepared = prepare(out, patches, theta, obj_to_img, mode, padding_mode, align_corners,
+                       overlap)
+    if prepared is None:  # no box has a pixel
+        return out
+    plan, _, params = prepared
+    options = kernel_options(plan)
+    if overlap == "parallel":
+        ops.warp_forward_(out, params, plan.objects, plan.level_objects, options)
+        return out
+    value = (torch.empty(0, dtype=torch.uint8) if fill is None
+             else fill_tensor(fill, out.shape[1]).round().clamp(0, 255).to(torch.uint8))
+    ops.box_warp_(out, params, plan.objects, plan.level_objects, options, value)
+    return out
 
 
 def _warp_canvas(

@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <array>
@@ -82,11 +83,14 @@ void for_each_rect_channel(const Canvas& cv, const Rects& rs, const F& f) {
 }
 
 // apply a 256-entry table to the rect's pixels of one channel (read src, write dst)
+// (the bounds are locals: a uint8 store may alias any object, so a bound read through a
+// pointer would be read again after every store and the loop not vectorised)
 void apply_table(const Canvas& cv, const int64_t* q, int64_t off, const uint8_t* table) {
-  for (int64_t i = 0; i < q[3] - q[1]; ++i) {
+  const int64_t rows = q[3] - q[1], cols = q[2] - q[0], s_w = cv.s_w;
+  for (int64_t i = 0; i < rows; ++i) {
     const uint8_t* s = cv.src + off + i * cv.s_h;
     uint8_t* d = cv.dst + off + i * cv.s_h;
-    for (int64_t j = 0; j < q[2] - q[0]; ++j) d[j * cv.s_w] = table[s[j * cv.s_w]];
+    for (int64_t j = 0; j < cols; ++j) d[j * s_w] = table[s[j * s_w]];
   }
 }
 
@@ -98,9 +102,10 @@ void box_equalize(at::Tensor dst, const at::Tensor& src, const at::Tensor& rects
   Rects rs = rects_of(rects, rect_to_img, dst.size(0), cv.height, cv.width);
   for_each_rect_channel(cv, rs, [&](int64_t, const int64_t* q, int64_t, int64_t off) {
     std::array<int64_t, 256> hist{};
-    for (int64_t i = 0; i < q[3] - q[1]; ++i) {
+    const int64_t rows = q[3] - q[1], cols = q[2] - q[0], s_w = cv.s_w;
+    for (int64_t i = 0; i < rows; ++i) {
       const uint8_t* s = cv.src + off + i * cv.s_h;
-      for (int64_t j = 0; j < q[2] - q[0]; ++j) ++hist[s[j * cv.s_w]];
+      for (int64_t j = 0; j < cols; ++j) ++hist[s[j * s_w]];
     }
     int64_t total = 0, top = 0;
     for (int v = 0; v < 256; ++v) {
@@ -151,9 +156,11 @@ void fill_rects(at::Tensor dst, const at::Tensor& rects, const at::Tensor& rect_
               "augpatch box ops: value must be [C] uint8");
   const uint8_t* v = value.contiguous().data_ptr<uint8_t>();
   for_each_rect_channel(cv, rs, [&](int64_t, const int64_t* q, int64_t c, int64_t off) {
-    for (int64_t i = 0; i < q[3] - q[1]; ++i) {
+    const int64_t rows = q[3] - q[1], cols = q[2] - q[0], s_w = cv.s_w;
+    const uint8_t value = v[c];
+    for (int64_t i = 0; i < rows; ++i) {
       uint8_t* d = cv.dst + off + i * cv.s_h;
-      for (int64_t j = 0; j < q[2] - q[0]; ++j) d[j * cv.s_w] = v[c];
+      for (int64_t j = 0; j < cols; ++j) d[j * s_w] = value;
     }
   });
 }
@@ -201,11 +208,13 @@ void copy_rects(const at::Tensor& images, const at::Tensor& canvas, const Packin
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t k : pk.rs.by_image[b]) {
           const int64_t* q = pk.rs.r + 4 * k;
+          const int64_t rows = q[3] - q[1], cols = q[2] - q[0], x0 = q[0], y0 = q[1];
+          const int64_t left = pk.left[k];
           for (int64_t c = 0; c < channels; ++c) {
-            for (int64_t i = 0; i < q[3] - q[1]; ++i) {
-              scalar_t* a = im + b * s_b + c * s_c + (q[1] + i) * s_h + q[0] * s_w;
-              scalar_t* z = cv + c * c_c + (1 + i) * c_h + pk.left[k];
-              for (int64_t j = 0; j < q[2] - q[0]; ++j) {
+            for (int64_t i = 0; i < rows; ++i) {
+              scalar_t* a = im + b * s_b + c * s_c + (y0 + i) * s_h + x0 * s_w;
+              scalar_t* z = cv + c * c_c + (1 + i) * c_h + left;
+              for (int64_t j = 0; j < cols; ++j) {
                 if constexpr (kPack) {
                   z[j] = a[j * s_w];
                 } else {
@@ -234,6 +243,106 @@ void unpack_rects(at::Tensor images, const at::Tensor& canvas, const at::Tensor&
   copy_rects<false>(images, dense, packing_of(images, dense, rects, rect_to_img, left));
 }
 
+// Add value[c] (modulo 256: uint8 arithmetic wraps) to channel c of every pixel of the
+// rects of objects rows [k0, k1): rows (x0, y0, width, height, image, ...) of `cols`
+// int64 each, the warp plan's object table (a pixel in two rects gets the value twice).
+void add_rows(at::Tensor& images, const int64_t* o, int64_t cols, int64_t k0, int64_t k1,
+              const uint8_t* v) {
+  uint8_t* im = images.data_ptr<uint8_t>();
+  const int64_t s_b = images.stride(0), s_c = images.stride(1), s_h = images.stride(2),
+                s_w = images.stride(3), channels = images.size(1);
+  for (int64_t k = k0; k < k1; ++k) {
+    const int64_t* q = o + k * cols;
+    // locals: a uint8 store may alias anything, so values read through pointers would be
+    // read again after every store (and the loop not vectorised)
+    const int64_t x0 = q[0], y0 = q[1], cols = q[2], rows = q[3], b = q[4];
+    for (int64_t c = 0; c < channels; ++c) {
+      const uint8_t add = v[c];
+      if (add == 0) continue;
+      for (int64_t i = 0; i < rows; ++i) {
+        uint8_t* d = im + b * s_b + c * s_c + (y0 + i) * s_h + x0 * s_w;
+        if (s_w == 1) {  // a row of one channel is contiguous: vectorised
+          for (int64_t j = 0; j < cols; ++j) d[j] = static_cast<uint8_t>(d[j] + add);
+        } else {
+          for (int64_t j = 0; j < cols; ++j) d[j * s_w] = static_cast<uint8_t>(d[j * s_w] + add);
+        }
+      }
+    }
+  }
+}
+
+void check_objects(const at::Tensor& images, const at::Tensor& objects) {
+  TORCH_CHECK(objects.dim() == 2 && objects.size(1) >= 5 && objects.scalar_type() == at::kLong &&
+                  objects.is_contiguous() && objects.device().is_cpu(),
+              "augpatch box ops: objects must be a contiguous [K, >= 5] int64 CPU tensor");
+  const int64_t* o = objects.data_ptr<int64_t>();
+  for (int64_t k = 0; k < objects.size(0); ++k) {
+    const int64_t* q = o + k * objects.size(1);
+    TORCH_CHECK(q[4] >= 0 && q[4] < images.size(0) && q[0] >= 0 && q[1] >= 0 && q[2] >= 0 &&
+                    q[3] >= 0 && q[0] + q[2] <= images.size(3) && q[1] + q[3] <= images.size(2),
+                "augpatch box ops: a rect outside the images");
+  }
+}
+
+// Pixels (times channels) of the objects warped per call of box_warp_: their values, the
+// kernel's buffer of them and their rects stay in a core's L2 cache between the passes.
+constexpr int64_t kChunkValues = 1 << 16;
+
+// box_warp_(work, params, objects, level_objects, options, fill): the warp kernel
+// (augpatch_cpu::warp_forward_, csrc/warp_cpu.cpp) in place on `work`, a batch the caller
+// owns in the plan's layout, its levels in order ("sequential"). The rects of a level do
+// not overlap and each reads and writes only its own pixels, so a level runs in chunks of
+// consecutive objects (about kChunkValues values each, cache-sized). With `fill` ([C]
+// uint8; nearest, uint8 images, patch-relative padding "zeros"), a chunk's rects get the
+// fill subtracted (modulo 256), are warped with zero padding, and get the fill added back:
+// a pixel is its source or exactly the fill, as warp_patches_fill; without it (an empty
+// tensor) the chunks are warped with the plan's padding.
+void box_warp(at::Tensor work, const at::Tensor& params, const at::Tensor& objects,
+              c10::IntArrayRef level_objects, c10::IntArrayRef options, const at::Tensor& fill) {
+  check_objects(work, objects);
+  TORCH_CHECK(params.dim() == 2 && params.size(0) == objects.size(0) && params.is_contiguous(),
+              "augpatch box_warp_: params must be [K, P] contiguous, one row per object");
+  TORCH_CHECK(level_objects.size() >= 1 && level_objects.front() == 0 &&
+                  level_objects.back() == objects.size(0),
+              "augpatch box_warp_: level_objects must run from 0 to K");
+  const bool with_fill = fill.numel() > 0;
+  TORCH_CHECK(!with_fill || (work.scalar_type() == at::kByte && fill.dim() == 1 &&
+                             fill.size(0) == work.size(1) && fill.scalar_type() == at::kByte),
+              "augpatch box_warp_: fill must be [C] uint8 (uint8 images)");
+  static auto warp = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("augpatch_cpu::warp_forward_", "")
+                         .typed<void(at::Tensor, const at::Tensor&, const at::Tensor&,
+                                     c10::IntArrayRef, c10::IntArrayRef)>();
+  const at::Tensor value = with_fill ? fill.contiguous() : fill;
+  std::vector<uint8_t> plus, minus;
+  if (with_fill) {
+    plus.assign(value.data_ptr<uint8_t>(), value.data_ptr<uint8_t>() + value.numel());
+    for (uint8_t f : plus) minus.push_back(static_cast<uint8_t>(256 - f));
+  }
+  const int64_t* o = objects.data_ptr<int64_t>();
+  const int64_t cols = objects.size(1), channels = work.size(1);
+  auto run = [&](int64_t k0, int64_t k1) {
+    if (with_fill) add_rows(work, o, cols, k0, k1, minus.data());
+    const std::vector<int64_t> bounds{0, k1 - k0};
+    warp.call(work, params.narrow(0, k0, k1 - k0), objects.narrow(0, k0, k1 - k0), bounds,
+              options);
+    if (with_fill) add_rows(work, o, cols, k0, k1, plus.data());
+  };
+  for (size_t l = 0; l + 1 < level_objects.size(); ++l) {
+    int64_t k0 = level_objects[l], values = 0;
+    for (int64_t k = level_objects[l]; k < level_objects[l + 1]; ++k) {
+      const int64_t n = o[k * cols + 2] * o[k * cols + 3] * channels;
+      if (k > k0 && values + n > kChunkValues) {
+        run(k0, k);
+        k0 = k;
+        values = 0;
+      }
+      values += n;
+    }
+    if (level_objects[l + 1] > k0) run(k0, level_objects[l + 1]);
+  }
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(augpatch_cpu, m) {
@@ -248,6 +357,9 @@ TORCH_LIBRARY_FRAGMENT(augpatch_cpu, m) {
   m.def(
       "unpack_rects_(Tensor(a!) images, Tensor canvas, Tensor rects, Tensor rect_to_img, "
       "Tensor left) -> ()");
+  m.def(
+      "box_warp_(Tensor(a!) work, Tensor params, Tensor objects, int[] level_objects, "
+      "int[] options, Tensor fill) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
@@ -256,4 +368,5 @@ TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
   m.impl("fill_rects_", &fill_rects);
   m.impl("pack_rects", &pack_rects);
   m.impl("unpack_rects_", &unpack_rects);
+  m.impl("box_warp_", &box_warp);
 }

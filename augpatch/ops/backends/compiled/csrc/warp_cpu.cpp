@@ -466,6 +466,19 @@ at::Tensor warp_backward_into_op(at::Tensor& grad, const at::Tensor& images, con
   return need_loc ? g[0] : at::empty({0}, params.options());
 }
 
+// warp_forward_(work, params, objects, level_objects, options): warp_forward in place on
+// `work` (the plan's layout; every level reads `work` itself), no gradient, nothing kept.
+// For callers that own the batch and warp a few boxes of it (augpatch.policies' box-only
+// ops): no copy of the batch, no canvas.
+void warp_forward_inplace_op(at::Tensor work, const at::Tensor& params, const at::Tensor& objects,
+                             c10::IntArrayRef level_objects, c10::IntArrayRef options) {
+  const auto opt = with_needs(options, level_objects, false, false);
+  const Params p(opt);
+  TORCH_CHECK(work.device().is_cpu() && work.dim() == 4 && work.strides() == c10::IntArrayRef(strides_of(p)),
+              "augpatch: warp_forward_ needs a CPU batch in the plan's layout");
+  warp_forward(work, at::empty({0}, work.options()), params.contiguous(), objects, level_objects, opt);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(augpatch_cpu, m) {
@@ -479,10 +492,14 @@ TORCH_LIBRARY(augpatch_cpu, m) {
   m.def(
       "warp_backward_into(Tensor(a!) grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
       "Tensor kept0, Tensor kept1, int[] options, bool need_loc) -> Tensor");
+  m.def(
+      "warp_forward_(Tensor(a!) work, Tensor params, Tensor objects, int[] level_objects, "
+      "int[] options) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
   m.impl("warp_forward", &warp_forward_op);
   m.impl("warp_backward", &warp_backward_op);
   m.impl("warp_backward_into", &warp_backward_into_op);
+  m.impl("warp_forward_", &warp_forward_inplace_op);
 }
