@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -139,6 +140,11 @@ def _frame_rows(
         row["fw"], row["fh"] = w, h
 
 
+#: ``augpatch_cpu::warp_plan``: ``(boxes, theta [N, 2, 3], obj_to_img, batch, height, width,
+#: dtype, align_corners) -> (objects [K, 6], level bounds [L + 1], params [K, 14], status)``
+Planner = Callable[[Tensor, Tensor, Tensor, int, int, int, torch.dtype, bool], tuple[Tensor, Tensor, Tensor, int]]
+
+
 class Prepared(NamedTuple):
     """What the operator runs: the plan, the objects in processing order, their parameters."""
 
@@ -149,14 +155,27 @@ class Prepared(NamedTuple):
 
 def prepare(
     images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str,
-    padding_mode: str, align_corners: bool, overlap: str,
+    padding_mode: str, align_corners: bool, overlap: str, planner: Planner | None = None,
 ) -> Prepared | None:
     """Plan a warp (real tensors only): clip, schedule levels, build the parameter table.
 
     ``None`` when no box has a pixel (the image is unchanged). One transfer of the
     ``N``-sized metadata to the CPU; nothing of size ``N x image``.
+
+    ``planner``: the compiled kernel's ``augpatch_cpu::warp_plan`` (``csrc/plan_cpu.cpp``),
+    the same plan computed in C++ (bit for bit: the same objects, levels and parameters).
+    Used for CPU tensors with patch-relative padding; where a value check fails it defers to
+    the planning below, which raises the error.
     """
     batch, _, height, width = images.shape
+    if planner is not None and padding_mode != "image" and images.device.type == "cpu":
+        objects, bounds, params, status = planner(boxes, theta, obj_to_img, batch, height, width,
+                                                  compute_dtype(images.dtype), align_corners)
+        if status == 0:
+            if objects.shape[0] == 0:
+                return None
+            plan = make_plan(objects, bounds.tolist(), images, mode, padding_mode, align_corners, overlap)
+            return Prepared(plan, objects, params)
     meta, theta_cpu = metadata(boxes, theta, obj_to_img, batch, padding_mode == "image")
     pix = pixel_rects(meta[:, :4], height, width)
     n_w, n_h = pix[:, 2] - pix[:, 0], pix[:, 3] - pix[:, 1]
