@@ -151,6 +151,7 @@ class Prepared(NamedTuple):
     plan: WarpPlan
     objects: Tensor  # [K, 6] int64 (CPU): x0, y0, width, height, image, index in the call
     params: Tensor  # [K, 14] compute dtype, on the images' device
+    levels: Tensor | None = None  # [L + 1] int64 (CPU): plan.level_objects as a tensor, if made
 
 
 def prepare(
@@ -175,7 +176,7 @@ def prepare(
             if objects.shape[0] == 0:
                 return None
             plan = make_plan(objects, bounds.tolist(), images, mode, padding_mode, align_corners, overlap)
-            return Prepared(plan, objects, params)
+            return Prepared(plan, objects, params, bounds)
     meta, theta_cpu = metadata(boxes, theta, obj_to_img, batch, padding_mode == "image")
     pix = pixel_rects(meta[:, :4], height, width)
     n_w, n_h = pix[:, 2] - pix[:, 0], pix[:, 3] - pix[:, 1]
@@ -292,6 +293,10 @@ def _extents(ext: Tensor, span: Tensor, align_corners: bool) -> tuple[Tensor, Te
     return pos, (pos & (span > 0)) if align_corners else torch.ones_like(pos)
 
 
+# object_params_backward reads the theta columns as the slice grad[:, :6]
+assert PARAM_COLUMNS[:6] == tuple(f"t{i}{j}" for i in "01" for j in "012")
+
+
 def object_params_backward(
     grad: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, align_corners: bool,
     size: tuple[int, int], need_boxes: bool, need_theta: bool,
@@ -307,7 +312,7 @@ def object_params_backward(
     grad_theta = None
     if need_theta:
         grad_theta = torch.zeros(theta.shape[0], 6, dtype=dtype, device=dev)
-        rows = grad[:, [PARAM_COLUMNS.index(f"t{i}{j}") for i in "01" for j in "012"]]
+        rows = grad[:, :6]  # the theta columns come first, row by row (asserted above)
         grad_theta = grad_theta.index_add_(0, obj_dev, rows).reshape(theta.shape).to(theta.dtype)
     if not need_boxes:
         return None, grad_theta

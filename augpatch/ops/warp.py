@@ -66,7 +66,7 @@ def warp(
         )
     with region("kernel"):
         out, saved = kernel.forward(images, prep.params, prep.plan, need_loc)
-    levels = torch.tensor(prep.plan.level_objects, dtype=torch.long)
+    levels = prep.levels if prep.levels is not None else torch.tensor(prep.plan.level_objects, dtype=torch.long)
     return out, prep.objects, levels, prep.params, saved[0], saved[1]
 
 
