@@ -255,3 +255,21 @@ def test_profile_reports_where_the_time_goes(tmp_path: Path) -> None:
     rows = json.loads(path.read_text())["profile"]["S"]["rows"]
     assert rows["augpatch::kernel"] > 0 and rows["augpatch::plan"] > 0 and rows["augpatch::checks"] > 0
     assert rows["operator augpatch::warp_*"] >= rows["augpatch::kernel"] * 0.5
+
+
+def test_thread_clock_times_the_calling_thread(tmp_path: Path) -> None:
+    """``--clock thread`` (robust on a loaded machine) times with ``time.thread_time`` and
+    says so; it needs one thread (other threads' work would not be counted)."""
+    path = tmp_path / "r.json"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = bench.main(["--quick", "--scenarios", "tiny", "--methods", "augpatch", "clone", "--memory", "none",
+                         "--no-progress", "--no-albumentations", "--threads", "1", "--clock", "thread",
+                         "--json", str(path)])
+    assert rc == 0
+    report = json.loads(path.read_text())
+    assert report["config"]["clock"] == "thread"
+    assert "clock=thread" in buf.getvalue()
+    assert report["scenarios"]["tiny"]["methods"]["clone"]["median_s"] > 0
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert bench.main(["--quick", "--threads", "2", "--clock", "thread"]) == 2

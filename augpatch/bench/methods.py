@@ -156,33 +156,40 @@ class BenchConfig:
     plugins: tuple[str, ...] = ()
     progress: bool = True
     json_path: str = "bench_results.json"
+    clock: str = "wall"  # "thread": the calling thread's CPU time (with threads=1)
 
 
 def _time_once(method: Method, inputs: BenchInputs, device: torch.device,
-               keep: bool = False) -> tuple[float, float, dict[str, Tensor] | None]:
-    """One call: returns (forward seconds, total seconds, outputs and grads if ``keep``)."""
+               keep: bool = False, clock: Callable[[], float] = time.perf_counter,
+               ) -> tuple[float, float, dict[str, Tensor] | None]:
+    """One call: returns (forward seconds, total seconds, outputs and grads if ``keep``).
+
+    ``clock``: ``time.perf_counter`` (wall) or ``time.thread_time`` (the calling thread's CPU
+    time: what one thread spends, not what other jobs of a loaded machine take from it).
+    """
     inputs.zero_grad()
     context = method.context() if method.context is not None else contextlib.nullcontext()
     with context:
-        return _time_call(method, inputs, device, keep)
+        return _time_call(method, inputs, device, keep, clock)
 
 
 def _time_call(method: Method, inputs: BenchInputs, device: torch.device,
-               keep: bool) -> tuple[float, float, dict[str, Tensor] | None]:
+               keep: bool, clock: Callable[[], float] = time.perf_counter,
+               ) -> tuple[float, float, dict[str, Tensor] | None]:
     sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     if method.differentiable:
         out = method.fn(inputs)
         sync(device)
-        t1 = time.perf_counter()
+        t1 = clock()
         inputs.loss(out).backward()
         sync(device)
-        t2 = time.perf_counter()
+        t2 = clock()
     else:
         with torch.no_grad():
             out = method.fn(inputs)
         sync(device)
-        t1 = t2 = time.perf_counter()
+        t1 = t2 = clock()
     kept = None
     if keep:
         kept = {"output": out.detach().clone()}

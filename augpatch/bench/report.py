@@ -18,6 +18,7 @@ def format_table(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines.append(f"augpatch bench: device={report['device']['name']} threads="
                  f"{report['device']['threads']} torch={report['torch']} loss={cfg['loss']}"
+                 f"{' clock=thread (CPU time of the timing thread)' if cfg.get('clock') == 'thread' else ''}"
                  f"{' (QUICK sizes)' if cfg['quick'] else ''}")
     if report.get("load_average_before") is not None:
         lines.append(f"1-min load average before/after: {report['load_average_before'][0]:.2f} / "

@@ -197,17 +197,18 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
     }
     entries, active = _entries(scenario, methods, cfg)
     kept: dict[str, dict[str, Tensor]] = {}
+    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
     if device.type == "cuda":
         # one untimed call each first: Triton compiles its kernels for these inputs' block
         # shapes on first use (seconds), which would otherwise count as a slow first call
         for m in active:
             with contextlib.suppress(Exception):  # a failing method is reported below
-                _time_once(m, inputs, device)
+                _time_once(m, inputs, device, clock=clock)
 
     def call(m: Method, timed: bool, keep: bool = False) -> float | None:
         e = entries[m.name]
         try:
-            fwd, tot, k = _time_once(m, inputs, device, keep=keep)
+            fwd, tot, k = _time_once(m, inputs, device, keep=keep, clock=clock)
         except Exception as exc:  # reported; the run goes on
             e.update(status="error", reason=f"{type(exc).__name__}: {exc}")
             progress.update(f"{scenario.name}/{m.name} failed", 0)
@@ -431,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-jobs", type=int, default=2,
                    help="memory subprocesses run at once (CPU; after the timings)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
+                        "(time.thread_time, CPU only, needs --threads 1: robust on a loaded machine)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE (e.g. one that calls register_method) here and in "
                         "the memory subprocesses")
@@ -487,9 +491,13 @@ def main(argv: list[str] | None = None) -> int:
         plugins=tuple(args.plugin),
         progress=not args.no_progress,
         json_path=args.json_path,
+        clock=args.clock,
     )
     if cfg.repeats < 1 or cfg.warmup < 1:
         print("--repeats and --warmup must be >= 1", file=sys.stderr)
+        return 2
+    if cfg.clock == "thread" and (cfg.threads != 1 or cfg.device != "cpu"):
+        print("--clock thread counts the calling thread's CPU time: give --threads 1 (CPU)", file=sys.stderr)
         return 2
     cfg.min_repeats = min(cfg.min_repeats, cfg.repeats)
     report = run_benchmark(cfg)

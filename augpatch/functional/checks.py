@@ -50,7 +50,17 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
-_DEFERRED = threading.local()
+class _Deferred(threading.local):
+    """Per thread: whether :func:`values_checked_later` is active. ``on`` is set from the start
+    in every thread (``threading.local`` runs ``__init__`` per thread), so that
+    ``torch.compile``'s guard on it does not change from "absent" to "present" after the
+    first eager call (which recompiled the graph)."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+
+_DEFERRED = _Deferred()
 
 
 @contextmanager
@@ -61,7 +71,7 @@ def values_checked_later(enabled: bool = True) -> Iterator[None]:
     leaves them to the operator ``augpatch::warp``, which checks boxes, ``theta`` and the
     image indices in its one device-to-host copy. ``enabled=False``: a no-op.
     """
-    previous = getattr(_DEFERRED, "on", False)
+    previous = _DEFERRED.on
     _DEFERRED.on = previous or enabled
     try:
         yield
@@ -76,7 +86,7 @@ def values_visible(value: Tensor) -> bool:
     operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
     Also ``False`` inside :func:`values_checked_later`.
     """
-    if value.device.type == "meta" or torch.compiler.is_compiling() or getattr(_DEFERRED, "on", False):
+    if value.device.type == "meta" or torch.compiler.is_compiling() or _DEFERRED.on:
         return False
     from torch._subclasses.fake_tensor import is_fake
 

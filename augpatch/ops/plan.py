@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
@@ -139,24 +140,43 @@ def _frame_rows(
         row["fw"], row["fh"] = w, h
 
 
+#: ``augpatch_cpu::warp_plan``: ``(boxes, theta [N, 2, 3], obj_to_img, batch, height, width,
+#: dtype, align_corners) -> (objects [K, 6], level bounds [L + 1], params [K, 14], status)``
+Planner = Callable[[Tensor, Tensor, Tensor, int, int, int, torch.dtype, bool], tuple[Tensor, Tensor, Tensor, int]]
+
+
 class Prepared(NamedTuple):
     """What the operator runs: the plan, the objects in processing order, their parameters."""
 
     plan: WarpPlan
     objects: Tensor  # [K, 6] int64 (CPU): x0, y0, width, height, image, index in the call
     params: Tensor  # [K, 14] compute dtype, on the images' device
+    levels: Tensor | None = None  # [L + 1] int64 (CPU): plan.level_objects as a tensor, if made
 
 
 def prepare(
     images: Tensor, boxes: Tensor, theta: Tensor, obj_to_img: Tensor, mode: str,
-    padding_mode: str, align_corners: bool, overlap: str,
+    padding_mode: str, align_corners: bool, overlap: str, planner: Planner | None = None,
 ) -> Prepared | None:
     """Plan a warp (real tensors only): clip, schedule levels, build the parameter table.
 
     ``None`` when no box has a pixel (the image is unchanged). One transfer of the
     ``N``-sized metadata to the CPU; nothing of size ``N x image``.
+
+    ``planner``: the compiled kernel's ``augpatch_cpu::warp_plan`` (``csrc/plan_cpu.cpp``),
+    the same plan computed in C++ (bit for bit: the same objects, levels and parameters).
+    Used for CPU tensors with patch-relative padding; where a value check fails it defers to
+    the planning below, which raises the error.
     """
     batch, _, height, width = images.shape
+    if planner is not None and padding_mode != "image" and images.device.type == "cpu":
+        objects, bounds, params, status = planner(boxes, theta, obj_to_img, batch, height, width,
+                                                  compute_dtype(images.dtype), align_corners)
+        if status == 0:
+            if objects.shape[0] == 0:
+                return None
+            plan = make_plan(objects, bounds.tolist(), images, mode, padding_mode, align_corners, overlap)
+            return Prepared(plan, objects, params, bounds)
     meta, theta_cpu = metadata(boxes, theta, obj_to_img, batch, padding_mode == "image")
     pix = pixel_rects(meta[:, :4], height, width)
     n_w, n_h = pix[:, 2] - pix[:, 0], pix[:, 3] - pix[:, 1]
@@ -273,6 +293,10 @@ def _extents(ext: Tensor, span: Tensor, align_corners: bool) -> tuple[Tensor, Te
     return pos, (pos & (span > 0)) if align_corners else torch.ones_like(pos)
 
 
+# object_params_backward reads the theta columns as the slice grad[:, :6]
+assert PARAM_COLUMNS[:6] == tuple(f"t{i}{j}" for i in "01" for j in "012")
+
+
 def object_params_backward(
     grad: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, align_corners: bool,
     size: tuple[int, int], need_boxes: bool, need_theta: bool,
@@ -288,7 +312,7 @@ def object_params_backward(
     grad_theta = None
     if need_theta:
         grad_theta = torch.zeros(theta.shape[0], 6, dtype=dtype, device=dev)
-        rows = grad[:, [PARAM_COLUMNS.index(f"t{i}{j}") for i in "01" for j in "012"]]
+        rows = grad[:, :6]  # the theta columns come first, row by row (asserted above)
         grad_theta = grad_theta.index_add_(0, obj_dev, rows).reshape(theta.shape).to(theta.dtype)
     if not need_boxes:
         return None, grad_theta

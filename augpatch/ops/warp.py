@@ -36,7 +36,7 @@ from torch import Tensor
 
 from augpatch.ops.layout import OBJECT_COLUMNS, PARAM_COUNT
 from augpatch.ops.library import refuse_double_backward, register_versioned
-from augpatch.ops.plan import make_plan, object_params_backward, prepare
+from augpatch.ops.plan import Planner, make_plan, object_params_backward, prepare
 from augpatch.ops.profiling import region
 from augpatch.ops.settings import kernel_for, kernel_named
 from augpatch.ops.values import compute_dtype
@@ -49,9 +49,10 @@ def warp(
     """The warp of ``warp_patches`` (validated arguments; ``obj_to_img`` always given)."""
     theta = theta.reshape(-1, 2, 3)
     with region("dispatch"):
-        _, kernel = kernel_for(images.device)
+        name, kernel = kernel_for(images.device)
     with region("plan"):
-        prep = prepare(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
+        prep = prepare(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap,
+                       _planner(name, kernel))
     compute = compute_dtype(images.dtype)
     if prep is None:  # no box has a pixel: the image is unchanged
         dtypes = kernel.saved_dtypes(images.dtype, compute, padding_mode)
@@ -65,8 +66,15 @@ def warp(
         )
     with region("kernel"):
         out, saved = kernel.forward(images, prep.params, prep.plan, need_loc)
-    levels = torch.tensor(prep.plan.level_objects, dtype=torch.long)
+    levels = prep.levels if prep.levels is not None else torch.tensor(prep.plan.level_objects, dtype=torch.long)
     return out, prep.objects, levels, prep.params, saved[0], saved[1]
+
+
+def _planner(name: str, kernel: object) -> Planner | None:
+    """The compiled kernel's planning in C++ (``augpatch_cpu::warp_plan``) where that kernel
+    runs the warp (CPU), else ``None`` (the Python planning)."""
+    ops = getattr(kernel, "ops", None) if name == "compiled" else None
+    return getattr(ops, "warp_plan", None) if ops is not None else None
 
 
 WARP_NAME, warp_def = register_versioned("warp", warp)

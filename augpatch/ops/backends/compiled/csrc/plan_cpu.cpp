@@ -1,0 +1,231 @@
+// The warp's planning in C++ (augpatch_cpu::warp_plan): augpatch.ops.plan.prepare for CPU
+// tensors and patch-relative padding, the same plan in a few microseconds instead of about
+// a millisecond of small tensor operations (issue 21: the fixed costs of a call at S).
+//
+// It mirrors, step by step and with the same arithmetic (so the same bits), the Python
+// functions of augpatch/ops/plan.py and augpatch/ops/schedule.py:
+//   metadata       the value checks (a status code here: the caller then runs the Python
+//                  planning, which raises the error with its message),
+//   pixel_rects    pixel j is in [x1, x2) iff ceil(x1 - .5) <= j < ceil(x2 - .5), clipped,
+//   overlap_edges  boxes of one image that share a pixel (read == write: padding relative
+//                  to the patch), by a sweep along the axis with fewer candidate pairs,
+//   schedule_levels the longest path over the edges (every edge goes from a lower to a
+//                  higher index, so one pass in index order),
+//   prepare        the order (stable: by level, then image, then index), objects, levels,
+//   object_params  the per-object parameter table [K, 14] in the compute dtype.
+// tests/test_warp_plan_cpp.py checks that both give equal plans on random inputs.
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+struct Rect {
+  int64_t x0, y0, x1, y1, img, index;
+};
+
+// pixel_rects of one box (float64, as the Python planning reads the metadata)
+inline void pixel_rect(const double* box, double width, double height, int64_t* out) {
+  const double lim[4] = {width, height, width, height};
+  for (int k = 0; k < 4; ++k) {
+    double v = std::min(std::max(box[k], 0.0), lim[k]);                     // clip_to_canvas
+    int64_t p = static_cast<int64_t>(std::ceil(v - 0.5));                  // ceil(. - .5).long()
+    out[k] = std::min(std::max(p, int64_t(0)), static_cast<int64_t>(lim[k]));  // clamp
+  }
+  out[2] = std::max(out[2], out[0]);
+  out[3] = std::max(out[3], out[1]);
+}
+
+inline bool intersect(const Rect& a, const Rect& b) {
+  return std::max(a.x0, b.x0) < std::min(a.x1, b.x1) && std::max(a.y0, b.y0) < std::min(a.y1, b.y1);
+}
+
+// Positions (into `rects`) sorted by image, then by the low edge along `axis`, and the number
+// of candidates of each sorted position (the later ones of its image whose low edge lies
+// before its high edge): the sweep of schedule.py's _sweep.
+std::pair<std::vector<int64_t>, int64_t> sweep(const std::vector<Rect>& rects, int axis,
+                                               std::vector<int64_t>& count) {
+  const int64_t k = static_cast<int64_t>(rects.size());
+  auto low = [&](int64_t i) { return axis == 0 ? rects[i].x0 : rects[i].y0; };
+  auto high = [&](int64_t i) { return axis == 0 ? rects[i].x1 : rects[i].y1; };
+  std::vector<int64_t> order(k);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return rects[a].img != rects[b].img ? rects[a].img < rects[b].img : low(a) < low(b);
+  });
+  count.assign(k, 0);
+  int64_t total = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t a = order[i];
+    // first sorted position whose (image, low) is not below (image of a, high of a)
+    auto stop = std::lower_bound(order.begin() + i + 1, order.end(), a, [&](int64_t b, int64_t ref) {
+      return rects[b].img != rects[ref].img ? rects[b].img < rects[ref].img : low(b) < high(ref);
+    });
+    count[i] = (stop - order.begin()) - i - 1;
+    total += count[i];
+  }
+  return {order, total};
+}
+
+// level of every rect (index order = the call's order): longest path over overlaps
+std::vector<int64_t> levels_of(const std::vector<Rect>& rects) {
+  const int64_t k = static_cast<int64_t>(rects.size());
+  std::vector<int64_t> level(k, 0);
+  if (k < 2) return level;
+  std::vector<int64_t> count_x, count_y;
+  auto by_x = sweep(rects, 0, count_x);
+  auto by_y = sweep(rects, 1, count_y);
+  const bool use_x = by_x.second <= by_y.second;
+  const std::vector<int64_t>& order = use_x ? by_x.first : by_y.first;
+  const std::vector<int64_t>& count = use_x ? count_x : count_y;
+  // predecessors of every rect (CSR), then one pass in index order
+  std::vector<int64_t> preds_start(k + 1, 0);
+  std::vector<std::pair<int64_t, int64_t>> edges;  // (later, earlier)
+  for (int64_t i = 0; i < k; ++i) {
+    for (int64_t j = i + 1; j <= i + count[i]; ++j) {
+      const int64_t a = order[i], b = order[j];
+      if (intersect(rects[a], rects[b])) edges.emplace_back(std::max(a, b), std::min(a, b));
+    }
+  }
+  for (const auto& e : edges) ++preds_start[e.first + 1];
+  for (int64_t i = 0; i < k; ++i) preds_start[i + 1] += preds_start[i];
+  std::vector<int64_t> preds(edges.size()), fill(preds_start.begin(), preds_start.end() - 1);
+  for (const auto& e : edges) preds[fill[e.first]++] = e.second;
+  for (int64_t n = 0; n < k; ++n) {
+    for (int64_t p = preds_start[n]; p < preds_start[n + 1]; ++p) {
+      level[n] = std::max(level[n], level[preds[p]] + 1);
+    }
+  }
+  return level;
+}
+
+// object_params (plan.py) for the planned objects, in scalar_t
+template <typename scalar_t>
+void fill_params(const at::Tensor& boxes, const at::Tensor& theta, const std::vector<Rect>& objects,
+                 bool align, int64_t height, int64_t width, at::Tensor& params) {
+  const auto box = boxes.to(params.scalar_type()).contiguous();
+  const auto mat = theta.to(params.scalar_type()).reshape({-1, 6}).contiguous();
+  const scalar_t* bp = box.data_ptr<scalar_t>();
+  const scalar_t* tp = mat.data_ptr<scalar_t>();
+  scalar_t* out = params.data_ptr<scalar_t>();
+  const scalar_t lim[2] = {static_cast<scalar_t>(width), static_cast<scalar_t>(height)};
+  for (size_t r = 0; r < objects.size(); ++r) {
+    const Rect& o = objects[r];
+    scalar_t* row = out + r * 14;
+    for (int c = 0; c < 6; ++c) row[c] = tp[o.index * 6 + c];
+    const int64_t extent[2] = {o.x1 - o.x0, o.y1 - o.y0};
+    const int64_t origin_i[2] = {o.x0, o.y0};
+    for (int a = 0; a < 2; ++a) {  // x, then y
+      const scalar_t lo = std::min(std::max(bp[o.index * 4 + a], scalar_t(0)), lim[a]);
+      const scalar_t hi = std::min(std::max(bp[o.index * 4 + 2 + a], scalar_t(0)), lim[a]);
+      const scalar_t origin = static_cast<scalar_t>(origin_i[a]);
+      scalar_t ext = hi - lo;
+      scalar_t span;
+      if (align) {
+        ext = std::max(ext - scalar_t(1), scalar_t(0));
+        span = static_cast<scalar_t>(extent[a] - 1);
+      } else {
+        span = static_cast<scalar_t>(extent[a]);
+      }
+      const scalar_t centre = (lo + hi) / scalar_t(2);
+      const bool pos = ext > 0;
+      const bool reads = align ? (pos && span > 0) : true;
+      const scalar_t safe = pos ? ext : scalar_t(1);
+      const scalar_t arm = (origin + static_cast<scalar_t>(extent[a]) / scalar_t(2)) - centre;
+      row[6 + a] = pos ? span / safe : scalar_t(0);                    // k
+      row[8 + a] = pos ? scalar_t(2) * arm / safe : scalar_t(0);       // c
+      row[10 + a] = (reads ? ext : scalar_t(0)) / scalar_t(2);         // s
+      row[12 + a] = reads ? lo - origin : scalar_t(0);                 // o
+    }
+  }
+}
+
+// (objects [K, 6] int64, level bounds [L + 1] int64, params [K, 14] of `dtype`, status):
+// status 0 = planned (K == 0: no box has a pixel), 1 = a value check fails (NaN/Inf boxes or
+// theta, an image index outside [0, batch)): the caller runs the Python planning, which
+// raises the error.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, int64_t> warp_plan(
+    const at::Tensor& boxes, const at::Tensor& theta, const at::Tensor& obj_to_img, int64_t batch,
+    int64_t height, int64_t width, at::ScalarType dtype, bool align_corners) {
+  TORCH_CHECK(boxes.device().is_cpu() && theta.device().is_cpu() && obj_to_img.device().is_cpu(),
+              "warp_plan: CPU tensors only");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "warp_plan: float32 or float64 parameters");
+  const int64_t num = boxes.size(0);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  auto failed = [&]() {
+    return std::make_tuple(at::empty({0, 6}, long_opts), at::zeros({1}, long_opts),
+                           at::empty({0, 14}, at::TensorOptions().dtype(dtype)), int64_t(1));
+  };
+  const auto meta = boxes.to(at::kDouble).contiguous();
+  const auto img = obj_to_img.to(at::kLong).contiguous();
+  const double* mp = meta.data_ptr<double>();
+  const int64_t* ip = img.data_ptr<int64_t>();
+  for (int64_t i = 0; i < 4 * num; ++i) {
+    if (!std::isfinite(mp[i])) return failed();
+  }
+  if (theta.is_floating_point()) {
+    const auto th = theta.to(at::kDouble).contiguous();
+    const double* tp = th.data_ptr<double>();
+    for (int64_t i = 0; i < th.numel(); ++i) {
+      if (!std::isfinite(tp[i])) return failed();
+    }
+  }
+  for (int64_t i = 0; i < num; ++i) {
+    if (ip[i] < 0 || ip[i] >= batch) return failed();
+  }
+  // alive rects, in index order
+  std::vector<Rect> rects;
+  rects.reserve(num);
+  for (int64_t i = 0; i < num; ++i) {
+    int64_t pix[4];
+    pixel_rect(mp + 4 * i, static_cast<double>(width), static_cast<double>(height), pix);
+    if (pix[2] > pix[0] && pix[3] > pix[1]) rects.push_back({pix[0], pix[1], pix[2], pix[3], ip[i], i});
+  }
+  const int64_t k = static_cast<int64_t>(rects.size());
+  const auto level = levels_of(rects);
+  std::vector<int64_t> order(k);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return level[a] * batch + rects[a].img < level[b] * batch + rects[b].img;
+  });
+  const int64_t depth = k ? *std::max_element(level.begin(), level.end()) + 1 : 0;
+  auto objects = at::empty({k, 6}, long_opts);
+  auto bounds = at::zeros({depth + 1}, long_opts);
+  int64_t* op = objects.data_ptr<int64_t>();
+  int64_t* bp = bounds.data_ptr<int64_t>();
+  std::vector<Rect> planned(k);
+  for (int64_t r = 0; r < k; ++r) {
+    const Rect& o = rects[order[r]];
+    planned[r] = o;
+    const int64_t row[6] = {o.x0, o.y0, o.x1 - o.x0, o.y1 - o.y0, o.img, o.index};
+    std::copy(row, row + 6, op + 6 * r);
+    ++bp[level[order[r]] + 1];
+  }
+  for (int64_t l = 0; l < depth; ++l) bp[l + 1] += bp[l];
+  auto params = at::empty({k, 14}, at::TensorOptions().dtype(dtype));
+  if (k) {
+    if (dtype == at::kFloat) {
+      fill_params<float>(boxes, theta, planned, align_corners, height, width, params);
+    } else {
+      fill_params<double>(boxes, theta, planned, align_corners, height, width, params);
+    }
+  }
+  return std::make_tuple(objects, bounds, params, int64_t(0));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(augpatch_cpu, m) {
+  m.def(
+      "warp_plan(Tensor boxes, Tensor theta, Tensor obj_to_img, int batch, int height, int width, "
+      "ScalarType dtype, bool align_corners) -> (Tensor, Tensor, Tensor, int)");
+}
+
+TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) { m.impl("warp_plan", &warp_plan); }
