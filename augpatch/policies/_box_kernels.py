@@ -517,19 +517,19 @@ def _warp_in_place(
     """:func:`warp_rects` by the compiled warp kernel in place on ``out`` (the batch the
     caller owns, in the warp's layout): no canvas, no copy of the batch.
 
-    The operator's own planning (:func:`augpatch.ops.plan.prepare`: levels, processing
-    order, parameter table), then the kernel on ``out`` itself: ``"parallel"`` in one
-    call (every level reads the batch as given), ``"sequential"`` level by level in
-    cache-sized chunks of boxes (``box_warp_``, ``csrc/box_ops_cpu.cpp``). With ``fill``
-    (uint8, ``nearest``, ``"sequential"``: a pixel is its source or exactly the rounded
-    fill) a chunk's rects get the fill subtracted (modulo 256), are warped with zero
-    padding and get the fill added back.
+    The operator's own planning (:func:`augpatch.ops.plan.prepare` with the kernel's C++
+    planner ``warp_plan``: levels, processing order, parameter table), then the kernel on
+    ``out`` itself: ``"parallel"`` in one call (every level reads the batch as given),
+    ``"sequential"`` level by level in cache-sized chunks of boxes (``box_warp_``,
+    ``csrc/box_ops_cpu.cpp``). With ``fill`` (uint8, ``nearest``, ``"sequential"``: a
+    pixel is its source or exactly the rounded fill) a chunk's rects get the fill
+    subtracted (modulo 256), are warped with zero padding and get the fill added back.
     """
     prepared = prepare(out, patches, theta, obj_to_img, mode, padding_mode, align_corners,
-                       overlap)
+                       overlap, getattr(ops, "warp_plan", None))
     if prepared is None:  # no box has a pixel
         return out
-    plan, _, params = prepared
+    plan, params = prepared.plan, prepared.params
     options = kernel_options(plan)
     if overlap == "parallel":
         ops.warp_forward_(out, params, plan.objects, plan.level_objects, options)
