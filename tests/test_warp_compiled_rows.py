@@ -174,7 +174,7 @@ def test_uint8_nearest_copies_the_pixels_of_the_loop_and_the_eager_kernel(paddin
     images = _images(torch.uint8, 3, seed=5)
     for name, make in THETAS.items():
         theta = make(N, torch.float32)
-        kw = dict(mode="nearest", padding_mode=padding_mode, align_corners=align)
+        kw = {"mode": "nearest", "padding_mode": padding_mode, "align_corners": align}
         out = warp_patches(images, BOXES, theta, OBJ, **kw)
         set_cpu_kernel("eager")
         try:

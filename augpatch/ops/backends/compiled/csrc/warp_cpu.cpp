@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include "sampling.h"
+#include "warp_rows.h"
 
 #include <algorithm>
 #include <cmath>
@@ -76,7 +77,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
     const S* src = to_work ? input : base;
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool save = dvdx != nullptr && l >= p.save_from;
-    // nearest and bilinear without saved derivatives: row by row (sampling.h, forward_row)
+    // nearest and bilinear without saved derivatives: row by row (warp_rows.h, forward_row)
     const bool by_row = M != kBicubic && !save && !per_pixel;
     at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
       std::vector<T> scratch(static_cast<size_t>(3 * C));
@@ -84,7 +85,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       T* dx = save ? acc + C : nullptr;
       T* dy = save ? acc + 2 * C : nullptr;
       Taps<T, M> tp;
-      RowScratch<T> rows(by_row ? longest : 0);
+      RowScratch<T> rows(by_row ? longest : 0, C);
       for (int64_t r = rb; r < re; ++r) {
         const Row<T> row(tb, rw, r, p.padding == kImage);
         const int64_t n = rw.len(r), p0 = rw.pix(r), o0 = rw.out(r);
@@ -121,9 +122,25 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   };
   auto write = [&](int64_t l) {
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    for_each_pixel(rw, lv, l, p, [&](int64_t out, int64_t px) {
-      S* o = base + out;
-      for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = result[c * span + px - res0];
+    const S* const res = result.data();
+    const int64_t s_c = p.s_c, s_w = p.s_w, stride = span;
+    // row by row, one channel at a time, with every pointer and stride in a local (a
+    // byte store may alias anything the lambda reaches by reference)
+    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        const int64_t n = rw.len(r);
+        S* const o = base + rw.out(r);
+        const S* const v = res + (rw.pix(r) - res0);
+        for (int64_t c = 0; c < C; ++c) {
+          S* const oc = o + c * s_c;
+          const S* const vc = v + c * stride;
+          if (s_w == 1) {
+            std::copy(vc, vc + n, oc);
+          } else {
+            for (int64_t jj = 0; jj < n; ++jj) oc[jj * s_w] = vc[jj];
+          }
+        }
+      }
     });
   };
   auto keep = [&](int64_t l) {  // the patches as this level will read them
