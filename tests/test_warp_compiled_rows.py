@@ -118,8 +118,8 @@ def test_rows_equal_per_pixel(dtype, mode, padding_mode):
         ("sequential", "parallel"),
     ))
     for i, make in enumerate(THETAS.values()):
-        # every theta on four of the sixteen variants, every variant on two thetas or more
-        for (layout, channels), align, overlap in variants[(4 * i) % 16:(4 * i) % 16 + 4]:
+        # every theta on two of the sixteen variants, every variant on one theta or more
+        for (layout, channels), align, overlap in variants[(2 * i) % 16:(2 * i) % 16 + 2]:
             images = _images(dtype, channels, layout, seed=channels)
             _assert_rows_equal_per_pixel(images, BOXES, make(N, compute), OBJ, mode=mode,
                                          padding_mode=padding_mode, align_corners=align, overlap=overlap)
