@@ -71,6 +71,8 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   }
   std::vector<S> result(static_cast<size_t>(C * span));
   const int64_t longest = max_row(rw);
+  // the row path's first taps are int32 (warp_rows.h, row_axis): frames under 2^30 a side
+  const bool row_sized = std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
 
   auto compute = [&](int64_t l) {
     const bool to_work = direct(l);
@@ -78,7 +80,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool save = dvdx != nullptr && l >= p.save_from;
     // nearest and bilinear without saved derivatives: row by row (warp_rows.h, forward_row)
-    const bool by_row = M != kBicubic && !save && !per_pixel;
+    const bool by_row = M != kBicubic && !save && !per_pixel && row_sized;
     at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
       std::vector<T> scratch(static_cast<size_t>(3 * C));
       T* acc = scratch.data();

@@ -34,9 +34,12 @@ struct RowScratch {
       : ix(n), iy(n), wx0(n), wx1(n), wy0(n), wy1(n), val(n * channels), ox0(n), ox1(n), oy0(n), oy1(n) {}
 };
 
-// The longest row of a plan (its widest patch).
+// The longest row of a plan (its widest patch), and its tallest patch.
 inline int64_t max_row(const Plan& rw) {
   return rw.count() > 0 ? *std::max_element(rw.width.begin(), rw.width.end()) : 0;
+}
+inline int64_t max_height(const Plan& rw) {
+  return rw.count() > 0 ? *std::max_element(rw.height.begin(), rw.height.end()) : 0;
 }
 
 // The sampling locations of pixels [0, n) of a row along one axis: locate's ix (iy),
@@ -64,7 +67,7 @@ AUGPATCH_INLINE void row_locations(const T* col, T r, T t2, T s, T o, T f, int64
 // stride `stride`: axis_taps' indices and weights for zeros padding (every padding runs
 // its taps so once its locations are padded), as offsets. The first tap is computed in
 // int32 after clamping the location to +-2^30 (axis_taps: 2^40, int64): no in-frame
-// decision changes for frames under 2^30.
+// decision changes for frames under 2^30 (forward_impl runs larger ones per pixel).
 template <typename T, int64_t M>
 AUGPATCH_INLINE void row_axis(const T* loc, int64_t n, int64_t size, int64_t stride, int64_t* o0, T* w0,
                               int64_t* o1, T* w1) {
