@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include "sampling.h"
+#include "warp_rows.h"
 
 #include <algorithm>
 #include <cmath>
@@ -52,9 +53,11 @@ struct Saved {
 // `input`: the input batch in the working layout, or null. Levels that read it (every
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
+// `per_pixel`: every pixel through locate + Grid + sample (warp_forward_per_pixel, the
+// check of the row path: both give the same bits).
 template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
-                  const Levels& lv, const Params& p, const Saved<S, T>& sv) {
+                  const Levels& lv, const Params& p, const Saved<S, T>& sv, bool per_pixel) {
   T* const dvdx = sv.dvdx;
   T* const dvdy = sv.dvdy;
   const int64_t save_pix0 = sv.pix0, save_n = sv.n;
@@ -67,21 +70,37 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
     if (!direct(l)) span = p.parallel ? lv.pix.back() : std::max(span, lv.pix[l + 1] - lv.pix[l]);
   }
   std::vector<S> result(static_cast<size_t>(C * span));
+  const int64_t longest = max_row(rw);
+  // the row path's first taps are int32 (warp_rows.h, row_axis): frames under 2^30 a side
+  const bool row_sized = std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
 
   auto compute = [&](int64_t l) {
     const bool to_work = direct(l);
     const S* src = to_work ? input : base;
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool save = dvdx != nullptr && l >= p.save_from;
+    // nearest and bilinear without saved derivatives: row by row (warp_rows.h, forward_row)
+    const bool by_row = M != kBicubic && !save && !per_pixel && row_sized;
     at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
       std::vector<T> scratch(static_cast<size_t>(3 * C));
       T* acc = scratch.data();
       T* dx = save ? acc + C : nullptr;
       T* dy = save ? acc + 2 * C : nullptr;
       Taps<T, M> tp;
+      RowScratch<T> rows(by_row ? longest : 0, C);
       for (int64_t r = rb; r < re; ++r) {
         const Row<T> row(tb, rw, r, p.padding == kImage);
         const int64_t n = rw.len(r), p0 = rw.pix(r), o0 = rw.out(r);
+        if constexpr (M != kBicubic) {
+          if (by_row) {
+            if (to_work) {
+              forward_row<S, T, M, NC>(p, row, n, src, base + o0, p.s_w, p.s_c, rows);
+            } else {
+              forward_row<S, T, M, NC>(p, row, n, src, result.data() + (p0 - res0), 1, span, rows);
+            }
+            continue;
+          }
+        }
         for (int64_t jj = 0; jj < n; ++jj) {
           const int64_t px = p0 + jj;
           locate<T, M>(p, row, jj, tp);
@@ -105,9 +124,25 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   };
   auto write = [&](int64_t l) {
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    for_each_pixel(rw, lv, l, p, [&](int64_t out, int64_t px) {
-      S* o = base + out;
-      for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = result[c * span + px - res0];
+    const S* const res = result.data();
+    const int64_t s_c = p.s_c, s_w = p.s_w, stride = span;
+    // row by row, one channel at a time, with every pointer and stride in a local (a
+    // byte store may alias anything the lambda reaches by reference)
+    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) {
+        const int64_t n = rw.len(r);
+        S* const o = base + rw.out(r);
+        const S* const v = res + (rw.pix(r) - res0);
+        for (int64_t c = 0; c < C; ++c) {
+          S* const oc = o + c * s_c;
+          const S* const vc = v + c * stride;
+          if (s_w == 1) {
+            std::copy(vc, vc + n, oc);
+          } else {
+            for (int64_t jj = 0; jj < n; ++jj) oc[jj * s_w] = vc[jj];
+          }
+        }
+      }
     });
   };
   auto keep = [&](int64_t l) {  // the patches as this level will read them
@@ -268,7 +303,7 @@ void check_params(const at::Tensor& params, const Plan& plan) {
 // [dvdx, dvdy] ([C, pixels of levels >= save_from] each; empty when not needed).
 std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tensor params,
                                      at::Tensor objects, c10::IntArrayRef level_objects,
-                                     c10::IntArrayRef options) {
+                                     c10::IntArrayRef options, bool per_pixel = false) {
   const Params p(options);
   const Plan plan(objects, level_objects, p);
   check_params(params, plan);
@@ -298,9 +333,9 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
     dispatch_mode(p.mode, [&](auto mode) {
       constexpr int64_t Mo = decltype(mode)::value;
       if (p.channels == 3) {  // RGB: loops over channels unrolled
-        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, sv);
+        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, sv, per_pixel);
       } else {
-        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, sv);
+        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, sv, per_pixel);
       }
     });
   });
@@ -393,20 +428,34 @@ std::vector<int64_t> with_needs(c10::IntArrayRef options, c10::IntArrayRef level
 // first, image dtype, and an empty compute-dtype tensor; padding "image": the two
 // derivatives of every value sampled by those levels, compute dtype). No autograd here:
 // augpatch's operator (augpatch::warp, _op.py) owns it.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_op(const at::Tensor& images, const at::Tensor& params,
-                                                               const at::Tensor& objects,
-                                                               c10::IntArrayRef level_objects,
-                                                               c10::IntArrayRef options, bool need_loc) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(const at::Tensor& images, const at::Tensor& params,
+                                                          const at::Tensor& objects, c10::IntArrayRef level_objects,
+                                                          c10::IntArrayRef options, bool need_loc, bool per_pixel) {
   const auto opt = with_needs(options, level_objects, need_loc, false);
   const Params p(opt);
   at::Tensor work = plan_copy(images, p);
   // levels that read the input batch read it directly where its layout is the plan's
   const bool same = images.strides() == c10::IntArrayRef(strides_of(p));
   const at::Tensor read = same ? images : at::empty({0}, images.options());
-  auto kept = warp_forward(work, read, params.contiguous(), objects, level_objects, opt);
+  auto kept = warp_forward(work, read, params.contiguous(), objects, level_objects, opt, per_pixel);
   at::Tensor first = kept[0].reshape({-1});
   at::Tensor second = kept.size() > 1 ? kept[1].reshape({-1}) : at::empty({0}, params.options());
   return {work, first, second};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_op(const at::Tensor& images, const at::Tensor& params,
+                                                               const at::Tensor& objects,
+                                                               c10::IntArrayRef level_objects,
+                                                               c10::IntArrayRef options, bool need_loc) {
+  return forward_op(images, params, objects, level_objects, options, need_loc, false);
+}
+
+// warp_forward_per_pixel: warp_forward with every pixel on the per-pixel path (no row
+// path); for tests, which check that both give the same bits.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_per_pixel_op(
+    const at::Tensor& images, const at::Tensor& params, const at::Tensor& objects, c10::IntArrayRef level_objects,
+    c10::IntArrayRef options, bool need_loc) {
+  return forward_op(images, params, objects, level_objects, options, need_loc, true);
 }
 
 // warp_backward on the operators' arguments: `g_buf` becomes the images' gradient in place;
@@ -486,6 +535,9 @@ TORCH_LIBRARY(augpatch_cpu, m) {
       "warp_forward(Tensor images, Tensor params, Tensor objects, int[] level_objects, int[] options, "
       "bool need_loc) -> (Tensor, Tensor, Tensor)");
   m.def(
+      "warp_forward_per_pixel(Tensor images, Tensor params, Tensor objects, int[] level_objects, "
+      "int[] options, bool need_loc) -> (Tensor, Tensor, Tensor)");
+  m.def(
       "warp_backward(Tensor grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
       "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc) "
       "-> (Tensor, Tensor)");
@@ -499,6 +551,7 @@ TORCH_LIBRARY(augpatch_cpu, m) {
 
 TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
   m.impl("warp_forward", &warp_forward_op);
+  m.impl("warp_forward_per_pixel", &warp_forward_per_pixel_op);
   m.impl("warp_backward", &warp_backward_op);
   m.impl("warp_backward_into", &warp_backward_into_op);
   m.impl("warp_forward_", &warp_forward_inplace_op);

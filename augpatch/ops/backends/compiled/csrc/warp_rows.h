@@ -1,0 +1,174 @@
+// The compiled warp's forward row by row (warp_cpu.cpp's forward_impl), on sampling.h's
+// plan, tables and per-pixel arithmetic. Included by warp_cpu.cpp only.
+
+#pragma once
+
+#include "sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+// ------------------------------------------------------------ the forward, row by row
+//
+// The forward of a row without saved derivatives (nearest and bilinear): the same
+// arithmetic as locate + Grid + sample, operation for operation (so the same bits), but
+// in passes over the row's pixels that the compiler vectorises and that branch on
+// nothing per pixel: the locations (the padding mode chosen once per row), then each
+// axis' taps (element offsets, clamped into the frame, and weights, zero for a tap
+// outside it, as axis_taps with zeros padding gives them), then every pixel's taps,
+// every channel at once.
+
+// Per-thread scratch of forward_row, [n] each: the locations of both axes, then per
+// axis the offsets and weights of its taps (nearest: one; bilinear: two); [C, n] the
+// values of the row before they are rounded to uint8.
+template <typename T>
+struct RowScratch {
+  std::vector<T> ix, iy, wx0, wx1, wy0, wy1, val;
+  std::vector<int64_t> ox0, ox1, oy0, oy1;
+  RowScratch(int64_t n, int64_t channels)
+      : ix(n), iy(n), wx0(n), wx1(n), wy0(n), wy1(n), val(n * channels), ox0(n), ox1(n), oy0(n), oy1(n) {}
+};
+
+// The longest row of a plan (its widest patch), and its tallest patch.
+inline int64_t max_row(const Plan& rw) {
+  return rw.count() > 0 ? *std::max_element(rw.width.begin(), rw.width.end()) : 0;
+}
+inline int64_t max_height(const Plan& rw) {
+  return rw.count() > 0 ? *std::max_element(rw.height.begin(), rw.height.end()) : 0;
+}
+
+// The sampling locations of pixels [0, n) of a row along one axis: locate's ix (iy),
+// padded (pad: the padding mode, once per row).
+template <typename T>
+AUGPATCH_INLINE void row_locations(const T* col, T r, T t2, T s, T o, T f, int64_t pad, bool align, int64_t size,
+                                   int64_t n, T* out) {
+  if (align) {
+    for (int64_t j = 0; j < n; ++j) out[j] = (((col[j] + r) + t2) + T(1)) * s + o;
+  } else {
+    for (int64_t j = 0; j < n; ++j) out[j] = fused_multiply_add(((col[j] + r) + t2) + T(1), s, T(-0.5)) + o;
+  }
+  if (pad == kImage) {
+    for (int64_t j = 0; j < n; ++j) out[j] = out[j] + f;
+  } else if (pad == kBorder || pad == kReflection) {
+    const bool refl = pad == kReflection;
+    for (int64_t j = 0; j < n; ++j) {
+      T unused;
+      out[j] = pad_location(out[j], size, refl, align, unused);
+    }
+  }
+}
+
+// The taps along one axis of locations loc[0, n) in a frame of `size` with element
+// stride `stride`: axis_taps' indices and weights for zeros padding (every padding runs
+// its taps so once its locations are padded), as offsets. The first tap is computed in
+// int32 after clamping the location to +-2^30 (axis_taps: 2^40, int64): no in-frame
+// decision changes for frames under 2^30 (forward_impl runs larger ones per pixel).
+template <typename T, int64_t M>
+AUGPATCH_INLINE void row_axis(const T* loc, int64_t n, int64_t size, int64_t stride, int64_t* o0, T* w0,
+                              int64_t* o1, T* w1) {
+  const T big = static_cast<T>(int64_t(1) << 30);
+  const int32_t last = static_cast<int32_t>(size - 1);
+  for (int64_t j = 0; j < n; ++j) {
+    const T c = std::min(std::max(loc[j], -big), big);
+    if constexpr (M == kNearest) {
+      const int32_t i = static_cast<int32_t>(std::rint(c));
+      const int32_t k = std::min(std::max(i, int32_t(0)), last);
+      o0[j] = static_cast<int64_t>(k) * stride;
+      w0[j] = k == i ? T(1) : T(0);
+    } else {
+      const T lo = std::floor(c);
+      const T t = c - lo;
+      const int32_t i = static_cast<int32_t>(lo);
+      const int32_t k0 = std::min(std::max(i, int32_t(0)), last);
+      const int32_t k1 = std::min(std::max(i + 1, int32_t(0)), last);
+      o0[j] = static_cast<int64_t>(k0) * stride;
+      o1[j] = static_cast<int64_t>(k1) * stride;
+      w0[j] = k0 == i ? T(1) - t : T(0);
+      w1[j] = k1 == i + 1 ? t : T(0);
+    }
+  }
+}
+
+// One row of the forward (pixels [0, n) of `row`): reads `src`, writes pixel jj's
+// channel c to dst[jj * d_px + c * d_c]. Requires M != kBicubic.
+template <typename S, typename T, int64_t M, int64_t NC, typename P>
+void forward_row(const P& p, const Row<T>& row, int64_t n, const S* src, S* dst, int64_t d_px, int64_t d_c,
+                 RowScratch<T>& sc) {
+  static_assert(M != kBicubic, "forward_row: nearest and bilinear only");
+  const int64_t C = NC > 0 ? NC : p.channels;
+  const int64_t s_c = p.s_c;
+  row_locations<T>(row.col_x, row.rx, row.t02, row.sx, row.ox, row.fx, p.padding, p.align, row.fw, n, sc.ix.data());
+  row_locations<T>(row.col_y, row.ry, row.t12, row.sy, row.oy, row.fy, p.padding, p.align, row.fh, n, sc.iy.data());
+  row_axis<T, M>(sc.ix.data(), n, row.fw, p.s_w, sc.ox0.data(), sc.wx0.data(), sc.ox1.data(), sc.wx1.data());
+  row_axis<T, M>(sc.iy.data(), n, row.fh, p.s_h, sc.oy0.data(), sc.wy0.data(), sc.oy1.data(), sc.wy1.data());
+  const S* frame = src + row.frame;
+  const int64_t *ox0 = sc.ox0.data(), *ox1 = sc.ox1.data(), *oy0 = sc.oy0.data(), *oy1 = sc.oy1.data();
+  const T *wx0 = sc.wx0.data(), *wx1 = sc.wx1.data(), *wy0 = sc.wy0.data(), *wy1 = sc.wy1.data();
+  // uint8 bilinear: the values go to a buffer first, then are rounded and stored in a
+  // pass the compiler vectorises (store's rint and clamp): [n, C] when the destination's
+  // pixels are C contiguous channels (channels-last), so that pass is one contiguous
+  // loop, else [C, n], one loop per channel. (Nearest: 0 + w * v with w 0 or 1 rounds
+  // back to v or 0: stored directly.)
+  constexpr bool kBytes = std::is_same_v<S, uint8_t> && M != kNearest;
+  const bool packed = d_c == 1 && d_px == C;
+  const int64_t v_px = packed ? C : 1, v_c = packed ? 1 : n;
+  T* const val = sc.val.data();
+  for (int64_t jj = 0; jj < n; ++jj) {
+    S* o = dst + jj * d_px;
+    T* v = val + jj * v_px;
+    if constexpr (M == kNearest) {
+      const S* s = frame + oy0[jj] + ox0[jj];
+      const T w = wy0[jj] * wx0[jj];
+      if constexpr (std::is_same_v<S, uint8_t>) {
+        const bool inside = w != T(0);
+        for (int64_t c = 0; c < C; ++c) o[c * d_c] = inside ? s[c * s_c] : uint8_t(0);
+      } else {
+        for (int64_t c = 0; c < C; ++c) {
+          T a = T(0);
+          a += w * static_cast<T>(s[c * s_c]);
+          o[c * d_c] = store<S>(a);
+        }
+      }
+    } else {
+      // Grid's order: (y0, x0), (y0, x1), (y1, x0), (y1, x1)
+      const T w0 = wy0[jj] * wx0[jj], w1 = wy0[jj] * wx1[jj], w2 = wy1[jj] * wx0[jj], w3 = wy1[jj] * wx1[jj];
+      const S* s0 = frame + oy0[jj] + ox0[jj];
+      const int64_t d1 = ox1[jj] - ox0[jj], d2 = oy1[jj] - oy0[jj];
+      for (int64_t c = 0; c < C; ++c) {
+        const S* q = s0 + c * s_c;
+        T a = T(0);
+        a += w0 * static_cast<T>(q[0]);
+        a += w1 * static_cast<T>(q[d1]);
+        a += w2 * static_cast<T>(q[d2]);
+        a += w3 * static_cast<T>(q[d1 + d2]);
+        if constexpr (kBytes) {
+          v[c * v_c] = a;
+        } else {
+          o[c * d_c] = store<S>(a);
+        }
+      }
+    }
+  }
+  if constexpr (kBytes) {
+    if (packed) {
+      for (int64_t k = 0; k < n * C; ++k) dst[k] = store<S>(val[k]);
+      return;
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const T* vc = val + c * n;
+      S* oc = dst + c * d_c;
+      if (d_px == 1) {
+        for (int64_t jj = 0; jj < n; ++jj) oc[jj] = store<S>(vc[jj]);
+      } else {
+        for (int64_t jj = 0; jj < n; ++jj) oc[jj * d_px] = store<S>(vc[jj]);
+      }
+    }
+  }
+}
+
+}  // namespace

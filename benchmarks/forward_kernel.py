@@ -1,0 +1,121 @@
+"""The compiled CPU warp kernel's forward alone (no planning, no checks): this build against
+another build of the kernel loaded in the same process, interleaved, thread CPU time.
+
+    python benchmarks/forward_kernel.py [--other NAMESPACE] [--rounds 30] [--cases ...]
+
+``--other``: the ``torch.ops`` namespace of the other build (e.g. ``augpatch_cpu_main``: main's
+``warp_cpu.cpp`` built with its ``TORCH_LIBRARY`` namespace renamed, loaded with
+``--other-library PATH.so``); without it the comparison is this build's row path
+(``warp_forward``) against its per-pixel path (``warp_forward_per_pixel``). Every case's outputs
+are checked bit for bit between both sides first. The arguments of the kernel are those the
+operator passes it for the case (captured from one ``warp_patches`` call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+
+from augpatch.functional import warp_patches
+from augpatch.ops.backends.compiled import CompiledWarp, kernel_options
+
+
+def _theta(n: int, g: torch.Generator, degrees: float = 15.0, dtype=torch.float32) -> torch.Tensor:
+    a = (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * math.radians(degrees)
+    s = 0.9 + 0.2 * torch.rand(n, generator=g, dtype=torch.float64)
+    c, si = torch.cos(a) / s, torch.sin(a) / s
+    t = (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5) * 0.1
+    return torch.stack([torch.stack([c, -si, t[:, 0]], 1), torch.stack([si, c, t[:, 1]], 1)], 1).to(dtype)
+
+
+def _boxes(n: int, h: int, w: int, lo: int, hi: int, g: torch.Generator) -> torch.Tensor:
+    side = torch.randint(lo, hi + 1, (n, 2), generator=g)
+    x = (torch.rand(n, generator=g) * (w - side[:, 0] + 1)).long()
+    y = (torch.rand(n, generator=g) * (h - side[:, 1] + 1)).long()
+    return torch.stack((x, y, x + side[:, 0], y + side[:, 1]), 1).float()
+
+
+def cases() -> dict[str, dict]:
+    """name -> warp_patches arguments (images, boxes, theta, obj_to_img, keywords)."""
+    g = torch.Generator().manual_seed(0)
+    u640 = torch.randint(0, 256, (1, 3, 480, 640), dtype=torch.uint8, generator=g)
+    b640 = _boxes(7, 480, 640, 32, 160, g)
+    u512 = torch.randint(0, 256, (1, 3, 512, 512), dtype=torch.uint8, generator=g)
+    b512 = _boxes(8, 512, 512, 51, 154, g)
+    fm = torch.rand(16, 3, 512, 512, generator=g)
+    bm = _boxes(256, 512, 512, 16, 96, g)
+    om = torch.randint(0, 16, (256,), generator=g)
+    t7, t8, t256 = _theta(7, g), _theta(8, g), _theta(256, g)
+    z7, z8 = torch.zeros(7, dtype=torch.long), torch.zeros(8, dtype=torch.long)
+    cl = dict(memory_format=torch.channels_last)
+    return {
+        "u8 640 bilinear zeros (tv_tensor)": (u640, b640, t7, z7, {}),
+        "u8 640 bilinear zeros, channels-last (tv_pil)": (u640.to(**cl), b640, t7, z7, {}),
+        "u8 512 bilinear zeros, channels-last (albumentations)": (u512.to(**cl), b512, t8, z8, {}),
+        "u8 512 nearest zeros": (u512, b512, t8, z8, {"mode": "nearest"}),
+        "u8 512 bilinear border": (u512, b512, t8, z8, {"padding_mode": "border"}),
+        "u8 512 bilinear reflection": (u512, b512, t8, z8, {"padding_mode": "reflection"}),
+        "u8 512 bilinear image": (u512, b512, t8, z8, {"padding_mode": "image"}),
+        "f32 M bilinear zeros": (fm, bm, t256, om, {}),
+        "f32 M nearest zeros": (fm, bm, t256, om, {"mode": "nearest"}),
+        "f64 512 bilinear zeros": (u512.double() / 255, b512, t8.double(), z8, {}),
+    }
+
+
+def capture(args) -> tuple:
+    """The compiled kernel's arguments of one warp_patches call (its first forward)."""
+    seen: list[tuple] = []
+    original = CompiledWarp.forward
+
+    def record(self, images, params, plan, need_loc):
+        seen.append((images, params, plan.objects, plan.level_objects, kernel_options(plan), need_loc))
+        return original(self, images, params, plan, need_loc)
+
+    CompiledWarp.forward = record
+    try:
+        images, boxes, theta, obj, kw = args
+        with torch.no_grad():
+            warp_patches(images, boxes, theta, obj, **kw)
+    finally:
+        CompiledWarp.forward = original
+    return seen[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--other", default=None)
+    parser.add_argument("--other-library", default=None)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--cases", nargs="*", default=None)
+    cfg = parser.parse_args()
+    torch.set_num_threads(1)
+    table = cases()
+    kargs = {name: capture(args) for name, args in table.items() if cfg.cases is None or name in cfg.cases}
+    if cfg.other_library:
+        torch.ops.load_library(cfg.other_library)
+    ops = torch.ops.augpatch_cpu
+    new = ops.warp_forward
+    old = getattr(torch.ops, cfg.other).warp_forward if cfg.other else ops.warp_forward_per_pixel
+    label = cfg.other or "per_pixel"
+    print(f"{'case':52s} {'this ms':>9s} {label + ' ms':>18s} {'this/' + label:>14s}")
+    for name, a in kargs.items():
+        for x, y in zip(new(*a), old(*a)):
+            assert torch.equal(x, y), f"{name}: outputs differ"
+        times: dict[str, list[float]] = {"new": [], "old": []}
+        pair = [("new", new), ("old", old)]
+        for r in range(cfg.rounds + 2):
+            for key, fn in pair[r % 2:] + pair[: r % 2]:
+                t0 = time.thread_time()
+                fn(*a)
+                if r >= 2:
+                    times[key].append(time.thread_time() - t0)
+        tn, to = statistics.median(times["new"]) * 1e3, statistics.median(times["old"]) * 1e3
+        print(f"{name:52s} {tn:9.3f} {to:18.3f} {tn / to:14.2f}")
+
+
+if __name__ == "__main__":
+    main()
