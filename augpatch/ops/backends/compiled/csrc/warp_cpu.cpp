@@ -317,7 +317,15 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           local.resize(static_cast<size_t>(C * stride));
           for (int64_t r = r0; r < r1; ++r) {
             const int64_t n = rw.len(r), p0 = rw.pix(r) - res0, o0 = rw.out(r);
-            for (int64_t jj = 0; jj < n; ++jj) take(o0 + jj * p.s_w, p0 + jj, local.data(), stride);
+            if (p.s_w == 1) {  // a row of each channel is contiguous: copy, then zero it
+              for (int64_t c = 0; c < C; ++c) {
+                T* o = g + o0 + c * p.s_c;
+                std::copy(o, o + n, local.data() + c * stride + p0);
+                std::fill(o, o + n, T(0));
+              }
+            } else {
+              for (int64_t jj = 0; jj < n; ++jj) take(o0 + jj * p.s_w, p0 + jj, local.data(), stride);
+            }
           }
           taken = local.data();
         }
