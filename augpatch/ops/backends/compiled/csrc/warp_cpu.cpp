@@ -84,8 +84,23 @@ struct Compact {
   }
 };
 
-// The forward's side of Compact: before each saved level runs, the pixels of its patches
-// that differ from the input batch (`images`, any strides) are marked and copied out.
+// Whether *a and *b hold the same bits.
+template <typename S>
+AUGPATCH_INLINE bool same_bits(const S* a, const S* b) {
+  using U = std::conditional_t<sizeof(S) == 8, uint64_t,
+                               std::conditional_t<sizeof(S) == 4, uint32_t,
+                                                  std::conditional_t<sizeof(S) == 2, uint16_t, uint8_t>>>;
+  static_assert(sizeof(U) == sizeof(S), "augpatch: element size");
+  U x, y;
+  std::memcpy(&x, a, sizeof(S));
+  std::memcpy(&y, b, sizeof(S));
+  return x == y;
+}
+
+// The forward's side of Compact: after each level writes, its patches are marked as
+// written (`written`, a byte per pixel of the batch); before each saved level runs, the
+// pixels of its patches that an earlier level wrote and that differ from the input batch
+// (`images`, any strides; read only where written) are marked in the bits and copied out.
 template <typename S>
 struct Keeper {
   const Plan& rw;
@@ -93,25 +108,42 @@ struct Keeper {
   int64_t* offsets;  // kept1's head, then its bits
   uint64_t* mask;
   const S* images;
-  int64_t i_b, i_c, i_h, i_w;
+  int64_t i_b, i_c, i_h, i_w, height, width;
+  std::vector<uint8_t> written;        // [B, H, W]
   std::vector<std::vector<S>> chunks;  // the values, one chunk per level
 
   Keeper(const Plan& plan, int64_t k0, at::Tensor& kept1, const at::Tensor& input)
       : rw(plan), ml(plan, k0), offsets(static_cast<int64_t*>(kept1.data_ptr())),
         mask(reinterpret_cast<uint64_t*>(offsets + ml.word[0])),
         images(input.const_data_ptr<S>()), i_b(input.stride(0)), i_c(input.stride(1)), i_h(input.stride(2)),
-        i_w(input.stride(3)) {}
+        i_w(input.stride(3)), height(input.size(2)), width(input.size(3)),
+        written(static_cast<size_t>(input.size(0) * input.size(2) * input.size(3)), 0) {}
+
+  // the first written byte of row y of object k's patch
+  uint8_t* written_row(int64_t k, int64_t y) {
+    return written.data() + (rw.image[k] * height + rw.y0[k] + y) * width + rw.x0[k];
+  }
+
+  // objects [ka, kb) (one level) have written their patches
+  void mark(int64_t ka, int64_t kb) {
+    for (int64_t k = ka; k < kb; ++k) {
+      for (int64_t y = 0; y < rw.height[k]; ++y) std::fill_n(written_row(k, y), rw.width[k], uint8_t(1));
+    }
+  }
 
   // objects [ka, kb) (one level) in `base` (plan layout) as that level will read them
   template <typename P>
   void keep(const S* base, const P& p, int64_t ka, int64_t kb) {
     const int64_t C = p.channels, k0 = ml.k0;
-    auto each = [&](int64_t k, auto&& f) {  // f(i, work pixel, input pixel)
+    auto each = [&](int64_t k, auto&& f) {  // f(i, work pixel, input pixel) where written
       const int64_t w = rw.width[k], h = rw.height[k];
       for (int64_t y = 0; y < h; ++y) {
+        const uint8_t* wr = written_row(k, y);
         const S* o = base + rw.out(rw.first_row[k] + y);
         const S* in = images + rw.image[k] * i_b + (rw.y0[k] + y) * i_h + rw.x0[k] * i_w;
-        for (int64_t x = 0; x < w; ++x) f(y * w + x, o + x * p.s_w, in + x * i_w);
+        for (int64_t x = 0; x < w; ++x) {
+          if (wr[x]) f(y * w + x, o + x * p.s_w, in + x * i_w);
+        }
       }
     };
     at::parallel_for(ka, kb, 1, [&](int64_t b, int64_t e) {
@@ -119,12 +151,10 @@ struct Keeper {
         uint64_t* bits = mask + (ml.word[k - k0] - ml.word[0]);
         int64_t count = 0;
         each(k, [&](int64_t i, const S* o, const S* in) {
-          bool same = true;
-          for (int64_t c = 0; c < C; ++c) same = same && std::memcmp(o + c * p.s_c, in + c * i_c, sizeof(S)) == 0;
-          if (!same) {
-            bits[i / 64] |= uint64_t(1) << (i % 64);
-            ++count;
-          }
+          bool differ = false;
+          for (int64_t c = 0; c < C; ++c) differ |= !same_bits(o + c * p.s_c, in + c * i_c);
+          bits[i / 64] |= uint64_t(differ) << (i % 64);
+          count += differ;
         });
         offsets[k - k0 + 1] = count;
       }
@@ -137,11 +167,14 @@ struct Keeper {
       for (int64_t k = b; k < e; ++k) {
         const uint64_t* bits = mask + (ml.word[k - k0] - ml.word[0]);
         S* v = chunk + (offsets[k - k0] - chunk0) * C;
-        each(k, [&](int64_t i, const S* o, const S*) {
-          if ((bits[i / 64] >> (i % 64)) & 1u) {
+        const int64_t w = rw.width[k], n_words = ml.word[k - k0 + 1] - ml.word[k - k0];
+        for (int64_t wd = 0; wd < n_words; ++wd) {  // the set bits only, in pixel order
+          for (uint64_t m = bits[wd]; m != 0; m &= m - 1) {
+            const int64_t i = wd * 64 + __builtin_ctzll(m), y = i / w;
+            const S* o = base + rw.out(rw.first_row[k] + y) + (i - y * w) * p.s_w;
             for (int64_t c = 0; c < C; ++c) *v++ = o[c * p.s_c];
           }
-        });
+        }
       }
     });
   }
@@ -250,6 +283,9 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
       compute(l);
       if (!direct(l)) write(l);
+      if (keeper != nullptr && l + 1 < L && lv.rows[l] < lv.rows[l + 1]) {  // read by later levels
+        keeper->mark(rw.obj(lv.rows[l]), rw.obj(lv.rows[l + 1] - 1) + 1);
+      }
     }
   }
 }
