@@ -60,7 +60,6 @@ struct Compact {
   const S* values = nullptr;         // [count, C]
 
   bool present() const { return offsets != nullptr; }
-  bool bit(int64_t k, int64_t i) const { return (mask[ml.word[k - ml.k0] - ml.word[0] + i / 64] >> (i % 64)) & 1u; }
 
   // The patch object k read ([C, h * w], into `patch`): the kept values where its bit is
   // set, else the input batch `images` (plan layout: `out` of each row).
@@ -68,17 +67,24 @@ struct Compact {
   void patch_of(int64_t k, const Plan& rw, const P& p, const S* images, std::vector<S>& patch) const {
     const int64_t w = rw.width[k], h = rw.height[k], n = w * h, C = p.channels;
     patch.resize(static_cast<size_t>(C * n));
-    const S* v = values + offsets[k - ml.k0] * C;
-    for (int64_t y = 0; y < h; ++y) {
+    for (int64_t y = 0; y < h; ++y) {  // the input batch's rows
       const S* src = images + rw.out(rw.first_row[k] + y);
-      for (int64_t x = 0; x < w; ++x) {
-        const int64_t i = y * w + x;
-        if (bit(k, i)) {
-          for (int64_t c = 0; c < C; ++c) patch[c * n + i] = v[c];
-          v += C;
+      for (int64_t c = 0; c < C; ++c) {
+        S* dst = patch.data() + c * n + y * w;
+        if (p.s_w == 1) {
+          std::copy(src + c * p.s_c, src + c * p.s_c + w, dst);
         } else {
-          for (int64_t c = 0; c < C; ++c) patch[c * n + i] = src[x * p.s_w + c * p.s_c];
+          for (int64_t x = 0; x < w; ++x) dst[x] = src[x * p.s_w + c * p.s_c];
         }
+      }
+    }
+    const S* v = values + offsets[k - ml.k0] * C;  // then the kept values, in pixel order
+    const uint64_t* bits = mask + (ml.word[k - ml.k0] - ml.word[0]);
+    for (int64_t wd = 0; wd < ml.word[k - ml.k0 + 1] - ml.word[k - ml.k0]; ++wd) {
+      for (uint64_t m = bits[wd]; m != 0; m &= m - 1) {
+        const int64_t i = wd * 64 + __builtin_ctzll(m);
+        for (int64_t c = 0; c < C; ++c) patch[c * n + i] = v[c];
+        v += C;
       }
     }
   }
