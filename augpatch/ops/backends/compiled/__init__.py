@@ -48,8 +48,11 @@ class CompiledWarp(WarpKernel):
     """The warp's compiled kernel (``csrc/warp_cpu.cpp``).
 
     For the location gradient, only levels that read earlier levels' writes
-    (``sequential`` levels after the first) keep something: the values of the patches
-    they read (image dtype; the backward recomputes the derivatives from them), or with
+    (``sequential`` levels after the first) keep something: of the patches they read,
+    only the pixels an earlier level wrote (their values, image dtype, and a bit per
+    patch pixel with per-object offsets, int64 words in a compute-dtype tensor; every
+    other pixel is the input batch's, which the backward reads again and recomputes the
+    derivatives from), or with
     ``padding_mode="image"``, where an object reads around its box, the two derivatives
     of every sampled value. The other levels read the input batch, which the backward
     reads again instead.
@@ -59,6 +62,8 @@ class CompiledWarp(WarpKernel):
         self.ops = ops
 
     def saved_dtypes(self, image_dtype, compute_dtype, padding_mode):
+        # padding "image": two derivatives; else the values kept and where they lie (int64
+        # words stored in a compute-dtype tensor: compiled graphs recorded before stay valid)
         return (compute_dtype if padding_mode == "image" else image_dtype), compute_dtype
 
     def forward(self, images: Tensor, params: Tensor, plan: WarpPlan, need_loc: bool):

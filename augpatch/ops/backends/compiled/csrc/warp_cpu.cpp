@@ -20,33 +20,202 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
 namespace {
 
+// Where each saved object's pixel bits start (padding other than "image", see Compact):
+// objects k0..K-1 (those of the levels >= save_from), ceil(pixels / 64) words each,
+// after the K - k0 + 1 value offsets at the head of kept1.
+struct MaskLayout {
+  int64_t k0 = 0;
+  std::vector<int64_t> word;  // [K - k0 + 1]: first word of each object's bits in kept1
+
+  MaskLayout() = default;
+  MaskLayout(const Plan& rw, int64_t first) : k0(first), word(rw.count() - first + 1, 0) {
+    const int64_t head = rw.count() - first + 1;
+    word[0] = head;
+    for (int64_t k = first; k < rw.count(); ++k) {
+      word[k - first + 1] = word[k - first] + (rw.width[k] * rw.height[k] + 63) / 64;
+    }
+  }
+  int64_t size() const { return word.empty() ? 0 : word.back(); }  // int64 entries of kept1
+};
+
+// With patch-relative padding, what a level >= save_from read that is not the input batch:
+// `kept1` (int64 words, stored in a tensor of the compute dtype: the dtype the operator
+// declares for it, so that graphs recorded before keep their output metadata) holds, per saved object k, the offset of its first kept value
+// (kept1[k - k0], the running count; kept1[K - k0] the total), then one bit per pixel of
+// its patch (row-major, MaskLayout), set where the value the level read differs bit for bit
+// from the input batch (an earlier level wrote it); `kept0` (image dtype) holds those values,
+// pixel-major [count, C]. Every other pixel the level read is the input batch's, which the
+// backward reads again: so only the pixels earlier levels overwrote are kept.
+template <typename S>
+struct Compact {
+  MaskLayout ml;
+  const int64_t* offsets = nullptr;  // [K - k0 + 1]
+  const uint64_t* mask = nullptr;
+  const S* values = nullptr;         // [count, C]
+
+  bool present() const { return offsets != nullptr; }
+
+  // The patch object k read ([C, h * w], into `patch`): the kept values where its bit is
+  // set, else the input batch `images` (plan layout: `out` of each row).
+  template <typename P>
+  void patch_of(int64_t k, const Plan& rw, const P& p, const S* images, std::vector<S>& patch) const {
+    const int64_t w = rw.width[k], h = rw.height[k], n = w * h, C = p.channels;
+    patch.resize(static_cast<size_t>(C * n));
+    for (int64_t y = 0; y < h; ++y) {  // the input batch's rows
+      const S* src = images + rw.out(rw.first_row[k] + y);
+      for (int64_t c = 0; c < C; ++c) {
+        S* dst = patch.data() + c * n + y * w;
+        if (p.s_w == 1) {
+          std::copy(src + c * p.s_c, src + c * p.s_c + w, dst);
+        } else {
+          for (int64_t x = 0; x < w; ++x) dst[x] = src[x * p.s_w + c * p.s_c];
+        }
+      }
+    }
+    const S* v = values + offsets[k - ml.k0] * C;  // then the kept values, in pixel order
+    const uint64_t* bits = mask + (ml.word[k - ml.k0] - ml.word[0]);
+    for (int64_t wd = 0; wd < ml.word[k - ml.k0 + 1] - ml.word[k - ml.k0]; ++wd) {
+      for (uint64_t m = bits[wd]; m != 0; m &= m - 1) {
+        const int64_t i = wd * 64 + __builtin_ctzll(m);
+        for (int64_t c = 0; c < C; ++c) patch[c * n + i] = v[c];
+        v += C;
+      }
+    }
+  }
+};
+
+// Whether *a and *b hold the same bits.
+template <typename S>
+AUGPATCH_INLINE bool same_bits(const S* a, const S* b) {
+  using U = std::conditional_t<sizeof(S) == 8, uint64_t,
+                               std::conditional_t<sizeof(S) == 4, uint32_t,
+                                                  std::conditional_t<sizeof(S) == 2, uint16_t, uint8_t>>>;
+  static_assert(sizeof(U) == sizeof(S), "augpatch: element size");
+  U x, y;
+  std::memcpy(&x, a, sizeof(S));
+  std::memcpy(&y, b, sizeof(S));
+  return x == y;
+}
+
+// The forward's side of Compact: after each level writes, its patches are marked as
+// written (`written`, a byte per pixel of the batch); before each saved level runs, the
+// pixels of its patches that an earlier level wrote and that differ from the input batch
+// (`images`, any strides; read only where written) are marked in the bits and copied out.
+template <typename S>
+struct Keeper {
+  const Plan& rw;
+  MaskLayout ml;
+  int64_t* offsets;  // kept1's head, then its bits
+  uint64_t* mask;
+  const S* images;
+  int64_t i_b, i_c, i_h, i_w, height, width;
+  std::vector<uint8_t> written;        // [B, H, W]
+  std::vector<std::vector<S>> chunks;  // the values, one chunk per level
+
+  Keeper(const Plan& plan, int64_t k0, at::Tensor& kept1, const at::Tensor& input)
+      : rw(plan), ml(plan, k0), offsets(static_cast<int64_t*>(kept1.data_ptr())),
+        mask(reinterpret_cast<uint64_t*>(offsets + ml.word[0])),
+        images(input.const_data_ptr<S>()), i_b(input.stride(0)), i_c(input.stride(1)), i_h(input.stride(2)),
+        i_w(input.stride(3)), height(input.size(2)), width(input.size(3)),
+        written(static_cast<size_t>(input.size(0) * input.size(2) * input.size(3)), 0) {}
+
+  // the first written byte of row y of object k's patch
+  uint8_t* written_row(int64_t k, int64_t y) {
+    return written.data() + (rw.image[k] * height + rw.y0[k] + y) * width + rw.x0[k];
+  }
+
+  // objects [ka, kb) (one level) have written their patches
+  void mark(int64_t ka, int64_t kb) {
+    for (int64_t k = ka; k < kb; ++k) {
+      for (int64_t y = 0; y < rw.height[k]; ++y) std::fill_n(written_row(k, y), rw.width[k], uint8_t(1));
+    }
+  }
+
+  // objects [ka, kb) (one level) in `base` (plan layout) as that level will read them
+  template <typename P>
+  void keep(const S* base, const P& p, int64_t ka, int64_t kb) {
+    const int64_t C = p.channels, k0 = ml.k0;
+    auto each = [&](int64_t k, auto&& f) {  // f(i, work pixel, input pixel) where written
+      const int64_t w = rw.width[k], h = rw.height[k];
+      for (int64_t y = 0; y < h; ++y) {
+        const uint8_t* wr = written_row(k, y);
+        const S* o = base + rw.out(rw.first_row[k] + y);
+        const S* in = images + rw.image[k] * i_b + (rw.y0[k] + y) * i_h + rw.x0[k] * i_w;
+        for (int64_t x = 0; x < w; ++x) {
+          if (wr[x]) f(y * w + x, o + x * p.s_w, in + x * i_w);
+        }
+      }
+    };
+    at::parallel_for(ka, kb, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        uint64_t* bits = mask + (ml.word[k - k0] - ml.word[0]);
+        int64_t count = 0;
+        each(k, [&](int64_t i, const S* o, const S* in) {
+          bool differ = false;
+          for (int64_t c = 0; c < C; ++c) differ |= !same_bits(o + c * p.s_c, in + c * i_c);
+          bits[i / 64] |= uint64_t(differ) << (i % 64);
+          count += differ;
+        });
+        offsets[k - k0 + 1] = count;
+      }
+    });
+    for (int64_t k = ka; k < kb; ++k) offsets[k - k0 + 1] += offsets[k - k0];
+    chunks.emplace_back(static_cast<size_t>((offsets[kb - k0] - offsets[ka - k0]) * C));
+    S* const chunk = chunks.back().data();
+    const int64_t chunk0 = offsets[ka - k0];
+    at::parallel_for(ka, kb, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        const uint64_t* bits = mask + (ml.word[k - k0] - ml.word[0]);
+        S* v = chunk + (offsets[k - k0] - chunk0) * C;
+        const int64_t w = rw.width[k], n_words = ml.word[k - k0 + 1] - ml.word[k - k0];
+        for (int64_t wd = 0; wd < n_words; ++wd) {  // the set bits only, in pixel order
+          for (uint64_t m = bits[wd]; m != 0; m &= m - 1) {
+            const int64_t i = wd * 64 + __builtin_ctzll(m), y = i / w;
+            const S* o = base + rw.out(rw.first_row[k] + y) + (i - y * w) * p.s_w;
+            for (int64_t c = 0; c < C; ++c) *v++ = o[c * p.s_c];
+          }
+        }
+      }
+    });
+  }
+
+  // the kept values as one tensor (kept0)
+  at::Tensor values(const at::TensorOptions& options, int64_t C) {
+    at::Tensor out = at::empty({offsets[rw.count() - ml.k0] * C}, options);
+    S* dst = out.data_ptr<S>();
+    for (auto& ch : chunks) {
+      std::copy(ch.begin(), ch.end(), dst);
+      dst += ch.size();
+      std::vector<S>().swap(ch);
+    }
+    return out;
+  }
+};
+
 // What the forward keeps for the location gradient of the levels that read earlier
-// levels' output (sequential levels >= save_from), [C, n] each, pixel px at px - pix0:
-// with patch-relative padding the values each object's patch held before its level
-// (`patch`, image dtype), from which the backward recomputes the derivatives; with
-// padding "image" (an object reads around its box) the two derivatives of every
-// sampled value (`dvdx`, `dvdy`).
+// levels' output (sequential levels >= save_from): with patch-relative padding the values
+// earlier levels wrote where those levels read (Compact / Keeper), from which and the
+// input batch the backward recomputes the derivatives; with padding "image" (an object
+// reads around its box) the two derivatives of every sampled value (`dvdx`, `dvdy`,
+// [C, n] each, pixel px at px - pix0).
 template <typename PS, typename PT>
 struct Saved {
-  PS* patch = nullptr;
   PT* dvdx = nullptr;
   PT* dvdy = nullptr;
   int64_t pix0 = 0, n = 0;
 
-  // over the tensors warp_forward returns: [patches] or [dvdx, dvdy]
+  // over [dvdx, dvdy] (padding "image")
   Saved(const std::vector<at::Tensor>& kept, bool present, int64_t first, int64_t count) : pix0(first), n(count) {
-    if (!present) return;
-    if (kept.size() == 1) {
-      patch = kept[0].data_ptr<std::remove_const_t<PS>>();
-    } else {
-      dvdx = kept[0].data_ptr<std::remove_const_t<PT>>();
-      dvdy = kept[1].data_ptr<std::remove_const_t<PT>>();
-    }
+    if (!present || kept.size() != 2) return;
+    dvdx = kept[0].data_ptr<std::remove_const_t<PT>>();
+    dvdy = kept[1].data_ptr<std::remove_const_t<PT>>();
   }
 };
 
@@ -57,7 +226,8 @@ struct Saved {
 // check of the row path: both give the same bits).
 template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
-                  const Levels& lv, const Params& p, const Saved<S, T>& sv, bool per_pixel) {
+                  const Levels& lv, const Params& p, const Saved<S, T>& sv, Keeper<S>* keeper,
+                  bool per_pixel) {
   T* const dvdx = sv.dvdx;
   T* const dvdy = sv.dvdy;
   const int64_t save_pix0 = sv.pix0, save_n = sv.n;
@@ -145,27 +315,41 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     });
   };
-  auto keep = [&](int64_t l) {  // the patches as this level will read them
-    for_each_pixel(rw, lv, l, p, [&](int64_t out, int64_t px) {
-      for (int64_t c = 0; c < C; ++c) sv.patch[c * save_n + px - save_pix0] = base[out + c * p.s_c];
-    });
-  };
   if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
     for (int64_t l = 0; l < L; ++l) compute(l);
     for (int64_t l = 0; l < L; ++l) write(l);
   } else {  // parallel with the input: levels write in order (higher wins)
     for (int64_t l = 0; l < L; ++l) {
-      if (sv.patch != nullptr && l >= p.save_from) keep(l);
+      if (keeper != nullptr && l >= p.save_from && lv.rows[l] < lv.rows[l + 1]) {  // the patches as this level will read them
+        keeper->keep(base, p, rw.obj(lv.rows[l]), rw.obj(lv.rows[l + 1] - 1) + 1);
+      }
       compute(l);
       if (!direct(l)) write(l);
+      if (keeper != nullptr && l + 1 < L && lv.rows[l] < lv.rows[l + 1]) {  // read by later levels
+        keeper->mark(rw.obj(lv.rows[l]), rw.obj(lv.rows[l + 1] - 1) + 1);
+      }
     }
   }
+}
+
+// Units of the backward scatter: runs of rows [r0, r1) whose reads land in memory no other
+// unit of the level touches. With patch-relative padding an object reads only its own
+// patch, and a level's patches do not overlap (schedule.py): one object per unit
+// ("sequential"), so the output gradients taken out at a time are one patch's. Padding
+// "image" reads around the box, and "parallel" takes every level out first: one image's
+// part of the level per unit.
+std::vector<int64_t> scatter_units(const Plan& rw, const Params& p, int64_t r0, int64_t r1) {
+  if (p.padding == kImage || p.parallel) return image_runs(rw, r0, r1);
+  std::vector<int64_t> units;
+  for (int64_t r = r0; r < r1; r = rw.first_row[rw.obj(r) + 1]) units.push_back(r);
+  units.push_back(r1);
+  return units;
 }
 
 template <typename S, typename T, int64_t M, int64_t NC>
 void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, const Plan& rw,
                    const Levels& lv, const Params& p, const Saved<const S, const T>& sv,
-                   const TableGrads<T>& gr) {
+                   const Compact<S>& cp, const TableGrads<T>& gr) {
   const T* const dvdx = sv.dvdx;
   const T* const dvdy = sv.dvdy;
   const int64_t save_pix0 = sv.pix0, save_n = sv.n;
@@ -175,8 +359,8 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
   const int64_t total = lv.pix.back();
   // The output gradients of a level's pixels are taken out of g (the state before the
   // level reaches those pixels only via reads) before any of its reads is scattered.
-  // sequential: one image's part of a level at a time (it touches only that image);
-  // parallel: every level read the input, so all are taken out before any scatter.
+  // sequential: one unit (scatter_units) of a level at a time (its reads land in its own
+  // memory); parallel: every level read the input, so all are taken out before any scatter.
   std::vector<T> pending(static_cast<size_t>(p.parallel ? C * total : 0));
   auto take = [&](int64_t out, int64_t px, T* dst, int64_t stride) {
     T* o = g + out;
@@ -186,12 +370,12 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
     }
   };
   auto scatter = [&](int64_t l) {
-    // the derivatives of this level's values were kept, or the patches it read
+    // the derivatives of this level's values were kept, or what it read of earlier levels
     const bool saved = dvdx != nullptr && !p.parallel && l >= p.save_from;
-    const bool kept = sv.patch != nullptr && !p.parallel && l >= p.save_from;
+    const bool kept = cp.present() && !p.parallel && l >= p.save_from;
     // values read here came from the input or (sequential) from earlier levels' writes
     const bool to_buffer = p.need_img || (l > 0 && !p.parallel);
-    const std::vector<int64_t> runs = image_runs(rw, lv.rows[l], lv.rows[l + 1]);
+    const std::vector<int64_t> runs = scatter_units(rw, p, lv.rows[l], lv.rows[l + 1]);
     const int64_t n_runs = static_cast<int64_t>(runs.size()) - 1;
     parallel_dynamic(n_runs, [&](int64_t ib, int64_t ie) {
       std::vector<T> scratch(static_cast<size_t>(3 * C));
@@ -199,7 +383,8 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       T* dy = dx + C;
       T* gv = dx + 2 * C;
       Taps<T, M> tp;
-      std::vector<T> local;  // sequential: the output gradients of this image's part
+      std::vector<T> local;  // sequential: the output gradients of this unit
+      std::vector<S> patch;  // kept: the patch the object read, [C, h * w]
       for (int64_t run = ib; run < ie; ++run) {
         const int64_t r0 = runs[run], r1 = runs[run + 1];
         const T* taken = pending.data();  // [C, stride], pixel px at px - res0
@@ -210,10 +395,19 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           local.resize(static_cast<size_t>(C * stride));
           for (int64_t r = r0; r < r1; ++r) {
             const int64_t n = rw.len(r), p0 = rw.pix(r) - res0, o0 = rw.out(r);
-            for (int64_t jj = 0; jj < n; ++jj) take(o0 + jj * p.s_w, p0 + jj, local.data(), stride);
+            if (p.s_w == 1) {  // a row of each channel is contiguous: copy, then zero it
+              for (int64_t c = 0; c < C; ++c) {
+                T* o = g + o0 + c * p.s_c;
+                std::copy(o, o + n, local.data() + c * stride + p0);
+                std::fill(o, o + n, T(0));
+              }
+            } else {
+              for (int64_t jj = 0; jj < n; ++jj) take(o0 + jj * p.s_w, p0 + jj, local.data(), stride);
+            }
           }
           taken = local.data();
         }
+        int64_t patch_k = -1;
         for (int64_t r = r0; r < r1; ++r) {
           const Row<T> row(tb, rw, r, p.padding == kImage);
           T* g_col_x = gr.col_x + rw.col(r);
@@ -221,7 +415,11 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           // what the row's pixels add to the row's and the object's entries, summed here
           T sum_dgx = T(0), sum_dgy = T(0), sum_x1 = T(0), sum_y1 = T(0), sum_ix = T(0), sum_iy = T(0);
           const int64_t n = rw.len(r), p0 = rw.pix(r);
-          const int64_t k = rw.obj(r), patch0 = rw.first_pix[k] - save_pix0;  // kept patch: [h, w]
+          const int64_t k = rw.obj(r);
+          if (kept && p.need_loc && k != patch_k) {
+            cp.patch_of(k, rw, p, images, patch);
+            patch_k = k;
+          }
           for (int64_t jj = 0; jj < n; ++jj) {
             const int64_t px = p0 + jj;
             locate<T, M>(p, row, jj, tp);
@@ -236,8 +434,8 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
                 }
               } else {
                 if (kept) {  // from the patch as this level read it
-                  const Grid<T, M> gp(tp, true, patch0, rw.width[k], 1);
-                  derivatives<S, T, M, NC>(p, gp, sv.patch, save_n, dx, dy);
+                  const Grid<T, M> gp(tp, true, 0, rw.width[k], 1);
+                  derivatives<S, T, M, NC>(p, gp, patch.data(), rw.width[k] * rw.height[k], dx, dy);
                 } else {  // this level read the input batch: from it
                   derivatives<S, T, M, NC>(p, gd, images, p.s_c, dx, dy);
                 }
@@ -298,11 +496,14 @@ void check_params(const at::Tensor& params, const Plan& plan) {
 }
 
 // forward: warps `work` in place (a copy of the batch; `input`, the batch itself in the
-// same layout, or an empty tensor); `params` [K, 14] the per-object parameters in
-// processing order (see _warp._object_params). Returns the saved location derivatives
-// [dvdx, dvdy] ([C, pixels of levels >= save_from] each; empty when not needed).
-std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tensor params,
-                                     at::Tensor objects, c10::IntArrayRef level_objects,
+// same layout, or an empty tensor; `original`, the batch itself in any layout);
+// `params` [K, 14] the per-object parameters in processing order (see
+// _warp._object_params). Returns what the backward needs for the location gradient of
+// the levels >= save_from (empty tensors when nothing is needed): with patch-relative
+// padding [kept0, kept1] (Compact), with padding "image" [dvdx, dvdy] ([C, pixels of
+// those levels] each).
+std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, const at::Tensor& original,
+                                     at::Tensor params, at::Tensor objects, c10::IntArrayRef level_objects,
                                      c10::IntArrayRef options, bool per_pixel = false) {
   const Params p(options);
   const Plan plan(objects, level_objects, p);
@@ -314,10 +515,12 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
   const int64_t save_pix0 = save ? lv.pix[p.save_from] : 0;
   const int64_t save_n = save ? lv.pix.back() - save_pix0 : 0;
   const int64_t rows_saved = save ? p.channels : 0;
-  // patch-relative padding: the patches (image dtype); padding "image": two derivatives
   std::vector<at::Tensor> kept;
   if (p.padding != kImage) {
-    kept.push_back(at::empty({rows_saved, save_n}, work.options()));
+    // kept1: int64 words in a compute-dtype tensor (the dtype the operator declares)
+    const int64_t words = save ? MaskLayout(plan, level_objects[p.save_from]).size() : 0;
+    kept.push_back(at::empty({0}, work.options()));
+    kept.push_back(at::zeros({words * 8 / static_cast<int64_t>(params.element_size())}, params.options()));
   } else {
     kept.push_back(at::empty({rows_saved, save_n}, params.options()));
     kept.push_back(at::empty({rows_saved, save_n}, params.options()));
@@ -327,17 +530,23 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, at::Tens
     using T = decltype(compute_tag);
     const Locations<T> loc(params.const_data_ptr<T>(), plan, p.align);
     const Tables<T> tb = tables_of<T>(loc);
-    const Saved<S, T> sv(kept, save, save_pix0, save_n);
+    const Saved<S, T> sv(kept, save && p.padding == kImage, save_pix0, save_n);
     TORCH_CHECK(input.numel() == 0 || input.scalar_type() == work.scalar_type(), "augpatch: input dtype");
+    TORCH_CHECK(original.scalar_type() == work.scalar_type() && original.sizes() == work.sizes(),
+                "augpatch: input batch");
     const S* in = input.numel() > 0 ? input.const_data_ptr<S>() : nullptr;
+    std::optional<Keeper<S>> keeper;
+    if (save && p.padding != kImage) keeper.emplace(plan, level_objects[p.save_from], kept[1], original);
     dispatch_mode(p.mode, [&](auto mode) {
       constexpr int64_t Mo = decltype(mode)::value;
+      Keeper<S>* kp = keeper ? &*keeper : nullptr;
       if (p.channels == 3) {  // RGB: loops over channels unrolled
-        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, sv, per_pixel);
+        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, sv, kp, per_pixel);
       } else {
-        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, sv, per_pixel);
+        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, sv, kp, per_pixel);
       }
     });
+    if (keeper) kept[0] = keeper->values(work.options(), p.channels);
   });
   return kept;
 }
@@ -356,9 +565,9 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
   const Plan& rw = plan;
   const Levels& lv = plan.levels;
   at::Tensor grad = at::zeros({p.need_loc ? params.size(0) : 0, kParams}, params.options());
-  // what the forward kept: [patches] or [dvdx, dvdy] (empty when nothing was needed)
-  const bool has_saved = !saved.empty() && saved[0].numel() > 0;
-  TORCH_CHECK(!has_saved || saved.size() == (p.padding != kImage ? 1u : 2u), "augpatch: saved tensors");
+  // what the forward kept: [kept0, kept1] (Compact) or [dvdx, dvdy] (empty when nothing was needed)
+  TORCH_CHECK(saved.size() == 2, "augpatch: saved tensors");
+  const bool has_saved = (p.padding != kImage ? saved[1] : saved[0]).numel() > 0;
   const int64_t save_pix0 = has_saved ? lv.pix[p.save_from] : 0;
   const int64_t save_n = has_saved ? lv.pix.back() - save_pix0 : 0;
   dispatch_image(images.scalar_type(), g_buf.scalar_type(), [&](auto image_tag, auto compute_tag) {
@@ -370,16 +579,29 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
     Locations<T> g_loc(plan);  // the gradients of the location tables
     const TableGrads<T> gr{g_loc.col_x.data(), g_loc.col_y.data(), g_loc.row_x.data(), g_loc.row_y.data(),
                            g_loc.obj.data()};
-    const Saved<const S, const T> sv(saved, has_saved, save_pix0, save_n);
+    const Saved<const S, const T> sv(saved, has_saved && p.padding == kImage, save_pix0, save_n);
+    Compact<S> cp;
+    if (has_saved && p.padding != kImage) {
+      cp.ml = MaskLayout(plan, level_objects[p.save_from]);
+      TORCH_CHECK(saved[1].scalar_type() == params.scalar_type() && saved[1].is_contiguous() &&
+                      saved[1].numel() * static_cast<int64_t>(saved[1].element_size()) == cp.ml.size() * 8 &&
+                      saved[0].is_contiguous() &&
+                      saved[0].scalar_type() == images.scalar_type(),
+                  "augpatch: saved tensors");
+      cp.offsets = static_cast<const int64_t*>(saved[1].const_data_ptr());
+      cp.mask = reinterpret_cast<const uint64_t*>(cp.offsets + cp.ml.word[0]);
+      TORCH_CHECK(saved[0].numel() == cp.offsets[rw.count() - cp.ml.k0] * p.channels, "augpatch: saved tensors");
+      cp.values = saved[0].const_data_ptr<S>();
+    }
     const S* src = images.numel() > 0 ? images.const_data_ptr<S>() : nullptr;
     TORCH_CHECK(src != nullptr || !p.need_loc || (!p.parallel && p.save_from == 0),
                 "augpatch: the input batch is needed for the location gradient");
     dispatch_mode(p.mode, [&](auto mode) {
       constexpr int64_t Mo = decltype(mode)::value;
       if (p.channels == 3) {
-        backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, sv, gr);
+        backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, sv, cp, gr);
       } else {
-        backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, sv, gr);
+        backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, sv, cp, gr);
       }
     });
     if (p.need_loc) parameter_grads<T>(prm, plan, p.align, g_loc, grad.data_ptr<T>());
@@ -424,9 +646,10 @@ std::vector<int64_t> with_needs(c10::IntArrayRef options, c10::IntArrayRef level
 
 // warp_forward(images, params, objects, level_objects, options, need_loc) -> (out, kept0,
 // kept1): the warped batch and what the backward needs for the location gradient, as two
-// flat tensors (patch-relative padding: the patches read by "sequential" levels after the
-// first, image dtype, and an empty compute-dtype tensor; padding "image": the two
-// derivatives of every value sampled by those levels, compute dtype). No autograd here:
+// flat tensors (patch-relative padding: of the patches read by "sequential" levels after
+// the first, only the values earlier levels wrote (image dtype) and where they lie (int64
+// words in a compute-dtype tensor), see Compact; padding "image": the two derivatives of every value sampled by those
+// levels, compute dtype). No autograd here:
 // augpatch's operator (augpatch::warp, _op.py) owns it.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(const at::Tensor& images, const at::Tensor& params,
                                                           const at::Tensor& objects, c10::IntArrayRef level_objects,
@@ -437,10 +660,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(const at::Tensor& imag
   // levels that read the input batch read it directly where its layout is the plan's
   const bool same = images.strides() == c10::IntArrayRef(strides_of(p));
   const at::Tensor read = same ? images : at::empty({0}, images.options());
-  auto kept = warp_forward(work, read, params.contiguous(), objects, level_objects, opt, per_pixel);
-  at::Tensor first = kept[0].reshape({-1});
-  at::Tensor second = kept.size() > 1 ? kept[1].reshape({-1}) : at::empty({0}, params.options());
-  return {work, first, second};
+  auto kept = warp_forward(work, read, images, params.contiguous(), objects, level_objects, opt, per_pixel);
+  return {work, kept[0].reshape({-1}), kept[1].reshape({-1})};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_op(const at::Tensor& images, const at::Tensor& params,
@@ -471,10 +692,11 @@ std::vector<at::Tensor> backward_into_buffer(at::Tensor& g_buf, const at::Tensor
   if (need_loc) {
     source = images.strides() == c10::IntArrayRef(strides_of(p)) ? images : plan_copy(images, p);
   }
-  std::vector<at::Tensor> kept;
-  const int64_t rows = kept0.numel() > 0 ? p.channels : 0;
-  kept.push_back(kept0.reshape({rows, rows > 0 ? -1 : 0}));
-  if (p.padding == kImage) kept.push_back(kept1.reshape({rows, rows > 0 ? -1 : 0}));
+  std::vector<at::Tensor> kept{kept0, kept1};
+  if (p.padding == kImage) {  // [dvdx, dvdy], [C, pixels] each
+    const int64_t rows = kept0.numel() > 0 ? p.channels : 0;
+    kept = {kept0.reshape({rows, rows > 0 ? -1 : 0}), kept1.reshape({rows, rows > 0 ? -1 : 0})};
+  }
   return warp_backward(g_buf, source, params.contiguous(), objects, level_objects, kept, opt);
 }
 
@@ -525,7 +747,8 @@ void warp_forward_inplace_op(at::Tensor work, const at::Tensor& params, const at
   const Params p(opt);
   TORCH_CHECK(work.device().is_cpu() && work.dim() == 4 && work.strides() == c10::IntArrayRef(strides_of(p)),
               "augpatch: warp_forward_ needs a CPU batch in the plan's layout");
-  warp_forward(work, at::empty({0}, work.options()), params.contiguous(), objects, level_objects, opt);
+  // nothing is kept (no location gradient), so `work` stands for the original batch
+  warp_forward(work, at::empty({0}, work.options()), work, params.contiguous(), objects, level_objects, opt);
 }
 
 }  // namespace
