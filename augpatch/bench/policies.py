@@ -62,7 +62,8 @@ TIMING_METHOD = (
     "Per scenario one fixed uint8 batch; per round one parameter draw (forward_parameters, "
     "untimed) that every method then applies; methods interleaved with the starting method "
     "rotated every round; warm-up rounds first; reported: the median over the timed rounds. "
-    "On CUDA, torch.cuda.synchronize() is called around every timestamp."
+    "On CUDA, torch.cuda.synchronize() is called around every timestamp. Clock: "
+    "time.perf_counter (--clock wall) or the thread's CPU time (--clock thread, 1 thread)."
 )
 
 
@@ -174,6 +175,7 @@ def _time_scenario(
     methods = [m for m in METHODS if m in cfg.methods]
     times: dict[str, list[float]] = {m: [] for m in methods}
     check: dict[str, Any] = {}
+    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
     for r in range(cfg.warmup + cfg.repeats):
         drawn = aug.forward_parameters(images.shape, boxes, o2i)
         image_ops_only = _no_box(drawn)  # untimed, like the draw
@@ -181,10 +183,10 @@ def _time_scenario(
         order = methods[r % len(methods):] + methods[: r % len(methods)]
         for m in order:
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             out = calls[m](image_ops_only if m.endswith("_image_ops") else drawn)
             _sync(device)
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if r >= cfg.warmup:
                 times[m].append(dt)
             if r == 0:
@@ -307,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7, quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 1)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
+                        "(time.thread_time, needs --threads 1 on the CPU: robust on a loaded "
+                        "machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     p.add_argument("--json", dest="json_path", default="bench_policies.json", metavar="FILE")
@@ -322,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.warmup = cfg.warmup if cfg.warmup is not None else 1
     if cfg.repeats < 1 or cfg.warmup < 0:
         print("bench policies: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    if cfg.clock == "thread" and (cfg.threads != 1 or cfg.device != "cpu"):
+        print("bench policies: --clock thread counts the calling thread's CPU time: give "
+              "--threads 1 (CPU)", file=sys.stderr)
         return 2
     if cfg.device == "cuda" and not torch.cuda.is_available():
         print("bench policies: --device cuda but CUDA is not available", file=sys.stderr)
