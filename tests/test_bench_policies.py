@@ -74,6 +74,11 @@ def test_thread_clock(tmp_path: Path) -> None:
     v1 = report["results"]["M"]["v1"]["methods"]
     assert set(v1) == {"augpatch", "augpatch_image_ops"}
     assert all(entry["median_s"] > 0 for entry in v1.values())
+    # one round: the per-round ratio is the ratio of the two times
+    entry = v1["augpatch_image_ops"]
+    assert entry["paired_ratio_vs_augpatch"] == pytest.approx(
+        entry["times_s"][0] / v1["augpatch"]["times_s"][0])
+    assert report["targets"][0]["paired_ratio"] == entry["paired_ratio_vs_augpatch"]
 
 
 def test_thread_clock_needs_one_thread() -> None:
