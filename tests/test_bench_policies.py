@@ -59,3 +59,30 @@ def test_bad_arguments() -> None:
         assert bench_policies.main(["--repeats", "0"]) == 2
         with pytest.raises(SystemExit):
             bench_policies.main(["--policies", "v9"])
+
+
+def test_thread_clock(tmp_path: Path) -> None:
+    path = tmp_path / "bp.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = bench_policies.main(["--quick", "--repeats", "1", "--warmup", "0", "--threads", "1",
+                                  "--clock", "thread", "--policies", "v1", "--methods",
+                                  "augpatch", "augpatch_image_ops", "--json", str(path)])
+    assert rc == 0
+    report = json.loads(path.read_text())
+    assert report["config"]["clock"] == "thread"
+    assert "thread's CPU time" in report["timing_method"]
+    v1 = report["results"]["M"]["v1"]["methods"]
+    assert set(v1) == {"augpatch", "augpatch_image_ops"}
+    assert all(entry["median_s"] > 0 for entry in v1.values())
+    # one round: the per-round ratio is the ratio of the two times
+    entry = v1["augpatch_image_ops"]
+    assert entry["paired_ratio_vs_augpatch"] == pytest.approx(
+        entry["times_s"][0] / v1["augpatch"]["times_s"][0])
+    assert report["targets"][0]["paired_ratio"] == entry["paired_ratio_vs_augpatch"]
+
+
+def test_thread_clock_needs_one_thread() -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert bench_policies.main(["--quick", "--clock", "thread", "--threads", "2"]) == 2
+    assert "--threads 1" in err.getvalue()

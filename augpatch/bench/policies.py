@@ -24,8 +24,12 @@ those parameters, interleaved (the starting method rotates every round), after w
     reach: it is the ratio augpatch would have if its box-only ops cost nothing.
 
 The median over the timed rounds is reported, with ``ratio = median(method) /
-median(augpatch)`` (above 1: augpatch is faster), and the share of pixels where the
-outputs differ (nearest-neighbour ties of the two grids).
+median(augpatch)`` (above 1: augpatch is faster), the median over the rounds of the
+round's own ratio (``paired_ratio_vs_augpatch``: both on the same parameters, timed one
+after the other, so draw-to-draw cost and load drift cancel; the targets print it next
+to their ratio), and the share of pixels where the outputs differ (nearest-neighbour ties
+of the two grids). ``--clock thread`` times the calling thread's CPU time
+(``time.thread_time``, with ``--threads 1``): less sensitive to other jobs on the machine.
 
 Policies: ``v1`` (the reference's, as the issue asks) and ``box_only`` (one sub-policy per
 box-only op, probability 1, level 6: the part that augpatch vectorises) and
@@ -62,7 +66,8 @@ TIMING_METHOD = (
     "Per scenario one fixed uint8 batch; per round one parameter draw (forward_parameters, "
     "untimed) that every method then applies; methods interleaved with the starting method "
     "rotated every round; warm-up rounds first; reported: the median over the timed rounds. "
-    "On CUDA, torch.cuda.synchronize() is called around every timestamp."
+    "On CUDA, torch.cuda.synchronize() is called around every timestamp. Clock: "
+    "time.perf_counter (--clock wall) or the thread's CPU time (--clock thread, 1 thread)."
 )
 
 
@@ -174,6 +179,7 @@ def _time_scenario(
     methods = [m for m in METHODS if m in cfg.methods]
     times: dict[str, list[float]] = {m: [] for m in methods}
     check: dict[str, Any] = {}
+    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
     for r in range(cfg.warmup + cfg.repeats):
         drawn = aug.forward_parameters(images.shape, boxes, o2i)
         image_ops_only = _no_box(drawn)  # untimed, like the draw
@@ -181,10 +187,10 @@ def _time_scenario(
         order = methods[r % len(methods):] + methods[: r % len(methods)]
         for m in order:
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             out = calls[m](image_ops_only if m.endswith("_image_ops") else drawn)
             _sync(device)
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if r >= cfg.warmup:
                 times[m].append(dt)
             if r == 0:
@@ -207,6 +213,9 @@ def _time_scenario(
             "times_s": ts,
             "median_s": med,
             "ratio_vs_augpatch": (med / base) if base else None,
+            # round by round (same parameters, adjacent in time): less noisy than the medians
+            "paired_ratio_vs_augpatch": statistics.median(
+                t / a for t, a in zip(ts, times["augpatch"], strict=True)) if base else None,
         }
     return result
 
@@ -216,12 +225,13 @@ def _evaluate(results: dict[str, Any], quick: bool) -> list[dict[str, Any]]:
     for t in TARGETS:
         entry = results.get(t.scenario, {}).get(t.policy, {}).get("methods", {}).get(t.method)
         ratio = None if entry is None else entry["ratio_vs_augpatch"]
+        paired = None if entry is None else entry["paired_ratio_vs_augpatch"]
         status = "not run" if ratio is None else ("met" if ratio >= t.speedup else "not met")
         if quick and ratio is not None:
             status = "quick run (not evaluated)"
         res = results.get(t.scenario, {}).get(t.policy, {})
         bound = _ratio(res, "loop", "augpatch_image_ops")
-        out.append({**asdict(t), "ratio": ratio, "status": status,
+        out.append({**asdict(t), "ratio": ratio, "paired_ratio": paired, "status": status,
                     "bound_with_free_box_ops": bound})
     return out
 
@@ -261,6 +271,9 @@ def format_table(report: dict[str, Any]) -> str:
         bound = t.get("bound_with_free_box_ops")
         extra = "" if bound is None or t["policy"] != "v1" else (
             f"; loop/augpatch at most {bound:.2f}x if augpatch's box-only ops cost nothing")
+        paired = t.get("paired_ratio")
+        if paired is not None:
+            ratio += f" (median of the per-round ratios: {paired:.2f}x)"
         lines.append(f"  {t['description']}: {ratio} ({t['status']}{extra})")
     return "\n".join(lines)
 
@@ -307,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7, quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 1)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
+                        "(time.thread_time, needs --threads 1 on the CPU: robust on a loaded "
+                        "machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     p.add_argument("--json", dest="json_path", default="bench_policies.json", metavar="FILE")
@@ -322,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.warmup = cfg.warmup if cfg.warmup is not None else 1
     if cfg.repeats < 1 or cfg.warmup < 0:
         print("bench policies: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    if cfg.clock == "thread" and (cfg.threads != 1 or cfg.device != "cpu"):
+        print("bench policies: --clock thread counts the calling thread's CPU time: give "
+              "--threads 1 (CPU)", file=sys.stderr)
         return 2
     if cfg.device == "cuda" and not torch.cuda.is_available():
         print("bench policies: --device cuda but CUDA is not available", file=sys.stderr)
