@@ -54,14 +54,13 @@ import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
 import torch
 
-from augpatch.bench.harness import device_info
+from augpatch.bench.harness import add_clock_argument, clock_error, clock_function, device_info
 from augpatch.bench.policies import make_inputs
 from augpatch.bench.scenarios import Scenario, scenarios_for
 
@@ -170,7 +169,7 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     pairs = [(r, m) for r in rows for m in cfg.methods]
     calls = {r: _calls(c, scenarios[CASES[c][0]], cfg.seed, i) for r, (c, i) in rows.items()}
     times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
-    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
+    clock = clock_function(cfg.clock)
     for r in range(cfg.warmup + cfg.repeats):
         for case, method in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
             t0 = clock()
@@ -259,9 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 30, quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 3, quick 1)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
-    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
-                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
-                        "(time.thread_time, needs --threads 1: robust on a loaded machine)")
+    add_clock_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     p.add_argument("--json", dest="json_path", default="bench_adapters.json", metavar="FILE")
@@ -277,9 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.repeats < 1 or cfg.warmup < 0:
         print("bench adapters: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
-    if cfg.clock == "thread" and cfg.threads != 1:
-        print("bench adapters: --clock thread counts the calling thread only: give --threads 1",
-              file=sys.stderr)
+    if (why := clock_error(cfg.clock, cfg.threads)) is not None:
+        print(f"bench adapters: {why}", file=sys.stderr)
         return 2
     report = run_benchmark(cfg)
     print(format_table(report))

@@ -3,10 +3,13 @@ the report's tail (table printed, JSON written)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -103,3 +106,45 @@ def write_report(report: dict[str, Any], path: str, table: str | None = None) ->
     with open(path, "w") as fh:
         json.dump(report, fh, indent=1)
     print(f"\nwrote {path}")
+
+
+CLOCKS = ("wall", "thread")
+
+
+def add_clock_argument(parser: argparse.ArgumentParser) -> None:
+    """The benchmarks' ``--clock wall|thread`` option (one definition for every benchmark).
+
+    Example:
+        >>> p = argparse.ArgumentParser()
+        >>> add_clock_argument(p)
+        >>> p.parse_args(["--clock", "thread"]).clock
+        'thread'
+    """
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="wall: time.perf_counter; thread: the calling thread's CPU time "
+                             "(time.thread_time, CPU only, needs --threads 1: robust on a "
+                             "loaded machine)")
+
+
+def clock_function(clock: str) -> Callable[[], float]:
+    """The timer of a ``--clock`` value: ``time.thread_time`` for ``"thread"``, else
+    ``time.perf_counter``.
+
+    Example:
+        >>> clock_function("thread") is time.thread_time
+        True
+    """
+    return time.thread_time if clock == "thread" else time.perf_counter
+
+
+def clock_error(clock: str, threads: int, device: str = "cpu") -> str | None:
+    """Why ``clock`` cannot time this run (``None`` when it can): the thread clock counts
+    the calling thread's CPU time only, so it needs one thread on the CPU.
+
+    Example:
+        >>> clock_error("thread", 2) is not None, clock_error("thread", 1), clock_error("wall", 2)
+        (True, None, None)
+    """
+    if clock == "thread" and (threads != 1 or device != "cpu"):
+        return "--clock thread counts the calling thread's CPU time: give --threads 1 (CPU)"
+    return None

@@ -49,7 +49,6 @@ import datetime
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -57,7 +56,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from augpatch.bench.harness import device_info, write_report
+from augpatch.bench.harness import (
+    add_clock_argument,
+    clock_error,
+    clock_function,
+    device_info,
+    write_report,
+)
 from augpatch.bench.scenarios import Scenario, scenarios_for
 
 __all__ = ["POLICIES", "QUICK_SCENARIOS", "SCENARIOS", "TARGETS", "main", "run_benchmark"]
@@ -179,7 +184,7 @@ def _time_scenario(
     methods = [m for m in METHODS if m in cfg.methods]
     times: dict[str, list[float]] = {m: [] for m in methods}
     check: dict[str, Any] = {}
-    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
+    clock = clock_function(cfg.clock)
     for r in range(cfg.warmup + cfg.repeats):
         drawn = aug.forward_parameters(images.shape, boxes, o2i)
         image_ops_only = _no_box(drawn)  # untimed, like the draw
@@ -320,10 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7, quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 1)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
-    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
-                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
-                        "(time.thread_time, needs --threads 1 on the CPU: robust on a loaded "
-                        "machine)")
+    add_clock_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     p.add_argument("--json", dest="json_path", default="bench_policies.json", metavar="FILE")
@@ -340,9 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.repeats < 1 or cfg.warmup < 0:
         print("bench policies: --repeats must be >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
-    if cfg.clock == "thread" and (cfg.threads != 1 or cfg.device != "cpu"):
-        print("bench policies: --clock thread counts the calling thread's CPU time: give "
-              "--threads 1 (CPU)", file=sys.stderr)
+    if (why := clock_error(cfg.clock, cfg.threads, cfg.device)) is not None:
+        print(f"bench policies: {why}", file=sys.stderr)
         return 2
     if cfg.device == "cuda" and not torch.cuda.is_available():
         print("bench policies: --device cuda but CUDA is not available", file=sys.stderr)

@@ -62,7 +62,13 @@ import torch
 from torch import Tensor
 
 from augpatch.bench.dataloader import dataloader_throughput, format_dataloader
-from augpatch.bench.harness import Progress, device_info
+from augpatch.bench.harness import (
+    Progress,
+    add_clock_argument,
+    clock_error,
+    clock_function,
+    device_info,
+)
 from augpatch.bench.inputs import BenchInputs, boxes_overlap, make_inputs
 from augpatch.bench.memory import (
     MEMORY_METHOD_CPU,
@@ -197,7 +203,7 @@ def _time_scenario(scenario: Scenario, methods: list[Method], cfg: BenchConfig,
     }
     entries, active = _entries(scenario, methods, cfg)
     kept: dict[str, dict[str, Tensor]] = {}
-    clock = time.thread_time if cfg.clock == "thread" else time.perf_counter
+    clock = clock_function(cfg.clock)
     if device.type == "cuda":
         # one untimed call each first: Triton compiles its kernels for these inputs' block
         # shapes on first use (seconds), which would otherwise count as a slow first call
@@ -432,9 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-jobs", type=int, default=2,
                    help="memory subprocesses run at once (CPU; after the timings)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
-    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
-                   help="wall: time.perf_counter; thread: the calling thread's CPU time "
-                        "(time.thread_time, CPU only, needs --threads 1: robust on a loaded machine)")
+    add_clock_argument(p)
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE (e.g. one that calls register_method) here and in "
                         "the memory subprocesses")
@@ -496,8 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.repeats < 1 or cfg.warmup < 1:
         print("--repeats and --warmup must be >= 1", file=sys.stderr)
         return 2
-    if cfg.clock == "thread" and (cfg.threads != 1 or cfg.device != "cpu"):
-        print("--clock thread counts the calling thread's CPU time: give --threads 1 (CPU)", file=sys.stderr)
+    if (why := clock_error(cfg.clock, cfg.threads, cfg.device)) is not None:
+        print(why, file=sys.stderr)
         return 2
     cfg.min_repeats = min(cfg.min_repeats, cfg.repeats)
     report = run_benchmark(cfg)
