@@ -20,8 +20,7 @@ import time
 
 import torch
 
-from augpatch.functional import warp_patches
-from augpatch.ops.backends.compiled import CompiledWarp, kernel_options
+from augpatch.testing.kernel_calls import compiled_kernel_calls
 
 
 def _theta(n: int, g: torch.Generator, degrees: float = 15.0, dtype=torch.float32) -> torch.Tensor:
@@ -68,21 +67,9 @@ def cases() -> dict[str, dict]:
 
 def capture(args) -> tuple:
     """The compiled kernel's arguments of one warp_patches call (its first forward)."""
-    seen: list[tuple] = []
-    original = CompiledWarp.forward
-
-    def record(self, images, params, plan, need_loc):
-        seen.append((images, params, plan.objects, plan.level_objects, kernel_options(plan), need_loc))
-        return original(self, images, params, plan, need_loc)
-
-    CompiledWarp.forward = record
-    try:
-        images, boxes, theta, obj, kw = args
-        with torch.no_grad():
-            warp_patches(images, boxes, theta, obj, **kw)
-    finally:
-        CompiledWarp.forward = original
-    return seen[0]
+    images, boxes, theta, obj, kw = args
+    with torch.no_grad():
+        return compiled_kernel_calls(images, boxes, theta, obj, **kw)[0]
 
 
 def main() -> None:

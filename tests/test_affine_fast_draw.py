@@ -138,23 +138,21 @@ def test_transform_boxes_on_the_host_equals_the_tensor_path_bit_for_bit(dtype, a
 
 
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_albumentations_box_move_on_the_host_equals_the_core_hook_bit_for_bit(align_corners):
-    pytest.importorskip("albumentations")
-    from augpatch.integrations.albumentations import _move_boxes_host
-
+def test_the_box_hook_on_the_host_equals_its_tensor_path_bit_for_bit(align_corners):
+    """move_object_boxes of a few CPU boxes (NumPy, functional.host.move_boxes_arrays) gives
+    the tensor path's boxes (taken when theta needs a gradient), including boxes that left
+    their patch and objects not applied."""
     core = RandomPatchAffine(degrees=40, translate=0.6, scale=(0.3, 1.7), shear=20, p=0.7,
                              align_corners=align_corners, generator=torch.Generator().manual_seed(5))
     for seed in range(20):
         boxes = _boxes(seed, torch.float32) * 1.5 - 5  # some leave the 64 x 80 canvas
         n = boxes.shape[0]
         p = core.forward_parameters((1, 3, 64, 80), boxes, torch.zeros(n, dtype=torch.long))
-        pixels = boxes.double()
-        expected = core.move_object_boxes(pixels, p["patches"].double(), p["theta"].double(),
-                                          p["batch_prob"])
-        got = _move_boxes_host(pixels.numpy(), p["patches"].numpy(), p["theta"].numpy(),
-                               p["batch_prob"].numpy(), align_corners)
-        assert got.dtype == np.float64
-        assert torch.equal(torch.from_numpy(got), expected)
+        args = (boxes.double(), p["patches"].double())
+        host = core.move_object_boxes(*args, p["theta"].double(), p["batch_prob"])
+        tensor = core.move_object_boxes(*args, p["theta"].double().requires_grad_(), p["batch_prob"])
+        assert host.dtype == tensor.dtype == torch.float64 and not host.requires_grad
+        assert torch.equal(host, tensor.detach())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

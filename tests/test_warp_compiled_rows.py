@@ -17,7 +17,7 @@ from reference import reference_warp
 
 from augpatch.functional import set_cpu_kernel, warp_patches
 from augpatch.ops import settings as _kernel
-from augpatch.ops.backends.compiled import CompiledWarp, kernel_options
+from augpatch.testing.kernel_calls import compiled_kernel_calls
 
 D64 = torch.float64
 PADDINGS = ("zeros", "border", "reflection", "image")
@@ -36,23 +36,6 @@ def _ops():
     return ops
 
 
-def _calls(images, boxes, theta, obj, **kw) -> list[tuple]:
-    """The compiled forward's arguments of every kernel call of one warp_patches call."""
-    seen: list[tuple] = []
-    original = CompiledWarp.forward
-
-    def record(self, imgs, params, plan, need_loc):
-        seen.append((imgs, params, plan.objects, plan.level_objects, kernel_options(plan), need_loc))
-        return original(self, imgs, params, plan, need_loc)
-
-    CompiledWarp.forward = record
-    try:
-        warp_patches(images, boxes, theta, obj, **kw)
-    finally:
-        CompiledWarp.forward = original
-    return seen
-
-
 def _bits(t: torch.Tensor) -> torch.Tensor:
     """``t``'s bits as integers of the same width (floats), else ``t``."""
     if not t.is_floating_point():
@@ -63,7 +46,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 def _assert_rows_equal_per_pixel(images, boxes, theta, obj, required=True, **kw) -> int:
     """Both paths on the kernel arguments of this call: the same bits in every output."""
     ops = _ops()
-    calls = _calls(images, boxes, theta, obj, **kw)
+    calls = compiled_kernel_calls(images, boxes, theta, obj, **kw)
     assert calls or not required, "the compiled kernel was not called"
     before = images.clone()
     for args in calls:

@@ -93,6 +93,33 @@ def values_visible(value: Tensor) -> bool:
     return not is_fake(value)
 
 
+def host_arithmetic(*tensors: Tensor) -> bool:
+    """Whether a few values' arithmetic may run in NumPy instead of small tensor operations:
+    plain CPU tensors of float32 or float64 whose values are visible (no tracing, no
+    ``torch.func`` transform), none needing a gradient, and NumPy importable. The one test
+    every few-objects host path (``functional.host``) runs before it is taken.
+
+    Example:
+        >>> host_arithmetic(torch.zeros(3, 4)), host_arithmetic(torch.zeros(3, 4, requires_grad=True))
+        (True, False)
+    """
+    for t in tensors:
+        if (
+            t.device.type != "cpu"
+            or t.dtype not in (torch.float32, torch.float64)
+            or t.requires_grad
+            or type(t) is not Tensor
+        ):
+            return False
+    if not values_visible(tensors[0]) or torch._C._are_functorch_transforms_active():
+        return False
+    try:
+        import numpy  # noqa: F401
+    except ImportError:  # pragma: no cover - torch without NumPy
+        return False
+    return True
+
+
 def check_finite(name: str, value: Tensor) -> None:
     """Raise ``ValueError`` if a floating tensor holds NaN or Inf (when its values are visible)."""
     if not values_visible(value):  # no values to look at; other checks still apply

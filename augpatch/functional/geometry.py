@@ -68,6 +68,7 @@ from augpatch.functional.checks import (
     check_tensor,
     check_theta,
     compute_dtype,
+    host_arithmetic,
     values_visible,
 )
 from augpatch.functional.parameters import (  # noqa: F401  (parse_* re-exported)
@@ -460,7 +461,7 @@ def transform_boxes(
     align_corners = check_bool("align_corners", align_corners)
     dtype = compute_dtype(boxes, theta)
     patches = _patches(boxes.to(dtype), canvas_size)
-    if _few_values_on_the_host(patches, theta):
+    if host_arithmetic(patches, theta):
         return _transform_boxes_host(patches, theta.to(dtype), clip, align_corners)
     read = _read_matrix(to3x3(theta.to(dtype)), patches, align_corners)
     forward = affine_inverse(read, "theta", " (its forward map is undefined)")
@@ -470,26 +471,6 @@ def transform_boxes(
         hi = torch.minimum(out[:, 2:], patches[:, 2:])
         out = torch.cat((lo, hi), -1)
     return out
-
-
-def _few_values_on_the_host(*tensors: Tensor) -> bool:
-    """Whether the arithmetic of a box mapping may run in NumPy: CPU tensors of float32 or
-    float64 whose values are visible (no tracing), none needing a gradient, NumPy present."""
-    for t in tensors:
-        if (
-            t.device.type != "cpu"
-            or t.dtype not in (torch.float32, torch.float64)
-            or t.requires_grad
-            or type(t) is not Tensor
-        ):
-            return False
-    if not values_visible(tensors[0]) or torch._C._are_functorch_transforms_active():
-        return False
-    try:
-        import numpy  # noqa: F401
-    except ImportError:  # pragma: no cover - torch without NumPy
-        return False
-    return True
 
 
 def _transform_boxes_host(patches: Tensor, theta: Tensor, clip: bool, align_corners: bool) -> Tensor:

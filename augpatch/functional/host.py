@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["patch_affine_theta", "patch_frames", "transform_boxes_arrays"]
+__all__ = ["move_boxes_arrays", "patch_affine_theta", "patch_frames", "transform_boxes_arrays"]
 
 
 def patch_frames(patches: Any, align_corners: bool) -> tuple[Any, ...]:
@@ -84,6 +84,24 @@ def transform_boxes_arrays(patches: Any, theta: Any, clip: bool, align_corners: 
             (np.maximum(out[:, :2], patches[:, :2]), np.minimum(out[:, 2:], patches[:, 2:])), -1
         )
     return out
+
+
+def move_boxes_arrays(boxes: Any, patches: Any, theta: Any, applied: Any, align_corners: bool) -> Any:
+    """``PatchAugmentationBase.move_object_boxes``'s arithmetic on NumPy arrays (``patches``
+    and ``theta`` of one dtype): :func:`transform_boxes_arrays` of the patches, clipped to
+    the patch; content that left its patch as an exactly zero-width/height box on the
+    patch's edge; ``boxes`` where not ``applied`` (``[N]`` bool).
+
+    Example:
+        >>> patch = np.array([[0.0, 0.0, 20.0, 40.0]])
+        >>> away = np.array([[[1.0, 0.0, -5.0], [0.0, 1.0, 0.0]]])  # content far to the right
+        >>> move_boxes_arrays(patch, patch, away, np.array([True]), False).tolist()
+        [[20.0, 0.0, 20.0, 40.0]]
+    """
+    moved = transform_boxes_arrays(patches, theta.reshape(-1, 2, 3), True, align_corners)
+    lo = np.minimum(moved[:, :2], patches[:, 2:])
+    moved = np.concatenate((lo, np.maximum(moved[:, 2:], lo)), -1)
+    return np.where(applied[:, None], moved, boxes.astype(moved.dtype))
 
 
 def patch_affine_theta(

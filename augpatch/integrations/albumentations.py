@@ -58,7 +58,6 @@ from torch import Tensor
 import augpatch.functional as AF
 from augpatch.data import mix_seeds, register_reseed_hook
 from augpatch.functional.checks import compute_dtype
-from augpatch.functional.host import transform_boxes_arrays
 from augpatch.integrations._common import (
     PIXEL_INDEX_OFFSET,
     check_version,
@@ -102,26 +101,6 @@ def _to_tensor(array: np.ndarray) -> tuple[Tensor, Any]:
         return np.ascontiguousarray(arr)
 
     return t, back
-
-
-def _move_boxes_host(
-    pixels: np.ndarray, patches: np.ndarray, theta: np.ndarray, applied: np.ndarray,
-    align_corners: bool,
-) -> np.ndarray:
-    """The core's ``move_object_boxes`` in float64 on NumPy arrays, bit for bit (a few boxes
-    per call: microseconds instead of the tensor path's checks and small operations).
-
-    ``transform_boxes`` of the patches (clipped to the patch), content that left its patch
-    as an exactly zero-width/height box on the patch's edge, the given boxes where not
-    ``applied``; :func:`augpatch.functional.host.transform_boxes_arrays` is the arithmetic.
-    """
-    if not applied.any():
-        return pixels
-    patches, theta = patches.astype(np.float64), theta.astype(np.float64).reshape(-1, 2, 3)
-    moved = transform_boxes_arrays(patches, theta, True, align_corners)
-    lo = np.minimum(moved[:, :2], patches[:, 2:])
-    moved = np.concatenate((lo, np.maximum(moved[:, 2:], lo)), -1)
-    return np.where(applied[:, None], moved, pixels)
 
 
 def reseed_albumentations(obj: Any, worker_seed: int) -> int:
@@ -275,13 +254,10 @@ class PatchDualTransform(DualTransform):
         height, width = shape[:2]
         scale = np.array([width, height, width, height], dtype=np.float64)
         pixels = np.asarray(bboxes)[:, :4].astype(np.float64) * scale
-        if type(self._core).move_object_boxes is PatchAugmentationBase.move_object_boxes:
-            new = _move_boxes_host(pixels, patches.numpy(), theta.numpy(), applied.numpy(),
-                                   self._core.align_corners)
-        else:  # a core with its own box hook
-            new = self._core.move_object_boxes(
-                torch.from_numpy(pixels), patches.double(), theta.double(), applied
-            ).numpy()
+        # the core's box hook (for a few CPU boxes its transform_boxes runs in NumPy)
+        new = self._core.move_object_boxes(
+            torch.from_numpy(pixels), patches.double(), theta.double(), applied
+        ).numpy()
         out = np.array(bboxes, dtype=np.float64, copy=True)
         out[:, :4] = new / scale
         return out.astype(np.asarray(bboxes).dtype, copy=False)

@@ -11,7 +11,13 @@ import torch
 from torch import Tensor
 
 import augpatch.functional as F
+from augpatch.functional.checks import host_arithmetic
 from augpatch.transforms.pipeline import PatchCall, _any, image_regions, never_inverted
+
+
+def _plain_cpu(t: Tensor) -> bool:
+    """A plain CPU tensor without gradient (its values may go through NumPy)."""
+    return t.device.type == "cpu" and type(t) is Tensor and not t.requires_grad
 
 
 class TargetMixin:
@@ -64,8 +70,16 @@ class TargetMixin:
     ) -> Tensor:
         """New boxes ``[N, 4]``: an applied object's patch moved forward and clipped to the
         patch (:func:`augpatch.functional.transform_boxes`); other objects keep ``boxes``."""
+        dtype = torch.promote_types(patches.dtype, theta.dtype)
         if not _any(applied):  # nothing moves: the boxes as given
-            return boxes.to(torch.promote_types(patches.dtype, theta.dtype))
+            return boxes.to(dtype)
+        if host_arithmetic(patches, theta) and _plain_cpu(boxes):  # a few CPU boxes: NumPy
+            from augpatch.functional.host import move_boxes_arrays
+
+            return torch.from_numpy(move_boxes_arrays(
+                boxes.numpy(), patches.to(dtype).numpy(), theta.to(dtype).numpy(),
+                applied.numpy(), self.align_corners,
+            ))
         moved = F.transform_boxes(patches, theta, clip=True, align_corners=self.align_corners)
         # content that left its patch: an exactly zero-width/height box on the patch's edge
         # (detectors reject inverted boxes, and rounding can invert them by 1e-6)

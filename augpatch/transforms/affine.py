@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from augpatch.functional.checks import host_arithmetic
 from augpatch.transforms.base import Params, PatchAugmentationBase
 from augpatch.transforms.fixed import (  # noqa: F401  (re-exported: affine.py was their home)
     _NEUTRAL,
@@ -294,13 +295,8 @@ class RandomPatchAffine(PatchAugmentationBase):
             or self.same_on_batch
             or self.same_on_image
             or not isinstance(self.p, float)
-            or patches.device.type != "cpu"
-            or patches.dtype not in (torch.float32, torch.float64)
-            or patches.requires_grad
             or patches.shape[0] == 0
-            or torch.compiler.is_compiling()
-            or torch._C._are_functorch_transforms_active()
-            or _np is None
+            or not host_arithmetic(patches)
         ):
             return None
         ranges = (self._degrees, self._translate, self._scale, self._shear)

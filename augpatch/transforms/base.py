@@ -43,8 +43,8 @@ from augpatch.functional.checks import (
     check_images,
     check_targets,
     compute_dtype,
+    host_arithmetic,
     parse_boxes,
-    values_visible,
 )
 from augpatch.transforms._inverse import InverseMixin
 from augpatch.transforms._params import ParameterMixin
@@ -69,11 +69,6 @@ from augpatch.transforms.pipeline import (  # noqa: F401  (re-exported: base.py 
 )
 from augpatch.transforms.sampling import register_tensor
 
-try:  # the few-boxes clip (_clip_on_the_host) runs in NumPy
-    import numpy as _np
-except ImportError:  # pragma: no cover - torch without NumPy: the tensor path
-    _np = None
-
 __all__ = [
     "BOUND_FORMS",
     "PatchAugmentationBase",
@@ -92,20 +87,14 @@ def _clip_on_the_host(boxes: Tensor, size: tuple[int, int]) -> Tensor | None:
     (the same ``min(max(x, 0), (W, H, W, H))``, bit for bit; a few boxes cost microseconds
     instead of the tensor path's checks and small operations), or ``None`` where the tensor
     path is needed (another device or dtype, a gradient, a tensor subclass, tracing)."""
-    if (
-        _np is None
-        or boxes.device.type != "cpu"
-        or boxes.dtype not in (torch.float32, torch.float64)
-        or boxes.requires_grad
-        or type(boxes) is not Tensor
-        or not values_visible(boxes)
-        or torch._C._are_functorch_transforms_active()
-    ):
+    if not host_arithmetic(boxes):
         return None
+    import numpy as np
+
     height, width = size
     b = boxes.numpy()
-    hi = _np.array([width, height, width, height], b.dtype)
-    return torch.from_numpy(_np.minimum(_np.maximum(b, b.dtype.type(0)), hi))
+    hi = np.array([width, height, width, height], b.dtype)
+    return torch.from_numpy(np.minimum(np.maximum(b, b.dtype.type(0)), hi))
 
 
 def _same(x: Tensor) -> Tensor:
