@@ -139,3 +139,29 @@ def test_warp_with_cpp_planning_equals_python_planning(monkeypatch):
     assert calls[-1] is None
     for a, b in zip(with_cpp, without, strict=True):
         assert torch.equal(a, b)
+
+
+def test_compiled_planner_is_the_one_lookup_of_the_cpp_planner():
+    """``compiled_planner``: the kernel's ``warp_plan`` where built, ``None`` without a kernel;
+    the warp operator and the policies' in-place box warp both get it from there."""
+    ops = compiled_ops(torch.device("cpu"))
+    assert _plan.compiled_planner(ops) is ops.warp_plan
+    assert _plan.compiled_planner(None) is None
+    assert _plan.compiled_planner(object()) is None  # a kernel built without the planner
+
+
+def test_theta_columns_lead_the_parameter_table():
+    """``object_params_backward`` reads theta's gradient as the slice ``grad[:, :6]``: the
+    table's first six columns are theta's entries, row by row; its theta gradient equals
+    autograd's through ``object_params``."""
+    from augpatch.ops.layout import PARAM_COLUMNS
+
+    assert PARAM_COLUMNS[:6] == ("t00", "t01", "t02", "t10", "t11", "t12")
+    grad = torch.zeros(2, len(PARAM_COLUMNS), dtype=torch.float64)
+    grad[:, :6] = torch.arange(12, dtype=torch.float64).reshape(2, 6)
+    boxes = torch.tensor([[1.0, 2.0, 9.0, 8.0], [0.0, 0.0, 5.0, 5.0]], dtype=torch.float64)
+    theta = torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1)
+    objects = torch.tensor([[1, 2, 8, 6, 0, 1], [0, 0, 5, 5, 0, 0]])
+    _, grad_theta = _plan.object_params_backward(grad, boxes, theta, objects, False, (10, 12), False, True)
+    assert torch.equal(grad_theta[1].flatten(), grad[0, :6])  # object 1 is processed first
+    assert torch.equal(grad_theta[0].flatten(), grad[1, :6])

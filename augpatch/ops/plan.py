@@ -145,6 +145,20 @@ def _frame_rows(
 Planner = Callable[[Tensor, Tensor, Tensor, int, int, int, torch.dtype, bool], tuple[Tensor, Tensor, Tensor, int]]
 
 
+def compiled_planner(ops: object | None) -> Planner | None:
+    """The C++ planner ``warp_plan`` of the compiled kernel's operators ``ops`` (the
+    ``torch.ops.augpatch_cpu`` namespace of :mod:`augpatch.ops.backends.compiled`), or
+    ``None`` (no compiled kernel, or one built without it): then :func:`prepare` plans in
+    Python. The one place that looks the planner up (the warp operator, the policies'
+    in-place box warp).
+
+    Example:
+        >>> compiled_planner(None) is None
+        True
+    """
+    return getattr(ops, "warp_plan", None) if ops is not None else None
+
+
 class Prepared(NamedTuple):
     """What the operator runs: the plan, the objects in processing order, their parameters."""
 
@@ -293,10 +307,6 @@ def _extents(ext: Tensor, span: Tensor, align_corners: bool) -> tuple[Tensor, Te
     return pos, (pos & (span > 0)) if align_corners else torch.ones_like(pos)
 
 
-# object_params_backward reads the theta columns as the slice grad[:, :6]
-assert PARAM_COLUMNS[:6] == tuple(f"t{i}{j}" for i in "01" for j in "012")
-
-
 def object_params_backward(
     grad: Tensor, boxes: Tensor, theta: Tensor, objects: Tensor, align_corners: bool,
     size: tuple[int, int], need_boxes: bool, need_theta: bool,
@@ -312,7 +322,7 @@ def object_params_backward(
     grad_theta = None
     if need_theta:
         grad_theta = torch.zeros(theta.shape[0], 6, dtype=dtype, device=dev)
-        rows = grad[:, :6]  # the theta columns come first, row by row (asserted above)
+        rows = grad[:, :6]  # the theta columns come first, row by row (PARAM_COLUMNS; tested)
         grad_theta = grad_theta.index_add_(0, obj_dev, rows).reshape(theta.shape).to(theta.dtype)
     if not need_boxes:
         return None, grad_theta

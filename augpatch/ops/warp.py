@@ -36,7 +36,7 @@ from torch import Tensor
 
 from augpatch.ops.layout import OBJECT_COLUMNS, PARAM_COUNT
 from augpatch.ops.library import refuse_double_backward, register_versioned
-from augpatch.ops.plan import Planner, make_plan, object_params_backward, prepare
+from augpatch.ops.plan import Planner, compiled_planner, make_plan, object_params_backward, prepare
 from augpatch.ops.profiling import region
 from augpatch.ops.settings import kernel_for, kernel_named
 from augpatch.ops.values import compute_dtype
@@ -73,8 +73,7 @@ def warp(
 def _planner(name: str, kernel: object) -> Planner | None:
     """The compiled kernel's planning in C++ (``augpatch_cpu::warp_plan``) where that kernel
     runs the warp (CPU), else ``None`` (the Python planning)."""
-    ops = getattr(kernel, "ops", None) if name == "compiled" else None
-    return getattr(ops, "warp_plan", None) if ops is not None else None
+    return compiled_planner(getattr(kernel, "ops", None) if name == "compiled" else None)
 
 
 WARP_NAME, warp_def = register_versioned("warp", warp)

@@ -26,7 +26,14 @@ from augpatch.functional.checks import (
 )
 from augpatch.ops import compiled_ops
 from augpatch.ops.backends.compiled import kernel_options
-from augpatch.ops.plan import make_plan, object_params, pixel_rects, prepare, work_strides
+from augpatch.ops.plan import (
+    compiled_planner,
+    make_plan,
+    object_params,
+    pixel_rects,
+    prepare,
+    work_strides,
+)
 from augpatch.ops.schedule import overlap_edges, schedule_levels
 from augpatch.ops.settings import kernel_for
 from augpatch.ops.values import compute_dtype
@@ -526,7 +533,7 @@ def _warp_in_place(
     subtracted (modulo 256), are warped with zero padding and get the fill added back.
     """
     prepared = prepare(out, patches, theta, obj_to_img, mode, padding_mode, align_corners,
-                       overlap, getattr(ops, "warp_plan", None))
+                       overlap, compiled_planner(ops))
     if prepared is None:  # no box has a pixel
         return out
     plan, params = prepared.plan, prepared.params
