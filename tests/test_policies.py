@@ -730,6 +730,37 @@ def test_box_theta_of_several_ops_equals_each_ops_own_theta() -> None:
                 start += count
 
 
+def test_box_theta_host_path_equals_the_tensor_path(monkeypatch) -> None:
+    """Without gradient on the CPU the box-only ops' theta is built in NumPy: the same values
+    as ``patch_affine_matrix`` (the path taken when the patches need a gradient), for every
+    mix of ops (arguments no op uses are left out there) and degenerate patches."""
+    import augpatch.policies._table as table
+
+    calls = []
+    host = table._box_theta_host
+    monkeypatch.setattr(table, "_box_theta_host", lambda *a: calls.append(1) or host(*a))
+    g = _gen(41)
+    for dtype in (torch.float32, torch.float64):
+        for align_corners in (False, True):
+            for k in range(1, len(GEOMETRIC_BOX_OPS) + 1):
+                names = GEOMETRIC_BOX_OPS[:k] if k % 2 else GEOMETRIC_BOX_OPS[-k:]
+                counts = torch.randint(1, 6, (len(names),), generator=g).tolist()
+                n = sum(counts)
+                xy = torch.rand(n, 2, generator=g, dtype=dtype) * 300
+                size = torch.rand(n, 2, generator=g, dtype=dtype) * 90
+                size[::3, 0] = 0.0  # zero-width patches: an axis without extent
+                patches = torch.cat((xy, xy + size), 1)
+                magnitude = (torch.rand(n, generator=g, dtype=torch.float64) - 0.5) * 60
+                before = len(calls)
+                fast = table.box_theta_of_ops(names, counts, patches, magnitude, align_corners)
+                assert len(calls) == before + 1  # the NumPy path ran
+                slow = table.box_theta_of_ops(names, counts, patches.requires_grad_(), magnitude,
+                                              align_corners)
+                assert len(calls) == before + 1  # a gradient: the tensor path
+                assert fast.dtype == slow.dtype == dtype
+                assert torch.equal(fast, slow.detach()), (names, dtype, align_corners)
+
+
 def test_cutouts_are_described_by_their_op_objects() -> None:
     """Issue 23: the cutouts' behaviour lives on ``OpSpec`` (no op names in ``_apply.py``)."""
     import inspect

@@ -23,6 +23,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 import augpatch.functional as AF
+from augpatch.functional.checks import check_boxes, host_arithmetic
 from augpatch.policies._box_kernels import equalize_boxes, solarize_add, solarize_boxes
 
 __all__ = [
@@ -150,7 +151,7 @@ def box_theta_of_ops(
     parts = [OPS[name].box_affine(chunk)
              for name, chunk in zip(names, torch.split(m, list(counts)), strict=True)]
     used = {key for part in parts for key in part}
-    kw: dict[str, Any] = {"align_corners": align_corners}
+    kw: dict[str, Any] = {}
     for key in _IDENTITY:
         if key in used:
             identity = torch.tensor(_IDENTITY[key], dtype=m.dtype, device=m.device)
@@ -158,7 +159,35 @@ def box_theta_of_ops(
                 identity = identity[0]
             kw[key] = torch.cat([part[key] if key in part else identity.expand(n, *identity.shape)
                                  for part, n in zip(parts, counts, strict=True)])
-    return AF.patch_affine_matrix(patches, **kw)
+    if host_arithmetic(patches, m, *kw.values()):
+        return _box_theta_host(check_boxes(patches), kw, align_corners)
+    return AF.patch_affine_matrix(patches, **kw, align_corners=align_corners)
+
+
+def _box_theta_host(patches: Tensor, kw: dict[str, Tensor], align_corners: bool) -> Tensor:
+    """``patch_affine_matrix(patches, **kw)`` for the box-only ops' own parameters without
+    gradient on the CPU, in NumPy (:func:`augpatch.functional.host.patch_affine_theta`:
+    the same operations, bit for bit up to the sign of a zero): a policy's box-only pass
+    builds its theta in tens of microseconds instead of the general function's
+    millisecond. Torch's own ``cos`` / ``sin`` / ``tan`` (the same bits); an argument no op
+    of the pass uses is its identity (cos 1, sin 0, tan 0, scale 1, no shift), which
+    changes no bit of ``theta`` (tested)."""
+    import numpy as np
+
+    from augpatch.functional.host import patch_affine_theta
+
+    n, np_dtype = patches.shape[0], patches.numpy().dtype
+    if "angle" in kw:
+        radians = torch.deg2rad(kw["angle"])
+        cos, sin = torch.cos(radians).numpy(), torch.sin(radians).numpy()
+    else:
+        cos, sin = np.ones(n, np_dtype), np.zeros(n, np_dtype)
+    tan_shear = (torch.tan(torch.deg2rad(kw["shear"])).numpy() if "shear" in kw
+                 else np.zeros((n, 2), np_dtype))
+    scale = kw["scale"].numpy() if "scale" in kw else np.ones((n, 2), np_dtype)
+    translate = kw["translate"].numpy() if "translate" in kw else np.zeros((n, 2), np_dtype)
+    return torch.from_numpy(patch_affine_theta(patches.numpy(), cos, sin, tan_shear, scale, translate,
+                                               align_corners))
 
 
 def _box_photometric(name: str, images: Tensor, boxes: Tensor, value: Tensor, o2i: Tensor,
