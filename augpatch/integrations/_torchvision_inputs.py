@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from torch import Tensor
@@ -91,11 +92,38 @@ def _is_image(x: Any) -> bool:
     )
 
 
+#: PIL modes stored as one uint8 per band: ``np.asarray(image)`` is ``[H, W, bands]`` uint8
+_BYTE_MODES = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
+def _pil_tensor(image: PIL.Image.Image) -> Tensor:
+    """``TF.pil_to_tensor(image)`` (``[C, H, W]`` uint8, the same values) with one copy of
+    the pixels instead of two: PIL's own array export (``np.array``), viewed ``[C, H, W]``
+    with channels-last strides (the warp reads that layout directly); other modes:
+    ``TF.pil_to_tensor``."""
+    if image.mode not in _BYTE_MODES:
+        return TF.pil_to_tensor(image)
+    pixels = torch.from_numpy(np.array(image))
+    return pixels.reshape(image.size[1], image.size[0], -1).permute(2, 0, 1)
+
+
+def _tensor_pil(image: Tensor, mode: str) -> PIL.Image.Image:
+    """``TF.to_pil_image(image, mode=mode)`` of a uint8 ``[C, H, W]`` tensor of ``mode``'s
+    band count (``L``, ``RGB``, ``RGBA``): PIL decodes the ``[H, W, C]`` bytes into an
+    image it allocates without filling it first (``TF.to_pil_image`` fills the new image,
+    then decodes); the same pixels. Other tensors: ``TF.to_pil_image``."""
+    if _BYTE_MODES.get(mode) != image.shape[0] or image.dtype != torch.uint8:
+        return TF.to_pil_image(image, mode=mode)
+    out = PIL.Image.new(mode, (image.shape[2], image.shape[1]), None)
+    out.frombytes(np.ascontiguousarray(image.permute(1, 2, 0).numpy()))
+    return out
+
+
 def _image_tensor(x: Any, batched: bool = False) -> Tensor:
     """An image as a plain ``[C, H, W]`` / ``[B, C, H, W]`` tensor (``[B, C, H, W]`` if
     ``batched``)."""
     if isinstance(x, PIL.Image.Image):
-        t = TF.pil_to_tensor(x)
+        t = _pil_tensor(x)
     else:
         t = _plain(x)
         if t.dim() == 2:
