@@ -136,3 +136,45 @@ def test_an_image_given_twice_gets_two_outputs_that_share_no_memory() -> None:
     p = t.last_params
     want = t.core.move_object_boxes(BOXES, p["patches"], p["theta"], p["batch_prob"])
     assert torch.equal(out_boxes.as_subclass(torch.Tensor), want)
+
+
+@pytest.mark.parametrize("name", list(_adapters()))
+def test_last_params_are_what_the_core_call_records(name) -> None:
+    """The adapter's call through the core's hooks leaves the core's record of the call
+    (``last_params``: the same keys in the same order, ``keep`` included) as the core's own
+    call with those parameters does."""
+    g = torch.Generator().manual_seed(7)
+    image = _image("uint8", g)
+    boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(H, W))
+    t = _adapters()[name]
+    torch.manual_seed(2)
+    t(image, {"boxes": boxes, "labels": torch.arange(4)})
+    got = dict(t.last_params)
+    t.core(image.as_subclass(torch.Tensor)[None], BOXES, params=got)
+    want = t.core._params
+    assert list(got) == list(want)
+    for key, value in want.items():
+        assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16", "1", "P"])
+def test_pil_conversions_are_torchvision_s(mode) -> None:
+    """The adapter's PIL <-> tensor conversions give ``TF.pil_to_tensor`` /
+    ``TF.to_pil_image``'s values and modes for every mode (one copy each way for the byte
+    modes, torchvision's own conversion for the others), and the input is not modified."""
+    from augpatch.integrations._torchvision_inputs import _pil_tensor, _tensor_pil
+
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (H, W, 4), dtype=np.uint8), mode="RGBA")
+    image = rgba.convert(mode) if mode != "I;16" else Image.fromarray(
+        rng.integers(0, 2**16, (H, W), dtype=np.uint16))
+    before = image.tobytes()
+    tensor = _pil_tensor(image)
+    want = TF.pil_to_tensor(image)
+    assert tensor.dtype == want.dtype and torch.equal(tensor, want)
+    assert image.tobytes() == before
+    if tensor.dtype == torch.uint8 and mode != "P":
+        back = _tensor_pil(tensor.flip(-1), image.mode)  # a strided tensor too
+        ref = TF.to_pil_image(tensor.flip(-1), mode=image.mode)
+        assert back.mode == ref.mode and back.size == ref.size
+        assert back.tobytes() == ref.tobytes()
