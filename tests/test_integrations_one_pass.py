@@ -32,6 +32,7 @@ BOXES = torch.tensor([[3.0, 4.0, 19.0, 18.0], [30.0, 20.0, 50.0, 41.0],
 def _adapters() -> dict[str, AT.PatchTransform]:
     return {
         "affine_some_objects": AT.RandomPatchAffine(degrees=30.0, scale=(0.7, 1.2), p=0.5),
+        "nearest": AT.RandomPatchAffine(degrees=30.0, scale=(0.7, 1.2), p=1.0, resample="nearest"),
         "flip": AT.RandomPatchHorizontalFlip(p=1.0),
         "identity_theta": AT.PatchAffine(angle=0.0),  # applied, exactly the identity
         "no_object_applied": AT.RandomPatchRotation(20.0, p=0.0),
@@ -178,3 +179,27 @@ def test_pil_conversions_are_torchvision_s(mode) -> None:
         ref = TF.to_pil_image(tensor.flip(-1), mode=image.mode)
         assert back.mode == ref.mode and back.size == ref.size
         assert back.tobytes() == ref.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_pil_pixels_are_the_image_s_own_memory(mode) -> None:
+    """``_pil_pixels``: a ``[4, H, W]`` view of Pillow's own pixels (the bands, and
+    Pillow's padding byte for RGB), alive while the view lives; the adapter reads it and
+    leaves the user's image as it was."""
+    import gc
+
+    from augpatch.integrations._torchvision_inputs import _pil_pixels
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (H, W, 4), dtype=np.uint8), mode="RGBA")
+    image = image.convert(mode)
+    view = _pil_pixels(image)
+    gc.collect()  # the Arrow export is kept by the view, not by a local
+    bands = len(image.getbands())
+    assert view.shape == (4, H, W) and torch.equal(view[:bands], TF.pil_to_tensor(image))
+    assert _pil_pixels(image.convert("L")) is None
+    before = image.tobytes()
+    boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(H, W))
+    t = AT.RandomPatchAffine(degrees=30.0, p=1.0, resample="nearest")
+    out, _ = t(image, {"boxes": boxes})
+    assert out.mode == mode and image.tobytes() == before and out.tobytes() != before

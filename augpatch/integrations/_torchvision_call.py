@@ -44,6 +44,22 @@ def _box_hooks_are_the_base(core: Any) -> bool:
     )
 
 
+def reads_pil_pixels(core: Any, mode: str) -> bool:
+    """Whether a PIL image of ``mode`` goes to ``core`` as Pillow's own memory
+    (:func:`~augpatch.integrations._torchvision_inputs._pil_pixels`: 4 channels, no copy)
+    rather than converted (``RGB``: 3 channels, one copy). For a core whose call and image
+    hooks are :class:`PatchAugmentationBase`'s (a warp: every channel on its own, so the
+    image's channels come out as the converted image's would) and ``RGBA`` (4 channels
+    either way) or ``RGB`` resampled ``nearest`` (there a padding channel costs the warp
+    less than the two conversions it saves; a bilinear warp pays more for it)."""
+    kind = type(core)
+    pure = _box_hooks_are_the_base(core) and all(
+        getattr(kind, name) is getattr(PatchAugmentationBase, name)
+        for name in ("apply_transform_image", "warp_objects", "_image_region")
+    )
+    return pure and (mode == "RGBA" or (mode == "RGB" and core.resample == "nearest"))
+
+
 def core_hooks_call(core: Any, p: dict[str, Any], boxes: Tensor, obj_to_img: Tensor) -> dict[str, Any]:
     """What ``core``'s ``forward`` computes from the call's parameters ``p`` (those of its
     ``forward_parameters``) for ``boxes [N, 4]`` xyxy as given and ``obj_to_img [N]``:

@@ -101,6 +101,7 @@ from augpatch.integrations._torchvision_call import (  # noqa: E402
     _box_hooks_are_the_base,
     _parses_its_boxes,
     core_hooks_call,
+    reads_pil_pixels,
 )
 from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _ROTATED,
@@ -113,6 +114,7 @@ from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _image_tensor,
     _is_image,
     _no_bounding_boxes_message,
+    _pil_pixels,
     _plain,
     _rotated_box_data,
     _tensor_pil,
@@ -257,7 +259,8 @@ class PatchTransform(v2.Transform):
             )
         if not boxes and not self.acts_without_boxes:
             return {"augpatch": None}  # no objects: nothing moves
-        tensors = [self._image_tensor(x, batched=True) for x in images]  # PIL: converted once
+        tensors = [self._pil_batch(x) if isinstance(x, PIL.Image.Image)
+                   else self._image_tensor(x, batched=True) for x in images]
         shapes = {(t.shape[0], *t.shape[-2:]) for t in tensors}
         if len(shapes) > 1:
             raise ValueError(
@@ -430,6 +433,15 @@ class PatchTransform(v2.Transform):
         if results is not None and known is None:
             results[id(image)] = [image, result, output]
         return result
+
+    def _pil_batch(self, image: PIL.Image.Image) -> Tensor:
+        """A PIL image as ``[1, C, H, W]``, once per call: Pillow's own memory where the
+        core reads it as well (:func:`reads_pil_pixels`), else converted."""
+        if reads_pil_pixels(self.core, image.mode):
+            pixels = _pil_pixels(image)
+            if pixels is not None:
+                return pixels[None]
+        return self._image_tensor(image, batched=True)
 
     def _batch(self, image: Any, params: dict[str, Any]) -> Tensor:
         """``image`` as the ``[B, C, H, W]`` tensor of :meth:`make_params` (converted there
