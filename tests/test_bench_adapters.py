@@ -53,6 +53,13 @@ def test_quick_run_reports_every_case_side_by_side(tmp_path: Path) -> None:
             res["methods"]["adapter"]["min_s"] / res["methods"]["library"]["min_s"])
         assert res["target_max"] == bench_adapters.TARGETS[case]
         assert res["status"] == "quick run (not evaluated)"
+    assert set(report["defaults"]) == set(bench_adapters.CASES)
+    pil = report["defaults"]["tv_pil"]
+    assert (pil["adapter_interpolation"], pil["library_interpolation"]) == ("bilinear", "nearest")
+    assert pil["adapter_over_library"] == pytest.approx(
+        report["results"]["tv_pil/bilinear"]["methods"]["adapter"]["median_s"]
+        / report["results"]["tv_pil/nearest"]["methods"]["library"]["median_s"])
+    assert "defaults, tv_pil: adapter (bilinear) / library (nearest)" in out
     assert report["results"]["tv_pil/bilinear"]["scenario"]["name"] == "sample640"
     assert report["results"]["albumentations/nearest"]["scenario"]["name"] == "sample512"
     for key in ("torch", "torchvision", "albumentations", "device", "config", "timing_method"):
