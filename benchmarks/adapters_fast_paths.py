@@ -1,5 +1,6 @@
 """The per-sample adapters with and without their few-objects fast paths, interleaved in one
-process (thread CPU time, 1 thread): each round runs every (case, method) once, rotated.
+process (thread CPU time, 1 thread): each round runs every (case, method) once, in a new
+random order.
 
     python benchmarks/adapters_fast_paths.py 30            # adapt3's paths off / on
     python benchmarks/adapters_fast_paths.py 30 --all      # adapt2's and adapt3's off / on
@@ -16,6 +17,7 @@ main a383b51's code for these calls. Cases and samples are those of
 medians (ms): library, warp alone, adapter and core draw (``params``) before / after,
 ``own = adapter - warp - params`` and ``adapter / library`` before / after.
 """
+import random
 import statistics
 import sys
 import time
@@ -111,8 +113,11 @@ def main(rounds: int, everything: bool = False) -> None:
             calls[row, "params_after"] = c["params"]
     keys = list(calls)
     times = {k: [] for k in keys}
+    order = random.Random(0)
     for r in range(3 + rounds):
-        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+        # a new order every round: what runs just before a call (a whole-image warp, or a
+        # twin of it that left the caches warm) changes a few-ms call by 10-40 %
+        for k in order.sample(keys, len(keys)):
             t0 = time.thread_time()
             calls[k]()
             dt = time.thread_time() - t0

@@ -1,8 +1,13 @@
 """``python -m augpatch bench adapters``: the per-sample adapters against the libraries' own affine.
 
 One sample at a time, as a dataset's ``__getitem__`` runs them, interleaved in one run
-(every round runs every case's methods, the starting one rotated every round; warm-up
-rounds first; reported: the median over the timed rounds):
+(every round runs every case's methods once, in a new seeded random order every round,
+``--order shuffle``, the default; ``--order rotate``: in a fixed order whose start
+rotates; warm-up rounds first; reported: the median over the timed rounds). In the fixed
+order a library call always ran right after the adapter had warmed the caches with the
+same sample, and each adapter call right after another case's whole-image calls: on this
+machine that alone moved a few-ms call by 10-40 %, against the adapter; in a random order
+both sides have the same predecessors on average.
 
 ``tv_tensor`` (scenario ``"sample640"``: one ``640 x 480`` uint8 image, 7 boxes)
     ``adapter``: :class:`augpatch.integrations.torchvision.RandomPatchAffine` on
@@ -55,6 +60,7 @@ import argparse
 import datetime
 import json
 import platform
+import random
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -88,8 +94,9 @@ LIBRARY_DEFAULTS = {"tv_tensor": "nearest", "tv_pil": "nearest", "albumentations
 DEGREES, SCALE = 15.0, (0.9, 1.1)
 
 TIMING_METHOD = (
-    "One fixed sample per case; every round runs every (case, method) once, the starting "
-    "one rotated every round; warm-up rounds first; reported: the median over the timed "
+    "One fixed sample per case; every round runs every (case, method) once, in a new seeded "
+    "random order every round (--order shuffle) or a fixed order whose start rotates "
+    "(--order rotate); warm-up rounds first; reported: the median over the timed "
     "rounds. The adapters and the libraries draw their own parameters inside the timed "
     "call; 'warp' times augpatch.functional.warp_patches alone, with parameters drawn "
     "before the round; 'params' the core's forward_parameters alone. Clock: "
@@ -178,8 +185,11 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     calls = {r: _calls(c, scenarios[CASES[c][0]], cfg.seed, i) for r, (c, i) in rows.items()}
     times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
     clock = clock_function(cfg.clock)
+    shuffle = random.Random(cfg.seed)
     for r in range(cfg.warmup + cfg.repeats):
-        for case, method in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
+        order = (shuffle.sample(pairs, len(pairs)) if cfg.order == "shuffle"
+                 else pairs[r % len(pairs):] + pairs[: r % len(pairs)])
+        for case, method in order:
             t0 = clock()
             calls[case][method]()
             if r >= cfg.warmup:
@@ -292,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 3, quick 1)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
     add_clock_argument(p)
+    p.add_argument("--order", choices=("shuffle", "rotate"), default="shuffle",
+                   help="the calls of a round in a new seeded random order (default), or in "
+                        "a fixed order whose start rotates every round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     p.add_argument("--json", dest="json_path", default="bench_adapters.json", metavar="FILE")
