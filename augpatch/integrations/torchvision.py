@@ -126,7 +126,6 @@ from augpatch.integrations._torchvision_inputs import (  # noqa: E402
 __all__ = ["PatchTransform", "labels_getter"]  # extended with the generated classes below
 
 
-
 class PatchTransform(v2.Transform):
     """Base of the torchvision adapters: a ``v2.Transform`` running an augpatch core transform.
 
@@ -244,8 +243,14 @@ class PatchTransform(v2.Transform):
         ``p`` holds ``theta``, ``batch_prob``, ``patches``, ``obj_to_img`` and the core's
         human parameters and ``images`` pairs each image input with its ``[B, C, H, W]``
         tensor (a PIL image is converted here, once per call), or ``{"augpatch": None}``
-        when the sample has no boxes (nothing moves). :meth:`forward` adds ``"results"``:
-        the core's result per image, filled as the inputs are transformed.
+        when the sample has no boxes (nothing moves). For a core whose call and box hooks
+        are ``PatchAugmentationBase``'s, also ``"hooks"`` (the ``PatchCall`` each image is
+        warped with by the core's ``apply_transform_image``) and ``"moved_boxes"`` (the
+        boxes' move, once per call), see
+        :func:`~augpatch.integrations._torchvision_call.core_hooks_call`; the core's
+        record of the call (:attr:`last_params`) is then stored here. :meth:`forward` adds
+        ``"results"``: the core's result per image (other cores), filled as the inputs
+        are transformed.
         """
         images = [x for x in flat_inputs if self._is_image(x)]
         boxes = [x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
@@ -329,7 +334,7 @@ class PatchTransform(v2.Transform):
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
         hooks = params.get("hooks")
-        if hooks is not None:  # the core's image hook alone (see _hook_call)
+        if hooks is not None:  # the core's image hook alone (see core_hooks_call)
             out = self.core.apply_transform_image(self._batch(image, params), hooks)
         else:
             out = self._core_result(image, params, output=True).images
@@ -458,7 +463,7 @@ class PatchTransform(v2.Transform):
         when an applied object's ``theta`` is exactly the identity (the core keeps its
         patch there, this method the moved envelope), they are computed here.
         """
-        if params.get("moved_boxes") is not None:  # computed with the call (see _hook_call)
+        if params.get("moved_boxes") is not None:  # computed with the call (see core_hooks_call)
             return params["moved_boxes"]
         p, xyxy = params["augpatch"], params["boxes"]
         theta, patches, applied = p["theta"], p["patches"], p["batch_prob"]
