@@ -203,3 +203,16 @@ def test_pil_pixels_are_the_image_s_own_memory(mode) -> None:
     t = AT.RandomPatchAffine(degrees=30.0, p=1.0, resample="nearest")
     out, _ = t(image, {"boxes": boxes})
     assert out.mode == mode and image.tobytes() == before and out.tobytes() != before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keep_on_arrays_is_keep_on_tensors_at_the_threshold(dtype) -> None:
+    """The adapter's record computes ``keep_mask`` on NumPy arrays (a few objects): the
+    same answer as on tensors, also for widths a rounding step either side of 1e-3."""
+    from augpatch.transforms.pipeline import keep_mask
+
+    eps = dtype(1e-3)
+    sizes = [0.0, eps, np.nextafter(eps, dtype(1)), np.nextafter(eps, dtype(0)), 2.0, -1.0]
+    rows = np.array([[3.0, 5.0, 3.0 + s, 6.0] for s in sizes]
+                    + [[0.25, 7.0, 1.0, 7.0 + s] for s in sizes], dtype)
+    assert np.array_equal(np.asarray(keep_mask(rows)), keep_mask(torch.from_numpy(rows)).numpy())

@@ -80,14 +80,17 @@ def core_hooks_call(core: Any, p: dict[str, Any], boxes: Tensor, obj_to_img: Ten
         # a few objects: PatchCall.make's identity test and the keep's selection in NumPy
         import numpy as np
 
+        # (keep_mask's two differences and comparisons on the arrays: the same float
+        # operations, the threshold in the boxes' dtype as torch compares with it)
         changed = applied.numpy() & ~identity_objects(theta.numpy())
         hooks = PatchCall(theta, applied, torch.from_numpy(changed), patches, obj_to_img, boxes)
-        seen = torch.from_numpy(np.where(changed[:, None], moved.numpy(), patches.numpy()))
+        seen = np.where(changed[:, None], moved.numpy(), patches.numpy())
+        keep = torch.from_numpy(np.asarray(keep_mask(seen)))
     else:
         hooks = PatchCall.make(theta, applied, patches, obj_to_img, None, boxes)
-        seen = torch.where(hooks.moved[:, None], moved, patches)
+        keep = keep_mask(torch.where(hooks.moved[:, None], moved, patches))
     stored = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in p.items()
               if k not in _CALL_KEYS}
-    stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep_mask(seen))
+    stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
     core._params = stored
     return {"hooks": hooks, "moved_boxes": moved}
