@@ -1,16 +1,23 @@
 """The per-sample adapters with and without their few-objects fast paths, interleaved in one
-process (thread CPU time, 1 thread): each round runs every (case, method) once, rotated.
+process (thread CPU time, 1 thread): each round runs every (case, method) once, in a new
+random order.
 
-    python benchmarks/adapters_fast_paths.py 30      # timed rounds (3 warm-up rounds first)
+    python benchmarks/adapters_fast_paths.py 30            # adapt3's paths off / on
+    python benchmarks/adapters_fast_paths.py 30 --all      # adapt2's and adapt3's off / on
 
-'before' switches the NumPy fast paths off for its call (``RandomPatchAffine``'s draw,
-``transform_boxes``' arithmetic, the base's canvas clip, the albumentations adapter's
-parameters and box move): the tensor paths they replace, i.e. main a383b51's code for these
-calls (the results are the same bit for bit). Cases and samples are those of
+'before' switches the per-sample paths off for its call (the results are the same bit for
+bit either way). By default the paths of the third adapters lane (adapt3): the torchvision
+adapter's call through the core's hooks (one box move, no core call per image), its one
+check of the boxes, its PIL conversions (one copy each way; Pillow's own pixels for a
+warp-only core at nearest / RGBA), i.e. main 5ae2bd4's adapters. With ``--all`` also the
+second lane's NumPy fast paths (``RandomPatchAffine``'s draw, ``transform_boxes``'
+arithmetic, the base's canvas clip, the albumentations adapter's parameters and box move):
+main a383b51's code for these calls. Cases and samples are those of
 ``python -m augpatch bench adapters`` (both sides at the same interpolation). Prints the
 medians (ms): library, warp alone, adapter and core draw (``params``) before / after,
 ``own = adapter - warp - params`` and ``adapter / library`` before / after.
 """
+import random
 import statistics
 import sys
 import time
@@ -19,7 +26,10 @@ import numpy as np
 import torch
 
 import augpatch.functional.geometry as G
+import augpatch.integrations._torchvision_inputs as TI
 import augpatch.integrations.albumentations as AA
+import augpatch.integrations.torchvision as TV
+import augpatch.transforms._targets as TT
 import augpatch.transforms.base as TB
 from augpatch.bench import adapters as B
 from augpatch.bench.scenarios import scenarios_for
@@ -45,17 +55,31 @@ def old_apply_to_bboxes(self, bboxes, augpatch, shape=None, **params):
     return out.astype(np.asarray(bboxes).dtype, copy=False)
 
 
-NEW = (RandomPatchAffine._fast_ranges, G._few_values_on_the_host,
+def old_pil_tensor(image):
+    return TI.TF.pil_to_tensor(image)
+
+
+def old_tensor_pil(image, mode):
+    return TI.TF.to_pil_image(image, mode=mode)
+
+
+NEW = ((RandomPatchAffine._fast_ranges, G.host_arithmetic, TT.host_arithmetic),
        AA.PatchDualTransform.__dict__["_params"], AA.PatchDualTransform.apply_to_bboxes,
-       TB._clip_on_the_host)
-OLD = (lambda self, patches: None, lambda *t: False, staticmethod(old_params),
-       old_apply_to_bboxes, lambda boxes, size: None)
+       TB._clip_on_the_host,
+       TV.core_hooks_call, TV._parses_its_boxes, TV.reads_pil_pixels, TI._pil_tensor,
+       TV._tensor_pil)
+ADAPT3_OFF = (lambda core, p, boxes, o2i: {}, lambda core: False, lambda core, mode: False,
+              old_pil_tensor, old_tensor_pil)
+OLD = ((lambda self, patches: None, lambda *t: False, lambda *t: False), staticmethod(old_params),
+       old_apply_to_bboxes, lambda boxes, size: None, *ADAPT3_OFF)
 
 
 def use(v):
-    RandomPatchAffine._fast_ranges, G._few_values_on_the_host = v[0], v[1]
-    AA.PatchDualTransform._params, AA.PatchDualTransform.apply_to_bboxes = v[2], v[3]
-    TB._clip_on_the_host = v[4]
+    RandomPatchAffine._fast_ranges, G.host_arithmetic, TT.host_arithmetic = v[0]
+    AA.PatchDualTransform._params, AA.PatchDualTransform.apply_to_bboxes = v[1], v[2]
+    TB._clip_on_the_host = v[3]
+    TV.core_hooks_call, TV._parses_its_boxes, TV.reads_pil_pixels = v[4], v[5], v[6]
+    TI._pil_tensor, TV._tensor_pil = v[7], v[8]
 
 
 
@@ -70,7 +94,10 @@ def wrap(f, v):
     return g
 
 
-def main(rounds: int) -> None:
+def main(rounds: int, everything: bool = False) -> None:
+    global OLD
+    if not everything:  # main 5ae2bd4: the second lane's fast paths on, the third's off
+        OLD = NEW[:4] + ADAPT3_OFF
     torch.set_num_threads(1)
     sc = scenarios_for("adapters")
     calls = {}
@@ -86,8 +113,11 @@ def main(rounds: int) -> None:
             calls[row, "params_after"] = c["params"]
     keys = list(calls)
     times = {k: [] for k in keys}
+    order = random.Random(0)
     for r in range(3 + rounds):
-        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+        # a new order every round: what runs just before a call (a whole-image warp, or a
+        # twin of it that left the caches warm) changes a few-ms call by 10-40 %
+        for k in order.sample(keys, len(keys)):
             t0 = time.thread_time()
             calls[k]()
             dt = time.thread_time() - t0
@@ -110,4 +140,5 @@ def main(rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)
+    args = [a for a in sys.argv[1:] if a != "--all"]
+    main(int(args[0]) if args else 30, "--all" in sys.argv[1:])

@@ -53,11 +53,19 @@ def test_quick_run_reports_every_case_side_by_side(tmp_path: Path) -> None:
             res["methods"]["adapter"]["min_s"] / res["methods"]["library"]["min_s"])
         assert res["target_max"] == bench_adapters.TARGETS[case]
         assert res["status"] == "quick run (not evaluated)"
+    assert set(report["defaults"]) == set(bench_adapters.CASES)
+    pil = report["defaults"]["tv_pil"]
+    assert (pil["adapter_interpolation"], pil["library_interpolation"]) == ("bilinear", "nearest")
+    assert pil["adapter_over_library"] == pytest.approx(
+        report["results"]["tv_pil/bilinear"]["methods"]["adapter"]["median_s"]
+        / report["results"]["tv_pil/nearest"]["methods"]["library"]["median_s"])
+    assert "defaults, tv_pil: adapter (bilinear) / library (nearest)" in out
     assert report["results"]["tv_pil/bilinear"]["scenario"]["name"] == "sample640"
     assert report["results"]["albumentations/nearest"]["scenario"]["name"] == "sample512"
     for key in ("torch", "torchvision", "albumentations", "device", "config", "timing_method"):
         assert key in report
     assert report["config"]["clock"] == "thread"
+    assert report["config"]["order"] == "shuffle"
     assert report["config"]["interpolation"] == list(bench_adapters.INTERPOLATIONS)
 
 
@@ -103,3 +111,21 @@ def test_bad_arguments() -> None:
         assert bench_adapters.main(["--clock", "thread", "--threads", "2"]) == 2
         with pytest.raises(SystemExit):
             bench_adapters.main(["--cases", "nope"])
+
+
+@pytest.mark.parametrize("order", ["shuffle", "rotate"])
+def test_every_round_runs_every_call_once_in_either_order(tmp_path: Path, order: str) -> None:
+    path, threads = tmp_path / "order.json", torch.get_num_threads()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = cli_main(["bench", "adapters", "--quick", "--repeats", "3", "--warmup", "0",
+                           "--cases", "tv_tensor", "albumentations", "--interpolation", "nearest",
+                           "--order", order, "--json", str(path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    report = json.loads(path.read_text())
+    assert report["config"]["order"] == order
+    assert set(report["results"]) == {"tv_tensor/nearest", "albumentations/nearest"}
+    for res in report["results"].values():
+        assert all(len(m["times_s"]) == 3 for m in res["methods"].values())

@@ -32,6 +32,7 @@ BOXES = torch.tensor([[3.0, 4.0, 19.0, 18.0], [30.0, 20.0, 50.0, 41.0],
 def _adapters() -> dict[str, AT.PatchTransform]:
     return {
         "affine_some_objects": AT.RandomPatchAffine(degrees=30.0, scale=(0.7, 1.2), p=0.5),
+        "nearest": AT.RandomPatchAffine(degrees=30.0, scale=(0.7, 1.2), p=1.0, resample="nearest"),
         "flip": AT.RandomPatchHorizontalFlip(p=1.0),
         "identity_theta": AT.PatchAffine(angle=0.0),  # applied, exactly the identity
         "no_object_applied": AT.RandomPatchRotation(20.0, p=0.0),
@@ -136,3 +137,82 @@ def test_an_image_given_twice_gets_two_outputs_that_share_no_memory() -> None:
     p = t.last_params
     want = t.core.move_object_boxes(BOXES, p["patches"], p["theta"], p["batch_prob"])
     assert torch.equal(out_boxes.as_subclass(torch.Tensor), want)
+
+
+@pytest.mark.parametrize("name", list(_adapters()))
+def test_last_params_are_what_the_core_call_records(name) -> None:
+    """The adapter's call through the core's hooks leaves the core's record of the call
+    (``last_params``: the same keys in the same order, ``keep`` included) as the core's own
+    call with those parameters does."""
+    g = torch.Generator().manual_seed(7)
+    image = _image("uint8", g)
+    boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(H, W))
+    t = _adapters()[name]
+    torch.manual_seed(2)
+    t(image, {"boxes": boxes, "labels": torch.arange(4)})
+    got = dict(t.last_params)
+    t.core(image.as_subclass(torch.Tensor)[None], BOXES, params=got)
+    want = t.core._params
+    assert list(got) == list(want)
+    for key, value in want.items():
+        assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16", "1", "P"])
+def test_pil_conversions_are_torchvision_s(mode) -> None:
+    """The adapter's PIL <-> tensor conversions give ``TF.pil_to_tensor`` /
+    ``TF.to_pil_image``'s values and modes for every mode (one copy each way for the byte
+    modes, torchvision's own conversion for the others), and the input is not modified."""
+    from augpatch.integrations._torchvision_inputs import _pil_tensor, _tensor_pil
+
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (H, W, 4), dtype=np.uint8), mode="RGBA")
+    image = rgba.convert(mode) if mode != "I;16" else Image.fromarray(
+        rng.integers(0, 2**16, (H, W), dtype=np.uint16))
+    before = image.tobytes()
+    tensor = _pil_tensor(image)
+    want = TF.pil_to_tensor(image)
+    assert tensor.dtype == want.dtype and torch.equal(tensor, want)
+    assert image.tobytes() == before
+    if tensor.dtype == torch.uint8 and mode != "P":
+        back = _tensor_pil(tensor.flip(-1), image.mode)  # a strided tensor too
+        ref = TF.to_pil_image(tensor.flip(-1), mode=image.mode)
+        assert back.mode == ref.mode and back.size == ref.size
+        assert back.tobytes() == ref.tobytes()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_pil_pixels_are_the_image_s_own_memory(mode) -> None:
+    """``_pil_pixels``: a ``[4, H, W]`` view of Pillow's own pixels (the bands, and
+    Pillow's padding byte for RGB), alive while the view lives; the adapter reads it and
+    leaves the user's image as it was."""
+    import gc
+
+    from augpatch.integrations._torchvision_inputs import _pil_pixels
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (H, W, 4), dtype=np.uint8), mode="RGBA")
+    image = image.convert(mode)
+    view = _pil_pixels(image)
+    gc.collect()  # the Arrow export is kept by the view, not by a local
+    bands = len(image.getbands())
+    assert view.shape == (4, H, W) and torch.equal(view[:bands], TF.pil_to_tensor(image))
+    assert _pil_pixels(image.convert("L")) is None
+    before = image.tobytes()
+    boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(H, W))
+    t = AT.RandomPatchAffine(degrees=30.0, p=1.0, resample="nearest")
+    out, _ = t(image, {"boxes": boxes})
+    assert out.mode == mode and image.tobytes() == before and out.tobytes() != before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keep_on_arrays_is_keep_on_tensors_at_the_threshold(dtype) -> None:
+    """The adapter's record computes ``keep_mask`` on NumPy arrays (a few objects): the
+    same answer as on tensors, also for widths a rounding step either side of 1e-3."""
+    from augpatch.transforms.pipeline import keep_mask
+
+    eps = dtype(1e-3)
+    sizes = [0.0, eps, np.nextafter(eps, dtype(1)), np.nextafter(eps, dtype(0)), 2.0, -1.0]
+    rows = np.array([[3.0, 5.0, 3.0 + s, 6.0] for s in sizes]
+                    + [[0.25, 7.0, 1.0, 7.0 + s] for s in sizes], dtype)
+    assert np.array_equal(np.asarray(keep_mask(rows)), keep_mask(torch.from_numpy(rows)).numpy())

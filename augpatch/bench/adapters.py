@@ -1,8 +1,13 @@
 """``python -m augpatch bench adapters``: the per-sample adapters against the libraries' own affine.
 
 One sample at a time, as a dataset's ``__getitem__`` runs them, interleaved in one run
-(every round runs every case's methods, the starting one rotated every round; warm-up
-rounds first; reported: the median over the timed rounds):
+(every round runs every case's methods once, in a new seeded random order every round,
+``--order shuffle``, the default; ``--order rotate``: in a fixed order whose start
+rotates; warm-up rounds first; reported: the median over the timed rounds). In the fixed
+order a library call always ran right after the adapter had warmed the caches with the
+same sample, and each adapter call right after another case's whole-image calls: on this
+machine that alone moved a few-ms call by 10-40 %, against the adapter; in a random order
+both sides have the same predecessors on average.
 
 ``tv_tensor`` (scenario ``"sample640"``: one ``640 x 480`` uint8 image, 7 boxes)
     ``adapter``: :class:`augpatch.integrations.torchvision.RandomPatchAffine` on
@@ -36,7 +41,10 @@ The targets (``adapter / library`` at most 1.5x for torchvision, 2x for albument
 are judged on the ``bilinear`` rows (:data:`JUDGED_ON`): the adapters' default and
 ``A.Affine``'s, i.e. what a default adapter does, compared with the library doing the same
 work; the ``nearest`` rows are reported with their status too (there the library's
-resampling is cheaper and the adapter's own warp is the larger share).
+resampling is cheaper and the adapter's own warp is the larger share). Below the table,
+``defaults``: each side at its own default (the adapter's ``bilinear`` row over the
+library's row at its default, :data:`LIBRARY_DEFAULTS`: ``v2.RandomAffine`` nearest),
+what a user who changes no option sees.
 
 Reported: per row the median milliseconds of each method, ``adapter / library`` (also as
 the ratio of the fastest rounds, less exposed to a loaded machine), ``warp / library``
@@ -52,6 +60,7 @@ import argparse
 import datetime
 import json
 import platform
+import random
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -64,7 +73,8 @@ from augpatch.bench.harness import add_clock_argument, clock_error, clock_functi
 from augpatch.bench.policies import make_inputs
 from augpatch.bench.scenarios import Scenario, scenarios_for
 
-__all__ = ["CASES", "INTERPOLATIONS", "JUDGED_ON", "METHODS", "TARGETS", "main", "run_benchmark"]
+__all__ = ["ADAPTER_DEFAULT", "CASES", "INTERPOLATIONS", "JUDGED_ON", "LIBRARY_DEFAULTS", "METHODS",
+           "TARGETS", "main", "run_benchmark"]
 
 METHODS = ("adapter", "library", "warp", "params")
 #: case -> (scenario, target: the most ``adapter / library`` may be)
@@ -77,11 +87,16 @@ TARGETS = {case: limit for case, (_, limit) in CASES.items()}
 #: the interpolations run on both sides (one row each), and the one the targets are judged on
 INTERPOLATIONS = ("nearest", "bilinear")
 JUDGED_ON = "bilinear"
+#: each side's default interpolation: the adapters resample bilinearly, ``v2.RandomAffine``
+#: nearest, ``A.Affine`` bilinearly (``interpolation=1``)
+ADAPTER_DEFAULT = "bilinear"
+LIBRARY_DEFAULTS = {"tv_tensor": "nearest", "tv_pil": "nearest", "albumentations": "bilinear"}
 DEGREES, SCALE = 15.0, (0.9, 1.1)
 
 TIMING_METHOD = (
-    "One fixed sample per case; every round runs every (case, method) once, the starting "
-    "one rotated every round; warm-up rounds first; reported: the median over the timed "
+    "One fixed sample per case; every round runs every (case, method) once, in a new seeded "
+    "random order every round (--order shuffle) or a fixed order whose start rotates "
+    "(--order rotate); warm-up rounds first; reported: the median over the timed "
     "rounds. The adapters and the libraries draw their own parameters inside the timed "
     "call; 'warp' times augpatch.functional.warp_patches alone, with parameters drawn "
     "before the round; 'params' the core's forward_parameters alone. Clock: "
@@ -170,8 +185,11 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
     calls = {r: _calls(c, scenarios[CASES[c][0]], cfg.seed, i) for r, (c, i) in rows.items()}
     times: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
     clock = clock_function(cfg.clock)
+    shuffle = random.Random(cfg.seed)
     for r in range(cfg.warmup + cfg.repeats):
-        for case, method in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
+        order = (shuffle.sample(pairs, len(pairs)) if cfg.order == "shuffle"
+                 else pairs[r % len(pairs):] + pairs[: r % len(pairs)])
+        for case, method in order:
             t0 = clock()
             calls[case][method]()
             if r >= cfg.warmup:
@@ -205,7 +223,9 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
             entry["status"] = "quick run (not evaluated)" if cfg.quick else status
         results[row] = entry
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}
+    defaults = _defaults(results, cfg.cases)
     return {
+        "defaults": defaults,
         "benchmark": "per-sample adapters vs the libraries' own affine transforms",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -217,6 +237,26 @@ def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:
         "timing_method": TIMING_METHOD,
         "results": results,
     }
+
+
+def _defaults(results: dict[str, Any], cases: Sequence[str]) -> dict[str, Any]:
+    """Per case, each side at its own default interpolation (both rows run, with the
+    library): ``adapter`` of the ``ADAPTER_DEFAULT`` row over ``library`` of the
+    ``LIBRARY_DEFAULTS`` row (the medians of one run). Informative: the targets compare
+    like with like."""
+    out = {}
+    for case in cases:
+        ours, theirs = results.get(_row(case, ADAPTER_DEFAULT)), results.get(
+            _row(case, LIBRARY_DEFAULTS[case]))
+        if ours is None or theirs is None or "library" not in theirs["methods"]:
+            continue
+        out[case] = {
+            "adapter_interpolation": ADAPTER_DEFAULT,
+            "library_interpolation": LIBRARY_DEFAULTS[case],
+            "adapter_over_library": ours["methods"]["adapter"]["median_s"]
+            / theirs["methods"]["library"]["median_s"],
+        }
+    return out
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -240,6 +280,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"own = adapter - warp - params; the targets are judged on the {JUDGED_ON} rows "
                  "(both sides at the same interpolation)")
+    for case, d in report.get("defaults", {}).items():
+        lines.append(f"defaults, {case}: adapter ({d['adapter_interpolation']}) / library "
+                     f"({d['library_interpolation']}) = {d['adapter_over_library']:.2f}x")
     return "\n".join(lines)
 
 
@@ -259,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds (default 3, quick 1)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
     add_clock_argument(p)
+    p.add_argument("--order", choices=("shuffle", "rotate"), default="shuffle",
+                   help="the calls of a round in a new seeded random order (default), or in "
+                        "a fixed order whose start rotates every round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not numbers")
     p.add_argument("--json", dest="json_path", default="bench_adapters.json", metavar="FILE")

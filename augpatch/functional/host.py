@@ -25,17 +25,29 @@ __all__ = ["move_boxes_arrays", "patch_affine_theta", "patch_frames", "transform
 def patch_frames(patches: Any, align_corners: bool) -> tuple[Any, ...]:
     """The patch frames of ``geometry._frames``: ``(cx, cy, sd0, sd1, inv0, inv1, deg_x,
     deg_y)`` (``[N]`` each): the centre, the normalised -> pixel scales (0 on a degenerate
-    axis), the pixel -> normalised scales (0 there) and the degenerate axes."""
-    x1, y1, x2, y2 = patches[:, 0], patches[:, 1], patches[:, 2], patches[:, 3]
+    axis), the pixel -> normalised scales (0 there) and the degenerate axes. Both axes are
+    computed at once (``[N, 2]`` arrays: half the NumPy calls; the same operations on
+    every value)."""
+    centre, scale, inverse, degenerate = _frames(patches, align_corners)
+    return (centre[:, 0], centre[:, 1], scale[:, 0], scale[:, 1], inverse[:, 0],
+            inverse[:, 1], degenerate[:, 0], degenerate[:, 1])
+
+
+def _frames(patches: Any, align_corners: bool) -> tuple[Any, Any, Any, Any]:
+    """:func:`patch_frames` as ``[N, 2]`` arrays, ``(x, y)`` per row: ``(centre, scale,
+    inverse, degenerate)``."""
+    lo, hi = patches[:, :2], patches[:, 2:]
     off = 1.0 if align_corners else 0.0
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    half_w, half_h = (x2 - x1 - off) / 2, (y2 - y1 - off) / 2
-    deg_x, deg_y = half_w <= 0, half_h <= 0
+    centre = (lo + hi) / 2
+    half = (hi - lo - off) / 2
+    degenerate = half <= 0
     zero, one = patches.dtype.type(0), patches.dtype.type(1)
-    sd0, sd1 = np.where(deg_x, zero, half_w), np.where(deg_y, zero, half_h)
-    inv0 = np.where(deg_x, zero, one / np.where(deg_x, one, half_w))
-    inv1 = np.where(deg_y, zero, one / np.where(deg_y, one, half_h))
-    return cx, cy, sd0, sd1, inv0, inv1, deg_x, deg_y
+    scale = np.where(degenerate, zero, half)
+    inverse = np.where(degenerate, zero, one / np.where(degenerate, one, half))
+    return centre, scale, inverse, degenerate
+
+
+_IDENTITY_2 = np.eye(2, dtype=bool)
 
 
 def transform_boxes_arrays(patches: Any, theta: Any, clip: bool, align_corners: bool) -> Any:
@@ -43,6 +55,8 @@ def transform_boxes_arrays(patches: Any, theta: Any, clip: bool, align_corners: 
     ``theta [N, 2, 3]`` (one dtype): the read map ``(D @ theta) @ D^-1`` (identity rows on
     degenerate axes), its inverse, the envelope of the 4 corners moved forward, the clip
     to the patch. Raises ``ValueError`` as ``affine_inverse`` does for a singular map.
+    Each value goes through the tensor path's operations in its order; the rows and
+    columns of the small matrices are computed together (``[N, 2, k]`` arrays).
 
     Example:
         >>> box = np.array([[0.0, 0.0, 20.0, 40.0]], np.float32)
@@ -50,20 +64,17 @@ def transform_boxes_arrays(patches: Any, theta: Any, clip: bool, align_corners: 
         >>> transform_boxes_arrays(box, half, True, False).tolist()
         [[0.0, 0.0, 20.0, 40.0]]
     """
-    t = theta
-    x1, y1, x2, y2 = patches[:, 0], patches[:, 1], patches[:, 2], patches[:, 3]
-    cx, cy, sd0, sd1, inv0, inv1, deg_x, deg_y = patch_frames(patches, align_corners)
+    centre, scale, inverse, degenerate = _frames(patches, align_corners)
     zero, one = patches.dtype.type(0), patches.dtype.type(1)
-    # _read_matrix: (D @ theta) @ D^-1, identity rows on degenerate axes
-    m00, m01, m02 = sd0 * t[:, 0, 0], sd0 * t[:, 0, 1], sd0 * t[:, 0, 2] + cx
-    m10, m11, m12 = sd1 * t[:, 1, 0], sd1 * t[:, 1, 1], sd1 * t[:, 1, 2] + cy
-    p02, p12 = (-cx) * inv0, (-cy) * inv1
-    a = np.where(deg_x, one, m00 * inv0)
-    b = np.where(deg_x, zero, m01 * inv1)
-    tx = np.where(deg_x, zero, (m00 * p02 + m01 * p12) + m02)
-    c = np.where(deg_y, zero, m10 * inv0)
-    d = np.where(deg_y, one, m11 * inv1)
-    ty = np.where(deg_y, zero, (m10 * p02 + m11 * p12) + m12)
+    # _read_matrix: (D @ theta) @ D^-1, identity rows on degenerate axes; row i of m is
+    # (sd_i * t_i0, sd_i * t_i1, sd_i * t_i2 + c_i)
+    m = scale[:, :, None] * theta
+    shift = m[:, :, 2] + centre
+    p = (-centre) * inverse  # (p02, p12)
+    lin = np.where(degenerate[:, :, None], np.where(_IDENTITY_2, one, zero),
+                   m[:, :, :2] * inverse[:, None, :])
+    move = np.where(degenerate, zero, (m[:, :, 0] * p[:, None, 0] + m[:, :, 1] * p[:, None, 1]) + shift)
+    a, b, c, d = lin[:, 0, 0], lin[:, 0, 1], lin[:, 1, 0], lin[:, 1, 1]
     # affine_inverse
     det = a * d - b * c
     if bool((det == 0).any()):
@@ -71,19 +82,15 @@ def transform_boxes_arrays(patches: Any, theta: Any, clip: bool, align_corners: 
         raise ValueError(
             f"theta is singular (not invertible) for object(s) {idx} (its forward map is undefined)"
         )
-    ia, ib, ic, id_ = d / det, (-b) / det, (-c) / det, a / det
-    itx, ity = -(ia * tx + ib * ty), -(ic * tx + id_ * ty)
+    inv = np.stack((d, -b, -c, a), -1).reshape(-1, 2, 2) / det[:, None, None]  # ia ib; ic id
+    back = -(inv[:, :, 0] * move[:, None, 0] + inv[:, :, 1] * move[:, None, 1])  # itx, ity
     # the 4 corners moved forward and their envelope
-    xs = np.stack((x1, x2, x2, x1), -1)
-    ys = np.stack((y1, y1, y2, y2), -1)
-    px = (xs * ia[:, None] + ys * ib[:, None]) + itx[:, None]
-    py = (xs * ic[:, None] + ys * id_[:, None]) + ity[:, None]
-    out = np.stack((px.min(1), py.min(1), px.max(1), py.max(1)), -1)
+    xs, ys = patches[:, None, [0, 2, 2, 0]], patches[:, None, [1, 1, 3, 3]]
+    moved = (xs * inv[:, :, 0, None] + ys * inv[:, :, 1, None]) + back[:, :, None]  # [N, 2, 4]
+    lower, upper = moved.min(2), moved.max(2)
     if clip:
-        out = np.concatenate(
-            (np.maximum(out[:, :2], patches[:, :2]), np.minimum(out[:, 2:], patches[:, 2:])), -1
-        )
-    return out
+        lower, upper = np.maximum(lower, patches[:, :2]), np.minimum(upper, patches[:, 2:])
+    return np.concatenate((lower, upper), -1)
 
 
 def move_boxes_arrays(boxes: Any, patches: Any, theta: Any, applied: Any, align_corners: bool) -> Any:

@@ -9,9 +9,11 @@ tensor, mask size checks, dtype rules of the outputs.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from torch import Tensor
@@ -91,11 +93,91 @@ def _is_image(x: Any) -> bool:
     )
 
 
+#: PIL modes stored as one uint8 per band: ``np.asarray(image)`` is ``[H, W, bands]`` uint8
+_BYTE_MODES = {"L": 1, "RGB": 3, "RGBA": 4}
+
+
+def _pil_tensor(image: PIL.Image.Image) -> Tensor:
+    """``TF.pil_to_tensor(image)`` (``[C, H, W]`` uint8, the same values) with one copy of
+    the pixels instead of two: PIL's own array export (``np.array``), viewed ``[C, H, W]``
+    with channels-last strides (the warp reads that layout directly); other modes:
+    ``TF.pil_to_tensor``."""
+    if image.mode not in _BYTE_MODES:
+        return TF.pil_to_tensor(image)
+    pixels = torch.from_numpy(np.array(image))
+    return pixels.reshape(image.size[1], image.size[0], -1).permute(2, 0, 1)
+
+
+class _ArrowArray(ctypes.Structure):
+    """The Arrow C data interface's ``struct ArrowArray`` (a stable ABI)."""
+
+
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
+    ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
+]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+def _pil_pixels(image: PIL.Image.Image) -> Tensor | None:
+    """The pixels of an ``RGB`` / ``RGBA`` PIL image as a ``[4, H, W]`` uint8 view of its
+    own memory (channels-last strides), without a copy, or ``None`` where Pillow does not
+    export it so (another mode, rows not in one block, an older Pillow).
+
+    Pillow stores a multi-band pixel in 4 bytes (``RGB`` with a padding byte: ``RGBX``)
+    and exports that storage zero-copy through the Arrow C data interface
+    (``Image.__arrow_c_array__``, Pillow >= 11.2: ``W * H`` fixed-size lists of 4
+    uint8). The view keeps the export alive (so the memory stays valid while the view
+    lives) and is read only by the warp (it is the user's image). Channel 3 of an ``RGB``
+    image is Pillow's padding byte.
+    """
+    if image.mode not in ("RGB", "RGBA") or not hasattr(image, "__arrow_c_array__"):
+        return None
+    try:
+        schema, array = image.__arrow_c_array__()
+        parent = ctypes.cast(_capsule_pointer(array, b"arrow_array"), ctypes.POINTER(_ArrowArray))[0]
+    except (ValueError, TypeError, AttributeError):  # e.g. rows not contiguous (a large image)
+        return None
+    width, height = image.size
+    if parent.n_children != 1 or parent.offset != 0 or parent.length != width * height:
+        return None
+    child = parent.children[0][0]
+    if child.n_buffers != 2 or child.offset != 0 or child.length != 4 * width * height:
+        return None
+    if not child.buffers[1]:
+        return None
+    memory = (ctypes.c_uint8 * (4 * width * height)).from_address(child.buffers[1])
+    memory._export = (schema, array)  # type: ignore[attr-defined]  # released with the view
+    return torch.frombuffer(memory, dtype=torch.uint8).view(height, width, 4).permute(2, 0, 1)
+
+
+def _tensor_pil(image: Tensor, mode: str) -> PIL.Image.Image:
+    """``TF.to_pil_image(image, mode=mode)`` of a uint8 ``[C, H, W]`` tensor of ``mode``'s
+    band count (``L``, ``RGB``, ``RGBA``), or ``[4, H, W]`` for ``RGB`` (Pillow's own
+    4-byte layout, :func:`_pil_pixels`: the fourth channel is dropped): PIL decodes the
+    ``[H, W, C]`` bytes into an image it allocates without filling it first
+    (``TF.to_pil_image`` fills the new image, then decodes); the same pixels. Other
+    tensors: ``TF.to_pil_image``."""
+    rawmode = "RGBX" if mode == "RGB" and image.shape[0] == 4 else mode  # see _pil_pixels
+    if image.dtype != torch.uint8 or (
+        rawmode == mode and _BYTE_MODES.get(mode) != image.shape[0]
+    ):
+        return TF.to_pil_image(image, mode=mode)
+    out = PIL.Image.new(mode, (image.shape[2], image.shape[1]), None)
+    out.frombytes(np.ascontiguousarray(image.permute(1, 2, 0).numpy()), "raw", rawmode)
+    return out
+
+
 def _image_tensor(x: Any, batched: bool = False) -> Tensor:
     """An image as a plain ``[C, H, W]`` / ``[B, C, H, W]`` tensor (``[B, C, H, W]`` if
     ``batched``)."""
     if isinstance(x, PIL.Image.Image):
-        t = TF.pil_to_tensor(x)
+        t = _pil_tensor(x)
     else:
         t = _plain(x)
         if t.dim() == 2:

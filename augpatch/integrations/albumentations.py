@@ -63,6 +63,7 @@ from augpatch.integrations._common import (
     check_version,
     copy_docs,
     core_classes,
+    identity_objects,
     lazy_import,
     map_image_points,
 )
@@ -83,7 +84,6 @@ __all__ = ["PatchDualTransform", "benchmark_against_affine", "reseed_albumentati
 # core options the adapters do not expose (see the module docstring)
 _HIDDEN = ("generator", "same_on_batch", "drop_invalid", "p")
 _TORCH_IMAGE_DTYPES = (np.uint8, np.float32, np.float64)
-_IDENTITY_ROW = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])  # theta [2, 3] of the identity, flat
 
 
 def _to_tensor(array: np.ndarray) -> tuple[Tensor, Any]:
@@ -175,8 +175,7 @@ class PatchDualTransform(DualTransform):
         # an object whose theta is exactly the identity is left alone: bit-exact pixels,
         # boxes, masks and keypoints (resampling at the identity still rounds in float32);
         # in NumPy: a few objects' parameters cost microseconds here, not tensor operations
-        identity = (theta.reshape(theta.shape[0], 6) == _IDENTITY_ROW).all(1)
-        applied = np.asarray(augpatch["batch_prob"]).astype(bool) & ~identity
+        applied = np.asarray(augpatch["batch_prob"]).astype(bool) & ~identity_objects(theta)
         return (torch.from_numpy(theta), torch.from_numpy(np.asarray(augpatch["patches"])),
                 torch.from_numpy(applied))
 

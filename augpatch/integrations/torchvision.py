@@ -87,7 +87,6 @@ from augpatch.integrations._common import (
     lazy_import,
     map_image_points,
 )
-from augpatch.transforms import PatchAugmentationBase
 from augpatch.transforms.pipeline import identity_rows
 
 torchvision = lazy_import("torchvision", "torchvision")
@@ -98,6 +97,12 @@ from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
+from augpatch.integrations._torchvision_call import (  # noqa: E402
+    _box_hooks_are_the_base,
+    _parses_its_boxes,
+    core_hooks_call,
+    reads_pil_pixels,
+)
 from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _ROTATED,
     _cast,
@@ -109,8 +114,10 @@ from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _image_tensor,
     _is_image,
     _no_bounding_boxes_message,
+    _pil_pixels,
     _plain,
     _rotated_box_data,
+    _tensor_pil,
     _xyxy,
     _xyxy_corners,
     labels_getter,
@@ -236,8 +243,14 @@ class PatchTransform(v2.Transform):
         ``p`` holds ``theta``, ``batch_prob``, ``patches``, ``obj_to_img`` and the core's
         human parameters and ``images`` pairs each image input with its ``[B, C, H, W]``
         tensor (a PIL image is converted here, once per call), or ``{"augpatch": None}``
-        when the sample has no boxes (nothing moves). :meth:`forward` adds ``"results"``:
-        the core's result per image, filled as the inputs are transformed.
+        when the sample has no boxes (nothing moves). For a core whose call and box hooks
+        are ``PatchAugmentationBase``'s, also ``"hooks"`` (the ``PatchCall`` each image is
+        warped with by the core's ``apply_transform_image``) and ``"moved_boxes"`` (the
+        boxes' move, once per call), see
+        :func:`~augpatch.integrations._torchvision_call.core_hooks_call`; the core's
+        record of the call (:attr:`last_params`) is then stored here. :meth:`forward` adds
+        ``"results"``: the core's result per image (other cores), filled as the inputs
+        are transformed.
         """
         images = [x for x in flat_inputs if self._is_image(x)]
         boxes = [x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
@@ -251,7 +264,8 @@ class PatchTransform(v2.Transform):
             )
         if not boxes and not self.acts_without_boxes:
             return {"augpatch": None}  # no objects: nothing moves
-        tensors = [self._image_tensor(x, batched=True) for x in images]  # PIL: converted once
+        tensors = [self._pil_batch(x) if isinstance(x, PIL.Image.Image)
+                   else self._image_tensor(x, batched=True) for x in images]
         shapes = {(t.shape[0], *t.shape[-2:]) for t in tensors}
         if len(shapes) > 1:
             raise ValueError(
@@ -266,6 +280,13 @@ class PatchTransform(v2.Transform):
             xyxy, obj_to_img = torch.zeros(0, 4), None
         if obj_to_img is not None:
             obj_to_img = _plain(obj_to_img).long()
+        if replay is None and _parses_its_boxes(self.core):
+            # the core's draw checks the boxes and obj_to_img itself (parse_boxes, as
+            # below) and returns obj_to_img filled in: one check per call, not two
+            fboxes = xyxy.to(compute_dtype(first, xyxy))
+            p = self.core.forward_parameters(first.shape, fboxes, obj_to_img)
+            o2i = p["obj_to_img"]
+            return self._call(p, xyxy, o2i, images, tensors)
         xyxy, o2i, _ = parse_boxes(xyxy, obj_to_img, batch)
         if o2i is None:  # one image
             o2i = torch.zeros(xyxy.shape[0], dtype=torch.long, device=xyxy.device)
@@ -275,14 +296,24 @@ class PatchTransform(v2.Transform):
         else:
             patches = clip_boxes(fboxes, tuple(first.shape[-2:]))
             p = dict(self.core.replay_parameters(replay, patches), patches=patches, obj_to_img=o2i)
-        return {
+        return self._call(p, xyxy, o2i, images, tensors)
+
+    def _call(
+        self, p: dict[str, Any], xyxy: Tensor, o2i: Tensor, images: list[Any], tensors: list[Tensor]
+    ) -> dict[str, Any]:
+        """The parameters of a call (see :meth:`make_params`) from the core's ``p``."""
+        first = tensors[0]
+        call = {
             "augpatch": p,
             "boxes": xyxy,
             "obj_to_img": o2i,
-            "batch_size": batch,
+            "batch_size": first.shape[0],
             "canvas": tuple(first.shape[-2:]),
             "images": [(x, t) for x, t in zip(images, tensors)],
         }
+        if _box_hooks_are_the_base(self.core):
+            call.update(core_hooks_call(self.core, p, xyxy, o2i))
+        return call
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         """Apply the call's parameters to one input, by type; other inputs pass through."""
@@ -302,9 +333,13 @@ class PatchTransform(v2.Transform):
 
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
-        out = self._core_result(image, params, output=True).images
+        hooks = params.get("hooks")
+        if hooks is not None:  # the core's image hook alone (see core_hooks_call)
+            out = self.core.apply_transform_image(self._batch(image, params), hooks)
+        else:
+            out = self._core_result(image, params, output=True).images
         if isinstance(image, PIL.Image.Image):
-            return TF.to_pil_image(out[0], mode=image.mode)
+            return _tensor_pil(out[0], image.mode)
         out = out.reshape(image.shape)
         return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.Image) else out
 
@@ -398,13 +433,26 @@ class PatchTransform(v2.Transform):
         if known is not None and known[0] is image and not (output and known[2]):
             known[2] = known[2] or output
             return known[1]
-        batch = next((t for x, t in params.get("images", ()) if x is image), None)
-        if batch is None:
-            batch = self._image_tensor(image, batched=True)
+        batch = self._batch(image, params)
         result = self.core(batch, params["boxes"], params["obj_to_img"], params=params["augpatch"])
         if results is not None and known is None:
             results[id(image)] = [image, result, output]
         return result
+
+    def _pil_batch(self, image: PIL.Image.Image) -> Tensor:
+        """A PIL image as ``[1, C, H, W]``, once per call: Pillow's own memory where the
+        core reads it as well (:func:`reads_pil_pixels`), else converted."""
+        if reads_pil_pixels(self.core, image.mode):
+            pixels = _pil_pixels(image)
+            if pixels is not None:
+                return pixels[None]
+        return self._image_tensor(image, batched=True)
+
+    def _batch(self, image: Any, params: dict[str, Any]) -> Tensor:
+        """``image`` as the ``[B, C, H, W]`` tensor of :meth:`make_params` (converted there
+        once per call), or converted now (an image the call's parameters do not hold)."""
+        batch = next((t for x, t in params.get("images", ()) if x is image), None)
+        return self._image_tensor(image, batched=True) if batch is None else batch
 
     def _moved_boxes(self, params: dict[str, Any]) -> Tensor:
         """``move_object_boxes`` of the call's boxes (``[N, 4]`` xyxy, the compute dtype).
@@ -415,6 +463,8 @@ class PatchTransform(v2.Transform):
         when an applied object's ``theta`` is exactly the identity (the core keeps its
         patch there, this method the moved envelope), they are computed here.
         """
+        if params.get("moved_boxes") is not None:  # computed with the call (see core_hooks_call)
+            return params["moved_boxes"]
         p, xyxy = params["augpatch"], params["boxes"]
         theta, patches, applied = p["theta"], p["patches"], p["batch_prob"]
         images = params.get("images")
@@ -431,16 +481,6 @@ class PatchTransform(v2.Transform):
 
     _is_image = staticmethod(_is_image)
     _image_tensor = staticmethod(_image_tensor)
-
-
-def _box_hooks_are_the_base(core: Any) -> bool:
-    """Whether ``core``'s call and box hooks are :class:`PatchAugmentationBase`'s own: its
-    result's boxes are then the moved envelope where an object moved (see ``_moved_boxes``)."""
-    kind = type(core)
-    return isinstance(core, PatchAugmentationBase) and all(
-        getattr(kind, name) is getattr(PatchAugmentationBase, name)
-        for name in ("forward", "apply_transform_box", "move_object_boxes", "replay_parameters")
-    )
 
 
 _EXAMPLE = """
