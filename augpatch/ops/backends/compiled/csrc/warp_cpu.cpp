@@ -25,6 +25,10 @@
 #include <type_traits>
 #include <vector>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 namespace {
 
 // Where each saved object's pixel bits start (padding other than "image", see Compact):
@@ -615,9 +619,28 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
 // the plan's strides (those of the working copy)
 std::vector<int64_t> strides_of(const Params& p) { return {p.s_b, p.s_c, p.s_h, p.s_w}; }
 
+// An uninitialised batch-sized CPU buffer that the caller fills whole right away (the
+// working copy, the gradient buffer). Linux: its 2 MiB-aligned interior is advised to be
+// backed by transparent huge pages (THP "madvise" mode), so that its first touch faults 2 MiB
+// at a time instead of 4 KiB: a fresh 50 MB buffer (M) costs the kernel about a third of its
+// page-fault time (python benchmarks/forward_kernel.py, docs/notes/fwd3.md). Advice only: a
+// kernel without THP ignores it and the buffer is the same; nothing is mapped beyond the
+// buffer's own pages, which the caller writes anyway.
+at::Tensor empty_batch(c10::IntArrayRef sizes, c10::IntArrayRef strides, const at::TensorOptions& options) {
+  at::Tensor out = at::empty_strided(sizes, strides, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + out.nbytes()) & ~(kHuge - 1);
+  if (out.device().is_cpu() && last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+  return out;
+}
+
 // A copy of `images` with the plan's strides (the working copy of the batch).
 at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
-  at::Tensor out = at::empty_strided(images.sizes(), strides_of(p), images.options());
+  at::Tensor out = empty_batch(images.sizes(), strides_of(p), images.options());
   out.copy_(images);
   return out;
 }
@@ -625,7 +648,7 @@ at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
 // The gradient buffer of the backward: a copy of the output gradient (compute dtype, plan
 // strides) that becomes the input gradient in place.
 at::Tensor gradient_buffer(const at::Tensor& grad, const Params& p, at::ScalarType compute) {
-  at::Tensor buf = at::empty_strided(grad.sizes(), strides_of(p), grad.options().dtype(compute));
+  at::Tensor buf = empty_batch(grad.sizes(), strides_of(p), grad.options().dtype(compute));
   buf.copy_(grad);
   return buf;
 }
