@@ -66,14 +66,14 @@ def cases() -> dict[str, dict]:
 
 
 def bench_cases() -> dict[str, tuple]:
-    """The bench's S and M (``augpatch.bench.inputs``: float32, bilinear, zeros padding,
+    """The bench's S, M and many (``augpatch.bench.inputs``: float32, bilinear, zeros padding,
     sequential overlap levels; images and theta need gradients, so the kernel keeps what the
     location gradient of the levels after the first reads: ``Keeper``)."""
     from augpatch.bench.inputs import make_inputs
     from augpatch.bench.scenarios import SCENARIOS
 
     out = {}
-    for name in ("S", "M"):
+    for name in ("S", "M", "many"):
         x = make_inputs(SCENARIOS[name])
         out[f"f32 {name} bench (gradients)"] = (x.images, x.boxes, x.theta, x.obj_to_img, {"_grad": True})
     return out
