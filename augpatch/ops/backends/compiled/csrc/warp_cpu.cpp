@@ -282,7 +282,8 @@ inline void copy_images(at::Tensor& work, const at::Tensor& from, bool same, int
 // then the next image. An object reads and writes its own image only, so this is the same
 // arithmetic on the same values in the same order as all images level by level, while
 // the levels read what the copy has just brought into the cache (a 50 MB batch copied
-// whole is out of it before the first level reads it). Else one group of all images.
+// whole is out of it before the first level reads it). Else (and when there is nothing to
+// copy: warp_forward_) one group of all images.
 template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
                   const Levels& lv, const Params& p, const Saved<S, T>& sv, Keeper<S>* keeper,
@@ -385,6 +386,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
     for (int64_t k = ka + 1; k < kb; ++k) by_image = by_image && rw.image[k - 1] <= rw.image[k];
     part[l] = {ka, kb};
   }
+  by_image = by_image && fill != nullptr;  // without a copy to follow, as before: all at once
   const int64_t G = by_image ? B : 1;
   if (by_image) {
     for (int64_t l = 0; l < L; ++l) {
