@@ -65,11 +65,34 @@ def cases() -> dict[str, dict]:
     }
 
 
+def bench_cases() -> dict[str, tuple]:
+    """The bench's S, M and many (``augpatch.bench.inputs``: float32, bilinear, zeros padding,
+    sequential overlap levels; images and theta need gradients, so the kernel keeps what the
+    location gradient of the levels after the first reads: ``Keeper``)."""
+    from augpatch.bench.inputs import make_inputs
+    from augpatch.bench.scenarios import SCENARIOS
+
+    out = {}
+    for name in ("S", "M", "many"):
+        x = make_inputs(SCENARIOS[name])
+        out[f"f32 {name} bench (gradients)"] = (x.images, x.boxes, x.theta, x.obj_to_img, {"_grad": True})
+    return out
+
+
 def capture(args) -> tuple:
     """The compiled kernel's arguments of one warp_patches call (its first forward)."""
     images, boxes, theta, obj, kw = args
+    kw = dict(kw)
+    if kw.pop("_grad", False):
+        return compiled_kernel_calls(images, boxes, theta, obj, **kw)[0]
     with torch.no_grad():
         return compiled_kernel_calls(images, boxes, theta, obj, **kw)[0]
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s bits (a float tensor may hold kept1's int64 words, NaN patterns included)."""
+    ints = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+    return t.detach().contiguous().view(ints[t.element_size()])
 
 
 def main() -> None:
@@ -80,7 +103,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="*", default=None)
     cfg = parser.parse_args()
     torch.set_num_threads(1)
-    table = cases()
+    table = {**cases(), **bench_cases()}
     kargs = {name: capture(args) for name, args in table.items() if cfg.cases is None or name in cfg.cases}
     if cfg.other_library:
         torch.ops.load_library(cfg.other_library)
@@ -90,8 +113,8 @@ def main() -> None:
     label = cfg.other or "per_pixel"
     print(f"{'case':52s} {'this ms':>9s} {label + ' ms':>18s} {'this/' + label:>14s}")
     for name, a in kargs.items():
-        for x, y in zip(new(*a), old(*a)):
-            assert torch.equal(x, y), f"{name}: outputs differ"
+        for x, y in zip(new(*a), old(*a)):  # the output, kept0, kept1 (int64 words in a float tensor)
+            assert torch.equal(_bits(x), _bits(y)), f"{name}: outputs differ"
         times: dict[str, list[float]] = {"new": [], "old": []}
         pair = [("new", new), ("old", old)]
         for r in range(cfg.rounds + 2):

@@ -20,10 +20,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <vector>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 namespace {
 
@@ -105,9 +111,13 @@ AUGPATCH_INLINE bool same_bits(const S* a, const S* b) {
 }
 
 // The forward's side of Compact: after each level writes, its patches are marked as
-// written (`written`, a byte per pixel of the batch); before each saved level runs, the
-// pixels of its patches that an earlier level wrote and that differ from the input batch
-// (`images`, any strides; read only where written) are marked in the bits and copied out.
+// written (`written`, a byte per pixel of the images of the group being warped, see
+// forward_impl); before each saved level runs, the pixels of its patches that an earlier
+// level wrote and that differ from the input batch (`images`, any strides; read only where
+// written) are marked in the bits and copied out. Objects may be kept in any order of
+// levels' parts (forward_impl goes image by image): each object's count goes to kept1's
+// head and its values to a chunk; `values` sums the counts up into offsets and joins the
+// chunks in object order.
 template <typename S>
 struct Keeper {
   const Plan& rw;
@@ -116,29 +126,51 @@ struct Keeper {
   uint64_t* mask;
   const S* images;
   int64_t i_b, i_c, i_h, i_w, height, width;
-  std::vector<uint8_t> written;        // [B, H, W]
-  std::vector<std::vector<S>> chunks;  // the values, one chunk per level
+  int64_t group0 = 0;                                   // first image of the group in `written`
+  std::vector<uint8_t> written;                         // [images of the group, H, W]
+  std::vector<std::pair<int64_t, int64_t>> marked;      // object ranges marked in `written`
+  std::vector<std::pair<int64_t, std::vector<S>>> chunks;  // (first object, its objects' values)
 
   Keeper(const Plan& plan, int64_t k0, at::Tensor& kept1, const at::Tensor& input)
       : rw(plan), ml(plan, k0), offsets(static_cast<int64_t*>(kept1.data_ptr())),
         mask(reinterpret_cast<uint64_t*>(offsets + ml.word[0])),
         images(input.const_data_ptr<S>()), i_b(input.stride(0)), i_c(input.stride(1)), i_h(input.stride(2)),
-        i_w(input.stride(3)), height(input.size(2)), width(input.size(3)),
-        written(static_cast<size_t>(input.size(0) * input.size(2) * input.size(3)), 0) {}
+        i_w(input.stride(3)), height(input.size(2)), width(input.size(3)) {}
+
+  // the images [b0, b1) come next: nothing of them is written yet
+  void begin(int64_t b0, int64_t b1) {
+    const size_t size = static_cast<size_t>((b1 - b0) * height * width);
+    if (written.size() < size) {
+      written.assign(size, 0);
+    } else {
+      fill_marks(0);
+    }
+    marked.clear();
+    group0 = b0;
+  }
 
   // the first written byte of row y of object k's patch
   uint8_t* written_row(int64_t k, int64_t y) {
-    return written.data() + (rw.image[k] * height + rw.y0[k] + y) * width + rw.x0[k];
+    return written.data() + ((rw.image[k] - group0) * height + rw.y0[k] + y) * width + rw.x0[k];
   }
 
-  // objects [ka, kb) (one level) have written their patches
+  void fill_marks(uint8_t value) {
+    for (const auto& [ka, kb] : marked) {
+      for (int64_t k = ka; k < kb; ++k) {
+        for (int64_t y = 0; y < rw.height[k]; ++y) std::fill_n(written_row(k, y), rw.width[k], value);
+      }
+    }
+  }
+
+  // objects [ka, kb) (one level's part) have written their patches
   void mark(int64_t ka, int64_t kb) {
+    marked.emplace_back(ka, kb);
     for (int64_t k = ka; k < kb; ++k) {
       for (int64_t y = 0; y < rw.height[k]; ++y) std::fill_n(written_row(k, y), rw.width[k], uint8_t(1));
     }
   }
 
-  // objects [ka, kb) (one level) in `base` (plan layout) as that level will read them
+  // objects [ka, kb) (one level's part) in `base` (plan layout) as that level will read them
   template <typename P>
   void keep(const S* base, const P& p, int64_t ka, int64_t kb) {
     const int64_t C = p.channels, k0 = ml.k0;
@@ -153,6 +185,7 @@ struct Keeper {
         }
       }
     };
+    std::vector<int64_t> first(static_cast<size_t>(kb - ka + 1), 0);  // the chunk's own offsets
     at::parallel_for(ka, kb, 1, [&](int64_t b, int64_t e) {
       for (int64_t k = b; k < e; ++k) {
         uint64_t* bits = mask + (ml.word[k - k0] - ml.word[0]);
@@ -163,17 +196,17 @@ struct Keeper {
           bits[i / 64] |= uint64_t(differ) << (i % 64);
           count += differ;
         });
-        offsets[k - k0 + 1] = count;
+        offsets[k - k0 + 1] = count;  // summed up in `values`
+        first[k - ka + 1] = count;
       }
     });
-    for (int64_t k = ka; k < kb; ++k) offsets[k - k0 + 1] += offsets[k - k0];
-    chunks.emplace_back(static_cast<size_t>((offsets[kb - k0] - offsets[ka - k0]) * C));
-    S* const chunk = chunks.back().data();
-    const int64_t chunk0 = offsets[ka - k0];
+    for (int64_t k = ka; k < kb; ++k) first[k - ka + 1] += first[k - ka];
+    chunks.emplace_back(ka, std::vector<S>(static_cast<size_t>(first.back() * C)));
+    S* const chunk = chunks.back().second.data();
     at::parallel_for(ka, kb, 1, [&](int64_t b, int64_t e) {
       for (int64_t k = b; k < e; ++k) {
         const uint64_t* bits = mask + (ml.word[k - k0] - ml.word[0]);
-        S* v = chunk + (offsets[k - k0] - chunk0) * C;
+        S* v = chunk + first[k - ka] * C;
         const int64_t w = rw.width[k], n_words = ml.word[k - k0 + 1] - ml.word[k - k0];
         for (int64_t wd = 0; wd < n_words; ++wd) {  // the set bits only, in pixel order
           for (uint64_t m = bits[wd]; m != 0; m &= m - 1) {
@@ -186,14 +219,16 @@ struct Keeper {
     });
   }
 
-  // the kept values as one tensor (kept0)
+  // the kept values as one tensor (kept0); the counts in kept1's head become offsets
   at::Tensor values(const at::TensorOptions& options, int64_t C) {
+    for (int64_t k = ml.k0; k < rw.count(); ++k) offsets[k - ml.k0 + 1] += offsets[k - ml.k0];
+    std::sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     at::Tensor out = at::empty({offsets[rw.count() - ml.k0] * C}, options);
     S* dst = out.data_ptr<S>();
     for (auto& ch : chunks) {
-      std::copy(ch.begin(), ch.end(), dst);
-      dst += ch.size();
-      std::vector<S>().swap(ch);
+      std::copy(ch.second.begin(), ch.second.end(), dst);
+      dst += ch.second.size();
+      std::vector<S>().swap(ch.second);
     }
     return out;
   }
@@ -219,15 +254,40 @@ struct Saved {
   }
 };
 
+// Images [b0, b1) of `from` copied into `work` (the plan's layout): a block copy when `from`
+// has that layout (`same`) and each image is one dense block, else Tensor::copy_.
+inline void copy_images(at::Tensor& work, const at::Tensor& from, bool same, int64_t b0, int64_t b1) {
+  const int64_t B = work.size(0);
+  if (b0 >= b1) return;
+  if (same && work.is_non_overlapping_and_dense() && work.stride(0) * B == work.numel()) {
+    const int64_t item = static_cast<int64_t>(work.element_size());
+    const int64_t bytes = (b1 - b0) * work.stride(0) * item, at0 = b0 * work.stride(0) * item;
+    char* dst = static_cast<char*>(work.data_ptr()) + at0;
+    const char* src = static_cast<const char*>(from.const_data_ptr()) + at0;
+    at::parallel_for(0, bytes, int64_t(1) << 20, [&](int64_t a, int64_t e) { std::memcpy(dst + a, src + a, e - a); });
+    return;
+  }
+  work.narrow(0, b0, b1 - b0).copy_(from.narrow(0, b0, b1 - b0));
+}
+
 // `input`: the input batch in the working layout, or null. Levels that read it (every
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
 // `per_pixel`: every pixel through locate + Grid + sample (warp_forward_per_pixel, the
-// check of the row path: both give the same bits).
+// check of the row path: both give the same bits). `fill`: the batch `work` is to be a copy
+// of (null: `work` holds it already).
+//
+// The images are warped one at a time when every level lists its objects by image (the
+// plan's order): the image is copied into `work`, then every level of its objects runs,
+// then the next image. An object reads and writes its own image only, so this is the same
+// arithmetic on the same values in the same order as all images level by level, while
+// the levels read what the copy has just brought into the cache (a 50 MB batch copied
+// whole is out of it before the first level reads it). Else (and when there is nothing to
+// copy: warp_forward_) one group of all images.
 template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
                   const Levels& lv, const Params& p, const Saved<S, T>& sv, Keeper<S>* keeper,
-                  bool per_pixel) {
+                  bool per_pixel, const at::Tensor* fill) {
   T* const dvdx = sv.dvdx;
   T* const dvdy = sv.dvdy;
   const int64_t save_pix0 = sv.pix0, save_n = sv.n;
@@ -244,14 +304,15 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   // the row path's first taps are int32 (warp_rows.h, row_axis): frames under 2^30 a side
   const bool row_sized = std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
 
-  auto compute = [&](int64_t l) {
+  // objects [ka, kb) of level l (one group's part of it)
+  auto compute = [&](int64_t l, int64_t ka, int64_t kb) {
     const bool to_work = direct(l);
     const S* src = to_work ? input : base;
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool save = dvdx != nullptr && l >= p.save_from;
     // nearest and bilinear without saved derivatives: row by row (warp_rows.h, forward_row)
     const bool by_row = M != kBicubic && !save && !per_pixel && row_sized;
-    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+    at::parallel_for(rw.first_row[ka], rw.first_row[kb], kRowGrain, [&](int64_t rb, int64_t re) {
       std::vector<T> scratch(static_cast<size_t>(3 * C));
       T* acc = scratch.data();
       T* dx = save ? acc + C : nullptr;
@@ -292,13 +353,13 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     });
   };
-  auto write = [&](int64_t l) {
+  auto write = [&](int64_t l, int64_t ka, int64_t kb) {
     const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const S* const res = result.data();
     const int64_t s_c = p.s_c, s_w = p.s_w, stride = span;
     // row by row, one channel at a time, with every pointer and stride in a local (a
     // byte store may alias anything the lambda reaches by reference)
-    at::parallel_for(lv.rows[l], lv.rows[l + 1], kRowGrain, [&](int64_t rb, int64_t re) {
+    at::parallel_for(rw.first_row[ka], rw.first_row[kb], kRowGrain, [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
         const int64_t n = rw.len(r);
         S* const o = base + rw.out(r);
@@ -315,19 +376,49 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     });
   };
-  if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
-    for (int64_t l = 0; l < L; ++l) compute(l);
-    for (int64_t l = 0; l < L; ++l) write(l);
-  } else {  // parallel with the input: levels write in order (higher wins)
+  // the groups: part[l][g] is the first object of group g in level l ([G + 1] each)
+  const int64_t B = work.size(0);
+  std::vector<std::vector<int64_t>> part(static_cast<size_t>(L));
+  bool by_image = true;
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t ka = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l]) : 0;
+    const int64_t kb = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l + 1] - 1) + 1 : 0;
+    for (int64_t k = ka + 1; k < kb; ++k) by_image = by_image && rw.image[k - 1] <= rw.image[k];
+    part[l] = {ka, kb};
+  }
+  by_image = by_image && fill != nullptr;  // without a copy to follow, as before: all at once
+  const int64_t G = by_image ? B : 1;
+  if (by_image) {
     for (int64_t l = 0; l < L; ++l) {
-      if (keeper != nullptr && l >= p.save_from && lv.rows[l] < lv.rows[l + 1]) {  // the patches as this level will read them
-        keeper->keep(base, p, rw.obj(lv.rows[l]), rw.obj(lv.rows[l + 1] - 1) + 1);
+      const int64_t ka = part[l][0], kb = part[l][1];
+      part[l].assign(static_cast<size_t>(G + 1), kb);
+      part[l][0] = ka;
+      for (int64_t g = 1, k = ka; g <= G; ++g) {  // first object of image >= g
+        while (k < kb && rw.image[k] < g) ++k;
+        part[l][g] = k;
       }
-      compute(l);
-      if (!direct(l)) write(l);
-      if (keeper != nullptr && l + 1 < L && lv.rows[l] < lv.rows[l + 1]) {  // read by later levels
-        keeper->mark(rw.obj(lv.rows[l]), rw.obj(lv.rows[l + 1] - 1) + 1);
+    }
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t b0 = by_image ? g : 0, b1 = by_image ? g + 1 : B;
+    if (fill != nullptr) copy_images(work, *fill, input != nullptr, b0, b1);
+    if (keeper != nullptr) keeper->begin(b0, b1);
+    if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
+      for (int64_t l = 0; l < L; ++l) {
+        if (part[l][g] < part[l][g + 1]) compute(l, part[l][g], part[l][g + 1]);
       }
+      for (int64_t l = 0; l < L; ++l) {
+        if (part[l][g] < part[l][g + 1]) write(l, part[l][g], part[l][g + 1]);
+      }
+      continue;
+    }
+    for (int64_t l = 0; l < L; ++l) {  // parallel with the input: levels write in order (higher wins)
+      const int64_t ka = part[l][g], kb = part[l][g + 1];
+      if (ka == kb) continue;
+      if (keeper != nullptr && l >= p.save_from) keeper->keep(base, p, ka, kb);  // the patches as this level will read them
+      compute(l, ka, kb);
+      if (!direct(l)) write(l, ka, kb);
+      if (keeper != nullptr && l + 1 < L) keeper->mark(ka, kb);  // read by later levels
     }
   }
 }
@@ -495,8 +586,9 @@ void check_params(const at::Tensor& params, const Plan& plan) {
               "augpatch: object parameters");
 }
 
-// forward: warps `work` in place (a copy of the batch; `input`, the batch itself in the
-// same layout, or an empty tensor; `original`, the batch itself in any layout);
+// forward: warps `work` in place (a copy of the batch, or with `fill` a batch-sized buffer
+// that it first copies `original` into, image by image: forward_impl; `input`, the batch
+// itself in the same layout, or an empty tensor; `original`, the batch itself in any layout);
 // `params` [K, 14] the per-object parameters in processing order (see
 // _warp._object_params). Returns what the backward needs for the location gradient of
 // the levels >= save_from (empty tensors when nothing is needed): with patch-relative
@@ -504,7 +596,7 @@ void check_params(const at::Tensor& params, const Plan& plan) {
 // those levels] each).
 std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, const at::Tensor& original,
                                      at::Tensor params, at::Tensor objects, c10::IntArrayRef level_objects,
-                                     c10::IntArrayRef options, bool per_pixel = false) {
+                                     c10::IntArrayRef options, bool per_pixel = false, bool fill = false) {
   const Params p(options);
   const Plan plan(objects, level_objects, p);
   check_params(params, plan);
@@ -541,9 +633,9 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, const at
       constexpr int64_t Mo = decltype(mode)::value;
       Keeper<S>* kp = keeper ? &*keeper : nullptr;
       if (p.channels == 3) {  // RGB: loops over channels unrolled
-        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, sv, kp, per_pixel);
+        forward_impl<S, T, Mo, 3>(work, in, tb, rw, lv, p, sv, kp, per_pixel, fill ? &original : nullptr);
       } else {
-        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, sv, kp, per_pixel);
+        forward_impl<S, T, Mo, 0>(work, in, tb, rw, lv, p, sv, kp, per_pixel, fill ? &original : nullptr);
       }
     });
     if (keeper) kept[0] = keeper->values(work.options(), p.channels);
@@ -615,9 +707,35 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
 // the plan's strides (those of the working copy)
 std::vector<int64_t> strides_of(const Params& p) { return {p.s_b, p.s_c, p.s_h, p.s_w}; }
 
+// An uninitialised batch-sized CPU buffer that the caller fills whole right away (the
+// working copy, the gradient buffer). Linux: its 2 MiB-aligned interior is advised to be
+// backed by transparent huge pages (THP "madvise" mode), so that its first touch faults 2 MiB
+// at a time instead of 4 KiB: a fresh 50 MB buffer (M) costs the kernel about a third of its
+// page-fault time (python benchmarks/forward_kernel.py, docs/notes/fwd3.md). Advice only: a
+// kernel without THP ignores it and the buffer is the same; nothing is mapped beyond the
+// buffer's own pages, which the caller writes anyway. AUGPATCH_CPU_HUGE_PAGES=0 (read once)
+// turns it off.
+at::Tensor empty_batch(c10::IntArrayRef sizes, c10::IntArrayRef strides, const at::TensorOptions& options) {
+  at::Tensor out = at::empty_strided(sizes, strides, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + out.nbytes()) & ~(kHuge - 1);
+  static const bool advise = [] {  // AUGPATCH_CPU_HUGE_PAGES=0 turns the advice off
+    const char* v = std::getenv("AUGPATCH_CPU_HUGE_PAGES");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  if (advise && out.device().is_cpu() && last > first) {
+    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  }
+#endif
+  return out;
+}
+
 // A copy of `images` with the plan's strides (the working copy of the batch).
 at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
-  at::Tensor out = at::empty_strided(images.sizes(), strides_of(p), images.options());
+  at::Tensor out = empty_batch(images.sizes(), strides_of(p), images.options());
   out.copy_(images);
   return out;
 }
@@ -625,7 +743,7 @@ at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
 // The gradient buffer of the backward: a copy of the output gradient (compute dtype, plan
 // strides) that becomes the input gradient in place.
 at::Tensor gradient_buffer(const at::Tensor& grad, const Params& p, at::ScalarType compute) {
-  at::Tensor buf = at::empty_strided(grad.sizes(), strides_of(p), grad.options().dtype(compute));
+  at::Tensor buf = empty_batch(grad.sizes(), strides_of(p), grad.options().dtype(compute));
   buf.copy_(grad);
   return buf;
 }
@@ -656,11 +774,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(const at::Tensor& imag
                                                           c10::IntArrayRef options, bool need_loc, bool per_pixel) {
   const auto opt = with_needs(options, level_objects, need_loc, false);
   const Params p(opt);
-  at::Tensor work = plan_copy(images, p);
+  // the working copy, filled image by image by the forward itself (forward_impl)
+  at::Tensor work = empty_batch(images.sizes(), strides_of(p), images.options());
   // levels that read the input batch read it directly where its layout is the plan's
   const bool same = images.strides() == c10::IntArrayRef(strides_of(p));
   const at::Tensor read = same ? images : at::empty({0}, images.options());
-  auto kept = warp_forward(work, read, images, params.contiguous(), objects, level_objects, opt, per_pixel);
+  auto kept = warp_forward(work, read, images, params.contiguous(), objects, level_objects, opt, per_pixel, true);
   return {work, kept[0].reshape({-1}), kept[1].reshape({-1})};
 }
 
