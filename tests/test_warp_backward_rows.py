@@ -15,9 +15,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_warp
+from test_warp_compiled_rows import _bits, _images, _ops
 
 from augpatch.functional import warp_patches
-from augpatch.ops import settings as _kernel
 from augpatch.testing.kernel_calls import compiled_kernel_calls
 
 D64 = torch.float64
@@ -30,28 +30,6 @@ OBJ = torch.tensor([0, 1, 0, 0, 1, 1, 0, 0, 0])
 N = BOXES.shape[0]
 
 pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid:UserWarning")
-
-
-def _ops():
-    ops = _kernel.compiled_ops(torch.device("cpu"))
-    assert ops is not None, "the compiled kernel is not active"
-    return ops
-
-
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    return t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()]) if t.is_floating_point() else t
-
-
-def _images(dtype, channels, layout, seed, shape=(2, 17, 21)):
-    g = torch.Generator().manual_seed(seed)
-    b, h, w = shape
-    if dtype == torch.uint8:
-        x = torch.randint(0, 256, (b, channels, h, w), generator=g, dtype=torch.uint8)
-    else:
-        x = (torch.rand(b, channels, h, w, generator=g, dtype=D64) * 4 - 2).to(dtype)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def _theta(n, seed, scale, dtype):
