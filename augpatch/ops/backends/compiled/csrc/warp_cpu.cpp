@@ -16,6 +16,7 @@
 
 #include "sampling.h"
 #include "warp_rows.h"
+#include "warp_rows_bwd.h"
 
 #include <algorithm>
 #include <cmath>
@@ -437,10 +438,12 @@ std::vector<int64_t> scatter_units(const Plan& rw, const Params& p, int64_t r0, 
   return units;
 }
 
+// `per_pixel`: every pixel through the per-pixel loop (warp_backward_per_pixel, the check
+// of the row path: both give the same bits).
 template <typename S, typename T, int64_t M, int64_t NC>
 void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, const Plan& rw,
                    const Levels& lv, const Params& p, const Saved<const S, const T>& sv,
-                   const Compact<S>& cp, const TableGrads<T>& gr) {
+                   const Compact<S>& cp, const TableGrads<T>& gr, bool per_pixel) {
   const T* const dvdx = sv.dvdx;
   const T* const dvdy = sv.dvdy;
   const int64_t save_pix0 = sv.pix0, save_n = sv.n;
@@ -453,6 +456,11 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
   // sequential: one unit (scatter_units) of a level at a time (its reads land in its own
   // memory); parallel: every level read the input, so all are taken out before any scatter.
   std::vector<T> pending(static_cast<size_t>(p.parallel ? C * total : 0));
+  const int64_t longest = max_row(rw);
+  // nearest and bilinear with patch-relative padding: row by row (warp_rows_bwd.h); the
+  // row path's first taps are int32: frames under 2^30 a side
+  const bool by_row = M != kBicubic && p.padding != kImage && !per_pixel &&
+                      std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
   auto take = [&](int64_t out, int64_t px, T* dst, int64_t stride) {
     T* o = g + out;
     for (int64_t c = 0; c < C; ++c) {
@@ -476,6 +484,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       Taps<T, M> tp;
       std::vector<T> local;  // sequential: the output gradients of this unit
       std::vector<S> patch;  // kept: the patch the object read, [C, h * w]
+      RowGradScratch<T> row_scratch(by_row ? longest : 0);
       for (int64_t run = ib; run < ie; ++run) {
         const int64_t r0 = runs[run], r1 = runs[run + 1];
         const T* taken = pending.data();  // [C, stride], pixel px at px - res0
@@ -506,12 +515,30 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           // what the row's pixels add to the row's and the object's entries, summed here
           T sum_dgx = T(0), sum_dgy = T(0), sum_x1 = T(0), sum_y1 = T(0), sum_ix = T(0), sum_iy = T(0);
           const int64_t n = rw.len(r), p0 = rw.pix(r);
+          int64_t n_left = n;  // pixels for the per-pixel loop
           const int64_t k = rw.obj(r);
           if (kept && p.need_loc && k != patch_k) {
             cp.patch_of(k, rw, p, images, patch);
             patch_k = k;
           }
-          for (int64_t jj = 0; jj < n; ++jj) {
+          if constexpr (M != kBicubic) {
+            if (by_row) {
+              const bool from_patch = kept && p.need_loc;
+              const int64_t pw = rw.width[k];
+              const RowSums<T> s = backward_row<S, T, M, NC>(
+                  p, row, n, taken + (p0 - res0), stride, p.need_loc, from_patch ? patch.data() : (p.need_loc ? images + row.frame : nullptr),
+                  from_patch ? pw : p.s_h, from_patch ? 1 : p.s_w, from_patch ? pw * rw.height[k] : p.s_c,
+                  g_col_x, g_col_y, to_buffer, g + row.frame, row_scratch);
+              sum_dgx = s.dgx;
+              sum_dgy = s.dgy;
+              sum_x1 = s.x1;
+              sum_y1 = s.y1;
+              sum_ix = s.ix;
+              sum_iy = s.iy;
+              n_left = 0;
+            }
+          }
+          for (int64_t jj = 0; jj < n_left; ++jj) {
             const int64_t px = p0 + jj;
             locate<T, M>(p, row, jj, tp);
             const Grid<T, M> gd(tp, p.need_loc && !saved && !kept, row.frame, p.s_h, p.s_w);
@@ -649,7 +676,8 @@ std::vector<at::Tensor> warp_forward(at::Tensor work, at::Tensor input, const at
 // and its derivatives were not saved.
 std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::Tensor params,
                                       at::Tensor objects, c10::IntArrayRef level_objects,
-                                      std::vector<at::Tensor> saved, c10::IntArrayRef options) {
+                                      std::vector<at::Tensor> saved, c10::IntArrayRef options,
+                                      bool per_pixel = false) {
   const Params p(options);
   const Plan plan(objects, level_objects, p);
   check_params(params, plan);
@@ -691,9 +719,9 @@ std::vector<at::Tensor> warp_backward(at::Tensor g_buf, at::Tensor images, at::T
     dispatch_mode(p.mode, [&](auto mode) {
       constexpr int64_t Mo = decltype(mode)::value;
       if (p.channels == 3) {
-        backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, sv, cp, gr);
+        backward_impl<S, T, Mo, 3>(g_buf, src, tb, rw, lv, p, sv, cp, gr, per_pixel);
       } else {
-        backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, sv, cp, gr);
+        backward_impl<S, T, Mo, 0>(g_buf, src, tb, rw, lv, p, sv, cp, gr, per_pixel);
       }
     });
     if (p.need_loc) parameter_grads<T>(prm, plan, p.align, g_loc, grad.data_ptr<T>());
@@ -804,7 +832,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> warp_forward_per_pixel_op(
 std::vector<at::Tensor> backward_into_buffer(at::Tensor& g_buf, const at::Tensor& images, const at::Tensor& params,
                                              const at::Tensor& objects, c10::IntArrayRef level_objects,
                                              const at::Tensor& kept0, const at::Tensor& kept1,
-                                             const std::vector<int64_t>& opt) {
+                                             const std::vector<int64_t>& opt, bool per_pixel = false) {
   const Params p(opt);
   const bool need_loc = p.need_loc;
   at::Tensor source = at::empty({0}, images.options());
@@ -816,25 +844,43 @@ std::vector<at::Tensor> backward_into_buffer(at::Tensor& g_buf, const at::Tensor
     const int64_t rows = kept0.numel() > 0 ? p.channels : 0;
     kept = {kept0.reshape({rows, rows > 0 ? -1 : 0}), kept1.reshape({rows, rows > 0 ? -1 : 0})};
   }
-  return warp_backward(g_buf, source, params.contiguous(), objects, level_objects, kept, opt);
+  return warp_backward(g_buf, source, params.contiguous(), objects, level_objects, kept, opt, per_pixel);
 }
 
 // warp_backward(grad, images, params, objects, level_objects, kept0, kept1, options,
 // need_img, need_loc) -> (grad_images, grad_params); an output that is not
 // needed is an empty tensor. `images` is the input batch of the forward (read again where
 // a level read it), `kept0`/`kept1` what warp_forward returned.
+std::tuple<at::Tensor, at::Tensor> backward_op(const at::Tensor& grad, const at::Tensor& images,
+                                               const at::Tensor& params, const at::Tensor& objects,
+                                               c10::IntArrayRef level_objects, const at::Tensor& kept0,
+                                               const at::Tensor& kept1, c10::IntArrayRef options, bool need_img,
+                                               bool need_loc, bool per_pixel) {
+  const auto opt = with_needs(options, level_objects, need_loc, need_img);
+  const Params p(opt);
+  at::Tensor g_buf = gradient_buffer(grad, p, params.scalar_type());
+  auto g = backward_into_buffer(g_buf, images, params, objects, level_objects, kept0, kept1, opt, per_pixel);
+  at::Tensor grad_images = need_img ? g_buf.to(images.scalar_type()) : at::empty({0}, images.options());
+  at::Tensor grad_params = need_loc ? g[0] : at::empty({0}, params.options());
+  return {grad_images, grad_params};
+}
+
 std::tuple<at::Tensor, at::Tensor> warp_backward_op(const at::Tensor& grad, const at::Tensor& images,
                                                     const at::Tensor& params, const at::Tensor& objects,
                                                     c10::IntArrayRef level_objects, const at::Tensor& kept0,
                                                     const at::Tensor& kept1, c10::IntArrayRef options,
                                                     bool need_img, bool need_loc) {
-  const auto opt = with_needs(options, level_objects, need_loc, need_img);
-  const Params p(opt);
-  at::Tensor g_buf = gradient_buffer(grad, p, params.scalar_type());
-  auto g = backward_into_buffer(g_buf, images, params, objects, level_objects, kept0, kept1, opt);
-  at::Tensor grad_images = need_img ? g_buf.to(images.scalar_type()) : at::empty({0}, images.options());
-  at::Tensor grad_params = need_loc ? g[0] : at::empty({0}, params.options());
-  return {grad_images, grad_params};
+  return backward_op(grad, images, params, objects, level_objects, kept0, kept1, options, need_img, need_loc, false);
+}
+
+// warp_backward_per_pixel: warp_backward with every pixel on the per-pixel loop (no row
+// path); for tests, which check that both give the same bits.
+std::tuple<at::Tensor, at::Tensor> warp_backward_per_pixel_op(const at::Tensor& grad, const at::Tensor& images,
+                                                              const at::Tensor& params, const at::Tensor& objects,
+                                                              c10::IntArrayRef level_objects, const at::Tensor& kept0,
+                                                              const at::Tensor& kept1, c10::IntArrayRef options,
+                                                              bool need_img, bool need_loc) {
+  return backward_op(grad, images, params, objects, level_objects, kept0, kept1, options, need_img, need_loc, true);
 }
 
 // warp_backward_into(grad, images, params, objects, level_objects, kept0, kept1, options,
@@ -884,6 +930,10 @@ TORCH_LIBRARY(augpatch_cpu, m) {
       "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc) "
       "-> (Tensor, Tensor)");
   m.def(
+      "warp_backward_per_pixel(Tensor grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
+      "Tensor kept0, Tensor kept1, int[] options, bool need_img, bool need_loc) "
+      "-> (Tensor, Tensor)");
+  m.def(
       "warp_backward_into(Tensor(a!) grad, Tensor images, Tensor params, Tensor objects, int[] level_objects, "
       "Tensor kept0, Tensor kept1, int[] options, bool need_loc) -> Tensor");
   m.def(
@@ -895,6 +945,7 @@ TORCH_LIBRARY_IMPL(augpatch_cpu, CPU, m) {
   m.impl("warp_forward", &warp_forward_op);
   m.impl("warp_forward_per_pixel", &warp_forward_per_pixel_op);
   m.impl("warp_backward", &warp_backward_op);
+  m.impl("warp_backward_per_pixel", &warp_backward_per_pixel_op);
   m.impl("warp_backward_into", &warp_backward_into_op);
   m.impl("warp_forward_", &warp_forward_inplace_op);
 }

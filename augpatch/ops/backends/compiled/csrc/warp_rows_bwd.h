@@ -1,0 +1,203 @@
+// The compiled warp's backward row by row (warp_cpu.cpp's backward_impl), on sampling.h's
+// plan, tables and per-pixel arithmetic. Included by warp_cpu.cpp only.
+
+#pragma once
+
+#include "sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+// ------------------------------------------------------------ the backward, row by row
+//
+// The backward of a row with patch-relative padding (zeros, border, reflection; nearest
+// and bilinear): the same arithmetic as backward_impl's per-pixel loop (locate + Grid +
+// derivatives + the scatter), operation for operation and in the same order, so the same
+// bits, but in passes over the row's pixels with nothing decided per pixel: the locations
+// and their padding's derivative (the padding mode chosen once per row), each axis' tap
+// indices (clamped into the frame), weights and weight derivatives (zero for a tap outside
+// the frame, as axis_taps with zeros padding gives them), then per pixel the location
+// gradient (the derivatives of its value from the source the level read, times the output
+// gradient, summed over the channels), then the table entries and the row's sums (in
+// pixel order), then the scatter of every pixel's output gradient to its taps (in pixel
+// order, every channel, every tap, as the per-pixel loop: taps of neighbouring pixels
+// coincide, so the order of the additions is kept).
+
+// Per-thread scratch of backward_row, [n] each.
+template <typename T>
+struct RowGradScratch {
+  std::vector<T> gx1, gy1, ix, iy, dpx, dpy, wx0, wx1, wy0, wy1, dwx0, dwx1, dwy0, dwy1, gix, giy;
+  std::vector<int32_t> kx0, kx1, ky0, ky1;
+  explicit RowGradScratch(int64_t n)
+      : gx1(n), gy1(n), ix(n), iy(n), dpx(n), dpy(n), wx0(n), wx1(n), wy0(n), wy1(n), dwx0(n), dwx1(n), dwy0(n),
+        dwy1(n), gix(n), giy(n), kx0(n), kx1(n), ky0(n), ky1(n) {}
+};
+
+// What a row's pixels add to its row's and its object's table entries (backward_impl's sums).
+template <typename T>
+struct RowSums {
+  T dgx = T(0), dgy = T(0), x1 = T(0), y1 = T(0), ix = T(0), iy = T(0);
+};
+
+// Along one axis, pixels [0, n) of a row: locate's gx + 1 (g1), its sampling location
+// (loc, padded by `pad` as locate pads it) and the padding's derivative (dp).
+template <typename T>
+AUGPATCH_INLINE void row_locations_grad(const T* col, T r, T t2, T s, T o, int64_t pad, bool align, int64_t size,
+                                        int64_t n, T* g1, T* loc, T* dp) {
+  for (int64_t j = 0; j < n; ++j) g1[j] = ((col[j] + r) + t2) + T(1);
+  if (align) {
+    for (int64_t j = 0; j < n; ++j) loc[j] = g1[j] * s + o;
+  } else {
+    for (int64_t j = 0; j < n; ++j) loc[j] = fused_multiply_add(g1[j], s, T(-0.5)) + o;
+  }
+  if (pad == kBorder || pad == kReflection) {
+    const bool refl = pad == kReflection;
+    for (int64_t j = 0; j < n; ++j) loc[j] = pad_location(loc[j], size, refl, align, dp[j]);
+  } else {
+    std::fill(dp, dp + n, T(1));
+  }
+}
+
+// The taps along one axis of locations loc[0, n) in a frame of `size`: axis_taps' indices
+// (k0, k1), weights (w0, w1) and weight derivatives (dw0, dw1) for zeros padding. As
+// row_axis (warp_rows.h), the first tap is computed in int32 after clamping the location
+// to +-2^30: the same in-frame decisions as axis_taps for frames under 2^30.
+template <typename T, int64_t M>
+AUGPATCH_INLINE void row_axis_grad(const T* loc, int64_t n, int64_t size, int32_t* k0, T* w0, T* dw0, int32_t* k1,
+                                   T* w1, T* dw1) {
+  const T big = static_cast<T>(int64_t(1) << 30);
+  const int32_t last = static_cast<int32_t>(size - 1);
+  for (int64_t j = 0; j < n; ++j) {
+    const T c = std::min(std::max(loc[j], -big), big);
+    if constexpr (M == kNearest) {
+      const int32_t i = static_cast<int32_t>(std::rint(c));
+      const int32_t k = std::min(std::max(i, int32_t(0)), last);
+      k0[j] = k;
+      w0[j] = k == i ? T(1) : T(0);
+      dw0[j] = T(0);
+    } else {
+      const T lo = std::floor(c);
+      const T t = c - lo;
+      const int32_t i = static_cast<int32_t>(lo);
+      const int32_t a = std::min(std::max(i, int32_t(0)), last);
+      const int32_t b = std::min(std::max(i + 1, int32_t(0)), last);
+      k0[j] = a;
+      k1[j] = b;
+      w0[j] = a == i ? T(1) - t : T(0);
+      w1[j] = b == i + 1 ? t : T(0);
+      dw0[j] = a == i ? T(-1) : T(0);
+      dw1[j] = b == i + 1 ? T(1) : T(0);
+    }
+  }
+}
+
+// One row's backward (pixels [0, n) of `row`). `gv`: the output gradient of pixel jj's
+// channel c at gv[c * gv_c + jj]. With `loc`: the location gradient, the derivatives of
+// each value read from `src` (the frame's top-left element, strides s_h, s_w, s_c: the
+// input batch or the patch the level read), added to the table entries col_x / col_y
+// (this row's columns) and returned as the row's sums. With `scatter`: w * gv of every tap
+// added to `g` (the frame's top-left element of the gradient buffer, the plan's strides).
+// Requires M != kBicubic and patch-relative padding.
+template <typename S, typename T, int64_t M, int64_t NC, typename P>
+RowSums<T> backward_row(const P& p, const Row<T>& row, int64_t n, const T* gv, int64_t gv_c, bool loc,
+                        const S* src, int64_t s_h, int64_t s_w, int64_t s_c, T* col_x, T* col_y, bool scatter, T* g,
+                        RowGradScratch<T>& sc) {
+  static_assert(M != kBicubic, "backward_row: nearest and bilinear only");
+  const int64_t C = NC > 0 ? NC : p.channels;
+  T *ix = sc.ix.data(), *iy = sc.iy.data(), *dpx = sc.dpx.data(), *dpy = sc.dpy.data();
+  T *gx1 = sc.gx1.data(), *gy1 = sc.gy1.data();
+  row_locations_grad<T>(row.col_x, row.rx, row.t02, row.sx, row.ox, p.padding, p.align, row.fw, n, gx1, ix, dpx);
+  row_locations_grad<T>(row.col_y, row.ry, row.t12, row.sy, row.oy, p.padding, p.align, row.fh, n, gy1, iy, dpy);
+  T *wx0 = sc.wx0.data(), *wx1 = sc.wx1.data(), *wy0 = sc.wy0.data(), *wy1 = sc.wy1.data();
+  T *dwx0 = sc.dwx0.data(), *dwx1 = sc.dwx1.data(), *dwy0 = sc.dwy0.data(), *dwy1 = sc.dwy1.data();
+  int32_t *kx0 = sc.kx0.data(), *kx1 = sc.kx1.data(), *ky0 = sc.ky0.data(), *ky1 = sc.ky1.data();
+  row_axis_grad<T, M>(ix, n, row.fw, kx0, wx0, dwx0, kx1, wx1, dwx1);
+  row_axis_grad<T, M>(iy, n, row.fh, ky0, wy0, dwy0, ky1, wy1, dwy1);
+  RowSums<T> sums;
+  if (loc) {
+    T *gix = sc.gix.data(), *giy = sc.giy.data();
+    for (int64_t jj = 0; jj < n; ++jj) {  // derivatives (see derivatives()), times the output gradient
+      T ax_c, ay_c, gx = T(0), gy = T(0);
+      if constexpr (M == kNearest) {
+        const T wdx = wy0[jj] * dwx0[jj], wdy = dwy0[jj] * wx0[jj];
+        const S* q = src + ky0[jj] * s_h + kx0[jj] * s_w;
+        for (int64_t c = 0; c < C; ++c) {
+          const T v = static_cast<T>(q[c * s_c]);
+          ax_c = T(0);
+          ay_c = T(0);
+          ax_c += wdx * v;
+          ay_c += wdy * v;
+          gx += gv[c * gv_c + jj] * ax_c;
+          gy += gv[c * gv_c + jj] * ay_c;
+        }
+      } else {
+        // Grid's order: (y0, x0), (y0, x1), (y1, x0), (y1, x1)
+        const T dx0 = wy0[jj] * dwx0[jj], dx1 = wy0[jj] * dwx1[jj], dx2 = wy1[jj] * dwx0[jj],
+                dx3 = wy1[jj] * dwx1[jj];
+        const T dy0 = dwy0[jj] * wx0[jj], dy1 = dwy0[jj] * wx1[jj], dy2 = dwy1[jj] * wx0[jj],
+                dy3 = dwy1[jj] * wx1[jj];
+        const int64_t a0 = ky0[jj] * s_h, a1 = ky1[jj] * s_h, b0 = kx0[jj] * s_w, b1 = kx1[jj] * s_w;
+        for (int64_t c = 0; c < C; ++c) {
+          const S* q = src + c * s_c;
+          const T v0 = static_cast<T>(q[a0 + b0]), v1 = static_cast<T>(q[a0 + b1]);
+          const T v2 = static_cast<T>(q[a1 + b0]), v3 = static_cast<T>(q[a1 + b1]);
+          ax_c = T(0);
+          ay_c = T(0);
+          ax_c += dx0 * v0;
+          ay_c += dy0 * v0;
+          ax_c += dx1 * v1;
+          ay_c += dy1 * v1;
+          ax_c += dx2 * v2;
+          ay_c += dy2 * v2;
+          ax_c += dx3 * v3;
+          ay_c += dy3 * v3;
+          gx += gv[c * gv_c + jj] * ax_c;
+          gy += gv[c * gv_c + jj] * ay_c;
+        }
+      }
+      gix[jj] = gx * dpx[jj];
+      giy[jj] = gy * dpy[jj];
+    }
+    const T sx = row.sx, sy = row.sy;
+    for (int64_t jj = 0; jj < n; ++jj) {  // the table entries of the columns
+      col_x[jj] += gix[jj] * sx;
+      col_y[jj] += giy[jj] * sy;
+    }
+    for (int64_t jj = 0; jj < n; ++jj) {  // the row's sums, in pixel order
+      sums.dgx += gix[jj] * sx;
+      sums.dgy += giy[jj] * sy;
+      sums.x1 += gix[jj] * gx1[jj];
+      sums.y1 += giy[jj] * gy1[jj];
+      sums.ix += gix[jj];
+      sums.iy += giy[jj];
+    }
+  }
+  if (scatter) {
+    const int64_t g_c = p.s_c, g_h = p.s_h, g_w = p.s_w;
+    for (int64_t jj = 0; jj < n; ++jj) {
+      if constexpr (M == kNearest) {
+        const T w = wy0[jj] * wx0[jj];
+        T* o = g + ky0[jj] * g_h + kx0[jj] * g_w;
+        for (int64_t c = 0; c < C; ++c) o[c * g_c] += w * gv[c * gv_c + jj];
+      } else {
+        const T w0 = wy0[jj] * wx0[jj], w1 = wy0[jj] * wx1[jj], w2 = wy1[jj] * wx0[jj], w3 = wy1[jj] * wx1[jj];
+        const int64_t a0 = ky0[jj] * g_h, a1 = ky1[jj] * g_h, b0 = kx0[jj] * g_w, b1 = kx1[jj] * g_w;
+        for (int64_t c = 0; c < C; ++c) {
+          T* o = g + c * g_c;
+          const T v = gv[c * gv_c + jj];
+          o[a0 + b0] += w0 * v;
+          o[a0 + b1] += w1 * v;
+          o[a1 + b0] += w2 * v;
+          o[a1 + b1] += w3 * v;
+        }
+      }
+    }
+  }
+  return sums;
+}
+
+}  // namespace
