@@ -167,7 +167,8 @@ def test_quick_run_compares_albumentations_per_image(quick_run: tuple[int, str, 
     res = report["albumentations"]
     assert res["augpatch_ms"] > 0 and res["albumentations_affine_ms"] > 0
     assert res["ratio"] == pytest.approx(res["augpatch_ms"] / res["albumentations_affine_ms"])
-    assert "albumentations, per image" in out
+    assert "albumentations adapter, per image" in out and "as `bench adapters`" in out
+    assert res["target_max"] == 2.0 and res["status"] == "quick run (not evaluated)"
 
 
 def test_cuda_baselines_run_and_agree_on_the_cpu() -> None:

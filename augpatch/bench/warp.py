@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         report["profile"] = _profile(cfg)
     if args.albumentations and cfg.device == "cpu":
-        report["albumentations"] = _albumentations_per_image(cfg.quick)
+        report["albumentations"] = _albumentations_per_image(cfg)
     if args.dataloader:
         report["dataloader"] = dataloader_throughput(cfg.device, seed=cfg.seed,
                                                      batches=5 if cfg.quick else 20)
@@ -541,22 +541,34 @@ def _profile(cfg: BenchConfig) -> dict[str, Any]:
     return profiles
 
 
-def _albumentations_per_image(quick: bool) -> dict[str, Any]:
-    """Cost per image of the albumentations adapter against ``A.Affine`` (same image, CPU).
-
-    Uses :func:`augpatch.integrations.albumentations.benchmark_against_affine` on a
-    512x512 uint8 image with 8 objects (64x64 and 2 objects with ``--quick``).
+def _albumentations_per_image(cfg: BenchConfig) -> dict[str, Any]:
+    """Cost per image of the albumentations adapter against ``A.Affine`` (CPU): the
+    ``albumentations`` case of ``python -m augpatch bench adapters`` at its judged
+    interpolation (bilinear, both sides), the same code, interleaved in a shuffled order
+    with this run's ``--threads`` and ``--clock`` (30 rounds, 2 with ``--quick``), so that
+    both benchmarks print the same figure. ``bench adapters`` has every case.
     """
     try:
-        from augpatch.integrations.albumentations import benchmark_against_affine
+        import albumentations  # noqa: F401
+
+        from augpatch.bench import adapters
     except ImportError as exc:  # the albumentations extra is not installed
         print(f"\nalbumentations comparison skipped: {exc}")
         return {"skipped": str(exc)}
-    size, objects, repeats = ((64, 64), 2, 3) if quick else ((512, 512), 8, 20)
-    res = benchmark_against_affine(size, objects, repeats=repeats, warmup=1 if quick else 3)
-    print(f"\nalbumentations, per image ({size[0]}x{size[1]} uint8, {objects} objects): "
-          f"augpatch RandomPatchAffine {res['augpatch_ms']:.2f} ms, A.Affine "
-          f"{res['albumentations_affine_ms']:.2f} ms (ratio {res['ratio']:.1f})")
+    args = adapters.build_parser().parse_args(
+        ["--cases", "albumentations", "--methods", "adapter", "library",
+         "--interpolation", adapters.JUDGED_ON, "--threads", str(cfg.threads or 0),
+         "--clock", cfg.clock, "--seed", str(cfg.seed), *(["--quick"] if cfg.quick else [])])
+    args.repeats, args.warmup = (2, 1) if cfg.quick else (30, 3)
+    row = next(iter(adapters.run_benchmark(args)["results"].values()))
+    ours, theirs = (row["methods"][m]["median_s"] * 1e3 for m in ("adapter", "library"))
+    scenario = row["scenario"]
+    res = {"augpatch_ms": ours, "albumentations_affine_ms": theirs, "ratio": ours / theirs,
+           "target_max": row["target_max"], "status": row["status"], "scenario": scenario}
+    print(f"\nalbumentations adapter, per image ({scenario['height']}x{scenario['width']} uint8, "
+          f"{scenario['num_objects']} objects, {adapters.JUDGED_ON}; as `bench adapters`): "
+          f"RandomPatchAffine {ours:.2f} ms, A.Affine {theirs:.2f} ms (ratio {ours / theirs:.2f}; "
+          f"target <= {row['target_max']:g}x: {row['status']})")
     return res
 
 
