@@ -195,8 +195,11 @@ def test_pil_pixels_are_the_image_s_own_memory(mode) -> None:
     image = image.convert(mode)
     view = _pil_pixels(image)
     gc.collect()  # the Arrow export is kept by the view, not by a local
-    bands = len(image.getbands())
-    assert view.shape == (4, H, W) and torch.equal(view[:bands], TF.pil_to_tensor(image))
+    if hasattr(image, "__arrow_c_array__"):  # Pillow >= 11.2 exports its pixels
+        bands = len(image.getbands())
+        assert view.shape == (4, H, W) and torch.equal(view[:bands], TF.pil_to_tensor(image))
+    else:  # an older Pillow (pyproject allows >= 10): the adapter copies instead
+        assert view is None
     assert _pil_pixels(image.convert("L")) is None
     before = image.tobytes()
     boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(H, W))
