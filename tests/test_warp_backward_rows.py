@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import reference_warp
-from test_warp_compiled_rows import _bits, _images, _ops
+from test_warp_compiled_rows import _bits, _images, _ops, _random_boxes
 
 from augpatch.functional import warp_patches
 from augpatch.testing.kernel_calls import compiled_kernel_calls
@@ -125,12 +125,7 @@ def test_half_pixel_ties_and_rotations(padding_mode):
 def test_rows_equal_per_pixel_property(seed, h, w, c, n, dtype, mode, padding_mode, align, overlap, scale,
                                        channels_last):
     g = torch.Generator().manual_seed(seed)
-    x1 = torch.randint(-3, w + 1, (n,), generator=g)
-    y1 = torch.randint(-3, h + 1, (n,), generator=g)
-    bw = torch.randint(1, w + 4, (n,), generator=g)
-    bh = torch.randint(1, h + 4, (n,), generator=g)
-    boxes = torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
-    obj = torch.randint(0, 2, (n,), generator=g)
+    boxes, obj = _random_boxes(g, h, w, n)
     images = _images(dtype, c, "channels_last" if channels_last else "contiguous", seed, (2, h, w))
     compute = D64 if dtype == D64 else torch.float32
     theta = _theta(n, seed, scale, compute)

@@ -124,6 +124,16 @@ def test_rows_with_gradients_keep_what_the_backward_needs():
         assert calls >= 1
 
 
+def _random_boxes(g: torch.Generator, h: int, w: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` integer boxes partly outside an ``h x w`` canvas and their image (of 2)."""
+    x1 = torch.randint(-3, w + 1, (n,), generator=g)
+    y1 = torch.randint(-3, h + 1, (n,), generator=g)
+    bw = torch.randint(1, w + 4, (n,), generator=g)
+    bh = torch.randint(1, h + 4, (n,), generator=g)
+    obj = torch.randint(0, 2, (n,), generator=g)
+    return torch.stack([x1, y1, x1 + bw, y1 + bh], 1), obj
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31 - 1),
@@ -138,12 +148,7 @@ def test_rows_with_gradients_keep_what_the_backward_needs():
 )
 def test_rows_equal_per_pixel_property(seed, h, w, c, n, dtype, mode, padding_mode, align, scale, channels_last):
     g = torch.Generator().manual_seed(seed)
-    x1 = torch.randint(-3, w + 1, (n,), generator=g)
-    y1 = torch.randint(-3, h + 1, (n,), generator=g)
-    bw = torch.randint(1, w + 4, (n,), generator=g)
-    bh = torch.randint(1, h + 4, (n,), generator=g)
-    boxes = torch.stack([x1, y1, x1 + bw, y1 + bh], 1)
-    obj = torch.randint(0, 2, (n,), generator=g)
+    boxes, obj = _random_boxes(g, h, w, n)
     images = _images(dtype, c, "channels_last" if channels_last else "contiguous", seed, (2, h, w))
     compute = D64 if dtype == D64 else torch.float32
     theta = (torch.eye(2, 3, dtype=D64) + scale * torch.randn(n, 2, 3, generator=g, dtype=D64)).to(compute)

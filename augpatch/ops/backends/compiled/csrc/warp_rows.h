@@ -63,6 +63,27 @@ AUGPATCH_INLINE void row_locations(const T* col, T r, T t2, T s, T o, T f, int64
   }
 }
 
+// The first tap of location c along an axis of last index `last`, as axis_taps with zeros
+// padding finds it, in int32 after clamping c to +-2^30 (axis_taps: 2^40, int64; no
+// in-frame decision changes for frames under 2^30): nearest, the rounded index i and its
+// clamp k0; bilinear, i = floor(c), its fraction t and the clamps k0 of i and k1 of i + 1.
+// Shared by row_axis (forward) and row_axis_grad (warp_rows_bwd.h).
+template <typename T, int64_t M>
+AUGPATCH_INLINE void first_tap(T loc, int32_t last, int32_t& i, int32_t& k0, int32_t& k1, T& t) {
+  const T big = static_cast<T>(int64_t(1) << 30);
+  const T c = std::min(std::max(loc, -big), big);
+  if constexpr (M == kNearest) {
+    i = static_cast<int32_t>(std::rint(c));
+    k0 = std::min(std::max(i, int32_t(0)), last);
+  } else {
+    const T lo = std::floor(c);
+    t = c - lo;
+    i = static_cast<int32_t>(lo);
+    k0 = std::min(std::max(i, int32_t(0)), last);
+    k1 = std::min(std::max(i + 1, int32_t(0)), last);
+  }
+}
+
 // The taps along one axis of locations loc[0, n) in a frame of `size` with element
 // stride `stride`: axis_taps' indices and weights for zeros padding (every padding runs
 // its taps so once its locations are padded), as offsets. The first tap is computed in
@@ -71,22 +92,15 @@ AUGPATCH_INLINE void row_locations(const T* col, T r, T t2, T s, T o, T f, int64
 template <typename T, int64_t M>
 AUGPATCH_INLINE void row_axis(const T* loc, int64_t n, int64_t size, int64_t stride, int64_t* o0, T* w0,
                               int64_t* o1, T* w1) {
-  const T big = static_cast<T>(int64_t(1) << 30);
   const int32_t last = static_cast<int32_t>(size - 1);
   for (int64_t j = 0; j < n; ++j) {
-    const T c = std::min(std::max(loc[j], -big), big);
+    int32_t i, k0, k1 = 0;
+    T t = T(0);
+    first_tap<T, M>(loc[j], last, i, k0, k1, t);
+    o0[j] = static_cast<int64_t>(k0) * stride;
     if constexpr (M == kNearest) {
-      const int32_t i = static_cast<int32_t>(std::rint(c));
-      const int32_t k = std::min(std::max(i, int32_t(0)), last);
-      o0[j] = static_cast<int64_t>(k) * stride;
-      w0[j] = k == i ? T(1) : T(0);
+      w0[j] = k0 == i ? T(1) : T(0);
     } else {
-      const T lo = std::floor(c);
-      const T t = c - lo;
-      const int32_t i = static_cast<int32_t>(lo);
-      const int32_t k0 = std::min(std::max(i, int32_t(0)), last);
-      const int32_t k1 = std::min(std::max(i + 1, int32_t(0)), last);
-      o0[j] = static_cast<int64_t>(k0) * stride;
       o1[j] = static_cast<int64_t>(k1) * stride;
       w0[j] = k0 == i ? T(1) - t : T(0);
       w1[j] = k1 == i + 1 ? t : T(0);

@@ -63,29 +63,21 @@ AUGPATCH_INLINE void row_locations_grad(const T* col, T r, T t2, T s, T o, int64
 }
 
 // The taps along one axis of locations loc[0, n) in a frame of `size`: axis_taps' indices
-// (k0, k1), weights (w0, w1) and weight derivatives (dw0, dw1) for zeros padding. As
-// row_axis (warp_rows.h), the first tap is computed in int32 after clamping the location
-// to +-2^30: the same in-frame decisions as axis_taps for frames under 2^30.
+// (k0, k1), weights (w0, w1) and weight derivatives (dw0, dw1) for zeros padding. The first
+// tap is row_axis' (warp_rows.h, first_tap).
 template <typename T, int64_t M>
 AUGPATCH_INLINE void row_axis_grad(const T* loc, int64_t n, int64_t size, int32_t* k0, T* w0, T* dw0, int32_t* k1,
                                    T* w1, T* dw1) {
-  const T big = static_cast<T>(int64_t(1) << 30);
   const int32_t last = static_cast<int32_t>(size - 1);
   for (int64_t j = 0; j < n; ++j) {
-    const T c = std::min(std::max(loc[j], -big), big);
+    int32_t i, a, b = 0;
+    T t = T(0);
+    first_tap<T, M>(loc[j], last, i, a, b, t);
+    k0[j] = a;
     if constexpr (M == kNearest) {
-      const int32_t i = static_cast<int32_t>(std::rint(c));
-      const int32_t k = std::min(std::max(i, int32_t(0)), last);
-      k0[j] = k;
-      w0[j] = k == i ? T(1) : T(0);
+      w0[j] = a == i ? T(1) : T(0);
       dw0[j] = T(0);
     } else {
-      const T lo = std::floor(c);
-      const T t = c - lo;
-      const int32_t i = static_cast<int32_t>(lo);
-      const int32_t a = std::min(std::max(i, int32_t(0)), last);
-      const int32_t b = std::min(std::max(i + 1, int32_t(0)), last);
-      k0[j] = a;
       k1[j] = b;
       w0[j] = a == i ? T(1) - t : T(0);
       w1[j] = b == i + 1 ? t : T(0);
