@@ -16,7 +16,7 @@ from augpatch.functional import set_cpu_kernel
 
 # test modules whose every test runs once per CPU kernel
 BOTH_KERNELS = ("test_warp", "test_warp_paths", "test_warp_properties", "test_warp_errors",
-                "test_transforms_grad")
+                "test_transforms_grad", "test_func_transforms")
 HAVE_COMPILER = shutil.which("c++") is not None or shutil.which("g++") is not None
 
 

@@ -23,10 +23,11 @@ from augpatch.functional.checks import (
     values_checked_later,
 )
 from augpatch.ops import warp_op
+from augpatch.ops.library import call_op
 from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects
 from augpatch.ops.profiling import region
 from augpatch.ops.values import check_image_index
-from augpatch.ops.warp import cpp_autograd_applies, plain_eager, warp_autograd
+from augpatch.ops.warp import WarpFunction, cpp_autograd_applies, plain_eager, warp_autograd
 
 # With this few objects, running the reference computation itself (one affine_grid +
 # grid_sample per crop) is cheaper than building a plan; the result is the same.
@@ -142,7 +143,7 @@ def warp_patches(
     args = (images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap, need_loc)
     if cpp_autograd_applies(images, boxes, theta, obj_to_img):  # eager CPU, with gradients
         return warp_autograd(*args)
-    return warp_op(*args)[0]
+    return call_op(warp_op, WarpFunction, *args)[0]  # torch.func transforms: WarpFunction
 
 
 def _checked(

@@ -18,7 +18,8 @@ from augpatch.functional.checks import (
     check_theta,
     values_checked_later,
 )
-from augpatch.ops.paste import paste_op
+from augpatch.ops.library import call_op
+from augpatch.ops.paste import PasteFunction, paste_op
 
 __all__ = ["paste_objects"]
 
@@ -140,10 +141,9 @@ def paste_objects(
     grad = torch.is_grad_enabled()
     need_loc = grad and (theta.requires_grad or src_boxes.requires_grad or dst_boxes.requires_grad)
     need_diff = alpha is not None and (need_loc or (grad and alpha.requires_grad))
-    return paste_op(
-        images, sources, src_boxes, theta, src_to_img, dst_boxes, dst_to_img,
-        alpha[:, None] if alpha is not None else None, mode, padding_mode, align_corners, need_loc, need_diff,
-    )[0]
+    args = (images, sources, src_boxes, theta, src_to_img, dst_boxes, dst_to_img,
+            alpha[:, None] if alpha is not None else None, mode, padding_mode, align_corners, need_loc, need_diff)
+    return call_op(paste_op, PasteFunction, *args)[0]  # torch.func transforms: PasteFunction
 
 
 def _check_alpha(alpha: object, num: int) -> Tensor:

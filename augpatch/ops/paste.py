@@ -25,7 +25,13 @@ import torch
 from torch import Tensor
 
 from augpatch.ops.layout import PARAM_COUNT
-from augpatch.ops.library import refuse_double_backward, register_versioned
+from augpatch.ops.library import (
+    call_op,
+    refuse_double_backward,
+    register_differentiable,
+    register_folded_vmap,
+    register_versioned,
+)
 from augpatch.ops.plan import (
     PASTE_OBJECT_COLUMNS,
     dense,
@@ -186,18 +192,24 @@ def _backward(ctx, grad, *unused):
     images, sources, src_boxes, theta, dst_boxes, alpha, *rest = ctx.saved_tensors
     n = ctx.needs_input_grad
     needs = [n[0], n[1], n[2], n[3], n[5], n[7]]
-    grads = paste_backward_op(grad, images, sources, src_boxes, theta, dst_boxes, alpha, *rest,
-                              *ctx.options, needs, ctx.kernel)
+    grads = call_op(paste_backward_op, PasteBackwardFunction, grad, images, sources, src_boxes, theta, dst_boxes,
+                    alpha, *rest, *ctx.options, needs, ctx.kernel)
     g = [gr if need else None for gr, need in zip(grads, needs)]
     if g[3] is not None:
         g[3] = g[3].reshape(ctx.theta_shape)
     return g[0], g[1], g[2], g[3], None, g[4], None, g[5], None, None, None, None, None
 
 
-paste_def.register_autograd(_backward, setup_context=_setup_context)
-
-
-refuse_double_backward(paste_backward_def, "paste_objects")
+#: ``paste_objects``'s operator and its backward as ``autograd.Function`` classes, for calls under
+#: ``torch.func`` transforms and forward-mode AD (:func:`augpatch.ops.library.call_op`)
+PasteFunction = register_differentiable(paste_def, _backward, _setup_context, "paste_objects")
+PasteBackwardFunction = refuse_double_backward(paste_backward_def, "paste_objects")
+# torch.vmap: one folded call (the vmapped dimension joins the batch), forward and backward
+register_folded_vmap(paste_def, ("batch", "batch", "rows", "rows", ("index", 1), "rows", ("index", 0), "rows")
+                     + (None,) * 5, ("batch",) + ("plan",) * 8, "paste_objects")
+register_folded_vmap(paste_backward_def, ("batch", "batch", "batch", "rows", "rows", "rows", "rows")
+                     + ("plan",) * 8 + (None,) * 5, ("batch", "batch", "rows", "rows", "rows", "rows"),
+                     "paste_objects", forward_inputs=(1, 2, 3, 4, 5, 6))
 
 #: The registered operators (``torch.ops.augpatch.<versioned name>``): call these.
 paste_op = getattr(torch.ops.augpatch, PASTE_NAME)

@@ -35,7 +35,13 @@ import torch
 from torch import Tensor
 
 from augpatch.ops.layout import OBJECT_COLUMNS, PARAM_COUNT
-from augpatch.ops.library import refuse_double_backward, register_versioned
+from augpatch.ops.library import (
+    call_op,
+    refuse_double_backward,
+    register_differentiable,
+    register_folded_vmap,
+    register_versioned,
+)
 from augpatch.ops.plan import Planner, compiled_planner, make_plan, object_params_backward, prepare
 from augpatch.ops.profiling import region
 from augpatch.ops.settings import kernel_for, kernel_named
@@ -183,7 +189,8 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, grad, *unused):
     images, boxes, theta, objects, levels, params, saved0, saved1 = ctx.saved_tensors
     need_img, need_boxes, need_theta = ctx.needs_input_grad[:3]
-    grad_images, grad_boxes, grad_theta = warp_backward_op(
+    grad_images, grad_boxes, grad_theta = call_op(
+        warp_backward_op, WarpBackwardFunction,
         grad, images, boxes, theta, objects, levels, params, saved0, saved1, *ctx.options,
         need_img, need_boxes, need_theta, ctx.kernel,
     )
@@ -193,10 +200,15 @@ def _backward(ctx, grad, *unused):
     )
 
 
-warp_def.register_autograd(_backward, setup_context=_setup_context)
-
-
-refuse_double_backward(warp_backward_def, "warp_patches")
+#: ``warp_patches``'s operator and its backward as ``autograd.Function`` classes, for calls under
+#: ``torch.func`` transforms and forward-mode AD (:func:`augpatch.ops.library.call_op`)
+WarpFunction = register_differentiable(warp_def, _backward, _setup_context, "warp_patches")
+WarpBackwardFunction = refuse_double_backward(warp_backward_def, "warp_patches")
+# torch.vmap: one folded call (the vmapped dimension joins the batch), forward and backward
+register_folded_vmap(warp_def, ("batch", "rows", "rows", ("index", 0)) + (None,) * 5,
+                     ("batch",) + ("plan",) * 5, "warp_patches")
+register_folded_vmap(warp_backward_def, ("batch", "batch", "rows", "rows") + ("plan",) * 5 + (None,) * 8,
+                     ("batch", "rows", "rows"), "warp_patches", forward_inputs=(1, 2, 3))
 
 
 def warp_backward_into(
