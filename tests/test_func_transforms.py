@@ -209,3 +209,17 @@ def test_grad_inside_torch_compile() -> None:
 
     got = torch.compile(lambda th: torch.func.grad(loss)(th))(theta)
     torch.testing.assert_close(got, _reference_grads(images, boxes, theta, weight)[2], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("num", [1, 2])
+def test_one_or_two_integer_boxes_take_the_operator_under_vmap(num) -> None:
+    """Eager calls with one or two integer boxes run the loop itself (it reads the boxes'
+    values, which vmap cannot); under a transform they run the operator instead."""
+    images, boxes, theta, weight = _inputs(15)
+    boxes, obj = boxes[:num].round(), OBJ[:num]
+    candidates = theta[:num] + 0.05 * torch.randn(3, num, 2, 3, generator=torch.Generator().manual_seed(16), dtype=DT)
+    got = torch.func.vmap(torch.func.grad(lambda th: (warp_patches(images, boxes, th, obj) * weight).sum()))(candidates)
+    for k in range(3):
+        leaf = candidates[k].clone().requires_grad_()
+        (want,) = torch.autograd.grad((reference_warp(images, boxes, leaf, obj) * weight).sum(), leaf)
+        torch.testing.assert_close(got[k], want, rtol=1e-10, atol=1e-10)

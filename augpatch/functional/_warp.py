@@ -23,7 +23,7 @@ from augpatch.functional.checks import (
     values_checked_later,
 )
 from augpatch.ops import warp_op
-from augpatch.ops.library import call_op
+from augpatch.ops.library import call_op, transforms_active
 from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects
 from augpatch.ops.profiling import region
 from augpatch.ops.values import check_image_index
@@ -123,8 +123,10 @@ def warp_patches(
         >>> torch.equal(out[0, :, 8:24, 8:40], images[0, :, 8:24, 8:40].flip(-1))
         True
     """
+    transformed = transforms_active()  # torch.func: always the operator (the few path reads values)
     with region("checks"):
-        few_theta = _few_checked(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
+        few_theta = None if transformed else _few_checked(images, boxes, theta, obj_to_img, mode, padding_mode,
+                                                          align_corners, overlap)
         if few_theta is None:
             images, boxes, theta, obj_to_img = _checked(images, boxes, theta, obj_to_img, mode,
                                                         padding_mode, align_corners, overlap)
@@ -133,7 +135,7 @@ def warp_patches(
     num = boxes.shape[0]
     if num == 0:
         return images.clone(memory_format=torch.preserve_format)
-    if not torch.compiler.is_compiling():
+    if not (transformed or torch.compiler.is_compiling()):
         few = _warp_few(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap)
         if few is not None:
             return few
