@@ -148,5 +148,5 @@ def shared_image(pixels: Tensor, mode: str) -> PIL.Image.Image | None:
         return None
     try:
         return PIL.Image.fromarrow(_Export(values), mode, (pixels.shape[2], pixels.shape[1]))
-    except ValueError:  # a Pillow that does not take this layout
+    except (ValueError, TypeError):  # a Pillow that does not take this layout
         return None

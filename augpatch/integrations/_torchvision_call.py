@@ -3,8 +3,8 @@
 For a core whose call and box hooks are
 :class:`~augpatch.transforms.PatchAugmentationBase`'s own, the adapter draws a call's
 parameters once per sample (the core's ``forward_parameters``), builds the call the core's
-``forward`` would build from them (the base's :meth:`~augpatch.transforms.PatchAugmentationBase.make_call`),
-records it (:meth:`~augpatch.transforms.PatchAugmentationBase.record_call`) and applies it to
+``forward`` would build from them (the base's ``make_call``),
+records it (the base's ``record_call``) and applies it to
 each input through the core's ``apply_transform_*`` hooks: the same steps as the core's
 ``forward``, from the same methods (``tests/test_integrations_one_pass.py`` compares the
 outputs and ``last_params`` bit for bit). This module holds only the tests of when that

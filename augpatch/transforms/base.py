@@ -418,15 +418,15 @@ class PatchAugmentationBase(ParameterMixin, TargetMixin, InverseMixin, nn.Module
         warp_boxes: Tensor,
         image_sizes: Tensor | None = None,
     ) -> PatchCall:
-        """The :class:`PatchCall` that :meth:`forward` hands its ``apply_transform_*`` hooks
+        """The ``PatchCall`` that ``forward`` hands its ``apply_transform_*`` hooks
         for a call's parameters ``p`` (``theta [N, 2, 3]``, ``batch_prob [N]``, as
-        :meth:`forward_parameters` or :meth:`replay_parameters` return them).
+        ``forward_parameters`` or ``replay_parameters`` return them).
 
         The one home of this step for every caller of the hooks (the core's ``forward``
         and the per-sample adapters, which apply a drawn call to each input of a sample).
         ``moved`` (applied and ``theta`` not exactly the identity) is computed in NumPy for
         a few CPU objects without gradient (the same values as
-        :meth:`PatchCall.make`'s tensor test, microseconds instead of tensor operations).
+        ``PatchCall.make``'s tensor test, microseconds instead of tensor operations).
 
         Args:
             p: the call's parameters (``theta``, ``batch_prob``).
@@ -460,9 +460,9 @@ class PatchAugmentationBase(ParameterMixin, TargetMixin, InverseMixin, nn.Module
         return PatchCall.make(theta, applied, patches, obj_to_img, image_sizes, warp_boxes)
 
     def record_call(self, p: Mapping[str, Any], call: PatchCall, new_boxes: Tensor) -> Params:
-        """Store the record of a call (``self._params``) as :meth:`forward` does, and return it:
+        """Store the record of a call (``self._params``) as ``forward`` does, and return it:
         ``p`` detached, then ``patches``, ``obj_to_img`` and ``keep [N]``
-        (:func:`keep_mask` of each object's box as it is now visible in its patch:
+        (``keep_mask`` of each object's box as it is now visible in its patch:
         ``new_boxes [N, 4]`` where the object moved, its patch elsewhere). The one home of
         this step for the core's ``forward`` and the per-sample adapters. The selection and
         ``keep`` run in NumPy for a few CPU boxes without gradient (the same float
