@@ -19,7 +19,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["move_boxes_arrays", "patch_affine_theta", "patch_frames", "transform_boxes_arrays"]
+__all__ = ["identity_objects", "move_boxes_arrays", "patch_affine_theta", "patch_frames",
+           "transform_boxes_arrays"]
+
+
+_IDENTITY_6 = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def identity_objects(theta: Any) -> Any:
+    """``[N]`` bool array: True where ``theta`` (``[N, 2, 3]``) is EXACTLY the identity, as
+    :func:`augpatch.transforms.pipeline.identity_rows` tells for a tensor (``-0.0`` counts
+    as ``0``, ``NaN`` as not the identity).
+
+    Example:
+        >>> identity_objects(np.stack((np.eye(2, 3), 2 * np.eye(2, 3)))).tolist()
+        [True, False]
+    """
+    return (np.asarray(theta).reshape(-1, 6) == _IDENTITY_6).all(1)
 
 
 def patch_frames(patches: Any, align_corners: bool) -> tuple[Any, ...]:

@@ -29,21 +29,6 @@ from augpatch.functional.checks import compute_dtype
 PIXEL_INDEX_OFFSET = 0.5
 
 
-def identity_objects(theta: Any) -> Any:
-    """``[N]`` bool NumPy array: True where ``theta`` (a NumPy ``[N, 2, 3]``) is EXACTLY
-    the identity, as :func:`augpatch.transforms.pipeline.identity_rows` tells for a
-    tensor. For a few objects' parameters on the host: microseconds, not tensor operations.
-
-    Example:
-        >>> import numpy as np
-        >>> identity_objects(np.stack((np.eye(2, 3), 2 * np.eye(2, 3)))).tolist()
-        [True, False]
-    """
-    import numpy as np
-
-    identity = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-    return (np.asarray(theta).reshape(-1, 6) == identity).all(1)
-
 # The core classes every adapter module is generated from, in documentation order.
 CORE_CLASS_NAMES: tuple[str, ...] = (
     "RandomPatchAffine",

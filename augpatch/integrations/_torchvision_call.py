@@ -1,13 +1,14 @@
-"""The torchvision adapter's call through the core's hooks (private).
+"""Which cores the torchvision adapter calls through their hooks (private).
 
 For a core whose call and box hooks are
-:class:`~augpatch.transforms.PatchAugmentationBase`'s own, what the core's ``forward``
-computes from a call's parameters is computed once per call here: its
-:class:`~augpatch.transforms.pipeline.PatchCall` (each image is then warped by the core's
-``apply_transform_image`` hook alone, as the core's ``forward`` does, without that call's
-argument checks, box bookkeeping and result), the moved boxes, and the core's record of
-the call (``_params``, with ``keep``). The same values bit for bit
-(``tests/test_integrations_one_pass.py`` compares with the core's own call).
+:class:`~augpatch.transforms.PatchAugmentationBase`'s own, the adapter draws a call's
+parameters once per sample (the core's ``forward_parameters``), builds the call the core's
+``forward`` would build from them (the base's ``make_call``),
+records it (the base's ``record_call``) and applies it to
+each input through the core's ``apply_transform_*`` hooks: the same steps as the core's
+``forward``, from the same methods (``tests/test_integrations_one_pass.py`` compares the
+outputs and ``last_params`` bit for bit). This module holds only the tests of when that
+route is taken.
 """
 
 from __future__ import annotations
@@ -15,15 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from augpatch.functional.checks import host_arithmetic
-from augpatch.integrations._common import identity_objects
 from augpatch.transforms import PatchAugmentationBase
-from augpatch.transforms.pipeline import PatchCall, keep_mask
-
-#: the keys the core's ``forward`` sets itself in its record of a call
-_CALL_KEYS = ("patches", "obj_to_img", "keep")
 
 
 def _parses_its_boxes(core: Any) -> bool:
@@ -60,37 +54,14 @@ def reads_pil_pixels(core: Any, mode: str) -> bool:
     return pure and (mode == "RGBA" or (mode == "RGB" and core.resample == "nearest"))
 
 
-def core_hooks_call(core: Any, p: dict[str, Any], boxes: Tensor, obj_to_img: Tensor) -> dict[str, Any]:
-    """What ``core``'s ``forward`` computes from the call's parameters ``p`` (those of its
-    ``forward_parameters``) for ``boxes [N, 4]`` xyxy as given and ``obj_to_img [N]``:
-
-    ``{"hooks": PatchCall, "moved_boxes": [N, 4]}``: the call that ``forward`` hands to its
-    ``apply_transform_*`` hooks, and ``move_object_boxes`` of the boxes as given (an
-    applied object's moved envelope, the box itself elsewhere: what the adapter returns).
-    Also stores the core's record of the call (``core._params``) as its ``forward`` does.
-    ``{}`` for parameters that its ``forward`` would turn into others (a relaxed gate,
-    another dtype): the core's own call runs then. ``core``: see
-    :func:`_box_hooks_are_the_base`.
-    """
+def takes_hooks(core: Any, p: dict[str, Any]) -> bool:
+    """Whether ``core``'s call with parameters ``p`` (those of its ``forward_parameters``)
+    runs through its hooks: the call and box hooks are the base's
+    (:func:`_box_hooks_are_the_base`) and ``p`` is what its ``forward`` would hand them
+    unchanged (bool coins, no relaxed gate, ``theta`` in the patches' dtype); otherwise the
+    core's own call runs per image (``PatchSequential``, ``DetectionAutoAugment``, a
+    learnable ``p`` in training)."""
+    if not _box_hooks_are_the_base(core):
+        return False
     theta, applied, patches = p["theta"], p["batch_prob"], p["patches"]
-    if applied.dtype != torch.bool or theta.dtype != patches.dtype or "gate" in p:
-        return {}
-    moved = core.move_object_boxes(boxes, patches, theta, applied)
-    if host_arithmetic(theta, patches, moved) and applied.device.type == "cpu":
-        # a few objects: PatchCall.make's identity test and the keep's selection in NumPy
-        import numpy as np
-
-        # (keep_mask's two differences and comparisons on the arrays: the same float
-        # operations, the threshold in the boxes' dtype as torch compares with it)
-        changed = applied.numpy() & ~identity_objects(theta.numpy())
-        hooks = PatchCall(theta, applied, torch.from_numpy(changed), patches, obj_to_img, boxes)
-        seen = np.where(changed[:, None], moved.numpy(), patches.numpy())
-        keep = torch.from_numpy(np.asarray(keep_mask(seen)))
-    else:
-        hooks = PatchCall.make(theta, applied, patches, obj_to_img, None, boxes)
-        keep = keep_mask(torch.where(hooks.moved[:, None], moved, patches))
-    stored = {k: (v.detach() if isinstance(v, Tensor) else v) for k, v in p.items()
-              if k not in _CALL_KEYS}
-    stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
-    core._params = stored
-    return {"hooks": hooks, "moved_boxes": moved}
+    return applied.dtype == torch.bool and theta.dtype == patches.dtype and "gate" not in p

@@ -22,6 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2._utils import is_pure_tensor
 
 from augpatch.functional import theta_to_pixel_matrix, transform_points
+from augpatch.integrations._pil_arrow import ArrowArray
 
 __all__ = ["labels_getter"]
 
@@ -108,17 +109,6 @@ def _pil_tensor(image: PIL.Image.Image) -> Tensor:
     return pixels.reshape(image.size[1], image.size[0], -1).permute(2, 0, 1)
 
 
-class _ArrowArray(ctypes.Structure):
-    """The Arrow C data interface's ``struct ArrowArray`` (a stable ABI)."""
-
-
-_ArrowArray._fields_ = [
-    ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
-    ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
-    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
-    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
-    ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
-]
 _capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -140,7 +130,7 @@ def _pil_pixels(image: PIL.Image.Image) -> Tensor | None:
         return None
     try:
         schema, array = image.__arrow_c_array__()
-        parent = ctypes.cast(_capsule_pointer(array, b"arrow_array"), ctypes.POINTER(_ArrowArray))[0]
+        parent = ctypes.cast(_capsule_pointer(array, b"arrow_array"), ctypes.POINTER(ArrowArray))[0]
     except (ValueError, TypeError, AttributeError):  # e.g. rows not contiguous (a large image)
         return None
     width, height = image.size
@@ -208,7 +198,15 @@ def _xyxy(bbox: tv_tensors.BoundingBoxes) -> Tensor:
     if fmt in _ROTATED:
         corners = _corners(bbox)
         return torch.cat([corners.amin(1), corners.amax(1)], -1)
-    return TF.convert_bounding_box_format(_plain(bbox), old_format=fmt, new_format="XYXY")
+    return _converted(_plain(bbox), fmt, "XYXY")
+
+
+def _converted(boxes: Tensor, old: str, new: str) -> Tensor:
+    """``TF.convert_bounding_box_format`` of plain boxes (``boxes`` itself for the same
+    format, as torchvision returns it, without its dispatch: tens of microseconds a call)."""
+    if old == new:
+        return boxes
+    return TF.convert_bounding_box_format(boxes, old_format=old, new_format=new)
 
 
 def _corners(bbox: tv_tensors.BoundingBoxes) -> Tensor:

@@ -63,7 +63,6 @@ from augpatch.integrations._common import (
     check_version,
     copy_docs,
     core_classes,
-    identity_objects,
     lazy_import,
     map_image_points,
 )
@@ -78,6 +77,8 @@ from albumentations.core.transforms_interface import (  # noqa: E402
     DualTransform,
 )
 from pydantic import Field, create_model  # noqa: E402
+
+from augpatch.functional.host import identity_objects  # noqa: E402
 
 __all__ = ["PatchDualTransform", "benchmark_against_affine", "reseed_albumentations"]  # + the generated classes
 

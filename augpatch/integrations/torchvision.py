@@ -97,16 +97,18 @@ from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
+from augpatch.integrations._pil_arrow import shared_image  # noqa: E402
 from augpatch.integrations._torchvision_call import (  # noqa: E402
     _box_hooks_are_the_base,
     _parses_its_boxes,
-    core_hooks_call,
     reads_pil_pixels,
+    takes_hooks,
 )
 from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _ROTATED,
     _cast,
     _check_mask_size,
+    _converted,
     _corners,
     _find_target,
     _float,
@@ -245,11 +247,10 @@ class PatchTransform(v2.Transform):
         tensor (a PIL image is converted here, once per call), or ``{"augpatch": None}``
         when the sample has no boxes (nothing moves). For a core whose call and box hooks
         are ``PatchAugmentationBase``'s, also ``"hooks"`` (the ``PatchCall`` each image is
-        warped with by the core's ``apply_transform_image``) and ``"moved_boxes"`` (the
-        boxes' move, once per call), see
-        :func:`~augpatch.integrations._torchvision_call.core_hooks_call`; the core's
-        record of the call (:attr:`last_params`) is then stored here. :meth:`forward` adds
-        ``"results"``: the core's result per image (other cores), filled as the inputs
+        warped with by the core's ``apply_transform_image``: the core's ``make_call``) and
+        ``"moved_boxes"`` (the boxes' move, once per call); the core's record of the call
+        (:attr:`last_params`, the core's ``record_call``) is then stored here.
+        :meth:`forward` adds ``"results"``: the core's result per image (other cores), filled as the inputs
         are transformed.
         """
         images = [x for x in flat_inputs if self._is_image(x)]
@@ -311,8 +312,15 @@ class PatchTransform(v2.Transform):
             "canvas": tuple(first.shape[-2:]),
             "images": [(x, t) for x, t in zip(images, tensors)],
         }
-        if _box_hooks_are_the_base(self.core):
-            call.update(core_hooks_call(self.core, p, xyxy, o2i))
+        if takes_hooks(self.core, p):
+            # the core's forward from the drawn parameters, by the methods it uses itself:
+            # its call (make_call), the boxes' move (once per call, the boxes as given) and
+            # its record of the call (record_call: last_params, with keep)
+            core = self.core
+            hooks = core.make_call(p, p["patches"], o2i, xyxy)
+            moved = core.move_object_boxes(xyxy, hooks.patches, hooks.theta, hooks.applied)
+            core.record_call(p, hooks, moved)
+            call.update(hooks=hooks, moved_boxes=moved)
         return call
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -334,12 +342,16 @@ class PatchTransform(v2.Transform):
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
         hooks = params.get("hooks")
-        if hooks is not None:  # the core's image hook alone (see core_hooks_call)
-            out = self.core.apply_transform_image(self._batch(image, params), hooks)
+        if hooks is not None:  # the core's image hook alone (see _call)
+            batch = self._batch(image, params)
+            out = self.core.apply_transform_image(batch, hooks)
         else:
-            out = self._core_result(image, params, output=True).images
+            batch, out = None, self._core_result(image, params, output=True).images
         if isinstance(image, PIL.Image.Image):
-            return _tensor_pil(out[0], image.mode)
+            # the warp's fresh output of Pillow's own pixels: the new image holds it as it is
+            fresh = batch is not None and out.untyped_storage().data_ptr() != batch.untyped_storage().data_ptr()
+            shared = shared_image(out[0], image.mode) if fresh else None
+            return shared if shared is not None else _tensor_pil(out[0], image.mode)
         out = out.reshape(image.shape)
         return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.Image) else out
 
@@ -403,8 +415,7 @@ class PatchTransform(v2.Transform):
         elif self.rotated_format:
             corners = _xyxy_corners(params["boxes"].float())
         else:  # axis-aligned in, axis-aligned out: the core's envelope
-            moved = self._moved_boxes(params)
-            data = TF.convert_bounding_box_format(moved, old_format="XYXY", new_format=fmt)
+            data = _converted(self._moved_boxes(params), "XYXY", fmt)
             return tv_tensors.wrap(_cast(data, dtype), like=bbox)
         data = _rotated_box_data(bbox, corners, patches, theta, applied, self.core.align_corners)
         if out_fmt != "XYXYXYXY":
@@ -463,7 +474,7 @@ class PatchTransform(v2.Transform):
         when an applied object's ``theta`` is exactly the identity (the core keeps its
         patch there, this method the moved envelope), they are computed here.
         """
-        if params.get("moved_boxes") is not None:  # computed with the call (see core_hooks_call)
+        if params.get("moved_boxes") is not None:  # computed with the call (see _call)
             return params["moved_boxes"]
         p, xyxy = params["augpatch"], params["boxes"]
         theta, patches, applied = p["theta"], p["patches"], p["batch_prob"]

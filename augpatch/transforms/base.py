@@ -397,23 +397,100 @@ class PatchAugmentationBase(ParameterMixin, TargetMixin, InverseMixin, nn.Module
             p = self._forward_parameters(patches, obj_to_img, batch)
         else:
             p = self.replay_parameters(params, patches)
-        call = PatchCall.make(p["theta"], p["batch_prob"], patches, obj_to_img, sizes,
-                              boxes if sizes is None else patches)
+        call = self.make_call(p, patches, obj_to_img, boxes if sizes is None else patches, sizes)
         out_images = self.apply_transform_image(images, call)
         boxes_out = self.apply_transform_box(fboxes, call)
-        # the box as it is now visible in its patch
-        keep = keep_mask(torch.where(call.moved[:, None], boxes_out, patches))
         masks_out, image_masks_out, kps_out = self._apply_extras(
             call, masks, image_masks, None if keypoints is None else keypoints.to(fboxes.dtype)
         )
-        stored = _detach(p)
-        stored.update(patches=patches.detach(), obj_to_img=obj_to_img, keep=keep)
-        self._params = stored
+        stored = self.record_call(p, call, boxes_out)
         return make_result(
-            out_images, boxes_out, obj_to_img, keep,
+            out_images, boxes_out, obj_to_img, stored["keep"],
             drop_invalid=self.drop_invalid, list_batch=batch if as_list else None,
             masks=masks_out, image_masks=image_masks_out, keypoints=kps_out, params=stored,
         )
+
+    def make_call(
+        self,
+        p: Mapping[str, Any],
+        patches: Tensor,
+        obj_to_img: Tensor,
+        warp_boxes: Tensor,
+        image_sizes: Tensor | None = None,
+    ) -> PatchCall:
+        """The ``PatchCall`` that ``forward`` hands its ``apply_transform_*`` hooks
+        for a call's parameters ``p`` (``theta [N, 2, 3]``, ``batch_prob [N]``, as
+        ``forward_parameters`` or ``replay_parameters`` return them).
+
+        The one home of this step for every caller of the hooks (the core's ``forward``
+        and the per-sample adapters, which apply a drawn call to each input of a sample).
+        ``moved`` (applied and ``theta`` not exactly the identity) is computed in NumPy for
+        a few CPU objects without gradient (the same values as
+        ``PatchCall.make``'s tensor test, microseconds instead of tensor operations).
+
+        Args:
+            p: the call's parameters (``theta``, ``batch_prob``).
+            patches: ``[N, 4]`` float boxes clipped to the canvas (and their image).
+            obj_to_img: ``[N]`` image of each object.
+            warp_boxes: ``[N, 4]`` the boxes given to the warp (the boxes as given, or the
+                patches in a padded batch).
+            image_sizes: ``[B, 2]`` a padded batch's real image sizes, or ``None``.
+
+        Example:
+            >>> from augpatch import RandomPatchRotation
+            >>> aug = RandomPatchRotation(30.0, p=1.0)
+            >>> boxes = torch.tensor([[4.0, 4.0, 30.0, 20.0], [10.0, 30.0, 50.0, 60.0]])
+            >>> p = aug.forward_parameters((1, 3, 64, 64), boxes)
+            >>> call = aug.make_call(p, p["patches"], p["obj_to_img"], boxes)
+            >>> call.moved.tolist()
+            [True, True]
+        """
+        theta, applied = p["theta"], p["batch_prob"]
+        if (
+            image_sizes is None
+            and applied.dtype == torch.bool
+            and type(applied) is Tensor
+            and applied.device.type == "cpu"
+            and host_arithmetic(theta)
+        ):
+            from augpatch.functional.host import identity_objects
+
+            moved = torch.from_numpy(applied.numpy() & ~identity_objects(theta.numpy()))
+            return PatchCall(theta, applied, moved, patches, obj_to_img, warp_boxes)
+        return PatchCall.make(theta, applied, patches, obj_to_img, image_sizes, warp_boxes)
+
+    def record_call(self, p: Mapping[str, Any], call: PatchCall, new_boxes: Tensor) -> Params:
+        """Store the record of a call (``self._params``) as ``forward`` does, and return it:
+        ``p`` detached, then ``patches``, ``obj_to_img`` and ``keep [N]``
+        (``keep_mask`` of each object's box as it is now visible in its patch:
+        ``new_boxes [N, 4]`` where the object moved, its patch elsewhere). The one home of
+        this step for the core's ``forward`` and the per-sample adapters. The selection and
+        ``keep`` run in NumPy for a few CPU boxes without gradient (the same float
+        operations and threshold, microseconds).
+
+        Example:
+            >>> from augpatch import RandomPatchRotation
+            >>> aug = RandomPatchRotation(30.0, p=1.0)
+            >>> boxes = torch.tensor([[4.0, 4.0, 30.0, 20.0]])
+            >>> p = aug.forward_parameters((1, 3, 64, 64), boxes)
+            >>> call = aug.make_call(p, p["patches"], p["obj_to_img"], boxes)
+            >>> new = aug.apply_transform_box(boxes, call)
+            >>> aug.record_call(p, call, new)["keep"].tolist(), aug._params is not None
+            ([True], True)
+        """
+        if host_arithmetic(call.patches, new_boxes) and call.moved.device.type == "cpu":
+            import numpy as np
+
+            # keep_mask's differences and comparisons on the arrays: the same float
+            # operations, the threshold in the boxes' dtype as torch compares with it
+            seen = np.where(call.moved.numpy()[:, None], new_boxes.numpy(), call.patches.numpy())
+            keep = torch.from_numpy(np.asarray(keep_mask(seen)))
+        else:
+            keep = keep_mask(torch.where(call.moved[:, None], new_boxes, call.patches))
+        stored = _detach(p)
+        stored.update(patches=call.patches.detach(), obj_to_img=call.obj_to_img, keep=keep)
+        self._params = stored
+        return stored
 
     def _patches(
         self, boxes: Tensor, obj_to_img: Tensor, size: tuple[int, int], sizes: Tensor | None
