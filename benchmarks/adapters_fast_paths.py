@@ -2,24 +2,20 @@
 process (thread CPU time, 1 thread): each round runs every (case, method) once, in a new
 random order.
 
-    python benchmarks/adapters_fast_paths.py 30            # adapt4's path off / on
-    python benchmarks/adapters_fast_paths.py 30 --adapt3   # adapt3's and adapt4's off / on
-    python benchmarks/adapters_fast_paths.py 30 --all      # adapt2's, adapt3's, adapt4's off / on
+    python benchmarks/adapters_fast_paths.py 30            # adapt3's paths off / on
+    python benchmarks/adapters_fast_paths.py 30 --all      # adapt2's and adapt3's off / on
 
 'before' switches the per-sample paths off for its call (the results are the same bit for
-bit either way). By default the path of the fourth adapters lane (adapt4): a PIL image
-warped from Pillow's own pixels comes back on the warp's output memory
-(``_pil_arrow.shared_image``) instead of decoded into a new image, i.e. main 3c6e7d9's
-adapters. With ``--adapt3`` also the third lane's paths: the torchvision adapter's call
-through the core's hooks (one box move, no core call per image), its one check of the
-boxes, its PIL conversions (one copy each way; Pillow's own pixels for a warp-only core at
-nearest / RGBA), i.e. main 5ae2bd4's adapters. With ``--all`` also the second lane's NumPy
-fast paths (``RandomPatchAffine``'s draw, ``transform_boxes``' arithmetic, the base's
-canvas clip, the albumentations adapter's parameters and box move): main a383b51's code
-for these calls. Cases and samples are those of ``python -m augpatch bench adapters``
-(both sides at the same interpolation). Prints the medians (ms): library, warp alone,
-adapter and core draw (``params``) before / after, ``own = adapter - warp - params`` and
-``adapter / library`` before / after.
+bit either way). By default the paths of the third adapters lane (adapt3): the torchvision
+adapter's call through the core's hooks (one box move, no core call per image), its one
+check of the boxes, its PIL conversions (one copy each way; Pillow's own pixels for a
+warp-only core at nearest / RGBA), i.e. main 5ae2bd4's adapters. With ``--all`` also the
+second lane's NumPy fast paths (``RandomPatchAffine``'s draw, ``transform_boxes``'
+arithmetic, the base's canvas clip, the albumentations adapter's parameters and box move):
+main a383b51's code for these calls. Cases and samples are those of
+``python -m augpatch bench adapters`` (both sides at the same interpolation). Prints the
+medians (ms): library, warp alone, adapter and core draw (``params``) before / after,
+``own = adapter - warp - params`` and ``adapter / library`` before / after.
 """
 import random
 import statistics
@@ -71,10 +67,9 @@ NEW = ((RandomPatchAffine._fast_ranges, G.host_arithmetic, TT.host_arithmetic),
        AA.PatchDualTransform.__dict__["_params"], AA.PatchDualTransform.apply_to_bboxes,
        TB._clip_on_the_host,
        TV.takes_hooks, TV._parses_its_boxes, TV.reads_pil_pixels, TI._pil_tensor,
-       TV._tensor_pil, TV.shared_image)
-ADAPT4_OFF = (lambda pixels, mode: None,)
+       TV._tensor_pil)
 ADAPT3_OFF = (lambda core, p: False, lambda core: False, lambda core, mode: False,
-              old_pil_tensor, old_tensor_pil, *ADAPT4_OFF)
+              old_pil_tensor, old_tensor_pil)
 OLD = ((lambda self, patches: None, lambda *t: False, lambda *t: False), staticmethod(old_params),
        old_apply_to_bboxes, lambda boxes, size: None, *ADAPT3_OFF)
 
@@ -84,7 +79,7 @@ def use(v):
     AA.PatchDualTransform._params, AA.PatchDualTransform.apply_to_bboxes = v[1], v[2]
     TB._clip_on_the_host = v[3]
     TV.takes_hooks, TV._parses_its_boxes, TV.reads_pil_pixels = v[4], v[5], v[6]
-    TI._pil_tensor, TV._tensor_pil, TV.shared_image = v[7], v[8], v[9]
+    TI._pil_tensor, TV._tensor_pil = v[7], v[8]
 
 
 
@@ -99,12 +94,10 @@ def wrap(f, v):
     return g
 
 
-def main(rounds: int, everything: bool = False, adapt3: bool = False) -> None:
+def main(rounds: int, everything: bool = False) -> None:
     global OLD
-    if adapt3:  # main 5ae2bd4: the second lane's fast paths on, the third's and fourth's off
+    if not everything:  # main 5ae2bd4: the second lane's fast paths on, the third's off
         OLD = NEW[:4] + ADAPT3_OFF
-    elif not everything:  # main 3c6e7d9: only the fourth lane's path off
-        OLD = NEW[:9] + ADAPT4_OFF
     torch.set_num_threads(1)
     sc = scenarios_for("adapters")
     calls = {}
@@ -147,5 +140,5 @@ def main(rounds: int, everything: bool = False, adapt3: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a not in ("--all", "--adapt3")]
-    main(int(args[0]) if args else 30, "--all" in sys.argv[1:], "--adapt3" in sys.argv[1:])
+    args = [a for a in sys.argv[1:] if a != "--all"]
+    main(int(args[0]) if args else 30, "--all" in sys.argv[1:])

@@ -22,7 +22,6 @@ from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2._utils import is_pure_tensor
 
 from augpatch.functional import theta_to_pixel_matrix, transform_points
-from augpatch.integrations._pil_arrow import ArrowArray
 
 __all__ = ["labels_getter"]
 
@@ -109,6 +108,17 @@ def _pil_tensor(image: PIL.Image.Image) -> Tensor:
     return pixels.reshape(image.size[1], image.size[0], -1).permute(2, 0, 1)
 
 
+class _ArrowArray(ctypes.Structure):
+    """The Arrow C data interface's ``struct ArrowArray`` (a stable ABI)."""
+
+
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
+    ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p),
+]
 _capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -130,7 +140,7 @@ def _pil_pixels(image: PIL.Image.Image) -> Tensor | None:
         return None
     try:
         schema, array = image.__arrow_c_array__()
-        parent = ctypes.cast(_capsule_pointer(array, b"arrow_array"), ctypes.POINTER(ArrowArray))[0]
+        parent = ctypes.cast(_capsule_pointer(array, b"arrow_array"), ctypes.POINTER(_ArrowArray))[0]
     except (ValueError, TypeError, AttributeError):  # e.g. rows not contiguous (a large image)
         return None
     width, height = image.size

@@ -97,7 +97,6 @@ from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
-from augpatch.integrations._pil_arrow import shared_image  # noqa: E402
 from augpatch.integrations._torchvision_call import (  # noqa: E402
     _box_hooks_are_the_base,
     _parses_its_boxes,
@@ -343,15 +342,11 @@ class PatchTransform(v2.Transform):
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
         hooks = params.get("hooks")
         if hooks is not None:  # the core's image hook alone (see _call)
-            batch = self._batch(image, params)
-            out = self.core.apply_transform_image(batch, hooks)
+            out = self.core.apply_transform_image(self._batch(image, params), hooks)
         else:
-            batch, out = None, self._core_result(image, params, output=True).images
+            out = self._core_result(image, params, output=True).images
         if isinstance(image, PIL.Image.Image):
-            # the warp's fresh output of Pillow's own pixels: the new image holds it as it is
-            fresh = batch is not None and out.untyped_storage().data_ptr() != batch.untyped_storage().data_ptr()
-            shared = shared_image(out[0], image.mode) if fresh else None
-            return shared if shared is not None else _tensor_pil(out[0], image.mode)
+            return _tensor_pil(out[0], image.mode)
         out = out.reshape(image.shape)
         return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.Image) else out
 
