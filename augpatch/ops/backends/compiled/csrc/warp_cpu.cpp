@@ -468,6 +468,30 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       o[c * p.s_c] = T(0);
     }
   };
+  // The rows of the next unit (sequential): its output gradients (taken, then scattered
+  // to: a patch's reads stay in its patch with patch-relative padding) and, for the location
+  // gradient, its values in the input batch (read by the derivatives or Compact::patch_of),
+  // asked for while this unit runs: the unit's first reads then find them in cache (the
+  // batch is far larger than the caches, and a patch's rows are short streams the hardware
+  // prefetchers pick up late). Contiguous rows only; a hint, no result depends on it.
+  auto prefetch_unit = [&](int64_t u0, int64_t u1) {
+    if (p.s_w != 1) return;
+    constexpr int64_t kLineT = 64 / static_cast<int64_t>(sizeof(T));
+    constexpr int64_t kLineS = 64 / static_cast<int64_t>(sizeof(S));
+    for (int64_t r = u0; r < u1; ++r) {
+      const int64_t o0 = rw.out(r), n = rw.len(r);
+      for (int64_t c = 0; c < C; ++c) {
+        const T* go = g + o0 + c * p.s_c;
+        for (int64_t x = 0; x < n; x += kLineT) __builtin_prefetch(go + x, 1);
+        __builtin_prefetch(go + n - 1, 1);
+        if (p.need_loc && images != nullptr) {
+          const S* io = images + o0 + c * p.s_c;
+          for (int64_t x = 0; x < n; x += kLineS) __builtin_prefetch(io + x, 0);
+          __builtin_prefetch(io + n - 1, 0);
+        }
+      }
+    }
+  };
   auto scatter = [&](int64_t l) {
     // the derivatives of this level's values were kept, or what it read of earlier levels
     const bool saved = dvdx != nullptr && !p.parallel && l >= p.save_from;
@@ -487,6 +511,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       RowGradScratch<T> row_scratch(by_row ? longest : 0);
       for (int64_t run = ib; run < ie; ++run) {
         const int64_t r0 = runs[run], r1 = runs[run + 1];
+        if (!p.parallel && run + 1 < ie) prefetch_unit(runs[run + 1], runs[run + 2]);
         const T* taken = pending.data();  // [C, stride], pixel px at px - res0
         int64_t stride = total, res0 = 0;
         if (!p.parallel) {

@@ -8,7 +8,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -87,6 +92,120 @@ AUGPATCH_INLINE void row_axis_grad(const T* loc, int64_t n, int64_t size, int32_
   }
 }
 
+#if defined(__AVX2__)
+// AVX2 (float, 8 pixels a lane each) twins of row_axis_grad and of backward_row's
+// derivative loop: every lane runs the scalar code's operations in the scalar code's order
+// (no FMA: mul then add, each rounded; the same clamps, comparisons and conversions), so
+// every lane's result has the scalar code's bits; the pixels left over (n % 8) run the
+// scalar code. Checked bit for bit against the per-pixel loop by
+// tests/test_warp_backward_rows.py.
+
+// row_axis_grad for float, pixels [0, n - n % 8); returns the first pixel not done.
+template <int64_t M>
+AUGPATCH_INLINE int64_t row_axis_grad_avx2(const float* loc, int64_t n, int64_t size, int32_t* k0, float* w0,
+                                           float* dw0, int32_t* k1, float* w1, float* dw1) {
+  const __m256 big = _mm256_set1_ps(static_cast<float>(int64_t(1) << 30));
+  const __m256 nbig = _mm256_set1_ps(-static_cast<float>(int64_t(1) << 30));
+  const __m256 one = _mm256_set1_ps(1.0f), mone = _mm256_set1_ps(-1.0f), zero = _mm256_setzero_ps();
+  const __m256i izero = _mm256_setzero_si256(), ione = _mm256_set1_epi32(1);
+  const __m256i last = _mm256_set1_epi32(static_cast<int32_t>(size - 1));
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    // first_tap: std::min(std::max(loc, -big), big) (max_ps / min_ps return their second
+    // operand when one is NaN, as std::max(loc, -big) / std::min(., big) return loc)
+    const __m256 c = _mm256_min_ps(big, _mm256_max_ps(nbig, _mm256_loadu_ps(loc + j)));
+    if constexpr (M == kNearest) {
+      const __m256i i = _mm256_cvttps_epi32(_mm256_round_ps(c, _MM_FROUND_CUR_DIRECTION));
+      const __m256i a = _mm256_min_epi32(_mm256_max_epi32(i, izero), last);
+      const __m256 in0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, i));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(k0 + j), a);
+      _mm256_storeu_ps(w0 + j, _mm256_blendv_ps(zero, one, in0));
+      _mm256_storeu_ps(dw0 + j, zero);
+    } else {
+      const __m256 lo = _mm256_round_ps(c, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      const __m256 t = _mm256_sub_ps(c, lo);
+      const __m256i i = _mm256_cvttps_epi32(lo);
+      const __m256i i1 = _mm256_add_epi32(i, ione);
+      const __m256i a = _mm256_min_epi32(_mm256_max_epi32(i, izero), last);
+      const __m256i b = _mm256_min_epi32(_mm256_max_epi32(i1, izero), last);
+      const __m256 in0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, i));
+      const __m256 in1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, i1));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(k0 + j), a);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(k1 + j), b);
+      _mm256_storeu_ps(w0 + j, _mm256_blendv_ps(zero, _mm256_sub_ps(one, t), in0));
+      _mm256_storeu_ps(w1 + j, _mm256_blendv_ps(zero, t, in1));
+      _mm256_storeu_ps(dw0 + j, _mm256_blendv_ps(zero, mone, in0));
+      _mm256_storeu_ps(dw1 + j, _mm256_blendv_ps(zero, one, in1));
+    }
+  }
+  return j;
+}
+
+// backward_row's derivative loop for float images and float compute, pixels
+// [0, n - n % 8): gix / giy of each pixel. The taps' offsets are int32: the caller checks
+// that every offset of the frame fits. Returns the first pixel not done.
+template <int64_t M>
+AUGPATCH_INLINE int64_t row_derivatives_avx2(int64_t n, int64_t C, const float* gv, int64_t gv_c, const float* src,
+                                             int32_t s_h, int32_t s_w, int32_t s_c, const int32_t* kx0,
+                                             const int32_t* kx1, const int32_t* ky0, const int32_t* ky1,
+                                             const float* wx0, const float* wx1, const float* wy0, const float* wy1,
+                                             const float* dwx0, const float* dwx1, const float* dwy0,
+                                             const float* dwy1, const float* dpx, const float* dpy, float* gix,
+                                             float* giy) {
+  const __m256i vs_h = _mm256_set1_epi32(s_h), vs_w = _mm256_set1_epi32(s_w);
+  const __m256 zero = _mm256_setzero_ps();
+  auto ld = [](const float* a) { return _mm256_loadu_ps(a); };
+  auto ldi = [](const int32_t* a) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)); };
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m256 gx = zero, gy = zero;
+    if constexpr (M == kNearest) {
+      const __m256 wdx = _mm256_mul_ps(ld(wy0 + j), ld(dwx0 + j)), wdy = _mm256_mul_ps(ld(dwy0 + j), ld(wx0 + j));
+      const __m256i o = _mm256_add_epi32(_mm256_mullo_epi32(ldi(ky0 + j), vs_h), _mm256_mullo_epi32(ldi(kx0 + j), vs_w));
+      for (int64_t c = 0; c < C; ++c) {
+        const __m256i oc = _mm256_add_epi32(o, _mm256_set1_epi32(static_cast<int32_t>(c) * s_c));
+        const __m256 v = _mm256_i32gather_ps(src, oc, 4);
+        const __m256 ax = _mm256_add_ps(zero, _mm256_mul_ps(wdx, v));
+        const __m256 ay = _mm256_add_ps(zero, _mm256_mul_ps(wdy, v));
+        const __m256 g = ld(gv + c * gv_c + j);
+        gx = _mm256_add_ps(gx, _mm256_mul_ps(g, ax));
+        gy = _mm256_add_ps(gy, _mm256_mul_ps(g, ay));
+      }
+    } else {
+      const __m256 vwy0 = ld(wy0 + j), vwy1 = ld(wy1 + j), vdwx0 = ld(dwx0 + j), vdwx1 = ld(dwx1 + j);
+      const __m256 vdwy0 = ld(dwy0 + j), vdwy1 = ld(dwy1 + j), vwx0 = ld(wx0 + j), vwx1 = ld(wx1 + j);
+      const __m256 dx0 = _mm256_mul_ps(vwy0, vdwx0), dx1 = _mm256_mul_ps(vwy0, vdwx1);
+      const __m256 dx2 = _mm256_mul_ps(vwy1, vdwx0), dx3 = _mm256_mul_ps(vwy1, vdwx1);
+      const __m256 dy0 = _mm256_mul_ps(vdwy0, vwx0), dy1 = _mm256_mul_ps(vdwy0, vwx1);
+      const __m256 dy2 = _mm256_mul_ps(vdwy1, vwx0), dy3 = _mm256_mul_ps(vdwy1, vwx1);
+      const __m256i a0 = _mm256_mullo_epi32(ldi(ky0 + j), vs_h), a1 = _mm256_mullo_epi32(ldi(ky1 + j), vs_h);
+      const __m256i b0 = _mm256_mullo_epi32(ldi(kx0 + j), vs_w), b1 = _mm256_mullo_epi32(ldi(kx1 + j), vs_w);
+      const __m256i o0 = _mm256_add_epi32(a0, b0), o1 = _mm256_add_epi32(a0, b1);
+      const __m256i o2 = _mm256_add_epi32(a1, b0), o3 = _mm256_add_epi32(a1, b1);
+      for (int64_t c = 0; c < C; ++c) {
+        const float* q = src + c * s_c;
+        const __m256 v0 = _mm256_i32gather_ps(q, o0, 4), v1 = _mm256_i32gather_ps(q, o1, 4);
+        const __m256 v2 = _mm256_i32gather_ps(q, o2, 4), v3 = _mm256_i32gather_ps(q, o3, 4);
+        __m256 ax = _mm256_add_ps(zero, _mm256_mul_ps(dx0, v0));
+        __m256 ay = _mm256_add_ps(zero, _mm256_mul_ps(dy0, v0));
+        ax = _mm256_add_ps(ax, _mm256_mul_ps(dx1, v1));
+        ay = _mm256_add_ps(ay, _mm256_mul_ps(dy1, v1));
+        ax = _mm256_add_ps(ax, _mm256_mul_ps(dx2, v2));
+        ay = _mm256_add_ps(ay, _mm256_mul_ps(dy2, v2));
+        ax = _mm256_add_ps(ax, _mm256_mul_ps(dx3, v3));
+        ay = _mm256_add_ps(ay, _mm256_mul_ps(dy3, v3));
+        const __m256 g = ld(gv + c * gv_c + j);
+        gx = _mm256_add_ps(gx, _mm256_mul_ps(g, ax));
+        gy = _mm256_add_ps(gy, _mm256_mul_ps(g, ay));
+      }
+    }
+    _mm256_storeu_ps(gix + j, _mm256_mul_ps(gx, ld(dpx + j)));
+    _mm256_storeu_ps(giy + j, _mm256_mul_ps(gy, ld(dpy + j)));
+  }
+  return j;
+}
+#endif  // __AVX2__
+
 // One row's backward (pixels [0, n) of `row`). `gv`: the output gradient of pixel jj's
 // channel c at gv[c * gv_c + jj]. With `loc`: the location gradient, the derivatives of
 // each value read from `src` (the frame's top-left element, strides s_h, s_w, s_c: the
@@ -107,12 +226,31 @@ RowSums<T> backward_row(const P& p, const Row<T>& row, int64_t n, const T* gv, i
   T *wx0 = sc.wx0.data(), *wx1 = sc.wx1.data(), *wy0 = sc.wy0.data(), *wy1 = sc.wy1.data();
   T *dwx0 = sc.dwx0.data(), *dwx1 = sc.dwx1.data(), *dwy0 = sc.dwy0.data(), *dwy1 = sc.dwy1.data();
   int32_t *kx0 = sc.kx0.data(), *kx1 = sc.kx1.data(), *ky0 = sc.ky0.data(), *ky1 = sc.ky1.data();
-  row_axis_grad<T, M>(ix, n, row.fw, kx0, wx0, dwx0, kx1, wx1, dwx1);
-  row_axis_grad<T, M>(iy, n, row.fh, ky0, wy0, dwy0, ky1, wy1, dwy1);
+  int64_t jx = 0, jy = 0;  // the first pixels left to the scalar code
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    jx = row_axis_grad_avx2<M>(ix, n, row.fw, kx0, wx0, dwx0, kx1, wx1, dwx1);
+    jy = row_axis_grad_avx2<M>(iy, n, row.fh, ky0, wy0, dwy0, ky1, wy1, dwy1);
+  }
+#endif
+  row_axis_grad<T, M>(ix + jx, n - jx, row.fw, kx0 + jx, wx0 + jx, dwx0 + jx, kx1 + jx, wx1 + jx, dwx1 + jx);
+  row_axis_grad<T, M>(iy + jy, n - jy, row.fh, ky0 + jy, wy0 + jy, dwy0 + jy, ky1 + jy, wy1 + jy, dwy1 + jy);
   RowSums<T> sums;
   if (loc) {
     T *gix = sc.gix.data(), *giy = sc.giy.data();
-    for (int64_t jj = 0; jj < n; ++jj) {  // derivatives (see derivatives()), times the output gradient
+    int64_t j0 = 0;  // the first pixel left to the scalar loop
+#if defined(__AVX2__)
+    if constexpr (std::is_same_v<T, float> && std::is_same_v<S, float>) {
+      // the taps' offsets in int32: every offset of the frame must fit
+      const int64_t reach = (row.fh - 1) * s_h + (row.fw - 1) * s_w + (C - 1) * s_c;
+      if (s_h >= 0 && s_w >= 0 && s_c >= 0 && reach < (int64_t(1) << 31)) {
+        j0 = row_derivatives_avx2<M>(n, C, gv, gv_c, src, static_cast<int32_t>(s_h), static_cast<int32_t>(s_w),
+                                     static_cast<int32_t>(s_c), kx0, kx1, ky0, ky1, wx0, wx1, wy0, wy1, dwx0, dwx1,
+                                     dwy0, dwy1, dpx, dpy, gix, giy);
+      }
+    }
+#endif
+    for (int64_t jj = j0; jj < n; ++jj) {  // derivatives (see derivatives()), times the output gradient
       T ax_c, ay_c, gx = T(0), gy = T(0);
       if constexpr (M == kNearest) {
         const T wdx = wy0[jj] * dwx0[jj], wdy = dwy0[jj] * wx0[jj];
