@@ -4,6 +4,7 @@
 #pragma once
 
 #include "sampling.h"
+#include "warp_rows.h"  // first_tap
 
 #include <algorithm>
 #include <cmath>
