@@ -11,10 +11,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
 namespace {
 
 // ------------------------------------------------------------ the forward, row by row
@@ -112,77 +108,6 @@ AUGPATCH_INLINE void row_axis(const T* loc, int64_t n, int64_t size, int64_t str
   }
 }
 
-#if defined(__AVX2__)
-// The low 32 bits of the int64 offsets p[0, 8), as eight int32 lanes.
-AUGPATCH_INLINE __m256i low_halves(const int64_t* p) {
-  const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-  const __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), order);
-  const __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4)), order);
-  return _mm256_inserti128_si256(a, _mm256_castsi256_si128(b), 1);
-}
-#endif
-
-// float32 nearest and bilinear: forward_row's pixel loop for the first pixels of a row,
-// eight at a time with AVX2 gathers (offsets in int32 lanes: the caller checks that the
-// frame's offsets fit). Per pixel and channel the same operations in the same order as
-// forward_row's scalar loop (the weights' products, then 0 + w0 * v0 + w1 * v1 + ..., each
-// multiply and add rounded on its own), so the same bits. Returns how many pixels it did
-// (0 without AVX2: the scalar loop does them all).
-template <int64_t M, int64_t NC>
-AUGPATCH_INLINE int64_t forward_row_simd(int64_t n, int64_t C, int64_t s_c, const float* frame, const int64_t* ox0,
-                                         const int64_t* ox1, const int64_t* oy0, const int64_t* oy1,
-                                         const float* wx0, const float* wx1, const float* wy0, const float* wy1,
-                                         float* dst, int64_t d_px, int64_t d_c) {
-#if defined(__AVX2__)
-  const int64_t n8 = n & ~int64_t(7);
-  for (int64_t j = 0; j < n8; j += 8) {
-    const __m256i x0 = low_halves(ox0 + j), y0 = low_halves(oy0 + j);
-    const __m256 vx0 = _mm256_loadu_ps(wx0 + j), vy0 = _mm256_loadu_ps(wy0 + j);
-    float lanes[8];
-    if constexpr (M == kNearest) {
-      const __m256i i0 = _mm256_add_epi32(y0, x0);
-      const __m256 w0 = _mm256_mul_ps(vy0, vx0);
-      for (int64_t c = 0; c < C; ++c) {
-        const float* q = frame + c * s_c;
-        const __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_mul_ps(w0, _mm256_i32gather_ps(q, i0, 4)));
-        if (d_px == 1) {
-          _mm256_storeu_ps(dst + j + c * d_c, a);
-        } else {
-          _mm256_storeu_ps(lanes, a);
-          for (int k = 0; k < 8; ++k) dst[(j + k) * d_px + c * d_c] = lanes[k];
-        }
-      }
-    } else {
-      const __m256i x1 = low_halves(ox1 + j), y1 = low_halves(oy1 + j);
-      const __m256 vx1 = _mm256_loadu_ps(wx1 + j), vy1 = _mm256_loadu_ps(wy1 + j);
-      // Grid's order: (y0, x0), (y0, x1), (y1, x0), (y1, x1)
-      const __m256 w0 = _mm256_mul_ps(vy0, vx0), w1 = _mm256_mul_ps(vy0, vx1);
-      const __m256 w2 = _mm256_mul_ps(vy1, vx0), w3 = _mm256_mul_ps(vy1, vx1);
-      const __m256i i0 = _mm256_add_epi32(y0, x0), i1 = _mm256_add_epi32(y0, x1);
-      const __m256i i2 = _mm256_add_epi32(y1, x0), i3 = _mm256_add_epi32(y1, x1);
-      for (int64_t c = 0; c < C; ++c) {
-        const float* q = frame + c * s_c;
-        __m256 a = _mm256_add_ps(_mm256_setzero_ps(), _mm256_mul_ps(w0, _mm256_i32gather_ps(q, i0, 4)));
-        a = _mm256_add_ps(a, _mm256_mul_ps(w1, _mm256_i32gather_ps(q, i1, 4)));
-        a = _mm256_add_ps(a, _mm256_mul_ps(w2, _mm256_i32gather_ps(q, i2, 4)));
-        a = _mm256_add_ps(a, _mm256_mul_ps(w3, _mm256_i32gather_ps(q, i3, 4)));
-        if (d_px == 1) {
-          _mm256_storeu_ps(dst + j + c * d_c, a);
-        } else {
-          _mm256_storeu_ps(lanes, a);
-          for (int k = 0; k < 8; ++k) dst[(j + k) * d_px + c * d_c] = lanes[k];
-        }
-      }
-    }
-  }
-  return n8;
-#else
-  (void)n, (void)C, (void)s_c, (void)frame, (void)ox0, (void)ox1, (void)oy0, (void)oy1;
-  (void)wx0, (void)wx1, (void)wy0, (void)wy1, (void)dst, (void)d_px, (void)d_c;
-  return 0;
-#endif
-}
-
 // One row of the forward (pixels [0, n) of `row`): reads `src`, writes pixel jj's
 // channel c to dst[jj * d_px + c * d_c]. Requires M != kBicubic.
 template <typename S, typename T, int64_t M, int64_t NC, typename P>
@@ -207,13 +132,7 @@ void forward_row(const P& p, const Row<T>& row, int64_t n, const S* src, S* dst,
   const bool packed = d_c == 1 && d_px == C;
   const int64_t v_px = packed ? C : 1, v_c = packed ? 1 : n;
   T* const val = sc.val.data();
-  int64_t j0 = 0;  // float32: the first pixels eight at a time where the frame's offsets fit int32
-  if constexpr (std::is_same_v<S, float> && std::is_same_v<T, float>) {
-    if ((row.fh - 1) * p.s_h + (row.fw - 1) * p.s_w < (int64_t(1) << 31) && p.s_h >= 0 && p.s_w >= 0) {
-      j0 = forward_row_simd<M, NC>(n, C, s_c, frame, ox0, ox1, oy0, oy1, wx0, wx1, wy0, wy1, dst, d_px, d_c);
-    }
-  }
-  for (int64_t jj = j0; jj < n; ++jj) {
+  for (int64_t jj = 0; jj < n; ++jj) {
     S* o = dst + jj * d_px;
     T* v = val + jj * v_px;
     if constexpr (M == kNearest) {
