@@ -255,7 +255,11 @@ def test_profile_reports_where_the_time_goes(tmp_path: Path) -> None:
     assert rc == 0
     rows = json.loads(path.read_text())["profile"]["S"]["rows"]
     assert rows["augpatch::kernel"] > 0 and rows["augpatch::plan"] > 0 and rows["augpatch::checks"] > 0
-    assert rows["operator augpatch::warp_*"] >= rows["augpatch::kernel"] * 0.5
+    # the kernel ranges nest inside the two operators (a structural fact, not a timing ratio:
+    # how the time splits between forward and backward varies with the machine's load)
+    forward, backward = rows["operator augpatch::warp_*"], rows["operator augpatch::warp_backward_*"]
+    assert forward > 0 and backward > 0
+    assert rows["augpatch::kernel"] <= (forward + backward) * 1.001
 
 
 def test_thread_clock_times_the_calling_thread(tmp_path: Path) -> None:
