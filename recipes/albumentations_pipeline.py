@@ -18,11 +18,8 @@ import json
 import albumentations as A
 import numpy as np
 
-from augpatch.integrations.albumentations import (
-    RandomPatchAffine,
-    RandomPatchHorizontalFlip,
-    benchmark_against_affine,
-)
+from augpatch.bench.adapters import albumentations_per_image
+from augpatch.integrations.albumentations import RandomPatchAffine, RandomPatchHorizontalFlip
 
 
 def main() -> None:
@@ -60,7 +57,9 @@ def main() -> None:
     assert type(restored.transforms[1]).__name__ == "RandomPatchAffine"
 
     repeats, warmup = (1, 0) if args.smoke else (20, 3)
-    timing = benchmark_against_affine((size, size), 4, repeats=repeats, warmup=warmup)
+    # the albumentations case of `python -m augpatch bench adapters` (512 x 512, 8 boxes;
+    # --smoke: its quick size), both calls interleaved
+    timing = albumentations_per_image(repeats=repeats, warmup=warmup, quick=args.smoke)
     print(
         f"albumentations recipe: {count} images, {kept} boxes kept; per image "
         f"augpatch {timing['augpatch_ms']:.2f} ms vs "

@@ -129,3 +129,15 @@ def test_every_round_runs_every_call_once_in_either_order(tmp_path: Path, order:
     assert set(report["results"]) == {"tv_tensor/nearest", "albumentations/nearest"}
     for res in report["results"].values():
         assert all(len(m["times_s"]) == 3 for m in res["methods"].values())
+
+
+def test_albumentations_per_image_is_the_benchmark_s_case() -> None:
+    """``albumentations_per_image`` (the recipe's and ``bench``'s timing against ``A.Affine``)
+    runs the ``albumentations`` case of ``bench adapters`` and reports its medians."""
+    r = bench_adapters.albumentations_per_image(repeats=2, warmup=0, quick=True, interpolation="nearest")
+    assert r["augpatch_ms"] > 0 and r["albumentations_affine_ms"] > 0
+    assert r["ratio"] == pytest.approx(r["augpatch_ms"] / r["albumentations_affine_ms"])
+    assert r["interpolation"] == "nearest" and r["target_max"] == bench_adapters.TARGETS["albumentations"]
+    assert r["scenario"]["name"] == bench_adapters.CASES["albumentations"][0]
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        bench_adapters.albumentations_per_image(repeats=0)

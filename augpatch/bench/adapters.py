@@ -74,7 +74,7 @@ from augpatch.bench.policies import make_inputs
 from augpatch.bench.scenarios import Scenario, scenarios_for
 
 __all__ = ["ADAPTER_DEFAULT", "CASES", "INTERPOLATIONS", "JUDGED_ON", "LIBRARY_DEFAULTS", "METHODS",
-           "TARGETS", "main", "run_benchmark"]
+           "TARGETS", "albumentations_per_image", "main", "run_benchmark"]
 
 METHODS = ("adapter", "library", "warp", "params")
 #: case -> (scenario, target: the most ``adapter / library`` may be)
@@ -170,6 +170,43 @@ def _calls(case: str, s: Scenario, seed: int, interpolation: str) -> dict[str, C
 
 def _row(case: str, interpolation: str) -> str:
     return f"{case}/{interpolation}"
+
+
+def albumentations_per_image(
+    *, repeats: int = 30, warmup: int = 3, threads: int = 0, clock: str = "wall", seed: int = 0,
+    quick: bool = False, interpolation: str = JUDGED_ON,
+) -> dict[str, Any]:
+    """The albumentations adapter's ``RandomPatchAffine`` against ``A.Affine``, per image.
+
+    The ``albumentations`` case of ``python -m augpatch bench adapters`` (one 512 x 512
+    uint8 image with 8 boxes, ``--quick``: 64 x 64 with 3; both inside ``A.Compose`` with
+    ``pascal_voc`` boxes, the same rotation and scale ranges, ``p=1``, both sides at
+    ``interpolation``), the same code, the two calls interleaved in a shuffled order for
+    ``warmup + repeats`` rounds; the medians in milliseconds. ``threads``: torch's threads
+    (0: as they are); ``clock``: ``"wall"`` or ``"thread"`` (needs one thread). It replaces
+    ``augpatch.integrations.albumentations.benchmark_against_affine``, which timed on its
+    own. ``python -m augpatch bench`` prints it.
+
+    Returns:
+        ``{"augpatch_ms", "albumentations_affine_ms", "ratio"`` (augpatch / Affine)
+        ``, "interpolation", "target_max", "status", "scenario"}``.
+
+    Example:
+        >>> r = albumentations_per_image(repeats=1, warmup=0, quick=True)
+        >>> sorted(r)[:3], r["ratio"] > 0
+        (['albumentations_affine_ms', 'augpatch_ms', 'interpolation'], True)
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    args = build_parser().parse_args(
+        ["--cases", "albumentations", "--methods", "adapter", "library", "--interpolation", interpolation,
+         "--threads", str(threads), "--clock", clock, "--seed", str(seed), *(["--quick"] if quick else [])])
+    args.repeats, args.warmup = repeats, warmup
+    row = next(iter(run_benchmark(args)["results"].values()))
+    ours, theirs = (row["methods"][m]["median_s"] * 1e3 for m in ("adapter", "library"))
+    return {"augpatch_ms": ours, "albumentations_affine_ms": theirs, "ratio": ours / theirs,
+            "interpolation": interpolation, "target_max": row["target_max"], "status": row["status"],
+            "scenario": row["scenario"]}
 
 
 def run_benchmark(cfg: argparse.Namespace) -> dict[str, Any]:

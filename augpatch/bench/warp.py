@@ -555,20 +555,14 @@ def _albumentations_per_image(cfg: BenchConfig) -> dict[str, Any]:
     except ImportError as exc:  # the albumentations extra is not installed
         print(f"\nalbumentations comparison skipped: {exc}")
         return {"skipped": str(exc)}
-    args = adapters.build_parser().parse_args(
-        ["--cases", "albumentations", "--methods", "adapter", "library",
-         "--interpolation", adapters.JUDGED_ON, "--threads", str(cfg.threads or 0),
-         "--clock", cfg.clock, "--seed", str(cfg.seed), *(["--quick"] if cfg.quick else [])])
-    args.repeats, args.warmup = (2, 1) if cfg.quick else (30, 3)
-    row = next(iter(adapters.run_benchmark(args)["results"].values()))
-    ours, theirs = (row["methods"][m]["median_s"] * 1e3 for m in ("adapter", "library"))
-    scenario = row["scenario"]
-    res = {"augpatch_ms": ours, "albumentations_affine_ms": theirs, "ratio": ours / theirs,
-           "target_max": row["target_max"], "status": row["status"], "scenario": scenario}
+    repeats, warmup = (2, 1) if cfg.quick else (30, 3)
+    res = adapters.albumentations_per_image(repeats=repeats, warmup=warmup, threads=cfg.threads or 0,
+                                            clock=cfg.clock, seed=cfg.seed, quick=cfg.quick)
+    ours, theirs, scenario = res["augpatch_ms"], res["albumentations_affine_ms"], res["scenario"]
     print(f"\nalbumentations adapter, per image ({scenario['height']}x{scenario['width']} uint8, "
           f"{scenario['num_objects']} objects, {adapters.JUDGED_ON}; as `bench adapters`): "
           f"RandomPatchAffine {ours:.2f} ms, A.Affine {theirs:.2f} ms (ratio {ours / theirs:.2f}; "
-          f"target <= {row['target_max']:g}x: {row['status']})")
+          f"target <= {res['target_max']:g}x: {res['status']})")
     return res
 
 

@@ -10,7 +10,7 @@ nothing but PyTorch:
 * :mod:`augpatch.integrations.torchvision`: ``torchvision.transforms.v2.Transform``
   subclasses (``RandomPatchAffine``, ...).
 * :mod:`augpatch.integrations.albumentations`: ``A.DualTransform`` subclasses
-  (``RandomPatchAffine``, ...) and ``benchmark_against_affine``.
+  (``RandomPatchAffine``, ...).
 
 Example:
     >>> import augpatch.integrations  # imports no third-party library

@@ -40,15 +40,14 @@ undeclared arguments to their defaults), so ``A.to_dict`` / ``A.from_dict`` and
 ``A.ReplayCompose`` work; a replay applies the recorded parameters to the same
 number of boxes.
 
-:func:`benchmark_against_affine` times the adapter against ``A.Affine`` on the
-same image.
+The timing of the adapter against ``A.Affine`` lives with the benchmarks:
+:func:`augpatch.bench.adapters.albumentations_per_image` (``python -m augpatch bench
+adapters``).
 """
 
 from __future__ import annotations
 
 import inspect
-import math
-import time
 import typing
 from typing import Any
 
@@ -80,7 +79,7 @@ from pydantic import Field, create_model  # noqa: E402
 
 from augpatch.functional.host import identity_objects  # noqa: E402
 
-__all__ = ["PatchDualTransform", "benchmark_against_affine", "reseed_albumentations"]  # + the generated classes
+__all__ = ["PatchDualTransform", "reseed_albumentations"]  # + the generated classes
 
 # core options the adapters do not expose (see the module docstring)
 _HIDDEN = ("generator", "same_on_batch", "drop_invalid", "p")
@@ -395,77 +394,14 @@ for _name, _core in core_classes():
 del _name, _core
 
 
-# --------------------------------------------------------------------------- benchmark
-
-
-def benchmark_against_affine(
-    image_size: tuple[int, int] = (512, 512),
-    num_objects: int = 8,
-    *,
-    repeats: int = 20,
-    warmup: int = 3,
-    degrees: float = 15.0,
-    scale: tuple[float, float] = (0.9, 1.1),
-    channels: int = 3,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Time ``RandomPatchAffine`` against ``A.Affine`` on the same image, per image.
-
-    Both run inside ``A.Compose`` with ``BboxParams(format="pascal_voc")`` on the
-    same ``uint8`` image and boxes, with the same rotation and scale ranges and
-    ``p=1``; the median wall time of ``repeats`` calls (after ``warmup`` calls) is
-    reported in milliseconds. augpatch's time includes the numpy <-> torch
-    conversion and the CPU torch core (``torch.get_num_threads()`` threads).
-
-    Returns:
-        ``{"augpatch_ms", "albumentations_affine_ms", "ratio"`` (augpatch / Affine)
-        ``, "image_size", "num_objects", "repeats", "torch_threads"}``.
-
-    Example:
-        >>> r = benchmark_against_affine((64, 64), 2, repeats=2, warmup=1)
-        >>> sorted(r)[:3]
-        ['albumentations_affine_ms', 'augpatch_ms', 'image_size']
-    """
-    import albumentations as A
-
-    if repeats < 1 or warmup < 0:
-        raise ValueError("repeats must be >= 1 and warmup >= 0")
-    height, width = image_size
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
-    xy = rng.uniform(0, 0.7, (num_objects, 2)) * [width, height]
-    wh = rng.uniform(0.1, 0.3, (num_objects, 2)) * [width, height]
-    bboxes = np.concatenate([xy, np.minimum(xy + wh, [width, height])], 1)
-    labels = list(range(num_objects))
-    bbox_params = A.BboxParams(format="pascal_voc", label_fields=["labels"])
-    ours = A.Compose(
-        [globals()["RandomPatchAffine"](degrees=degrees, scale=scale, p=1.0, p_object=1.0)],
-        bbox_params=bbox_params,
-        seed=seed,
-    )
-    theirs = A.Compose(
-        [A.Affine(rotate=(-degrees, degrees), scale=scale, p=1.0)],
-        bbox_params=bbox_params,
-        seed=seed,
-    )
-
-    def median_ms(pipeline: Any) -> float:
-        for _ in range(warmup):
-            pipeline(image=image, bboxes=bboxes, labels=labels)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            pipeline(image=image, bboxes=bboxes, labels=labels)
-            times.append((time.perf_counter() - start) * 1e3)
-        return float(np.median(times))
-
-    ours_ms, theirs_ms = median_ms(ours), median_ms(theirs)
-    return {
-        "augpatch_ms": ours_ms,
-        "albumentations_affine_ms": theirs_ms,
-        "ratio": ours_ms / theirs_ms if theirs_ms > 0 else math.inf,
-        "image_size": (height, width),
-        "num_objects": num_objects,
-        "repeats": repeats,
-        "torch_threads": torch.get_num_threads(),
-    }
+def __getattr__(name: str) -> Any:
+    """A clear error for the removed ``benchmark_against_affine`` (it moved to the benchmarks):
+    an ``ImportError``, whose message ``from ... import`` shows (an ``AttributeError``'s it
+    would replace with a generic one)."""
+    if name == "benchmark_against_affine":
+        raise ImportError(
+            "augpatch.integrations.albumentations.benchmark_against_affine was removed: the timing of "
+            "the adapter against A.Affine is augpatch.bench.adapters.albumentations_per_image(), the "
+            "albumentations case of `python -m augpatch bench adapters`"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
