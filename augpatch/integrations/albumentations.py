@@ -41,7 +41,7 @@ undeclared arguments to their defaults), so ``A.to_dict`` / ``A.from_dict`` and
 number of boxes.
 
 The timing of the adapter against ``A.Affine`` lives with the benchmarks:
-:func:`augpatch.bench.adapters.albumentations_per_image` (``python -m augpatch bench
+``augpatch.bench.adapters.albumentations_per_image()`` (``python -m augpatch bench
 adapters``).
 """
 
