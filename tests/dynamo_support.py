@@ -47,3 +47,17 @@ def fullgraph_dynamic() -> Iterator[None]:
 
         with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
             yield
+
+
+@contextlib.contextmanager
+def fresh_dynamo() -> Iterator[None]:
+    """Dynamo's caches cleared before and after: a test that compiles ``warp_patches`` sees
+    a fresh compilation, whatever compiled it earlier in the same process (past Dynamo's
+    recompile limit a function silently runs eagerly, and its backend is never called)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    try:
+        yield
+    finally:
+        torch._dynamo.reset()

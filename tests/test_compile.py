@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dynamo_support import fullgraph_dynamic, fullgraph_traces_dynamic_shapes
+from dynamo_support import fresh_dynamo, fullgraph_dynamic, fullgraph_traces_dynamic_shapes
 from reference import reference_warp
 from torch import nn
 
@@ -23,10 +23,8 @@ BACKEND = "aot_eager"
 
 @pytest.fixture(autouse=True)
 def _fresh_dynamo():
-    torch._dynamo.reset()
-    with fullgraph_dynamic():
+    with fresh_dynamo(), fullgraph_dynamic():
         yield
-    torch._dynamo.reset()
 
 
 def test_fullgraph_on_older_torch_says_which_flag_to_set():

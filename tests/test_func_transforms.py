@@ -15,6 +15,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from augpatch.functional import paste_objects, warp_patches
+from tests.dynamo_support import fresh_dynamo
 from tests.paste_reference import reference_paste
 from tests.reference import reference_warp
 
@@ -207,7 +208,8 @@ def test_grad_inside_torch_compile() -> None:
     def loss(th):
         return (warp_patches(images, boxes, th, OBJ) * weight).sum()
 
-    got = torch.compile(lambda th: torch.func.grad(loss)(th))(theta)
+    with fresh_dynamo():
+        got = torch.compile(lambda th: torch.func.grad(loss)(th))(theta)
     torch.testing.assert_close(got, _reference_grads(images, boxes, theta, weight)[2], rtol=1e-10, atol=1e-10)
 
 

@@ -161,7 +161,7 @@ def test_backward_operator_name_follows_its_schema():
 def test_inductor_graph_names_the_versioned_operator():
     """What a compiled graph records (and so what Inductor's FX-graph cache key hashes) is
     the versioned name, never a bare ``augpatch.warp``."""
-    from dynamo_support import fullgraph_dynamic
+    from dynamo_support import fresh_dynamo, fullgraph_dynamic
 
     from augpatch.functional import warp_patches
 
@@ -174,7 +174,7 @@ def test_inductor_graph_names_the_versioned_operator():
     images = torch.rand(1, 1, 8, 8)
     boxes = torch.tensor([[0, 0, 4, 4], [4, 4, 8, 8], [2, 2, 6, 6]])
     theta = torch.eye(2, 3).repeat(3, 1, 1)
-    with fullgraph_dynamic():  # torch < 2.10 needs capture_dynamic_output_shape_ops
+    with fresh_dynamo(), fullgraph_dynamic():  # torch < 2.10 needs capture_dynamic_output_shape_ops
         compiled = torch.compile(warp_patches, backend=backend, fullgraph=True)
         compiled(images, boxes, theta, torch.zeros(3, dtype=torch.long))
     assert any(warp_module.WARP_NAME in t for t in seen), seen
