@@ -50,7 +50,7 @@ def cases() -> dict[str, dict]:
     om = torch.randint(0, 16, (256,), generator=g)
     t7, t8, t256 = _theta(7, g), _theta(8, g), _theta(256, g)
     z7, z8 = torch.zeros(7, dtype=torch.long), torch.zeros(8, dtype=torch.long)
-    cl = dict(memory_format=torch.channels_last)
+    cl = {"memory_format": torch.channels_last}
     return {
         "u8 640 bilinear zeros (tv_tensor)": (u640, b640, t7, z7, {}),
         "u8 640 bilinear zeros, channels-last (tv_pil)": (u640.to(**cl), b640, t7, z7, {}),
