@@ -225,3 +225,24 @@ def test_one_or_two_integer_boxes_take_the_operator_under_vmap(num) -> None:
         leaf = candidates[k].clone().requires_grad_()
         (want,) = torch.autograd.grad((reference_warp(images, boxes, leaf, obj) * weight).sum(), leaf)
         torch.testing.assert_close(got[k], want, rtol=1e-10, atol=1e-10)
+
+
+def test_grad_and_vmap_on_the_triton_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU kernel (Triton, here in its interpreter on CPU tensors) under the transforms:
+    the same gradients and vmapped values as the reference loop."""
+    pytest.importorskip("triton")
+    from augpatch.functional import set_cpu_kernel
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    set_cpu_kernel("triton")  # the autouse fixture restores the kernel afterwards
+    images, boxes, theta, weight = _inputs(17)
+    got = torch.func.grad(lambda im, th: (warp_patches(im, boxes, th, OBJ) * weight).sum(), argnums=(0, 1))(
+        images, theta)
+    want = _reference_grads(images, boxes, theta, weight)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got[1], want[2], rtol=1e-10, atol=1e-10)
+    candidates = theta + 0.05 * torch.randn(2, 5, 2, 3, generator=torch.Generator().manual_seed(18), dtype=DT)
+    values = torch.func.vmap(lambda th: warp_patches(images, boxes, th, OBJ))(candidates)
+    for k in range(2):
+        torch.testing.assert_close(values[k], reference_warp(images, boxes, candidates[k], OBJ), rtol=1e-12,
+                                   atol=1e-12)
