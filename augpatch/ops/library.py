@@ -188,27 +188,20 @@ def register_folded_vmap(op: Any, arg_kinds: tuple[Any, ...], out_kinds: tuple[s
             else:
                 folded.append(x)
         outs = op(*folded)
-        result, dims = [], []
-        for y, kind in zip(outs, out_kinds):
-            if kind in ("batch", "rows") and not (y.dim() == 1 and y.numel() == 0):
-                result.append(y.reshape(V, y.shape[0] // V, *y.shape[1:]))
-                dims.append(0)
-            else:
-                result.append(y)
-                dims.append(None)
-        return tuple(result), tuple(dims)
+        return outputs([(y, lambda y=y: y.reshape(V, y.shape[0] // V, *y.shape[1:])) for y in outs])
 
     def per_sample(V: int, in_dims: tuple[int | None, ...], args: tuple[Any, ...]) -> tuple[Any, Any]:
         calls = [op(*(x.select(d, v) if isinstance(d, int) else x for x, d in zip(args, in_dims))) for v in range(V)]
+        return outputs([(calls[0][i], lambda i=i: torch.stack([c[i] for c in calls])) for i in range(len(out_kinds))])
+
+    def outputs(values: list[tuple[torch.Tensor, Callable[[], torch.Tensor]]]) -> tuple[Any, Any]:
+        """``(outputs, out_dims)``: each ``"batch"`` / ``"rows"`` output batched (its second
+        element builds ``[V, ...]``; a ``[0]`` placeholder stays), the others as they are."""
         result, dims = [], []
-        for i, kind in enumerate(out_kinds):
-            first = calls[0][i]
-            if kind in ("batch", "rows") and not (first.dim() == 1 and first.numel() == 0):
-                result.append(torch.stack([c[i] for c in calls]))
-                dims.append(0)
-            else:
-                result.append(first)
-                dims.append(None)
+        for (y, batched), kind in zip(values, out_kinds):
+            vmapped = kind in ("batch", "rows") and not (y.dim() == 1 and y.numel() == 0)
+            result.append(batched() if vmapped else y)
+            dims.append(0 if vmapped else None)
         return tuple(result), tuple(dims)
 
     op.register_vmap(rule)
