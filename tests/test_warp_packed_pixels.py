@@ -125,3 +125,35 @@ def test_nearest_moves_whole_pixels_with_zeros_outside():
     pixels = out.permute(0, 2, 3, 1)
     zero = (pixels == 0).all(-1)
     assert zero.any() and (pixels[~zero] != 0).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_a_batch_of_one_with_any_batch_stride(dtype, mode):
+    """``image[None]`` of a channels-last ``[C, H, W]`` image has batch stride C, not
+    ``C * H * W``: the kernel reads it in place all the same (its size-1 batch dimension
+    places no element); the same output as the dense batch, values and, for floats, the
+    gradients of the reference loop."""
+    planar = _planar(4, seed=12)[:1]
+    if dtype != torch.uint8:
+        planar = planar.to(dtype) / 255
+    image = planar[0].permute(1, 2, 0).contiguous().permute(2, 0, 1)  # [4, H, W] channels-last
+    batch = image[None]
+    assert batch.stride(0) == 4 and batch.stride()[1:] == (1, 4 * 29, 4)
+    keep = BOXES[OBJ == 0]
+    theta = _theta(13)[OBJ == 0]
+    obj = torch.zeros(keep.shape[0], dtype=torch.long)
+    before = batch.clone()
+    out = warp_patches(batch, keep, theta, obj, mode=mode)
+    assert torch.equal(batch, before)
+    assert torch.equal(out, warp_patches(planar, keep, theta, obj, mode=mode))
+    if dtype == torch.uint8:
+        return
+    expected = reference_warp(planar, keep, theta, obj, mode=mode)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    x = batch.clone().requires_grad_()
+    y = planar.clone().requires_grad_()
+    weight = torch.randn(planar.shape, generator=torch.Generator().manual_seed(14))
+    (g_x,) = torch.autograd.grad((warp_patches(x, keep, theta, obj, mode=mode) * weight).sum(), [x])
+    (g_y,) = torch.autograd.grad((reference_warp(y, keep, theta, obj, mode=mode) * weight).sum(), [y])
+    torch.testing.assert_close(g_x, g_y, atol=1e-5, rtol=1e-5)

@@ -799,6 +799,17 @@ at::Tensor empty_batch(c10::IntArrayRef sizes, c10::IntArrayRef strides, const a
   return out;
 }
 
+// Whether `t`'s elements lie where `strides` puts them: the same strides, but for a dimension
+// of size 1, whose stride no element uses (a [1, C, H, W] view made by unsqueeze or [None]
+// has the plan's layout whatever its batch stride).
+bool same_layout(const at::Tensor& t, c10::IntArrayRef strides) {
+  if (t.dim() != static_cast<int64_t>(strides.size())) return false;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) != 1 && t.stride(d) != strides[d]) return false;
+  }
+  return true;
+}
+
 // A copy of `images` with the plan's strides (the working copy of the batch).
 at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
   at::Tensor out = empty_batch(images.sizes(), strides_of(p), images.options());
@@ -843,7 +854,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(const at::Tensor& imag
   // the working copy, filled image by image by the forward itself (forward_impl)
   at::Tensor work = empty_batch(images.sizes(), strides_of(p), images.options());
   // levels that read the input batch read it directly where its layout is the plan's
-  const bool same = images.strides() == c10::IntArrayRef(strides_of(p));
+  const bool same = same_layout(images, strides_of(p));
   const at::Tensor read = same ? images : at::empty({0}, images.options());
   auto kept = warp_forward(work, read, images, params.contiguous(), objects, level_objects, opt, per_pixel, true);
   return {work, kept[0].reshape({-1}), kept[1].reshape({-1})};

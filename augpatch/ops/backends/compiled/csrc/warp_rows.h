@@ -114,10 +114,10 @@ AUGPATCH_INLINE void row_axis(const T* loc, int64_t n, int64_t size, int64_t str
 // one 32-bit word, else C bytes), or zeros where its tap is outside the frame. The same
 // bytes as forward_row's channel loop (a tap inside: its value; outside: 0).
 AUGPATCH_INLINE void copy_pixel(const uint8_t* s, bool inside, int64_t C, uint8_t* o) {
-  if (C == 4) {
+  if (C == 4) {  // no branch: the word and-ed with all ones (inside) or zeros
     uint32_t v;
     std::memcpy(&v, s, 4);
-    v = inside ? v : uint32_t(0);
+    v &= uint32_t(0) - static_cast<uint32_t>(inside);
     std::memcpy(o, &v, 4);
   } else if (inside) {
     std::memcpy(o, s, static_cast<size_t>(C));
