@@ -157,3 +157,22 @@ def test_a_batch_of_one_with_any_batch_stride(dtype, mode):
     (g_x,) = torch.autograd.grad((warp_patches(x, keep, theta, obj, mode=mode) * weight).sum(), [x])
     (g_y,) = torch.autograd.grad((reference_warp(y, keep, theta, obj, mode=mode) * weight).sum(), [y])
     torch.testing.assert_close(g_x, g_y, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("overlap", ["sequential", "parallel"])
+def test_in_place_warp_of_packed_pixels_equals_planar(mode, overlap):
+    """The kernel in place on a batch the caller owns (``warp_forward_`` / ``box_warp_``,
+    as the policies' box-only ops and ``warp_in_boxes(..., inplace=True)`` run it): every
+    level through the pixel-major result buffer; the same bytes as the planar warp."""
+    from augpatch.policies.functional import warp_in_boxes
+
+    planar = _planar(4, seed=15)
+    packed = planar.contiguous(memory_format=torch.channels_last)
+    for seed in (16, 17):
+        theta = _theta(seed)
+        expected = warp_patches(planar, BOXES, theta, OBJ, mode=mode, overlap=overlap)
+        work = packed.clone()
+        out = warp_in_boxes(work, BOXES, theta, OBJ, mode=mode, overlap=overlap, inplace=True)
+        assert out.data_ptr() == work.data_ptr()
+        assert torch.equal(work, expected), seed
