@@ -198,6 +198,12 @@ def test_pil_pixels_are_the_image_s_own_memory(mode) -> None:
     if hasattr(image, "__arrow_c_array__"):  # Pillow >= 11.2 exports its pixels
         bands = len(image.getbands())
         assert view.shape == (4, H, W) and torch.equal(view[:bands], TF.pil_to_tensor(image))
+        # batched: the same memory with a dense channels-last batch's strides (the warp's
+        # output layout: the compiled kernel reads it in place and copies it as one block)
+        batch = _pil_pixels(image, batched=True)
+        assert batch.shape == (1, 4, H, W) and batch.data_ptr() == view.data_ptr()
+        assert batch.stride() == torch.empty_like(batch).stride() == (4 * H * W, 1, 4 * W, 4)
+        assert torch.equal(batch[0], view)
     else:  # an older Pillow (pyproject allows >= 10): the adapter copies instead
         assert view is None
     assert _pil_pixels(image.convert("L")) is None

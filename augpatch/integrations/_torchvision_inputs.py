@@ -124,7 +124,7 @@ _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 
-def _pil_pixels(image: PIL.Image.Image) -> Tensor | None:
+def _pil_pixels(image: PIL.Image.Image, batched: bool = False) -> Tensor | None:
     """The pixels of an ``RGB`` / ``RGBA`` PIL image as a ``[4, H, W]`` uint8 view of its
     own memory (channels-last strides), without a copy, or ``None`` where Pillow does not
     export it so (another mode, rows not in one block, an older Pillow).
@@ -134,7 +134,10 @@ def _pil_pixels(image: PIL.Image.Image) -> Tensor | None:
     (``Image.__arrow_c_array__``, Pillow >= 11.2: ``W * H`` fixed-size lists of 4
     uint8). The view keeps the export alive (so the memory stays valid while the view
     lives) and is read only by the warp (it is the user's image). Channel 3 of an ``RGB``
-    image is Pillow's padding byte.
+    image is Pillow's padding byte. ``batched``: ``[1, 4, H, W]`` with the strides of a
+    dense channels-last batch (the warp's own output layout, so that the compiled kernel
+    reads it as it is and copies it as one block; ``pixels[None]`` would get a batch
+    stride of 4).
     """
     if image.mode not in ("RGB", "RGBA") or not hasattr(image, "__arrow_c_array__"):
         return None
@@ -153,7 +156,10 @@ def _pil_pixels(image: PIL.Image.Image) -> Tensor | None:
         return None
     memory = (ctypes.c_uint8 * (4 * width * height)).from_address(child.buffers[1])
     memory._export = (schema, array)  # type: ignore[attr-defined]  # released with the view
-    return torch.frombuffer(memory, dtype=torch.uint8).view(height, width, 4).permute(2, 0, 1)
+    pixels = torch.frombuffer(memory, dtype=torch.uint8)
+    if batched:
+        return pixels.view(1, height, width, 4).permute(0, 3, 1, 2)
+    return pixels.view(height, width, 4).permute(2, 0, 1)
 
 
 def _tensor_pil(image: Tensor, mode: str) -> PIL.Image.Image:

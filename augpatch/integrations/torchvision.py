@@ -449,9 +449,9 @@ class PatchTransform(v2.Transform):
         """A PIL image as ``[1, C, H, W]``, once per call: Pillow's own memory where the
         core reads it as well (:func:`reads_pil_pixels`), else converted."""
         if reads_pil_pixels(self.core, image.mode):
-            pixels = _pil_pixels(image)
+            pixels = _pil_pixels(image, batched=True)
             if pixels is not None:
-                return pixels[None]
+                return pixels
         return self._image_tensor(image, batched=True)
 
     def _batch(self, image: Any, params: dict[str, Any]) -> Tensor:

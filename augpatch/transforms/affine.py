@@ -373,16 +373,13 @@ class RandomPatchAffine(PatchAugmentationBase):
             self.align_corners,
         )
         # _affine_from_params: exactly the identity where every parameter is neutral, and
-        # gate_theta: the identity where the coin said no
-        neutral = (
-            (angle == 0)
-            & (translate == 0).all(1)
-            & (scale == 1).all(1)
-            & (shear == 0).all(1)
-        )
+        # gate_theta: the identity where the coin said no (a range not given is neutral)
+        neutral = (scale == 1).all(1)
+        for rng, value in ((degrees, angle), (translate_r, translate), (shear_r, shear)):
+            if rng is not None:
+                neutral &= (value == 0) if value.ndim == 1 else (value == 0).all(1)
         keep = coins & ~neutral
-        eye = np.array([[1, 0, 0], [0, 1, 0]], ftype)
-        theta = torch.from_numpy(np.where(keep[:, None, None], theta_np, eye))
+        theta = torch.from_numpy(np.where(keep[:, None, None], theta_np, np.eye(2, 3, dtype=ftype)))
         return {**params, "theta": theta, "batch_prob": batch_prob}
 
     def parameter_bounds(

@@ -301,6 +301,13 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
     if (!direct(l)) span = p.parallel ? lv.pix.back() : std::max(span, lv.pix[l + 1] - lv.pix[l]);
   }
   std::vector<S> result(static_cast<size_t>(C * span));
+  // Where a pixel's channels are C consecutive elements of the batch (channels-last: s_c 1,
+  // s_w C; e.g. Pillow's 4-byte pixels), the levels that cannot write straight into `work`
+  // keep their values pixel-major in `result` ([span, C]), so that `write` moves each row as
+  // one block; else channel-major ([C, span]), one block per channel of a row. The same
+  // values either way.
+  const bool packed = C > 1 && p.s_c == 1 && p.s_w == C;
+  const int64_t r_px = packed ? C : 1, r_c = packed ? 1 : span;  // result's strides
   const int64_t longest = max_row(rw);
   // the row path's first taps are int32 (warp_rows.h, row_axis): frames under 2^30 a side
   const bool row_sized = std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
@@ -328,7 +335,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
             if (to_work) {
               forward_row<S, T, M, NC>(p, row, n, src, base + o0, p.s_w, p.s_c, rows);
             } else {
-              forward_row<S, T, M, NC>(p, row, n, src, result.data() + (p0 - res0), 1, span, rows);
+              forward_row<S, T, M, NC>(p, row, n, src, result.data() + (p0 - res0) * r_px, r_px, r_c, rows);
             }
             continue;
           }
@@ -342,7 +349,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
             S* o = base + o0 + jj * p.s_w;
             for (int64_t c = 0; c < C; ++c) o[c * p.s_c] = store<S>(acc[c]);
           } else {
-            for (int64_t c = 0; c < C; ++c) result[c * span + px - res0] = store<S>(acc[c]);
+            for (int64_t c = 0; c < C; ++c) result[c * r_c + (px - res0) * r_px] = store<S>(acc[c]);
           }
           if (save) {
             for (int64_t c = 0; c < C; ++c) {
@@ -360,10 +367,16 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
     const int64_t s_c = p.s_c, s_w = p.s_w, stride = span;
     // row by row, one channel at a time, with every pointer and stride in a local (a
     // byte store may alias anything the lambda reaches by reference)
+    const bool whole = packed;  // pixel-major values: a row is one block
     at::parallel_for(rw.first_row[ka], rw.first_row[kb], kRowGrain, [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
         const int64_t n = rw.len(r);
         S* const o = base + rw.out(r);
+        if (whole) {
+          const S* const v = res + (rw.pix(r) - res0) * C;
+          std::copy(v, v + n * C, o);
+          continue;
+        }
         const S* const v = res + (rw.pix(r) - res0);
         for (int64_t c = 0; c < C; ++c) {
           S* const oc = o + c * s_c;
@@ -786,6 +799,17 @@ at::Tensor empty_batch(c10::IntArrayRef sizes, c10::IntArrayRef strides, const a
   return out;
 }
 
+// Whether `t`'s elements lie where `strides` puts them: the same strides, but for a dimension
+// of size 1, whose stride no element uses (a [1, C, H, W] view made by unsqueeze or [None]
+// has the plan's layout whatever its batch stride).
+bool same_layout(const at::Tensor& t, c10::IntArrayRef strides) {
+  if (t.dim() != static_cast<int64_t>(strides.size())) return false;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) != 1 && t.stride(d) != strides[d]) return false;
+  }
+  return true;
+}
+
 // A copy of `images` with the plan's strides (the working copy of the batch).
 at::Tensor plan_copy(const at::Tensor& images, const Params& p) {
   at::Tensor out = empty_batch(images.sizes(), strides_of(p), images.options());
@@ -830,7 +854,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_op(const at::Tensor& imag
   // the working copy, filled image by image by the forward itself (forward_impl)
   at::Tensor work = empty_batch(images.sizes(), strides_of(p), images.options());
   // levels that read the input batch read it directly where its layout is the plan's
-  const bool same = images.strides() == c10::IntArrayRef(strides_of(p));
+  const bool same = same_layout(images, strides_of(p));
   const at::Tensor read = same ? images : at::empty({0}, images.options());
   auto kept = warp_forward(work, read, images, params.contiguous(), objects, level_objects, opt, per_pixel, true);
   return {work, kept[0].reshape({-1}), kept[1].reshape({-1})};

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -108,6 +109,37 @@ AUGPATCH_INLINE void row_axis(const T* loc, int64_t n, int64_t size, int64_t str
   }
 }
 
+// uint8 nearest where a pixel's C channels are C consecutive bytes in the source and the
+// destination (channels-last, Pillow's 4-byte pixels): each pixel moves whole (4 bytes as
+// one 32-bit word, else C bytes), or zeros where its tap is outside the frame. The same
+// bytes as forward_row's channel loop (a tap inside: its value; outside: 0).
+AUGPATCH_INLINE void copy_pixel(const uint8_t* s, bool inside, int64_t C, uint8_t* o) {
+  if (C == 4) {  // no branch: the word and-ed with all ones (inside) or zeros
+    uint32_t v;
+    std::memcpy(&v, s, 4);
+    v &= uint32_t(0) - static_cast<uint32_t>(inside);
+    std::memcpy(o, &v, 4);
+  } else if (inside) {
+    std::memcpy(o, s, static_cast<size_t>(C));
+  } else {
+    std::memset(o, 0, static_cast<size_t>(C));
+  }
+}
+
+template <typename T>
+AUGPATCH_INLINE void nearest_pixels(const uint8_t* frame, const int64_t* oy0, const int64_t* ox0, const T* wy0, const T* wx0,
+                    int64_t n, int64_t C, uint8_t* dst, int64_t d_px) {
+  if (C == 4 && d_px == 4) {
+    for (int64_t jj = 0; jj < n; ++jj) {
+      copy_pixel(frame + oy0[jj] + ox0[jj], wy0[jj] * wx0[jj] != T(0), 4, dst + jj * 4);
+    }
+    return;
+  }
+  for (int64_t jj = 0; jj < n; ++jj) {
+    copy_pixel(frame + oy0[jj] + ox0[jj], wy0[jj] * wx0[jj] != T(0), C, dst + jj * d_px);
+  }
+}
+
 // One row of the forward (pixels [0, n) of `row`): reads `src`, writes pixel jj's
 // channel c to dst[jj * d_px + c * d_c]. Requires M != kBicubic.
 template <typename S, typename T, int64_t M, int64_t NC, typename P>
@@ -123,6 +155,12 @@ void forward_row(const P& p, const Row<T>& row, int64_t n, const S* src, S* dst,
   const S* frame = src + row.frame;
   const int64_t *ox0 = sc.ox0.data(), *ox1 = sc.ox1.data(), *oy0 = sc.oy0.data(), *oy1 = sc.oy1.data();
   const T *wx0 = sc.wx0.data(), *wx1 = sc.wx1.data(), *wy0 = sc.wy0.data(), *wy1 = sc.wy1.data();
+  if constexpr (M == kNearest && std::is_same_v<S, uint8_t>) {
+    if (s_c == 1 && d_c == 1) {  // a pixel's channels are C consecutive bytes on both sides
+      nearest_pixels(frame, oy0, ox0, wy0, wx0, n, C, dst, d_px);
+      return;
+    }
+  }
   // uint8 bilinear: the values go to a buffer first, then are rounded and stored in a
   // pass the compiler vectorises (store's rint and clamp): [n, C] when the destination's
   // pixels are C contiguous channels (channels-last), so that pass is one contiguous
