@@ -470,13 +470,14 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
   const bool by_row = M != kBicubic && p.padding != kImage && !per_pixel &&
                       std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
   // sequential row path with contiguous rows ("dense"): a unit is one object, whose reads
-  // land in its own box (patch-relative padding), the pixels whose output gradients it took
-  // out. Its scatter sums into a dense zeroed [C, h * w] array in cache (not into the
-  // batch-sized buffer, whose channel planes alias in the cache), which then replaces the
-  // box in g: each address gets the same additions in the same order, starting from the
-  // same zero as the taken-out buffer, so the same bits. Its derivatives read the values
-  // the object read from a dense copy of its box too ([C, h * w], box_of / patch_of), in
-  // cache and without the channel planes' aliasing, where they are the input batch's.
+  // land in its own box (patch-relative padding), the pixels of its output gradients. They
+  // are read in g itself (nothing else touches the box meanwhile), and the scatter sums
+  // into a dense zeroed [C, h * w] array in cache (not into the batch-sized buffer, whose
+  // channel planes alias in the cache), which then replaces the box in g: each address
+  // gets the same additions in the same order, starting from the same zero as the
+  // taken-out (zeroed) box of the other paths, so the same bits. Its derivatives read the
+  // values the object read from a dense copy of its box too ([C, h * w], box_of /
+  // patch_of), in cache and without the channel planes' aliasing.
   const bool dense = by_row && !p.parallel && p.s_w == 1;
   auto take = [&](int64_t out, int64_t px, T* dst, int64_t stride) {
     T* o = g + out;
@@ -533,9 +534,9 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
         const T* taken = pending.data();  // [C, stride], pixel px at px - res0
         int64_t stride = total, res0 = 0;
         // dense: the unit's reads are summed in `sums` (dense, see above), which then
-        // replace its output gradients in g
+        // replace its output gradients in g; until then g holds them: read there, not taken
         const bool into_sums = dense && to_buffer;
-        if (!p.parallel) {
+        if (!p.parallel && !into_sums) {
           res0 = rw.pix(r0);
           stride = rw.pix(r1 - 1) + rw.len(r1 - 1) - res0;
           local.resize(static_cast<size_t>(C * stride));
@@ -545,14 +546,18 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
               for (int64_t c = 0; c < C; ++c) {
                 T* o = g + o0 + c * p.s_c;
                 std::copy(o, o + n, local.data() + c * stride + p0);
-                if (!into_sums) std::fill(o, o + n, T(0));
+                std::fill(o, o + n, T(0));
               }
             } else {
               for (int64_t jj = 0; jj < n; ++jj) take(o0 + jj * p.s_w, p0 + jj, local.data(), stride);
             }
           }
           taken = local.data();
-          if (into_sums) sums.assign(static_cast<size_t>(C * stride), T(0));
+        }
+        if (into_sums) {
+          res0 = rw.pix(r0);
+          stride = rw.pix(r1 - 1) + rw.len(r1 - 1) - res0;
+          sums.assign(static_cast<size_t>(C * stride), T(0));
         }
         int64_t patch_k = -1;
         bool from_patch = false;  // the derivatives read `patch` (this unit's object)
@@ -578,7 +583,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
             if (by_row) {
               const int64_t pw = rw.width[k], pn = pw * rw.height[k];
               const RowSums<T> s = backward_row<S, T, M, NC>(
-                  p, row, n, taken + (p0 - res0), stride, p.need_loc, from_patch ? patch.data() : (p.need_loc ? images + row.frame : nullptr),
+                  p, row, n, into_sums ? g + rw.out(r) : taken + (p0 - res0), into_sums ? p.s_c : stride, p.need_loc, from_patch ? patch.data() : (p.need_loc ? images + row.frame : nullptr),
                   from_patch ? pw : p.s_h, from_patch ? 1 : p.s_w, from_patch ? pn : p.s_c,
                   g_col_x, g_col_y, to_buffer, into_sums ? sums.data() : g + row.frame, into_sums ? pw : p.s_h,
                   into_sums ? 1 : p.s_w, into_sums ? pn : p.s_c, row_scratch);
@@ -647,7 +652,7 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
             go[5] += sum_iy;
           }
         }
-        if (into_sums) {  // the unit's sums replace its output gradients (taken above)
+        if (into_sums) {  // the unit's sums replace its output gradients (read above)
           for (int64_t r = r0; r < r1; ++r) {
             const int64_t n = rw.len(r), p0 = rw.pix(r) - res0, o0 = rw.out(r);
             for (int64_t c = 0; c < C; ++c) {
