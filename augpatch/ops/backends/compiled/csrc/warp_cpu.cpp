@@ -60,6 +60,25 @@ struct MaskLayout {
 // from the input batch (an earlier level wrote it); `kept0` (image dtype) holds those values,
 // pixel-major [count, C]. Every other pixel the level read is the input batch's, which the
 // backward reads again: so only the pixels earlier levels overwrote are kept.
+// The pixels of object k's box in `images` (plan layout: `out` of each row), channel-major
+// into `patch` ([C, h * w]).
+template <typename S, typename P>
+void box_of(int64_t k, const Plan& rw, const P& p, const S* images, std::vector<S>& patch) {
+  const int64_t w = rw.width[k], h = rw.height[k], n = w * h, C = p.channels;
+  patch.resize(static_cast<size_t>(C * n));
+  for (int64_t y = 0; y < h; ++y) {
+    const S* src = images + rw.out(rw.first_row[k] + y);
+    for (int64_t c = 0; c < C; ++c) {
+      S* dst = patch.data() + c * n + y * w;
+      if (p.s_w == 1) {
+        std::copy(src + c * p.s_c, src + c * p.s_c + w, dst);
+      } else {
+        for (int64_t x = 0; x < w; ++x) dst[x] = src[x * p.s_w + c * p.s_c];
+      }
+    }
+  }
+}
+
 template <typename S>
 struct Compact {
   MaskLayout ml;
@@ -73,19 +92,8 @@ struct Compact {
   // set, else the input batch `images` (plan layout: `out` of each row).
   template <typename P>
   void patch_of(int64_t k, const Plan& rw, const P& p, const S* images, std::vector<S>& patch) const {
-    const int64_t w = rw.width[k], h = rw.height[k], n = w * h, C = p.channels;
-    patch.resize(static_cast<size_t>(C * n));
-    for (int64_t y = 0; y < h; ++y) {  // the input batch's rows
-      const S* src = images + rw.out(rw.first_row[k] + y);
-      for (int64_t c = 0; c < C; ++c) {
-        S* dst = patch.data() + c * n + y * w;
-        if (p.s_w == 1) {
-          std::copy(src + c * p.s_c, src + c * p.s_c + w, dst);
-        } else {
-          for (int64_t x = 0; x < w; ++x) dst[x] = src[x * p.s_w + c * p.s_c];
-        }
-      }
-    }
+    box_of(k, rw, p, images, patch);
+    const int64_t n = rw.width[k] * rw.height[k], C = p.channels;
     const S* v = values + offsets[k - ml.k0] * C;  // then the kept values, in pixel order
     const uint64_t* bits = mask + (ml.word[k - ml.k0] - ml.word[0]);
     for (int64_t wd = 0; wd < ml.word[k - ml.k0 + 1] - ml.word[k - ml.k0]; ++wd) {
@@ -474,6 +482,16 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
   // row path's first taps are int32: frames under 2^30 a side
   const bool by_row = M != kBicubic && p.padding != kImage && !per_pixel &&
                       std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
+  // sequential row path with contiguous rows ("dense"): a unit is one object, whose reads
+  // land in its own box (patch-relative padding), the pixels of its output gradients. They
+  // are read in g itself (nothing else touches the box meanwhile), and the scatter sums
+  // into a dense zeroed [C, h * w] array in cache (not into the batch-sized buffer, whose
+  // channel planes alias in the cache), which then replaces the box in g: each address
+  // gets the same additions in the same order, starting from the same zero as the
+  // taken-out (zeroed) box of the other paths, so the same bits. Its derivatives read the
+  // values the object read from a dense copy of its box too ([C, h * w], box_of /
+  // patch_of), in cache and without the channel planes' aliasing.
+  const bool dense = by_row && !p.parallel && p.s_w == 1;
   auto take = [&](int64_t out, int64_t px, T* dst, int64_t stride) {
     T* o = g + out;
     for (int64_t c = 0; c < C; ++c) {
@@ -521,13 +539,17 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
       Taps<T, M> tp;
       std::vector<T> local;  // sequential: the output gradients of this unit
       std::vector<S> patch;  // kept: the patch the object read, [C, h * w]
+      std::vector<T> sums;   // dense: the unit's gradient sums, [C, stride]
       RowGradScratch<T> row_scratch(by_row ? longest : 0);
       for (int64_t run = ib; run < ie; ++run) {
         const int64_t r0 = runs[run], r1 = runs[run + 1];
         if (!p.parallel && run + 1 < ie) prefetch_unit(runs[run + 1], runs[run + 2]);
         const T* taken = pending.data();  // [C, stride], pixel px at px - res0
         int64_t stride = total, res0 = 0;
-        if (!p.parallel) {
+        // dense: the unit's reads are summed in `sums` (dense, see above), which then
+        // replace its output gradients in g; until then g holds them: read there, not taken
+        const bool into_sums = dense && to_buffer;
+        if (!p.parallel && !into_sums) {
           res0 = rw.pix(r0);
           stride = rw.pix(r1 - 1) + rw.len(r1 - 1) - res0;
           local.resize(static_cast<size_t>(C * stride));
@@ -545,7 +567,13 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           }
           taken = local.data();
         }
+        if (into_sums) {
+          res0 = rw.pix(r0);
+          stride = rw.pix(r1 - 1) + rw.len(r1 - 1) - res0;
+          sums.assign(static_cast<size_t>(C * stride), T(0));
+        }
         int64_t patch_k = -1;
+        bool from_patch = false;  // the derivatives read `patch` (this unit's object)
         for (int64_t r = r0; r < r1; ++r) {
           const Row<T> row(tb, rw, r, p.padding == kImage);
           T* g_col_x = gr.col_x + rw.col(r);
@@ -558,15 +586,20 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
           if (kept && p.need_loc && k != patch_k) {
             cp.patch_of(k, rw, p, images, patch);
             patch_k = k;
+            from_patch = true;
+          } else if (dense && p.need_loc && !kept && k != patch_k) {
+            box_of(k, rw, p, images, patch);
+            patch_k = k;
+            from_patch = true;
           }
           if constexpr (M != kBicubic) {
             if (by_row) {
-              const bool from_patch = kept && p.need_loc;
-              const int64_t pw = rw.width[k];
+              const int64_t pw = rw.width[k], pn = pw * rw.height[k];
               const RowSums<T> s = backward_row<S, T, M, NC>(
-                  p, row, n, taken + (p0 - res0), stride, p.need_loc, from_patch ? patch.data() : (p.need_loc ? images + row.frame : nullptr),
-                  from_patch ? pw : p.s_h, from_patch ? 1 : p.s_w, from_patch ? pw * rw.height[k] : p.s_c,
-                  g_col_x, g_col_y, to_buffer, g + row.frame, row_scratch);
+                  p, row, n, into_sums ? g + rw.out(r) : taken + (p0 - res0), into_sums ? p.s_c : stride, p.need_loc, from_patch ? patch.data() : (p.need_loc ? images + row.frame : nullptr),
+                  from_patch ? pw : p.s_h, from_patch ? 1 : p.s_w, from_patch ? pn : p.s_c,
+                  g_col_x, g_col_y, to_buffer, into_sums ? sums.data() : g + row.frame, into_sums ? pw : p.s_h,
+                  into_sums ? 1 : p.s_w, into_sums ? pn : p.s_c, row_scratch);
               sum_dgx = s.dgx;
               sum_dgy = s.dgy;
               sum_x1 = s.x1;
@@ -630,6 +663,15 @@ void backward_impl(at::Tensor& g_buf, const S* images, const Tables<T>& tb, cons
             go[3] += sum_y1;
             go[4] += sum_ix;
             go[5] += sum_iy;
+          }
+        }
+        if (into_sums) {  // the unit's sums replace its output gradients (read above)
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t n = rw.len(r), p0 = rw.pix(r) - res0, o0 = rw.out(r);
+            for (int64_t c = 0; c < C; ++c) {
+              const T* a = sums.data() + c * stride + p0;
+              std::copy(a, a + n, g + o0 + c * p.s_c);
+            }
           }
         }
       }

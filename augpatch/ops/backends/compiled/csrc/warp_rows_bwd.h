@@ -212,12 +212,13 @@ AUGPATCH_INLINE int64_t row_derivatives_avx2(int64_t n, int64_t C, const float* 
 // each value read from `src` (the frame's top-left element, strides s_h, s_w, s_c: the
 // input batch or the patch the level read), added to the table entries col_x / col_y
 // (this row's columns) and returned as the row's sums. With `scatter`: w * gv of every tap
-// added to `g` (the frame's top-left element of the gradient buffer, the plan's strides).
-// Requires M != kBicubic and patch-relative padding.
+// added to `g` (the frame's top-left element of where the gradient is summed, strides g_h,
+// g_w, g_c: the gradient buffer in the plan's strides, or backward_impl's dense sums of one
+// patch). Requires M != kBicubic and patch-relative padding.
 template <typename S, typename T, int64_t M, int64_t NC, typename P>
 RowSums<T> backward_row(const P& p, const Row<T>& row, int64_t n, const T* gv, int64_t gv_c, bool loc,
                         const S* src, int64_t s_h, int64_t s_w, int64_t s_c, T* col_x, T* col_y, bool scatter, T* g,
-                        RowGradScratch<T>& sc) {
+                        int64_t g_h, int64_t g_w, int64_t g_c, RowGradScratch<T>& sc) {
   static_assert(M != kBicubic, "backward_row: nearest and bilinear only");
   const int64_t C = NC > 0 ? NC : p.channels;
   T *ix = sc.ix.data(), *iy = sc.iy.data(), *dpx = sc.dpx.data(), *dpy = sc.dpy.data();
@@ -308,7 +309,6 @@ RowSums<T> backward_row(const P& p, const Row<T>& row, int64_t n, const T* gv, i
     }
   }
   if (scatter) {
-    const int64_t g_c = p.s_c, g_h = p.s_h, g_w = p.s_w;
     for (int64_t jj = 0; jj < n; ++jj) {
       if constexpr (M == kNearest) {
         const T w = wy0[jj] * wx0[jj];
