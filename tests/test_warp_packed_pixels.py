@@ -160,6 +160,33 @@ def test_a_batch_of_one_with_any_batch_stride(dtype, mode):
 
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_a_batch_of_one_view_with_theta_gradient(mode):
+    """The backward reads ``image[None]`` (batch stride C) in place for the location
+    gradient as well: theta's and the image's gradients equal the reference loop's on the
+    dense planar batch (float64), and the image is left as it was."""
+    planar = (_planar(4, seed=15)[:1].to(torch.float64) / 255)
+    leaf = planar[0].permute(1, 2, 0).contiguous().permute(2, 0, 1).requires_grad_()  # channels-last
+    batch = leaf[None]
+    assert batch.stride(0) == 4
+    keep = BOXES[OBJ == 0]
+    theta = _theta(16)[OBJ == 0].to(torch.float64).requires_grad_()
+    obj = torch.zeros(keep.shape[0], dtype=torch.long)
+    before = leaf.detach().clone()
+    weight = torch.randn(planar.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(17))
+    out = warp_patches(batch, keep, theta, obj, mode=mode)
+    g_img, g_theta = torch.autograd.grad((out * weight).sum(), [leaf, theta])
+    y = planar.clone().requires_grad_()
+    t = theta.detach().clone().requires_grad_()
+    expected = reference_warp(y, keep, t, obj, mode=mode)
+    e_img, e_theta = torch.autograd.grad((expected * weight).sum(), [y, t])
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(g_img, e_img[0], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(g_theta, e_theta, atol=1e-10, rtol=1e-10)
+    assert torch.equal(leaf.detach(), before)
+    assert compiled_kernel_calls(batch.detach(), keep, theta.detach(), obj, mode=mode), "not the compiled kernel"
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 @pytest.mark.parametrize("overlap", ["sequential", "parallel"])
 def test_in_place_warp_of_packed_pixels_equals_planar(mode, overlap):
     """The kernel in place on a batch the caller owns (``warp_forward_`` / ``box_warp_``,

@@ -928,7 +928,7 @@ std::vector<at::Tensor> backward_into_buffer(at::Tensor& g_buf, const at::Tensor
   const bool need_loc = p.need_loc;
   at::Tensor source = at::empty({0}, images.options());
   if (need_loc) {
-    source = images.strides() == c10::IntArrayRef(strides_of(p)) ? images : plan_copy(images, p);
+    source = same_layout(images, strides_of(p)) ? images : plan_copy(images, p);
   }
   std::vector<at::Tensor> kept{kept0, kept1};
   if (p.padding == kImage) {  // [dvdx, dvdy], [C, pixels] each
