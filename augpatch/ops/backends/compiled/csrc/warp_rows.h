@@ -12,6 +12,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__SSE4_1__)
+#include <immintrin.h>
+#endif
+
 namespace {
 
 // ------------------------------------------------------------ the forward, row by row
@@ -26,13 +30,14 @@ namespace {
 
 // Per-thread scratch of forward_row, [n] each: the locations of both axes, then per
 // axis the offsets and weights of its taps (nearest: one; bilinear: two); [C, n] the
-// values of the row before they are rounded to uint8.
+// values of the row before they are rounded to uint8 (and 4 more: bilinear_pixels_bytes
+// writes a whole 4-lane register per pixel).
 template <typename T>
 struct RowScratch {
   std::vector<T> ix, iy, wx0, wx1, wy0, wy1, val;
   std::vector<int64_t> ox0, ox1, oy0, oy1;
   RowScratch(int64_t n, int64_t channels)
-      : ix(n), iy(n), wx0(n), wx1(n), wy0(n), wy1(n), val(n * channels), ox0(n), ox1(n), oy0(n), oy1(n) {}
+      : ix(n), iy(n), wx0(n), wx1(n), wy0(n), wy1(n), val(n * channels + 4), ox0(n), ox1(n), oy0(n), oy1(n) {}
 };
 
 // The longest row of a plan (its widest patch), and its tallest patch.
@@ -140,6 +145,46 @@ AUGPATCH_INLINE void nearest_pixels(const uint8_t* frame, const int64_t* oy0, co
   }
 }
 
+#if defined(__SSE4_1__)
+// uint8 bilinear where a pixel's C (3 or 4) channels are consecutive bytes on both sides
+// (channels-last: Pillow's 4-byte pixels, albumentations' HWC arrays): each pixel's
+// channels in the lanes of one SSE register, every lane repeating forward_row's scalar
+// operations in their order (the weights' products, then 0 + w0 * v0, + w1 * v1, ...: mul
+// then add, each rounded, no FMA), so every channel gets the scalar code's bits. The
+// values go to val [n, C] for forward_row's rounding pass; pixel jj's register is stored at
+// val + jj * C (with C = 3 its fourth lane, 0, lands where pixel jj + 1 is stored next, or
+// in val's slack after the last pixel). A 3-byte pixel is read byte by byte (a 4-byte read
+// could pass the end of the batch); tests/test_warp_packed_pixels.py checks the bytes
+// against the planar warp.
+AUGPATCH_INLINE __m128 pixel_lanes(const uint8_t* q, int64_t C) {
+  uint32_t u;
+  if (C == 4) {
+    std::memcpy(&u, q, 4);
+  } else {
+    u = uint32_t(q[0]) | (uint32_t(q[1]) << 8) | (uint32_t(q[2]) << 16);
+  }
+  return _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(static_cast<int>(u))));
+}
+
+AUGPATCH_INLINE void bilinear_pixels_bytes(const uint8_t* frame, const int64_t* oy0, const int64_t* ox0,
+                                           const int64_t* oy1, const int64_t* ox1, const float* wy0,
+                                           const float* wx0, const float* wy1, const float* wx1, int64_t n,
+                                           int64_t C, float* val) {
+  for (int64_t jj = 0; jj < n; ++jj) {
+    // Grid's order: (y0, x0), (y0, x1), (y1, x0), (y1, x1)
+    const float w0 = wy0[jj] * wx0[jj], w1 = wy0[jj] * wx1[jj], w2 = wy1[jj] * wx0[jj], w3 = wy1[jj] * wx1[jj];
+    const uint8_t* s0 = frame + oy0[jj] + ox0[jj];
+    const int64_t d1 = ox1[jj] - ox0[jj], d2 = oy1[jj] - oy0[jj];
+    __m128 a = _mm_setzero_ps();
+    a = _mm_add_ps(a, _mm_mul_ps(_mm_set1_ps(w0), pixel_lanes(s0, C)));
+    a = _mm_add_ps(a, _mm_mul_ps(_mm_set1_ps(w1), pixel_lanes(s0 + d1, C)));
+    a = _mm_add_ps(a, _mm_mul_ps(_mm_set1_ps(w2), pixel_lanes(s0 + d2, C)));
+    a = _mm_add_ps(a, _mm_mul_ps(_mm_set1_ps(w3), pixel_lanes(s0 + d1 + d2, C)));
+    _mm_storeu_ps(val + jj * C, a);
+  }
+}
+#endif  // __SSE4_1__
+
 // One row of the forward (pixels [0, n) of `row`): reads `src`, writes pixel jj's
 // channel c to dst[jj * d_px + c * d_c]. Requires M != kBicubic.
 template <typename S, typename T, int64_t M, int64_t NC, typename P>
@@ -170,7 +215,16 @@ void forward_row(const P& p, const Row<T>& row, int64_t n, const S* src, S* dst,
   const bool packed = d_c == 1 && d_px == C;
   const int64_t v_px = packed ? C : 1, v_c = packed ? 1 : n;
   T* const val = sc.val.data();
-  for (int64_t jj = 0; jj < n; ++jj) {
+  bool done = false;  // the values are in val already
+#if defined(__SSE4_1__)
+  if constexpr (kBytes && std::is_same_v<T, float>) {
+    if (s_c == 1 && packed && (C == 3 || C == 4)) {
+      bilinear_pixels_bytes(frame, oy0, ox0, oy1, ox1, wy0, wx0, wy1, wx1, n, C, val);
+      done = true;
+    }
+  }
+#endif
+  for (int64_t jj = 0; jj < (done ? 0 : n); ++jj) {
     S* o = dst + jj * d_px;
     T* v = val + jj * v_px;
     if constexpr (M == kNearest) {
