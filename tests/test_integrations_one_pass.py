@@ -229,3 +229,23 @@ def test_keep_on_arrays_is_keep_on_tensors_at_the_threshold(dtype) -> None:
     rows = np.array([[3.0, 5.0, 3.0 + s, 6.0] for s in sizes]
                     + [[0.25, 7.0, 1.0, 7.0 + s] for s in sizes], dtype)
     assert np.array_equal(np.asarray(keep_mask(rows)), keep_mask(torch.from_numpy(rows)).numpy())
+
+
+@pytest.mark.parametrize("resample", ["nearest", "bilinear", "bicubic"])
+def test_which_pil_images_the_warp_reads_in_place(resample) -> None:
+    """RGBA always, RGB at ``nearest``, and at ``bilinear`` where the CPU warp computes a
+    4-byte pixel's channels together (the compiled kernel on x86): the adapter then warps
+    Pillow's RGBX pixels, and its output equals the converted RGB image's warp."""
+    from augpatch.integrations._torchvision_call import reads_pil_pixels, warps_whole_pixels
+
+    core = T.RandomPatchAffine(degrees=20.0, p=1.0, resample=resample)
+    whole = resample == "nearest" or (resample == "bilinear" and warps_whole_pixels())
+    assert reads_pil_pixels(core, "RGB") == whole
+    assert reads_pil_pixels(core, "RGBA") and not reads_pil_pixels(core, "L")
+    t = AT.RandomPatchAffine(degrees=20.0, p=1.0, resample=resample)
+    image = _image("pil", torch.Generator().manual_seed(9))
+    boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(H, W))
+    out, _ = t(image, {"boxes": boxes, "labels": torch.arange(4)})
+    again, _ = t(tv_tensors.Image(TF.pil_to_tensor(image)), {"boxes": boxes, "labels": torch.arange(4)},
+                 params=t.last_params)
+    assert out.mode == "RGB" and torch.equal(TF.pil_to_tensor(out), again.as_subclass(torch.Tensor))
