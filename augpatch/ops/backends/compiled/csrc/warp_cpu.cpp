@@ -836,6 +836,14 @@ at::Tensor empty_batch(c10::IntArrayRef sizes, c10::IntArrayRef strides, const a
   }();
   if (advise && out.device().is_cpu() && last > first) {
     madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+    // With several intra-op threads the copy that fills the buffer faults its huge pages from
+    // several threads at once, which some kernels (virtual machines: this project's 2-core
+    // machines) serialise at a cost of 10-100x: a 50 MB buffer took 200-350 ms where one
+    // thread takes 8 ms (benchmarks/huge_page_faults.py). So the calling thread faults them
+    // first, one write per huge page (the caller overwrites the whole buffer anyway).
+    if (at::get_num_threads() > 1) {
+      for (uintptr_t a = first; a < last; a += kHuge) *reinterpret_cast<volatile char*>(a) = 0;
+    }
   }
 #endif
   return out;
