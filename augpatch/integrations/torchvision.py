@@ -102,6 +102,7 @@ from augpatch.integrations._torchvision_call import (  # noqa: E402
     _parses_its_boxes,
     reads_pil_pixels,
     takes_hooks,
+    warp_pil_copy,
 )
 from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _ROTATED,
@@ -341,6 +342,10 @@ class PatchTransform(v2.Transform):
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
         hooks = params.get("hooks")
+        if hooks is not None and isinstance(image, PIL.Image.Image):
+            warped = warp_pil_copy(self.core, image, hooks)  # Pillow's copy, warped in place
+            if warped is not None:
+                return warped
         if hooks is not None:  # the core's image hook alone (see _call)
             out = self.core.apply_transform_image(self._batch(image, params), hooks)
         else:
