@@ -208,11 +208,22 @@ def _in_place_kernel(images: Tensor, boxes: Tensor, out: Tensor, padding_mode: s
             and padding_mode != "image")
         or torch.compiler.is_compiling()
         or transforms_active()
-        or out.stride() != work_strides(out)
+        or not _work_layout(out)
     ):
         return None
     name, kernel = kernel_for(images.device)
     return getattr(kernel, "ops", None) if name == "compiled" else None
+
+
+def _work_layout(out: Tensor) -> bool:
+    """Whether ``out`` has the warp's own strides (``work_strides``: those of
+    ``torch.empty_like(out)``): a dense contiguous or channels-last tensor's exactly (which
+    ``empty_like`` keeps), else asked of ``work_strides`` (a meta allocation)."""
+    b, c, h, w = out.shape
+    stride = out.stride()
+    if stride == (c * h * w, h * w, w, 1) or stride == (h * w * c, 1, w * c, c):
+        return True
+    return stride == work_strides(out)
 
 
 def _checked(

@@ -11,13 +11,26 @@ import torch
 from torch import Tensor
 
 import augpatch.functional as F
-from augpatch.functional.checks import check_out, host_arithmetic
+from augpatch.functional.checks import check_out, host_arithmetic, values_visible
 from augpatch.transforms.pipeline import PatchCall, _any, image_regions, never_inverted
 
 
 def _plain_cpu(t: Tensor) -> bool:
     """A plain CPU tensor without gradient (its values may go through NumPy)."""
     return t.device.type == "cpu" and type(t) is Tensor and not t.requires_grad
+
+
+def _coins(applied: Tensor) -> tuple[bool, bool]:
+    """``(any, all)`` of the bool ``applied [N]``: read once on the host for a plain CPU
+    tensor whose values are visible (``all`` is then known: microseconds instead of a
+    ``torch.where``); else ``(_any(applied), False)`` (``all`` not asked)."""
+    if type(applied) is Tensor and applied.is_cpu and applied.dtype == torch.bool and values_visible(applied):
+        try:
+            coins = applied.numpy()
+        except RuntimeError:  # pragma: no cover - torch without NumPy
+            return _any(applied), False
+        return bool(coins.any()), bool(coins.all())
+    return _any(applied), False
 
 
 class TargetMixin:
@@ -52,7 +65,7 @@ class TargetMixin:
         writes there itself, the other cases (masks, ``region``, nothing applied) copy the
         result into it.
         """
-        moves = _any(applied)
+        moves, every = _coins(applied)
         if out is not None and (masks or region is not None or not moves):
             check_out(out, images, {"boxes": boxes, "theta": theta, "obj_to_img": obj_to_img},
                       function=f"{type(self).__name__}.warp_objects")
@@ -60,7 +73,8 @@ class TargetMixin:
                                                masks=masks, reverse=reverse, region=region))
         if not moves:  # nothing moves: no warp at all
             return images.clone()
-        boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
+        if not every:  # the objects not applied: no pixel
+            boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
         source = images if region is None else images.masked_fill(~region, 0)
         if reverse:
             boxes, theta, obj_to_img = boxes.flip(0), theta.flip(0), obj_to_img.flip(0)
