@@ -135,13 +135,15 @@ def check_finite(name: str, value: Tensor) -> None:
         return
     if not value.is_floating_point() or not value.numel():
         return
-    if (_NUMPY and value.is_cpu and value.dtype in _HOST_DTYPES and value.numel() <= 4096
-            and not value.is_neg()):
-        import numpy as np  # a few values: NumPy's test is half of torch's few-op cost
+    value = value.detach()  # isfinite is composite (abs, ne, eq): no graph recorded
+    if (_NUMPY and type(value) is Tensor and value.is_cpu and value.dtype in _HOST_DTYPES
+            and value.numel() <= 4096 and not value.is_neg()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(value)):
+        import numpy as np  # a few plain values: NumPy's test is half of torch's few-op cost
 
-        finite = bool(np.isfinite(value.detach().numpy()).all())
-    else:  # detached: isfinite is composite (abs, ne, eq) and would otherwise record a graph
-        finite = bool(torch.isfinite(value.detach()).all())
+        finite = bool(np.isfinite(value.numpy()).all())
+    else:
+        finite = bool(torch.isfinite(value).all())
     if not finite:
         raise ValueError(f"{name} contains NaN or Inf values")
 
