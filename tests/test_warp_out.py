@@ -220,3 +220,19 @@ def test_image_hook_and_warp_objects_with_out(masks):
     assert torch.equal(aug.warp_objects(images, boxes, call.theta, O2I, nothing, out=out), images)
     with pytest.raises(ValueError, match="out must have the shape"):
         aug.apply_transform_image(images, call, out=images[:1])
+
+
+def test_image_hook_with_out_on_a_padded_batch():
+    """``padding_mode="image"`` in a padded batch (a region per image): the warp with the
+    region, then copied into ``out``; the same values as without ``out``."""
+    images, boxes, theta = _batch(torch.float64)
+    sizes = torch.tensor([[40, 50], [30, 42]])
+    aug = RandomPatchAffine(degrees=30.0, p=1.0, padding_mode="image",
+                            generator=torch.Generator().manual_seed(4))
+    p = aug.forward_parameters(images.shape, boxes, O2I, image_sizes=sizes)
+    call = aug.make_call(p, p["patches"], O2I, p["patches"], sizes)
+    expected = aug.apply_transform_image(images, call)
+    assert not torch.equal(expected, images)
+    out = torch.empty_like(images)
+    assert aug.apply_transform_image(images, call, out=out) is out
+    assert torch.equal(out, expected)

@@ -86,8 +86,8 @@ class TargetMixin:
         args = (source, boxes, theta, obj_to_img)
         if masks:
             out = F.warp_masks(*args, **options)
-        else:
-            return F.warp_patches(*args, mode=self.resample, out=out, **options)
+        else:  # out: given only without region (above)
+            out = F.warp_patches(*args, mode=self.resample, out=out, **options)
         return out if region is None else torch.where(region, out, images)
 
     def move_object_boxes(
