@@ -236,3 +236,27 @@ def test_image_hook_with_out_on_a_padded_batch():
     out = torch.empty_like(images)
     assert aug.apply_transform_image(images, call, out=out) is out
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_out_half_precision_and_box_lists(dtype, mode):
+    images, boxes, theta = _batch(torch.float32)
+    images = images.to(dtype)
+    expected = warp_patches(images, boxes, theta, O2I, mode=mode)
+    out = torch.empty_like(images)
+    assert torch.equal(warp_patches(images, boxes, theta, O2I, mode=mode, out=out), expected)
+    listed = [boxes[:3], boxes[3:]]  # obj_to_img implied (O2I)
+    out = torch.empty_like(images)
+    assert torch.equal(warp_patches(images, listed, theta, mode=mode, out=out), expected)
+
+
+def test_out_is_a_strided_view_warped_in_place():
+    """``out=images`` where ``images`` is not in the warp's layout: computed, then copied."""
+    wide = torch.rand(2, 3, 40, 100)
+    view = wide[..., ::2]
+    _, boxes, theta = _batch(torch.float32)
+    expected = warp_patches(view, boxes, theta, O2I)
+    between = wide[..., 1::2].clone()
+    assert warp_patches(view, boxes, theta, O2I, out=view) is view
+    assert torch.equal(view, expected) and torch.equal(wide[..., 1::2], between)
