@@ -244,7 +244,7 @@ class PatchTransform(v2.Transform):
         None, "batch_size": B, "canvas": (H, W), "images": [(image, tensor), ...]}`` where
         ``p`` holds ``theta``, ``batch_prob``, ``patches``, ``obj_to_img`` and the core's
         human parameters and ``images`` pairs each image input with its ``[B, C, H, W]``
-        tensor (a PIL image is converted here, once per call), or ``{"augpatch": None}``
+        tensor (a PIL image converted once, or a stand-in: :meth:`_pil_batch`), or ``{"augpatch": None}``
         when the sample has no boxes (nothing moves). For a core whose call and box hooks
         are ``PatchAugmentationBase``'s, also ``"hooks"`` (the ``PatchCall`` each image is
         warped with by the core's ``apply_transform_image``: the core's ``make_call``) and
