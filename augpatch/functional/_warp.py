@@ -24,11 +24,10 @@ from augpatch.functional.checks import (
     values_checked_later,
 )
 from augpatch.functional.warp import warp_in_place
-from augpatch.ops import warp_op
+from augpatch.ops import compiled_ops, warp_op
 from augpatch.ops.library import call_op, transforms_active
 from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects, work_strides
 from augpatch.ops.profiling import region
-from augpatch.ops.settings import kernel_for
 from augpatch.ops.values import check_image_index
 from augpatch.ops.warp import WarpFunction, cpp_autograd_applies, plain_eager, warp_autograd
 
@@ -211,8 +210,7 @@ def _in_place_kernel(images: Tensor, boxes: Tensor, out: Tensor, padding_mode: s
         or not _work_layout(out)
     ):
         return None
-    name, kernel = kernel_for(images.device)
-    return getattr(kernel, "ops", None) if name == "compiled" else None
+    return compiled_ops(images.device)  # the compiled kernel if the CPU setting runs it
 
 
 def _work_layout(out: Tensor) -> bool:
