@@ -17,14 +17,16 @@ from augpatch.functional.checks import (
     check_bool,
     check_choice,
     check_images,
+    check_out,
     check_same_device,
     check_theta,
     parse_boxes,
     values_checked_later,
 )
-from augpatch.ops import warp_op
+from augpatch.functional.warp import warp_in_place
+from augpatch.ops import compiled_ops, warp_op
 from augpatch.ops.library import call_op, transforms_active
-from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects
+from augpatch.ops.plan import clip_to_canvas, metadata, pixel_rects, work_strides
 from augpatch.ops.profiling import region
 from augpatch.ops.values import check_image_index
 from augpatch.ops.warp import WarpFunction, cpp_autograd_applies, plain_eager, warp_autograd
@@ -44,6 +46,7 @@ def warp_patches(
     padding_mode: str = "zeros",
     align_corners: bool = False,
     overlap: str = "sequential",
+    out: Tensor | None = None,
 ) -> Tensor:
     """Warp each object's patch by its own affine ``theta`` and paste it back.
 
@@ -83,9 +86,18 @@ def warp_patches(
             where boxes overlap). Identical when no two boxes of an image overlap,
             except with ``padding_mode="image"``, where an object also reads around
             its box and so sees earlier objects' output in ``sequential`` mode.
+        out: ``None``, or a tensor of the shape, dtype and device of ``images`` to write
+            the result into (returned): the same values as without it, bit for bit.
+            ``out=images`` warps ``images`` in place; any other ``out`` must share no
+            memory with the arguments. No autograd (refused where a tensor requires
+            grad, as torch's ``out=``). On the CPU with the compiled kernel, and ``out``
+            in the warp's own layout (that of ``torch.empty_like(images)``), the kernel
+            writes into ``out`` itself (in place: no copy of the batch); elsewhere the
+            result is computed, then copied into ``out`` (also under ``torch.compile``).
 
     Returns:
-        ``[B, C, H, W]`` tensor of the dtype and memory format of ``images``.
+        ``[B, C, H, W]`` tensor of the dtype and memory format of ``images`` (``out`` when
+        given).
 
     Float boxes: normalised coordinates follow the continuous box (``u = 2(x -
     x1)/(x2 - x1) - 1``; with ``align_corners=True`` the centres of the first
@@ -122,7 +134,14 @@ def warp_patches(
         >>> out = warp_patches(images, boxes, flip, torch.tensor([0, 1]), mode="nearest")
         >>> torch.equal(out[0, :, 8:24, 8:40], images[0, :, 8:24, 8:40].flip(-1))
         True
+        >>> same = images.clone()
+        >>> _ = warp_patches(same, boxes, flip, torch.tensor([0, 1]), mode="nearest", out=same)
+        >>> torch.equal(same, out)
+        True
     """
+    if out is not None:
+        return _warp_out(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners,
+                         overlap, out)
     transformed = transforms_active()  # torch.func: always the operator (the few path reads values)
     with region("checks"):
         few_theta = None if transformed else _few_checked(images, boxes, theta, obj_to_img, mode, padding_mode,
@@ -146,6 +165,63 @@ def warp_patches(
     if cpp_autograd_applies(images, boxes, theta, obj_to_img):  # eager CPU, with gradients
         return warp_autograd(*args)
     return call_op(warp_op, WarpFunction, *args)[0]  # torch.func transforms: WarpFunction
+
+
+def _warp_out(
+    images: Tensor, boxes: BoxesLike, theta: Tensor, obj_to_img: Tensor | None, mode: str,
+    padding_mode: str, align_corners: bool, overlap: str, out: object,
+) -> Tensor:
+    """:func:`warp_patches` with ``out=``: checked (:func:`check_out`), then the compiled
+    kernel in place on ``out`` where it would run the call (:func:`_in_place_kernel`), else
+    the result computed and copied into ``out``."""
+    images, boxes, theta, obj_to_img = _checked(images, boxes, theta, obj_to_img, mode,
+                                                padding_mode, align_corners, overlap)
+    out = check_out(out, images, {"boxes": boxes, "theta": theta, "obj_to_img": obj_to_img})
+    ops = _in_place_kernel(images, boxes, out, padding_mode)
+    if ops is None:
+        result = warp_patches(images, boxes, theta, obj_to_img, mode=mode,
+                              padding_mode=padding_mode, align_corners=align_corners,
+                              overlap=overlap)
+        return out.copy_(result)
+    if not (out.data_ptr() == images.data_ptr() and out.stride() == images.stride()):
+        out.copy_(images)
+    num = boxes.shape[0]
+    if num == 0:
+        return out
+    if obj_to_img is None:
+        obj_to_img = torch.zeros(num, dtype=torch.long, device=boxes.device)
+    return warp_in_place(ops, out, boxes, theta.reshape(-1, 2, 3), obj_to_img, mode,
+                         padding_mode, align_corners, overlap)
+
+
+def _in_place_kernel(images: Tensor, boxes: Tensor, out: Tensor, padding_mode: str) -> object | None:
+    """The compiled kernel's operators where :func:`warp_patches` would run it and it can
+    write into ``out`` itself: a plain eager call (no tracing, no ``torch.func`` transform)
+    on the CPU, the compiled kernel selected, ``out`` in the warp's layout, and not the
+    few-objects path (:func:`_warp_few`: float images, at most ``_FEW_OBJECTS`` boxes,
+    patch-relative padding), whose reference arithmetic the kernel does not repeat bit for
+    bit. ``None`` otherwise."""
+    if (
+        images.device.type != "cpu"
+        or (images.dtype in _FEW_DTYPES and boxes.shape[0] <= _FEW_OBJECTS
+            and padding_mode != "image")
+        or torch.compiler.is_compiling()
+        or transforms_active()
+        or not _work_layout(out)
+    ):
+        return None
+    return compiled_ops(images.device)  # the compiled kernel if the CPU setting runs it
+
+
+def _work_layout(out: Tensor) -> bool:
+    """Whether ``out`` has the warp's own strides (``work_strides``: those of
+    ``torch.empty_like(out)``): a dense contiguous or channels-last tensor's exactly (which
+    ``empty_like`` keeps), else asked of ``work_strides`` (a meta allocation)."""
+    b, c, h, w = out.shape
+    stride = out.stride()
+    if stride == (c * h * w, h * w, w, 1) or stride == (h * w * c, 1, w * c, c):
+        return True
+    return stride == work_strides(out)
 
 
 def _checked(

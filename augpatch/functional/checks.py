@@ -86,11 +86,29 @@ def values_visible(value: Tensor) -> bool:
     operator ``augpatch::warp`` repeats them on the real tensors when the graph runs.
     Also ``False`` inside :func:`values_checked_later`.
     """
-    if value.device.type == "meta" or torch.compiler.is_compiling() or _DEFERRED.on:
+    if _DEFERRED.on or value.is_meta or torch.compiler.is_compiling():
         return False
+    if (  # a plain tensor, not functionalized or wrapped: not fake (is_fake's own tests, ~4 us)
+        type(value) is Tensor
+        and not torch._is_functional_tensor(value)
+        and not torch._C._functorch.is_functorch_wrapped_tensor(value)
+    ):
+        return True
     from torch._subclasses.fake_tensor import is_fake
 
     return not is_fake(value)
+
+
+def _numpy_importable() -> bool:
+    try:
+        import numpy  # noqa: F401
+    except ImportError:  # pragma: no cover - torch without NumPy
+        return False
+    return True
+
+
+_NUMPY = _numpy_importable()
+_HOST_DTYPES = (torch.float32, torch.float64)
 
 
 def host_arithmetic(*tensors: Tensor) -> bool:
@@ -103,29 +121,30 @@ def host_arithmetic(*tensors: Tensor) -> bool:
         >>> host_arithmetic(torch.zeros(3, 4)), host_arithmetic(torch.zeros(3, 4, requires_grad=True))
         (True, False)
     """
+    if not _NUMPY:  # pragma: no cover - torch without NumPy
+        return False
     for t in tensors:
-        if (
-            t.device.type != "cpu"
-            or t.dtype not in (torch.float32, torch.float64)
-            or t.requires_grad
-            or type(t) is not Tensor
-        ):
+        if type(t) is not Tensor or not t.is_cpu or t.requires_grad or t.dtype not in _HOST_DTYPES:
             return False
-    if not values_visible(tensors[0]) or torch._C._are_functorch_transforms_active():
-        return False
-    try:
-        import numpy  # noqa: F401
-    except ImportError:  # pragma: no cover - torch without NumPy
-        return False
-    return True
+    return values_visible(tensors[0]) and not torch._C._are_functorch_transforms_active()
 
 
 def check_finite(name: str, value: Tensor) -> None:
     """Raise ``ValueError`` if a floating tensor holds NaN or Inf (when its values are visible)."""
     if not values_visible(value):  # no values to look at; other checks still apply
         return
-    # detached: isfinite is composite (abs, ne, eq) and would otherwise record a graph
-    if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value.detach()).all()):
+    if not value.is_floating_point() or not value.numel():
+        return
+    value = value.detach()  # isfinite is composite (abs, ne, eq): no graph recorded
+    if (_NUMPY and type(value) is Tensor and value.is_cpu and value.dtype in _HOST_DTYPES
+            and value.numel() <= 4096 and not value.is_neg()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(value)):
+        import numpy as np  # a few plain values: NumPy's test is half of torch's few-op cost
+
+        finite = bool(np.isfinite(value.numpy()).all())
+    else:
+        finite = bool(torch.isfinite(value).all())
+    if not finite:
         raise ValueError(f"{name} contains NaN or Inf values")
 
 
@@ -294,6 +313,104 @@ def check_same_device(**tensors: Tensor | None) -> None:
     if len(set(devices.values())) > 1:
         listed = ", ".join(f"{n} on {d}" for n, d in devices.items())
         raise ValueError(f"all tensors must be on the same device, got {listed}")
+
+
+def _byte_span(t: Tensor) -> tuple[int, int]:
+    """The bytes ``[start, end)`` of ``t``'s elements in its storage (empty: ``(0, 0)``)."""
+    if t.numel() == 0:
+        return 0, 0
+    last = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
+    start = t.data_ptr()
+    return start, start + (last + 1) * t.element_size()
+
+
+def _writes_twice(t: Tensor) -> bool:
+    """Whether two elements of ``t`` may share memory (an expanded or overlapping view):
+    the dims of size > 1 sorted by stride, each stride must pass the extent of the smaller
+    ones (torch's own test for ``out=`` refuses the stride-0 case; this one also the rest)."""
+    extent = 0
+    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride(), strict=True)
+                               if s > 1):
+        if stride <= extent:
+            return True
+        extent += (size - 1) * stride
+    return False
+
+
+def check_out(
+    out: object, like: Tensor, inputs: dict[str, Tensor | None], name: str = "out",
+    function: str = "warp_patches",
+) -> Tensor:
+    """Validate an ``out=`` tensor for a result of ``like``'s shape, dtype and device.
+
+    ``out`` must be a strided ``torch.Tensor`` of exactly ``like``'s shape, dtype and device
+    (no resize, no cast: ``TypeError`` / ``ValueError`` naming ``name``), with no element
+    in memory twice (an expanded view). Its memory may be ``like``'s exactly (the same
+    elements at the same addresses: the call works in place) but must share no byte with
+    ``like`` otherwise, nor with any tensor of ``inputs`` (a partial overlap would read what
+    the call has already written). No autograd: with grad mode on, refused when ``out``,
+    ``like`` or an input requires grad (``RuntimeError``, as torch's own ``out=`` functions).
+    Under ``torch.compile`` tracing the memory is not visible: the overlap checks are left
+    out there (the caller computes the result before it writes ``out``).
+
+    Example:
+        >>> images = torch.zeros(1, 3, 4, 4)
+        >>> check_out(images, images, {}) is images
+        True
+        >>> check_out(torch.zeros(1, 3, 4, 5), images, {})
+        Traceback (most recent call last):
+        ...
+        ValueError: out must have the shape of images (1, 3, 4, 4), got (1, 3, 4, 5)
+    """
+    out = check_tensor(name, out)
+    if out.layout != torch.strided:
+        raise ValueError(f"{name} must be a strided (dense) tensor, got layout {out.layout}")
+    if out.shape != like.shape:
+        raise ValueError(
+            f"{name} must have the shape of images {tuple(like.shape)}, got {tuple(out.shape)}"
+        )
+    if out.dtype != like.dtype:
+        raise TypeError(f"{name} must have the dtype of images ({like.dtype}), got {out.dtype}")
+    if out.device != like.device:
+        raise ValueError(f"{name} must be on the device of images ({like.device}), got {out.device}")
+    if _writes_twice(out):
+        raise ValueError(
+            f"{name} has elements that share memory (e.g. an expanded tensor); give a tensor "
+            "whose every element has memory of its own (e.g. torch.empty_like(images))"
+        )
+    if torch.is_grad_enabled():
+        needs = [n for n, t in {"images": like, **inputs, name: out}.items()
+                 if isinstance(t, Tensor) and t.requires_grad]
+        if needs:
+            raise RuntimeError(
+                f"{function}(..., {name}=...) does not support automatic differentiation, but "
+                f"{', '.join(needs)} requires grad; call it without {name}= or under "
+                "torch.no_grad()"
+            )
+    if values_visible(out) and out.device.type != "meta":
+        _check_out_memory(out, like, inputs, name)
+    return out
+
+
+def _check_out_memory(out: Tensor, like: Tensor, inputs: dict[str, Tensor | None], name: str) -> None:
+    """:func:`check_out`'s overlap checks (real tensors only)."""
+    if out.numel() == 0:
+        return
+    storage = out.untyped_storage().data_ptr()
+    span = None
+    for other_name, t in (("images", like), *inputs.items()):
+        if (not isinstance(t, Tensor) or t.device != out.device or t.numel() == 0
+                or t.untyped_storage().data_ptr() != storage):
+            continue  # another storage: nothing shared
+        if t is like and t.data_ptr() == out.data_ptr() and t.stride() == out.stride():
+            continue  # exactly the images: in place
+        lo, hi = span = span or _byte_span(out)
+        t_lo, t_hi = _byte_span(t)
+        if t_lo < hi and lo < t_hi:
+            raise ValueError(
+                f"{name} shares memory with {other_name} (partly: other elements or other "
+                f"strides); give {name}=images itself to work in place, or a tensor of its own"
+            )
 
 
 def parse_boxes(

@@ -98,7 +98,8 @@ def transform_boxes_arrays(patches: Any, theta: Any, clip: bool, align_corners: 
         raise ValueError(
             f"theta is singular (not invertible) for object(s) {idx} (its forward map is undefined)"
         )
-    inv = np.stack((d, -b, -c, a), -1).reshape(-1, 2, 2) / det[:, None, None]  # ia ib; ic id
+    inv = np.empty((det.shape[0], 2, 2), det.dtype)  # ia ib; ic id
+    inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 0], inv[:, 1, 1] = d / det, (-b) / det, (-c) / det, a / det
     back = -(inv[:, :, 0] * move[:, None, 0] + inv[:, :, 1] * move[:, None, 1])  # itx, ity
     # the 4 corners moved forward and their envelope
     xs, ys = patches[:, None, [0, 2, 2, 0]], patches[:, None, [1, 1, 3, 3]]
@@ -183,8 +184,11 @@ def patch_affine_theta(
     zero, one = patches.dtype.type(0), patches.dtype.type(1)
     m00, m01, m02 = inv0 * ia, inv0 * ib, inv0 * itx + (-cx) * inv0
     m10, m11, m12 = inv1 * ic, inv1 * id_, inv1 * ity + (-cy) * inv1
-    row0 = np.stack((m00 * sd0, m01 * sd1, (m00 * cx + m01 * cy) + m02), -1)
-    row1 = np.stack((m10 * sd0, m11 * sd1, (m10 * cx + m11 * cy) + m12), -1)
-    row0 = np.where(deg_x[:, None], np.array([one, zero, zero]), row0)
-    row1 = np.where(deg_y[:, None], np.array([zero, one, zero]), row1)
-    return np.stack((row0, row1), 1)
+    theta = np.empty((patches.shape[0], 2, 3), patches.dtype)  # filled element by element
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 0, 2] = m00 * sd0, m01 * sd1, (m00 * cx + m01 * cy) + m02
+    theta[:, 1, 0], theta[:, 1, 1], theta[:, 1, 2] = m10 * sd0, m11 * sd1, (m10 * cx + m11 * cy) + m12
+    if deg_x.any():
+        theta[deg_x, 0] = (one, zero, zero)
+    if deg_y.any():
+        theta[deg_y, 1] = (zero, one, zero)
+    return theta

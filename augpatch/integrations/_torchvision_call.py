@@ -7,8 +7,8 @@ parameters once per sample (the core's ``forward_parameters``), builds the call 
 records it (the base's ``record_call``) and applies it to
 each input through the core's ``apply_transform_*`` hooks: the same steps as the core's
 ``forward``, from the same methods (``tests/test_integrations_one_pass.py`` compares the
-outputs and ``last_params`` bit for bit). This module holds only the tests of when that
-route is taken.
+outputs and ``last_params`` bit for bit). This module holds the tests of when that
+route is taken, and its warp of a PIL image in place (:func:`warp_pil_copy`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import functools
 import platform
 from typing import Any
 
+import PIL.Image
 import torch
 
+from augpatch.integrations._torchvision_inputs import _pil_pixels
 from augpatch.ops import compiled_ops
 from augpatch.transforms import PatchAugmentationBase
 
@@ -86,3 +88,26 @@ def takes_hooks(core: Any, p: dict[str, Any]) -> bool:
         return False
     theta, applied, patches = p["theta"], p["batch_prob"], p["patches"]
     return applied.dtype == torch.bool and theta.dtype == patches.dtype and "gate" not in p
+
+
+def warp_pil_copy(core: Any, image: PIL.Image.Image, hooks: Any) -> PIL.Image.Image | None:
+    """The output PIL image of ``core``'s image hook on ``image``, warped in place: Pillow's
+    copy of ``image`` (one ``memcpy``), its pixels warped where they lie (the hook's
+    ``apply_transform_image(pixels, hooks, out=pixels)`` on the copy's own memory,
+    :func:`~augpatch.integrations._torchvision_inputs._pil_pixels`); ``None`` where ``core``
+    does not read Pillow's pixels (:func:`reads_pil_pixels`) or Pillow does not export the
+    copy's memory (the caller then warps a tensor and decodes the result).
+
+    The same pixels as warping ``image``'s and decoding the result into a new image (every
+    channel is warped on its own; an ``RGB`` image's padding byte is not visible), without
+    the warp's copy of the batch and the decode. Like that new image, the copy keeps none
+    of ``image.info``."""
+    if not reads_pil_pixels(core, image.mode):
+        return None
+    out = image.copy()
+    pixels = _pil_pixels(out, batched=True)
+    if pixels is None:
+        return None
+    out.info = {}
+    core.apply_transform_image(pixels, hooks, out=pixels)
+    return out

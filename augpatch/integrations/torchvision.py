@@ -102,6 +102,7 @@ from augpatch.integrations._torchvision_call import (  # noqa: E402
     _parses_its_boxes,
     reads_pil_pixels,
     takes_hooks,
+    warp_pil_copy,
 )
 from augpatch.integrations._torchvision_inputs import (  # noqa: E402
     _ROTATED,
@@ -243,7 +244,7 @@ class PatchTransform(v2.Transform):
         None, "batch_size": B, "canvas": (H, W), "images": [(image, tensor), ...]}`` where
         ``p`` holds ``theta``, ``batch_prob``, ``patches``, ``obj_to_img`` and the core's
         human parameters and ``images`` pairs each image input with its ``[B, C, H, W]``
-        tensor (a PIL image is converted here, once per call), or ``{"augpatch": None}``
+        tensor (a PIL image converted once, or a stand-in: :meth:`_pil_batch`), or ``{"augpatch": None}``
         when the sample has no boxes (nothing moves). For a core whose call and box hooks
         are ``PatchAugmentationBase``'s, also ``"hooks"`` (the ``PatchCall`` each image is
         warped with by the core's ``apply_transform_image``: the core's ``make_call``) and
@@ -341,6 +342,9 @@ class PatchTransform(v2.Transform):
     def _transform_image(self, image: Any, params: dict[str, Any]) -> Any:
         """An image ``[C, H, W]`` / ``[B, C, H, W]`` (plain, ``Image`` or PIL): one core call."""
         hooks = params.get("hooks")
+        pil = hooks is not None and isinstance(image, PIL.Image.Image)
+        if pil and (warped := warp_pil_copy(self.core, image, hooks)) is not None:
+            return warped  # Pillow's copy of the image, warped in place
         if hooks is not None:  # the core's image hook alone (see _call)
             out = self.core.apply_transform_image(self._batch(image, params), hooks)
         else:
@@ -445,19 +449,24 @@ class PatchTransform(v2.Transform):
             results[id(image)] = [image, result, output]
         return result
 
-    def _pil_batch(self, image: PIL.Image.Image) -> Tensor:
-        """A PIL image as ``[1, C, H, W]``, once per call: Pillow's own memory where the
-        core reads it as well (:func:`reads_pil_pixels`), else converted."""
+    def _pil_batch(self, image: PIL.Image.Image, *, read: bool = False) -> Tensor:
+        """A PIL image as ``[1, C, H, W]``: Pillow's own memory where the core reads it as
+        well (:func:`reads_pil_pixels`; unless ``read``, a ``meta`` stand-in of its shape:
+        the image step warps a copy, ``warp_pil_copy``; :meth:`_batch` reads it), else converted."""
         if reads_pil_pixels(self.core, image.mode):
+            if not read:
+                return torch.empty((1, 4, image.height, image.width), dtype=torch.uint8, device="meta")
             pixels = _pil_pixels(image, batched=True)
             if pixels is not None:
                 return pixels
         return self._image_tensor(image, batched=True)
 
     def _batch(self, image: Any, params: dict[str, Any]) -> Tensor:
-        """``image`` as the ``[B, C, H, W]`` tensor of :meth:`make_params` (converted there
-        once per call), or converted now (an image the call's parameters do not hold)."""
+        """``image`` as the ``[B, C, H, W]`` tensor of :meth:`make_params` (converted there once
+        per call; a stand-in's pixels read now), or converted now (an image not in the call)."""
         batch = next((t for x, t in params.get("images", ()) if x is image), None)
+        if batch is not None and batch.is_meta:
+            return self._pil_batch(image, read=True)
         return self._image_tensor(image, batched=True) if batch is None else batch
 
     def _moved_boxes(self, params: dict[str, Any]) -> Tensor:

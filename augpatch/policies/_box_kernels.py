@@ -24,14 +24,12 @@ from augpatch.functional.checks import (
     check_obj_to_img,
     fill_tensor,
 )
+from augpatch.functional.warp import warp_in_place
 from augpatch.ops import compiled_ops
-from augpatch.ops.backends.compiled import kernel_options
 from augpatch.ops.plan import (
-    compiled_planner,
     make_plan,
     object_params,
     pixel_rects,
-    prepare,
     work_strides,
 )
 from augpatch.ops.schedule import overlap_edges, schedule_levels
@@ -465,8 +463,8 @@ def warp_rects(
                                              and overlap == "sequential")):
         out = images if inplace else images.clone(memory_format=torch.preserve_format)
         if out.stride() == work_strides(out):
-            return _warp_in_place(ops, out, patches, theta, obj_to_img, fill, mode, padding_mode,
-                                  align_corners, overlap)
+            return warp_in_place(ops, out, patches, theta, obj_to_img, mode, padding_mode,
+                                 align_corners, overlap, fill=fill, chunked=True)
         images = out  # a strided view: the canvas path below, on the copy made already
         inplace = True
     if rects is None:
@@ -514,37 +512,6 @@ def warp_rects(
         return _apply_in_boxes(images, rects, obj_to_img, fn, overlap, inplace)
 
     return _warp_in_boxes_compiled(ops, images, rects, obj_to_img, layout, warp, overlap, inplace)
-
-
-def _warp_in_place(
-    ops: Any, out: Tensor, patches: Tensor, theta: Tensor, obj_to_img: Tensor,
-    fill: float | Sequence[float] | Tensor | None, mode: str, padding_mode: str,
-    align_corners: bool, overlap: str,
-) -> Tensor:
-    """:func:`warp_rects` by the compiled warp kernel in place on ``out`` (the batch the
-    caller owns, in the warp's layout): no canvas, no copy of the batch.
-
-    The operator's own planning (:func:`augpatch.ops.plan.prepare` with the kernel's C++
-    planner ``warp_plan``: levels, processing order, parameter table), then the kernel on
-    ``out`` itself: ``"parallel"`` in one call (every level reads the batch as given),
-    ``"sequential"`` level by level in cache-sized chunks of boxes (``box_warp_``,
-    ``csrc/box_ops_cpu.cpp``). With ``fill`` (uint8, ``nearest``, ``"sequential"``: a
-    pixel is its source or exactly the rounded fill) a chunk's rects get the fill
-    subtracted (modulo 256), are warped with zero padding and get the fill added back.
-    """
-    prepared = prepare(out, patches, theta, obj_to_img, mode, padding_mode, align_corners,
-                       overlap, compiled_planner(ops))
-    if prepared is None:  # no box has a pixel
-        return out
-    plan, params = prepared.plan, prepared.params
-    options = kernel_options(plan)
-    if overlap == "parallel":
-        ops.warp_forward_(out, params, plan.objects, plan.level_objects, options)
-        return out
-    value = (torch.empty(0, dtype=torch.uint8) if fill is None
-             else fill_tensor(fill, out.shape[1]).round().clamp(0, 255).to(torch.uint8))
-    ops.box_warp_(out, params, plan.objects, plan.level_objects, options, value)
-    return out
 
 
 def _warp_canvas(

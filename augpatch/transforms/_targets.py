@@ -11,13 +11,26 @@ import torch
 from torch import Tensor
 
 import augpatch.functional as F
-from augpatch.functional.checks import host_arithmetic
+from augpatch.functional.checks import check_out, host_arithmetic, values_visible
 from augpatch.transforms.pipeline import PatchCall, _any, image_regions, never_inverted
 
 
 def _plain_cpu(t: Tensor) -> bool:
     """A plain CPU tensor without gradient (its values may go through NumPy)."""
     return t.device.type == "cpu" and type(t) is Tensor and not t.requires_grad
+
+
+def _coins(applied: Tensor) -> tuple[bool, bool]:
+    """``(any, all)`` of the bool ``applied [N]``: read once on the host for a plain CPU
+    tensor whose values are visible (``all`` is then known: microseconds instead of a
+    ``torch.where``); else ``(_any(applied), False)`` (``all`` not asked)."""
+    if type(applied) is Tensor and applied.is_cpu and applied.dtype == torch.bool and values_visible(applied):
+        try:
+            coins = applied.numpy()
+        except RuntimeError:  # pragma: no cover - torch without NumPy
+            return _any(applied), False
+        return bool(coins.any()), bool(coins.all())
+    return _any(applied), False
 
 
 class TargetMixin:
@@ -35,6 +48,7 @@ class TargetMixin:
         masks: bool = False,
         reverse: bool = False,
         region: Tensor | None = None,
+        out: Tensor | None = None,
     ) -> Tensor:
         """One warp over the objects where ``applied`` is True (in reverse order if asked).
 
@@ -45,11 +59,22 @@ class TargetMixin:
         data-dependent selection is needed (``torch.compile``). When no object is applied
         the result is a clone (no warp). ``region`` (bool, broadcastable to ``images``):
         the warp reads zeros outside it and the result is ``images`` there (the padding
-        of a padded batch with ``padding_mode="image"``).
+        of a padded batch with ``padding_mode="image"``). ``out``: a tensor of ``images``'
+        shape, dtype and device the result is written into (returned; ``out=images``: in
+        place), as ``warp_patches(..., out=out)`` (its checks; no autograd): the image warp
+        writes there itself, the other cases (masks, ``region``, nothing applied) copy the
+        result into it.
         """
-        if not _any(applied):  # nothing moves: no warp at all
+        moves, every = _coins(applied)
+        if out is not None and (masks or region is not None or not moves):
+            check_out(out, images, {"boxes": boxes, "theta": theta, "obj_to_img": obj_to_img},
+                      function=f"{type(self).__name__}.warp_objects")
+            return out.copy_(self.warp_objects(images, boxes, theta, obj_to_img, applied,
+                                               masks=masks, reverse=reverse, region=region))
+        if not moves:  # nothing moves: no warp at all
             return images.clone()
-        boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
+        if not every:  # the objects not applied: no pixel
+            boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
         source = images if region is None else images.masked_fill(~region, 0)
         if reverse:
             boxes, theta, obj_to_img = boxes.flip(0), theta.flip(0), obj_to_img.flip(0)
@@ -61,8 +86,8 @@ class TargetMixin:
         args = (source, boxes, theta, obj_to_img)
         if masks:
             out = F.warp_masks(*args, **options)
-        else:
-            out = F.warp_patches(*args, mode=self.resample, **options)
+        else:  # out: given only without region (above)
+            out = F.warp_patches(*args, mode=self.resample, out=out, **options)
         return out if region is None else torch.where(region, out, images)
 
     def move_object_boxes(
@@ -96,7 +121,9 @@ class TargetMixin:
 
     # ------------------------------------------------------------------ per-target hooks
 
-    def apply_transform_image(self, images: Tensor, call: PatchCall) -> Tensor:
+    def apply_transform_image(
+        self, images: Tensor, call: PatchCall, *, out: Tensor | None = None
+    ) -> Tensor:
         """Warp ``images [B, C, H, W]`` with the call's objects (``self.resample``).
 
         Objects whose matrix is exactly the identity (or whose coin said no) are not
@@ -104,8 +131,16 @@ class TargetMixin:
         such objects still pass its gradient (a warp of the detached images whose
         value is subtracted again), so a spatial transformer initialised at the
         identity, or a policy with hard gates, keeps learning.
+
+        ``out``: ``None``, or a tensor of ``images``' shape, dtype and device to write the
+        result into (returned; ``out=images`` warps ``images`` in place): the same values,
+        as :func:`augpatch.functional.warp_patches` with ``out=`` (its checks; no autograd:
+        refused where ``theta`` or ``images`` requires grad).
         """
         region = self._image_region(call, images.shape[-2:], None)
+        if out is not None:
+            return self.warp_objects(images, call.warp_boxes, call.theta, call.obj_to_img,
+                                     call.moved, region=region, reverse=call.reverse, out=out)
         out = self.warp_objects(images, call.warp_boxes, call.theta, call.obj_to_img, call.moved,
                          region=region, reverse=call.reverse)
         still = call.applied & ~call.moved  # identity objects

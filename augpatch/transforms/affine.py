@@ -321,8 +321,9 @@ class RandomPatchAffine(PatchAugmentationBase):
             return lo + (hi - lo) * u
 
         def pair(ranges: tuple[Range, Range]) -> Any:  # one [N, 2] draw, a range per column
-            u = draw(2)
-            return np.stack((sample(ranges[0], u[:, 0]), sample(ranges[1], u[:, 1])), -1)
+            u, out = draw(2), np.empty((n, 2), ftype)  # filled column by column (no np.stack)
+            out[:, 0], out[:, 1] = sample(ranges[0], u[:, 0]), sample(ranges[1], u[:, 1])
+            return out
 
         degrees, translate_r, scale_r, shear_r = ranges
         zeros = np.zeros(n, ftype)
@@ -331,8 +332,7 @@ class RandomPatchAffine(PatchAugmentationBase):
         if scale_r is None:
             scale = np.ones((n, 2), ftype)
         elif scale_r[1] is None:
-            s = sample(scale_r[0], draw())
-            scale = np.stack((s, s), -1)
+            scale = np.repeat(sample(scale_r[0], draw())[:, None], 2, 1)  # (s, s)
         else:
             scale = pair(scale_r)
         if shear_r is None:
@@ -379,7 +379,9 @@ class RandomPatchAffine(PatchAugmentationBase):
             if rng is not None:
                 neutral &= (value == 0) if value.ndim == 1 else (value == 0).all(1)
         keep = coins & ~neutral
-        theta = torch.from_numpy(np.where(keep[:, None, None], theta_np, np.eye(2, 3, dtype=ftype)))
+        if not keep.all():
+            theta_np = np.where(keep[:, None, None], theta_np, np.eye(2, 3, dtype=ftype))
+        theta = torch.from_numpy(theta_np)
         return {**params, "theta": theta, "batch_prob": batch_prob}
 
     def parameter_bounds(
