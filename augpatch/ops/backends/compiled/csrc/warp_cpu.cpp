@@ -19,15 +19,20 @@
 #include "warp_rows_bwd.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -228,6 +233,12 @@ struct Keeper {
     });
   }
 
+  // `other`'s chunks (kept by another thread, for other objects) joined to these
+  void take_chunks(Keeper& other) {
+    for (auto& ch : other.chunks) chunks.push_back(std::move(ch));
+    other.chunks.clear();
+  }
+
   // the kept values as one tensor (kept0); the counts in kept1's head become offsets
   at::Tensor values(const at::TensorOptions& options, int64_t C) {
     for (int64_t k = ml.k0; k < rw.count(); ++k) offsets[k - ml.k0 + 1] += offsets[k - ml.k0];
@@ -304,11 +315,45 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   const int64_t C = NC > 0 ? NC : p.channels;  // NC: channels known when compiled
   const int64_t L = lv.count();
   auto direct = [&](int64_t l) { return input != nullptr && (p.parallel || l == 0); };
-  int64_t span = 0;  // parallel, without the input: every level waits for all to read
+  // the groups: part[l][g] is the first object of group g in level l ([G + 1] each)
+  const int64_t B = work.size(0);
+  std::vector<std::vector<int64_t>> part(static_cast<size_t>(L));
+  bool by_image = true;
   for (int64_t l = 0; l < L; ++l) {
-    if (!direct(l)) span = p.parallel ? lv.pix.back() : std::max(span, lv.pix[l + 1] - lv.pix[l]);
+    const int64_t ka = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l]) : 0;
+    const int64_t kb = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l + 1] - 1) + 1 : 0;
+    for (int64_t k = ka + 1; k < kb; ++k) by_image = by_image && rw.image[k - 1] <= rw.image[k];
+    part[l] = {ka, kb};
   }
-  std::vector<S> result(static_cast<size_t>(C * span));
+  by_image = by_image && fill != nullptr;  // without a copy to follow, as before: all at once
+  const int64_t G = by_image ? B : 1;
+  if (by_image) {
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t ka = part[l][0], kb = part[l][1];
+      part[l].assign(static_cast<size_t>(G + 1), kb);
+      part[l][0] = ka;
+      for (int64_t g = 1, k = ka; g <= G; ++g) {  // first object of image >= g
+        while (k < kb && rw.image[k] < g) ++k;
+        part[l][g] = k;
+      }
+    }
+  }
+  // `result` holds the values of one group's levels that cannot write straight into `work`,
+  // from 0: level l of group g at pixel px - res0[l][g] (parallel, without the input: every
+  // level waits for all of the group to read, so the group's levels one after another;
+  // else one level at a time). `span`: the most pixels any group needs there.
+  std::vector<std::vector<int64_t>> res0(static_cast<size_t>(L), std::vector<int64_t>(static_cast<size_t>(G), 0));
+  int64_t span = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t used = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t first = rw.first_pix[part[l][g]], n = rw.first_pix[part[l][g + 1]] - first;
+      if (direct(l)) continue;
+      res0[l][g] = first - (p.parallel ? used : 0);
+      used = p.parallel ? used + n : std::max(used, n);
+    }
+    span = std::max(span, used);
+  }
   // Where a pixel's channels are C consecutive elements of the batch (channels-last: s_c 1,
   // s_w C; e.g. Pillow's 4-byte pixels), the levels that cannot write straight into `work`
   // keep their values pixel-major in `result` ([span, C]), so that `write` moves each row as
@@ -320,11 +365,11 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   // the row path's first taps are int32 (warp_rows.h, row_axis): frames under 2^30 a side
   const bool row_sized = std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
 
-  // objects [ka, kb) of level l (one group's part of it)
-  auto compute = [&](int64_t l, int64_t ka, int64_t kb) {
+  // objects [ka, kb) of level l (one group's part of it), values not written straight into
+  // `work` into `result` (pixel px at px - res0)
+  auto compute = [&](int64_t l, int64_t ka, int64_t kb, S* result, int64_t res0) {
     const bool to_work = direct(l);
     const S* src = to_work ? input : base;
-    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool save = dvdx != nullptr && l >= p.save_from;
     // nearest and bilinear without saved derivatives: row by row (warp_rows.h, forward_row)
     const bool by_row = M != kBicubic && !save && !per_pixel && row_sized;
@@ -343,7 +388,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
             if (to_work) {
               forward_row<S, T, M, NC>(p, row, n, src, base + o0, p.s_w, p.s_c, rows);
             } else {
-              forward_row<S, T, M, NC>(p, row, n, src, result.data() + (p0 - res0) * r_px, r_px, r_c, rows);
+              forward_row<S, T, M, NC>(p, row, n, src, result + (p0 - res0) * r_px, r_px, r_c, rows);
             }
             continue;
           }
@@ -369,9 +414,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     });
   };
-  auto write = [&](int64_t l, int64_t ka, int64_t kb) {
-    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    const S* const res = result.data();
+  auto write = [&](int64_t ka, int64_t kb, const S* const res, int64_t res0) {
     const int64_t s_c = p.s_c, s_w = p.s_w, stride = span;
     // row by row, one channel at a time, with every pointer and stride in a local (a
     // byte store may alias anything the lambda reaches by reference)
@@ -398,51 +441,65 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     });
   };
-  // the groups: part[l][g] is the first object of group g in level l ([G + 1] each)
-  const int64_t B = work.size(0);
-  std::vector<std::vector<int64_t>> part(static_cast<size_t>(L));
-  bool by_image = true;
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t ka = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l]) : 0;
-    const int64_t kb = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l + 1] - 1) + 1 : 0;
-    for (int64_t k = ka + 1; k < kb; ++k) by_image = by_image && rw.image[k - 1] <= rw.image[k];
-    part[l] = {ka, kb};
-  }
-  by_image = by_image && fill != nullptr;  // without a copy to follow, as before: all at once
-  const int64_t G = by_image ? B : 1;
-  if (by_image) {
-    for (int64_t l = 0; l < L; ++l) {
-      const int64_t ka = part[l][0], kb = part[l][1];
-      part[l].assign(static_cast<size_t>(G + 1), kb);
-      part[l][0] = ka;
-      for (int64_t g = 1, k = ka; g <= G; ++g) {  // first object of image >= g
-        while (k < kb && rw.image[k] < g) ++k;
-        part[l][g] = k;
-      }
-    }
-  }
-  for (int64_t g = 0; g < G; ++g) {
+  // group g (images [b0, b1)), with `result` ([C * span]) and `kp` (the Keeper's state of
+  // the group) the calling thread's own
+  auto run_group = [&](int64_t g, S* result, Keeper<S>* kp) {
     const int64_t b0 = by_image ? g : 0, b1 = by_image ? g + 1 : B;
     if (fill != nullptr) copy_images(work, *fill, input != nullptr, b0, b1);
-    if (keeper != nullptr) keeper->begin(b0, b1);
+    if (kp != nullptr) kp->begin(b0, b1);
     if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
       for (int64_t l = 0; l < L; ++l) {
-        if (part[l][g] < part[l][g + 1]) compute(l, part[l][g], part[l][g + 1]);
+        if (part[l][g] < part[l][g + 1]) compute(l, part[l][g], part[l][g + 1], result, res0[l][g]);
       }
       for (int64_t l = 0; l < L; ++l) {
-        if (part[l][g] < part[l][g + 1]) write(l, part[l][g], part[l][g + 1]);
+        if (part[l][g] < part[l][g + 1]) write(part[l][g], part[l][g + 1], result, res0[l][g]);
       }
-      continue;
+      return;
     }
     for (int64_t l = 0; l < L; ++l) {  // parallel with the input: levels write in order (higher wins)
       const int64_t ka = part[l][g], kb = part[l][g + 1];
       if (ka == kb) continue;
-      if (keeper != nullptr && l >= p.save_from) keeper->keep(base, p, ka, kb);  // the patches as this level will read them
-      compute(l, ka, kb);
-      if (!direct(l)) write(l, ka, kb);
-      if (keeper != nullptr && l + 1 < L) keeper->mark(ka, kb);  // read by later levels
+      if (kp != nullptr && l >= p.save_from) kp->keep(base, p, ka, kb);  // the patches as this level will read them
+      compute(l, ka, kb, result, res0[l][g]);
+      if (!direct(l)) write(ka, kb, result, res0[l][g]);
+      if (kp != nullptr && l + 1 < L) kp->mark(ka, kb);  // read by later levels
     }
+  };
+  // Several images and intra-op threads: the images themselves are spread over the threads
+  // (dynamically, one image at a time: their box work differs), each image copied and warped
+  // whole by one thread with its own `result` and Keeper state (the nested parallel_for
+  // calls run inline). An image's work is the same arithmetic on the same values in the same
+  // order whichever thread runs it, and images share nothing they write (the kept bits and
+  // counts are per object, the kept values per chunk, joined in object order by
+  // Keeper::values): the same bits as one thread. One thread: image after image, each
+  // level's rows over the threads, as before.
+  const int threads = at::get_num_threads();
+#ifdef _OPENMP
+  if (G > 1 && threads > 1 && !at::in_parallel_region()) {
+    std::atomic<int64_t> next{0};  // the next image to take
+    std::exception_ptr failure;
+    // each thread's Keeper state (copies of the unused `keeper`), its chunks joined after
+    std::vector<Keeper<S>> own;
+    for (int t = 0; keeper != nullptr && t < threads; ++t) own.push_back(*keeper);
+#pragma omp parallel num_threads(threads)
+    {
+      try {
+        std::vector<S> result(static_cast<size_t>(C * span));
+        Keeper<S>* kp = keeper != nullptr ? &own[static_cast<size_t>(omp_get_thread_num())] : nullptr;
+        for (int64_t g = next++; g < G; g = next++) run_group(g, result.data(), kp);
+      } catch (...) {
+        next = G;  // the others stop after their image
+#pragma omp critical(augpatch_forward_failure)
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    for (auto& k : own) keeper->take_chunks(k);
+    return;
   }
+#endif
+  std::vector<S> result(static_cast<size_t>(C * span));
+  for (int64_t g = 0; g < G; ++g) run_group(g, result.data(), keeper);
 }
 
 // Units of the backward scatter: runs of rows [r0, r1) whose reads land in memory no other
