@@ -14,7 +14,7 @@ import itertools
 import pytest
 import torch
 from reference import reference_warp
-from test_warp_compiled_rows import _bits, _ops
+from test_warp_compiled_rows import _bits, _images, _ops
 
 from augpatch.functional import warp_patches
 from augpatch.testing.kernel_calls import compiled_kernel_calls
@@ -29,16 +29,11 @@ def _batch(seed: int, dtype: torch.dtype, channels: int = 3, layout: str = "cont
            n_boxes=(9, 0, 1, 5, 3)):
     """Images with uneven box work (``n_boxes[b]`` boxes on image ``b``, one without any): the
     boxes of an image overlap in chains (several levels), some lie partly outside it."""
-    g = torch.Generator().manual_seed(seed)
-    b, h, w = size
-    if dtype == torch.uint8:
-        images = torch.randint(0, 256, (b, channels, h, w), generator=g, dtype=torch.uint8)
-    else:
-        images = (torch.rand(b, channels, h, w, generator=g, dtype=D64) * 4 - 2).to(dtype)
-    if layout == "channels_last":
-        images = images.contiguous(memory_format=torch.channels_last)
-    elif layout == "strided":  # a view not in the working layout: the kernel reads no input directly
+    images = _images(dtype, channels, "channels_last" if layout == "channels_last" else "contiguous", seed, size)
+    if layout == "strided":  # a view not in the working layout: the kernel reads no input directly
         images = torch.cat([images, images], 3)[..., ::2]
+    g = torch.Generator().manual_seed(seed + 1)
+    _, h, w = size
     obj = torch.cat([torch.full((k,), i) for i, k in enumerate(n_boxes)])
     n = obj.numel()
     xy = torch.rand(n, 2, generator=g, dtype=D64) * torch.tensor([w * 0.6, h * 0.6], dtype=D64) - 2
