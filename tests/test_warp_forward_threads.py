@@ -25,10 +25,11 @@ THREADS = (1, 2, 3)
 pytestmark = pytest.mark.filterwarnings("ignore:Since version 1.3.0, affine_grid:UserWarning")
 
 
-def _batch(seed: int, dtype: torch.dtype, channels: int = 3, layout: str = "contiguous", size=(5, 22, 27),
-           n_boxes=(9, 0, 1, 5, 3)):
-    """Images with uneven box work (``n_boxes[b]`` boxes on image ``b``, one without any): the
-    boxes of an image overlap in chains (several levels), some lie partly outside it."""
+def _batch(seed: int, dtype: torch.dtype, channels: int = 3, layout: str = "contiguous", size=(6, 22, 27),
+           n_boxes=(4, 0, 3, 6, 4, 4)):
+    """Images with uneven box work (``n_boxes[b]`` boxes on image ``b``, one without any), yet
+    enough images to spread over the threads: the boxes of an image overlap in chains
+    (several levels), some lie partly outside it."""
     images = _images(dtype, channels, "channels_last" if layout == "channels_last" else "contiguous", seed, size)
     if layout == "strided":  # a view not in the working layout: the kernel reads no input directly
         images = torch.cat([images, images], 3)[..., ::2]
@@ -110,11 +111,20 @@ def test_per_pixel_path_and_non_working_layouts(layout, overlap):
 
 def test_larger_batch_with_uneven_work():
     """Images big enough that the threads run at once, one with far more box work than the
-    others; kept values of many objects joined from both threads' chunks."""
+    others (spread over two threads; too uneven for three); kept values of many objects joined
+    from the threads' chunks."""
     images, boxes, theta, obj = _batch(41, torch.float32, 3, "contiguous", size=(7, 96, 120),
                                        n_boxes=(40, 2, 0, 12, 1, 25, 6))
     outputs = _assert_same_bits_at_every_thread_count(images, boxes, theta, obj)
     assert outputs[0][1].numel() > 1000  # many kept values
+
+
+def test_every_box_on_one_image():
+    """Two images, every box on the first (too uneven to spread the images over the threads:
+    each level's rows are spread instead): the same bits too."""
+    images, boxes, theta, obj = _batch(44, torch.float32, 3, "contiguous", size=(2, 64, 80), n_boxes=(30, 0))
+    outputs = _assert_same_bits_at_every_thread_count(images, boxes, theta, obj)
+    assert torch.equal(outputs[0][0][1], images[1])  # the second image copied as it is
 
 
 def test_in_place_forward_same_bits_at_any_thread_count():

@@ -290,6 +290,29 @@ inline void copy_images(at::Tensor& work, const at::Tensor& from, bool same, int
   work.narrow(0, b0, b1 - b0).copy_(from.narrow(0, b0, b1 - b0));
 }
 
+// Whether spreading the images of a call over `threads` threads keeps them busy: the
+// estimated speedup, total work / max(the largest image's work, total / min(threads, G)),
+// is at least 3/4 of min(threads, G). An image's work: the copy of its `image_pixels` and
+// kWarpCost per pixel of its boxes (every level; a warped pixel costs several copied ones).
+// Two images with every box on one: about 1, so no (each level's rows are spread over the
+// threads instead); eight images with one of them busy: yes (measured:
+// benchmarks/forward_kernel.py, docs/notes/fwdpar6.md). The outputs do not depend on it.
+inline bool balanced_images(const Plan& rw, const std::vector<std::vector<int64_t>>& part, int64_t image_pixels,
+                            int threads) {
+  constexpr double kWarpCost = 8.0;
+  const int64_t G = part.empty() ? 0 : static_cast<int64_t>(part[0].size()) - 1;
+  double total = 0.0, largest = 0.0;
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t pixels = 0;
+    for (const auto& pl : part) pixels += rw.first_pix[pl[g + 1]] - rw.first_pix[pl[g]];
+    const double work = static_cast<double>(image_pixels) + kWarpCost * static_cast<double>(pixels);
+    total += work;
+    largest = std::max(largest, work);
+  }
+  const double used = static_cast<double>(std::min<int64_t>(threads, G));
+  return total >= 0.75 * used * std::max(largest, total / used);
+}
+
 // `input`: the input batch in the working layout, or null. Levels that read it (every
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
@@ -471,11 +494,12 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   // calls run inline). An image's work is the same arithmetic on the same values in the same
   // order whichever thread runs it, and images share nothing they write (the kept bits and
   // counts are per object, the kept values per chunk, joined in object order by
-  // Keeper::values): the same bits as one thread. One thread: image after image, each
-  // level's rows over the threads, as before.
+  // Keeper::values): the same bits as one thread. One thread, or images too uneven to keep
+  // the threads busy (balanced_images): image after image, each level's rows over the
+  // threads, as before.
   const int threads = at::get_num_threads();
 #ifdef _OPENMP
-  if (G > 1 && threads > 1 && !at::in_parallel_region()) {
+  if (G > 1 && threads > 1 && !at::in_parallel_region() && balanced_images(rw, part, p.height * p.width, threads)) {
     std::atomic<int64_t> next{0};  // the next image to take
     std::exception_ptr failure;
     // each thread's Keeper state (copies of the unused `keeper`), its chunks joined after
