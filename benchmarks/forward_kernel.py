@@ -12,7 +12,10 @@ operator passes it for the case (captured from one ``warp_patches`` call).
 
 ``--threads``: torch's intra-op threads while timing (default 1). At 1 thread each call is
 timed by the calling thread's CPU time; at more, by wall time (the other threads' work is not
-the caller's CPU time), so on a shared machine repeat the run and compare the ratios.
+the caller's CPU time), so on a shared machine repeat the run and compare the ratios; there
+``--stat p10`` (the 10th percentile of each side's times instead of the median) shows the calls
+that found every core free (a call whose second thread waits for a busy core takes a
+scheduler time slice, several milliseconds).
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--cases", nargs="*", default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stat", choices=("median", "p10"), default="median")
     cfg = parser.parse_args()
     torch.set_num_threads(1)
     table = {**cases(), **bench_cases()}
@@ -124,7 +128,7 @@ def main() -> None:
     new = ops.warp_forward
     old = getattr(torch.ops, cfg.other).warp_forward if cfg.other else ops.warp_forward_per_pixel
     label = cfg.other or "per_pixel"
-    print(f"threads {cfg.threads}, {'thread CPU' if cfg.threads == 1 else 'wall'} time, medians of {cfg.rounds}")
+    print(f"threads {cfg.threads}, {'thread CPU' if cfg.threads == 1 else 'wall'} time, {cfg.stat} of {cfg.rounds}")
     print(f"{'case':52s} {'this ms':>9s} {label + ' ms':>18s} {'this/' + label:>14s}")
     for name, a in kargs.items():
         for x, y in zip(new(*a), old(*a)):  # the output, kept0, kept1 (int64 words in a float tensor)
@@ -137,7 +141,8 @@ def main() -> None:
                 fn(*a)
                 if r >= 2:
                     times[key].append(clock() - t0)
-        tn, to = statistics.median(times["new"]) * 1e3, statistics.median(times["old"]) * 1e3
+        stat = statistics.median if cfg.stat == "median" else (lambda v: statistics.quantiles(v, n=10)[0])
+        tn, to = stat(times["new"]) * 1e3, stat(times["old"]) * 1e3
         print(f"{name:52s} {tn:9.3f} {to:18.3f} {tn / to:14.2f}")
 
 
