@@ -361,18 +361,34 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     }
   }
-  // `result` holds the values of one group's levels that cannot write straight into `work`,
-  // from 0: level l of group g at pixel px - res0[l][g] (parallel, without the input: every
-  // level waits for all of the group to read, so the group's levels one after another;
-  // else one level at a time). `span`: the most pixels any group needs there.
+  // Several images and intra-op threads: the images themselves are spread over the threads
+  // (`spread`; dynamically, one image at a time: their box work differs), each image copied
+  // and warped whole by one thread with its own `result` and Keeper state (the nested
+  // parallel_for calls run inline). An image's work is the same arithmetic on the same values
+  // in the same order whichever thread runs it, and images share nothing they write (the kept
+  // bits and counts are per object, the kept values per chunk, joined in object order by
+  // Keeper::values): the same bits as one thread. One thread, or images too uneven to keep
+  // the threads busy (balanced_images): image after image, each level's rows over the
+  // threads, as before.
+  const int threads = at::get_num_threads();
+  bool spread = false;
+#ifdef _OPENMP
+  spread = G > 1 && threads > 1 && !at::in_parallel_region() && balanced_images(rw, part, p.height * p.width, threads);
+#endif
+  // `result` holds the values of the levels that cannot write straight into `work`: level l
+  // of group g at pixel px - res0[l][g], `span` pixels (parallel, without the input: every
+  // level waits for all of the group to read, so the levels one after another; else one
+  // level at a time). Spread: one group's from 0 (each thread its own); else as the levels
+  // lie in the plan (one buffer for every group, its size as before).
   std::vector<std::vector<int64_t>> res0(static_cast<size_t>(L), std::vector<int64_t>(static_cast<size_t>(G), 0));
   int64_t span = 0;
   for (int64_t g = 0; g < G; ++g) {
     int64_t used = 0;
     for (int64_t l = 0; l < L; ++l) {
-      const int64_t first = rw.first_pix[part[l][g]], n = rw.first_pix[part[l][g + 1]] - first;
+      const int64_t first = spread ? rw.first_pix[part[l][g]] : lv.pix[l];
+      const int64_t n = spread ? rw.first_pix[part[l][g + 1]] - first : lv.pix[l + 1] - lv.pix[l];
       if (direct(l)) continue;
-      res0[l][g] = first - (p.parallel ? used : 0);
+      res0[l][g] = first - (p.parallel ? used + (spread ? 0 : lv.pix[0]) : 0);
       used = p.parallel ? used + n : std::max(used, n);
     }
     span = std::max(span, used);
@@ -488,18 +504,8 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       if (kp != nullptr && l + 1 < L) kp->mark(ka, kb);  // read by later levels
     }
   };
-  // Several images and intra-op threads: the images themselves are spread over the threads
-  // (dynamically, one image at a time: their box work differs), each image copied and warped
-  // whole by one thread with its own `result` and Keeper state (the nested parallel_for
-  // calls run inline). An image's work is the same arithmetic on the same values in the same
-  // order whichever thread runs it, and images share nothing they write (the kept bits and
-  // counts are per object, the kept values per chunk, joined in object order by
-  // Keeper::values): the same bits as one thread. One thread, or images too uneven to keep
-  // the threads busy (balanced_images): image after image, each level's rows over the
-  // threads, as before.
-  const int threads = at::get_num_threads();
 #ifdef _OPENMP
-  if (G > 1 && threads > 1 && !at::in_parallel_region() && balanced_images(rw, part, p.height * p.width, threads)) {
+  if (spread) {
     std::atomic<int64_t> next{0};  // the next image to take
     std::exception_ptr failure;
     // each thread's Keeper state (copies of the unused `keeper`), its chunks joined after
