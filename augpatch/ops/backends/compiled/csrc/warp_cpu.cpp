@@ -326,7 +326,8 @@ inline bool balanced_images(const Plan& rw, const std::vector<std::vector<int64_
 // arithmetic on the same values in the same order as all images level by level, while
 // the levels read what the copy has just brought into the cache (a 50 MB batch copied
 // whole is out of it before the first level reads it). Else (and when there is nothing to
-// copy: warp_forward_) one group of all images.
+// copy: warp_forward_) one group of all images. With several intra-op threads the images
+// may go to the threads whole (`spread` below; the same bits).
 template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
                   const Levels& lv, const Params& p, const Saved<S, T>& sv, Keeper<S>* keeper,
