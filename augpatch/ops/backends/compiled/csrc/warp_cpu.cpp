@@ -19,15 +19,20 @@
 #include "warp_rows_bwd.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -228,6 +233,12 @@ struct Keeper {
     });
   }
 
+  // `other`'s chunks (kept by another thread, for other objects) joined to these
+  void take_chunks(Keeper& other) {
+    for (auto& ch : other.chunks) chunks.push_back(std::move(ch));
+    other.chunks.clear();
+  }
+
   // the kept values as one tensor (kept0); the counts in kept1's head become offsets
   at::Tensor values(const at::TensorOptions& options, int64_t C) {
     for (int64_t k = ml.k0; k < rw.count(); ++k) offsets[k - ml.k0 + 1] += offsets[k - ml.k0];
@@ -279,6 +290,29 @@ inline void copy_images(at::Tensor& work, const at::Tensor& from, bool same, int
   work.narrow(0, b0, b1 - b0).copy_(from.narrow(0, b0, b1 - b0));
 }
 
+// Whether spreading the images of a call over `threads` threads keeps them busy: the
+// estimated speedup, total work / max(the largest image's work, total / min(threads, G)),
+// is at least 3/4 of min(threads, G). An image's work: the copy of its `image_pixels` and
+// kWarpCost per pixel of its boxes (every level; a warped pixel costs several copied ones).
+// Two images with every box on one: about 1, so no (each level's rows are spread over the
+// threads instead); eight images with one of them busy: yes (measured:
+// benchmarks/forward_kernel.py, docs/notes/fwdpar6.md). The outputs do not depend on it.
+inline bool balanced_images(const Plan& rw, const std::vector<std::vector<int64_t>>& part, int64_t image_pixels,
+                            int threads) {
+  constexpr double kWarpCost = 8.0;
+  const int64_t G = part.empty() ? 0 : static_cast<int64_t>(part[0].size()) - 1;
+  double total = 0.0, largest = 0.0;
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t pixels = 0;
+    for (const auto& pl : part) pixels += rw.first_pix[pl[g + 1]] - rw.first_pix[pl[g]];
+    const double work = static_cast<double>(image_pixels) + kWarpCost * static_cast<double>(pixels);
+    total += work;
+    largest = std::max(largest, work);
+  }
+  const double used = static_cast<double>(std::min<int64_t>(threads, G));
+  return total >= 0.75 * used * std::max(largest, total / used);
+}
+
 // `input`: the input batch in the working layout, or null. Levels that read it (every
 // level of "parallel", the first of "sequential") then write straight into `work`;
 // the others read `work` itself and so keep their values aside until the level has read.
@@ -292,7 +326,8 @@ inline void copy_images(at::Tensor& work, const at::Tensor& from, bool same, int
 // arithmetic on the same values in the same order as all images level by level, while
 // the levels read what the copy has just brought into the cache (a 50 MB batch copied
 // whole is out of it before the first level reads it). Else (and when there is nothing to
-// copy: warp_forward_) one group of all images.
+// copy: warp_forward_) one group of all images. With several intra-op threads the images
+// may go to the threads whole (`spread` below; the same bits).
 template <typename S, typename T, int64_t M, int64_t NC>
 void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const Plan& rw,
                   const Levels& lv, const Params& p, const Saved<S, T>& sv, Keeper<S>* keeper,
@@ -304,11 +339,61 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   const int64_t C = NC > 0 ? NC : p.channels;  // NC: channels known when compiled
   const int64_t L = lv.count();
   auto direct = [&](int64_t l) { return input != nullptr && (p.parallel || l == 0); };
-  int64_t span = 0;  // parallel, without the input: every level waits for all to read
+  // the groups: part[l][g] is the first object of group g in level l ([G + 1] each)
+  const int64_t B = work.size(0);
+  std::vector<std::vector<int64_t>> part(static_cast<size_t>(L));
+  bool by_image = true;
   for (int64_t l = 0; l < L; ++l) {
-    if (!direct(l)) span = p.parallel ? lv.pix.back() : std::max(span, lv.pix[l + 1] - lv.pix[l]);
+    const int64_t ka = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l]) : 0;
+    const int64_t kb = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l + 1] - 1) + 1 : 0;
+    for (int64_t k = ka + 1; k < kb; ++k) by_image = by_image && rw.image[k - 1] <= rw.image[k];
+    part[l] = {ka, kb};
   }
-  std::vector<S> result(static_cast<size_t>(C * span));
+  by_image = by_image && fill != nullptr;  // without a copy to follow, as before: all at once
+  const int64_t G = by_image ? B : 1;
+  if (by_image) {
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t ka = part[l][0], kb = part[l][1];
+      part[l].assign(static_cast<size_t>(G + 1), kb);
+      part[l][0] = ka;
+      for (int64_t g = 1, k = ka; g <= G; ++g) {  // first object of image >= g
+        while (k < kb && rw.image[k] < g) ++k;
+        part[l][g] = k;
+      }
+    }
+  }
+  // Several images and intra-op threads: the images themselves are spread over the threads
+  // (`spread`; dynamically, one image at a time: their box work differs), each image copied
+  // and warped whole by one thread with its own `result` and Keeper state (the nested
+  // parallel_for calls run inline). An image's work is the same arithmetic on the same values
+  // in the same order whichever thread runs it, and images share nothing they write (the kept
+  // bits and counts are per object, the kept values per chunk, joined in object order by
+  // Keeper::values): the same bits as one thread. One thread, or images too uneven to keep
+  // the threads busy (balanced_images): image after image, each level's rows over the
+  // threads, as before.
+  const int threads = at::get_num_threads();
+  bool spread = false;
+#ifdef _OPENMP
+  spread = G > 1 && threads > 1 && !at::in_parallel_region() && balanced_images(rw, part, p.height * p.width, threads);
+#endif
+  // `result` holds the values of the levels that cannot write straight into `work`: level l
+  // of group g at pixel px - res0[l][g], `span` pixels (parallel, without the input: every
+  // level waits for all of the group to read, so the levels one after another; else one
+  // level at a time). Spread: one group's from 0 (each thread its own); else as the levels
+  // lie in the plan (one buffer for every group, its size as before).
+  std::vector<std::vector<int64_t>> res0(static_cast<size_t>(L), std::vector<int64_t>(static_cast<size_t>(G), 0));
+  int64_t span = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t used = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t first = spread ? rw.first_pix[part[l][g]] : lv.pix[l];
+      const int64_t n = spread ? rw.first_pix[part[l][g + 1]] - first : lv.pix[l + 1] - lv.pix[l];
+      if (direct(l)) continue;
+      res0[l][g] = first - (p.parallel ? used + (spread ? 0 : lv.pix[0]) : 0);
+      used = p.parallel ? used + n : std::max(used, n);
+    }
+    span = std::max(span, used);
+  }
   // Where a pixel's channels are C consecutive elements of the batch (channels-last: s_c 1,
   // s_w C; e.g. Pillow's 4-byte pixels), the levels that cannot write straight into `work`
   // keep their values pixel-major in `result` ([span, C]), so that `write` moves each row as
@@ -320,11 +405,11 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
   // the row path's first taps are int32 (warp_rows.h, row_axis): frames under 2^30 a side
   const bool row_sized = std::max({longest, max_height(rw), p.width, p.height}) < (int64_t(1) << 30);
 
-  // objects [ka, kb) of level l (one group's part of it)
-  auto compute = [&](int64_t l, int64_t ka, int64_t kb) {
+  // objects [ka, kb) of level l (one group's part of it), values not written straight into
+  // `work` into `result` (pixel px at px - res0)
+  auto compute = [&](int64_t l, int64_t ka, int64_t kb, S* result, int64_t res0) {
     const bool to_work = direct(l);
     const S* src = to_work ? input : base;
-    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
     const bool save = dvdx != nullptr && l >= p.save_from;
     // nearest and bilinear without saved derivatives: row by row (warp_rows.h, forward_row)
     const bool by_row = M != kBicubic && !save && !per_pixel && row_sized;
@@ -343,7 +428,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
             if (to_work) {
               forward_row<S, T, M, NC>(p, row, n, src, base + o0, p.s_w, p.s_c, rows);
             } else {
-              forward_row<S, T, M, NC>(p, row, n, src, result.data() + (p0 - res0) * r_px, r_px, r_c, rows);
+              forward_row<S, T, M, NC>(p, row, n, src, result + (p0 - res0) * r_px, r_px, r_c, rows);
             }
             continue;
           }
@@ -369,9 +454,7 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     });
   };
-  auto write = [&](int64_t l, int64_t ka, int64_t kb) {
-    const int64_t res0 = p.parallel ? 0 : lv.pix[l];
-    const S* const res = result.data();
+  auto write = [&](int64_t ka, int64_t kb, const S* const res, int64_t res0) {
     const int64_t s_c = p.s_c, s_w = p.s_w, stride = span;
     // row by row, one channel at a time, with every pointer and stride in a local (a
     // byte store may alias anything the lambda reaches by reference)
@@ -398,51 +481,56 @@ void forward_impl(at::Tensor& work, const S* input, const Tables<T>& tb, const P
       }
     });
   };
-  // the groups: part[l][g] is the first object of group g in level l ([G + 1] each)
-  const int64_t B = work.size(0);
-  std::vector<std::vector<int64_t>> part(static_cast<size_t>(L));
-  bool by_image = true;
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t ka = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l]) : 0;
-    const int64_t kb = lv.rows[l] < lv.rows[l + 1] ? rw.obj(lv.rows[l + 1] - 1) + 1 : 0;
-    for (int64_t k = ka + 1; k < kb; ++k) by_image = by_image && rw.image[k - 1] <= rw.image[k];
-    part[l] = {ka, kb};
-  }
-  by_image = by_image && fill != nullptr;  // without a copy to follow, as before: all at once
-  const int64_t G = by_image ? B : 1;
-  if (by_image) {
-    for (int64_t l = 0; l < L; ++l) {
-      const int64_t ka = part[l][0], kb = part[l][1];
-      part[l].assign(static_cast<size_t>(G + 1), kb);
-      part[l][0] = ka;
-      for (int64_t g = 1, k = ka; g <= G; ++g) {  // first object of image >= g
-        while (k < kb && rw.image[k] < g) ++k;
-        part[l][g] = k;
-      }
-    }
-  }
-  for (int64_t g = 0; g < G; ++g) {
+  // group g (images [b0, b1)), with `result` ([C * span]) and `kp` (the Keeper's state of
+  // the group) the calling thread's own
+  auto run_group = [&](int64_t g, S* result, Keeper<S>* kp) {
     const int64_t b0 = by_image ? g : 0, b1 = by_image ? g + 1 : B;
     if (fill != nullptr) copy_images(work, *fill, input != nullptr, b0, b1);
-    if (keeper != nullptr) keeper->begin(b0, b1);
+    if (kp != nullptr) kp->begin(b0, b1);
     if (p.parallel && input == nullptr) {  // all read the batch as it was; higher levels write last
       for (int64_t l = 0; l < L; ++l) {
-        if (part[l][g] < part[l][g + 1]) compute(l, part[l][g], part[l][g + 1]);
+        if (part[l][g] < part[l][g + 1]) compute(l, part[l][g], part[l][g + 1], result, res0[l][g]);
       }
       for (int64_t l = 0; l < L; ++l) {
-        if (part[l][g] < part[l][g + 1]) write(l, part[l][g], part[l][g + 1]);
+        if (part[l][g] < part[l][g + 1]) write(part[l][g], part[l][g + 1], result, res0[l][g]);
       }
-      continue;
+      return;
     }
     for (int64_t l = 0; l < L; ++l) {  // parallel with the input: levels write in order (higher wins)
       const int64_t ka = part[l][g], kb = part[l][g + 1];
       if (ka == kb) continue;
-      if (keeper != nullptr && l >= p.save_from) keeper->keep(base, p, ka, kb);  // the patches as this level will read them
-      compute(l, ka, kb);
-      if (!direct(l)) write(l, ka, kb);
-      if (keeper != nullptr && l + 1 < L) keeper->mark(ka, kb);  // read by later levels
+      if (kp != nullptr && l >= p.save_from) kp->keep(base, p, ka, kb);  // the patches as this level will read them
+      compute(l, ka, kb, result, res0[l][g]);
+      if (!direct(l)) write(ka, kb, result, res0[l][g]);
+      if (kp != nullptr && l + 1 < L) kp->mark(ka, kb);  // read by later levels
     }
+  };
+#ifdef _OPENMP
+  if (spread) {
+    std::atomic<int64_t> next{0};  // the next image to take
+    std::exception_ptr failure;
+    // each thread's Keeper state (copies of the unused `keeper`), its chunks joined after
+    std::vector<Keeper<S>> own;
+    for (int t = 0; keeper != nullptr && t < threads; ++t) own.push_back(*keeper);
+#pragma omp parallel num_threads(threads)
+    {
+      try {
+        std::vector<S> result(static_cast<size_t>(C * span));
+        Keeper<S>* kp = keeper != nullptr ? &own[static_cast<size_t>(omp_get_thread_num())] : nullptr;
+        for (int64_t g = next++; g < G; g = next++) run_group(g, result.data(), kp);
+      } catch (...) {
+        next = G;  // the others stop after their image
+#pragma omp critical(augpatch_forward_failure)
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+    for (auto& k : own) keeper->take_chunks(k);
+    return;
   }
+#endif
+  std::vector<S> result(static_cast<size_t>(C * span));
+  for (int64_t g = 0; g < G; ++g) run_group(g, result.data(), keeper);
 }
 
 // Units of the backward scatter: runs of rows [r0, r1) whose reads land in memory no other
