@@ -147,8 +147,8 @@ def worker(args: argparse.Namespace) -> None:
     # Leave without tearing down Python objects. At torch 2.8, freeing the DDP modules'
     # Reducers at interpreter exit destroys the gloo process group while holding the GIL,
     # and a gloo thread still freeing a collective's tensors waits for that GIL: the rank
-    # hangs after its work is done (seen in CI, now and then). Everything is printed and
-    # checked by now; torchrun only needs exit code 0.
+    # hangs after its work is done (seen in CI, now and then; pytorch/pytorch#190489).
+    # Everything is printed and checked by now; torchrun only needs exit code 0.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
