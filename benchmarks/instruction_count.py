@@ -8,11 +8,11 @@ iterations and with none, and divide the difference by K::
     valgrind --tool=callgrind --callgrind-out-file=cg-0.out \\
         python benchmarks/instruction_count.py 8 3 256 256 64 0
 
-(``Collected : ...`` in valgrind's output is the total.) Valgrind 3.19 (Debian 12's) does not
-decode AVX-512: on a CPU that has it (this project's 2-core machines since December 2026)
-the process dies with SIGILL ("unhandled instruction bytes: 0x62 ...") and the counts mean
-nothing; use ``benchmarks/perf_loop.py`` under ``perf record`` there. Used for the before / after check
-of the restructuring in ``benchmarks/README.md``. Boxes are random integer boxes of
+(``Collected : ...`` in valgrind's output is the total.) Valgrind 3.19 (Debian 12's) does
+not decode AVX-512: on a CPU that has it (this project's 2-core machines since December
+2026) the process dies with SIGILL ("unhandled instruction bytes: 0x62 ...") and the counts
+mean nothing; use ``benchmarks/perf_loop.py`` under ``perf record`` there. Used for the
+before / after check of the restructuring in ``benchmarks/README.md``. Boxes are random integer boxes of
 16-63 px, ``theta`` a small rotation each; one thread.
 """
 

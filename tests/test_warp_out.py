@@ -193,8 +193,8 @@ def test_out_under_torch_compile_gives_the_eager_values_and_errors():
         with pytest.raises(ValueError, match="out must have the shape"):
             torch.compile(fn, backend="aot_eager")(images, boxes, theta, O2I, bad)
         # fullgraph: Dynamo reports a user exception raised while tracing as its own
-        # "Observed exception" naming the ValueError (with augpatch's message in its debug
-        # context at the newest torch, the class only at torch 2.8): the compile guide
+        # "Observed exception" naming the ValueError, with augpatch's message in its debug
+        # context at the newest torch and the class only at torch 2.8 (the compile guide)
         with pytest.raises(Exception) as info:
             torch.compile(fn, fullgraph=True, backend="aot_eager")(images, boxes, theta, O2I, bad)
         message = str(info.value)
