@@ -94,6 +94,29 @@ def test_out_with_few_float_boxes_and_no_boxes():
     assert empty is out and torch.equal(out, images)
 
 
+@pytest.mark.parametrize("integer", [True, False])
+def test_out_with_one_or_two_boxes_takes_the_path_warp_patches_takes(monkeypatch, integer):
+    """One or two integer boxes: the few-objects path (the reference's arithmetic), copied
+    into ``out``; float boxes, which that path leaves to the kernel: the kernel in place on
+    ``out`` (no result of its own to copy). The same bits as without ``out`` either way."""
+    import augpatch.functional._warp as warp_module
+
+    set_cpu_kernel("compiled")
+    images, boxes, theta = _batch(torch.float32)
+    boxes = boxes[[0, 2]].round() if integer else boxes[[0, 2]] + 0.3  # integer values, or not
+    in_place = []
+    original = warp_module.warp_in_place
+    monkeypatch.setattr(warp_module, "warp_in_place", lambda *a, **k: in_place.append(1) or original(*a, **k))
+    for n in (1, 2):
+        expected = warp_patches(images, boxes[:n], theta[:n], O2I[:n])
+        in_place.clear()
+        out = torch.full_like(images, 7.0)
+        assert warp_patches(images, boxes[:n], theta[:n], O2I[:n], out=out) is out
+        assert torch.equal(out, expected)
+        runs_kernel = warp_module.compiled_ops(images.device) is not None and not integer
+        assert len(in_place) == int(runs_kernel), (n, integer)
+
+
 def test_out_under_no_grad_with_inputs_that_require_grad():
     images, boxes, theta = _batch(torch.float64)
     theta.requires_grad_(True)

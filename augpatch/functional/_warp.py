@@ -92,8 +92,9 @@ def warp_patches(
             memory with the arguments. No autograd (refused where a tensor requires
             grad, as torch's ``out=``). On the CPU with the compiled kernel, and ``out``
             in the warp's own layout (that of ``torch.empty_like(images)``), the kernel
-            writes into ``out`` itself (in place: no copy of the batch); elsewhere the
-            result is computed, then copied into ``out`` (also under ``torch.compile``).
+            writes into ``out`` itself (in place: no copy of the batch); elsewhere, and for
+            one or two integer boxes (the reference's own arithmetic, below), the result is
+            computed, then copied into ``out`` (also under ``torch.compile``).
 
     Returns:
         ``[B, C, H, W]`` tensor of the dtype and memory format of ``images`` (``out`` when
@@ -172,16 +173,20 @@ def _warp_out(
     padding_mode: str, align_corners: bool, overlap: str, out: object,
 ) -> Tensor:
     """:func:`warp_patches` with ``out=``: checked (:func:`check_out`), then the compiled
-    kernel in place on ``out`` where it would run the call (:func:`_in_place_kernel`), else
-    the result computed and copied into ``out``."""
+    kernel in place on ``out`` where it would run the call (:func:`_in_place_kernel`, and
+    not the few-objects path :func:`_warp_few`), else the result computed and copied into
+    ``out``."""
     images, boxes, theta, obj_to_img = _checked(images, boxes, theta, obj_to_img, mode,
                                                 padding_mode, align_corners, overlap)
     out = check_out(out, images, {"boxes": boxes, "theta": theta, "obj_to_img": obj_to_img})
-    ops = _in_place_kernel(images, boxes, out, padding_mode)
-    if ops is None:
-        result = warp_patches(images, boxes, theta, obj_to_img, mode=mode,
-                              padding_mode=padding_mode, align_corners=align_corners,
-                              overlap=overlap)
+    ops = _in_place_kernel(images, out)
+    # the few-objects path first, as warp_patches takes it (the reference's own arithmetic)
+    few = None if ops is None else _warp_few(images, boxes, theta, obj_to_img, mode, padding_mode,
+                                             align_corners, overlap)
+    if ops is None or few is not None:
+        result = few if few is not None else warp_patches(
+            images, boxes, theta, obj_to_img, mode=mode, padding_mode=padding_mode,
+            align_corners=align_corners, overlap=overlap)
         return out.copy_(result)
     if not (out.data_ptr() == images.data_ptr() and out.stride() == images.stride()):
         out.copy_(images)
@@ -194,17 +199,15 @@ def _warp_out(
                          padding_mode, align_corners, overlap)
 
 
-def _in_place_kernel(images: Tensor, boxes: Tensor, out: Tensor, padding_mode: str) -> object | None:
+def _in_place_kernel(images: Tensor, out: Tensor) -> object | None:
     """The compiled kernel's operators where :func:`warp_patches` would run it and it can
     write into ``out`` itself: a plain eager call (no tracing, no ``torch.func`` transform)
-    on the CPU, the compiled kernel selected, ``out`` in the warp's layout, and not the
-    few-objects path (:func:`_warp_few`: float images, at most ``_FEW_OBJECTS`` boxes,
-    patch-relative padding), whose reference arithmetic the kernel does not repeat bit for
-    bit. ``None`` otherwise."""
+    on the CPU, the compiled kernel selected, ``out`` in the warp's layout. ``None``
+    otherwise. (The caller first tries the few-objects path, :func:`_warp_few`, as
+    :func:`warp_patches` does: one or two integer boxes get the reference's own arithmetic,
+    which the kernel does not repeat bit for bit; float boxes go to the kernel.)"""
     if (
         images.device.type != "cpu"
-        or (images.dtype in _FEW_DTYPES and boxes.shape[0] <= _FEW_OBJECTS
-            and padding_mode != "image")
         or torch.compiler.is_compiling()
         or transforms_active()
         or not _work_layout(out)
