@@ -1,10 +1,10 @@
 """The warp's planning in C++ (``augpatch_cpu::warp_plan``) equals the Python planning.
 
-``augpatch.ops.plan.prepare`` runs the compiled kernel's planner for CPU tensors with
-patch-relative padding; the Python planning is its fall-back (other kernels, padding
-``"image"``, CUDA) and the one that raises the value errors. Both must give the same
-plan, bit for bit: the same objects in the same order, the same levels, the same
-parameter table.
+``augpatch.ops.plan.prepare`` runs the compiled kernel's planner for CPU tensors, every
+padding (with padding ``"image"`` and ``"sequential"`` it also computes the rects the objects
+read and the levels respect them); the Python planning is its fall-back (other kernels, CUDA)
+and the one that raises the value errors. Both must give the same plan, bit for bit: the
+same objects in the same order, the same levels, the same parameter table.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _planner():
     return compiled_ops(torch.device("cpu")).warp_plan
 
 
-def _random_call(gen: torch.Generator, case: int):
+def _random_call(gen: torch.Generator, case: int, spread: float = 0.3):
     """Images, boxes (partly outside the canvas, some empty, often overlapping), theta, obj_to_img."""
     batch = int(torch.randint(1, 4, (), generator=gen))
     height, width = (int(v) for v in torch.randint(1, 40, (2,), generator=gen))
@@ -39,7 +39,7 @@ def _random_call(gen: torch.Generator, case: int):
         boxes = boxes.round().long()  # integer boxes
     elif case % 3 == 1:
         boxes = boxes.float()
-    theta = torch.eye(2, 3, dtype=torch.float64) + 0.3 * torch.randn(num, 2, 3, dtype=torch.float64, generator=gen)
+    theta = torch.eye(2, 3, dtype=torch.float64) + spread * torch.randn(num, 2, 3, dtype=torch.float64, generator=gen)
     if case % 2:
         theta = theta.float()
     obj_to_img = torch.randint(0, batch, (num,), generator=gen)
@@ -59,12 +59,17 @@ def _equal_plans(a, b) -> None:
 
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("overlap", ["sequential", "parallel"])
-def test_cpp_planning_equals_python_planning(align_corners, overlap):
-    gen = torch.Generator().manual_seed(2100 + 2 * align_corners + (overlap == "parallel"))
+@pytest.mark.parametrize("padding_mode", ["zeros", "image"])
+def test_cpp_planning_equals_python_planning(align_corners, overlap, padding_mode):
+    """Random calls; with padding "image" thetas that also read far outside the boxes (read
+    rects clamped to the image, loose and strict edges)."""
+    gen = torch.Generator().manual_seed(2100 + 2 * align_corners + (overlap == "parallel")
+                                        + 4 * (padding_mode == "image"))
     planned = 0
     for case in range(120):
-        images, boxes, theta, obj_to_img = _random_call(gen, case)
-        args = (images, boxes, theta, obj_to_img, "bilinear", "zeros", align_corners, overlap)
+        spread = 0.3 if padding_mode != "image" else (0.05, 0.3, 1.5)[case % 3]
+        images, boxes, theta, obj_to_img = _random_call(gen, case, spread)
+        args = (images, boxes, theta, obj_to_img, "bilinear", padding_mode, align_corners, overlap)
         python = _plan.prepare(*args)
         cpp = _plan.prepare(*args, planner=_planner())
         _equal_plans(cpp, python)
@@ -72,6 +77,38 @@ def test_cpp_planning_equals_python_planning(align_corners, overlap):
         if python is not None:
             assert cpp.params.dtype == compute_dtype(images.dtype)
     assert planned > 60  # most calls plan something
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_cpp_planning_of_image_reads_follows_the_sweep_and_loose_edges(align_corners):
+    """Padding "image", sequential: a column of boxes above ``schedule._DENSE_MAX`` (the sweep
+    over what the objects touch), shifted thetas whose reads reach the neighbours (strict
+    edges) and shrinking ones that read inside (objects that only read where a later one
+    writes: loose edges, the same level), one-pixel boxes, and the levels equal the
+    relaxation's over the Python edges."""
+    images = torch.zeros(2, 1, 460, 40)  # every box inside: all planned
+    k = torch.arange(150)
+    column = torch.stack([k % 7, 3 * k, 8 + k % 5, 3 * k + 2 + k % 3], 1)  # some touch, some not
+    boxes = torch.cat([column, column.flip(0)]).double()
+    boxes[::17, 2] = boxes[::17, 0] + 1  # one pixel wide
+    obj_to_img = torch.cat([torch.zeros(150, dtype=torch.long), torch.ones(150, dtype=torch.long)])
+    theta = torch.eye(2, 3, dtype=torch.float64).repeat(300, 1, 1)
+    theta[::3, 1, 2] = 1.5  # reads the box below
+    theta[1::3, :, :2] *= 0.3  # reads the middle of its own box only
+    args = (images, boxes, theta, obj_to_img, "bicubic", "image", align_corners, "sequential")
+    cpp = _plan.prepare(*args, planner=_planner())
+    _equal_plans(cpp, _plan.prepare(*args))
+    pix = _plan.pixel_rects(boxes, 460, 40)
+    read = _plan.source_rects(_plan.clip_to_canvas(boxes, 460, 40), pix, theta, align_corners, 460, 40)
+    src, dst, strict = _schedule.overlap_edges(pix, read, obj_to_img)
+    assert (strict == 0).any() and (strict == 1).any()  # both kinds of edges
+    level = _schedule.schedule_levels(300, src, dst, strict)
+    assert len(cpp.plan.level_objects) == int(level.max()) + 2 > 3
+    # the C++ planner itself planned it (no fall-back), and the reads changed the levels
+    call = (boxes, theta, obj_to_img, 2, 460, 40, torch.float64, align_corners)
+    with_reads, without = _planner()(*call, True), _planner()(*call, False)
+    assert with_reads[3] == 0 and torch.equal(with_reads[1], cpp.levels)
+    assert without[1].numel() < with_reads[1].numel()
 
 
 def test_cpp_planning_follows_the_sweep_and_deep_overlaps():
@@ -113,7 +150,8 @@ def test_cpp_planning_defers_value_errors_to_the_python_messages(boxes, theta, o
         _plan.prepare(images, boxes, mat, obj_to_img, "bilinear", "zeros", False, "sequential", planner=_planner())
 
 
-def test_warp_with_cpp_planning_equals_python_planning(monkeypatch):
+@pytest.mark.parametrize("padding_mode", ["reflection", "image"])
+def test_warp_with_cpp_planning_equals_python_planning(monkeypatch, padding_mode):
     """Whole calls (values and gradients) with the C++ planning and with the Python one."""
     gen = torch.Generator().manual_seed(5)
     images = torch.rand(3, 2, 30, 34, dtype=torch.float64, generator=gen)
@@ -125,7 +163,7 @@ def test_warp_with_cpp_planning_equals_python_planning(monkeypatch):
 
     def run():
         img, box, mat = (t.clone().requires_grad_() for t in (images, boxes, theta))
-        out = warp_patches(img, box, mat, obj_to_img, mode="bicubic", padding_mode="reflection")
+        out = warp_patches(img, box, mat, obj_to_img, mode="bicubic", padding_mode=padding_mode)
         (out * weight).sum().backward()
         return out.detach(), img.grad, box.grad, mat.grad
 

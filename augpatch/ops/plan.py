@@ -141,8 +141,11 @@ def _frame_rows(
 
 
 #: ``augpatch_cpu::warp_plan``: ``(boxes, theta [N, 2, 3], obj_to_img, batch, height, width,
-#: dtype, align_corners) -> (objects [K, 6], level bounds [L + 1], params [K, 14], status)``
-Planner = Callable[[Tensor, Tensor, Tensor, int, int, int, torch.dtype, bool], tuple[Tensor, Tensor, Tensor, int]]
+#: dtype, align_corners, reads) -> (objects [K, 6], level bounds [L + 1], params [K, 14],
+#: status)``; ``reads``: the objects read around their boxes (padding ``"image"``,
+#: ``"sequential"``), and the levels respect what they read.
+Planner = Callable[[Tensor, Tensor, Tensor, int, int, int, torch.dtype, bool, bool],
+                   tuple[Tensor, Tensor, Tensor, int]]
 
 
 def compiled_planner(ops: object | None) -> Planner | None:
@@ -179,13 +182,15 @@ def prepare(
 
     ``planner``: the compiled kernel's ``augpatch_cpu::warp_plan`` (``csrc/plan_cpu.cpp``),
     the same plan computed in C++ (bit for bit: the same objects, levels and parameters).
-    Used for CPU tensors with patch-relative padding; where a value check fails it defers to
-    the planning below, which raises the error.
+    Used for CPU tensors (with padding ``"image"`` too: it computes the read rects and their
+    edges as well); where a value check fails it defers to the planning below, which raises
+    the error.
     """
     batch, _, height, width = images.shape
-    if planner is not None and padding_mode != "image" and images.device.type == "cpu":
+    if planner is not None and images.device.type == "cpu":
+        reads = padding_mode == "image" and overlap == "sequential"  # the levels respect the reads
         objects, bounds, params, status = planner(boxes, theta, obj_to_img, batch, height, width,
-                                                  compute_dtype(images.dtype), align_corners)
+                                                  compute_dtype(images.dtype), align_corners, reads)
         if status == 0:
             if objects.shape[0] == 0:
                 return None
