@@ -180,13 +180,12 @@ def _warp_out(
                                                 padding_mode, align_corners, overlap)
     out = check_out(out, images, {"boxes": boxes, "theta": theta, "obj_to_img": obj_to_img})
     ops = _in_place_kernel(images, out)
-    # the few-objects path first, as warp_patches takes it (the reference's own arithmetic)
-    few = None if ops is None else _warp_few(images, boxes, theta, obj_to_img, mode, padding_mode,
-                                             align_corners, overlap)
-    if ops is None or few is not None:
-        result = few if few is not None else warp_patches(
-            images, boxes, theta, obj_to_img, mode=mode, padding_mode=padding_mode,
-            align_corners=align_corners, overlap=overlap)
+    # no kernel to write in place: the result, copied; else the few-objects path first, as
+    # warp_patches takes it (the reference's own arithmetic; None where it does not apply)
+    result = (warp_patches(images, boxes, theta, obj_to_img, mode=mode, padding_mode=padding_mode,
+                           align_corners=align_corners, overlap=overlap) if ops is None
+              else _warp_few(images, boxes, theta, obj_to_img, mode, padding_mode, align_corners, overlap))
+    if result is not None:
         return out.copy_(result)
     if not (out.data_ptr() == images.data_ptr() and out.stride() == images.stride()):
         out.copy_(images)

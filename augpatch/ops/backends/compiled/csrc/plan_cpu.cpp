@@ -41,12 +41,19 @@ struct Area {
   int64_t x0, y0, x1, y1;
 };
 
+// clip_to_canvas of one box (float64)
+inline void clip_box(const double* box, double width, double height, double* out) {
+  const double lim[4] = {width, height, width, height};
+  for (int k = 0; k < 4; ++k) out[k] = std::min(std::max(box[k], 0.0), lim[k]);
+}
+
 // pixel_rects of one box (float64, as the Python planning reads the metadata)
 inline void pixel_rect(const double* box, double width, double height, int64_t* out) {
   const double lim[4] = {width, height, width, height};
+  double clipped[4];
+  clip_box(box, width, height, clipped);
   for (int k = 0; k < 4; ++k) {
-    double v = std::min(std::max(box[k], 0.0), lim[k]);                     // clip_to_canvas
-    int64_t p = static_cast<int64_t>(std::ceil(v - 0.5));                  // ceil(. - .5).long()
+    int64_t p = static_cast<int64_t>(std::ceil(clipped[k] - 0.5));               // ceil(. - .5).long()
     out[k] = std::min(std::max(p, int64_t(0)), static_cast<int64_t>(lim[k]));  // clamp
   }
   out[2] = std::max(out[2], out[0]);
@@ -131,17 +138,21 @@ std::vector<int64_t> levels_of(const std::vector<Rect>& rects, const std::vector
   std::vector<int64_t> level(k, 0);
   if (k < 2) return level;
   const bool with_reads = !reads.empty();
-  // what each object touches (writes or reads): the rects the sweep pairs
-  std::vector<Rect> touch = rects;
-  for (int64_t i = 0; with_reads && i < k; ++i) {
-    touch[i].x0 = std::min(rects[i].x0, reads[i].x0);
-    touch[i].y0 = std::min(rects[i].y0, reads[i].y0);
-    touch[i].x1 = std::max(rects[i].x1, reads[i].x1);
-    touch[i].y1 = std::max(rects[i].y1, reads[i].y1);
+  // what each object touches (writes, or with reads writes or reads): the rects the sweep pairs
+  std::vector<Rect> touch;
+  if (with_reads) {
+    touch = rects;
+    for (int64_t i = 0; i < k; ++i) {
+      touch[i].x0 = std::min(rects[i].x0, reads[i].x0);
+      touch[i].y0 = std::min(rects[i].y0, reads[i].y0);
+      touch[i].x1 = std::max(rects[i].x1, reads[i].x1);
+      touch[i].y1 = std::max(rects[i].y1, reads[i].y1);
+    }
   }
+  const std::vector<Rect>& swept = with_reads ? touch : rects;
   std::vector<int64_t> count_x, count_y;
-  auto by_x = sweep(touch, 0, count_x);
-  auto by_y = sweep(touch, 1, count_y);
+  auto by_x = sweep(swept, 0, count_x);
+  auto by_y = sweep(swept, 1, count_y);
   const bool use_x = by_x.second <= by_y.second;
   const std::vector<int64_t>& order = use_x ? by_x.first : by_y.first;
   const std::vector<int64_t>& count = use_x ? count_x : count_y;
@@ -266,9 +277,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, int64_t> warp_plan(
     read_rects.reserve(k);
     for (const Rect& o : rects) {
       double clipped[4];
-      const double lim[4] = {static_cast<double>(width), static_cast<double>(height), static_cast<double>(width),
-                             static_cast<double>(height)};
-      for (int c = 0; c < 4; ++c) clipped[c] = std::min(std::max(mp[4 * o.index + c], 0.0), lim[c]);
+      clip_box(mp + 4 * o.index, static_cast<double>(width), static_cast<double>(height), clipped);
       read_rects.push_back(source_rect(clipped, o, tp + 6 * o.index, align_corners, height, width));
     }
   }
